@@ -1,0 +1,53 @@
+"""Out-of-band control of bare-metal machines through their BMCs.
+
+Plain Python, no Django: the control plane passes in a :class:`BmcTarget` and gets back our own enums
+and errors, whatever the protocol underneath.
+
+    driver = get_driver("ipmi", BmcTarget("10.0.0.5", 623, "admin", secret, timeout_s=5))
+    if driver.power_state() is PowerState.OFF:
+        driver.set_boot_device(BootDevice.PXE, once=True)
+        driver.power_on()
+"""
+
+from __future__ import annotations
+
+from .base import DEFAULT_TIMEOUT_S, BmcDriver, BmcTarget, BootDevice, PowerState
+from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
+
+DRIVER_NAMES = ("ipmi", "redfish", "fake")
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DRIVER_NAMES",
+    "BmcAuthError",
+    "BmcBusy",
+    "BmcDriver",
+    "BmcError",
+    "BmcTarget",
+    "BmcTimeout",
+    "BmcUnreachable",
+    "BmcUnsupported",
+    "BootDevice",
+    "PowerState",
+    "get_driver",
+]
+
+
+def get_driver(name: str, target: BmcTarget) -> BmcDriver:
+    """The driver called ``name`` ("ipmi", "redfish" or "fake") for ``target``.
+
+    Backends are imported on first use so that, say, the fake driver never loads pyghmi or sushy.
+    """
+    if name == "ipmi":
+        from .ipmi import IpmiDriver
+
+        return IpmiDriver(target)
+    if name == "redfish":
+        from .redfish import RedfishDriver
+
+        return RedfishDriver(target)
+    if name == "fake":
+        from .fake import FakeDriver
+
+        return FakeDriver(target)
+    raise ValueError(f"unknown BMC driver {name!r}; expected one of {', '.join(DRIVER_NAMES)}")

@@ -1,0 +1,127 @@
+"""An in-memory BMC for the demo and for fast tests.
+
+State lives per ``(address, port)`` and is shared by every driver for that target in this process, so a
+test (or the demo's simulated machine) can look at what the driver did and inject delays and faults.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .base import BmcTarget, BootDevice, PowerState
+from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
+
+FAULT_UNREACHABLE = "unreachable"
+FAULT_AUTH = "auth"
+FAULTS = (FAULT_UNREACHABLE, FAULT_AUTH)
+
+
+@dataclass(eq=False)
+class FakeBmc:
+    """The simulated chassis behind a fake target."""
+
+    power: PowerState = PowerState.OFF
+    boot_device: BootDevice = BootDevice.DEFAULT
+    boot_once: bool = True
+    boot_uefi: bool = False
+    #: When set, any other password is rejected as a real BMC would.
+    password: str | None = None
+    #: Added to every call; a delay past the target's timeout turns into a timeout.
+    delay_s: float = 0.0
+    #: ``None``, ``"unreachable"`` or ``"auth"``.
+    fault: str | None = None
+    #: Method names in call order, for assertions.
+    calls: list[str] = field(default_factory=list)
+    #: The device each power-on booted from, in order.
+    boots: list[BootDevice] = field(default_factory=list)
+    #: Called with the boot device whenever the chassis powers on or resets.
+    on_power_on: list[Callable[[BootDevice], None]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def _boot(self) -> None:
+        device = self.boot_device
+        if self.boot_once:
+            self.boot_device = BootDevice.DEFAULT
+        self.boots.append(device)
+        for callback in list(self.on_power_on):
+            callback(device)
+
+
+_registry: dict[tuple[str, int], FakeBmc] = {}
+_registry_lock = threading.Lock()
+
+
+def fake_bmc(address: str, port: int) -> FakeBmc:
+    """The shared state for ``address:port``, created powered off on first use."""
+    with _registry_lock:
+        return _registry.setdefault((address, port), FakeBmc())
+
+
+def reset_fakes() -> None:
+    """Forget every fake BMC (tests call this between cases)."""
+    with _registry_lock:
+        _registry.clear()
+
+
+class FakeDriver:
+    def __init__(self, target: BmcTarget):
+        self.target = target
+        self.bmc = fake_bmc(target.address, target.port)
+
+    def __repr__(self) -> str:
+        return f"FakeDriver({self.target.endpoint})"
+
+    def _enter(self, name: str) -> None:
+        bmc = self.bmc
+        delay = bmc.delay_s
+        if bmc.fault == FAULT_UNREACHABLE or delay > self.target.timeout_s:
+            time.sleep(min(delay, self.target.timeout_s) if delay else 0)
+            if bmc.fault == FAULT_UNREACHABLE:
+                raise BmcUnreachable(self.target.endpoint, "no answer (fake BMC set unreachable)")
+            raise BmcTimeout(self.target.endpoint, f"no answer within {self.target.timeout_s:g} s")
+        if delay:
+            time.sleep(delay)
+        if bmc.fault == FAULT_AUTH or (bmc.password is not None and bmc.password != self.target.password):
+            raise BmcAuthError(self.target.endpoint, f"credentials for user {self.target.username!r} rejected")
+        bmc.calls.append(name)
+
+    def power_state(self) -> PowerState:
+        self._enter("power_state")
+        return self.bmc.power
+
+    def power_on(self) -> None:
+        self._enter("power_on")
+        with self.bmc.lock:
+            if self.bmc.power != PowerState.ON:
+                self.bmc.power = PowerState.ON
+                self.bmc._boot()
+
+    def power_off(self, soft: bool = False) -> None:
+        self._enter("power_off_soft" if soft else "power_off")
+        with self.bmc.lock:
+            self.bmc.power = PowerState.OFF
+
+    def power_cycle(self) -> None:
+        self._enter("power_cycle")
+        with self.bmc.lock:
+            self.bmc.power = PowerState.ON
+            self.bmc._boot()
+
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+        self._enter("set_boot_device")
+        if device not in (BootDevice.PXE, BootDevice.DISK):
+            raise BmcUnsupported(self.target.endpoint, f"cannot set boot device {device!s}")
+        with self.bmc.lock:
+            self.bmc.boot_device, self.bmc.boot_once, self.bmc.boot_uefi = BootDevice(device), once, uefi
+
+    def get_boot_device(self) -> BootDevice:
+        self._enter("get_boot_device")
+        return self.bmc.boot_device
+
+    def ping(self) -> float:
+        started = time.monotonic()
+        self._enter("ping")
+        return time.monotonic() - started

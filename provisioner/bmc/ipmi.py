@@ -1,0 +1,114 @@
+"""IPMI-over-LAN (RMCP+) driver on pyghmi: raw chassis commands, decoded into our own types."""
+
+from __future__ import annotations
+
+import time
+
+from pyghmi.ipmi.private.constants import ipmi_completion_codes
+
+from .base import BmcTarget, BootDevice, PowerState
+from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
+from .ipmi_loop import get_loop
+
+NETFN_CHASSIS = 0x00
+NETFN_APP = 0x06
+CMD_GET_DEVICE_ID = 0x01
+CMD_CHASSIS_STATUS = 0x01
+CMD_CHASSIS_CONTROL = 0x02
+CMD_SET_BOOT_OPTIONS = 0x08
+CMD_GET_BOOT_OPTIONS = 0x09
+
+CONTROL_POWER_DOWN = 0x00
+CONTROL_POWER_UP = 0x01
+CONTROL_HARD_RESET = 0x03
+CONTROL_SOFT_SHUTDOWN = 0x05
+
+BOOT_PARAM_FLAGS = 0x05
+BOOT_FLAG_VALID = 0x80
+BOOT_FLAG_PERSISTENT = 0x40
+BOOT_FLAG_EFI = 0x20
+# Boot device selector, bits 5:2 of boot flags data byte 2 (IPMI 2.0 table 28-14).
+_SELECTOR_BY_DEVICE = {BootDevice.PXE: 0x1, BootDevice.DISK: 0x2}
+_DEVICE_BY_SELECTOR = {0x0: BootDevice.DEFAULT, 0x1: BootDevice.PXE, 0x2: BootDevice.DISK, 0x3: BootDevice.DISK}
+
+# Completion codes that mean "not now" rather than "never".
+_BUSY_CODES = {0xC0, 0xC3, 0xCE, 0xCF}
+_PRIVILEGE_CODES = {0xD4}
+
+
+class IpmiDriver:
+    """One BMC over IPMI 2.0 / RMCP+. Every call is bounded by ``target.timeout_s`` (login included)."""
+
+    def __init__(self, target: BmcTarget):
+        self.target = target
+        self._loop = get_loop()
+
+    def __repr__(self) -> str:
+        return f"IpmiDriver({self.target.endpoint})"
+
+    def _call(self, what: str, netfn: int, command: int, data: tuple[int, ...] = ()) -> bytes:
+        response = self._loop.call(self.target, netfn, command, data)
+        code = response.get("code", 0)
+        if code:
+            text = ipmi_completion_codes.get(code) or response.get("error") or "unknown"
+            detail = f"{what} refused with completion code 0x{code:02X} ({text})"
+            if code in _BUSY_CODES:
+                raise BmcBusy(self.target.endpoint, detail)
+            if code in _PRIVILEGE_CODES:
+                raise BmcAuthError(self.target.endpoint, f"{detail}; the account needs operator privilege")
+            if code == 0xFF:
+                raise BmcError(self.target.endpoint, detail)
+            raise BmcUnsupported(self.target.endpoint, detail)
+        return bytes(response.get("data", b""))
+
+    def power_state(self) -> PowerState:
+        # Get Chassis Status is one round trip; pyghmi's get_power() costs two.
+        data = self._call("chassis status", NETFN_CHASSIS, CMD_CHASSIS_STATUS)
+        if not data:
+            return PowerState.UNKNOWN
+        return PowerState.ON if data[0] & 0x01 else PowerState.OFF
+
+    def _control(self, what: str, directive: int, settled: PowerState | None) -> None:
+        try:
+            self._call(what, NETFN_CHASSIS, CMD_CHASSIS_CONTROL, (directive,))
+        except BmcUnsupported:
+            # Some BMCs refuse "power up" when already up (and "down" when down); that is success for us.
+            if settled is None or self.power_state() != settled:
+                raise
+
+    def power_on(self) -> None:
+        self._control("power on", CONTROL_POWER_UP, PowerState.ON)
+
+    def power_off(self, soft: bool = False) -> None:
+        if soft:
+            self._control("soft power off", CONTROL_SOFT_SHUTDOWN, PowerState.OFF)
+        else:
+            self._control("power off", CONTROL_POWER_DOWN, PowerState.OFF)
+
+    def power_cycle(self) -> None:
+        # "Power cycle" (directive 2) is refused by many BMCs when the chassis is off; decide ourselves.
+        if self.power_state() == PowerState.ON:
+            self._control("reset", CONTROL_HARD_RESET, None)
+        else:
+            self.power_on()
+
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+        device = BootDevice(device)
+        if device not in _SELECTOR_BY_DEVICE:
+            raise BmcUnsupported(self.target.endpoint, f"cannot set boot device {device}")
+        flags = BOOT_FLAG_VALID | (0 if once else BOOT_FLAG_PERSISTENT) | (BOOT_FLAG_EFI if uefi else 0)
+        selector = _SELECTOR_BY_DEVICE[device] << 2
+        data = (BOOT_PARAM_FLAGS, flags, selector, 0, 0, 0)
+        self._call(f"set boot device {device}", NETFN_CHASSIS, CMD_SET_BOOT_OPTIONS, data)
+
+    def get_boot_device(self) -> BootDevice:
+        data = self._call("get boot device", NETFN_CHASSIS, CMD_GET_BOOT_OPTIONS, (BOOT_PARAM_FLAGS, 0, 0))
+        # data: parameter version, parameter selector, then the five boot-flag bytes.
+        if len(data) < 4 or not data[2] & BOOT_FLAG_VALID:
+            return BootDevice.DEFAULT
+        return _DEVICE_BY_SELECTOR.get((data[3] >> 2) & 0x0F, BootDevice.OTHER)
+
+    def ping(self) -> float:
+        started = time.monotonic()
+        self._call("get device id", NETFN_APP, CMD_GET_DEVICE_ID)
+        return time.monotonic() - started

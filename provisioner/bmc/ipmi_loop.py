@@ -1,0 +1,410 @@
+"""One thread that owns every pyghmi IPMI session in the process and puts our own deadline on every call.
+
+Why not pyghmi's synchronous API from the calling threads:
+
+* pyghmi 1.6.19 has no overall deadline: a BMC that goes silent during login can block the caller for good.
+* With several threads talking to fast BMCs, a reply that pyghmi's IO thread queues before the calling
+  thread has registered its waiter is only noticed when the retry timer fires, 0.5-1 s later
+  (``session._io_wait``): the call "stalls".
+* A second ``Command`` for the same BMC with ``str`` credentials can hang (pyghmi stores them as bytes and
+  then fails to match its own live session).
+
+So callers hand requests to this loop and wait on a future with their own deadline. The loop drives pyghmi's
+*asynchronous* session API (``onlogon`` and ``raw_command(callback=...)``), is woken directly when pyghmi's IO
+thread queues a packet, fires pyghmi's retry timers itself, keeps one logged-in session per BMC for reuse and
+logs it out when idle, and never calls into pyghmi code that waits.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import pyghmi.exceptions
+from pyghmi.ipmi.private import session as pyghmi_session
+from pyghmi.ipmi.private import util as pyghmi_util
+
+from .base import BmcTarget
+from .errors import BmcAuthError, BmcError, BmcTimeout, BmcUnreachable
+
+log = logging.getLogger(__name__)
+
+#: Log out a session idle this long. BMCs drop idle sessions after ~30-60 s (pyghmi keeps them alive at 29 s
+#: with traffic we would rather not send); a fresh login costs a few ms, a dead session costs a whole timeout.
+IDLE_LOGOUT_S = 20.0
+#: Longest the loop sleeps without looking at its timers.
+MAX_TICK_S = 1.0
+#: IPMI privilege we ask for: operator is enough for chassis control and boot options.
+PRIVILEGE_OPERATOR = 3
+
+# pyghmi's login error strings that mean "these credentials will never work".
+_AUTH_ERRORS = (
+    "incorrect password",
+    "unauthorized name",
+    "invalid role",
+    "unauthorized role",
+    "privilege",
+    "invalid username",
+    "rakp4 integrity",
+    "unauthorized guid",
+)
+
+
+class _Session(pyghmi_session.Session):
+    """pyghmi's session with the post-login privilege request made asynchronous.
+
+    pyghmi sends "set session privilege" synchronously from inside its packet handler, which would block this
+    loop (and stall on the race described above). It also silently re-logs in on a timeout, then waits for
+    the old command's slot; we prefer to fail the call and log in afresh on the next one.
+    """
+
+    def _req_priv_level(self):
+        self.logged = 1
+        self.logoutexpiry = None
+        self.maxtimeout = 4
+        self.logontries = 0
+        self.raw_command(
+            netfn=6, command=0x3B, data=[self.privlevel], callback=self._keepalive_wrapper(self._got_priv_level)
+        )
+
+    def _got_priv_level(self, response):
+        if response is None or response.get("error") or response.get("code"):
+            self.logged = 0
+            self.logging = False
+            detail = (response or {}).get("error") or "privilege level refused"
+            self.onlogon({"error": f"{detail} (privilege level {self.privlevel})"})
+            return
+        self.logging = False
+        self.onlogon({"success": True})
+
+
+class _SignallingDeque(collections.deque):
+    """pyghmi's IO thread appends a session here when a packet for it arrives; wake our loop at once."""
+
+    def append(self, item):
+        super().append(item)
+        loop = _loop
+        if loop is not None:
+            loop.wake.set()
+
+
+@dataclass(eq=False)
+class _Request:
+    netfn: int
+    command: int
+    data: tuple[int, ...]
+    deadline: float
+    future: Future = field(default_factory=Future)
+
+
+@dataclass(eq=False)
+class _Conn:
+    """Our side of one BMC: at most one pyghmi session and one command in flight."""
+
+    address: str
+    port: int
+    username: bytes
+    password: bytes = field(repr=False)
+    endpoint: str
+    timeout_s: float
+    session: _Session | None = None
+    ready: bool = False
+    generation: int = 0
+    current: _Request | None = None
+    queue: collections.deque = field(default_factory=collections.deque)
+    last_used: float = 0.0
+
+
+class IpmiLoop:
+    def __init__(self):
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+        self._incoming: list[tuple[tuple, BmcTarget, str, _Request]] = []
+        self._conns: dict[tuple, _Conn] = {}
+        self._thread = threading.Thread(target=self._run, name="ipmi-loop", daemon=True)
+        self._thread.start()
+
+    # -- caller side ----------------------------------------------------------------------------------------
+
+    def call(self, target: BmcTarget, netfn: int, command: int, data: tuple[int, ...] = ()) -> dict:
+        """Send one IPMI request and return pyghmi's response dict; raise a BmcError on no answer or no login."""
+        started = time.monotonic()
+        address = _resolve(target)
+        request = _Request(netfn, command, tuple(data), started + target.timeout_s)
+        key = (address, target.port, target.username, target.password)
+        with self._lock:
+            self._incoming.append((key, target, address, request))
+        self.wake.set()
+        try:
+            # The loop fails the future at the deadline; the margin only covers a loop that died.
+            return request.future.result(timeout=target.timeout_s + 1.0)
+        except FutureTimeout:
+            raise BmcTimeout(target.endpoint, f"no answer within {target.timeout_s:g} s") from None
+
+    # -- loop side ------------------------------------------------------------------------------------------
+
+    def _run(self):
+        while True:
+            self.wake.wait(self._next_timer())
+            self.wake.clear()
+            try:
+                self._step()
+            except Exception:  # the loop must survive a pyghmi surprise; the affected calls time out
+                log.exception("IPMI loop step failed")
+
+    def _step(self):
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        for key, target, address, request in incoming:
+            conn = self._conns.get(key)
+            if conn is None:
+                conn = self._conns[key] = _Conn(
+                    address=address,
+                    port=target.port,
+                    username=target.username.encode(),
+                    password=target.password.encode(),
+                    endpoint=target.endpoint,
+                    timeout_s=target.timeout_s,
+                )
+            conn.queue.append(request)
+        queue = pyghmi_session.sessionqueue
+        while queue:
+            queue.popleft().process_pktqueue()
+        now = time.monotonic()
+        self._fire_retry_timers(now)
+        for key, conn in list(self._conns.items()):
+            self._expire(conn, now)
+            if conn.current is None and conn.queue:
+                self._dispatch(conn)
+            elif conn.current is None and not conn.queue and now - conn.last_used > IDLE_LOGOUT_S:
+                self._discard(conn)
+                del self._conns[key]
+
+    def _next_timer(self) -> float:
+        now = time.monotonic()
+        soonest = now + MAX_TICK_S
+        waiting = pyghmi_session.Session.waiting_sessions
+        for conn in self._conns.values():
+            if conn.current is not None:
+                soonest = min(soonest, conn.current.deadline)
+            if conn.queue:
+                soonest = min(soonest, conn.queue[0].deadline)
+            if conn.session is not None and conn.session in waiting:
+                soonest = min(soonest, waiting.get(conn.session, {}).get("timeout", soonest))
+        return max(0.0, soonest - now)
+
+    def _fire_retry_timers(self, now: float):
+        """What ``Session.wait_for_rsp`` does for timers, for our sessions only: retransmit or give up."""
+        waiting = pyghmi_session.Session.waiting_sessions
+        due = []
+        with pyghmi_util.protect(pyghmi_session.WAITING_SESSIONS):
+            for conn in self._conns.values():
+                session = conn.session
+                if session is not None and waiting.get(session, {}).get("timeout", now + 1) < now:
+                    waiting.pop(session, None)
+                    due.append(session)
+        for session in due:
+            session._timedout()
+
+    def _expire(self, conn: _Conn, now: float):
+        if conn.current is not None and conn.current.deadline <= now:
+            request, conn.current = conn.current, None
+            _fail(request, BmcTimeout(conn.endpoint, f"no answer within {conn.timeout_s:g} s"))
+            # The BMC may be gone or may have dropped our session: never reuse a session that went quiet.
+            self._discard(conn)
+        while conn.queue and conn.queue[0].deadline <= now:
+            what = "login" if conn.session is not None and not conn.ready else "answer"
+            _fail(conn.queue.popleft(), BmcTimeout(conn.endpoint, f"no {what} within {conn.timeout_s:g} s"))
+            if not conn.queue and not conn.ready:
+                self._discard(conn)
+
+    def _dispatch(self, conn: _Conn):
+        session = conn.session
+        if session is not None and (session.broken or (conn.ready and not session.logged)):
+            self._discard(conn)
+            session = None
+        if session is None:
+            self._login(conn)
+            return
+        if not conn.ready or session._isincommand():
+            return
+        request = conn.queue.popleft()
+        conn.current = request
+        generation = conn.generation
+
+        def on_response(response, conn=conn, request=request, generation=generation):
+            self._on_response(conn, request, generation, response)
+
+        try:
+            session.raw_command(
+                netfn=request.netfn,
+                command=request.command,
+                data=request.data,
+                callback=session._keepalive_wrapper(on_response),
+            )
+        except pyghmi.exceptions.IpmiException:
+            # Not sent: the session died between checks. Put the request back and log in again.
+            conn.current = None
+            conn.queue.appendleft(request)
+            self._discard(conn)
+
+    def _login(self, conn: _Conn):
+        conn.generation += 1
+        conn.ready = False
+        generation = conn.generation
+
+        def on_logon(response, conn=conn, generation=generation):
+            self._on_logon(conn, generation, response)
+
+        try:
+            session = _Session(
+                bmc=conn.address,
+                userid=conn.username,
+                password=conn.password,
+                port=conn.port,
+                onlogon=on_logon,
+                privlevel=PRIVILEGE_OPERATOR,
+                keepalive=False,
+            )
+        except (pyghmi.exceptions.IpmiException, OSError) as exc:
+            self._fail_all(conn, BmcUnreachable(conn.endpoint, f"cannot start an IPMI session: {exc}"))
+            return
+        _kick_io_thread()
+        conn.session = session
+        if session.logged and not session.logging:
+            # pyghmi handed back a live session it already had for these credentials.
+            conn.ready = True
+
+    def _on_logon(self, conn: _Conn, generation: int, response: dict):
+        if generation != conn.generation:
+            return
+        error = response.get("error")
+        if error:
+            conn.session = None  # pyghmi marks it broken itself right after this callback
+            conn.ready = False
+            conn.generation += 1
+            lowered = str(error).lower()
+            if any(marker in lowered for marker in _AUTH_ERRORS):
+                exc: BmcError = BmcAuthError(
+                    conn.endpoint, f"login as {conn.username.decode(errors='replace')!r} rejected: {error}"
+                )
+            else:
+                exc = BmcUnreachable(conn.endpoint, f"login failed: {error}")
+            self._fail_all(conn, exc)
+            return
+        conn.ready = True
+        conn.last_used = time.monotonic()
+        self.wake.set()  # dispatch the queued request on the next step
+
+    def _on_response(self, conn: _Conn, request: _Request, generation: int, response: dict | None):
+        if generation != conn.generation or conn.current is not request:
+            return
+        conn.current = None
+        conn.last_used = time.monotonic()
+        if response is None or response.get("code") == 0xFFFF:
+            _fail(request, BmcTimeout(conn.endpoint, f"no answer within {conn.timeout_s:g} s"))
+            conn.session = None
+            conn.ready = False
+            conn.generation += 1
+            return
+        if not request.future.done():
+            request.future.set_result(response)
+        self.wake.set()
+
+    def _fail_all(self, conn: _Conn, exc: BmcError):
+        if conn.current is not None:
+            _fail(conn.current, exc)
+            conn.current = None
+        while conn.queue:
+            _fail(conn.queue.popleft(), exc)
+
+    def _discard(self, conn: _Conn):
+        """Drop the session without waiting for anything: close it on the wire, forget its timers."""
+        session, conn.session = conn.session, None
+        conn.ready = False
+        conn.generation += 1
+        if session is None or session.broken:
+            return
+        session.incommand = False
+        session.lastpayload = None
+        try:
+            session._mark_broken()
+        except Exception:  # closing a session to a dead BMC must not take the loop down
+            log.debug("discarding IPMI session to %s failed", conn.endpoint, exc_info=True)
+
+
+def _fail(request: _Request, exc: BmcError):
+    if not request.future.done():
+        request.future.set_exception(exc)
+
+
+def _resolve(target: BmcTarget) -> str:
+    # Resolve in the calling thread: a slow DNS lookup must not stall the loop that serves every BMC.
+    try:
+        infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise BmcUnreachable(target.endpoint, f"cannot resolve address: {exc.strerror or exc}") from None
+    return infos[0][4][0]
+
+
+def _kick_io_thread():
+    # pyghmi's IO thread selects on the socket list it saw last; a session may have just added a socket.
+    sockets = pyghmi_session.iosockets
+    if sockets and pyghmi_session.myself:
+        try:
+            sockets[0].sendto(b"\x01", (pyghmi_session.myself, sockets[0].getsockname()[1]))
+        except OSError:
+            pass
+
+
+_loop: IpmiLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def get_loop() -> IpmiLoop:
+    global _loop
+    if _loop is None:
+        with _loop_lock:
+            if _loop is None:
+                _loop = IpmiLoop()
+    return _loop
+
+
+def _install_signalling_queue():
+    old = pyghmi_session.sessionqueue
+    if not isinstance(old, _SignallingDeque):
+        pyghmi_session.sessionqueue = _SignallingDeque(old)
+
+
+def _reset_after_fork():
+    """Give a forked child (e.g. an RQ work horse) a clean pyghmi: the parent's threads did not come along."""
+    global _loop, _loop_lock
+    _loop = None
+    _loop_lock = threading.Lock()
+    ps = pyghmi_session
+    ps.iothread = None
+    ps.iothreadready = False
+    ps.iothreadwaiters = []
+    ps.ioqueue = collections.deque()
+    ps.iosockets = []
+    ps.selectdeadline = 0
+    ps.sessionqueue = _SignallingDeque()
+    ps.KEEPALIVE_SESSIONS = threading.RLock()
+    ps.WAITING_SESSIONS = threading.RLock()
+    for table in ("bmc_handlers", "waiting_sessions", "initting_sessions", "keepalive_sessions", "socketpool"):
+        getattr(ps.Session, table).clear()
+    ps.Session.iterwaiters.clear()
+    ps.Session.socketchecking = None
+    _Session.socketchecking = None
+
+
+_install_signalling_queue()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
