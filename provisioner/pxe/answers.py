@@ -1,0 +1,248 @@
+"""Installer answer files (preseed, kickstart, autoinstall) and the kernel command lines that fetch them.
+
+Templates are edited by admins, so they render in Jinja2's sandbox from a plain dict: no model instance, no
+attribute that reaches outside the data. A mistake in a template is reported with its line, never rendered
+as an empty string into a file a machine will act on.
+"""
+
+import hashlib
+import ipaddress
+import json
+import re
+import shlex
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from provisioner.pxe.mac import normalise_mac
+
+
+class Method(StrEnum):
+    PRESEED = "preseed"  # debian-installer fetches preseed.cfg
+    KICKSTART = "kickstart"  # anaconda fetches ks.cfg
+    AUTOINSTALL = "autoinstall"  # Ubuntu subiquity reads cloud-init NoCloud user-data + meta-data
+    IMAGE = "image"  # the memory OS boots and its agent writes an image
+
+
+EVENT_KINDS = ("started", "progress", "finished", "failed")
+TEMPLATE_NAME = "<template>"
+_HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+class TemplateError(Exception):
+    """An answer-file template failed to render; `lineno` is the template line (None when unknown)."""
+
+    def __init__(self, reason: str, lineno: int | None = None) -> None:
+        self.reason = reason
+        self.lineno = lineno
+        where = f"line {lineno}" if lineno is not None else "unknown line"
+        super().__init__(f"template error at {where}: {reason}")
+
+
+@dataclass(frozen=True)
+class StaticAddress:
+    """A static IPv4/IPv6 address for the PXE NIC; without one the installer uses DHCP."""
+
+    address: str
+    prefix: int
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+
+
+def install_urls(base_url: str, token: str) -> dict[str, Any]:
+    """The per-install URLs the installer fetches and calls back, all carrying the install token."""
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
+        raise ValueError(f"base URL must be http(s)://host[/path]: {base_url!r}")
+    if not _TOKEN.fullmatch(token):
+        raise ValueError("install token must be 16-128 URL-safe characters")
+    seed = f"{base_url.rstrip('/')}/i/{token}/"
+    return {
+        "base": base_url.rstrip("/"),
+        "seed": seed,
+        "preseed": f"{seed}preseed.cfg",
+        "kickstart": f"{seed}ks.cfg",
+        "user_data": f"{seed}user-data",
+        "meta_data": f"{seed}meta-data",
+        "events": {kind: f"{seed}events/{kind}" for kind in EVENT_KINDS},
+    }
+
+
+def _check_hostname(hostname: str, domain: str) -> None:
+    if not _HOSTNAME_LABEL.fullmatch(hostname):
+        raise ValueError(f"hostname must be one RFC 1123 label in lower case: {hostname!r}")
+    if domain and not all(_HOSTNAME_LABEL.fullmatch(label) for label in domain.split(".")):
+        raise ValueError(f"malformed domain: {domain!r}")
+
+
+def _network(static: StaticAddress | None) -> dict[str, Any] | None:
+    if static is None:
+        return None
+    interface = ipaddress.ip_interface(f"{static.address}/{static.prefix}")
+    gateway = str(ipaddress.ip_address(static.gateway)) if static.gateway else None
+    return {
+        "address": str(interface.ip),
+        "prefix": interface.network.prefixlen,
+        "netmask": str(interface.netmask),
+        "cidr": str(interface.with_prefixlen),
+        "gateway": gateway,
+        "dns": [str(ipaddress.ip_address(a)) for a in static.dns],
+        "ipv6": interface.version == 6,
+    }
+
+
+def install_context(
+    *,
+    hostname: str,
+    domain: str,
+    mac: str,
+    base_url: str,
+    token: str,
+    disk: str,
+    root_password_hash: str,
+    ssh_keys: Iterable[str] = (),
+    network: StaticAddress | None = None,
+    timezone: str = "Etc/UTC",
+) -> dict[str, Any]:
+    """The plain dict every answer-file template renders from.
+
+    Keys: hostname, domain, fqdn, mac, disk, disk_name, root_password_hash, ssh_keys, timezone, instance_id,
+    network (None for DHCP, else address/prefix/netmask/cidr/gateway/dns/ipv6), urls (base, seed, preseed,
+    kickstart, user_data, meta_data, events.started|progress|finished|failed).
+    """
+    _check_hostname(hostname, domain)
+    if not re.fullmatch(r"/dev/[A-Za-z0-9/_.:-]+", disk):
+        raise ValueError(f"disk must be a /dev path: {disk!r}")
+    keys = [k.strip() for k in ssh_keys]
+    for key in keys:
+        if not key or "\n" in key or "'" in key:
+            raise ValueError("an SSH key must be one line without single quotes")
+    if not root_password_hash.startswith("$") or any(c.isspace() for c in root_password_hash):
+        raise ValueError("root password must be a crypt(3) hash such as $6$...")
+    return {
+        "hostname": hostname,
+        "domain": domain,
+        "fqdn": f"{hostname}.{domain}" if domain else hostname,
+        "mac": normalise_mac(mac),
+        "disk": disk,
+        "disk_name": disk.removeprefix("/dev/"),
+        "root_password_hash": root_password_hash,
+        "ssh_keys": keys,
+        "timezone": timezone,
+        # cloud-init runs its once-per-instance modules again only when this changes: one per install.
+        "instance_id": "i-" + hashlib.sha256(token.encode()).hexdigest()[:16],
+        "network": _network(network),
+        "urls": install_urls(base_url, token),
+    }
+
+
+def _check_plain(value: Any, where: str = "context") -> None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has a non-string key {key!r}")
+            _check_plain(item, f"{where}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+        return
+    raise TypeError(f"{where} must hold only plain data, not {type(value).__name__}")
+
+
+def _yaml_string(value: Any) -> str:
+    # JSON strings are valid YAML double-quoted scalars, so any value lands in YAML as exactly one scalar.
+    return json.dumps(str(value))
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["shquote"] = lambda value: shlex.quote(str(value))
+    env.filters["yaml"] = _yaml_string
+    return env
+
+
+_ENV = _environment()
+
+
+def _template_line(exc: BaseException) -> int | None:
+    # Jinja rewrites tracebacks so that frames in the template carry its file name and source line numbers.
+    lineno = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == TEMPLATE_NAME:
+            lineno = line
+    return lineno
+
+
+def render_template(source: str, context: Mapping[str, Any]) -> str:
+    """Render an admin-edited template from a plain dict; any failure raises TemplateError with its line."""
+    _check_plain(context)
+    try:
+        template = _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"syntax error: {exc.message}", exc.lineno) from exc
+    try:
+        return template.render(dict(context))
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"undefined: {exc.message}", _template_line(exc)) from exc
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"refused by the sandbox: {exc}", _template_line(exc)) from exc
+    except Exception as exc:  # the template is admin-written code: any failure in it is a template error
+        raise TemplateError(f"{type(exc).__name__}: {exc}", _template_line(exc)) from exc
+
+
+def kernel_cmdline(
+    method: Method | str,
+    *,
+    mac: str,
+    base_url: str,
+    token: str,
+    hostname: str = "",
+    domain: str = "",
+    extra_args: str = "",
+    legacy_anaconda: bool = False,
+) -> str:
+    """The installer's kernel command line for `method`, pointing it at this install's files.
+
+    The install NIC is always chosen by MAC. BOOTIF is not included: the boot config adds it
+    (see provisioner.pxe.bootconfig). `extra_args` (the profile's own, e.g. console= or inst.repo=) come last.
+    `legacy_anaconda` selects the ks=/ksdevice= spelling of CentOS 7's anaconda.
+    """
+    method = Method(method)
+    mac = normalise_mac(mac)
+    urls = install_urls(base_url, token)
+    if method is Method.PRESEED:
+        _check_hostname(hostname, domain)
+        # With auto=true the installer asks for the host name before it has the preseed file, so it goes here.
+        args = [
+            "auto=true",
+            "priority=critical",
+            f"url={urls['preseed']}",
+            f"netcfg/choose_interface={mac}",
+            f"netcfg/get_hostname={hostname}",
+            f"netcfg/get_domain={domain}",
+        ]
+    elif method is Method.KICKSTART:
+        if legacy_anaconda:
+            args = [f"ks={urls['kickstart']}", f"ksdevice={mac}", "ip=dhcp"]
+        else:
+            args = [f"inst.ks={urls['kickstart']}", f"inst.ks.device={mac}", "ip=dhcp"]
+    elif method is Method.AUTOINSTALL:
+        # cloud-config-url=/dev/null stops cloud-init from reading casper's url= (the ISO) as a config.
+        args = ["autoinstall", f"ds=nocloud-net;s={urls['seed']}", "ip=dhcp", "cloud-config-url=/dev/null"]
+    else:
+        args = [f"provisioner.url={urls['base']}", f"provisioner.token={token}"]
+    return " ".join([*args, *extra_args.split()])

@@ -1,0 +1,199 @@
+"""Boot-loader configs: one install entry per MAC, and defaults that boot the local disk.
+
+Everything here is a pure function of its arguments, so golden files can pin the output byte for byte.
+"""
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from provisioner.pxe.mac import hyphenated, normalise_mac
+
+
+class Loader(StrEnum):
+    PXELINUX = "pxelinux"  # BIOS PXE: syslinux's pxelinux.0 fetching pxelinux.cfg/ over TFTP
+    GRUB = "grub"  # UEFI PXE: GRUB's netboot image fetching grub/ over TFTP
+    IPXE = "ipxe"  # iPXE: a script the control plane serves over HTTP
+
+
+# File names relative to the TFTP root. pxelinux asks for 01-<mac> in lower case only and ignores an
+# upper-case file, so the MAC is always normalised first.
+PXELINUX_DIR = "pxelinux.cfg"
+GRUB_DIR = "grub"
+PXELINUX_DEFAULT = f"{PXELINUX_DIR}/default"
+GRUB_DEFAULT = f"{GRUB_DIR}/grub.cfg"
+
+HEADER = "provisioner"
+_FORBIDDEN_IN_CMDLINE = re.compile(r"[\x00-\x1f\x7f]")
+# Left unquoted in GRUB; anything else (';', '$', quotes, braces, spaces) is single-quoted.
+_GRUB_BARE = re.compile(r"[A-Za-z0-9_./:=,+@%-]+")
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    """What one machine boots next: a kernel, its initrd and command line, for one loader.
+
+    `kernel` and `initrd` are paths from the TFTP root (pxelinux, GRUB) or URLs (iPXE). `cmdline` must not
+    carry BOOTIF: each loader adds it in its own way, so the installer picks the NIC by MAC.
+    """
+
+    mac: str
+    kernel: str
+    initrd: str
+    cmdline: str
+    loader: Loader = Loader.PXELINUX
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mac", normalise_mac(self.mac))
+        object.__setattr__(self, "loader", Loader(self.loader))
+        for field in ("kernel", "initrd"):
+            value = getattr(self, field)
+            if not value or any(c.isspace() for c in value) or _FORBIDDEN_IN_CMDLINE.search(value):
+                raise ValueError(f"{field} must be a non-empty path without spaces: {value!r}")
+        if _FORBIDDEN_IN_CMDLINE.search(self.cmdline):
+            raise ValueError(f"kernel command line contains a control character: {self.cmdline!r}")
+        if "BOOTIF=" in self.cmdline:
+            raise ValueError("kernel command line must not carry BOOTIF; the boot config adds it")
+
+
+def tftp_path(loader: Loader | str, mac: str) -> str:
+    """The file name, relative to the TFTP root, that `loader` asks for when `mac` boots."""
+    loader = Loader(loader)
+    if loader is Loader.PXELINUX:
+        return f"{PXELINUX_DIR}/01-{hyphenated(mac)}"
+    if loader is Loader.GRUB:
+        return f"{GRUB_DIR}/grub.cfg-01-{hyphenated(mac)}"
+    raise ValueError("iPXE scripts are served over HTTP, not written to the TFTP root")
+
+
+def render(entry: BootEntry) -> str:
+    """The per-MAC config text for `entry.loader`."""
+    if entry.loader is Loader.PXELINUX:
+        return render_pxelinux(entry)
+    if entry.loader is Loader.GRUB:
+        return render_grub(entry)
+    return render_ipxe(entry)
+
+
+def _args(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def render_pxelinux(entry: BootEntry) -> str:
+    # IPAPPEND 2 makes pxelinux append BOOTIF=01-<mac of the booting NIC>; SERIAL makes the config visible
+    # on a serial-over-LAN console, the only console most racked machines have.
+    # syslinux wants SERIAL as the very first directive, so it comes before even the comment.
+    return (
+        "SERIAL 0 115200\n"
+        f"# {HEADER}: install boot for {entry.mac}; removed when the install ends\n"
+        "DEFAULT install\n"
+        "PROMPT 0\n"
+        "TIMEOUT 0\n"
+        "\n"
+        "LABEL install\n"
+        f"  KERNEL {entry.kernel}\n"
+        f"  INITRD {entry.initrd}\n"
+        f"  {_args('APPEND', entry.cmdline)}\n"
+        "  IPAPPEND 2\n"
+    )
+
+
+def grub_quote(arg: str) -> str:
+    """Quote one word for a GRUB script: ';' separates commands and '$' expands variables there."""
+    if _GRUB_BARE.fullmatch(arg):
+        return arg
+    return "'" + arg.replace("'", "'\\''") + "'"
+
+
+def _grub_path(path: str) -> str:
+    # GRUB rejects a file name that does not start with '/' or a device; pxelinux resolves the same relative
+    # name against the TFTP root, so both loaders fetch the same file.
+    return path if path.startswith(("/", "(")) else f"/{path}"
+
+
+def _grub_words(cmdline: str) -> str:
+    return " ".join(grub_quote(word) for word in cmdline.split())
+
+
+# UEFI: `exit 1` hands control back to the firmware boot manager with an error, so it moves on to the next
+# boot option (the disk). Some firmware treats `exit 0` as success and stops at the boot menu instead.
+_GRUB_LOCAL = "menuentry 'Boot local disk' {\n    exit 1\n}\n"
+
+
+def render_grub(entry: BootEntry) -> str:
+    # GRUB, unlike pxelinux and iPXE, adds no BOOTIF of its own; this file is for one MAC, so name it here.
+    linux = _grub_words(_args(entry.cmdline, f"BOOTIF=01-{hyphenated(entry.mac)}"))
+    return (
+        f"# {HEADER}: install boot for {entry.mac}; removed when the install ends\n"
+        "set timeout=0\n"
+        "set default=0\n"
+        # A missing kernel or initrd on the TFTP server falls back to the disk instead of a GRUB prompt.
+        "set fallback=1\n"
+        "\n"
+        f"menuentry 'Install ({entry.mac})' {{\n"
+        f"    linux {grub_quote(_grub_path(entry.kernel))} {linux}\n"
+        f"    initrd {grub_quote(_grub_path(entry.initrd))}\n"
+        "}\n"
+        "\n" + _GRUB_LOCAL
+    )
+
+
+def render_ipxe(entry: BootEntry) -> str:
+    # netX is the interface iPXE last opened, i.e. the one that booted; net0 is merely the first one found.
+    # initrd=<name> lets an EFI-stub kernel find the initrd that iPXE loaded under that name.
+    kernel_args = _args("initrd=initrd", entry.cmdline, "BOOTIF=01-${netX/mac:hexhyp}")
+    return (
+        "#!ipxe\n"
+        f"# {HEADER}: install boot for {entry.mac}\n"
+        f"kernel --name kernel {entry.kernel} {kernel_args} || goto local\n"
+        f"initrd --name initrd {entry.initrd} || goto local\n"
+        "boot || goto local\n"
+        "\n"
+        ":local\n"
+        "echo Install boot failed, booting the local disk\n"
+        "exit 1\n"
+    )
+
+
+def render_pxelinux_default() -> str:
+    return (
+        "SERIAL 0 115200\n"
+        f"# {HEADER}: machines without an armed install boot their local disk\n"
+        "DEFAULT local\n"
+        "PROMPT 0\n"
+        "TIMEOUT 0\n"
+        "\n"
+        "LABEL local\n"
+        "  LOCALBOOT 0\n"
+    )
+
+
+def render_grub_default() -> str:
+    # Debian's signed grubnetx64.efi reads only grub/grub.cfg and never the per-MAC names that a
+    # grub-mkimage build tries first, so this file dispatches to the per-MAC file itself. `[ -f ]` is always
+    # false on GRUB's tftp device, so the configfile is attempted outright; when the file is missing GRUB
+    # reports the error and carries on here, which boots the local disk.
+    octet = "([0-9a-f][0-9a-f])"
+    pattern = ":".join([octet] * 6)
+    sets = " ".join(f"--set={i}:provisioner_m{i}" for i in range(1, 7))
+    name = "-".join(f"${{provisioner_m{i}}}" for i in range(1, 7))
+    return (
+        f"# {HEADER}: dispatch to the per-MAC install config, else boot the local disk\n"
+        "set timeout=0\n"
+        "set default=0\n"
+        "\n"
+        f"if regexp {sets} '^{pattern}$' \"$net_default_mac\"; then\n"
+        f'    configfile "$prefix/grub.cfg-01-{name}"\n'
+        "fi\n"
+        "\n" + _GRUB_LOCAL
+    )
+
+
+def render_ipxe_local() -> str:
+    """The script an unknown MAC, or one with no armed install, receives."""
+    return (
+        "#!ipxe\n"
+        f"# {HEADER}: no install armed for this machine; boot the local disk\n"
+        "echo No install armed, booting the local disk\n"
+        "exit 1\n"
+    )
