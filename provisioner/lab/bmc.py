@@ -1,0 +1,331 @@
+"""An in-process IPMI BMC on 127.0.0.1 for the demo lab and for tests, built on pyghmi's BMC server class.
+
+It speaks real IPMI 2.0 / RMCP+ over UDP (pyghmi's client and ``ipmitool -I lanplus -C 3`` both work), keeps
+power and boot state like a real BMC (a one-time boot device is consumed by the next power-on), can be slowed
+down or broken on purpose, and tells a simulated machine when it is powered on and from which device.
+
+pyghmi 1.6.19's ``Bmc``/``IpmiServer`` needs three fixes to serve pyghmi's own client, made here:
+
+* It answers every RMCP+ open-session request with "OK, SHA-1", whatever was proposed. pyghmi's client
+  proposes SHA-256 first, takes the "OK" as agreement and then fails RAKP2 with "Incorrect password".
+  We reject anything but cipher suite 3 (SHA-1 / SHA-1-96 / AES-CBC-128), so the client falls back.
+* It registers its socket with pyghmi's process-wide client IO thread and needs ``Bmc.listen()`` in the
+  same event loop, so it competes with (and can steal packets from) IPMI clients in the same process.
+  Each :class:`LoopbackBmc` has its own socket and thread instead, so several run side by side and stop.
+* An unknown user name is silently ignored (the client waits for a timeout); a real BMC answers RAKP2
+  with "unauthorized name", and so do we.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import select
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+
+from pyghmi.ipmi import bmc as pyghmi_bmc
+from pyghmi.ipmi.private import constants as pyghmi_constants
+from pyghmi.ipmi.private import serversession
+from pyghmi.ipmi.private import session as pyghmi_session
+
+from provisioner.bmc import BmcTarget, BootDevice
+
+log = logging.getLogger(__name__)
+
+# RMCP+ open session status "no cipher suite match with proposed security algorithms".
+_RMCP_NO_CIPHER_MATCH = 0x11
+_RMCP_UNAUTHORIZED_NAME = 0x0D
+# Algorithms of cipher suite 3: HMAC-SHA1 authentication, HMAC-SHA1-96 integrity, AES-CBC-128 privacy.
+_SUITE_3 = (1, 1, 1)
+_MAX_SESSIONS = 64
+
+_DEVICE_BY_SELECTOR = {0x0: BootDevice.DEFAULT, 0x1: BootDevice.PXE, 0x2: BootDevice.DISK, 0x3: BootDevice.DISK}
+_BOOT_VALID = 0x80
+_BOOT_PERSISTENT = 0x40
+
+# Completion codes.
+_OK = 0x00
+_PARAM_NOT_SUPPORTED = 0x80
+_INVALID_COMMAND = 0xC1
+_INVALID_DATA = 0xCC
+_NOT_IN_PRESENT_STATE = 0xD5
+
+
+class _LabSession(serversession.ServerSession):
+    # pyghmi leaves this unset when a client asks for callback/user privilege, then crashes replying.
+    clientpriv = 2
+
+    def _got_rakp1(self, data):
+        username = bytes(data[28:]).decode("utf-8", errors="replace")
+        if self.authdata.get(username) is None:
+            clienttag = data[0]
+            payload = bytearray([clienttag, _RMCP_UNAUTHORIZED_NAME, 0, 0]) + self.clientsessionid
+            self.send_payload(payload, pyghmi_constants.payload_types["rakp2"], retry=False)
+            return
+        if self.bmc.reject_credentials:
+            # Sign RAKP2 with a key the client cannot know: it sees exactly what a wrong password looks like.
+            self.authdata = {username: os.urandom(12).hex()}
+        super()._got_rakp1(data)
+
+    def close_server_session(self):
+        self.bmc._forget_session(self.sockaddr)
+
+
+class LoopbackBmc(pyghmi_bmc.Bmc):
+    """A simulated BMC on its own UDP port and thread. Use :meth:`start`, then :meth:`stop` (or :meth:`die`).
+
+    Faults, all changeable while running: ``latency_s`` (delay before each answer), ``drop_packets``
+    (probability 0..1 of ignoring a packet; 1 means silent), ``reject_credentials`` (every login fails as
+    with a wrong password) and :meth:`die` (the BMC is gone: socket closed, nothing answers).
+
+    Hooks: ``on_power_on`` callbacks get the :class:`BootDevice` the machine boots from (at power-on and at
+    reset); ``on_power_off`` callbacks get nothing. They run in the BMC thread after the answer is sent.
+    """
+
+    def __init__(
+        self,
+        username: str = "admin",
+        password: str = "admin",
+        *,
+        address: str = "127.0.0.1",
+        port: int = 0,
+        powered_on: bool = False,
+        latency_s: float = 0.0,
+    ):
+        # IpmiServer.__init__ is not called: it binds through pyghmi's shared client IO machinery (see above).
+        self.revision = 0
+        self.deviceid = 0x20
+        self.firmwaremajor = 1
+        self.firmwareminor = 0
+        self.ipmiversion = 2
+        self.additionaldevices = 0
+        self.mfgid = 0
+        self.prodid = 0
+        self.pktqueue = []
+        self.uuid = uuid.uuid4()
+        self.kg = None
+        self.timeout = 60
+        self.authdata = {username: password}
+        self.username = username
+        self.password = password
+        lanchannel, authtype, authstatus, chancap = 1, 0b10000000, 0b00000100, 0b00000010
+        self.authcap = struct.pack("BBBBBBBBB", 0, lanchannel, authtype, authstatus, chancap, 0, 0, 0, 0)
+        self.serversocket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.serversocket.bind((address, port))
+        self.address, self.port = self.serversocket.getsockname()[:2]
+
+        self.latency_s = latency_s
+        self.drop_packets = 0.0
+        self.reject_credentials = False
+        self.on_power_on: list[Callable[[BootDevice], None]] = []
+        self.on_power_off: list[Callable[[], None]] = []
+
+        self.powered_on = powered_on
+        self.boot_flags = 0  # boot flags data byte 1: valid / persistent / EFI bits
+        self.boot_selector = 0  # boot flags data byte 2: device selector in bits 5:2
+        #: Every boot in order, as the BootDevice used; handy in tests.
+        self.boots: list[BootDevice] = []
+        #: Every command handled, as (netfn, command, first data byte or None).
+        self.commands: list[tuple[int, int, int | None]] = []
+        self._state_lock = threading.RLock()
+        self._sessions: OrderedDict[tuple, _LabSession] = OrderedDict()
+        self._pending_hooks: list[Callable[[], None]] = []
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"LoopbackBmc({self.address}:{self.port}, power={'on' if self.powered_on else 'off'})"
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> LoopbackBmc:
+        self._thread = threading.Thread(target=self._serve, name=f"lab-bmc-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop answering and release the port."""
+        self._stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    die = stop
+
+    def __enter__(self) -> LoopbackBmc:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def target(self, timeout_s: float = 2.0) -> BmcTarget:
+        """A driver target for this BMC with the right credentials."""
+        return BmcTarget(self.address, self.port, self.username, self.password, timeout_s=timeout_s)
+
+    @property
+    def boot_device(self) -> BootDevice:
+        """The device the next power-on would boot from."""
+        if not self.boot_flags & _BOOT_VALID:
+            return BootDevice.DEFAULT
+        return _DEVICE_BY_SELECTOR.get((self.boot_selector >> 2) & 0x0F, BootDevice.OTHER)
+
+    # -- network ---------------------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        sock = self.serversocket
+        try:
+            while not self._stopping:
+                readable, _, _ = select.select([sock, self._wake_r], [], [])
+                if self._stopping:
+                    break
+                if sock not in readable:
+                    continue
+                try:
+                    data, sockaddr = sock.recvfrom(3000)
+                except OSError:
+                    continue
+                if self.drop_packets and random.random() < self.drop_packets:
+                    continue
+                if self.latency_s:
+                    time.sleep(self.latency_s)
+                try:
+                    self._handle_packet(bytearray(data), sockaddr)
+                except Exception:  # a malformed packet must not kill the BMC
+                    log.exception("lab BMC %s:%s failed handling a packet", self.address, self.port)
+                self._run_hooks()
+        finally:
+            sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _handle_packet(self, data: bytearray, sockaddr) -> None:
+        if len(data) < 16 or data[0] != 6 or data[2:4] != b"\xff\x07":
+            return
+        if data[4] == 6:  # IPMI 2.0 / RMCP+ framing
+            payload_type = data[5] & 0x3F
+            session_id = struct.unpack("<I", bytes(data[6:10]))[0]
+            if payload_type == pyghmi_constants.payload_types["rmcpplusopenreq"]:
+                self._open_session(data[16:], sockaddr)
+                return
+            if payload_type == 0 and session_id == 0:
+                self.sessionless_data(data, sockaddr)
+                return
+        elif data[4] == 0:  # IPMI 1.5 without authentication: sessionless (e.g. channel auth capabilities)
+            self.sessionless_data(data, sockaddr)
+            return
+        session = self._sessions.get(sockaddr)
+        if session is not None:
+            session._handle_ipmi_packet(data, sockaddr=sockaddr, qent=(data, sockaddr, self.serversocket))
+
+    def _open_session(self, request: bytearray, sockaddr) -> None:
+        if len(request) < 32:
+            return
+        proposed = (request[12], request[20], request[28])
+        if proposed != _SUITE_3:
+            reply = bytearray([request[0], _RMCP_NO_CIPHER_MATCH, 0, 0]) + request[4:8]
+            header = bytearray(b"\x06\x00\xff\x07\x06")
+            header.append(pyghmi_constants.payload_types["rmcpplusopenresponse"])
+            header += struct.pack("<IIH", 0, 0, len(reply))
+            self.serversocket.sendto(bytes(header + reply), sockaddr)
+            return
+        self._forget_session(sockaddr)
+        while len(self._sessions) >= _MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        session = _LabSession(self.authdata, self.kg, sockaddr, self.serversocket, request, self.uuid, bmc=self)
+        # ServerSession registers itself in pyghmi's client routing table; this BMC routes its own packets.
+        handlers = pyghmi_session.Session.bmc_handlers.get(sockaddr)
+        if handlers is not None and handlers.get(self.port) is session:
+            del handlers[self.port]
+            if not handlers:
+                pyghmi_session.Session.bmc_handlers.pop(sockaddr, None)
+        self._sessions[sockaddr] = session
+
+    def _forget_session(self, sockaddr) -> None:
+        self._sessions.pop(sockaddr, None)
+
+    # -- IPMI commands ---------------------------------------------------------------------------------------
+
+    def handle_raw_request(self, request, session) -> None:
+        netfn, command, data = request["netfn"], request["command"], request["data"]
+        self.commands.append((netfn, command, data[0] if data else None))
+        if netfn == 6 and command == 0x01:
+            self.send_device_id(session)
+        elif netfn == 0 and command == 0x01:
+            session.send_ipmi_response(data=[1 if self.powered_on else 0, 0, 0, 0])
+        elif netfn == 0 and command == 0x02 and data:
+            session.send_ipmi_response(code=self._chassis_control(data[0]))
+        elif netfn == 0 and command == 0x08 and data:
+            session.send_ipmi_response(code=self._set_boot_options(data))
+        elif netfn == 0 and command == 0x09 and data:
+            if data[0] & 0x7F != 5:
+                session.send_ipmi_response(code=_PARAM_NOT_SUPPORTED)
+            else:
+                session.send_ipmi_response(data=[1, 5, self.boot_flags, self.boot_selector, 0, 0, 0])
+        else:
+            session.send_ipmi_response(code=_INVALID_COMMAND)
+
+    def _chassis_control(self, directive: int) -> int:
+        with self._state_lock:
+            if directive == 0x00 or directive == 0x05:  # power down / soft shutdown (the lab OS obeys at once)
+                if self.powered_on:
+                    self.powered_on = False
+                    self._pending_hooks.extend(self.on_power_off)
+                return _OK
+            if directive == 0x01:  # power up
+                if not self.powered_on:
+                    self.powered_on = True
+                    self._boot()
+                return _OK
+            if directive in (0x02, 0x03):  # power cycle / hard reset: only meaningful while on
+                if not self.powered_on:
+                    return _NOT_IN_PRESENT_STATE
+                self._pending_hooks.extend(self.on_power_off if directive == 0x02 else ())
+                self._boot()
+                return _OK
+            if directive == 0x04:  # diagnostic interrupt
+                return _OK
+            return _INVALID_DATA
+
+    def _boot(self) -> None:
+        device = self.boot_device
+        if self.boot_flags & _BOOT_VALID and not self.boot_flags & _BOOT_PERSISTENT:
+            self.boot_flags &= ~_BOOT_VALID  # a one-time override is used up by this boot
+        self.boots.append(device)
+        for hook in self.on_power_on:
+            self._pending_hooks.append(lambda hook=hook, device=device: hook(device))
+
+    def _set_boot_options(self, data) -> int:
+        parameter = data[0] & 0x7F
+        if parameter in (0, 3, 4):  # set-in-progress, boot info acknowledge, boot initiator info
+            return _OK
+        if parameter != 5:
+            return _PARAM_NOT_SUPPORTED
+        if len(data) < 3:
+            return _INVALID_DATA
+        with self._state_lock:
+            self.boot_flags, self.boot_selector = data[1], data[2]
+        return _OK
+
+    def _run_hooks(self) -> None:
+        hooks, self._pending_hooks = self._pending_hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("lab BMC %s:%s power hook failed", self.address, self.port)
+
+
+def start_loopback_bmcs(count: int, **kwargs) -> list[LoopbackBmc]:
+    """Start ``count`` BMCs on free ports (same keyword arguments as :class:`LoopbackBmc`)."""
+    return [LoopbackBmc(**kwargs).start() for _ in range(count)]
