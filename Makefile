@@ -1,0 +1,46 @@
+# provisioner: `make run` starts the dashboard with a demo site; `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8000
+
+# Tests use the machine's PostgreSQL and Redis (see README, Tests).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/provisioner
+TEST_REDIS_URL    ?= redis://127.0.0.1:6379/15
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.installed-run: pyproject.toml
+	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml
+	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" ".[dev]"
+	@touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(PY) scripts/run.py --port $(PORT)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.installed-test
+	bash .ci/apt-install
+	$(VENV)/bin/ruff check .
+	PROVISIONER_DEV=1 PROVISIONER_VAR_DIR=$(CURDIR)/var/test $(PY) manage.py makemigrations --check --dry-run
+	@# The deployment checklist, under the environment a production start would have.
+	env -u PROVISIONER_DEV SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	    PROVISIONER_FIELD_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+	    ALLOWED_HOSTS=provisioner.example.net DATABASE_URL=$(TEST_DATABASE_URL) \
+	    $(PY) manage.py check --deploy --fail-level WARNING
+	PROVISIONER_DEV=1 DEBUG=0 PROVISIONER_VAR_DIR=$(CURDIR)/var/test \
+	    DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	    $(VENV)/bin/pytest
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/bmc.py
+
+clean:
+	rm -rf $(VENV) var

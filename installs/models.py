@@ -1,0 +1,1 @@
+"""Install, Step, Event and Batch live here (the install engine)."""

@@ -1,0 +1,327 @@
+"""Sites, racks, machines, their NICs and BMCs, and the OS profiles they can be installed with."""
+
+import ipaddress
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+from . import crypto
+from .fields import HostnameField, IPAddressField, MACAddressField
+from .validators import validate_bmc_address, validate_hostname, validate_sha256
+
+HOSTNAME_REGEX = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+MAC_REGEX = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
+MAX_RACK_U = 60
+
+
+class Site(models.Model):
+    """A datacentre (or a room of one) with its own PXE server and RQ worker."""
+
+    slug = models.SlugField(max_length=50, unique=True, help_text="Short name; the site's job queue is site-<slug>.")
+    name = models.CharField(max_length=100)
+    tftp_root = models.CharField(
+        max_length=255, help_text="Directory the site's TFTP server serves; per-MAC boot configs are written here."
+    )
+    base_url = models.URLField(
+        help_text="URL machines at this site use to reach provisioner (boot scripts, answer files, agent API)."
+    )
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def queue_name(self) -> str:
+        return f"site-{self.slug}"
+
+
+class Rack(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="racks")
+    name = models.CharField(max_length=50)
+    height_u = models.PositiveSmallIntegerField(
+        default=42, validators=[MinValueValidator(1), MaxValueValidator(MAX_RACK_U)], help_text="Height in rack units."
+    )
+
+    class Meta:
+        ordering = ["site__slug", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "name"], name="rack_name_unique_per_site"),
+            models.CheckConstraint(condition=Q(height_u__gte=1, height_u__lte=MAX_RACK_U), name="rack_height_u_range"),
+        ]
+
+    def __str__(self):
+        return f"{self.site.slug}/{self.name}"
+
+
+class MachineStatus(models.TextChoices):
+    NEW = "new"  # known to inventory, never installed by provisioner
+    READY = "ready"  # checked and free to install
+    INSTALLING = "installing"  # an install holds the machine
+    DEPLOYED = "deployed"  # the last install succeeded; the machine runs its OS
+    FAILED = "failed"  # the last install failed; see the install for the reason
+    MAINTENANCE = "maintenance"  # taken out of service by a person
+
+
+class PowerState(models.TextChoices):
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"  # never read, or the BMC did not answer
+
+
+class Machine(models.Model):
+    hostname = HostnameField(unique=True, validators=[validate_hostname])
+    rack = models.ForeignKey(Rack, null=True, blank=True, on_delete=models.PROTECT, related_name="machines")
+    position_u = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Lowest rack unit the machine occupies (1 is the bottom)."
+    )
+    height_u = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_RACK_U)]
+    )
+    serial = models.CharField(max_length=100, blank=True)
+    vendor = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=MachineStatus.choices, default=MachineStatus.NEW)
+    protected = models.BooleanField(
+        default=False, help_text="In production: refuses installs and power-off until unprotected with a reason."
+    )
+    power_state = models.CharField(max_length=8, choices=PowerState.choices, default=PowerState.UNKNOWN)
+    power_state_at = models.DateTimeField(null=True, blank=True, help_text="When the power state was last read.")
+    facts = models.JSONField(default=dict, blank=True, help_text="Hardware facts reported by the agent.")
+
+    class Meta:
+        ordering = ["hostname"]
+        constraints = [
+            models.CheckConstraint(condition=Q(hostname__regex=HOSTNAME_REGEX), name="machine_hostname_rfc1123"),
+            models.CheckConstraint(
+                condition=Q(rack__isnull=True, position_u__isnull=True)
+                | Q(rack__isnull=False, position_u__isnull=False),
+                name="machine_rack_and_position_together",
+            ),
+            models.CheckConstraint(
+                condition=Q(position_u__isnull=True) | Q(position_u__gte=1), name="machine_position_u_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(height_u__gte=1, height_u__lte=MAX_RACK_U), name="machine_height_u_range"
+            ),
+            # No two machines overlapping in one rack is also an exclusion constraint on
+            # PostgreSQL (migration 0002); SQLite has only the check in clean().
+        ]
+        indexes = [models.Index(fields=["serial"], name="machine_serial_idx")]
+
+    def __str__(self):
+        return self.hostname
+
+    def get_absolute_url(self):
+        return reverse("admin:inventory_machine_change", args=[self.pk])
+
+    @property
+    def top_u(self) -> int | None:
+        return None if self.position_u is None else self.position_u + self.height_u - 1
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        if self.rack_id is not None and self.position_u is None:
+            errors["position_u"] = "A racked machine needs its position (lowest U)."
+        if self.rack_id is None and self.position_u is not None:
+            errors["rack"] = "A position was given without a rack."
+        if errors:
+            raise ValidationError(errors)
+        if self.rack_id is None or not self.height_u:
+            return
+        rack = self.rack
+        if self.top_u > rack.height_u:
+            raise ValidationError(
+                {
+                    "position_u": f"U{self.position_u}–U{self.top_u} does not fit in rack {rack}, "
+                    f"which is {rack.height_u}U high."
+                }
+            )
+        clash = (
+            Machine.objects.filter(rack_id=self.rack_id, position_u__lte=self.top_u)
+            .filter(position_u__gte=self.position_u - F("height_u") + 1)
+            .exclude(pk=self.pk)
+            .order_by("position_u")
+            .first()
+        )
+        if clash is not None:
+            raise ValidationError(
+                {
+                    "position_u": f"U{self.position_u}–U{self.top_u} in rack {rack} overlaps {clash.hostname}, "
+                    f"which occupies U{clash.position_u}–U{clash.top_u}."
+                }
+            )
+
+    @property
+    def pxe_nic(self):
+        """The NIC the machine network-boots from, or None."""
+        for nic in self.nics.all():
+            if nic.is_pxe:
+                return nic
+        return None
+
+
+class NIC(models.Model):
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="nics")
+    name = models.CharField(max_length=32, blank=True, help_text="A label, e.g. 'port 1'. Installs find NICs by MAC.")
+    mac = MACAddressField("MAC address", unique=False)
+    is_pxe = models.BooleanField("PXE NIC", default=False, help_text="The NIC the machine network-boots from.")
+    ip = IPAddressField("IP address", null=True, blank=True)
+    prefix_len = models.PositiveSmallIntegerField("prefix length", null=True, blank=True)
+    gateway = IPAddressField(null=True, blank=True)
+    vlan = models.PositiveSmallIntegerField("VLAN", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "NIC"
+        ordering = ["machine__hostname", "-is_pxe", "mac"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mac"], name="nic_mac_unique", violation_error_message="Another NIC already has this MAC."
+            ),
+            models.UniqueConstraint(
+                fields=["machine"],
+                condition=Q(is_pxe=True),
+                name="nic_one_pxe_per_machine",
+                violation_error_message="This machine already has a PXE NIC; a machine boots from exactly one.",
+            ),
+            models.CheckConstraint(condition=Q(mac__regex=MAC_REGEX), name="nic_mac_canonical"),
+            models.CheckConstraint(
+                condition=Q(prefix_len__isnull=True) | Q(prefix_len__lte=128), name="nic_prefix_len_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(vlan__isnull=True) | Q(vlan__gte=1, vlan__lte=4094), name="nic_vlan_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(ip__isnull=False) | Q(prefix_len__isnull=True, gateway__isnull=True),
+                name="nic_addressing_needs_ip",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.mac}" + (f" ({self.name})" if self.name else "")
+
+    def clean(self):
+        super().clean()
+        try:
+            address = ipaddress.ip_address(self.ip) if self.ip else None
+            gateway = ipaddress.ip_address(self.gateway) if self.gateway else None
+        except ValueError:
+            return  # clean_fields() has already reported the malformed address
+        if address is None:
+            if self.prefix_len is not None:
+                raise ValidationError({"prefix_len": "A prefix length needs an IP address."})
+            if self.gateway:
+                raise ValidationError({"gateway": "A gateway needs an IP address."})
+            return
+        if self.prefix_len is None:
+            raise ValidationError({"prefix_len": f"Give the prefix length of {self.ip} (e.g. 24)."})
+        if self.prefix_len > address.max_prefixlen:
+            raise ValidationError(
+                {"prefix_len": f"/{self.prefix_len} is too long for an IPv{address.version} address."}
+            )
+        if gateway is not None:
+            network = ipaddress.ip_interface(f"{self.ip}/{self.prefix_len}").network
+            if gateway.version != address.version or gateway not in network:
+                raise ValidationError({"gateway": f"Gateway {self.gateway} is not in {network}."})
+        if self.vlan is not None and not 1 <= self.vlan <= 4094:
+            raise ValidationError({"vlan": f"VLAN {self.vlan} is outside 1–4094."})
+
+
+class BmcDriver(models.TextChoices):
+    IPMI = "ipmi", "IPMI (iLO, iDRAC, generic)"
+    REDFISH = "redfish", "Redfish"
+    FAKE = "fake", "Fake (demo and tests)"
+
+
+class BMC(models.Model):
+    """The out-of-band controller of a machine. Its password is encrypted at rest and write-only."""
+
+    audit_secret_fields = {"password_ciphertext": "password"}
+
+    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, related_name="bmc")
+    driver = models.CharField(max_length=16, choices=BmcDriver.choices, default=BmcDriver.IPMI)
+    address = models.CharField(max_length=253, validators=[validate_bmc_address], help_text="IP address or DNS name.")
+    port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    username = models.CharField(max_length=64)
+    password_ciphertext = models.TextField(editable=False, blank=True)
+
+    class Meta:
+        verbose_name = "BMC"
+        constraints = [
+            models.CheckConstraint(condition=Q(port__gte=1, port__lte=65535), name="bmc_port_range"),
+        ]
+
+    def __str__(self):
+        return f"BMC of {self.machine.hostname} ({self.address})"
+
+    def __repr__(self):
+        return f"<BMC {self.pk}: {self.address}:{self.port} user={self.username!r}>"
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_ciphertext)
+
+    def set_password(self, plaintext: str) -> None:
+        self.password_ciphertext = crypto.encrypt(plaintext)
+
+    def get_password(self) -> str:
+        """The plaintext password, for the driver only. Raises crypto.FieldDecryptError when
+        no configured key decrypts it."""
+        if not self.password_ciphertext:
+            return ""
+        return crypto.decrypt(self.password_ciphertext, what=f"BMC password of {self.machine.hostname}")
+
+
+class InstallMethod(models.TextChoices):
+    PRESEED = "preseed"  # Debian/Ubuntu installer with a preseed file
+    KICKSTART = "kickstart"  # Anaconda (CentOS, Rocky) with a kickstart file
+    AUTOINSTALL = "autoinstall"  # Ubuntu Subiquity with cloud-init user-data
+    IMAGE = "image"  # the memory OS's agent writes a disk image
+
+
+class OSProfile(models.Model):
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[a-z0-9][a-z0-9._-]*$",
+                "“%(value)s” is not a profile name: use lower-case letters, digits, dots, hyphens and underscores.",
+            )
+        ],
+        help_text="e.g. ubuntu-24.04-autoinstall",
+    )
+    description = models.CharField(max_length=255, blank=True)
+    method = models.CharField(max_length=16, choices=InstallMethod.choices)
+    kernel = models.CharField(max_length=255, help_text="Kernel path relative to the TFTP root, or an URL for iPXE.")
+    initrd = models.CharField(max_length=255)
+    kernel_args = models.CharField(max_length=1024, blank=True, help_text="Extra kernel command line arguments.")
+    template = models.TextField(
+        blank=True, help_text="Preseed, kickstart or autoinstall user-data template (Jinja2, sandboxed)."
+    )
+    image_url = models.URLField(max_length=500, blank=True)
+    image_sha256 = models.CharField("image SHA-256", max_length=64, blank=True, validators=[validate_sha256])
+    target_disk = models.CharField(max_length=100, blank=True, help_text="e.g. /dev/sda; blank for the first disk.")
+
+    class Meta:
+        verbose_name = "OS profile"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(image_sha256="") | Q(image_sha256__regex=r"^[0-9a-f]{64}$"),
+                name="osprofile_image_sha256_hex",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        super().clean()
+        if self.method != InstallMethod.IMAGE and not self.template.strip():
+            raise ValidationError({"template": f"A {self.method} profile needs its install template."})

@@ -1,0 +1,3 @@
+"""Websocket routes. The install and machine consumers register here."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,205 @@
+"""Settings for provisioner, read from the environment (12-factor).
+
+Two modes. Development (``PROVISIONER_DEV=1``, what ``make run`` sets): SQLite under ``var/``,
+generated secrets kept under ``var/`` so a restart can still decrypt the demo's BMC passwords.
+Production (the default): every secret must be given, and a missing one stops start-up with a
+message that names the variable.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("PROVISIONER_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+
+DEV = env.bool("PROVISIONER_DEV", default=False)
+DEBUG = env.bool("DEBUG", default=DEV)
+
+
+def _dev_secret(name: str, make) -> str:
+    """A secret generated once for a development checkout and kept under var/."""
+    path = VAR_DIR / f"dev-{name.lower()}"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _required(name: str, dev_default) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEV:
+        return _dev_secret(name, dev_default)
+    raise ImproperlyConfigured(
+        f"{name} is not set. provisioner runs in production mode unless PROVISIONER_DEV=1, "
+        f"and production mode needs {name} in the environment (see README, Configuration)."
+    )
+
+
+def _new_secret_key() -> str:
+    from django.core.management.utils import get_random_secret_key
+
+    return get_random_secret_key()
+
+
+def _new_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+SECRET_KEY = _required("SECRET_KEY", _new_secret_key)
+
+# Keys for secrets stored in the database (BMC passwords), comma separated, newest first:
+# new values are encrypted with the first, every key decrypts. Rotate by prepending a key,
+# running `manage.py rotate_field_keys`, then dropping the old key.
+PROVISIONER_FIELD_KEYS = [
+    k.strip() for k in _required("PROVISIONER_FIELD_KEYS", _new_fernet_key).split(",") if k.strip()
+]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEV else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_rq",
+    "provisioner.accounts",
+    "audit",
+    "inventory",
+    "installs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "audit.middleware.SourceAddressMiddleware",
+]
+
+ROOT_URLCONF = "provisioner.urls"
+ASGI_APPLICATION = "provisioner.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'provisioner.sqlite3'}"),
+}
+# Requests and jobs hold a connection for their whole life; reuse it rather than reconnecting.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The dashboard, the RQ worker and the agent API write concurrently; WAL lets readers
+    # proceed and the timeout makes a writer wait for the lock instead of failing at once.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEV
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Development serves static files straight from the source folders; production from
+# STATIC_ROOT after `manage.py collectstatic`.
+WHITENOISE_USE_FINDERS = DEV
+WHITENOISE_AUTOREFRESH = DEV
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "provisioner:channels"},
+    },
+}
+
+# Behind a TLS-terminating proxy in production. Machines being installed fetch boot scripts,
+# answer files and the agent API over plain HTTP (PXE ROMs and installers rarely do TLS with
+# a private CA), so those paths are exempt from the HTTPS redirect.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=not DEV) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEV)
+SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEV else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = False
+# HSTS for subdomains and the browsers' preload list reach beyond this service (other hosts in
+# the operator's domain; a list that cannot be left quickly): the operator's call, not ours.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]
+SILENCED_SYSTEM_CHECKS += ["security.W021"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEV)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEV)
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)  # one shift
+X_FRAME_OPTIONS = "DENY"
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"pyghmi": {"level": "WARNING"}},
+}
+
+if not DEV and DEBUG:
+    raise ImproperlyConfigured("DEBUG=1 is only allowed with PROVISIONER_DEV=1: debug pages show settings and data.")

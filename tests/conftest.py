@@ -1,0 +1,78 @@
+"""Plain factory functions shared by the tests (no factory library: a reader sees every default)."""
+
+import itertools
+
+import pytest
+
+_seq = itertools.count(1)
+
+
+def make_site(**kw):
+    from inventory.models import Site
+
+    n = next(_seq)
+    defaults = {
+        "slug": f"site{n}",
+        "name": f"Site {n}",
+        "tftp_root": f"/srv/tftp/site{n}",
+        "base_url": "http://127.0.0.1:8000",
+    }
+    return Site.objects.create(**{**defaults, **kw})
+
+
+def make_rack(site=None, **kw):
+    from inventory.models import Rack
+
+    n = next(_seq)
+    return Rack.objects.create(**{"site": site or make_site(), "name": f"r{n:02d}", "height_u": 42, **kw})
+
+
+def make_machine(rack=None, *, with_nic=True, **kw):
+    from inventory.models import NIC, Machine
+
+    n = next(_seq)
+    if rack is None and "position_u" not in kw:
+        rack = make_rack()
+    defaults = {"hostname": f"node-{n:04d}", "rack": rack, "position_u": 1, "height_u": 1}
+    machine = Machine.objects.create(**{**defaults, **kw})
+    if with_nic:
+        NIC.objects.create(
+            machine=machine, mac=f"52:54:00:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}", is_pxe=True
+        )
+    return machine
+
+
+def make_bmc(machine=None, *, password="s3cret-bmc-pw", **kw):
+    from inventory.models import BMC
+
+    bmc = BMC(
+        **{
+            "machine": machine or make_machine(),
+            "driver": "fake",
+            "address": "127.0.0.1",
+            "port": 623,
+            "username": "admin",
+            **kw,
+        }
+    )
+    bmc.set_password(password)
+    bmc.save()
+    return bmc
+
+
+def make_user(username=None, *, superuser=False, password="correct horse battery staple"):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    username = username or f"user{next(_seq)}"
+    if superuser:
+        return User.objects.create_superuser(username=username, email="", password=password)
+    return User.objects.create_user(username=username, password=password)
+
+
+@pytest.fixture
+def admin_client(client, db):
+    user = make_user("root", superuser=True)
+    client.force_login(user)
+    client.user = user
+    return client
