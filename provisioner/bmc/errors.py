@@ -42,6 +42,11 @@ class BmcBusy(BmcError):
     retryable = True
     reason = "BmcBusy"
 
+    def __init__(self, endpoint: str, detail: str, retry_after_s: float | None = None):
+        super().__init__(endpoint, detail)
+        #: When known, how long until trying again makes sense.
+        self.retry_after_s = retry_after_s
+
 
 class BmcAuthError(BmcError):
     """Credentials rejected or privilege too low; never retried, BMCs lock accounts."""

@@ -1,0 +1,109 @@
+"""BMC hygiene across every worker process: one command in flight per BMC, and a pause between commands.
+
+Many BMCs misbehave when hammered: sessions run out, the web UI dies, some reboot themselves. The guard
+holds a Redis lock per BMC while a command runs and, once it is done, leaves a cool-down key that expires
+after ``min_interval_s``; the next command to that BMC (from any process) waits for both.
+
+Waiting is bounded by ``max_wait_s``: past it the call fails with :class:`BmcBusy` (retryable), so a job
+can reschedule itself instead of sleeping. Use ``max_wait_s=0`` to never wait.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+
+from .base import BmcDriver, BootDevice, PowerState
+from .errors import BmcBusy
+
+DEFAULT_KEY_PREFIX = "provisioner:bmc:"
+#: How often a waiting caller looks at the lock again.
+POLL_S = 0.01
+# A guarded call makes at most this many BMC round trips (power cycle: status, then reset or power on;
+# Redfish reset fallback: status, restart, off, on), so the lock outlives a live holder.
+_CALLS_PER_COMMAND = 4
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+if tonumber(ARGV[2]) > 0 then redis.call('set', KEYS[2], '1', 'PX', ARGV[2]) end
+return 1
+"""
+
+
+class GuardedDriver:
+    """Wraps any driver; same interface, with the lock and interval applied to every call."""
+
+    def __init__(
+        self,
+        driver: BmcDriver,
+        redis,
+        *,
+        min_interval_s: float,
+        max_wait_s: float = 10.0,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        lock_ttl_s: float | None = None,
+    ):
+        self.driver = driver
+        self.target = driver.target
+        self.min_interval_s = min_interval_s
+        self.max_wait_s = max_wait_s
+        self._redis = redis
+        endpoint = self.target.endpoint
+        self._lock_key = f"{key_prefix}lock:{endpoint}"
+        self._cooldown_key = f"{key_prefix}cooldown:{endpoint}"
+        # A crashed holder must not wedge the BMC forever: the lock expires after the longest legal command.
+        ttl = lock_ttl_s if lock_ttl_s is not None else self.target.timeout_s * _CALLS_PER_COMMAND + 1.0
+        self._lock_ttl_ms = max(1, int(ttl * 1000))
+        self._release = redis.register_script(_RELEASE)
+
+    def __repr__(self) -> str:
+        return f"GuardedDriver({self.driver!r}, min_interval_s={self.min_interval_s:g})"
+
+    def _acquire(self) -> str:
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + self.max_wait_s
+        while not self._redis.set(self._lock_key, token, nx=True, px=self._lock_ttl_ms):
+            remaining_ms = self._redis.pttl(self._lock_key)
+            if time.monotonic() + POLL_S > deadline:
+                retry_after = remaining_ms / 1000 if remaining_ms and remaining_ms > 0 else None
+                raise BmcBusy(self.target.endpoint, "another command to this BMC is still running", retry_after)
+            time.sleep(POLL_S * (0.5 + random.random()))
+        cooldown_ms = self._redis.pttl(self._cooldown_key)
+        if cooldown_ms and cooldown_ms > 0:
+            wait_s = cooldown_ms / 1000
+            if time.monotonic() + wait_s > deadline:
+                self._release(keys=[self._lock_key, self._cooldown_key], args=[token, 0])
+                detail = f"commands to this BMC are spaced {self.min_interval_s:g} s apart"
+                raise BmcBusy(self.target.endpoint, detail, wait_s)
+            time.sleep(wait_s)
+        return token
+
+    def _guarded(self, method: str, *args, **kwargs):
+        token = self._acquire()
+        try:
+            return getattr(self.driver, method)(*args, **kwargs)
+        finally:
+            interval_ms = int(self.min_interval_s * 1000)
+            self._release(keys=[self._lock_key, self._cooldown_key], args=[token, interval_ms])
+
+    def power_state(self) -> PowerState:
+        return self._guarded("power_state")
+
+    def power_on(self) -> None:
+        self._guarded("power_on")
+
+    def power_off(self, soft: bool = False) -> None:
+        self._guarded("power_off", soft=soft)
+
+    def power_cycle(self) -> None:
+        self._guarded("power_cycle")
+
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+        self._guarded("set_boot_device", device, once=once, uefi=uefi)
+
+    def get_boot_device(self) -> BootDevice:
+        return self._guarded("get_boot_device")
+
+    def ping(self) -> float:
+        return self._guarded("ping")
