@@ -1,0 +1,281 @@
+"""Real BMC peers for the driver tests: OpenIPMI's ipmi_sim, the in-process loopback BMC, sushy-tools'
+Redfish emulator and the machine's Redis. Plain helpers and fixtures; no mocks of any protocol."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from provisioner.bmc import BmcTarget
+from provisioner.lab.bmc import LoopbackBmc
+
+IPMI_USER = "admin"
+# Distinctive, so a leak into logs or messages is easy to spot.
+IPMI_PASSWORD = "Sim-pw-7Qx!"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port nothing listens on right now (UDP by default)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _udp_bound(port: int) -> bool:
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        return any(line.split()[1] == wanted for line in table.readlines()[1:])
+
+
+# ipmi_sim asks this script for power and boot state and tells it about changes; keeping them in files is
+# what makes the simulator's chassis real (and lets tests read what the BMC was told, not what it echoes).
+CHASSIS_SCRIPT = textwrap.dedent(
+    """\
+    #!/bin/sh
+    dir=$(dirname "$0")
+    shift  # the MC address
+    op=$1; shift
+    if [ "$op" = get ]; then
+        for parm in "$@"; do
+            case $parm in
+                power) echo "power:$(cat "$dir/power")" ;;
+                boot) echo "boot:$(cat "$dir/boot")" ;;
+            esac
+        done
+    else
+        while [ $# -gt 1 ]; do
+            echo "$2" > "$dir/$1"
+            echo "$1=$2" >> "$dir/events"
+            shift 2
+        done
+    fi
+    """
+)
+
+
+class IpmiSim:
+    """One ipmi_sim process on 127.0.0.1 with an RMCP+ admin user and a file-backed chassis."""
+
+    def __init__(self, workdir: Path, port: int | None = None, password: str = IPMI_PASSWORD):
+        self.dir = workdir
+        self.port = port or free_port()
+        self.password = password
+        self.process: subprocess.Popen | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "state").mkdir(exist_ok=True)
+        script = workdir / "chassis.sh"
+        script.write_text(CHASSIS_SCRIPT)
+        script.chmod(0o755)
+        (workdir / "power").write_text("0\n")
+        (workdir / "boot").write_text("default\n")
+        (workdir / "events").write_text("")
+        (workdir / "lan.conf").write_text(
+            textwrap.dedent(
+                f"""\
+                name "sim{self.port}"
+                set_working_mc 0x20
+                  startlan 1
+                    addr 127.0.0.1 {self.port}
+                    priv_limit admin
+                    allowed_auths_callback none md2 md5 straight
+                    allowed_auths_user none md2 md5 straight
+                    allowed_auths_operator none md2 md5 straight
+                    allowed_auths_admin none md2 md5 straight
+                    guid a123456789abcdefa123456789abcdef
+                  endlan
+                  chassis_control "{script} 0x20"
+                  user 2 true "{IPMI_USER}" "{password}" admin 10 none md2 md5 straight
+                """
+            )
+        )
+        (workdir / "sim.emu").write_text(
+            "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n"
+        )
+
+    def start(self) -> IpmiSim:
+        self.process = subprocess.Popen(
+            ["ipmi_sim", "-c", "lan.conf", "-f", "sim.emu", "-n", "-s", "state"],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while not _udp_bound(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ipmi_sim did not start on port {self.port}")
+            time.sleep(0.005)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def target(self, timeout_s: float = 2.0, password: str | None = None) -> BmcTarget:
+        return BmcTarget("127.0.0.1", self.port, IPMI_USER, password or self.password, timeout_s=timeout_s)
+
+    @property
+    def power(self) -> str:
+        """What the simulator's chassis holds: "1" (on) or "0" (off)."""
+        return (self.dir / "power").read_text().strip()
+
+    @property
+    def boot(self) -> str:
+        """The boot device the simulator passed to its chassis: "pxe", "default" or "none"."""
+        return (self.dir / "boot").read_text().strip()
+
+    @property
+    def events(self) -> list[str]:
+        return (self.dir / "events").read_text().split()
+
+    def set_power(self, on: bool) -> None:
+        (self.dir / "power").write_text("1\n" if on else "0\n")
+
+
+def ipmitool(port: int, *args: str, password: str = IPMI_PASSWORD, timeout: float = 15) -> str:
+    """Run ``ipmitool -I lanplus -C 3`` (cipher suite 3; discovery against ipmi_sim costs ~10 s a call)."""
+    result = subprocess.run(
+        ["ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", str(port), "-U", IPMI_USER, "-E", *args],
+        env={**os.environ, "IPMI_PASSWORD": password},  # -E: keep the password off the process list
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _simulators_installed():
+    for tool in ("ipmi_sim", "ipmitool"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: install the Debian packages in .ci/apt-packages")
+
+
+@pytest.fixture
+def ipmi_sim_factory(tmp_path):
+    sims: list[IpmiSim] = []
+
+    def start(**kwargs) -> IpmiSim:
+        sim = IpmiSim(tmp_path / f"sim{len(sims)}", **kwargs).start()
+        sims.append(sim)
+        return sim
+
+    yield start
+    for sim in sims:
+        sim.kill()
+
+
+@pytest.fixture
+def ipmi_sim(ipmi_sim_factory) -> IpmiSim:
+    return ipmi_sim_factory()
+
+
+@pytest.fixture
+def loopback_bmc():
+    bmcs: list[LoopbackBmc] = []
+
+    def start(**kwargs) -> LoopbackBmc:
+        kwargs.setdefault("username", IPMI_USER)
+        kwargs.setdefault("password", IPMI_PASSWORD)
+        bmc = LoopbackBmc(**kwargs).start()
+        bmcs.append(bmc)
+        return bmc
+
+    yield start
+    for bmc in bmcs:
+        bmc.stop()
+
+
+# -- Redfish ----------------------------------------------------------------------------------------------------
+
+REDFISH_USER = "redfish"
+REDFISH_PASSWORD = "Rf-pw-3Kz?"
+
+# sushy-tools' fake driver applies a power change 1-11 s after the request, at random (it imitates slow
+# hardware). Pin it to the minimum so a change lands within a second and the tests stay fast.
+_EMULATOR = (
+    "import sys\n"
+    "from sushy_tools.emulator.resources.systems import fakedriver\n"
+    "class _Fastest:\n"
+    "    @staticmethod\n"
+    "    def randint(low, high):\n"
+    "        return low\n"
+    "fakedriver.random = _Fastest\n"
+    "from sushy_tools.emulator.main import main\n"
+    "sys.exit(main())\n"
+)
+
+
+class RedfishEmulator:
+    def __init__(self, workdir: Path):
+        import bcrypt
+
+        self.port = free_port(socket.SOCK_STREAM)
+        digest = bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+        (workdir / "htpasswd").write_text(f"{REDFISH_USER}:{digest}\n")
+        (workdir / "emulator.conf").write_text(f"SUSHY_EMULATOR_AUTH_FILE = {str(workdir / 'htpasswd')!r}\n")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _EMULATOR, "--fake", "-i", "127.0.0.1", "-p", str(self.port),
+             "--config", str(workdir / "emulator.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("sushy-emulator did not start") from None
+                time.sleep(0.02)
+
+    def target(self, timeout_s: float = 3.0, password: str = REDFISH_PASSWORD) -> BmcTarget:
+        return BmcTarget("127.0.0.1", self.port, REDFISH_USER, password, timeout_s=timeout_s)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redfish_emulator(tmp_path_factory):
+    emulator = RedfishEmulator(tmp_path_factory.mktemp("redfish"))
+    yield emulator
+    emulator.stop()
+
+
+# -- Redis ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_client():
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client):
+    """A key prefix of this test's own, removed afterwards."""
+    prefix = f"test:{uuid.uuid4().hex}:provisioner:bmc:"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        redis_client.delete(*keys)
