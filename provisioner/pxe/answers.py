@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from provisioner.pxe.mac import normalise_mac
 
@@ -162,8 +162,10 @@ def _yaml_string(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def _environment() -> ImmutableSandboxedEnvironment:
+    # Immutable: a template may read the context but not change it (no list.append, dict.update) under the
+    # caller's feet.
+    env = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

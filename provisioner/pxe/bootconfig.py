@@ -24,6 +24,9 @@ PXELINUX_DEFAULT = f"{PXELINUX_DIR}/default"
 GRUB_DEFAULT = f"{GRUB_DIR}/grub.cfg"
 
 HEADER = "provisioner"
+# x86 Linux keeps the first 2048 bytes of its command line and drops the rest without a word; BOOTIF goes
+# last, so an over-long line would silently lose the NIC selection. The margin leaves room for BOOTIF/initrd=.
+MAX_CMDLINE = 1900
 _FORBIDDEN_IN_CMDLINE = re.compile(r"[\x00-\x1f\x7f]")
 # Left unquoted in GRUB; anything else (';', '$', quotes, braces, spaces) is single-quoted.
 _GRUB_BARE = re.compile(r"[A-Za-z0-9_./:=,+@%-]+")
@@ -52,6 +55,8 @@ class BootEntry:
                 raise ValueError(f"{field} must be a non-empty path without spaces: {value!r}")
         if _FORBIDDEN_IN_CMDLINE.search(self.cmdline):
             raise ValueError(f"kernel command line contains a control character: {self.cmdline!r}")
+        if len(self.cmdline.encode()) > MAX_CMDLINE:
+            raise ValueError(f"kernel command line is longer than {MAX_CMDLINE} bytes")
         if "BOOTIF=" in self.cmdline:
             raise ValueError("kernel command line must not carry BOOTIF; the boot config adds it")
 

@@ -12,7 +12,7 @@ from provisioner.pxe import (
     render_pxelinux_default,
     tftp_path,
 )
-from tests.unit.pxe.support import BASE_URL, MAC, TOKEN, assert_golden, run
+from tests.unit.pxe.support import BASE_URL, GOLDEN_DIR, MAC, TOKEN, assert_golden, run
 
 KERNEL = "/images/ubuntu-24.04/vmlinuz"
 INITRD = "/images/ubuntu-24.04/initrd"
@@ -110,7 +110,7 @@ def test_grub_script_check_rejects_a_broken_script(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("kernel", ""), ("kernel", "/a b"), ("initrd", "x\ny"), ("cmdline", "quiet\nDEFAULT evil"),
-     ("cmdline", "BOOTIF=01-aa-bb-cc-dd-ee-ff")],
+     ("cmdline", "BOOTIF=01-aa-bb-cc-dd-ee-ff"), ("cmdline", "x" * 1901)],
 )
 def test_boot_entry_refuses_values_that_would_break_the_config(field, value):
     values = {"mac": MAC, "kernel": KERNEL, "initrd": INITRD, "cmdline": "quiet"} | {field: value}
@@ -121,3 +121,13 @@ def test_boot_entry_refuses_values_that_would_break_the_config(field, value):
 def test_boot_entry_refuses_malformed_mac():
     with pytest.raises(ValueError, match="'not-a-mac'"):
         BootEntry(mac="not-a-mac", kernel=KERNEL, initrd=INITRD, cmdline="")
+
+
+def test_every_golden_file_is_still_checked():
+    # A golden file no test compares any more would pin nothing while looking like it does.
+    profiles = ["ubuntu-24.04-autoinstall", "debian-12-preseed", "rocky-9-kickstart", "centos-7-kickstart"]
+    expected = {
+        "pxelinux-01-mac.cfg", "grub.cfg-01-mac", "install.ipxe", "pxelinux-default.cfg", "grub.cfg-default",
+        "local.ipxe", "ubuntu-24.04-autoinstall-meta-data.txt",
+    } | {f"{p}-{kind}.txt" for p in profiles for kind in ("static", "dhcp")}
+    assert {p.name for p in GOLDEN_DIR.iterdir()} == expected

@@ -63,6 +63,15 @@ def test_sandbox_escape_attempts_are_refused(source):
     assert "unsafe" in str(excinfo.value) or "undefined" in str(excinfo.value)
 
 
+def test_template_cannot_change_the_context():
+    ctx = context()
+    with pytest.raises(TemplateError, match="unsafe"):
+        render_template("{{ ssh_keys.append('ssh-ed25519 AAAA intruder') }}", ctx)
+    with pytest.raises(TemplateError, match="unsafe"):
+        render_template("{{ urls.update(base='http://evil') }}", ctx)
+    assert len(ctx["ssh_keys"]) == 2 and ctx["urls"]["base"] == "http://192.0.2.10:8000"
+
+
 def test_runtime_error_in_template_is_a_template_error_with_line():
     with pytest.raises(TemplateError) as excinfo:
         render_template("x\ny\n{{ 1 // 0 }}\n", context())
