@@ -28,6 +28,7 @@ lint: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	bash .ci/apt-install
+	bash .ci/setup-cloud-init
 	$(VENV)/bin/ruff check .
 	PROVISIONER_DEV=1 PROVISIONER_VAR_DIR=$(CURDIR)/var/test $(PY) manage.py makemigrations --check --dry-run
 	@# The deployment checklist, under the environment a production start would have.
