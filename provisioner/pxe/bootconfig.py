@@ -120,8 +120,8 @@ def _grub_words(cmdline: str) -> str:
     return " ".join(grub_quote(word) for word in cmdline.split())
 
 
-# UEFI: `exit 1` hands control back to the firmware boot manager with an error, so it moves on to the next
-# boot option (the disk). Some firmware treats `exit 0` as success and stops at the boot menu instead.
+# UEFI: `exit 1` hands control back to the firmware boot manager as a failed boot option, so it moves on to
+# the next one in the boot order: the disk.
 _GRUB_LOCAL = "menuentry 'Boot local disk' {\n    exit 1\n}\n"
 
 
