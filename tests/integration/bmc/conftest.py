@@ -265,7 +265,7 @@ def redfish_emulator(tmp_path_factory):
 def redis_client():
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=5)
     client.ping()
     yield client
     client.close()
