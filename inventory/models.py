@@ -249,6 +249,12 @@ class BMC(models.Model):
     port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)
     password_ciphertext = models.TextField(editable=False, blank=True)
+    # What the last contact with the BMC showed (ping or power read), for the UI and alerts.
+    reachable = models.BooleanField(null=True, editable=False, help_text="None: never contacted.")
+    latency_ms = models.FloatField(null=True, editable=False)
+    checked_at = models.DateTimeField(null=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
 
     class Meta:
         verbose_name = "BMC"
@@ -307,6 +313,9 @@ class OSProfile(models.Model):
     image_url = models.URLField(max_length=500, blank=True)
     image_sha256 = models.CharField("image SHA-256", max_length=64, blank=True, validators=[validate_sha256])
     target_disk = models.CharField(max_length=100, blank=True, help_text="e.g. /dev/sda; blank for the first disk.")
+    legacy_anaconda = models.BooleanField(
+        default=False, help_text="Kickstart for CentOS 7 and older: ks=/ksdevice= instead of inst.ks=/inst.ks.device=."
+    )
 
     class Meta:
         verbose_name = "OS profile"

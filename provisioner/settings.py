@@ -162,9 +162,30 @@ WHITENOISE_AUTOREFRESH = DEV
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
+# A job makes a few short BMC or file calls and never waits for a machine, so anything running
+# this long is stuck: RQ kills it and the install's sweeper retries or fails the step.
+RQ_JOB_TIMEOUT_S = env.int("RQ_JOB_TIMEOUT_S", default=120)
+# django-rq's admin pages show the default queue; site queues are made on demand (provisioner.queues).
 RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_JOB_TIMEOUT_S},
 }
+
+# --- BMCs -----------------------------------------------------------------------------------
+# Seconds one BMC call (login included) may take before it counts as unreachable. Healthy BMCs
+# answer in milliseconds; iLO and iDRAC under load take a second or two.
+BMC_TIMEOUT_S = env.float("BMC_TIMEOUT_S", default=5.0)
+# Minimum pause between two commands to the same BMC, across every worker process: some iLO 4
+# and older iDRAC firmwares drop sessions or stop answering IPMI when commands arrive back to back.
+BMC_MIN_INTERVAL_S = env.float("BMC_MIN_INTERVAL_S", default=0.2)
+# How long a caller queues behind another command to the same BMC before giving up as "busy"
+# (retryable): long enough for a slow power-on, short enough not to hold a worker.
+BMC_MAX_WAIT_S = env.float("BMC_MAX_WAIT_S", default=15.0)
+# The power state of every machine is re-read this often (spread over the interval), so the
+# dashboard's power column is never older than this, as Ironic's power sync does.
+POWER_SYNC_INTERVAL_S = env.int("POWER_SYNC_INTERVAL_S", default=300)
+# After this many consecutive failed reads a BMC is shown as unreachable; one lost UDP packet
+# on a busy management network is not an outage.
+BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)
 
 CHANNEL_LAYERS = {
     "default": {

@@ -147,7 +147,7 @@ def main() -> int:
         )
         supervisor.start(
             "rq worker",
-            [str(BIN / "python"), "manage.py", "rqworker", "--with-scheduler", "default"],
+            [str(BIN / "python"), "manage.py", "worker"],
             env,
         )
         url = f"http://127.0.0.1:{args.port}/"

@@ -1,0 +1,195 @@
+"""Power and boot-device actions on machines through their BMCs, with the audit trail, the
+protected-machine rule and the cached power state the dashboard shows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from audit.service import Actor, record
+from provisioner import queues
+from provisioner.bmc import BmcError, BmcTarget, BootDevice, PowerState, get_driver
+from provisioner.bmc.guard import GuardedDriver
+
+from .models import BMC, Machine
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
+# Actions that can take down a running system or lead to a reinstall: refused on protected machines.
+DESTRUCTIVE = frozenset({"off", "cycle", "pxe"})
+
+
+class PowerActionRefused(Exception):
+    """The action is not allowed on this machine (protected, or no BMC configured)."""
+
+
+def target_for(bmc: BMC) -> BmcTarget:
+    return BmcTarget(bmc.address, bmc.port, bmc.username, bmc.get_password(), timeout_s=settings.BMC_TIMEOUT_S)
+
+
+def driver_for(machine: Machine) -> GuardedDriver:
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        raise PowerActionRefused(f"{machine.hostname} has no BMC configured.") from None
+    return GuardedDriver(
+        get_driver(bmc.driver, target_for(bmc)),
+        queues.connection(),
+        min_interval_s=settings.BMC_MIN_INTERVAL_S,
+        max_wait_s=settings.BMC_MAX_WAIT_S,
+    )
+
+
+def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error: str = "") -> None:
+    """Record what the last contact with a BMC showed. Updates only these columns, so an admin
+    editing the same BMC at the same moment loses nothing."""
+    now = timezone.now()
+    rows = BMC.objects.filter(pk=bmc_id)
+    if ok:
+        rows.update(
+            reachable=True,
+            latency_ms=None if latency_s is None else round(latency_s * 1000, 2),
+            checked_at=now,
+            consecutive_failures=0,
+            last_error="",
+        )
+        return
+    rows.update(consecutive_failures=F("consecutive_failures") + 1, checked_at=now, last_error=error[:500])
+    rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).update(reachable=False)
+
+
+def note_power(machine_id: int, state: PowerState | str) -> None:
+    Machine.objects.filter(pk=machine_id).update(power_state=str(state), power_state_at=timezone.now())
+
+
+def perform(machine: Machine, action: str, actor: Actor) -> str:
+    """Run one action now and return a line for the technician. Raises PowerActionRefused or BmcError
+    (whose message names the BMC, never the password); every attempt is audited."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    if action in DESTRUCTIVE and machine.protected:
+        record(actor, f"machine.{action}", machine, {"ok": False, "refused": "protected"})
+        raise PowerActionRefused(
+            f"{machine.hostname} is protected: '{action}' is refused. Unprotect it (with a reason) first."
+        )
+    driver = driver_for(machine)
+    started = time.monotonic()
+    try:
+        result = _run(driver, action)
+    except BmcError as exc:
+        note_contact(machine.bmc.pk, ok=False, error=str(exc))
+        if action != "status":
+            record(actor, f"machine.{action}", machine, {"ok": False, "reason": exc.reason, "error": str(exc)})
+        raise
+    note_contact(machine.bmc.pk, ok=True, latency_s=result if action == "ping" else time.monotonic() - started)
+    if isinstance(result, PowerState):
+        note_power(machine.pk, result)
+    elif action in ("on", "off"):
+        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    if action != "status":
+        record(actor, f"machine.{action}", machine, {"ok": True})
+    return _describe(machine, action, result)
+
+
+def _run(driver, action: str):
+    if action == "status":
+        return driver.power_state()
+    if action == "on":
+        return driver.power_on()
+    if action == "off":
+        return driver.power_off()
+    if action == "cycle":
+        return driver.power_cycle()
+    if action == "pxe":
+        return driver.set_boot_device(BootDevice.PXE, once=True)
+    if action == "disk":
+        return driver.set_boot_device(BootDevice.DISK, once=False)
+    return driver.ping()
+
+
+def _describe(machine: Machine, action: str, result) -> str:
+    return {
+        "status": lambda: f"{machine.hostname}: power is {result}",
+        "on": lambda: f"{machine.hostname}: powered on",
+        "off": lambda: f"{machine.hostname}: powered off",
+        "cycle": lambda: f"{machine.hostname}: power cycled",
+        "pxe": lambda: f"{machine.hostname}: will boot from the network once, at its next start",
+        "disk": lambda: f"{machine.hostname}: boots from disk",
+        "ping": lambda: f"{machine.hostname}: BMC answered in {result * 1000:.1f} ms",
+    }[action]()
+
+
+# --- periodic power sync -------------------------------------------------------------------
+
+POWER_SYNC_JOB_ID = "power-sync"
+
+
+def refresh_power_state(machine_id: int) -> str | None:
+    """RQ job: read one machine's power state into the cache. Failures are counted, not raised:
+    a BMC that is down is a fact to show, not a job to retry."""
+    machine = Machine.objects.select_related("bmc").filter(pk=machine_id, bmc__isnull=False).first()
+    if machine is None:
+        return None
+    try:
+        state = driver_for(machine).power_state()
+    except BmcError as exc:
+        note_contact(machine.bmc.pk, ok=False, error=str(exc))
+        if BMC.objects.filter(pk=machine.bmc.pk, reachable=False).exists():
+            note_power(machine.pk, PowerState.UNKNOWN)  # an old reading would mislead
+        return f"{machine.hostname}: {exc}"
+    except Exception as exc:  # a broken key or row must not stop the sweep of the others
+        log.warning("power refresh of %s failed: %s", machine.hostname, exc)
+        return f"{machine.hostname}: {exc}"
+    note_contact(machine.bmc.pk, ok=True)
+    note_power(machine.pk, state)
+    return f"{machine.hostname}: {state}"
+
+
+def power_sync(reschedule: bool = True) -> int:
+    """RQ job: enqueue a power read of every machine on its site's queue, spread evenly over
+    POWER_SYNC_INTERVAL_S (a few BMCs at a time, never all at once), then schedule itself again."""
+    interval = settings.POWER_SYNC_INTERVAL_S
+    machines = list(
+        Machine.objects.filter(bmc__isnull=False, rack__isnull=False)
+        .order_by("pk")
+        .values_list("pk", "rack__site__slug")
+    )
+    spacing = interval / max(1, len(machines))
+    for i, (machine_id, slug) in enumerate(machines):
+        queues.site_queue(slug).enqueue_in(
+            timedelta(seconds=i * spacing),
+            refresh_power_state,
+            machine_id,
+            job_id=f"power-refresh-{machine_id}",
+            result_ttl=0,
+            failure_ttl=3600,
+        )
+    if reschedule:
+        schedule_power_sync(delay_s=interval)
+    return len(machines)
+
+
+def schedule_power_sync(delay_s: float = 0) -> None:
+    queues.get_queue().enqueue_in(
+        timedelta(seconds=delay_s), power_sync, job_id=POWER_SYNC_JOB_ID, result_ttl=0, failure_ttl=3600
+    )
+
+
+def ensure_power_sync_scheduled() -> bool:
+    """Schedule the power sync unless it already is (called when a worker starts). True if scheduled now."""
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    queue = queues.get_queue()
+    if POWER_SYNC_JOB_ID in ScheduledJobRegistry(queue=queue).get_job_ids():
+        return False
+    if Job.exists(POWER_SYNC_JOB_ID, connection=queue.connection) and POWER_SYNC_JOB_ID in queue.get_job_ids():
+        return False
+    schedule_power_sync()
+    return True
