@@ -64,10 +64,9 @@ class GuardedDriver:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + self.max_wait_s
         while not self._redis.set(self._lock_key, token, nx=True, px=self._lock_ttl_ms):
-            remaining_ms = self._redis.pttl(self._lock_key)
             if time.monotonic() + POLL_S > deadline:
-                retry_after = remaining_ms / 1000 if remaining_ms and remaining_ms > 0 else None
-                raise BmcBusy(self.target.endpoint, "another command to this BMC is still running", retry_after)
+                # No retry hint: the lock's expiry is the worst case for a live holder, not an estimate.
+                raise BmcBusy(self.target.endpoint, "another command to this BMC is still running")
             time.sleep(POLL_S * (0.5 + random.random()))
         cooldown_ms = self._redis.pttl(self._cooldown_key)
         if cooldown_ms and cooldown_ms > 0:
