@@ -41,13 +41,13 @@ class IpmiDriver:
 
     def __init__(self, target: BmcTarget):
         self.target = target
-        self._loop = get_loop()
 
     def __repr__(self) -> str:
         return f"IpmiDriver({self.target.endpoint})"
 
     def _call(self, what: str, netfn: int, command: int, data: tuple[int, ...] = ()) -> bytes:
-        response = self._loop.call(self.target, netfn, command, data)
+        # Looked up per call, not kept: after a fork (an RQ work horse) the child needs its own loop.
+        response = get_loop().call(self.target, netfn, command, data)
         code = response.get("code", 0)
         if code:
             text = ipmi_completion_codes.get(code) or response.get("error") or "unknown"

@@ -100,8 +100,12 @@ class _Request:
     netfn: int
     command: int
     data: tuple[int, ...]
+    timeout_s: float
     deadline: float
     future: Future = field(default_factory=Future)
+
+    def timed_out(self, endpoint: str, what: str = "answer") -> BmcTimeout:
+        return BmcTimeout(endpoint, f"no {what} within {self.timeout_s:g} s")
 
 
 @dataclass(eq=False)
@@ -113,7 +117,6 @@ class _Conn:
     username: bytes
     password: bytes = field(repr=False)
     endpoint: str
-    timeout_s: float
     session: _Session | None = None
     ready: bool = False
     generation: int = 0
@@ -137,7 +140,7 @@ class IpmiLoop:
         """Send one IPMI request and return pyghmi's response dict; raise a BmcError on no answer or no login."""
         started = time.monotonic()
         address = _resolve(target)
-        request = _Request(netfn, command, tuple(data), started + target.timeout_s)
+        request = _Request(netfn, command, tuple(data), target.timeout_s, started + target.timeout_s)
         key = (address, target.port, target.username, target.password)
         with self._lock:
             self._incoming.append((key, target, address, request))
@@ -171,12 +174,15 @@ class IpmiLoop:
                     username=target.username.encode(),
                     password=target.password.encode(),
                     endpoint=target.endpoint,
-                    timeout_s=target.timeout_s,
                 )
             conn.queue.append(request)
         queue = pyghmi_session.sessionqueue
         while queue:
-            queue.popleft().process_pktqueue()
+            session = queue.popleft()
+            try:
+                session.process_pktqueue()
+            except Exception:  # one BMC's odd packet must not delay the others' answers
+                log.exception("IPMI packet handling failed for %s", getattr(session, "bmc", "?"))
         now = time.monotonic()
         self._fire_retry_timers(now)
         for key, conn in list(self._conns.items()):
@@ -216,12 +222,13 @@ class IpmiLoop:
     def _expire(self, conn: _Conn, now: float):
         if conn.current is not None and conn.current.deadline <= now:
             request, conn.current = conn.current, None
-            _fail(request, BmcTimeout(conn.endpoint, f"no answer within {conn.timeout_s:g} s"))
+            _fail(request, request.timed_out(conn.endpoint))
             # The BMC may be gone or may have dropped our session: never reuse a session that went quiet.
             self._discard(conn)
         while conn.queue and conn.queue[0].deadline <= now:
             what = "login" if conn.session is not None and not conn.ready else "answer"
-            _fail(conn.queue.popleft(), BmcTimeout(conn.endpoint, f"no {what} within {conn.timeout_s:g} s"))
+            request = conn.queue.popleft()
+            _fail(request, request.timed_out(conn.endpoint, what))
             if not conn.queue and not conn.ready:
                 self._discard(conn)
 
@@ -309,7 +316,7 @@ class IpmiLoop:
         conn.current = None
         conn.last_used = time.monotonic()
         if response is None or response.get("code") == 0xFFFF:
-            _fail(request, BmcTimeout(conn.endpoint, f"no answer within {conn.timeout_s:g} s"))
+            _fail(request, request.timed_out(conn.endpoint))
             conn.session = None
             conn.ready = False
             conn.generation += 1
