@@ -103,6 +103,7 @@ class _Request:
     timeout_s: float
     deadline: float
     future: Future = field(default_factory=Future)
+    resent_after_login: bool = False
 
     def timed_out(self, endpoint: str, what: str = "answer") -> BmcTimeout:
         return BmcTimeout(endpoint, f"no {what} within {self.timeout_s:g} s")
@@ -184,7 +185,7 @@ class IpmiLoop:
             except Exception:  # one BMC's odd packet must not delay the others' answers
                 log.exception("IPMI packet handling failed for %s", getattr(session, "bmc", "?"))
         now = time.monotonic()
-        self._fire_retry_timers(now)
+        self._fire_retry_timers()
         for key, conn in list(self._conns.items()):
             self._expire(conn, now)
             if conn.current is None and conn.queue:
@@ -195,29 +196,56 @@ class IpmiLoop:
 
     def _next_timer(self) -> float:
         now = time.monotonic()
-        soonest = now + MAX_TICK_S
-        waiting = pyghmi_session.Session.waiting_sessions
+        soonest = MAX_TICK_S
         for conn in self._conns.values():
             if conn.current is not None:
-                soonest = min(soonest, conn.current.deadline)
+                soonest = min(soonest, conn.current.deadline - now)
             if conn.queue:
-                soonest = min(soonest, conn.queue[0].deadline)
-            if conn.session is not None and conn.session in waiting:
-                soonest = min(soonest, waiting.get(conn.session, {}).get("timeout", soonest))
-        return max(0.0, soonest - now)
+                soonest = min(soonest, conn.queue[0].deadline - now)
+        retry = self._next_retry()
+        if retry is not None:
+            # pyghmi's clock ticks every 10 ms; do not spin while a due timer waits for the next tick.
+            soonest = min(soonest, max(retry, 0.002))
+        return max(0.0, soonest)
 
-    def _fire_retry_timers(self, now: float):
-        """What ``Session.wait_for_rsp`` does for timers, for our sessions only: retransmit or give up."""
+    def _next_retry(self) -> float | None:
+        """Seconds until the first of our sessions' pyghmi retry timers (kept on pyghmi's own clock)."""
         waiting = pyghmi_session.Session.waiting_sessions
+        timeouts = [
+            waiting.get(conn.session, {}).get("timeout")
+            for conn in self._conns.values()
+            if conn.session is not None and conn.session in waiting
+        ]
+        timeouts = [t for t in timeouts if t is not None]
+        if not timeouts:
+            return None
+        return min(timeouts) - pyghmi_util._monotonic_time()
+
+    def _fire_retry_timers(self):
+        """What ``Session.wait_for_rsp`` does for timers, for our sessions only: retransmit or give up.
+
+        One exception: the first time a command on an established session goes unanswered, log in afresh and
+        send it again. A BMC that rebooted or expired our session early ignores the old session for good, so
+        retransmitting on it only burns the caller's whole timeout.
+        """
+        waiting = pyghmi_session.Session.waiting_sessions
+        now = pyghmi_util._monotonic_time()  # os.times() based, 10 ms ticks: not comparable to time.monotonic()
         due = []
         with pyghmi_util.protect(pyghmi_session.WAITING_SESSIONS):
             for conn in self._conns.values():
                 session = conn.session
                 if session is not None and waiting.get(session, {}).get("timeout", now + 1) < now:
                     waiting.pop(session, None)
-                    due.append(session)
-        for session in due:
-            session._timedout()
+                    due.append((conn, session))
+        for conn, session in due:
+            request = conn.current
+            if conn.ready and request is not None and not request.resent_after_login:
+                request.resent_after_login = True
+                conn.current = None
+                conn.queue.appendleft(request)
+                self._discard(conn)
+            else:
+                session._timedout()
 
     def _expire(self, conn: _Conn, now: float):
         if conn.current is not None and conn.current.deadline <= now:

@@ -174,3 +174,17 @@ def test_a_forked_child_gets_a_working_driver(loopback_bmc):
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
     assert get_driver("ipmi", target).power_state() == PowerState.ON  # parent unaffected
+
+
+def test_a_rebooted_bmc_is_reached_again_within_the_same_call(loopback_bmc):
+    first = loopback_bmc(powered_on=True)
+    driver = get_driver("ipmi", first.target(timeout_s=3))
+    assert driver.power_state() == PowerState.ON
+    port = first.port
+    first.stop()
+    # Same address and port, but it forgot every session, as a BMC does when it reboots.
+    second = loopback_bmc(port=port)
+    started = time.monotonic()
+    assert driver.power_state() == PowerState.OFF
+    assert time.monotonic() - started < 1.5  # one retransmit interval, then a fresh login
+    assert second.commands == [(0, 1, None)]
