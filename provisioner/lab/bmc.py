@@ -82,7 +82,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
     """A simulated BMC on its own UDP port and thread. Use :meth:`start`, then :meth:`stop` (or :meth:`die`).
 
     Faults, all changeable while running: ``latency_s`` (delay before each answer), ``drop_packets``
-    (probability 0..1 of ignoring a packet; 1 means silent), ``reject_credentials`` (every login fails as
+    (probability 0..1 of ignoring a packet; 1 means silent), ``drop_next`` (ignore that many next packets),
+    ``reject_credentials`` (every login fails as
     with a wrong password) and :meth:`die` (the BMC is gone: socket closed, nothing answers).
 
     Hooks: ``on_power_on`` callbacks get the :class:`BootDevice` the machine boots from (at power-on and at
@@ -123,6 +124,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
 
         self.latency_s = latency_s
         self.drop_packets = 0.0
+        #: Ignore exactly this many next packets (deterministic loss for tests).
+        self.drop_next = 0
         self.reject_credentials = False
         self.on_power_on: list[Callable[[BootDevice], None]] = []
         self.on_power_off: list[Callable[[], None]] = []
@@ -194,6 +197,9 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
                 try:
                     data, sockaddr = sock.recvfrom(3000)
                 except OSError:
+                    continue
+                if self.drop_next > 0:
+                    self.drop_next -= 1
                     continue
                 if self.drop_packets and random.random() < self.drop_packets:
                     continue

@@ -188,3 +188,16 @@ def test_a_rebooted_bmc_is_reached_again_within_the_same_call(loopback_bmc):
     assert driver.power_state() == PowerState.OFF
     assert time.monotonic() - started < 1.5  # one retransmit interval, then a fresh login
     assert second.commands == [(0, 1, None)]
+
+
+def test_a_lost_packet_is_retried_within_the_call(loopback_bmc):
+    bmc = loopback_bmc(powered_on=True)
+    driver = get_driver("ipmi", bmc.target(timeout_s=3))
+    bmc.drop_next = 1  # the first login packet
+    started = time.monotonic()
+    assert driver.power_state() == PowerState.ON
+    assert 0.4 < time.monotonic() - started < 1.5  # pyghmi's first retransmit comes after 0.5-1 s
+    bmc.drop_next = 1  # a command on the established session
+    started = time.monotonic()
+    assert driver.power_state() == PowerState.ON
+    assert 0.4 < time.monotonic() - started < 1.5
