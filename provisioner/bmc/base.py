@@ -33,6 +33,14 @@ class BmcTarget:
     password: str = field(repr=False)
     timeout_s: float = DEFAULT_TIMEOUT_S
 
+    def __post_init__(self):
+        if not self.address:
+            raise ValueError("BMC address is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"BMC port {self.port!r} is not a port number")
+        if not self.timeout_s > 0:
+            raise ValueError(f"BMC timeout {self.timeout_s!r} must be positive")
+
     @property
     def endpoint(self) -> str:
         """``address:port``, the way technicians name a BMC in messages."""

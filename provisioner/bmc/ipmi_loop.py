@@ -164,6 +164,7 @@ class IpmiLoop:
                 log.exception("IPMI loop step failed")
 
     def _step(self):
+        _ensure_io_thread()
         with self._lock:
             incoming, self._incoming = self._incoming, []
         for key, target, address, request in incoming:
@@ -387,6 +388,18 @@ def _resolve(target: BmcTarget) -> str:
     except OSError as exc:
         raise BmcUnreachable(target.endpoint, f"cannot resolve address: {exc.strerror or exc}") from None
     return infos[0][4][0]
+
+
+def _ensure_io_thread():
+    # pyghmi's IO thread dies on any exception (e.g. a KeyError when a session is logged out just as a packet
+    # for it arrives), and with it every IPMI answer in the process. Bring it back.
+    thread = pyghmi_session.iothread
+    if thread is not None and not thread.is_alive() and pyghmi_session.iosockets:
+        log.error("pyghmi's IPMI IO thread died; restarting it")
+        replacement = pyghmi_session.define_worker()()
+        replacement.daemon = True
+        pyghmi_session.iothread = replacement
+        replacement.start()
 
 
 def _kick_io_thread():

@@ -201,3 +201,18 @@ def test_a_lost_packet_is_retried_within_the_call(loopback_bmc):
     started = time.monotonic()
     assert driver.power_state() == PowerState.ON
     assert 0.4 < time.monotonic() - started < 1.5
+
+
+def test_the_driver_survives_pyghmis_io_thread_dying(loopback_bmc):
+    from pyghmi.ipmi.private import session as pyghmi_session
+
+    bmc = loopback_bmc(powered_on=True)
+    driver = get_driver("ipmi", bmc.target(timeout_s=2))
+    assert driver.power_state() == PowerState.ON
+    worker = pyghmi_session.iothread
+    worker.running = False  # what an exception inside its loop amounts to: the thread ends
+    pyghmi_session.iosockets[0].sendto(b"\x01", (pyghmi_session.myself, pyghmi_session.iosockets[0].getsockname()[1]))
+    threading.Thread.join(worker, timeout=2)  # its own join() logs every session out first
+    assert not worker.is_alive()
+    assert driver.power_state() == PowerState.ON
+    assert pyghmi_session.iothread is not worker and pyghmi_session.iothread.is_alive()

@@ -90,3 +90,11 @@ def test_bmc_and_lab_load_no_django_in_a_fresh_interpreter():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "timeout_s"), [("", 623, 1), ("10.0.0.5", 0, 1), ("10.0.0.5", 70000, 1), ("10.0.0.5", 623, 0)]
+)
+def test_target_refuses_nonsense(address, port, timeout_s):
+    with pytest.raises(ValueError):
+        BmcTarget(address, port, "admin", SECRET, timeout_s=timeout_s)
