@@ -61,8 +61,9 @@ class _Session(pyghmi_session.Session):
     """pyghmi's session with the post-login privilege request made asynchronous.
 
     pyghmi sends "set session privilege" synchronously from inside its packet handler, which would block this
-    loop (and stall on the race described above). It also silently re-logs in on a timeout, then waits for
-    the old command's slot; we prefer to fail the call and log in afresh on the next one.
+    loop (and stall on the race described above). On a timeout it also re-logs in by itself and then blocks
+    waiting for the old command's slot; here ``logontries = 0`` turns that off and the loop re-logs in
+    without blocking (see ``IpmiLoop._fire_retry_timers``).
     """
 
     def _req_priv_level(self):
