@@ -1,0 +1,5 @@
+import sys
+
+from provisioner.agent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""The HTTP side of the agent API contract (docs/agent-api.md): one method per endpoint, errors sorted by what
+the caller should do about them."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+from provisioner.agent import AGENT_VERSION
+
+# The contract caps the long-poll at 30 s.
+MAX_WAIT_S = 30
+# Slack over the long-poll's own wait, so a slow answer is not mistaken for a dead connection.
+POLL_GRACE_S = 15
+REQUEST_TIMEOUT_S = 20
+
+
+class NetworkError(Exception):
+    """Connection refused or reset, a timeout, a 5xx or 429: worth retrying later."""
+
+
+class Unauthorized(Exception):
+    """401: the token is invalid, which once the agent has registered means the install ended."""
+
+
+class Refused(Exception):
+    """403 on register: this is not the machine the install is for."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class Rejected(Exception):
+    """400, 404, 409: the control plane will not take this request however often it is sent."""
+
+    def __init__(self, status: int, body: dict):
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: retries from a fleet that lost its network spread out instead of
+    arriving together when it comes back."""
+
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
+        self.attempt += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def jittered(seconds: float, rng: random.Random | None = None, spread: float = 0.2) -> float:
+    return seconds * (rng or random).uniform(1 - spread, 1 + spread)
+
+
+def _decode(raw: bytes) -> dict:
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class Client:
+    def __init__(self, base_url: str, token: str):
+        self.api = base_url.rstrip("/") + "/api/agent/v1/"
+        self._token = token
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"Client({self.api!r})"
+
+    def _request(self, method: str, path: str, body: dict | None = None, timeout: float = REQUEST_TIMEOUT_S) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.api + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self._token}")
+        req.add_header("Accept", "application/json")
+        req.add_header("User-Agent", f"provisioner-agent/{AGENT_VERSION}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return _decode(resp.read())
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            payload = _decode(exc.read() or b"")
+            if status == 401:
+                raise Unauthorized(f"{method} {path}: 401") from None
+            if status == 403:
+                raise Refused(str(payload.get("reason", "Forbidden")), str(payload.get("message", ""))) from None
+            if status >= 500 or status in (408, 429):
+                raise NetworkError(f"{method} {path}: HTTP {status}") from None
+            raise Rejected(status, payload) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            # The message of a URLError can quote the request; only its reason is kept.
+            reason = getattr(exc, "reason", exc)
+            raise NetworkError(f"{method} {path}: {reason}") from None
+
+    def register(self, facts: dict) -> dict:
+        return self._request("POST", "register", {"agent_version": AGENT_VERSION, "facts": facts})
+
+    def heartbeat(self) -> dict:
+        return self._request("POST", "heartbeat", {})
+
+    def next_task(self, wait_s: int = 25) -> dict:
+        wait_s = max(0, min(MAX_WAIT_S, wait_s))
+        return self._request("GET", f"tasks/next?wait={wait_s}", timeout=wait_s + POLL_GRACE_S)
+
+    def progress(self, task_id: str, percent: int, message: str, log_lines: list[str]) -> dict:
+        body = {"percent": percent, "message": message, "log": log_lines}
+        return self._request("POST", f"tasks/{urllib.parse.quote(task_id, safe='')}/progress", body)
+
+    def result(self, task_id: str, body: dict) -> dict:
+        return self._request("POST", f"tasks/{urllib.parse.quote(task_id, safe='')}/result", body)

@@ -1,0 +1,278 @@
+"""The one door between task code and the machine: devices, commands, the target root, reboot.
+
+Tasks never open a device path or run a device tool themselves; they ask the host. `RealHost` hands out the
+real paths. `SandboxHost` maps `/dev/<name>` to `DIR/disks/<name>.img`, refuses every other path, refuses to
+run a command that names anything under /dev, and records instead of running what needs real block devices
+(mdadm) or would stop the machine (reboot, poweroff). Swapping the host is the only difference between a
+sandbox run and a real one, so the same task code is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.agent import facts
+from provisioner.agent.results import TaskFailed
+
+log = logging.getLogger(__name__)
+
+# `/dev/sda`, `/dev/nvme0n1`, `/dev/md0`, `/dev/sda1`: one plain name under /dev, nothing that could climb out.
+_DEVICE_NAME = re.compile(r"^/dev/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
+
+
+class SandboxViolation(Exception):
+    """Sandbox code asked for something outside its directory; a bug, never a task failure to report."""
+
+
+@dataclass
+class Completed:
+    returncode: int
+    output: str
+
+
+class Host:
+    sandbox = False
+
+    def device(self, path: str) -> str:
+        """The path to open for the disk the control plane calls `path`; raises TaskFailed(DiskNotFound)."""
+        raise NotImplementedError
+
+    def facts(self) -> dict:
+        raise NotImplementedError
+
+    def run(
+        self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
+    ) -> Completed:
+        """Run a tool. `block_devices`: the tool only works on real block devices, so the sandbox records the
+        command instead; `creates`: the (device, size) such a command brings into existence (an md array)."""
+        raise NotImplementedError
+
+    def target_root(self) -> Path:
+        raise NotImplementedError
+
+    def remember_target_disk(self, disk: str) -> None:
+        """The disk write_image filled: the target root is found on it later."""
+
+    def reboot(self) -> None:
+        raise NotImplementedError
+
+    def poweroff(self) -> None:
+        raise NotImplementedError
+
+    def discard(self, device: str) -> bool:
+        """Discard (TRIM) the whole device where supported; False when it is not."""
+        raise NotImplementedError
+
+    def holders(self, disk: str) -> list[str]:
+        """Devices stacked on `disk` (an assembled md array), which must be stopped before it is wiped."""
+        return []
+
+
+def _run(argv: list[str], timeout: float) -> Completed:
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=timeout
+        )
+    except FileNotFoundError as exc:
+        raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise TaskFailed("ToolTimedOut", f"{shlex.join(argv)} did not finish within {timeout:.0f} s") from exc
+    return Completed(proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
+
+
+class RealHost(Host):
+    """The memory OS of the machine being installed."""
+
+    def __init__(self, state_dir: Path, target_dir: Path | None = None):
+        self.state_dir = state_dir
+        self._target_dir = target_dir
+        self._mounted: Path | None = None
+
+    def device(self, path: str) -> str:
+        if not _DEVICE_NAME.match(path):
+            raise TaskFailed("DiskNotFound", f"{path} is not a device name under /dev")
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError as exc:
+            raise TaskFailed("DiskNotFound", f"{path} does not exist") from exc
+        if not stat.S_ISBLK(mode):
+            raise TaskFailed("DiskNotFound", f"{path} is not a block device")
+        return path
+
+    def facts(self) -> dict:
+        return facts.collect()
+
+    def run(
+        self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
+    ) -> Completed:
+        log.info("running %s", shlex.join(argv))
+        return _run(argv, timeout)
+
+    def target_root(self) -> Path:
+        if self._target_dir is not None:
+            return self._target_dir
+        if self._mounted is None:
+            self._mounted = self._mount_target()
+        return self._mounted
+
+    def remember_target_disk(self, disk: str) -> None:
+        (self.state_dir / "target-disk").write_text(disk)
+
+    def _mount_target(self) -> Path:
+        # The contract has no "mount" task: the root filesystem is the largest Linux filesystem on the disk that
+        # write_image filled.
+        try:
+            disk = (self.state_dir / "target-disk").read_text().strip()
+        except FileNotFoundError as exc:
+            raise TaskFailed("TargetNotFound", "no image was written yet, so there is no target root") from exc
+        self.run(["partprobe", disk], timeout=60)
+        self.run(["udevadm", "settle"], timeout=60)
+        name = os.path.basename(disk)
+        best: tuple[int, str] | None = None
+        for part in sorted(Path("/sys/block", name).glob(f"{name}*")):
+            dev = f"/dev/{part.name}"
+            fstype = self.run(["blkid", "-o", "value", "-s", "TYPE", dev], timeout=30).output.strip()
+            if fstype not in ("ext4", "xfs", "btrfs"):
+                continue
+            size = int((part / "size").read_text())
+            if best is None or size > best[0]:
+                best = (size, dev)
+        if best is None:
+            raise TaskFailed("TargetNotFound", f"no ext4, xfs or btrfs partition on {disk}")
+        mountpoint = self.state_dir / "target"
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        done = self.run(["mount", best[1], str(mountpoint)], timeout=120)
+        if done.returncode != 0:
+            raise TaskFailed("TargetMountFailed", f"mount {best[1]} failed: {done.output.strip()}")
+        return mountpoint
+
+    def discard(self, device: str) -> bool:
+        return self.run(["blkdiscard", "--force", device], timeout=3600).returncode == 0
+
+    def holders(self, disk: str) -> list[str]:
+        name = os.path.basename(disk)
+        base = Path("/sys/block", name)
+        found = [h.name for h in base.glob("holders/*")]
+        found += [h.name for h in base.glob(f"{name}*/holders/*")]
+        return [f"/dev/{h}" for h in sorted(set(found))]
+
+    def reboot(self) -> None:
+        os.sync()
+        self.run(_power_command("reboot"), timeout=60)
+
+    def poweroff(self) -> None:
+        os.sync()
+        self.run(_power_command("poweroff"), timeout=60)
+
+
+def _power_command(action: str) -> list[str]:
+    # A memory OS without systemd as PID 1 has no manager to ask; -f goes straight to the kernel.
+    if os.path.isdir("/run/systemd/system"):
+        return ["systemctl", action]
+    return [action, "-f"]
+
+
+class SandboxHost(Host):
+    """Disks are `DIR/disks/<name>.img`, the target root is `DIR/target/`, nothing reaches the host's devices."""
+
+    sandbox = True
+
+    def __init__(self, root: Path):
+        self.root = Path(os.path.realpath(root))
+        self.disks = self.root / "disks"
+        self.target = self.root / "target"
+        self.commands_log = self.root / "commands.log"
+        self.disks.mkdir(parents=True, exist_ok=True)
+        self.target.mkdir(parents=True, exist_ok=True)
+
+    def device(self, path: str) -> str:
+        match = _DEVICE_NAME.match(path)
+        if not match:
+            raise TaskFailed("DiskNotFound", f"{path} is not a device name under /dev")
+        candidate = self.disks / f"{match.group(1)}.img"
+        resolved = Path(os.path.realpath(candidate))
+        if resolved.parent != self.disks:
+            raise SandboxViolation(f"{candidate} resolves outside the sandbox to {resolved}")
+        try:
+            mode = os.stat(resolved).st_mode
+        except FileNotFoundError as exc:
+            raise TaskFailed("DiskNotFound", f"{path} does not exist (no {candidate})") from exc
+        if not stat.S_ISREG(mode):
+            raise SandboxViolation(f"{resolved} is not a regular file")
+        return str(resolved)
+
+    def create_disk(self, path: str, size: int) -> str:
+        """A new sandbox disk (what mdadm would have assembled), sparse."""
+        match = _DEVICE_NAME.match(path)
+        if not match:
+            raise TaskFailed("InvalidParams", f"{path} is not a device name under /dev")
+        image = self.disks / f"{match.group(1)}.img"
+        with open(image, "wb") as f:
+            f.truncate(size)
+        return str(image)
+
+    def facts(self) -> dict:
+        return facts.collect_sandbox(self.root)
+
+    def run(
+        self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
+    ) -> Completed:
+        if block_devices:
+            self.record(argv)
+            if creates:
+                self.create_disk(*creates)
+            return Completed(0, "")
+        for arg in argv:
+            if self._names_host_device(arg):
+                raise SandboxViolation(f"refusing to run {shlex.join(argv)} in sandbox mode: it names {arg}")
+        return _run(argv, timeout)
+
+    def _names_host_device(self, arg: str) -> bool:
+        # `--device=/dev/sda` or `1:/dev/sda` hide a path inside an option; look at every path-like piece.
+        for piece in re.split(r"[=,:]", arg):
+            if not piece.startswith("/"):
+                continue
+            real = os.path.realpath(piece)
+            if real.startswith(f"{self.root}/"):
+                continue
+            if real in ("/dev", "/sys", "/proc") or real.startswith(("/dev/", "/sys/", "/proc/")):
+                return True
+        return False
+
+    def record(self, argv: list[str]) -> None:
+        with open(self.commands_log, "a") as f:
+            f.write(shlex.join(argv) + "\n")
+
+    def planned_commands(self) -> list[str]:
+        try:
+            return self.commands_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def target_root(self) -> Path:
+        return self.target
+
+    def remember_target_disk(self, disk: str) -> None:
+        (self.root / "target-disk").write_text(disk)
+
+    def discard(self, device: str) -> bool:
+        return False
+
+    def reboot(self) -> None:
+        self._request("reboot")
+
+    def poweroff(self) -> None:
+        self._request("poweroff")
+
+    def _request(self, action: str) -> None:
+        (self.root / f"{action}-requested").write_text(json.dumps({"at": time.time()}) + "\n")
+        log.info("sandbox: %s requested, recorded in %s", action, self.root / f"{action}-requested")

@@ -1,0 +1,246 @@
+"""The agent's main loop: register, pull a task, run it while reporting progress, post the result, repeat.
+
+Threads: the main thread talks to the control plane (poll, progress, result); one thread runs the current task;
+one sends heartbeats. A task never waits for the network: its progress is buffered in a ProgressChannel and the
+main thread delivers it, with backoff, whenever the control plane is reachable again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+
+from provisioner.agent.client import Backoff, Client, NetworkError, Refused, Rejected, Unauthorized, jittered
+from provisioner.agent.context import Context, ProgressChannel
+from provisioner.agent.host import Host
+from provisioner.agent.journal import Journal
+from provisioner.agent.results import TaskAborted, TaskResult
+from provisioner.agent.tasks import DESTRUCTIVE, run_task
+
+log = logging.getLogger(__name__)
+
+EXIT_DONE = 0  # the plan is over, the machine is rebooting or powering off, or the install was cancelled
+EXIT_INSTALL_ENDED = 3  # 401: the token is no longer valid
+EXIT_REFUSED = 4  # 403 on register: not the machine of this install
+EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
+
+DEFAULT_HEARTBEAT_S = 30
+DEFAULT_RETRY_AFTER_S = 5
+
+
+class _Stopped(Exception):
+    pass
+
+
+class Agent:
+    def __init__(
+        self,
+        client: Client,
+        host: Host,
+        state_dir: Path,
+        *,
+        poll_wait_s: int = 25,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        progress_interval_s: float = 1.0,
+        rng: random.Random | None = None,
+    ):
+        self.client = client
+        self.host = host
+        self.state_dir = state_dir
+        self.poll_wait_s = poll_wait_s
+        self.progress_interval_s = progress_interval_s
+        self.rng = rng or random.Random()
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._stop = threading.Event()
+        # Set when the install ended (401): the running task stops at its next check.
+        self._abort = threading.Event()
+        self.cancelled = threading.Event()
+        self.journal: Journal | None = None
+        self.heartbeat_s: float = DEFAULT_HEARTBEAT_S
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._abort.set()
+
+    def _new_backoff(self) -> Backoff:
+        return Backoff(*self._backoff, rng=self.rng)
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stopped
+
+    def _retry(self, what: str, call):
+        """Call until the network lets it through; other errors are the caller's."""
+        backoff = self._new_backoff()
+        while True:
+            if self._abort.is_set():
+                raise Unauthorized(what) if not self._stop.is_set() else _Stopped
+            try:
+                return call()
+            except NetworkError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                self._sleep(delay)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        heartbeats = None
+        try:
+            answer = self._retry("register", lambda: self.client.register(self.host.facts()))
+            install = answer.get("install")
+            self.heartbeat_s = float(answer.get("heartbeat_s") or DEFAULT_HEARTBEAT_S)
+            log.info("registered for install %s as %s", install, answer.get("hostname", "?"))
+            self.journal = Journal(self.state_dir / f"journal-{install}.jsonl")
+            heartbeats = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+            heartbeats.start()
+            return self._loop()
+        except Refused as exc:
+            log.error("the control plane refused this machine: %s: %s", exc.reason, exc.message)
+            return EXIT_REFUSED
+        except Unauthorized:
+            log.warning("the control plane no longer accepts the token: the install ended")
+            self._abort.set()
+            return EXIT_INSTALL_ENDED
+        except _Stopped:
+            log.info("stopped")
+            return EXIT_STOPPED
+        finally:
+            self._stop.set()
+            if heartbeats is not None:
+                heartbeats.join(timeout=5)
+
+    def _loop(self) -> int:
+        while True:
+            if self.cancelled.is_set():
+                log.info("install cancelled: exiting")
+                return EXIT_DONE
+            answer = self._retry("tasks/next", lambda: self.client.next_task(self.poll_wait_s))
+            task = answer.get("task")
+            if task is None:
+                if answer.get("finished"):
+                    log.info("the plan is over: exiting")
+                    return EXIT_DONE
+                self._sleep(jittered(float(answer.get("retry_after_s") or DEFAULT_RETRY_AFTER_S), self.rng))
+                continue
+            if self.cancelled.is_set():
+                log.info("install cancelled: not starting task %s", task.get("id"))
+                return EXIT_DONE
+            result = self._handle(task)
+            if result is not None and result.then is not None:
+                result.then()
+                return EXIT_DONE
+
+    def _heartbeats(self) -> None:
+        while not self._stop.wait(jittered(self.heartbeat_s, self.rng)):
+            try:
+                answer = self.client.heartbeat()
+            except NetworkError as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            except Unauthorized:
+                log.warning("heartbeat refused (401): the install ended")
+                self._abort.set()
+                return
+            except (Rejected, Refused) as exc:
+                log.warning("heartbeat rejected: %s", exc)
+                continue
+            if answer.get("cancel") and not self.cancelled.is_set():
+                log.info("the control plane cancelled the install: stopping after the current task")
+                self.cancelled.set()
+
+    # -- one task ---------------------------------------------------------------------------------------------
+
+    def _handle(self, task: dict) -> TaskResult | None:
+        task_id = str(task.get("id") or "")
+        kind = str(task.get("kind") or "")
+        if not task_id:
+            log.error("the control plane sent a task without an id: %r", task)
+            self._sleep(jittered(DEFAULT_RETRY_AFTER_S, self.rng))
+            return None
+        journal = self.journal
+        done = journal.finished(task_id)
+        if done is not None:
+            # Already ran (the agent restarted before its result got through): answer, never run again.
+            log.info("task %s (%s) already finished here: sending its result again", task_id, kind)
+            if done.ok and kind in ("reboot", "poweroff"):
+                done.then = getattr(self.host, kind)
+            self._deliver(task_id, done)
+            return done
+        if journal.started(task_id) and kind in DESTRUCTIVE:
+            result = TaskResult.failed(
+                "TaskInterrupted",
+                f"the agent restarted while {kind} task {task_id} was running; it is not run twice",
+            )
+        else:
+            journal.record_started(task_id, kind)
+            log.info("task %s: %s", task_id, kind)
+            result = self._run(task_id, kind, task.get("params", {}))
+        journal.record_finished(task_id, result)
+        log.info("task %s: %s", task_id, "ok" if result.ok else f"failed: {result.reason}: {result.message}")
+        self._deliver(task_id, result)
+        return result
+
+    def _run(self, task_id: str, kind: str, params: object) -> TaskResult:
+        channel = ProgressChannel()
+        ctx = Context(self.host, channel, self._abort)
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = run_task(ctx, kind, params)
+            except TaskAborted:
+                outcome["aborted"] = True
+            finally:
+                channel.notify()
+
+        worker = threading.Thread(target=work, name=f"task-{task_id}", daemon=True)
+        worker.start()
+        self._send_progress(task_id, channel, worker)
+        worker.join()
+        if outcome.get("aborted"):
+            raise Unauthorized(f"task {task_id} aborted")
+        return outcome["result"]
+
+    def _send_progress(self, task_id: str, channel: ProgressChannel, worker: threading.Thread) -> None:
+        """Deliver progress while the task runs, then until everything it reported is through."""
+        backoff = self._new_backoff()
+        not_before = 0.0
+        while True:
+            if self._abort.is_set():
+                # The install ended: the task stops at its next check; nobody wants its progress.
+                return
+            now = time.monotonic()
+            if now < not_before:
+                self._sleep(min(not_before - now, 0.1) if worker.is_alive() else not_before - now)
+                continue
+            finished = not worker.is_alive()
+            snap = channel.take()
+            if snap is None:
+                if finished:
+                    return
+                channel.wait(self.progress_interval_s)
+                continue
+            try:
+                self.client.progress(task_id, snap.percent, snap.message, snap.log)
+            except NetworkError as exc:
+                channel.put_back(snap)
+                delay = backoff.next_delay()
+                log.warning("progress of task %s not delivered (%s); retrying in %.1f s", task_id, exc, delay)
+                not_before = time.monotonic() + delay
+                continue
+            except Rejected as exc:
+                log.warning("progress of task %s rejected (%s); dropped", task_id, exc)
+            backoff.reset()
+            not_before = time.monotonic() + (0 if finished else self.progress_interval_s)
+
+    def _deliver(self, task_id: str, result: TaskResult) -> None:
+        try:
+            self._retry(f"result of task {task_id}", lambda: self.client.result(task_id, result.body()))
+        except Rejected as exc:
+            # 404/409: the control plane moved on (the task was cancelled or is not current); nothing to add.
+            log.warning("result of task %s rejected: %s", task_id, exc)

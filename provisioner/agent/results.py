@@ -1,0 +1,55 @@
+"""What a task hands back: success with its output, or a failure with a CamelCase reason and a message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# The contract asks for "last lines"; a bound keeps a chatty script from making the result request huge.
+OUTPUT_TAIL_LINES = 200
+OUTPUT_TAIL_CHARS = 16 * 1024
+
+
+def tail(text: str, lines: int = OUTPUT_TAIL_LINES, chars: int = OUTPUT_TAIL_CHARS) -> str:
+    kept = "\n".join(text.splitlines()[-lines:])
+    return kept[-chars:]
+
+
+class TaskFailed(Exception):
+    """Raised by a task to end it with a machine-readable reason and a message for people."""
+
+    def __init__(self, reason: str, message: str, output: str = ""):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.output = output
+
+
+class TaskAborted(Exception):
+    """The install ended while the task ran (401): stop now, nobody is listening for the result."""
+
+
+@dataclass
+class TaskResult:
+    ok: bool
+    reason: str = ""
+    message: str = ""
+    output: str = ""
+    # Run after the result has been delivered (reboot, poweroff): the contract says report first, then act.
+    then: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def body(self) -> dict:
+        return {"ok": self.ok, "reason": self.reason, "message": self.message, "output": tail(self.output)}
+
+    @classmethod
+    def from_body(cls, body: dict) -> TaskResult:
+        return cls(
+            ok=bool(body.get("ok")),
+            reason=str(body.get("reason", "")),
+            message=str(body.get("message", "")),
+            output=str(body.get("output", "")),
+        )
+
+    @classmethod
+    def failed(cls, reason: str, message: str, output: str = "") -> TaskResult:
+        return cls(ok=False, reason=reason, message=message, output=output)

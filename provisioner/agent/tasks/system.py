@@ -1,0 +1,119 @@
+"""Tasks about the memory OS itself: inventory, run_script, reboot, poweroff."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+from provisioner.agent.context import Context
+from provisioner.agent.results import TaskFailed, TaskResult
+from provisioner.agent.tasks import params as p
+
+# Between SIGTERM and SIGKILL for a script past its timeout.
+KILL_GRACE_S = 5
+SCRIPT_TAIL_LINES = 200
+
+
+def inventory(ctx: Context, params: dict) -> str:
+    facts = ctx.host.facts()
+    ctx.progress(100, f"{len(facts['disks'])} disk(s), {len(facts['nics'])} NIC(s)")
+    return json.dumps(facts, sort_keys=True)
+
+
+def _script_env(ctx: Context) -> dict[str, str]:
+    # The install token never reaches a script: scripts come from profiles that more people can edit.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+    if ctx.host.sandbox:
+        env["PROVISIONER_SANDBOX"] = str(ctx.host.target_root().parent)
+    return env
+
+
+def run_script(ctx: Context, params: dict) -> str:
+    script = params.get("script")
+    if not isinstance(script, str) or not script.strip():
+        raise p.invalid("script", "a non-empty string is required")
+    timeout = p.number(params, "timeout_s", default=600, minimum=0.1)
+    if not script.startswith("#!"):
+        script = "#!/bin/sh\n" + script
+    workdir = tempfile.mkdtemp(prefix="provisioner-script-")
+    try:
+        path = os.path.join(workdir, "script")
+        with open(path, "w") as f:
+            f.write(script)
+        os.chmod(path, 0o700)
+        return _run_script(ctx, path, workdir, timeout)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_script(ctx: Context, path: str, workdir: str, timeout: float) -> str:
+    tail: collections.deque[str] = collections.deque(maxlen=SCRIPT_TAIL_LINES)
+    try:
+        proc = subprocess.Popen(
+            [path], cwd=workdir, env=_script_env(ctx), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+        )  # fmt: skip
+    except OSError as exc:
+        raise TaskFailed("ScriptFailed", f"the script could not be started: {exc.strerror}") from exc
+
+    def pump() -> None:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            ctx.log(line)
+
+    reader = threading.Thread(target=pump, name="script-output", daemon=True)
+    reader.start()
+    started = time.monotonic()
+    deadline = started + timeout
+    timed_out = aborted = False
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            timed_out = True
+        elif ctx.aborted:
+            aborted = True
+        if timed_out or aborted:
+            _kill_group(proc)
+            break
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            ctx.progress(None, f"script running for {time.monotonic() - started:.0f} s")
+    reader.join(timeout=KILL_GRACE_S)
+    output = "\n".join(tail)
+    ctx.check_abort()
+    if timed_out:
+        raise TaskFailed("ScriptTimedOut", f"the script did not finish within {timeout:g} s", output)
+    if proc.returncode != 0:
+        raise TaskFailed("ScriptFailed", f"the script exited with status {proc.returncode}", output)
+    ctx.progress(100, "script finished")
+    return output
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    # The script's children (a sleep, a curl) are in its session; killing only the shell would leave them.
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=KILL_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def reboot(ctx: Context, params: dict) -> TaskResult:
+    return TaskResult(ok=True, message="rebooting", then=ctx.host.reboot)
+
+
+def poweroff(ctx: Context, params: dict) -> TaskResult:
+    return TaskResult(ok=True, message="powering off", then=ctx.host.poweroff)
