@@ -104,9 +104,9 @@ class SiteDhcp:
         self._check_mode(server)
         if self.router is not None:
             object.__setattr__(self, "router", str(_ipv4(self.router, "router")))
-        object.__setattr__(
-            self, "dns_servers", tuple(str(_ipv4(s, "DNS server")) for s in self.dns_servers)
-        )
+        if isinstance(self.dns_servers, str):
+            raise ValueError(f"DNS servers must be a sequence of addresses, not one string: {self.dns_servers!r}")
+        object.__setattr__(self, "dns_servers", tuple(str(_ipv4(s, "DNS server")) for s in self.dns_servers))
         if self.domain is not None:
             _hostname(self.domain, "domain")
         self._check_lease_time()

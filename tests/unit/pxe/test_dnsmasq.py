@@ -146,6 +146,7 @@ def test_without_router_dnsmasq_is_told_to_send_none():
         ({"proxy_subnet": "10.213.0.0/24"}, "exactly one of"),
         ({"router": "gateway"}, "router is not an IPv4 address: 'gateway'"),
         ({"dns_servers": ("10.213.0.53", "ns1")}, "DNS server is not an IPv4 address: 'ns1'"),
+        ({"dns_servers": "10.213.0.53"}, "not one string: '10.213.0.53'"),
         ({"domain": "Bad_Domain"}, "'Bad_Domain'"),
         ({"lease_time": "1y"}, "'1y'"),
         ({"lease_time": "60"}, "shorter than dnsmasq's minimum"),
