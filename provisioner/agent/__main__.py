@@ -2,4 +2,6 @@ import sys
 
 from provisioner.agent.cli import main
 
-sys.exit(main())
+# Guarded: tools that walk the package (the import-boundary test) import this module without meaning to run it.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Two small HTTP servers on 127.0.0.1 for the agent tests: an image server (Range support and connection cuts
+toggled per test) and a stand-in control plane that speaks the agent API contract, for protocol behaviour only."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _serve(handler_cls, state, port: int = 0) -> _Server:
+    server = _Server(("127.0.0.1", port), handler_cls)
+    server.state = state
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+def _reset(handler: BaseHTTPRequestHandler, abort: bool = True) -> None:
+    """Drop the connection: with `abort`, a reset (RST) as a crashed proxy sends; without, a close mid-body
+    (what was sent still arrives, then the stream ends short)."""
+    handler.close_connection = True
+    try:
+        if abort:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+# -- image server -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageFiles:
+    files: dict[str, bytes] = field(default_factory=dict)
+    ranges: bool = True
+    # Per request, in order: cut the connection after this many body bytes (None: send it all).
+    cuts: list[int | None] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    etag: str = '"v1"'
+    # The file changes on the server when a connection is cut (a new image uploaded under the same name).
+    etag_after_cut: str | None = None
+
+
+class ImageHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        state: ImageFiles = self.server.state
+        body = state.files.get(self.path)
+        rng = self.headers.get("Range")
+        state.requests.append({"path": self.path, "range": rng, "if_range": self.headers.get("If-Range")})
+        if body is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = 0
+        if rng and state.ranges and self.headers.get("If-Range", state.etag) == state.etag:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("ETag", state.etag)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        cut = state.cuts.pop(0) if state.cuts else None
+        payload = body[start:] if cut is None else body[start : start + cut]
+        self.wfile.write(payload)
+        self.wfile.flush()
+        if cut is not None:
+            _reset(self, abort=False)
+            if state.etag_after_cut:
+                state.etag = state.etag_after_cut
+
+
+def image_server(state: ImageFiles) -> tuple[_Server, str]:
+    server = _serve(ImageHandler, state)
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+# -- control plane stand-in -------------------------------------------------------------------------------------
+
+TOKEN = "tok-3f9a1c7e5b2d-never-logged"
+
+
+@dataclass
+class Plan:
+    tasks: list[dict] = field(default_factory=list)
+    heartbeat_s: float = 30
+    macs: tuple[str, ...] = ()
+    cancel: bool = False
+    revoked: bool = False
+    # Paths (after /api/agent/v1/) answered by dropping the connection while the outage lasts.
+    outage: set[str] = field(default_factory=set)
+    # register answers 503 this many times first.
+    register_503s: int = 0
+    requests: list[tuple[float, str, str]] = field(default_factory=list)
+    registered: list[dict] = field(default_factory=list)
+    heartbeats: int = 0
+    progress: list[tuple[str, dict]] = field(default_factory=list)
+    results: dict[str, list[dict]] = field(default_factory=dict)
+    auth_headers: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def current(self) -> dict | None:
+        for task in self.tasks:
+            if not any(r.get("ok") is not None for r in self.results.get(task["id"], [])):
+                return task
+        return None
+
+    def paths(self) -> list[str]:
+        return [path for _, _, path in self.requests]
+
+
+class ControlPlaneHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    PREFIX = "/api/agent/v1/"
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _handle(self, method: str) -> None:
+        plan: Plan = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        path = self.path.removeprefix(self.PREFIX).split("?")[0]
+        with plan.lock:
+            plan.requests.append((time.monotonic(), method, path))
+            plan.auth_headers.add(self.headers.get("Authorization", ""))
+            if any(path == p or path.endswith("/" + p) for p in plan.outage):
+                _reset(self)
+                return
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}" or plan.revoked:
+                return self._answer(401, {"detail": "invalid token"})
+            if path == "register":
+                if plan.register_503s:
+                    plan.register_503s -= 1
+                    return self._answer(503, {})
+                macs = {nic["mac"] for nic in body["facts"]["nics"]}
+                if plan.macs and not macs & set(plan.macs):
+                    refusal = {"reason": "WrongMachine", "message": "booted on a machine that is not web01"}
+                    return self._answer(403, refusal)
+                plan.registered.append(body)
+                return self._answer(200, {"install": 12, "hostname": "web01", "heartbeat_s": plan.heartbeat_s})
+            if path == "heartbeat":
+                plan.heartbeats += 1
+                return self._answer(200, {"ok": True, "cancel": plan.cancel})
+            if path == "tasks/next":
+                task = plan.current()
+                if task is None:
+                    return self._answer(200, {"task": None, "finished": True})
+                return self._answer(200, {"task": task})
+            if path.startswith("tasks/") and path.endswith("/progress"):
+                plan.progress.append((path.split("/")[1], body))
+                return self._answer(200, {"ok": True})
+            if path.startswith("tasks/") and path.endswith("/result"):
+                plan.results.setdefault(path.split("/")[1], []).append(body)
+                return self._answer(200, {"ok": True})
+            return self._answer(404, {})
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+
+def control_plane(plan: Plan, port: int = 0) -> tuple[_Server, str]:
+    server = _serve(ControlPlaneHandler, plan, port)
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
