@@ -261,11 +261,24 @@ def redfish_emulator(tmp_path_factory):
 # -- Redis ------------------------------------------------------------------------------------------------------
 
 
+# Other suites FLUSHDB the REDIS_URL database around their tests; when suites run side by side that would wipe a
+# guard lock mid-test. These tests use their own database on the same server, and their own key prefix.
+GUARD_TEST_DB = 13
+
+
 @pytest.fixture
-def redis_client():
+def redis_url() -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{GUARD_TEST_DB}", "", ""))
+
+
+@pytest.fixture
+def redis_client(redis_url):
     import redis
 
-    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=5)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
     client.ping()
     yield client
     client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -99,11 +98,10 @@ print(json.dumps(recording.spans))
 """
 
 
-def test_processes_take_turns_with_the_interval(redis_client, redis_prefix):
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+def test_processes_take_turns_with_the_interval(redis_url, redis_prefix):
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, redis_prefix, url, "4"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _CHILD, redis_prefix, redis_url, "4"], cwd=ROOT, stdout=subprocess.PIPE, text=True
         )
         for _ in range(3)
     ]
