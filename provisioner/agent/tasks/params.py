@@ -15,7 +15,7 @@ def text(params: dict, field: str, *, default: str | None = None) -> str:
     value = params.get(field, default)
     if not isinstance(value, str) or not value:
         raise invalid(field, "a non-empty string is required")
-    if "\n" in value or "\x00" in value:
+    if any(c in value for c in "\r\n\x00"):
         raise invalid(field, "must be a single line")
     return value
 
@@ -33,4 +33,7 @@ def text_list(params: dict, field: str, *, default: list | None = None, allow_em
         raise invalid(field, "a list of non-empty strings is required")
     if not value and not allow_empty:
         raise invalid(field, "must not be empty")
+    # A newline would smuggle a second entry into a line-based file (authorized_keys, hosts).
+    if any(c in v for v in value for c in "\r\n\x00"):
+        raise invalid(field, "each entry must be a single line")
     return value

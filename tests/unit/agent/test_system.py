@@ -1,0 +1,70 @@
+"""inventory, run_script (output, failure, timeout), reboot and poweroff in the sandbox."""
+
+import json
+import time
+
+from provisioner.agent.tasks import TASKS, run_task
+from tests.unit.agent.conftest import MIB, make_disk
+
+
+def test_inventory_output_is_the_facts(sandbox, ctx):
+    make_disk(sandbox, "sda", 2 * MIB)
+    result = run_task(ctx, "inventory", {})
+    assert result.ok
+    assert json.loads(result.output)["disks"][0]["path"] == "/dev/sda"
+
+
+def test_run_script_streams_its_output(ctx):
+    result = run_task(ctx, "run_script", {"script": "#!/bin/sh\necho one\necho two >&2\n", "timeout_s": 10})
+    assert result.ok, result
+    assert result.output.splitlines() == ["one", "two"]
+    assert ctx.channel.lines == ["one", "two"]
+
+
+def test_run_script_without_shebang_runs_with_sh(ctx):
+    assert run_task(ctx, "run_script", {"script": "test 1 -eq 1 && echo sh-ok"}).output == "sh-ok"
+
+
+def test_run_script_cannot_see_the_token(ctx, monkeypatch):
+    monkeypatch.setenv("PROVISIONER_TOKEN", "secret-token")
+    result = run_task(ctx, "run_script", {"script": "env"})
+    assert result.ok and "secret-token" not in result.output
+
+
+def test_run_script_failure_carries_status_and_tail(ctx):
+    result = run_task(ctx, "run_script", {"script": "echo partial\nexit 3"})
+    assert (result.ok, result.reason) == (False, "ScriptFailed")
+    assert "status 3" in result.message and result.output == "partial"
+
+
+def test_run_script_timeout_kills_the_whole_group(ctx, tmp_path):
+    marker = tmp_path / "survivor"
+    script = f"echo started\n(sleep 1; touch {marker}) &\nsleep 30\n"
+    began = time.monotonic()
+    result = run_task(ctx, "run_script", {"script": script, "timeout_s": 0.5})
+    assert (result.ok, result.reason) == (False, "ScriptTimedOut")
+    assert result.output == "started"
+    assert time.monotonic() - began < 5
+    time.sleep(1.2)
+    assert not marker.exists()
+
+
+def test_reboot_reports_first_then_acts(sandbox, ctx):
+    result = run_task(ctx, "reboot", {})
+    assert result.ok and not (sandbox.root / "reboot-requested").exists()
+    result.then()
+    assert (sandbox.root / "reboot-requested").exists()
+    run_task(ctx, "poweroff", {}).then()
+    assert (sandbox.root / "poweroff-requested").exists()
+
+
+def test_unknown_kind_and_non_object_params(ctx):
+    assert run_task(ctx, "format_c", {}).reason == "UnknownTaskKind"
+    assert run_task(ctx, "inventory", ["x"]).reason == "InvalidParams"
+
+
+def test_every_contract_kind_is_registered():
+    assert set(TASKS) == {
+        "inventory", "wipe_disks", "raid", "partition", "write_image", "configure_network", "set_hostname",
+        "ssh_keys", "run_script", "reboot", "poweroff",
+    }  # fmt: skip
