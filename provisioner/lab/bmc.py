@@ -63,6 +63,7 @@ class _LabSession(serversession.ServerSession):
     clientpriv = 2
 
     def _got_rakp1(self, data):
+        self.bmc.login_attempts += 1
         username = bytes(data[28:]).decode("utf-8", errors="replace")
         if self.authdata.get(username) is None:
             clienttag = data[0]
@@ -135,6 +136,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self.boot_selector = 0  # boot flags data byte 2: device selector in bits 5:2
         #: Every boot in order, as the BootDevice used; handy in tests.
         self.boots: list[BootDevice] = []
+        #: RAKP1 messages received: one per password check, which is what BMCs count towards a lockout.
+        self.login_attempts = 0
         #: Every command handled, as (netfn, command, first data byte or None).
         self.commands: list[tuple[int, int, int | None]] = []
         self._state_lock = threading.RLock()

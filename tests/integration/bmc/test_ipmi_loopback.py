@@ -71,14 +71,15 @@ def test_ipmitool_drives_the_loopback_bmc(loopback_bmc):
 
 def test_wrong_password_and_unknown_user_are_auth_errors_at_once(loopback_bmc):
     bmc = loopback_bmc()
-    for username, password in ((IPMI_USER, "wrong-password"), ("nobody", IPMI_PASSWORD)):
+    for attempt, (username, password) in enumerate(((IPMI_USER, "wrong-password"), ("nobody", IPMI_PASSWORD)), 1):
         driver = get_driver("ipmi", BmcTarget(bmc.address, bmc.port, username, password, timeout_s=5))
         started = time.monotonic()
         with pytest.raises(BmcAuthError) as caught:
             driver.power_state()
         assert time.monotonic() - started < 0.5
         assert not caught.value.retryable
-    # One RAKP exchange per attempt: no retry that could lock the account.
+        # One password check per call: nothing retried behind the caller's back to run into a lockout.
+        assert bmc.login_attempts == attempt
     assert bmc.commands == []
 
 
