@@ -7,6 +7,10 @@ and errors, whatever the protocol underneath.
     if driver.power_state() is PowerState.OFF:
         driver.set_boot_device(BootDevice.PXE, once=True)
         driver.power_on()
+
+Modules: ``base`` (the Protocol, target and enums), ``errors`` (retryable vs fatal), ``ipmi`` and
+``ipmi_loop`` (pyghmi, with our own deadlines), ``redfish`` (sushy), ``fake`` (in memory, for the demo and
+tests) and ``guard`` (one command in flight per BMC and a minimum interval, across processes, via Redis).
 """
 
 from __future__ import annotations
