@@ -90,7 +90,7 @@ class FakeDriver:
 
     def power_state(self) -> PowerState:
         self._enter("power_state")
-        return self.bmc.power
+        return PowerState(self.bmc.power)
 
     def power_on(self) -> None:
         self._enter("power_on")
@@ -119,7 +119,7 @@ class FakeDriver:
 
     def get_boot_device(self) -> BootDevice:
         self._enter("get_boot_device")
-        return self.bmc.boot_device
+        return BootDevice(self.bmc.boot_device)
 
     def ping(self) -> float:
         started = time.monotonic()

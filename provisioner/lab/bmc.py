@@ -25,7 +25,6 @@ import select
 import socket
 import struct
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -144,7 +143,7 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self._sessions: OrderedDict[tuple, _LabSession] = OrderedDict()
         self._pending_hooks: list[Callable[[], None]] = []
         self._wake_r, self._wake_w = socket.socketpair()
-        self._stopping = False
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -159,7 +158,7 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
 
     def stop(self) -> None:
         """Stop answering and release the port."""
-        self._stopping = True
+        self._stopping.set()
         try:
             self._wake_w.send(b"x")
         except OSError:
@@ -191,9 +190,9 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
     def _serve(self) -> None:
         sock = self.serversocket
         try:
-            while not self._stopping:
+            while not self._stopping.is_set():
                 readable, _, _ = select.select([sock, self._wake_r], [], [])
-                if self._stopping:
+                if self._stopping.is_set():
                     break
                 if sock not in readable:
                     continue
@@ -206,8 +205,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
                     continue
                 if self.drop_packets and random.random() < self.drop_packets:
                     continue
-                if self.latency_s:
-                    time.sleep(self.latency_s)
+                if self.latency_s and self._stopping.wait(self.latency_s):
+                    break  # stop() must not wait out a long simulated latency
                 try:
                     self._handle_packet(bytearray(data), sockaddr)
                 except Exception:  # a malformed packet must not kill the BMC

@@ -217,3 +217,13 @@ def test_the_driver_survives_pyghmis_io_thread_dying(loopback_bmc):
     assert not worker.is_alive()
     assert driver.power_state() == PowerState.ON
     assert pyghmi_session.iothread is not worker and pyghmi_session.iothread.is_alive()
+
+
+def test_stop_does_not_wait_out_a_long_latency(loopback_bmc):
+    bmc = loopback_bmc(latency_s=30)
+    with pytest.raises(BmcTimeout):
+        get_driver("ipmi", bmc.target(timeout_s=0.1)).power_state()
+    started = time.monotonic()
+    bmc.stop()
+    assert time.monotonic() - started < 0.5
+    assert not bmc._thread.is_alive()
