@@ -108,6 +108,10 @@ class Plan:
     outage: set[str] = field(default_factory=set)
     # register answers 503 this many times first.
     register_503s: int = 0
+    # tasks/next answers "nothing ready yet" this many times first.
+    idle_polls: int = 0
+    # Called with (task id, body) as each result arrives, before it is answered.
+    on_result: object = None
     requests: list[tuple[float, str, str]] = field(default_factory=list)
     registered: list[dict] = field(default_factory=list)
     heartbeats: int = 0
@@ -168,6 +172,9 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 plan.heartbeats += 1
                 return self._answer(200, {"ok": True, "cancel": plan.cancel})
             if path == "tasks/next":
+                if plan.idle_polls:
+                    plan.idle_polls -= 1
+                    return self._answer(200, {"task": None, "retry_after_s": 0.05})
                 task = plan.current()
                 if task is None:
                     return self._answer(200, {"task": None, "finished": True})
@@ -176,6 +183,8 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 plan.progress.append((path.split("/")[1], body))
                 return self._answer(200, {"ok": True})
             if path.startswith("tasks/") and path.endswith("/result"):
+                if plan.on_result is not None:
+                    plan.on_result(path.split("/")[1], body)
                 plan.results.setdefault(path.split("/")[1], []).append(body)
                 return self._answer(200, {"ok": True})
             return self._answer(404, {})

@@ -1,0 +1,217 @@
+"""The agent loop against a stand-in control plane that speaks the contract: protocol behaviour only (backoff,
+401, cancel, the journal, delivery after an outage). The end-to-end run against the real API lives elsewhere."""
+
+import json
+import logging
+import random
+import threading
+import time
+
+import pytest
+
+from provisioner.agent import loop
+from provisioner.agent.client import Client
+from provisioner.agent.host import SandboxHost
+from tests.unit.agent import servers
+from tests.unit.agent.servers import TOKEN, Plan
+
+MAC = "52:54:00:12:34:56"
+
+
+@pytest.fixture
+def machine(tmp_path) -> SandboxHost:
+    host = SandboxHost(tmp_path / "sandbox")
+    (host.root / "machine.json").write_text(json.dumps({"nics": [{"name": "eno1", "mac": MAC, "link": True}]}))
+    return host
+
+
+@pytest.fixture
+def plane():
+    started = []
+
+    def start(plan: Plan, port: int = 0) -> str:
+        server, url = servers.control_plane(plan, port)
+        started.append(server)
+        return url
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def make_agent(url, host, state_dir, **kw):
+    options = {"poll_wait_s": 1, "backoff_base_s": 0.05, "backoff_cap_s": 0.4, "progress_interval_s": 0.05,
+               "rng": random.Random(7)}  # fmt: skip
+    return loop.Agent(Client(url, TOKEN), host, state_dir, **{**options, **kw})
+
+
+def run_agent(agent, timeout=10.0):
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("code", agent.run()), daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def finish(thread, outcome, agent, timeout=10.0):
+    thread.join(timeout)
+    if thread.is_alive():
+        agent.stop()
+        thread.join(5)
+        pytest.fail("the agent did not exit")
+    return outcome["code"]
+
+
+def script(task_id, text, timeout_s=10):
+    return {"id": task_id, "kind": "run_script", "params": {"script": text, "timeout_s": timeout_s}}
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached")
+        time.sleep(0.01)
+
+
+def test_runs_a_plan_and_exits_when_it_is_over(machine, plane, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    plan = Plan(tasks=[{"id": "t1", "kind": "inventory", "params": {}}, script("t2", "echo hello"),
+                       {"id": "t3", "kind": "set_hostname", "params": {"hostname": "web01.example.net"}}],
+                macs=(MAC,), idle_polls=2)  # fmt: skip
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert plan.registered[0]["agent_version"] == "1"
+    assert plan.registered[0]["facts"]["nics"][0]["mac"] == MAC
+    assert [plan.results[t][0]["ok"] for t in ("t1", "t2", "t3")] == [True, True, True]
+    assert json.loads(plan.results["t1"][0]["output"])["nics"][0]["mac"] == MAC
+    assert any("hello" in body["log"] for tid, body in plan.progress if tid == "t2")
+    assert (machine.target / "etc/hostname").read_text() == "web01.example.net\n"
+    # "Nothing ready yet" is waited out, not taken for the end of the plan.
+    assert plan.paths().count("tasks/next") == 2 + 3 + 1
+    assert plan.auth_headers == {f"Bearer {TOKEN}"}
+    assert TOKEN not in caplog.text
+
+
+def test_connection_refused_and_5xx_are_retried_with_capped_jittered_backoff(
+    machine, plane, tmp_path, free_port, caplog
+):
+    caplog.set_level(logging.WARNING, logger="provisioner.agent.loop")
+    plan = Plan(macs=(MAC,), register_503s=2)
+    agent = make_agent(f"http://127.0.0.1:{free_port}", machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    time.sleep(1.2)
+    assert plan.registered == [] and thread.is_alive()
+    plane(plan, free_port)
+    assert finish(thread, outcome, agent) == loop.EXIT_DONE
+    assert len(plan.registered) == 1
+    delays = [r.args[2] for r in caplog.records if r.msg.startswith("%s failed") and r.args[0] == "register"]
+    assert len(delays) >= 5
+    for attempt, delay in enumerate(delays):
+        ceiling = min(0.4, 0.05 * 2**attempt)
+        assert ceiling / 2 <= delay <= ceiling, (attempt, delay)
+    assert max(delays) > 0.2  # the cap was reached: the series grew
+
+
+def test_wrong_machine_is_refused_and_nothing_runs(machine, plane, tmp_path):
+    plan = Plan(macs=("aa:bb:cc:dd:ee:ff",), tasks=[script("t1", "echo no")])
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_REFUSED
+    assert plan.paths() == ["register"]
+
+
+def test_401_ends_the_agent_and_aborts_the_running_task(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,), heartbeat_s=0.1, tasks=[script("t1", "echo started\nsleep 20", timeout_s=60)])
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    wait_for(lambda: any(tid == "t1" and "started" in body["log"] for tid, body in plan.progress))
+    plan.revoked = True
+    began = time.monotonic()
+    assert finish(thread, outcome, agent) == loop.EXIT_INSTALL_ENDED
+    assert time.monotonic() - began < 3
+    assert plan.results == {}
+    calls = len(plan.requests)
+    time.sleep(0.4)
+    assert len(plan.requests) == calls  # heartbeats stopped too
+
+
+def test_401_on_register_ends_at_once(machine, plane, tmp_path):
+    plan = Plan(revoked=True)
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_INSTALL_ENDED
+    assert plan.paths() == ["register"]
+
+
+def test_cancel_stops_after_the_current_task(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,), heartbeat_s=0.1,
+                tasks=[script("t1", "echo working\nsleep 0.6\necho done"), script("t2", "echo never")])  # fmt: skip
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    wait_for(lambda: plan.progress)
+    plan.cancel = True
+    assert finish(thread, outcome, agent) == loop.EXIT_DONE
+    assert plan.results["t1"][0]["ok"] is True and plan.results["t1"][0]["output"].endswith("done")
+    assert "t2" not in plan.results
+    assert plan.heartbeats >= 1
+
+
+def test_journal_answers_a_finished_task_without_running_it_again(machine, plane, tmp_path):
+    counter = tmp_path / "runs"
+    tasks = [script("w1", f"echo ran >> {counter}\necho output-of-w1")]
+    first = Plan(macs=(MAC,), tasks=tasks)
+    agent = make_agent(plane(first), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    # The agent restarts (same state dir) and the control plane, which never got the result, hands out w1 again.
+    second = Plan(macs=(MAC,), tasks=tasks)
+    agent = make_agent(plane(second), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert counter.read_text() == "ran\n"
+    assert second.results["w1"] == first.results["w1"]
+    assert second.results["w1"][0]["output"] == "output-of-w1"
+
+
+def test_a_destructive_task_interrupted_by_a_restart_is_not_run_again(machine, plane, tmp_path):
+    marker = tmp_path / "wiped"
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "journal-12.jsonl").write_text(
+        '{"event": "started", "id": "w1", "kind": "run_script"}\n'
+        '{"event": "started", "id": "i1", "kind": "inventory"}\n'
+        '{"event": "fini'  # a torn last line from the crash
+    )
+    plan = Plan(macs=(MAC,), tasks=[script("w1", f"touch {marker}"), {"id": "i1", "kind": "inventory", "params": {}}])
+    agent = make_agent(plane(plan), machine, state)
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert (plan.results["w1"][0]["ok"], plan.results["w1"][0]["reason"]) == (False, "TaskInterrupted")
+    assert not marker.exists()
+    assert plan.results["i1"][0]["ok"] is True  # harmless kinds simply run again
+
+
+def test_task_keeps_running_through_an_outage_and_everything_is_delivered(machine, plane, tmp_path):
+    marker = tmp_path / "finished"
+    text = "for i in 1 2 3 4 5; do echo line $i; sleep 0.05; done\n" + f"touch {marker}\necho end"
+    plan = Plan(macs=(MAC,), tasks=[script("t1", text)], outage={"progress", "result"})
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    wait_for(lambda: marker.exists())
+    time.sleep(0.5)
+    assert plan.results == {}  # finished while the control plane is unreachable: nothing got through
+    assert plan.paths().count("tasks/t1/progress") >= 2  # retried meanwhile
+    plan.outage = set()
+    assert finish(thread, outcome, agent) == loop.EXIT_DONE
+    assert plan.results["t1"][0]["ok"] is True
+    delivered = [line for _, body in plan.progress for line in body["log"]]
+    assert delivered == [f"line {i}" for i in range(1, 6)] + ["end"]
+    percents = [body["percent"] for _, body in plan.progress]
+    assert percents == sorted(percents) and percents[-1] == 100
+
+
+def test_reboot_is_reported_before_it_happens_and_ends_the_loop(machine, plane, tmp_path):
+    seen = {}
+    plan = Plan(macs=(MAC,), tasks=[{"id": "r1", "kind": "reboot", "params": {}}, script("t2", "echo after")])
+    plan.on_result = lambda tid, body: seen.setdefault(tid, (machine.root / "reboot-requested").exists())
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert seen == {"r1": False}
+    assert (machine.root / "reboot-requested").exists()
+    assert plan.paths().count("tasks/next") == 1
