@@ -33,6 +33,7 @@ __all__ = [
     "BmcUnsupported",
     "BootDevice",
     "PowerState",
+    "close_sessions",
     "get_driver",
 ]
 
@@ -55,3 +56,17 @@ def get_driver(name: str, target: BmcTarget) -> BmcDriver:
 
         return FakeDriver(target)
     raise ValueError(f"unknown BMC driver {name!r}; expected one of {', '.join(DRIVER_NAMES)}")
+
+
+def close_sessions(timeout_s: float = 1.0) -> None:
+    """Log out of every idle IPMI session this process holds; call it before a short-lived process ends.
+
+    BMCs have few session slots and free an abandoned one only after their own timeout. This runs at
+    interpreter exit by itself, but not in a process that leaves through ``os._exit`` (an RQ work horse).
+    A no-op when no IPMI driver was used, and it never imports pyghmi.
+    """
+    import sys
+
+    loop_module = sys.modules.get(f"{__name__}.ipmi_loop")
+    if loop_module is not None:
+        loop_module.close_sessions(timeout_s)

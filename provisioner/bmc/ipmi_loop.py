@@ -17,6 +17,7 @@ logs it out when idle, and never calls into pyghmi code that waits.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import os
@@ -132,6 +133,7 @@ class IpmiLoop:
         self.wake = threading.Event()
         self._lock = threading.Lock()
         self._incoming: list[tuple[tuple, BmcTarget, str, _Request]] = []
+        self._close_requests: list[threading.Event] = []
         self._conns: dict[tuple, _Conn] = {}
         self._thread = threading.Thread(target=self._run, name="ipmi-loop", daemon=True)
         self._thread.start()
@@ -153,6 +155,14 @@ class IpmiLoop:
         except FutureTimeout:
             raise BmcTimeout(target.endpoint, f"no answer within {target.timeout_s:g} s") from None
 
+    def close_idle_sessions(self, timeout_s: float = 1.0) -> bool:
+        """Log out every session with nothing in flight; True once done (False if the loop did not get to it)."""
+        done = threading.Event()
+        with self._lock:
+            self._close_requests.append(done)
+        self.wake.set()
+        return done.wait(timeout_s)
+
     # -- loop side ------------------------------------------------------------------------------------------
 
     def _run(self):
@@ -168,6 +178,7 @@ class IpmiLoop:
         _ensure_io_thread()
         with self._lock:
             incoming, self._incoming = self._incoming, []
+            close_requests, self._close_requests = self._close_requests, []
         for key, target, address, request in incoming:
             conn = self._conns.get(key)
             if conn is None:
@@ -192,9 +203,11 @@ class IpmiLoop:
             self._expire(conn, now)
             if conn.current is None and conn.queue:
                 self._dispatch(conn)
-            elif conn.current is None and not conn.queue and now - conn.last_used > IDLE_LOGOUT_S:
+            elif conn.current is None and not conn.queue and (close_requests or now - conn.last_used > IDLE_LOGOUT_S):
                 self._discard(conn)
                 del self._conns[key]
+        for done in close_requests:
+            done.set()
 
     def _next_timer(self) -> float:
         now = time.monotonic()
@@ -426,6 +439,17 @@ def get_loop() -> IpmiLoop:
     return _loop
 
 
+def close_sessions(timeout_s: float = 1.0) -> None:
+    """Log out of every idle BMC session this process holds.
+
+    BMCs have few session slots (often 4 to 16) and free an abandoned one only after their own timeout, so a
+    short-lived process should call this before it ends. It runs at interpreter exit by itself, but not in a
+    process that leaves through ``os._exit`` (an RQ work horse does): call it at the end of such a job.
+    """
+    if _loop is not None:
+        _loop.close_idle_sessions(timeout_s)
+
+
 def _install_signalling_queue():
     old = pyghmi_session.sessionqueue
     if not isinstance(old, _SignallingDeque):
@@ -455,5 +479,6 @@ def _reset_after_fork():
 
 
 _install_signalling_queue()
+atexit.register(close_sessions)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)

@@ -227,3 +227,46 @@ def test_stop_does_not_wait_out_a_long_latency(loopback_bmc):
     bmc.stop()
     assert time.monotonic() - started < 0.5
     assert not bmc._thread.is_alive()
+
+
+def wait_until(predicate, within_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_close_sessions_frees_the_bmcs_session_slot(loopback_bmc):
+    from provisioner.bmc import close_sessions
+
+    bmc = loopback_bmc(powered_on=True)
+    driver = get_driver("ipmi", bmc.target())
+    assert driver.power_state() == PowerState.ON
+    assert len(bmc._sessions) == 1
+    close_sessions()
+    assert wait_until(lambda: len(bmc._sessions) == 0)
+    assert driver.power_state() == PowerState.ON  # a fresh login
+    assert bmc.login_attempts == 2
+
+
+def test_a_process_that_exits_logs_out(loopback_bmc):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    bmc = loopback_bmc(powered_on=True)
+    code = (
+        "import sys\n"
+        "from provisioner.bmc import BmcTarget, get_driver\n"
+        "port = int(sys.argv[1])\n"
+        f"print(get_driver('ipmi', BmcTarget('127.0.0.1', port, {IPMI_USER!r}, {IPMI_PASSWORD!r})).power_state())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(bmc.port)], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "on", result.stderr
+    assert bmc.login_attempts == 1
+    assert wait_until(lambda: len(bmc._sessions) == 0)
