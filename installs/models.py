@@ -1,1 +1,275 @@
-"""Install, Step, Event and Batch live here (the install engine)."""
+"""Installs, their steps and events, batches and alerts.
+
+The Install row is the truth; RQ jobs only move it forward. See installs/engine.py for the
+state machine and installs/plan.py for the steps of each method.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from inventory.models import Machine, OSProfile
+
+
+class InstallState(models.TextChoices):
+    QUEUED = "queued"  # accepted, waiting for a slot in its batch (site/rack caps) or its first job
+    PREPARING = "preparing"  # checking the BMC and writing the per-MAC boot config
+    POWERING = "powering"  # one-time network boot set, power cycle sent
+    BOOTING = "booting"  # wait: the machine is booting the installer or memory OS (deadline)
+    INSTALLING = "installing"  # wait: the installer runs, or the agent works through its tasks (deadline)
+    FINALIZING = "finalizing"  # per-MAC config removed, boot device set to disk, reboot if needed
+    VERIFYING = "verifying"  # wait: for proof the installed OS is up (deadline)
+    SUCCEEDED = "succeeded"  # done: the machine runs its new OS
+    FAILED = "failed"  # stopped on an error; failure_reason and failure_message say which
+    CANCELLED = "cancelled"  # stopped by a person; cancelled_by and failure_message say who and why
+
+
+ACTIVE_STATES = frozenset(
+    {
+        InstallState.QUEUED,
+        InstallState.PREPARING,
+        InstallState.POWERING,
+        InstallState.BOOTING,
+        InstallState.INSTALLING,
+        InstallState.FINALIZING,
+        InstallState.VERIFYING,
+    }
+)
+WAIT_STATES = frozenset({InstallState.BOOTING, InstallState.INSTALLING, InstallState.VERIFYING})
+TERMINAL_STATES = frozenset({InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED})
+
+# The state machine as data: from each state, where an install may go next.
+_PHASES = [
+    InstallState.QUEUED,
+    InstallState.PREPARING,
+    InstallState.POWERING,
+    InstallState.BOOTING,
+    InstallState.INSTALLING,
+    InstallState.FINALIZING,
+    InstallState.VERIFYING,
+    InstallState.SUCCEEDED,
+]
+TRANSITIONS: dict[str, frozenset[str]] = {
+    state: frozenset(
+        # forward to any later phase (a plan may have no step in some phase), or stop
+        {*_PHASES[i + 1 :], InstallState.FAILED, InstallState.CANCELLED}
+    )
+    for i, state in enumerate(_PHASES[:-1])
+}
+TRANSITIONS.update({state: frozenset() for state in TERMINAL_STATES})
+
+
+class StepState(models.TextChoices):
+    PENDING = "pending"  # not started (or waiting for its retry time, see not_before)
+    RUNNING = "running"  # a worker runs it now (or died running it: deadline_at tells)
+    WAITING = "waiting"  # waits for the machine: an installer callback or the agent (deadline_at)
+    DISPATCHED = "dispatched"  # an agent task handed to the agent, not yet reported done
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run because the install ended first
+
+
+STEP_DONE_STATES = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})
+
+
+class BatchState(models.TextChoices):
+    RUNNING = "running"  # admitting installs as caps allow
+    PAUSED = "paused"  # admitting nothing new (too many failures, or a person paused it)
+    CANCELLED = "cancelled"  # every install not yet ended was cancelled
+    FINISHED = "finished"  # every install has ended
+
+
+class Batch(models.Model):
+    """Installs started together, admitted under concurrency caps with a power-on stagger."""
+
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by_label = models.CharField(max_length=150)
+    state = models.CharField(max_length=16, choices=BatchState.choices, default=BatchState.RUNNING)
+    state_changed_at = models.DateTimeField(auto_now_add=True)
+    max_per_site = models.PositiveIntegerField(default=20, help_text="Installs of this batch active at once per site.")
+    max_per_rack = models.PositiveIntegerField(default=8, help_text="Installs of this batch active at once per rack.")
+    stagger_s = models.FloatField(
+        default=5.0, help_text="Seconds between two power-ons of this batch in one rack (breakers trip on inrush)."
+    )
+    pause_failure_ratio = models.FloatField(
+        default=0.3, help_text="Pause by itself when more than this share of the ended installs failed."
+    )
+    pause_min_ended = models.PositiveIntegerField(
+        default=3, help_text="...once at least this many have ended (one early failure is not a trend)."
+    )
+    pause_reason = models.CharField(max_length=255, blank=True)
+    failures_counted_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set on resume: the pause rule looks only at installs ended after it."
+    )
+    last_power_on_at = models.JSONField(default=dict, blank=True, help_text="Rack id → time of the last power-on.")
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "batches"
+
+    def __str__(self):
+        return self.name or f"batch {self.pk}"
+
+
+class Install(models.Model):
+    machine = models.ForeignKey(Machine, on_delete=models.PROTECT, related_name="installs")
+    profile = models.ForeignKey(OSProfile, on_delete=models.PROTECT, related_name="installs")
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="installs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    requested_by_label = models.CharField(max_length=150)
+    state = models.CharField(max_length=16, choices=InstallState.choices, default=InstallState.QUEUED)
+    state_changed_at = models.DateTimeField(auto_now_add=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, help_text="Set only while waiting for the machine.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # What the install does, frozen when it was requested: editing the profile later changes nothing here.
+    plan = models.JSONField(default=dict)
+    # The token is never stored: it is derived from SECRET_KEY and this nonce when a boot
+    # config or answer file needs it; its SHA-256 finds the install when a machine presents it.
+    token_nonce = models.CharField(max_length=32, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    progress = models.PositiveSmallIntegerField(default=0)
+    current_step = models.CharField(max_length=64, blank=True)
+    failure_reason = models.CharField(max_length=64, blank=True, help_text="CamelCase, machine readable.")
+    failure_message = models.TextField(blank=True, help_text="For people: what went wrong and what to check.")
+    cancelled_by_label = models.CharField(max_length=150, blank=True)
+    agent_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["machine"],
+                condition=Q(state__in=[s.value for s in ACTIVE_STATES]),
+                name="install_one_active_per_machine",
+                violation_error_message="This machine already has an install in progress.",
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="install_progress_percent"),
+        ]
+        indexes = [models.Index(fields=["state", "deadline_at"], name="install_state_deadline_idx")]
+
+    def __str__(self):
+        return f"install {self.pk} of {self.machine.hostname}"
+
+    def get_absolute_url(self):
+        return reverse("install-detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class StepKind(models.TextChoices):
+    CHECK_BMC = "check_bmc", "Check the BMC"
+    WRITE_BOOT_CONFIG = "write_boot_config", "Write the per-MAC boot config"
+    SET_BOOT_PXE = "set_boot_pxe", "One-time boot from network"
+    POWER_CYCLE = "power_cycle", "Power cycle"
+    WAIT_BOOT = "wait_boot", "Wait for the installer or agent to start"
+    WAIT_INSTALLER = "wait_installer", "Installer running"
+    AGENT_TASK = "agent_task", "Agent task"
+    REMOVE_BOOT_CONFIG = "remove_boot_config", "Remove the per-MAC boot config"
+    SET_BOOT_DISK = "set_boot_disk", "Boot device: disk"
+    REBOOT = "reboot", "Reboot into the installed OS"
+    VERIFY = "verify", "Verify the installed OS"
+
+
+class Step(models.Model):
+    install = models.ForeignKey(Install, on_delete=models.CASCADE, related_name="steps")
+    order = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=32, choices=StepKind.choices)
+    # For agent tasks, the task kind (write_image, ...); otherwise blank.
+    task = models.CharField(max_length=32, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=StepState.choices, default=StepState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="A retry waits until then.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["install", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["install", "order"], name="step_order_unique_per_install"),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="step_progress_percent"),
+        ]
+        indexes = [models.Index(fields=["state", "deadline_at"], name="step_state_deadline_idx")]
+
+    def __str__(self):
+        return f"{self.order}. {self.label}"
+
+    @property
+    def label(self) -> str:
+        if self.kind == StepKind.AGENT_TASK:
+            return f"Agent: {self.task.replace('_', ' ')}"
+        return StepKind(self.kind).label
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class EventKind(models.TextChoices):
+    STATE = "state"  # the install changed state
+    STEP = "step"  # a step started, finished, failed or is retried
+    PROGRESS = "progress"  # percent and message from the agent or installer
+    LOG = "log"  # log lines from the agent or installer
+    ALERT = "alert"  # something a person should look at
+
+
+class Event(models.Model):
+    """What happened, in order (the id orders replay). Written first, then published."""
+
+    install = models.ForeignKey(Install, on_delete=models.CASCADE, related_name="events")
+    step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=16, choices=EventKind.choices)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["install", "id"], name="event_install_replay_idx")]
+
+    def __str__(self):
+        return f"{self.kind}: {self.message[:60]}"
+
+    def as_message(self) -> dict:
+        """What browsers receive over the websocket."""
+        return {
+            "id": self.pk,
+            "install": self.install_id,
+            "step": self.step_id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "message": self.message,
+            "data": self.data,
+        }
+
+
+class Alert(models.Model):
+    """A failure a person should look at; shown on the dashboard until acknowledged."""
+
+    install = models.ForeignKey(Install, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    machine = models.ForeignKey(Machine, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    created_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=64)
+    message = models.TextField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by_label = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["acknowledged_at"], name="alert_open_idx")]
+
+    def __str__(self):
+        return f"{self.reason}: {self.message[:60]}"

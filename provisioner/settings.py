@@ -187,6 +187,33 @@ POWER_SYNC_INTERVAL_S = env.int("POWER_SYNC_INTERVAL_S", default=300)
 # on a busy management network is not an outage.
 BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)
 
+# --- Installs -------------------------------------------------------------------------------
+# How long a machine may take from power cycle to the installer's or agent's first call: POST on
+# large Dell and HPE servers alone takes 3-5 minutes, then PXE, TFTP and the initrd download.
+INSTALL_BOOT_DEADLINE_S = env.int("INSTALL_BOOT_DEADLINE_S", default=900)
+# A distribution installer's whole run (package downloads from a mirror dominate).
+INSTALL_INSTALLER_DEADLINE_S = env.int("INSTALL_INSTALLER_DEADLINE_S", default=3600)
+# One agent task; writing a large image over a busy 1 GbE link is the slowest.
+INSTALL_AGENT_TASK_DEADLINE_S = env.int("INSTALL_AGENT_TASK_DEADLINE_S", default=1800)
+# The agent heartbeats every AGENT_HEARTBEAT_S; this long without one means the machine is gone.
+AGENT_HEARTBEAT_S = env.int("AGENT_HEARTBEAT_S", default=30)
+AGENT_SILENCE_S = env.int("AGENT_SILENCE_S", default=180)
+# From the reboot into the installed OS to its first-boot callback.
+INSTALL_VERIFY_DEADLINE_S = env.int("INSTALL_VERIFY_DEADLINE_S", default=900)
+# A worker step (one BMC call or file write) running longer than this was lost with its worker.
+STEP_RUN_TIMEOUT_S = env.int("STEP_RUN_TIMEOUT_S", default=120)
+# Transient failures (BMC did not answer, busy) are retried with exponential backoff and jitter
+# up to this many attempts per step; authentication errors are never retried.
+STEP_MAX_ATTEMPTS = env.int("STEP_MAX_ATTEMPTS", default=5)
+STEP_RETRY_BASE_S = env.float("STEP_RETRY_BASE_S", default=5.0)
+STEP_RETRY_MAX_S = env.float("STEP_RETRY_MAX_S", default=120.0)
+# How often the sweeper looks for passed deadlines, lost workers and lost jobs.
+SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=15)
+# Failed installs are e-mailed here (comma separated) when e-mail is configured (EMAIL_URL).
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEV else "dummymail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="provisioner@localhost")
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

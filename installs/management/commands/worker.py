@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 from rq import SimpleWorker, Worker
 
+from installs.sweeper import ensure_sweeper_scheduled
 from inventory.models import Site
 from inventory.power import ensure_power_sync_scheduled
 from provisioner import queues
@@ -28,8 +29,11 @@ class Command(BaseCommand):
         names = [queues.site_queue_name(s) for s in slugs]
         if not no_default:
             names.insert(0, queues.DEFAULT_QUEUE)
-            if not burst and ensure_power_sync_scheduled():
-                self.stdout.write("Scheduled the periodic power sync.")
+            if not burst:
+                if ensure_power_sync_scheduled():
+                    self.stdout.write("Scheduled the periodic power sync.")
+                if ensure_sweeper_scheduled():
+                    self.stdout.write("Scheduled the install sweeper.")
         worker_class = Worker if fork else SimpleWorker
         worker = worker_class([queues.get_queue(n) for n in names], connection=queues.connection())
         self.stdout.write(f"Serving queues: {', '.join(names)}")

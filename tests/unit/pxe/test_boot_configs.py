@@ -128,6 +128,6 @@ def test_every_golden_file_is_still_checked():
     profiles = ["ubuntu-24.04-autoinstall", "debian-12-preseed", "rocky-9-kickstart", "centos-7-kickstart"]
     expected = {
         "pxelinux-01-mac.cfg", "grub.cfg-01-mac", "install.ipxe", "pxelinux-default.cfg", "grub.cfg-default",
-        "local.ipxe", "ubuntu-24.04-autoinstall-meta-data.txt",
+        "local.ipxe", "ubuntu-24.04-autoinstall-meta-data.txt", "dnsmasq-owning.conf", "dnsmasq-proxy.conf",
     } | {f"{p}-{kind}.txt" for p in profiles for kind in ("static", "dhcp")}
     assert {p.name for p in GOLDEN_DIR.iterdir()} == expected

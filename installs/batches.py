@@ -1,0 +1,218 @@
+"""Requesting installs, and batches: admission under per-site and per-rack caps, a power-on
+stagger per rack, and a pause by itself when too many installs fail. Over the caps is queued,
+never refused."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.service import Actor, record
+from inventory.models import Machine, MachineStatus, OSProfile
+from provisioner import queues
+
+from . import tokens
+from .engine import cancel as cancel_install
+from .engine import enqueue_advance, lock, set_state
+from .events import emit
+from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, EventKind, Install, InstallState, Step
+from .plan import PlanError, build_plan, plan_steps
+
+
+class InstallRefused(Exception):
+    """The request cannot be accepted as it is; the message says which machines and why."""
+
+
+def _holder(install: Install) -> str:
+    when = timezone.localtime(install.created_at).strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        f"{install.machine.hostname} is already being installed: install {install.pk} "
+        f"({install.state}), started by {install.requested_by_label} at {when}."
+    )
+
+
+@transaction.atomic(durable=True)
+def request_installs(
+    machine_ids: list[int],
+    profile: OSProfile,
+    actor: Actor,
+    *,
+    name: str = "",
+    max_per_site: int | None = None,
+    max_per_rack: int | None = None,
+    stagger_s: float | None = None,
+) -> Batch:
+    """Accept installs of ``profile`` on the machines as one batch, or refuse them all with reasons."""
+    machines = list(
+        Machine.objects.select_for_update(of=("self",))
+        .filter(pk__in=machine_ids)
+        .select_related("rack__site", "bmc")
+        .prefetch_related("nics")
+        .order_by("rack__site__slug", "rack__name", "position_u", "hostname")
+    )
+    problems = []
+    if len(machines) != len(set(machine_ids)):
+        problems.append("Some of the machines no longer exist.")
+    protected = [m.hostname for m in machines if m.protected]
+    if protected:
+        problems.append(
+            f"Protected, install refused: {', '.join(protected)}. Unprotect with a reason first if this is intended."
+        )
+    for busy in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine"):
+        problems.append(_holder(busy))
+    planned = []
+    for machine in machines:
+        try:
+            planned.append((machine, build_plan(machine, profile)))
+        except PlanError as exc:
+            problems.extend(exc.messages)
+    if problems:
+        raise InstallRefused(problems)
+
+    batch = Batch(name=name, created_by=actor.user, created_by_label=actor.label)
+    for field, value in (("max_per_site", max_per_site), ("max_per_rack", max_per_rack), ("stagger_s", stagger_s)):
+        if value is not None:
+            setattr(batch, field, value)
+    batch.save()
+    try:
+        with transaction.atomic():
+            for machine, plan in planned:
+                nonce = tokens.new_nonce()
+                install = Install.objects.create(
+                    machine=machine,
+                    profile=profile,
+                    batch=batch,
+                    requested_by=actor.user,
+                    requested_by_label=actor.label,
+                    plan=plan,
+                    token_nonce=nonce,
+                    token_hash=tokens.token_hash(tokens.token_for(nonce)),
+                )
+                Step.objects.bulk_create(
+                    Step(install=install, order=i, kind=s["kind"], task=s["task"], params=s["params"])
+                    for i, s in enumerate(plan_steps(plan))
+                )
+                record(actor, "install.request", install, {"profile": profile.name, "batch": batch.pk})
+                emit(install, EventKind.STATE, f"Requested by {actor.label}: {profile.name}", data={"to": "queued"})
+    except IntegrityError:
+        # Another request took one of these machines between our check and our insert.
+        busy = Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine")
+        raise InstallRefused([_holder(b) for b in busy] or ["A machine was taken by another request."]) from None
+    Machine.objects.filter(pk__in=[m.pk for m in machines]).update(status=MachineStatus.INSTALLING)
+    record(actor, "batch.create", batch, {"profile": profile.name, "machines": [m.hostname for m in machines]})
+    batch_id = batch.pk
+    transaction.on_commit(lambda: admit(batch_id))
+    return batch
+
+
+def _pause_if_failing(batch: Batch, installs: list[Install]) -> bool:
+    since = batch.failures_counted_since
+    ended = [
+        i
+        for i in installs
+        if i.state in (InstallState.SUCCEEDED, InstallState.FAILED) and (since is None or i.finished_at > since)
+    ]
+    failed = [i for i in ended if i.state == InstallState.FAILED]
+    if len(ended) >= batch.pause_min_ended and len(failed) / len(ended) > batch.pause_failure_ratio:
+        batch.state = BatchState.PAUSED
+        batch.state_changed_at = timezone.now()
+        batch.pause_reason = (
+            f"Paused by itself: {len(failed)} of {len(ended)} ended installs failed "
+            f"(more than {batch.pause_failure_ratio:.0%}). Look at the failures, then resume or cancel."
+        )
+        batch.save(update_fields=["state", "state_changed_at", "pause_reason"])
+        record(Actor.system("engine"), "batch.pause", batch, {"reason": batch.pause_reason})
+        return True
+    return False
+
+
+@transaction.atomic
+def admit(batch_id: int) -> int:
+    """Start as many queued installs of the batch as its caps allow. Returns how many started."""
+    batch = Batch.objects.select_for_update().get(pk=batch_id)
+    installs = list(batch.installs.order_by("pk"))
+    if all(i.state in TERMINAL_STATES for i in installs):
+        if batch.state in (BatchState.RUNNING, BatchState.PAUSED):
+            batch.state = BatchState.FINISHED
+            batch.state_changed_at = timezone.now()
+            batch.save(update_fields=["state", "state_changed_at"])
+        return 0
+    if batch.state != BatchState.RUNNING or _pause_if_failing(batch, installs):
+        return 0
+    running = [i for i in installs if i.state in ACTIVE_STATES and i.state != InstallState.QUEUED]
+    per_site = Counter(i.plan["site"]["slug"] for i in running)
+    per_rack = Counter(i.plan["machine"]["rack_id"] for i in running)
+    started = 0
+    for candidate in installs:
+        if candidate.state != InstallState.QUEUED:
+            continue
+        site, rack = candidate.plan["site"]["slug"], candidate.plan["machine"]["rack_id"]
+        if per_site[site] >= batch.max_per_site or per_rack[rack] >= batch.max_per_rack:
+            continue
+        install = lock(candidate.pk)
+        if install.state != InstallState.QUEUED:
+            continue
+        set_state(install, InstallState.PREPARING)
+        enqueue_advance(install)
+        per_site[site] += 1
+        per_rack[rack] += 1
+        started += 1
+    return started
+
+
+# A power-on slot per (batch, rack): Lua makes "take the next slot" atomic across workers.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local stagger = tonumber(ARGV[2])
+local last = tonumber(redis.call('get', KEYS[1]) or '0')
+local slot = math.max(now, last + stagger)
+redis.call('set', KEYS[1], tostring(slot), 'EX', 86400)
+return tostring(slot)
+"""
+
+
+def reserve_power_on(install: Install) -> float:
+    """Seconds from now until this install may power its machine on, so that one rack's machines
+    of a batch start ``stagger_s`` apart."""
+    batch = Batch.objects.only("stagger_s").get(pk=install.batch_id)
+    if batch.stagger_s <= 0:
+        return 0.0
+    key = f"provisioner:stagger:{install.batch_id}:{install.plan['machine']['rack_id']}"
+    now = time.time()
+    slot = float(queues.connection().eval(_RESERVE, 1, key, repr(now), repr(batch.stagger_s)))
+    return max(0.0, slot - now)
+
+
+BATCH_ACTIONS = {
+    BatchState.RUNNING: "batch.resume",
+    BatchState.PAUSED: "batch.pause",
+    BatchState.CANCELLED: "batch.cancel",
+}
+
+
+def set_batch_state(batch_id: int, to: str, actor: Actor, why: str = "") -> Batch:
+    """Pause, resume or cancel a batch. Cancelling cancels every install that has not ended."""
+    with transaction.atomic(durable=True):
+        batch = Batch.objects.select_for_update().get(pk=batch_id)
+        if batch.state in (BatchState.CANCELLED, BatchState.FINISHED):
+            raise InstallRefused([f"{batch} has already {batch.state}."])
+        batch.state = to
+        batch.state_changed_at = timezone.now()
+        batch.pause_reason = why if to == BatchState.PAUSED else ""
+        if to == BatchState.RUNNING:
+            batch.failures_counted_since = batch.state_changed_at  # a person has looked at the failures
+        batch.save(update_fields=["state", "state_changed_at", "pause_reason", "failures_counted_since"])
+        record(actor, BATCH_ACTIONS[to], batch, {"why": why})
+        if to == BatchState.RUNNING:
+            transaction.on_commit(lambda: admit(batch_id))
+        pending = list(batch.installs.filter(state__in=ACTIVE_STATES).values_list("pk", flat=True))
+    if to == BatchState.CANCELLED:
+        for install_id in pending:
+            try:
+                cancel_install(install_id, actor=actor, why=why or "batch cancelled")
+            except Exception:  # ended meanwhile: fine
+                continue
+    return batch

@@ -1,0 +1,221 @@
+"""What machines tell us: installer callbacks and the agent's calls, as service functions.
+
+The HTTP layer (installs/api.py) authenticates the token and validates bodies; these functions
+move the install through the same engine as everything else, so a late or repeated call is
+harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.service import Actor, record
+from inventory.models import Machine
+
+from . import engine, tokens
+from .events import emit
+from .models import ACTIVE_STATES, EventKind, Install, Step, StepKind, StepState
+
+INSTALLER_EVENT_KINDS = ("started", "progress", "finished", "failed")
+
+
+def install_for_token(token: str) -> Install | None:
+    """The active install this token belongs to, or None (wrong, expired or ended)."""
+    if not token or len(token) > 200:
+        return None
+    install = Install.objects.select_related("machine").filter(token_hash=tokens.token_hash(token)).first()
+    # The hash lookup already proves possession; the constant-time compare keeps timing uniform
+    # whether the row was found or not.
+    if install is None or not tokens.matches(token, install.token_hash) or install.state not in ACTIVE_STATES:
+        return None
+    return install
+
+
+def agent_actor(install: Install) -> Actor:
+    return Actor.agent(f"agent:{install.machine.hostname}")
+
+
+@transaction.atomic
+def installer_event(install_id: int, kind: str, message: str = "", data: dict | None = None) -> str:
+    """An installer (or the installed OS at first boot) calls back: started, progress, finished, failed."""
+    install = engine.lock(install_id)
+    if install.state not in ACTIVE_STATES:
+        return "ended"
+    data = data or {}
+    if kind == "started":
+        done = engine.complete_wait(install, (StepKind.WAIT_BOOT,), "the installer started")
+        return "booted" if done else "duplicate"
+    if kind == "progress":
+        if message or data:
+            emit(install, EventKind.PROGRESS, message[:2000], data=data)
+        return "noted"
+    if kind == "finished":
+        engine.complete_wait(install, (StepKind.WAIT_BOOT,), "the installer started")
+        done = engine.complete_wait(install, (StepKind.WAIT_INSTALLER, StepKind.VERIFY), message or "reported finished")
+        return "finished" if done else "duplicate"
+    if kind == "failed":
+        engine.fail(
+            install,
+            "InstallerFailed",
+            "The installer reported a failure" + (f": {message}" if message else ".") + " See the install log.",
+            step=engine.current_step(install),
+        )
+        return "failed"
+    raise ValueError(f"unknown installer event {kind!r}")
+
+
+class WrongMachine(Exception):
+    pass
+
+
+def agent_register(install_id: int, facts: dict) -> Install:
+    """The agent says hello with the machine's hardware facts. If none of its MACs is the
+    machine's PXE NIC, it booted somewhere else: refuse it and fail the install, touching nothing."""
+    install, refused = _register(install_id, facts)
+    if refused:
+        raise WrongMachine(refused)  # after the commit: the failure must stick
+    return install
+
+
+@transaction.atomic
+def _register(install_id: int, facts: dict) -> tuple[Install, str]:
+    install = engine.lock(install_id)
+    expected = install.plan["machine"]["mac"]
+    macs = {str(n.get("mac", "")).lower() for n in facts.get("nics", [])}
+    actor = agent_actor(install)
+    if expected not in macs:
+        message = f"booted on a machine that is not {install.machine.hostname}"
+        record(actor, "agent.refused", install, {"reason": "WrongMachine", "reported_macs": sorted(macs)})
+        engine.fail(
+            install,
+            "WrongMachine",
+            f"The agent {message} (its MACs: {', '.join(sorted(macs)) or 'none'}; expected {expected}). "
+            "Check the PXE NIC's MAC in inventory and the cabling; nothing was written to any disk.",
+            step=engine.current_step(install),
+        )
+        return install, message
+    now = timezone.now()
+    install.agent_seen_at = now
+    install.save(update_fields=["agent_seen_at"])
+    Machine.objects.filter(pk=install.machine_id).update(facts=facts)
+    record(actor, "agent.register", install, {"macs": sorted(macs)})
+    engine.complete_wait(install, (StepKind.WAIT_BOOT,), "the agent registered")
+    return install, ""
+
+
+def agent_heartbeat(install: Install) -> bool:
+    """Returns whether the agent should stop (the install is no longer active)."""
+    Install.objects.filter(pk=install.pk).update(agent_seen_at=timezone.now())
+    return install.state not in ACTIVE_STATES
+
+
+def _task_id(step: Step) -> str:
+    return f"{step.pk}.{step.attempts}"
+
+
+def _resolve_params(install: Install, step: Step) -> dict:
+    """A blank disk in the plan means the machine's first disk, known from the registered facts."""
+    params = dict(step.params)
+    disks = [d for d in (install.machine.facts or {}).get("disks", []) if d.get("path")]
+    first = disks[0]["path"] if disks else ""
+    if "disk" in params and not params["disk"]:
+        params["disk"] = first
+    if "disks" in params:
+        params["disks"] = [d or first for d in params["disks"]]
+    return params
+
+
+@transaction.atomic
+def agent_next_task(install_id: int) -> dict:
+    """What the agent should do now: {"task": {...}}, {"task": None, "retry_after_s": n}, or
+    {"task": None, "finished": True} when its part of the plan is over."""
+    install = engine.lock(install_id)
+    Install.objects.filter(pk=install.pk).update(agent_seen_at=timezone.now())
+    step = engine.current_step(install)
+    if step is None or install.state not in ACTIVE_STATES:
+        return {"task": None, "finished": True}
+    if step.kind != StepKind.AGENT_TASK:
+        later = install.steps.filter(kind=StepKind.AGENT_TASK, order__gt=step.order).exists()
+        return {"task": None, "retry_after_s": 2} if later else {"task": None, "finished": True}
+    if step.state == StepState.PENDING:
+        now = timezone.now()
+        engine._enter(install, step)
+        step.state = StepState.DISPATCHED
+        step.attempts += 1
+        step.started_at = now
+        step.deadline_at = now + timedelta(seconds=settings.INSTALL_AGENT_TASK_DEADLINE_S)
+        step.params = _resolve_params(install, step)
+        step.save(update_fields=["state", "attempts", "started_at", "deadline_at", "params"])
+        install.deadline_at = step.deadline_at
+        install.save(update_fields=["deadline_at"])
+        emit(install, EventKind.STEP, f"{step.label}: handed to the agent", step=step)
+    return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
+
+
+class UnknownTask(Exception):
+    pass
+
+
+class NotCurrentTask(Exception):
+    pass
+
+
+def _dispatched(install: Install, task_id: str) -> Step:
+    step_id, _, attempt = task_id.partition(".")
+    if not step_id.isdigit() or not attempt.isdigit():
+        raise UnknownTask(task_id)
+    step = install.steps.filter(pk=int(step_id), kind=StepKind.AGENT_TASK).first()
+    if step is None:
+        raise UnknownTask(task_id)
+    if step.attempts != int(attempt):
+        raise NotCurrentTask(task_id)
+    return step
+
+
+@transaction.atomic
+def agent_progress(install_id: int, task_id: str, percent: int | None, message: str, log: list[str]) -> None:
+    install = engine.lock(install_id)
+    step = _dispatched(install, task_id)
+    Install.objects.filter(pk=install.pk).update(agent_seen_at=timezone.now())
+    if step.state != StepState.DISPATCHED:
+        return  # late progress of a finished task
+    fields = []
+    if percent is not None and percent != step.progress:
+        step.progress = percent
+        fields.append("progress")
+    if message:
+        step.message = message[:500]
+        fields.append("message")
+    if fields:
+        step.save(update_fields=fields)
+        emit(install, EventKind.PROGRESS, message, step=step, data={"percent": step.progress, "task": step.task})
+    if log:
+        emit(install, EventKind.LOG, "\n".join(log)[:10000], step=step, data={"lines": len(log)})
+
+
+@transaction.atomic
+def agent_result(install_id: int, task_id: str, ok: bool, reason: str, message: str, output: str) -> str:
+    install = engine.lock(install_id)
+    step = _dispatched(install, task_id)
+    if step.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED):
+        return "duplicate"
+    if step.state != StepState.DISPATCHED:
+        raise NotCurrentTask(task_id)
+    if output:
+        emit(install, EventKind.LOG, output[-10000:], step=step, data={"output": True})
+    if ok:
+        engine._succeed_step(install, step, {"output_tail": output[-2000:]}, message)
+        engine.enqueue_advance(install)  # worker steps may follow the last agent task
+        return "ok"
+    engine.fail(
+        install,
+        reason or "AgentTaskFailed",
+        f"The agent's {step.task.replace('_', ' ')} failed" + (f": {message}" if message else "."),
+        step=step,
+        actor=agent_actor(install),
+    )
+    return "failed"

@@ -1,0 +1,188 @@
+"""What each worker step does: one short BMC call or file operation, safe to run twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inventory import power
+from inventory.crypto import FieldDecryptError
+from inventory.models import Machine
+from provisioner import pxe
+from provisioner.bmc import BmcAuthError, BmcError, BmcUnsupported, BootDevice, PowerState
+
+from . import tokens
+from .models import Install, StepKind
+
+
+@dataclass
+class StepFailed(Exception):
+    reason: str  # CamelCase
+    message: str  # for the technician
+    retryable: bool = False
+
+    def __str__(self):
+        return self.message
+
+
+def bmc_failure(exc: BmcError, hostname: str) -> StepFailed:
+    if isinstance(exc, BmcAuthError):
+        message = (
+            f"The BMC of {hostname} ({exc.endpoint}) rejected the username or password. Fix the credentials in "
+            "inventory and retry; provisioner does not retry by itself, because BMCs lock accounts."
+        )
+    elif isinstance(exc, BmcUnsupported):
+        message = f"The BMC of {hostname} ({exc.endpoint}) refused the command: {exc.detail}."
+    elif exc.retryable:
+        message = (
+            f"The BMC of {hostname} ({exc.endpoint}) did not answer: {exc.detail}. Check that it is powered, "
+            "cabled to the management network and reachable from this site's worker."
+        )
+    else:
+        message = str(exc)
+    return StepFailed(exc.reason, message, exc.retryable)
+
+
+def token(install: Install) -> str:
+    return tokens.token_for(install.token_nonce)
+
+
+def boot_cmdline(install: Install) -> str:
+    plan = install.plan
+    profile, machine = plan["profile"], plan["machine"]
+    return pxe.kernel_cmdline(
+        profile["method"],
+        mac=machine["mac"],
+        base_url=plan["site"]["base_url"],
+        token=token(install),
+        hostname=machine["short"],
+        domain=machine["domain"],
+        extra_args=profile["kernel_args"],
+        legacy_anaconda=profile["legacy_anaconda"],
+    )
+
+
+def boot_entry(install: Install, loader: pxe.Loader) -> pxe.BootEntry:
+    profile = install.plan["profile"]
+    return pxe.BootEntry(
+        mac=install.plan["machine"]["mac"],
+        kernel=profile["kernel"],
+        initrd=profile["initrd"],
+        cmdline=boot_cmdline(install),
+        loader=loader,
+    )
+
+
+def _driver(install: Install):
+    machine = Machine.objects.select_related("bmc").get(pk=install.machine_id)
+    try:
+        return machine, power.driver_for(machine)
+    except power.PowerActionRefused as exc:
+        raise StepFailed("NoBmc", str(exc)) from None
+    except FieldDecryptError as exc:
+        raise StepFailed("BmcCredentialsUnreadable", str(exc)) from None
+
+
+def _bmc(install: Install, call):
+    machine, driver = _driver(install)
+    try:
+        return machine, call(driver)
+    except BmcError as exc:
+        power.note_contact(machine.bmc.pk, ok=False, error=str(exc))
+        raise bmc_failure(exc, machine.hostname) from None
+
+
+def _refuse_if_protected(install: Install, machine: Machine, what: str) -> None:
+    if Machine.objects.filter(pk=machine.pk, protected=True).exists():
+        raise StepFailed(
+            "MachineProtected",
+            f"{machine.hostname} was marked protected during the install: {what} refused. "
+            "Unprotect it with a reason and retry if this install is intended.",
+        )
+
+
+def check_bmc(install: Install, step) -> dict:
+    machine, latency = _bmc(install, lambda d: d.ping())
+    power.note_contact(machine.bmc.pk, ok=True, latency_s=latency)
+    return {"latency_ms": round(latency * 1000, 1)}
+
+
+def write_boot_config(install: Install, step) -> dict:
+    try:
+        paths = pxe.write_all(
+            install.plan["site"]["tftp_root"],
+            mac=install.plan["machine"]["mac"],
+            kernel=install.plan["profile"]["kernel"],
+            initrd=install.plan["profile"]["initrd"],
+            cmdline=boot_cmdline(install),
+        )
+    except OSError as exc:
+        raise StepFailed(
+            "BootConfigWriteFailed",
+            f"Could not write the boot config into {install.plan['site']['tftp_root']}: {exc.strerror or exc}.",
+            retryable=True,
+        ) from None
+    except ValueError as exc:
+        raise StepFailed("BootConfigInvalid", f"The profile's boot settings are not usable: {exc}") from None
+    return {"files": [str(p) for p in paths]}
+
+
+def set_boot_pxe(install: Install, step) -> dict:
+    machine, _ = _driver(install)
+    _refuse_if_protected(install, machine, "network boot")
+    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True))
+    return {}
+
+
+def power_cycle(install: Install, step) -> dict:
+    machine, _ = _driver(install)
+    _refuse_if_protected(install, machine, "power cycle")
+    _bmc(install, lambda d: d.power_cycle())
+    power.note_power(machine.pk, PowerState.ON)
+    return {}
+
+
+def remove_boot_config(install: Install, step) -> dict:
+    try:
+        removed = pxe.remove(install.plan["site"]["tftp_root"], install.plan["machine"]["mac"])
+    except OSError as exc:
+        raise StepFailed(
+            "BootConfigRemoveFailed",
+            f"Could not remove the per-MAC boot config from {install.plan['site']['tftp_root']}: {exc}.",
+            retryable=True,
+        ) from None
+    return {"removed": [str(p) for p in removed]}
+
+
+def set_boot_disk(install: Install, step) -> dict:
+    _bmc(install, lambda d: d.set_boot_device(BootDevice.DISK, once=False))
+    return {}
+
+
+def reboot(install: Install, step) -> dict:
+    machine, _ = _bmc(install, lambda d: d.power_cycle())
+    power.note_power(machine.pk, PowerState.ON)
+    return {}
+
+
+def verify(install: Install, step) -> dict:
+    machine, state = _bmc(install, lambda d: d.power_state())
+    power.note_power(machine.pk, state)
+    if state != PowerState.ON:
+        raise StepFailed(
+            "InstalledOSNotRunning",
+            f"The installer reported success, but {machine.hostname} is powered {state}.",
+            retryable=True,
+        )
+    return {"power": str(state)}
+
+
+RUNNERS = {
+    StepKind.CHECK_BMC: check_bmc,
+    StepKind.WRITE_BOOT_CONFIG: write_boot_config,
+    StepKind.SET_BOOT_PXE: set_boot_pxe,
+    StepKind.POWER_CYCLE: power_cycle,
+    StepKind.REMOVE_BOOT_CONFIG: remove_boot_config,
+    StepKind.SET_BOOT_DISK: set_boot_disk,
+    StepKind.REBOOT: reboot,
+    StepKind.VERIFY: verify,
+}

@@ -1,0 +1,195 @@
+"""The sweeper: a periodic job that ends what overstays its deadline and revives what was lost.
+
+It is the reason nothing can stay stuck: a machine that never boots, an agent that goes silent,
+a worker killed in the middle of a step, a job lost with a Redis restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from . import engine
+from .batches import admit
+from .events import emit
+from .models import (
+    ACTIVE_STATES,
+    STEP_DONE_STATES,
+    Batch,
+    BatchState,
+    EventKind,
+    Install,
+    InstallState,
+    Step,
+    StepKind,
+    StepState,
+)
+
+log = logging.getLogger(__name__)
+
+SWEEP_JOB_ID = "install-sweeper"
+# A pending step whose predecessor finished this long ago without the next job running was lost.
+LOST_JOB_AFTER_S = 60
+
+WAIT_FAILURES = {
+    StepKind.WAIT_BOOT: (
+        "BootTimeout",
+        "{host} did not start the installer or agent within {minutes} minutes of its power cycle. "
+        "Check its console: does it PXE-boot from the right NIC, get a DHCP answer and fetch its boot config?",
+    ),
+    StepKind.WAIT_INSTALLER: (
+        "InstallerTimeout",
+        "The installer on {host} did not report finishing within {minutes} minutes. Check its console or the log.",
+    ),
+    StepKind.AGENT_TASK: (
+        "AgentTaskTimeout",
+        "The agent's {task} on {host} did not finish within {minutes} minutes.",
+    ),
+    StepKind.VERIFY: (
+        "InstalledOSSilent",
+        "{host} did not call back from its installed OS within {minutes} minutes of rebooting. "
+        "Check its console: it may be booting another disk or stuck at the firmware.",
+    ),
+}
+
+
+def _expire_wait(install_id: int, step_id: int) -> None:
+    with transaction.atomic():
+        install = engine.lock(install_id)
+        step = Step.objects.get(pk=step_id)
+        if install.state not in ACTIVE_STATES or step.state not in (StepState.WAITING, StepState.DISPATCHED):
+            return
+        if step.deadline_at is None or step.deadline_at > timezone.now():
+            return
+        reason, template = WAIT_FAILURES.get(step.kind, ("Timeout", "{host}: {task} did not finish in time."))
+        minutes = max(1, round((step.deadline_at - step.started_at).total_seconds() / 60)) if step.started_at else "?"
+        message = template.format(host=install.machine.hostname, minutes=minutes, task=step.task.replace("_", " "))
+        engine.fail(install, reason, message, step=step)
+
+
+def _recover_lost_worker(install_id: int, step_id: int) -> None:
+    """A worker died running this step (SIGKILL, OOM, host reboot): retry it, or give up with a reason."""
+    with transaction.atomic():
+        install = engine.lock(install_id)
+        step = Step.objects.get(pk=step_id)
+        if install.state not in ACTIVE_STATES or step.state != StepState.RUNNING:
+            return
+        if step.deadline_at is None or step.deadline_at > timezone.now():
+            return
+        if step.attempts < settings.STEP_MAX_ATTEMPTS:
+            step.state = StepState.PENDING
+            step.deadline_at = None
+            step.message = "The worker running this step stopped; retrying."
+            step.save(update_fields=["state", "deadline_at", "message"])
+            emit(install, EventKind.STEP, f"{step.label}: the worker running it was lost; retrying", step=step)
+            engine.enqueue_advance(install)
+        else:
+            engine.fail(
+                install,
+                "WorkerLost",
+                f"The worker running “{step.label}” stopped {step.attempts} times. Check the site's worker host.",
+                step=step,
+            )
+
+
+def _silent_agent(install_id: int) -> None:
+    with transaction.atomic():
+        install = engine.lock(install_id)
+        cutoff = timezone.now() - timedelta(seconds=settings.AGENT_SILENCE_S)
+        if install.state not in ACTIVE_STATES or not install.agent_seen_at or install.agent_seen_at > cutoff:
+            return
+        step = engine.current_step(install)
+        if step is None or step.kind != StepKind.AGENT_TASK or step.state != StepState.DISPATCHED:
+            return
+        engine.fail(
+            install,
+            "AgentLost",
+            f"The agent on {install.machine.hostname} has not been heard from for {settings.AGENT_SILENCE_S} s "
+            f"while running {step.task.replace('_', ' ')}. The machine may have crashed or lost its network.",
+            step=step,
+        )
+
+
+def sweep(reschedule: bool = True) -> dict:
+    """RQ job on the default queue. Returns counts, for logs and tests."""
+    now = timezone.now()
+    counts = {"expired": 0, "lost_workers": 0, "silent_agents": 0, "revived": 0, "admitted": 0}
+    live = Step.objects.filter(install__state__in=ACTIVE_STATES)
+    for install_id, step_id in live.filter(
+        state__in=[StepState.WAITING, StepState.DISPATCHED], deadline_at__lt=now
+    ).values_list("install_id", "pk"):
+        _expire_wait(install_id, step_id)
+        counts["expired"] += 1
+    for install_id, step_id in live.filter(state=StepState.RUNNING, deadline_at__lt=now).values_list(
+        "install_id", "pk"
+    ):
+        _recover_lost_worker(install_id, step_id)
+        counts["lost_workers"] += 1
+    silence = now - timedelta(seconds=settings.AGENT_SILENCE_S)
+    for install_id in (
+        live.filter(kind=StepKind.AGENT_TASK, state=StepState.DISPATCHED, install__agent_seen_at__lt=silence)
+        .values_list("install_id", flat=True)
+        .distinct()
+    ):
+        _silent_agent(install_id)
+        counts["silent_agents"] += 1
+    # Lost jobs: a pending step whose predecessor finished a while ago and whose retry time has passed.
+    stale = now - timedelta(seconds=LOST_JOB_AFTER_S)
+    predecessor_done = Step.objects.filter(
+        install=OuterRef("install"), order=OuterRef("order") - 1, state__in=STEP_DONE_STATES, finished_at__lt=stale
+    )
+    lost = (
+        live.exclude(install__state=InstallState.QUEUED)
+        .filter(state=StepState.PENDING, order__gt=0)
+        .exclude(kind=StepKind.AGENT_TASK)
+        .filter(Exists(predecessor_done))
+        .exclude(not_before__gt=stale)
+        .select_related("install")
+    )
+    for step in lost:
+        with transaction.atomic():
+            engine.enqueue_advance(step.install)
+        counts["revived"] += 1
+    first_lost = Install.objects.filter(state=InstallState.PREPARING, state_changed_at__lt=stale).filter(
+        steps__order=0, steps__state=StepState.PENDING
+    )
+    for install in first_lost:
+        with transaction.atomic():
+            engine.enqueue_advance(install)
+        counts["revived"] += 1
+    for batch_id in (
+        Batch.objects.filter(state=BatchState.RUNNING, installs__state=InstallState.QUEUED)
+        .values_list("pk", flat=True)
+        .distinct()
+    ):
+        counts["admitted"] += admit(batch_id)
+    if reschedule:
+        schedule_sweep(settings.SWEEP_INTERVAL_S)
+    if any(counts.values()):
+        log.info("sweep: %s", counts)
+    return counts
+
+
+def schedule_sweep(delay_s: float = 0) -> None:
+    from provisioner import queues
+
+    queues.get_queue().enqueue_in(
+        timedelta(seconds=delay_s), sweep, job_id=SWEEP_JOB_ID, result_ttl=0, failure_ttl=3600
+    )
+
+
+def ensure_sweeper_scheduled() -> bool:
+    from rq.registry import ScheduledJobRegistry
+
+    from provisioner import queues
+
+    queue = queues.get_queue()
+    if SWEEP_JOB_ID in ScheduledJobRegistry(queue=queue).get_job_ids() or SWEEP_JOB_ID in queue.get_job_ids():
+        return False
+    schedule_sweep()
+    return True

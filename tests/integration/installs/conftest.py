@@ -1,0 +1,113 @@
+"""Install engine fixtures: real PostgreSQL (committed transactions, so on_commit really fires),
+real Redis and RQ, the fake BMC driver in-process, a TFTP root per test."""
+
+from __future__ import annotations
+
+import pytest
+from rq import SimpleWorker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+
+from audit.service import Actor
+from installs.batches import request_installs
+from inventory.models import OSProfile
+from inventory.stock import sync_stock_profiles
+from provisioner import queues
+from provisioner.bmc.fake import fake_bmc, reset_fakes
+from tests.conftest import make_bmc, make_machine, make_rack, make_site
+
+IMAGE_SHA = "ab" * 32
+
+
+@pytest.fixture(autouse=True)
+def _engine_settings(settings, transactional_db):
+    settings.BMC_MIN_INTERVAL_S = 0
+    settings.STEP_RETRY_BASE_S = 0.01
+    settings.STEP_RETRY_MAX_S = 0.05
+    queues.connection().flushdb()
+    reset_fakes()
+    yield
+    queues.connection().flushdb()
+
+
+class Lab:
+    """A site with machines on fake BMCs and a real TFTP root, and a way to run the queued jobs."""
+
+    def __init__(self, tmp_path):
+        self.tftp_root = tmp_path / "tftp"
+        self.tftp_root.mkdir()
+        self.site = make_site(slug="lab", tftp_root=str(self.tftp_root), base_url="http://127.0.0.1:8000")
+        self.rack = make_rack(self.site, name="r01")
+        sync_stock_profiles()
+        self.next_u = 1
+        self.racks = {self.rack.name: self.rack}
+
+    def machine(self, rack: str = "r01", **kw):
+        if rack not in self.racks:
+            self.racks[rack] = make_rack(self.site, name=rack)
+        machine = make_machine(self.racks[rack], position_u=self.next_u, **kw)
+        self.next_u += 1
+        make_bmc(machine, driver="fake", address=f"127.0.{machine.pk // 250}.{machine.pk % 250 + 1}")
+        machine.refresh_from_db()
+        return machine
+
+    def bmc(self, machine):
+        return fake_bmc(machine.bmc.address, machine.bmc.port)
+
+    def profile(self, name="debian-12-preseed"):
+        return OSProfile.objects.get(name=name)
+
+    def image_profile(self):
+        profile, _ = OSProfile.objects.get_or_create(
+            name="lab-image",
+            defaults={
+                "method": "image",
+                "kernel": "/memory-os/vmlinuz",
+                "initrd": "/memory-os/initrd.img",
+                "image_url": "http://127.0.0.1:8000/images/lab.img.gz",
+                "image_sha256": IMAGE_SHA,
+                "ssh_authorized_keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake lab@example",
+            },
+        )
+        return profile
+
+    def install(self, machines, profile=None, **kw):
+        batch = request_installs([m.pk for m in machines], profile or self.profile(), Actor.system("test"), **kw)
+        installs = list(batch.installs.order_by("pk"))
+        return installs[0] if len(installs) == 1 and not kw.get("batch") else installs
+
+    def run_jobs(self, *, scheduled: bool = True, rounds: int = 20) -> int:
+        """Run every queued job (and, with ``scheduled``, every delayed one as if its time had come)."""
+        names = [queues.DEFAULT_QUEUE, queues.site_queue_name(self.site.slug)]
+        total = 0
+        for _ in range(rounds):
+            moved = self.release_scheduled() if scheduled else 0
+            pending = sum(queues.get_queue(n).count for n in names)
+            if not pending and not moved:
+                return total
+            worker = SimpleWorker([queues.get_queue(n) for n in names], connection=queues.connection())
+            worker.work(burst=True)
+            total += pending
+        return total
+
+    def release_scheduled(self) -> int:
+        moved = 0
+        for name in (queues.DEFAULT_QUEUE, queues.site_queue_name(self.site.slug)):
+            queue = queues.get_queue(name)
+            registry = ScheduledJobRegistry(queue=queue)
+            for job_id in registry.get_job_ids():
+                if job_id in ("install-sweeper", "power-sync"):
+                    continue
+                registry.remove(job_id)
+                queue.enqueue_job(Job.fetch(job_id, connection=queue.connection))
+                moved += 1
+        return moved
+
+    def per_mac_files(self, machine) -> list[str]:
+        mac = machine.pxe_nic.mac.replace(":", "-")
+        return sorted(str(p.relative_to(self.tftp_root)) for p in self.tftp_root.rglob(f"*01-{mac}*"))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    return Lab(tmp_path)

@@ -1,0 +1,321 @@
+"""The install state machine end to end on real PostgreSQL, Redis and RQ, with the fake BMC driver."""
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEntry
+from audit.service import Actor
+from installs import callbacks, engine, tokens
+from installs.batches import InstallRefused
+from installs.models import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    Alert,
+    Event,
+    Install,
+    InstallState,
+    Step,
+    StepKind,
+    StepState,
+)
+from installs.sweeper import sweep
+from provisioner.bmc import BootDevice, PowerState
+
+ALL_STATES = [s.value for s in InstallState]
+
+
+def test_the_transitions_table_covers_every_state_and_ends_in_terminal_states():
+    assert set(TRANSITIONS) == set(ALL_STATES)
+    for state in TERMINAL_STATES:
+        assert TRANSITIONS[state] == frozenset()
+    for state, targets in TRANSITIONS.items():
+        if state not in TERMINAL_STATES:
+            assert {InstallState.FAILED, InstallState.CANCELLED} <= targets
+            assert state not in targets
+
+
+@pytest.mark.parametrize("frm", [s for s in ALL_STATES if s not in TERMINAL_STATES])
+@pytest.mark.parametrize("to", ALL_STATES)
+def test_every_transition_is_applied_or_refused_by_the_table(lab, frm, to):
+    install = lab.install([lab.machine()])
+    Install.objects.filter(pk=install.pk).update(state=frm)
+    if to in TRANSITIONS[frm]:
+        engine.transition(install.pk, to=to, expect=frm, actor=Actor.system("test"))
+        install.refresh_from_db()
+        assert install.state == to
+        entry = AuditEntry.objects.filter(action="install.transition", object_id=str(install.pk)).order_by("id").last()
+        assert entry.details["from"] == frm and entry.details["to"] == to
+        assert Event.objects.filter(install=install, kind="state", data__to=to).exists()
+    else:
+        with pytest.raises(engine.InvalidTransition):
+            engine.transition(install.pk, to=to, expect=frm)
+        install.refresh_from_db()
+        assert install.state == frm
+
+
+def test_a_stale_transition_is_refused_and_changes_nothing(lab):
+    install = lab.install([lab.machine()])
+    with pytest.raises(engine.StaleTransition):
+        engine.transition(install.pk, to=InstallState.POWERING, expect=InstallState.BOOTING)
+    install.refresh_from_db()
+    assert install.state == InstallState.PREPARING  # admitted at once: the batch has room
+
+
+def test_preseed_install_from_request_to_success(lab):
+    machine = lab.machine()
+    install = lab.install([machine])
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.BOOTING and install.deadline_at is not None
+    # The machine was told to boot from the network once, then power cycled.
+    bmc = lab.bmc(machine)
+    assert bmc.boots == [BootDevice.PXE] and bmc.power == PowerState.ON
+    # Its per-MAC boot configs carry this install's token; nothing else knows it.
+    assert lab.per_mac_files(machine) == [
+        f"grub/grub.cfg-01-{machine.pxe_nic.mac.replace(':', '-')}",
+        f"pxelinux.cfg/01-{machine.pxe_nic.mac.replace(':', '-')}",
+    ]
+    token = tokens.token_for(install.token_nonce)
+    pxelinux = (lab.tftp_root / lab.per_mac_files(machine)[1]).read_text()
+    assert f"/i/{token}/preseed.cfg" in pxelinux and f"netcfg/choose_interface={machine.pxe_nic.mac}" in pxelinux
+    assert token not in str(install.plan) and install.token_hash == tokens.token_hash(token)
+
+    assert callbacks.install_for_token(token) == install
+    assert callbacks.installer_event(install.pk, "started") == "booted"
+    assert callbacks.installer_event(install.pk, "started") == "duplicate"
+    callbacks.installer_event(install.pk, "progress", "installing packages", {"percent": 40})
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.INSTALLING
+    assert callbacks.installer_event(install.pk, "finished") == "finished"
+    lab.run_jobs()
+    install.refresh_from_db()
+    machine.refresh_from_db()
+    assert install.state == InstallState.SUCCEEDED and install.progress == 100
+    assert machine.status == "deployed"
+    assert lab.per_mac_files(machine) == []
+    assert bmc.boot_device == BootDevice.DISK and bmc.boot_once is False
+    assert set(install.steps.values_list("state", flat=True)) == {StepState.SUCCEEDED}
+    states = [e.data["to"] for e in Event.objects.filter(install=install, kind="state").order_by("id")]
+    assert states == [
+        "queued",
+        "preparing",
+        "powering",
+        "booting",
+        "installing",
+        "finalizing",
+        "verifying",
+        "succeeded",
+    ]
+    # The token is dead once the install has ended.
+    assert callbacks.install_for_token(token) is None
+
+
+def test_image_install_with_agent_tasks(lab):
+    machine = lab.machine()
+    install = lab.install([machine], lab.image_profile())
+    lab.run_jobs()
+    token = tokens.token_for(install.token_nonce)
+    pxelinux = (lab.tftp_root / lab.per_mac_files(machine)[1]).read_text()
+    assert f"provisioner.token={token}" in pxelinux
+    facts = {"nics": [{"mac": machine.pxe_nic.mac, "link": True}], "disks": [{"path": "/dev/vda", "size_bytes": 10}]}
+    callbacks.agent_register(install.pk, facts)
+    seen = []
+    while (answer := callbacks.agent_next_task(install.pk))["task"]:
+        task = answer["task"]
+        assert callbacks.agent_next_task(install.pk)["task"] == task  # asking again hands out the same task
+        seen.append(task["kind"])
+        callbacks.agent_progress(install.pk, task["id"], 50, "half way", ["line 1"])
+        assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "ok"
+        assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "duplicate"
+    assert answer == {"task": None, "retry_after_s": 2} or answer.get("finished")
+    assert seen == ["wipe_disks", "write_image", "configure_network", "set_hostname", "ssh_keys"]
+    write = install.steps.get(task="write_image")
+    assert write.params["disk"] == "/dev/vda"  # blank target disk: the first disk the agent reported
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.VERIFYING
+    assert lab.per_mac_files(machine) == []
+    assert callbacks.agent_next_task(install.pk) == {"task": None, "finished": True}
+    callbacks.installer_event(install.pk, "finished", "first boot")
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.SUCCEEDED
+    assert Machine_facts(machine) == facts
+
+
+def Machine_facts(machine):
+    machine.refresh_from_db()
+    return machine.facts
+
+
+def test_agent_on_the_wrong_machine_is_refused_and_the_install_fails_safe(lab):
+    machine = lab.machine()
+    install = lab.install([machine], lab.image_profile())
+    lab.run_jobs()
+    with pytest.raises(callbacks.WrongMachine, match=f"booted on a machine that is not {machine.hostname}"):
+        callbacks.agent_register(install.pk, {"nics": [{"mac": "52:54:00:ff:ff:01"}]})
+    install.refresh_from_db()
+    assert install.state == InstallState.FAILED and install.failure_reason == "WrongMachine"
+    assert not install.steps.filter(kind=StepKind.AGENT_TASK, attempts__gt=0).exists()
+    assert AuditEntry.objects.filter(action="agent.refused", object_id=str(install.pk)).exists()
+    lab.run_jobs()
+    assert lab.per_mac_files(machine) == []
+
+
+def test_agent_task_failure_fails_the_install_with_its_reason(lab):
+    machine = lab.machine()
+    install = lab.install([machine], lab.image_profile())
+    lab.run_jobs()
+    callbacks.agent_register(install.pk, {"nics": [{"mac": machine.pxe_nic.mac}]})
+    task = callbacks.agent_next_task(install.pk)["task"]
+    callbacks.agent_result(install.pk, task["id"], True, "", "", "")
+    task = callbacks.agent_next_task(install.pk)["task"]
+    assert task["kind"] == "write_image"
+    callbacks.agent_result(install.pk, task["id"], False, "ImageChecksumMismatch", "sha256 differs", "")
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "ImageChecksumMismatch")
+    assert "sha256 differs" in install.failure_message
+    assert Alert.objects.get(install=install).reason == "ImageChecksumMismatch"
+
+
+def test_duplicate_advance_jobs_are_harmless(lab):
+    machine = lab.machine()
+    install = lab.install([machine])
+    for _ in range(3):
+        engine.advance(install.pk)
+    lab.run_jobs()
+    engine.advance(install.pk)
+    install.refresh_from_db()
+    assert install.state == InstallState.BOOTING
+    assert lab.bmc(machine).boots == [BootDevice.PXE]  # powered on once, not three times
+    assert install.steps.get(kind=StepKind.POWER_CYCLE).attempts == 1
+
+
+def test_transient_bmc_errors_retry_with_backoff_then_proceed(lab):
+    machine = lab.machine()
+    lab.bmc(machine).fault = "unreachable"
+    install = lab.install([machine])
+    lab.run_jobs(scheduled=False)
+    step = install.steps.get(kind=StepKind.CHECK_BMC)
+    assert (step.state, step.attempts) == (StepState.PENDING, 1) and step.not_before is not None
+    event = Event.objects.filter(install=install, step=step).last()
+    assert "retrying in" in event.message and event.data["reason"] == "BmcUnreachable"
+    lab.bmc(machine).fault = None
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.BOOTING
+    assert install.steps.get(kind=StepKind.CHECK_BMC).attempts == 2
+
+
+def test_transient_errors_give_up_after_the_limit(lab, settings):
+    settings.STEP_MAX_ATTEMPTS = 3
+    machine = lab.machine()
+    lab.bmc(machine).fault = "unreachable"
+    install = lab.install([machine])
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.FAILED and install.failure_reason == "BmcUnreachable", [
+        e.message for e in install.events.all()
+    ]
+    assert "Gave up after 3 attempts" in install.failure_message
+    assert install.steps.get(kind=StepKind.CHECK_BMC).attempts == 3
+
+
+def test_authentication_errors_are_never_retried(lab):
+    machine = lab.machine()
+    lab.bmc(machine).fault = "auth"
+    install = lab.install([machine])
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.FAILED and install.failure_reason == "BmcAuthError"
+    assert "rejected the username or password" in install.failure_message
+    assert install.steps.get(kind=StepKind.CHECK_BMC).attempts == 1
+    assert Event.objects.filter(install=install, message__contains="retrying").count() == 0
+
+
+def test_deadline_expiry_fails_the_install_and_removes_the_boot_config(lab):
+    machine = lab.machine()
+    install = lab.install([machine])
+    lab.run_jobs()
+    assert lab.per_mac_files(machine)
+    Step.objects.filter(install=install, kind=StepKind.WAIT_BOOT).update(deadline_at=timezone.now())
+    assert sweep(reschedule=False)["expired"] == 1
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "BootTimeout")
+    assert "did not start the installer or agent" in install.failure_message
+    assert lab.per_mac_files(machine) == []
+    assert lab.bmc(machine).boot_device == BootDevice.DISK
+    machine.refresh_from_db()
+    assert machine.status == "failed"
+
+
+def _bring_to(lab, stop_at):
+    """An install of a new machine, moved to ``stop_at`` the way a real one gets there."""
+    if stop_at == "queued":
+        first, machine = lab.machine(), lab.machine()
+        return machine, lab.install([first, machine], max_per_site=1)[1]
+    machine = lab.machine()
+    install = lab.install([machine], lab.image_profile() if stop_at == "verifying" else None)
+    if stop_at == "preparing":
+        return machine, install
+    lab.run_jobs()
+    if stop_at == "verifying":
+        callbacks.agent_register(install.pk, {"nics": [{"mac": machine.pxe_nic.mac}]})
+        while task := callbacks.agent_next_task(install.pk)["task"]:
+            callbacks.agent_result(install.pk, task["id"], True, "", "", "")
+        lab.run_jobs()
+    elif stop_at in ("installing", "finalizing"):
+        callbacks.installer_event(install.pk, "started")
+        lab.run_jobs()
+        if stop_at == "finalizing":
+            lab.bmc(machine).fault = "unreachable"  # setting the boot device to disk keeps failing
+            callbacks.installer_event(install.pk, "finished")
+            lab.run_jobs(scheduled=False)
+            lab.bmc(machine).fault = None
+    return machine, install
+
+
+@pytest.mark.parametrize("stop_at", ["queued", "preparing", "booting", "installing", "finalizing", "verifying"])
+def test_cancel_from_each_state_removes_the_per_mac_config(lab, stop_at):
+    machine, install = _bring_to(lab, stop_at)
+    install.refresh_from_db()
+    assert install.state == stop_at
+    engine.cancel(install.pk, actor=Actor.system("alice"), why="wrong rack")
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.CANCELLED and install.cancelled_by_label == "alice"
+    assert install.failure_message == "Cancelled by alice: wrong rack"
+    assert lab.per_mac_files(machine) == []
+    assert lab.bmc(machine).boot_device in (BootDevice.DISK, BootDevice.DEFAULT)  # never left on network boot
+    assert not install.steps.exclude(state__in=["succeeded", "failed", "skipped"]).exists()
+    assert AuditEntry.objects.filter(object_id=str(install.pk), details__to="cancelled").get().actor_label == "alice"
+    with pytest.raises(engine.StaleTransition):
+        engine.cancel(install.pk, actor=Actor.system("alice"))
+
+
+def test_protected_machines_refuse_install(lab):
+    machine = lab.machine(protected=True)
+    with pytest.raises(InstallRefused, match=f"Protected, install refused: {machine.hostname}"):
+        lab.install([machine])
+    assert not Install.objects.exists()
+
+
+def test_a_second_request_names_the_install_holding_the_machine(lab):
+    machine = lab.machine()
+    first = lab.install([machine])
+    with pytest.raises(InstallRefused) as exc:
+        lab.install([machine])
+    message = exc.value.args[0][0]
+    assert f"{machine.hostname} is already being installed: install {first.pk}" in message
+    assert "started by test at" in message
+
+
+def test_the_database_allows_one_active_install_per_machine(lab):
+    from django.db import IntegrityError
+
+    machine = lab.machine()
+    first = lab.install([machine])
+    with pytest.raises(IntegrityError, match="install_one_active_per_machine"):
+        Install.objects.create(machine=machine, profile=first.profile, plan=first.plan, token_nonce="x", token_hash="y")
