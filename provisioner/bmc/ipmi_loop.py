@@ -33,7 +33,7 @@ from pyghmi.ipmi.private import session as pyghmi_session
 from pyghmi.ipmi.private import util as pyghmi_util
 
 from .base import BmcTarget
-from .errors import BmcAuthError, BmcError, BmcTimeout, BmcUnreachable
+from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,19 @@ MAX_TICK_S = 1.0
 #: IPMI privilege we ask for: operator is enough for chassis control and boot options.
 PRIVILEGE_OPERATOR = 3
 
-# pyghmi's login error strings that mean "these credentials will never work".
+# pyghmi's login error strings (and ours, below) that mean "these credentials will never work".
 _AUTH_ERRORS = (
     "incorrect password",
     "unauthorized name",
     "invalid role",
     "unauthorized role",
-    "privilege",
+    "privilege refused",
     "invalid username",
     "rakp4 integrity",
     "unauthorized guid",
 )
+# ... and "all session slots are taken": come back when the BMC has expired some.
+_BUSY_ERRORS = ("insufficient resources",)
 
 
 class _Session(pyghmi_session.Session):
@@ -77,11 +79,15 @@ class _Session(pyghmi_session.Session):
         )
 
     def _got_priv_level(self, response):
-        if response is None or response.get("error") or response.get("code"):
+        code = (response or {}).get("code")
+        if response is None or code == 0xFFFF or response.get("error") or code:
             self.logged = 0
             self.logging = False
-            detail = (response or {}).get("error") or "privilege level refused"
-            self.onlogon({"error": f"{detail} (privilege level {self.privlevel})"})
+            if response is None or code == 0xFFFF:
+                self.onlogon({"error": "timeout waiting for the session privilege answer"})
+            else:
+                detail = response.get("error") or f"completion code 0x{code:02X}"
+                self.onlogon({"error": f"operator privilege refused ({detail})"})
             return
         self.logging = False
         self.onlogon({"success": True})
@@ -340,14 +346,7 @@ class IpmiLoop:
             conn.session = None  # pyghmi marks it broken itself right after this callback
             conn.ready = False
             conn.generation += 1
-            lowered = str(error).lower()
-            if any(marker in lowered for marker in _AUTH_ERRORS):
-                exc: BmcError = BmcAuthError(
-                    conn.endpoint, f"login as {conn.username.decode(errors='replace')!r} rejected: {error}"
-                )
-            else:
-                exc = BmcUnreachable(conn.endpoint, f"login failed: {error}")
-            self._fail_all(conn, exc)
+            self._fail_all(conn, classify_login_error(conn.endpoint, conn.username.decode(errors="replace"), error))
             return
         conn.ready = True
         conn.last_used = time.monotonic()
@@ -388,6 +387,16 @@ class IpmiLoop:
             session._mark_broken()
         except Exception:  # closing a session to a dead BMC must not take the loop down
             log.debug("discarding IPMI session to %s failed", conn.endpoint, exc_info=True)
+
+
+def classify_login_error(endpoint: str, username: str, error: str) -> BmcError:
+    """Map pyghmi's login failure text to our taxonomy: rejected (fatal), busy or unreachable (retry)."""
+    lowered = str(error).lower()
+    if any(marker in lowered for marker in _AUTH_ERRORS):
+        return BmcAuthError(endpoint, f"login as {username!r} rejected: {error}")
+    if any(marker in lowered for marker in _BUSY_ERRORS):
+        return BmcBusy(endpoint, f"login refused, no free session: {error}")
+    return BmcUnreachable(endpoint, f"login failed: {error}")
 
 
 def _fail(request: _Request, exc: BmcError):
