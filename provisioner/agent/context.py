@@ -35,6 +35,7 @@ class ProgressChannel:
         self._log: list[str] = []
         self._dropped = 0
         self._dirty = False
+        self._closed = False
 
     def update(self, percent: int | None = None, message: str | None = None) -> None:
         with self._lock:
@@ -56,12 +57,15 @@ class ProgressChannel:
             self._changed.notify_all()
 
     def wait(self, timeout: float) -> None:
+        """Until there is something to take, the task ended, or `timeout` passed."""
         with self._lock:
-            if not self._dirty:
+            if not self._dirty and not self._closed:
                 self._changed.wait(timeout)
 
-    def notify(self) -> None:
+    def close(self) -> None:
+        """The task ended: nothing more will come, so the sender need not wait for it."""
         with self._lock:
+            self._closed = True
             self._changed.notify_all()
 
     def take(self) -> Snapshot | None:
@@ -84,10 +88,18 @@ class ProgressChannel:
 
 
 class Context:
-    def __init__(self, host: Host, channel: ProgressChannel | None = None, abort: threading.Event | None = None):
+    def __init__(
+        self,
+        host: Host,
+        channel: ProgressChannel | None = None,
+        abort: threading.Event | None = None,
+        retry_base_s: float = 1.0,
+    ):
         self.host = host
         self.channel = channel or ProgressChannel()
         self._abort = abort or threading.Event()
+        # First delay of a task's own retries (write_image's resumes), set from the agent's --backoff-base.
+        self.retry_base_s = retry_base_s
 
     def progress(self, percent: int | None = None, message: str | None = None) -> None:
         self.channel.update(percent, message)

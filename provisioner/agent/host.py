@@ -77,11 +77,23 @@ class Host:
         return []
 
 
+# Disk tools live in sbin, which a minimal init or a non-login environment may leave out of PATH.
+_TOOL_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def tool_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+    path = [d for d in env.get("PATH", "").split(":") if d]
+    env["PATH"] = ":".join(path + [d for d in _TOOL_DIRS if d not in path])
+    return env
+
+
 def _run(argv: list[str], timeout: float) -> Completed:
     try:
         proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=timeout
-        )
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=timeout,
+            env=tool_env(),
+        )  # fmt: skip
     except FileNotFoundError as exc:
         raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
     except subprocess.TimeoutExpired as exc:

@@ -28,6 +28,7 @@ EXIT_REFUSED = 4  # 403 on register: not the machine of this install
 EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
 
 DEFAULT_HEARTBEAT_S = 30
+ABORT_GRACE_S = 10
 DEFAULT_RETRY_AFTER_S = 5
 
 
@@ -56,8 +57,9 @@ class Agent:
         self.rng = rng or random.Random()
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._stop = threading.Event()
-        # Set when the install ended (401): the running task stops at its next check.
+        # Set when the install ended (401) or the agent is stopped: the running task stops at its next check.
         self._abort = threading.Event()
+        self._ended = threading.Event()
         self.cancelled = threading.Event()
         self.journal: Journal | None = None
         self.heartbeat_s: float = DEFAULT_HEARTBEAT_S
@@ -70,15 +72,24 @@ class Agent:
         return Backoff(*self._backoff, rng=self.rng)
 
     def _sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
+        self._abort.wait(seconds)
+        self._raise_if_interrupted()
+
+    def _raise_if_interrupted(self) -> None:
+        if self._ended.is_set():
+            raise Unauthorized("the install ended")
+        if self._stop.is_set():
             raise _Stopped
+
+    def _end(self) -> None:
+        self._ended.set()
+        self._abort.set()
 
     def _retry(self, what: str, call):
         """Call until the network lets it through; other errors are the caller's."""
         backoff = self._new_backoff()
         while True:
-            if self._abort.is_set():
-                raise Unauthorized(what) if not self._stop.is_set() else _Stopped
+            self._raise_if_interrupted()
             try:
                 return call()
             except NetworkError as exc:
@@ -104,7 +115,7 @@ class Agent:
             return EXIT_REFUSED
         except Unauthorized:
             log.warning("the control plane no longer accepts the token: the install ended")
-            self._abort.set()
+            self._end()
             return EXIT_INSTALL_ENDED
         except _Stopped:
             log.info("stopped")
@@ -144,7 +155,7 @@ class Agent:
                 continue
             except Unauthorized:
                 log.warning("heartbeat refused (401): the install ended")
-                self._abort.set()
+                self._end()
                 return
             except (Rejected, Refused) as exc:
                 log.warning("heartbeat rejected: %s", exc)
@@ -187,7 +198,7 @@ class Agent:
 
     def _run(self, task_id: str, kind: str, params: object) -> TaskResult:
         channel = ProgressChannel()
-        ctx = Context(self.host, channel, self._abort)
+        ctx = Context(self.host, channel, self._abort, retry_base_s=self._backoff[0])
         outcome: dict = {}
 
         def work() -> None:
@@ -196,32 +207,35 @@ class Agent:
             except TaskAborted:
                 outcome["aborted"] = True
             finally:
-                channel.notify()
+                channel.close()
 
         worker = threading.Thread(target=work, name=f"task-{task_id}", daemon=True)
         worker.start()
         self._send_progress(task_id, channel, worker)
-        worker.join()
-        if outcome.get("aborted"):
-            raise Unauthorized(f"task {task_id} aborted")
+        # Interrupted, the task gets a moment to stop its children; a tool that cannot be interrupted is left.
+        worker.join(ABORT_GRACE_S if self._abort.is_set() else None)
+        if outcome.get("aborted") or worker.is_alive():
+            self._raise_if_interrupted()
         return outcome["result"]
 
     def _send_progress(self, task_id: str, channel: ProgressChannel, worker: threading.Thread) -> None:
         """Deliver progress while the task runs, then until everything it reported is through."""
         backoff = self._new_backoff()
-        not_before = 0.0
+        retry_at = 0.0  # after a failed delivery
+        next_send = 0.0  # updates are coalesced while the task runs; once it ended, the rest goes at once
         while True:
             if self._abort.is_set():
-                # The install ended: the task stops at its next check; nobody wants its progress.
+                # Interrupted: the task stops at its next check; nobody wants its progress.
                 return
+            alive = worker.is_alive()
+            wait_until = max(retry_at, next_send if alive else 0.0)
             now = time.monotonic()
-            if now < not_before:
-                self._sleep(min(not_before - now, 0.1) if worker.is_alive() else not_before - now)
+            if now < wait_until:
+                self._sleep(min(wait_until - now, 0.1))
                 continue
-            finished = not worker.is_alive()
             snap = channel.take()
             if snap is None:
-                if finished:
+                if not alive:
                     return
                 channel.wait(self.progress_interval_s)
                 continue
@@ -231,12 +245,12 @@ class Agent:
                 channel.put_back(snap)
                 delay = backoff.next_delay()
                 log.warning("progress of task %s not delivered (%s); retrying in %.1f s", task_id, exc, delay)
-                not_before = time.monotonic() + delay
+                retry_at = time.monotonic() + delay
                 continue
             except Rejected as exc:
                 log.warning("progress of task %s rejected (%s); dropped", task_id, exc)
             backoff.reset()
-            not_before = time.monotonic() + (0 if finished else self.progress_interval_s)
+            next_send = time.monotonic() + self.progress_interval_s
 
     def _deliver(self, task_id: str, result: TaskResult) -> None:
         try:

@@ -31,7 +31,6 @@ MAX_INFLATE = 16 * MIB
 READ_TIMEOUT_S = 60
 # Attempts in a row that bring no new bytes before giving up; any progress resets the count.
 MAX_ATTEMPTS_WITHOUT_PROGRESS = 6
-RETRY_BASE_S = 1.0
 RETRY_CAP_S = 30.0
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -275,6 +274,6 @@ def _transfer(ctx: Context, url: str, image: _Image) -> None:
                     "ImageDownloadFailed",
                     f"{_safe(url)}: {failures} attempts in a row brought no data, last: {exc}",
                 ) from None
-            delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** max(0, failures - 1))
+            delay = min(RETRY_CAP_S, ctx.retry_base_s * 2 ** max(0, failures - 1))
             ctx.log(f"download interrupted at byte {image.received} ({exc}); retrying in {delay:.1f} s")
             ctx.sleep(delay)

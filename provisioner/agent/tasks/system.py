@@ -13,6 +13,7 @@ import threading
 import time
 
 from provisioner.agent.context import Context
+from provisioner.agent.host import tool_env
 from provisioner.agent.results import TaskFailed, TaskResult
 from provisioner.agent.tasks import params as p
 
@@ -28,8 +29,9 @@ def inventory(ctx: Context, params: dict) -> str:
 
 
 def _script_env(ctx: Context) -> dict[str, str]:
-    # The install token never reaches a script: scripts come from profiles that more people can edit.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+    # The install token never reaches a script (tool_env drops PROVISIONER_*): scripts come from profiles that
+    # more people can edit.
+    env = tool_env()
     if ctx.host.sandbox:
         env["PROVISIONER_SANDBOX"] = str(ctx.host.target_root().parent)
     return env

@@ -16,8 +16,8 @@ DISK = 8 * MIB
 
 
 @pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(image_task, "RETRY_BASE_S", 0.01)
+def _fast_retries(ctx):
+    ctx.retry_base_s = 0.01
 
 
 def _raw(size=3 * MIB + 12345):
