@@ -270,3 +270,16 @@ def test_a_process_that_exits_logs_out(loopback_bmc):
     assert result.stdout.strip() == "on", result.stderr
     assert bmc.login_attempts == 1
     assert wait_until(lambda: len(bmc._sessions) == 0)
+
+
+def test_a_refused_command_is_unsupported_with_the_completion_code(loopback_bmc):
+    from provisioner.bmc import BmcUnsupported
+
+    bmc = loopback_bmc()
+    driver = get_driver("ipmi", bmc.target())
+    with pytest.raises(BmcUnsupported, match=r"refused with completion code 0xC1 \(Invalid command\)") as caught:
+        driver._call("OEM query", 0x30, 0x01)  # an OEM command the BMC does not know
+    assert not caught.value.retryable
+    with pytest.raises(BmcUnsupported, match="cannot set boot device other"):
+        driver.set_boot_device(BootDevice.OTHER)
+    assert bmc.commands == [(0x30, 0x01, None)]
