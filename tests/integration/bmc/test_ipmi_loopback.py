@@ -283,3 +283,17 @@ def test_a_refused_command_is_unsupported_with_the_completion_code(loopback_bmc)
     with pytest.raises(BmcUnsupported, match="cannot set boot device other"):
         driver.set_boot_device(BootDevice.OTHER)
     assert bmc.commands == [(0x30, 0x01, None)]
+
+
+def test_idle_sessions_are_logged_out(loopback_bmc, monkeypatch):
+    from provisioner.bmc import ipmi_loop
+
+    monkeypatch.setattr(ipmi_loop, "IDLE_LOGOUT_S", 0.2)
+    bmc = loopback_bmc(powered_on=True)
+    driver = get_driver("ipmi", bmc.target())
+    assert driver.power_state() == PowerState.ON
+    assert len(bmc._sessions) == 1
+    # BMCs expire idle sessions on their own; a logout before that keeps us from ever using a dead one.
+    assert wait_until(lambda: len(bmc._sessions) == 0, within_s=2.0)
+    assert driver.power_state() == PowerState.ON
+    assert bmc.login_attempts == 2
