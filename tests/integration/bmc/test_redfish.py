@@ -54,7 +54,9 @@ def test_power_cycle_when_on_falls_back_from_the_missing_power_cycle(redfish_emu
 
 def test_power_cycle_when_off_powers_on(redfish_emulator):
     driver = get_driver("redfish", redfish_emulator.target())
-    driver.power_off()
+    driver.power_on()
+    assert wait_for_power(driver, PowerState.ON) == PowerState.ON
+    driver.power_off(soft=True)  # GracefulShutdown
     assert wait_for_power(driver, PowerState.OFF) == PowerState.OFF
     driver.power_cycle()
     assert wait_for_power(driver, PowerState.ON) == PowerState.ON
