@@ -26,6 +26,7 @@ EXIT_DONE = 0  # the plan is over, the machine is rebooting or powering off, or 
 EXIT_INSTALL_ENDED = 3  # 401: the token is no longer valid
 EXIT_REFUSED = 4  # 403 on register: not the machine of this install
 EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
+EXIT_REJECTED = 6  # the control plane answered 400/404/409 where the contract has no such answer
 
 DEFAULT_HEARTBEAT_S = 30
 ABORT_GRACE_S = 10
@@ -120,6 +121,10 @@ class Agent:
         except _Stopped:
             log.info("stopped")
             return EXIT_STOPPED
+        except Rejected as exc:
+            # Retrying the same request cannot help; a restarted agent (new facts, new poll) might.
+            log.error("the control plane rejected a request this agent cannot change: %s", exc)
+            return EXIT_REJECTED
         finally:
             self._stop.set()
             if heartbeats is not None:
@@ -132,6 +137,9 @@ class Agent:
                 return EXIT_DONE
             answer = self._retry("tasks/next", lambda: self.client.next_task(self.poll_wait_s))
             task = answer.get("task")
+            if task is not None and not isinstance(task, dict):
+                log.error("the control plane sent a task that is not an object: %r", task)
+                task = None
             if task is None:
                 if answer.get("finished"):
                     log.info("the plan is over: exiting")
@@ -198,6 +206,8 @@ class Agent:
 
     def _run(self, task_id: str, kind: str, params: object) -> TaskResult:
         channel = ProgressChannel()
+        # The control plane learns at once that the task began, whatever the task itself reports.
+        channel.update(0, f"{kind} started")
         ctx = Context(self.host, channel, self._abort, retry_base_s=self._backoff[0])
         outcome: dict = {}
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# The contract asks for "last lines"; a bound keeps a chatty script from making the result request huge.
+# The contract asks for "last lines"; a bound keeps a chatty script from making the result request huge, while
+# leaving room for the inventory task's facts JSON (one line, about 200 bytes a disk).
 OUTPUT_TAIL_LINES = 200
-OUTPUT_TAIL_CHARS = 16 * 1024
+OUTPUT_TAIL_CHARS = 64 * 1024
 
 
 def tail(text: str, lines: int = OUTPUT_TAIL_LINES, chars: int = OUTPUT_TAIL_CHARS) -> str:

@@ -34,10 +34,10 @@ RAID_LEVELS = {
     6: (4, lambda n: n - 2),
     10: (2, lambda n: n // 2),
 }
-_MD_DEVICE = re.compile(r"^/dev/md(\d+|/[A-Za-z0-9_.-]+)$")
+_MD_DEVICE = re.compile(r"^/dev/md\d+$")
 
 
-def _open_for_write(path: str) -> int:
+def open_for_write(path: str) -> int:
     flags = os.O_WRONLY
     if stat.S_ISBLK(os.stat(path).st_mode):
         # O_EXCL on a block device fails while it is mounted or held by md/LVM: never write under a live system.
@@ -58,7 +58,7 @@ def device_size(path: str) -> int:
 
 def _zero_ends(path: str) -> None:
     """Zero the first and the last MiB: partition tables, the GPT backup header, md 0.90/1.0 superblocks."""
-    fd = _open_for_write(path)
+    fd = open_for_write(path)
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
         span = min(MIB, size)
@@ -97,7 +97,7 @@ def wipe_disks(ctx: Context, params: dict) -> str:
 def raid(ctx: Context, params: dict) -> str:
     device = p.text(params, "device")
     if not _MD_DEVICE.match(device):
-        raise p.invalid("device", "must be /dev/mdN or /dev/md/<name>")
+        raise p.invalid("device", "must be /dev/mdN")
     level = params.get("level")
     if isinstance(level, str) and level.removeprefix("raid").isdigit():
         level = int(level.removeprefix("raid"))

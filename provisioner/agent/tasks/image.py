@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tasks import params as p
-from provisioner.agent.tasks.disks import MIB, _open_for_write
+from provisioner.agent.tasks.disks import MIB, open_for_write
 
 CHUNK = MIB
 # Upper bound on what one decompress call may return, so a highly compressed chunk cannot balloon in memory.
@@ -196,7 +196,7 @@ def write_image(ctx: Context, params: dict) -> str:
         raise p.invalid("compression", f"one of {list(COMPRESSIONS)} is required")
     disk = p.text(params, "disk")
     dev = ctx.host.device(disk)
-    fd = _open_for_write(dev)
+    fd = open_for_write(dev)
     try:
         image = _Image(fd, os.lseek(fd, 0, os.SEEK_END), compression)
         try:

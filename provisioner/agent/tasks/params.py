@@ -22,7 +22,7 @@ def text(params: dict, field: str, *, default: str | None = None) -> str:
 
 def number(params: dict, field: str, *, default: float | None = None, minimum: float = 0) -> float:
     value = params.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
         raise invalid(field, f"a number >= {minimum} is required")
     return value
 

@@ -25,7 +25,7 @@ SCRIPT_TAIL_LINES = 200
 def inventory(ctx: Context, params: dict) -> str:
     facts = ctx.host.facts()
     ctx.progress(100, f"{len(facts['disks'])} disk(s), {len(facts['nics'])} NIC(s)")
-    return json.dumps(facts, sort_keys=True)
+    return json.dumps(facts, sort_keys=True, separators=(",", ":"))
 
 
 def _script_env(ctx: Context) -> dict[str, str]:

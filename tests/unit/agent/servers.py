@@ -108,6 +108,8 @@ class Plan:
     outage: set[str] = field(default_factory=set)
     # register answers 503 this many times first.
     register_503s: int = 0
+    # Paths answered 400, as an invalid body would be.
+    bad_request: set[str] = field(default_factory=set)
     # tasks/next answers "nothing ready yet" this many times first.
     idle_polls: int = 0
     # Called with (task id, body) as each result arrives, before it is answered.
@@ -158,6 +160,8 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 return
             if self.headers.get("Authorization") != f"Bearer {TOKEN}" or plan.revoked:
                 return self._answer(401, {"detail": "invalid token"})
+            if path in plan.bad_request:
+                return self._answer(400, {"field": "facts", "message": "invalid"})
             if path == "register":
                 if plan.register_503s:
                     plan.register_503s -= 1

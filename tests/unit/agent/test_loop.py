@@ -142,6 +142,13 @@ def test_401_on_register_ends_at_once(machine, plane, tmp_path):
     assert plan.paths() == ["register"]
 
 
+def test_a_rejected_request_is_not_retried(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,), bad_request={"register"})
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_REJECTED
+    assert plan.paths() == ["register"]
+
+
 def test_cancel_stops_after_the_current_task(machine, plane, tmp_path):
     plan = Plan(macs=(MAC,), heartbeat_s=0.1,
                 tasks=[script("t1", "echo working\nsleep 0.6\necho done"), script("t2", "echo never")])  # fmt: skip
