@@ -48,7 +48,9 @@ class PlanError(ValidationError):
     """The machine or profile cannot be installed as they are; the message says what to fix."""
 
 
-def build_plan(machine: Machine, profile: OSProfile) -> dict:
+def build_plan(machine: Machine, profile: OSProfile, *, for_install: bool = True) -> dict:
+    """The plan for installing ``profile`` on ``machine``. ``for_install=False`` (previews) does not
+    insist on what only a real install needs: a BMC and an image to write."""
     problems = []
     nic = machine.pxe_nic
     if nic is None:
@@ -57,10 +59,11 @@ def build_plan(machine: Machine, profile: OSProfile) -> dict:
         bmc = machine.bmc
     except BMC.DoesNotExist:
         bmc = None
-        problems.append(f"{machine.hostname} has no BMC: add its address and credentials.")
+        if for_install:
+            problems.append(f"{machine.hostname} has no BMC: add its address and credentials.")
     if machine.rack_id is None:
         problems.append(f"{machine.hostname} is not in a rack, so provisioner does not know its site.")
-    if profile.method == InstallMethod.IMAGE and not (profile.image_url and profile.image_sha256):
+    if for_install and profile.method == InstallMethod.IMAGE and not (profile.image_url and profile.image_sha256):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:
         raise PlanError(problems)
@@ -80,7 +83,7 @@ def build_plan(machine: Machine, profile: OSProfile) -> dict:
             "dns": [d.strip() for d in site.dns_servers.split(",") if d.strip()],
             "rack_id": machine.rack_id,
         },
-        "bmc": {"driver": bmc.driver},
+        "bmc": {"driver": bmc.driver if bmc else ""},
         "profile": {
             "name": profile.name,
             "method": profile.method,

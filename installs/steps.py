@@ -10,7 +10,7 @@ from inventory.models import Machine
 from provisioner import pxe
 from provisioner.bmc import BmcAuthError, BmcError, BmcUnsupported, BootDevice, PowerState
 
-from . import tokens
+from . import render
 from .models import Install, StepKind
 
 
@@ -40,36 +40,6 @@ def bmc_failure(exc: BmcError, hostname: str) -> StepFailed:
     else:
         message = str(exc)
     return StepFailed(exc.reason, message, exc.retryable)
-
-
-def token(install: Install) -> str:
-    return tokens.token_for(install.token_nonce)
-
-
-def boot_cmdline(install: Install) -> str:
-    plan = install.plan
-    profile, machine = plan["profile"], plan["machine"]
-    return pxe.kernel_cmdline(
-        profile["method"],
-        mac=machine["mac"],
-        base_url=plan["site"]["base_url"],
-        token=token(install),
-        hostname=machine["short"],
-        domain=machine["domain"],
-        extra_args=profile["kernel_args"],
-        legacy_anaconda=profile["legacy_anaconda"],
-    )
-
-
-def boot_entry(install: Install, loader: pxe.Loader) -> pxe.BootEntry:
-    profile = install.plan["profile"]
-    return pxe.BootEntry(
-        mac=install.plan["machine"]["mac"],
-        kernel=profile["kernel"],
-        initrd=profile["initrd"],
-        cmdline=boot_cmdline(install),
-        loader=loader,
-    )
 
 
 def _driver(install: Install):
@@ -113,7 +83,7 @@ def write_boot_config(install: Install, step) -> dict:
             mac=install.plan["machine"]["mac"],
             kernel=install.plan["profile"]["kernel"],
             initrd=install.plan["profile"]["initrd"],
-            cmdline=boot_cmdline(install),
+            cmdline=render.cmdline(install.plan, render.install_token(install)),
         )
     except OSError as exc:
         raise StepFailed(

@@ -1,0 +1,197 @@
+"""The agent API, v1 (docs/agent-api.md). The agent in the memory OS pulls its tasks here with its
+install's token; bodies are validated before anything is written, and an invalid one gets a 400
+that names the field."""
+
+from __future__ import annotations
+
+import time
+
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.errors import ValidationError
+from ninja.security import HttpBearer
+from pydantic import field_validator
+
+from inventory.validators import normalise_mac
+
+from . import callbacks
+from .models import ACTIVE_STATES, Install
+
+AGENT_HEARTBEAT_S = 30
+LONG_POLL_MAX_S = 30
+LONG_POLL_STEP_S = 1.0
+
+
+class InstallToken(HttpBearer):
+    """Authorization: Bearer <install token>; valid only while its install is active."""
+
+    def authenticate(self, request, token):
+        return callbacks.install_for_token(token)
+
+
+api = NinjaAPI(
+    title="provisioner agent API",
+    version="1",
+    description="What the agent inside the memory OS calls. See docs/agent-api.md.",
+    urls_namespace="agent-api-v1",
+    auth=InstallToken(),
+    docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
+)
+
+
+def _plain_errors(errors) -> list[dict]:
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request, exc: ValidationError):
+    errors = _plain_errors(exc.errors)
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    field = ".".join(p for p in first["loc"] if p not in ("body", "payload", "query"))
+    return api.create_response(
+        request, {"field": field, "message": f"{field or 'body'}: {first['msg']}", "errors": errors}, status=400
+    )
+
+
+class Disk(Schema):
+    name: str = Field("", max_length=64)
+    path: str = Field(..., min_length=1, max_length=255)
+    size_bytes: int = Field(0, ge=0)
+    model: str = Field("", max_length=128)
+    serial: str = Field("", max_length=128)
+    rotational: bool | None = None
+
+
+class Nic(Schema):
+    name: str = Field("", max_length=64)
+    mac: str = Field(..., max_length=32)
+    link: bool | None = None
+    speed_mbps: int | None = Field(None, ge=0)
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        try:
+            return normalise_mac(value)
+        except Exception:
+            raise ValueError(f"{value!r} is not a MAC address") from None
+
+
+class Dmi(Schema):
+    vendor: str = Field("", max_length=128)
+    product: str = Field("", max_length=128)
+    serial: str = Field("", max_length=128)
+
+
+class Facts(Schema):
+    cpus: int = Field(0, ge=0, le=100000)
+    memory_bytes: int = Field(0, ge=0)
+    disks: list[Disk] = Field(default_factory=list, max_length=512)
+    nics: list[Nic] = Field(..., min_length=1, max_length=128)
+    dmi: Dmi = Field(default_factory=Dmi)
+
+
+class RegisterIn(Schema):
+    agent_version: str = Field("", max_length=32)
+    facts: Facts
+
+
+class RegisterOut(Schema):
+    install: int
+    hostname: str
+    heartbeat_s: int
+
+
+class ErrorOut(Schema):
+    reason: str = ""
+    message: str
+
+
+class HeartbeatOut(Schema):
+    ok: bool
+    cancel: bool
+
+
+class TaskOut(Schema):
+    id: str
+    kind: str
+    params: dict
+
+
+class NextOut(Schema):
+    task: TaskOut | None = None
+    retry_after_s: float | None = None
+    finished: bool | None = None
+
+
+class ProgressIn(Schema):
+    percent: int | None = Field(None, ge=0, le=100)
+    message: str = Field("", max_length=2000)
+    log: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class ResultIn(Schema):
+    ok: bool
+    reason: str = Field("", max_length=64, pattern=r"^([A-Z][A-Za-z0-9]*)?$")
+    message: str = Field("", max_length=4000)
+    output: str = Field("", max_length=65536)
+
+
+class OkOut(Schema):
+    ok: bool
+
+
+class NextQuery(Schema):
+    wait: int = Field(0, ge=0, le=LONG_POLL_MAX_S)
+
+
+@api.post("register", response={200: RegisterOut, 403: ErrorOut})
+def register(request, body: RegisterIn):
+    install: Install = request.auth
+    try:
+        callbacks.agent_register(install.pk, body.facts.model_dump())
+    except callbacks.WrongMachine as exc:
+        return Status(403, {"reason": "WrongMachine", "message": str(exc)})
+    return {"install": install.pk, "hostname": install.machine.hostname, "heartbeat_s": AGENT_HEARTBEAT_S}
+
+
+@api.post("heartbeat", response=HeartbeatOut)
+def heartbeat(request):
+    stop = callbacks.agent_heartbeat(request.auth)
+    return {"ok": True, "cancel": stop}
+
+
+@api.get("tasks/next", response=NextOut)
+def next_task(request, query: Query[NextQuery]):
+    """Long-poll for at most ``wait`` seconds until a task is ready."""
+    install: Install = request.auth
+    deadline = time.monotonic() + query.wait
+    while True:
+        answer = callbacks.agent_next_task(install.pk)
+        if answer["task"] or answer.get("finished") or time.monotonic() + LONG_POLL_STEP_S > deadline:
+            return answer
+        time.sleep(LONG_POLL_STEP_S)
+        if not Install.objects.filter(pk=install.pk, state__in=ACTIVE_STATES).exists():
+            return {"task": None, "finished": True}
+
+
+def _task_call(fn, *args):
+    try:
+        fn(*args)
+    except callbacks.UnknownTask:
+        return Status(404, {"message": f"No task {args[1]} in this install."})
+    except callbacks.NotCurrentTask:
+        return Status(409, {"message": f"Task {args[1]} is not the install's current task."})
+    return Status(200, {"ok": True})
+
+
+@api.post("tasks/{task_id}/progress", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
+def progress(request, task_id: str, body: ProgressIn):
+    return _task_call(callbacks.agent_progress, request.auth.pk, task_id, body.percent, body.message, body.log)
+
+
+@api.post("tasks/{task_id}/result", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
+def result(request, task_id: str, body: ResultIn):
+    return _task_call(callbacks.agent_result, request.auth.pk, task_id, body.ok, body.reason, body.message, body.output)

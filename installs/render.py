@@ -1,0 +1,97 @@
+"""What a machine receives: its boot script and installer answer files, rendered from an install's
+frozen plan (or, for previews, from a plan built on the spot with a placeholder token)."""
+
+from __future__ import annotations
+
+from provisioner import pxe
+from provisioner.pxe.stock import META_DATA_TEMPLATE
+
+from . import tokens
+
+PREVIEW_TOKEN = "PREVIEW-TOKEN-not-a-real-token"
+
+# File name → the install method that serves it.
+ANSWER_FILES = {
+    "preseed.cfg": pxe.Method.PRESEED,
+    "ks.cfg": pxe.Method.KICKSTART,
+    "user-data": pxe.Method.AUTOINSTALL,
+    "meta-data": pxe.Method.AUTOINSTALL,
+}
+
+
+def install_token(install) -> str:
+    return tokens.token_for(install.token_nonce)
+
+
+def cmdline(plan: dict, token: str) -> str:
+    profile, machine = plan["profile"], plan["machine"]
+    return pxe.kernel_cmdline(
+        profile["method"],
+        mac=machine["mac"],
+        base_url=plan["site"]["base_url"],
+        token=token,
+        hostname=machine["short"],
+        domain=machine["domain"],
+        extra_args=profile["kernel_args"],
+        legacy_anaconda=profile["legacy_anaconda"],
+    )
+
+
+def boot_entry(plan: dict, token: str, loader: pxe.Loader) -> pxe.BootEntry:
+    profile = plan["profile"]
+    return pxe.BootEntry(
+        mac=plan["machine"]["mac"],
+        kernel=profile["kernel"],
+        initrd=profile["initrd"],
+        cmdline=cmdline(plan, token),
+        loader=loader,
+    )
+
+
+def boot_file(plan: dict, token: str, loader: pxe.Loader) -> str:
+    return pxe.render(boot_entry(plan, token, loader))
+
+
+def context(plan: dict, token: str) -> dict:
+    profile, machine = plan["profile"], plan["machine"]
+    network = None
+    if machine["ip"]:
+        network = pxe.StaticAddress(
+            address=machine["ip"],
+            prefix=machine["prefix"],
+            gateway=machine["gateway"],
+            dns=tuple(machine["dns"]),
+        )
+    return pxe.install_context(
+        hostname=machine["short"],
+        domain=machine["domain"],
+        mac=machine["mac"],
+        base_url=plan["site"]["base_url"],
+        token=token,
+        disk=profile["target_disk"] or "/dev/sda",
+        root_password_hash=profile["root_password_hash"],
+        ssh_keys=profile["ssh_keys"],
+        network=network,
+    )
+
+
+def answer_file(plan: dict, token: str, name: str) -> str:
+    """Render ``name`` (preseed.cfg, ks.cfg, user-data, meta-data). Raises KeyError when the
+    plan's method does not serve that file, pxe.TemplateError when the template is broken."""
+    method = plan["profile"]["method"]
+    if ANSWER_FILES.get(name) != method:
+        raise KeyError(name)
+    source = META_DATA_TEMPLATE if name == "meta-data" else plan["profile"]["template"]
+    return pxe.render_template(source, context(plan, token))
+
+
+PREVIEW_FILES = ("pxelinux", "grub", "ipxe", "preseed", "kickstart", "user-data", "meta-data")
+
+
+def preview(plan: dict, what: str, token: str = PREVIEW_TOKEN) -> str:
+    """What the machine would receive, for `manage.py render` and the machine page."""
+    loaders = {"pxelinux": pxe.Loader.PXELINUX, "grub": pxe.Loader.GRUB, "ipxe": pxe.Loader.IPXE}
+    if what in loaders:
+        return boot_file(plan, token, loaders[what])
+    name = {"preseed": "preseed.cfg", "kickstart": "ks.cfg"}.get(what, what)
+    return answer_file(plan, token, name)

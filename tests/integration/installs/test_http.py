@@ -1,0 +1,228 @@
+"""What machines call over HTTP: the iPXE script by MAC, answer files and installer callbacks by
+token, and the agent API. Through Django's full request stack on real PostgreSQL and Redis."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from audit.models import AuditEntry
+from audit.service import Actor
+from installs import callbacks, engine, tokens
+from installs.models import Event, Install, InstallState, StepKind
+from inventory.models import OSProfile
+
+API = "/api/agent/v1/"
+
+
+def token_of(install):
+    return tokens.token_for(Install.objects.get(pk=install.pk).token_nonce)
+
+
+def armed(lab, profile=None):
+    machine = lab.machine()
+    install = lab.install([machine], profile)
+    lab.run_jobs()
+    return machine, install, token_of(install)
+
+
+def bearer(token):
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def test_ipxe_serves_the_armed_install_and_local_boot_for_everything_else(lab, client):
+    machine, install, token = armed(lab)
+    script = client.get("/boot/ipxe", {"mac": machine.pxe_nic.mac.upper().replace(":", "-")}).content.decode()
+    assert script.startswith("#!ipxe") and f"/i/{token}/preseed.cfg" in script
+    assert "kernel --name kernel tftp://${next-server}/images/debian-12/linux" in script
+    for mac in ("52:54:00:aa:bb:cc", "not-a-mac", ""):
+        body = client.get("/boot/ipxe", {"mac": mac}).content.decode()
+        assert "No install armed, booting the local disk" in body and token not in body
+    callbacks.installer_event(install.pk, "started")
+    callbacks.installer_event(install.pk, "finished")
+    lab.run_jobs()
+    body = client.get("/boot/ipxe", {"mac": machine.pxe_nic.mac}).content.decode()
+    assert "No install armed" in body  # the install ended: the machine boots its disk
+
+
+@pytest.mark.parametrize(
+    "profile, files",
+    [
+        ("debian-12-preseed", {"preseed.cfg": "d-i "}),
+        ("rocky-9-kickstart", {"ks.cfg": "%pre"}),
+        ("ubuntu-24.04-autoinstall", {"user-data": "#cloud-config", "meta-data": "instance-id:"}),
+    ],
+)
+def test_answer_files_are_rendered_per_machine_by_token(lab, client, profile, files):
+    machine, install, token = armed(lab, OSProfile.objects.get(name=profile))
+    for name, marker in files.items():
+        response = client.get(f"/i/{token}/{name}")
+        body = response.content.decode()
+        assert response.status_code == 200 and marker in body, body[:500]
+    other = {"preseed.cfg", "ks.cfg", "user-data"} - set(files)
+    for name in other:
+        assert client.get(f"/i/{token}/{name}").status_code == 404
+    body = client.get(f"/i/{token}/{next(iter(files))}").content.decode()
+    assert machine.pxe_nic.mac in body  # the NIC is chosen by MAC
+    assert f"/i/{token}/events/finished" in body or name == "meta-data"
+
+
+def test_wrong_or_expired_tokens_get_404_and_nothing_is_written(lab, client):
+    machine, install, token = armed(lab)
+    events = Event.objects.count()
+    assert client.get(f"/i/{'x' * 64}/preseed.cfg").status_code == 404
+    assert client.post(f"/i/{'x' * 64}/events/finished").status_code == 404
+    assert client.post(f"/i/{token}/events/nonsense").status_code == 404
+    assert Event.objects.count() == events
+    engine.cancel(install.pk, actor=Actor.system("test"))
+    assert client.get(f"/i/{token}/preseed.cfg").status_code == 404
+
+
+def test_installer_callbacks_move_the_install(lab, client):
+    machine, install, token = armed(lab)
+    assert client.post(f"/i/{token}/events/started").json() == {"ok": True, "outcome": "booted"}
+    lab.run_jobs()
+    response = client.post(
+        f"/i/{token}/events/progress",
+        data=json.dumps({"name": "subiquity/Install/install", "description": "curtin", "event_type": "start"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    assert Event.objects.filter(install=install, kind="progress", message="curtin").exists()
+    assert client.get(f"/i/{token}/events/finished").json()["outcome"] == "finished"  # wget-only installers
+    lab.run_jobs()
+    assert Install.objects.get(pk=install.pk).state == InstallState.SUCCEEDED
+    assert client.post(f"/i/{token}/events/finished").status_code == 404  # the token died with the install
+
+
+def test_installer_failure_callback_fails_the_install(lab, client):
+    machine, install, token = armed(lab)
+    client.post(f"/i/{token}/events/failed", {"message": "partman: no disk"})
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "InstallerFailed")
+    assert "partman: no disk" in install.failure_message
+
+
+def test_a_broken_template_fails_the_install_naming_the_line(lab, client):
+    profile = OSProfile.objects.get(name="debian-12-preseed")
+    profile.template = "d-i netcfg/get_hostname string {{ hostname }}\nd-i foo string {{ no_such_thing }}\n"
+    profile.save()
+    machine, install, token = armed(lab, profile)
+    response = client.get(f"/i/{token}/preseed.cfg")
+    assert response.status_code == 500
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "TemplateError")
+    assert "line 2" in install.failure_message and "no_such_thing" in install.failure_message
+
+
+# --- the agent API ----------------------------------------------------------------------------
+
+
+def facts(mac, **extra):
+    return {
+        "agent_version": "1",
+        "facts": {
+            "cpus": 4,
+            "memory_bytes": 8 << 30,
+            "disks": [{"name": "vda", "path": "/dev/vda", "size_bytes": 10 << 30}],
+            "nics": [{"name": "ens3", "mac": mac, "link": True}],
+            "dmi": {"vendor": "QEMU"},
+            **extra,
+        },
+    }
+
+
+def post(client, path, body, token):
+    return client.post(API + path, data=json.dumps(body), content_type="application/json", **bearer(token))
+
+
+def test_agent_api_runs_an_image_install(lab, client):
+    machine, install, token = armed(lab, lab.image_profile())
+    response = post(client, "register", facts(machine.pxe_nic.mac.upper()), token)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"install": install.pk, "hostname": machine.hostname, "heartbeat_s": 30}
+    assert post(client, "heartbeat", {}, token).json() == {"ok": True, "cancel": False}
+    kinds = []
+    while (task := client.get(API + "tasks/next", {"wait": 0}, **bearer(token)).json()["task"]) is not None:
+        kinds.append(task["kind"])
+        assert post(
+            client, f"tasks/{task['id']}/progress", {"percent": 50, "message": "half", "log": ["a"]}, token
+        ).json() == {"ok": True}
+        assert post(client, f"tasks/{task['id']}/result", {"ok": True, "output": "done"}, token).status_code == 200
+    assert kinds == ["wipe_disks", "write_image", "configure_network", "set_hostname", "ssh_keys"]
+    lab.run_jobs()
+    assert client.get(API + "tasks/next", **bearer(token)).json() == {
+        "task": None,
+        "retry_after_s": None,
+        "finished": True,
+    }
+    assert Install.objects.get(pk=install.pk).state == InstallState.VERIFYING
+    schema = client.get(API + "openapi.json").json()
+    assert "/api/agent/v1/tasks/{task_id}/result" in schema["paths"]
+
+
+def test_agent_api_refuses_missing_wrong_and_foreign_tokens(lab, client):
+    machine, install, token = armed(lab, lab.image_profile())
+    other_machine, other, other_token = armed(lab, lab.image_profile())
+    assert client.post(API + "heartbeat").status_code == 401
+    assert post(client, "heartbeat", {}, "y" * 64).status_code == 401
+    # Another install's token works only for that install: it cannot register this machine.
+    response = post(client, "register", facts(machine.pxe_nic.mac), other_token)
+    assert response.status_code == 403
+    assert response.json()["message"] == f"booted on a machine that is not {other_machine.hostname}"
+    other.refresh_from_db()
+    assert (other.state, other.failure_reason) == (InstallState.FAILED, "WrongMachine")
+    assert post(client, "heartbeat", {}, other_token).status_code == 401  # its install has ended
+    assert Install.objects.get(pk=install.pk).state == InstallState.BOOTING  # untouched
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"facts": {"nics": []}}, "facts.nics"),
+        ({"facts": {"nics": [{"mac": "aa:bb:cc:dd:ee:zz"}]}}, "facts.nics.0.mac"),
+        ({"facts": {"cpus": -1, "nics": [{"mac": "52:54:00:00:00:01"}]}}, "facts.cpus"),
+        ({"agent_version": "1"}, "facts"),
+        ("not json", ""),
+    ],
+)
+def test_malformed_agent_bodies_get_400_naming_the_field_and_write_nothing(lab, client, body, field):
+    machine, install, token = armed(lab, lab.image_profile())
+    events, audit_count = Event.objects.count(), AuditEntry.objects.count()
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = client.post(API + "register", data=data, content_type="application/json", **bearer(token))
+    assert response.status_code == 400, response.content
+    if field:
+        assert response.json()["field"] == field
+    assert Event.objects.count() == events
+    assert AuditEntry.objects.count() == audit_count
+    assert install.steps.get(kind=StepKind.WAIT_BOOT).state == "waiting"
+
+
+def test_task_reports_for_unknown_or_stale_tasks_are_refused(lab, client):
+    machine, install, token = armed(lab, lab.image_profile())
+    post(client, "register", facts(machine.pxe_nic.mac), token)
+    task = client.get(API + "tasks/next", **bearer(token)).json()["task"]
+    assert post(client, "tasks/999999.1/result", {"ok": True}, token).status_code == 404
+    assert post(client, "tasks/garbage/progress", {}, token).status_code == 404
+    step_id = task["id"].split(".")[0]
+    assert post(client, f"tasks/{step_id}.7/result", {"ok": True}, token).status_code == 409
+    bad = post(client, f"tasks/{task['id']}/result", {"ok": False, "reason": "not camel"}, token)
+    assert bad.status_code == 400 and bad.json()["field"] == "reason"
+    failed = post(
+        client, f"tasks/{task['id']}/result", {"ok": False, "reason": "DiskNotFound", "message": "no vda"}, token
+    )
+    assert failed.status_code == 200
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "DiskNotFound")
+
+
+def test_render_command_previews_what_the_machine_would_receive(lab, capsys):
+    machine = lab.machine()
+    call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "kickstart")
+    out = capsys.readouterr().out
+    assert "PREVIEW-TOKEN" in out and machine.pxe_nic.mac in out
+    call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "pxelinux")
+    assert f"inst.ks.device={machine.pxe_nic.mac}" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="has no preseed file"):
+        call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "preseed")
