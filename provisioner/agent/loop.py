@@ -29,6 +29,8 @@ EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
 EXIT_REJECTED = 6  # the control plane answered 400/404/409 where the contract has no such answer
 
 DEFAULT_HEARTBEAT_S = 30
+# Floor for intervals the control plane hands out, so a zero or negative value cannot turn a wait into a spin.
+MIN_INTERVAL_S = 0.05
 ABORT_GRACE_S = 10
 DEFAULT_RETRY_AFTER_S = 5
 
@@ -105,7 +107,7 @@ class Agent:
         try:
             answer = self._retry("register", lambda: self.client.register(self.host.facts()))
             install = answer.get("install")
-            self.heartbeat_s = float(answer.get("heartbeat_s") or DEFAULT_HEARTBEAT_S)
+            self.heartbeat_s = max(MIN_INTERVAL_S, float(answer.get("heartbeat_s") or DEFAULT_HEARTBEAT_S))
             log.info("registered for install %s as %s", install, answer.get("hostname", "?"))
             self.journal = Journal(self.state_dir / f"journal-{install}.jsonl")
             heartbeats = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
@@ -136,6 +138,8 @@ class Agent:
                 log.info("install cancelled: exiting")
                 return EXIT_DONE
             answer = self._retry("tasks/next", lambda: self.client.next_task(self.poll_wait_s))
+            # A stop or a 401 heartbeat that came during the long poll wins over the task it brought.
+            self._raise_if_interrupted()
             task = answer.get("task")
             if task is not None and not isinstance(task, dict):
                 log.error("the control plane sent a task that is not an object: %r", task)
@@ -144,7 +148,8 @@ class Agent:
                 if answer.get("finished"):
                     log.info("the plan is over: exiting")
                     return EXIT_DONE
-                self._sleep(jittered(float(answer.get("retry_after_s") or DEFAULT_RETRY_AFTER_S), self.rng))
+                retry_after = max(MIN_INTERVAL_S, float(answer.get("retry_after_s") or DEFAULT_RETRY_AFTER_S))
+                self._sleep(jittered(retry_after, self.rng))
                 continue
             if self.cancelled.is_set():
                 log.info("install cancelled: not starting task %s", task.get("id"))

@@ -29,6 +29,9 @@ CHUNK = MIB
 # Upper bound on what one decompress call may return, so a highly compressed chunk cannot balloon in memory.
 MAX_INFLATE = 16 * MIB
 READ_TIMEOUT_S = 60
+# Flushed to the disk every so often, so the percent reported is what the disk holds rather than what sits in the
+# page cache, and the final fsync does not stall for minutes.
+SYNC_EVERY = 256 * MIB
 # Attempts in a row that bring no new bytes before giving up; any progress resets the count.
 MAX_ATTEMPTS_WITHOUT_PROGRESS = 6
 RETRY_CAP_S = 30.0
@@ -145,6 +148,8 @@ class _Image:
             self.written += n
             view = view[n:]
         self.hash.update(data)
+        if self.written // SYNC_EVERY != (self.written - len(data)) // SYNC_EVERY:
+            os.fdatasync(self.fd)
 
 
 def _validator(resp) -> str:
@@ -241,6 +246,8 @@ def _transfer(ctx: Context, url: str, image: _Image) -> None:
                 if image.received and resp.status == 206:
                     match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
                     if not match or int(match.group(1)) != image.received:
+                        # Whatever the server meant, the next attempt fetches the whole image.
+                        image.restart()
                         raise _Dropped(f"the server resumed at the wrong offset: {resp.headers.get('Content-Range')}")
                     ctx.log(f"resumed at byte {image.received} of the download")
                 else:

@@ -47,6 +47,8 @@ class ImageFiles:
     cuts: list[int | None] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     etag: str = '"v1"'
+    # A broken cache in front: it answers a Range request with 206 but from byte 0.
+    wrong_range: bool = False
     # The file changes on the server when a connection is cut (a new image uploaded under the same name).
     etag_after_cut: str | None = None
 
@@ -69,7 +71,7 @@ class ImageHandler(BaseHTTPRequestHandler):
             return
         start = 0
         if rng and state.ranges and self.headers.get("If-Range", state.etag) == state.etag:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
+            start = 0 if state.wrong_range else int(rng.removeprefix("bytes=").split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         else:

@@ -97,6 +97,16 @@ def test_changed_file_during_resume_restarts(sandbox, ctx, images):
     assert any("rewriting from the start" in line for line in ctx.channel.lines)
 
 
+def test_resume_at_the_wrong_offset_starts_over(sandbox, ctx, images):
+    disk = _disk(sandbox)
+    images.cuts = [MIB + 5]
+    images.wrong_range = True
+    result = run_task(ctx, "write_image", {"url": _serve(images, "xz"), "sha256": SHA, "disk": "/dev/sda"})
+    assert result.ok, result
+    assert _written(disk) == RAW
+    assert [r["range"] for r in images.requests] == [None, f"bytes={MIB + 5}-", None]
+
+
 def test_checksum_mismatch_fails_and_spoils_the_disk(sandbox, ctx, images):
     disk = _disk(sandbox)
     result = run_task(ctx, "write_image", {"url": _serve(images, "xz"), "sha256": "0" * 64, "disk": "/dev/sda"})
