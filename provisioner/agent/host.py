@@ -72,6 +72,10 @@ class Host:
         """Discard (TRIM) the whole device where supported; False when it is not."""
         raise NotImplementedError
 
+    def reread_partitions(self, device: str) -> None:
+        """Make the kernel (and udev) see a new partition table before anything opens the partitions."""
+        raise NotImplementedError
+
     def holders(self, disk: str) -> list[str]:
         """Devices stacked on `disk` (an assembled md array), which must be stopped before it is wiped."""
         return []
@@ -146,8 +150,7 @@ class RealHost(Host):
             disk = (self.state_dir / "target-disk").read_text().strip()
         except FileNotFoundError as exc:
             raise TaskFailed("TargetNotFound", "no image was written yet, so there is no target root") from exc
-        self.run(["partprobe", disk], timeout=60)
-        self.run(["udevadm", "settle"], timeout=60)
+        self.reread_partitions(disk)
         name = os.path.basename(disk)
         best: tuple[int, str] | None = None
         for part in sorted(Path("/sys/block", name).glob(f"{name}*")):
@@ -168,7 +171,22 @@ class RealHost(Host):
         return mountpoint
 
     def discard(self, device: str) -> bool:
-        return self.run(["blkdiscard", "--force", device], timeout=3600).returncode == 0
+        return self._optional(["blkdiscard", "--force", device], timeout=3600)
+
+    def reread_partitions(self, device: str) -> None:
+        # Memory OSes differ in what they carry: partprobe (parted) or blockdev (util-linux); udevadm may be absent.
+        if not self._optional(["partprobe", device]):
+            self._optional(["blockdev", "--rereadpt", device])
+        self._optional(["udevadm", "settle"])
+
+    def _optional(self, argv: list[str], timeout: float = 120) -> bool:
+        """Run a tool the job can do without: False when it failed or the memory OS does not carry it."""
+        try:
+            return self.run(argv, timeout=timeout).returncode == 0
+        except TaskFailed as exc:
+            if exc.reason != "ToolMissing":
+                raise
+            return False
 
     def holders(self, disk: str) -> list[str]:
         name = os.path.basename(disk)
@@ -278,6 +296,9 @@ class SandboxHost(Host):
 
     def discard(self, device: str) -> bool:
         return False
+
+    def reread_partitions(self, device: str) -> None:
+        self.record(["partprobe", device])
 
     def reboot(self) -> None:
         self._request("reboot")

@@ -143,8 +143,7 @@ def partition(ctx: Context, params: dict) -> str:
         done = ctx.host.run(argv, timeout=120)
     if done.returncode != 0:
         raise TaskFailed("PartitionFailed", f"sgdisk could not partition {disk}: {done.output.strip()}", done.output)
-    # The kernel must see the new table before anything opens the partitions.
-    ctx.host.run(["partprobe", dev], block_devices=True, timeout=120)
+    ctx.host.reread_partitions(dev)
     table = ctx.host.run(["sgdisk", "--print", dev], timeout=60)
     ctx.progress(100, f"{disk} partitioned ({layout})")
     return table.output

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from provisioner.agent.host import SandboxViolation
+from provisioner.agent.host import RealHost, SandboxViolation
 from provisioner.agent.results import TaskFailed
 from tests.unit.agent.conftest import make_disk
 
@@ -63,3 +63,19 @@ def test_reboot_and_poweroff_are_recorded(sandbox):
     sandbox.poweroff()
     assert (sandbox.root / "reboot-requested").exists()
     assert (sandbox.root / "poweroff-requested").exists()
+
+
+def test_real_host_only_hands_out_block_devices(tmp_path):
+    # Read-only checks: a character device, a missing node, a path that climbs out of /dev.
+    real = RealHost(tmp_path)
+    for path, words in [("/dev/null", "not a block device"), ("/dev/sdzz9", "does not exist"),
+                        ("/dev/../etc/passwd", "not a device name")]:  # fmt: skip
+        with pytest.raises(TaskFailed, match=words) as exc:
+            real.device(path)
+        assert exc.value.reason == "DiskNotFound"
+
+
+def test_real_host_uses_a_given_target_root(tmp_path):
+    assert RealHost(tmp_path, tmp_path / "mnt").target_root() == tmp_path / "mnt"
+    with pytest.raises(TaskFailed, match="no image was written"):
+        RealHost(tmp_path).target_root()
