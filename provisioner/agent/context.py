@@ -10,6 +10,10 @@ from provisioner.agent.results import TaskAborted
 
 # Lines kept while the control plane is unreachable; past this the oldest go, with a note saying how many.
 MAX_PENDING_LOG_LINES = 2000
+# Lines per progress request: a backlog after an outage goes out in several requests of bounded size.
+MAX_LINES_PER_UPDATE = 200
+# One line or message longer than this is cut: a binary blob on stdout must not make a request huge.
+MAX_LINE_CHARS = 2000
 
 
 @dataclass
@@ -42,13 +46,13 @@ class ProgressChannel:
             if percent is not None:
                 self._percent = max(self._percent, min(100, max(0, int(percent))))
             if message is not None:
-                self._message = message
+                self._message = message[:MAX_LINE_CHARS]
             self._dirty = True
             self._changed.notify_all()
 
     def log(self, line: str) -> None:
         with self._lock:
-            self._log.append(line)
+            self._log.append(line[:MAX_LINE_CHARS])
             if len(self._log) > MAX_PENDING_LOG_LINES:
                 excess = len(self._log) - MAX_PENDING_LOG_LINES
                 del self._log[:excess]
@@ -76,8 +80,9 @@ class ProgressChannel:
             lines = self._log
             if self._dropped:
                 lines = [f"[{self._dropped} log lines dropped while the control plane was unreachable]", *lines]
-            snap = Snapshot(self._percent, self._message, lines)
-            self._log, self._dropped, self._dirty = [], 0, False
+            snap = Snapshot(self._percent, self._message, lines[:MAX_LINES_PER_UPDATE])
+            self._log, self._dropped = lines[MAX_LINES_PER_UPDATE:], 0
+            self._dirty = bool(self._log)
             return snap
 
     def put_back(self, snap: Snapshot) -> None:

@@ -226,7 +226,14 @@ class Agent:
 
         worker = threading.Thread(target=work, name=f"task-{task_id}", daemon=True)
         worker.start()
-        self._send_progress(task_id, channel, worker)
+        try:
+            self._send_progress(task_id, channel, worker)
+        except BaseException:
+            # A 401 on a progress request, or a stop: the task must not outlive the agent (a script's children
+            # would keep running on their own).
+            self._abort.set()
+            worker.join(ABORT_GRACE_S)
+            raise
         # Interrupted, the task gets a moment to stop its children; a tool that cannot be interrupted is left.
         worker.join(ABORT_GRACE_S if self._abort.is_set() else None)
         if outcome.get("aborted") or worker.is_alive():
