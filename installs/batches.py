@@ -80,6 +80,8 @@ def request_installs(
     try:
         with transaction.atomic():
             for machine, plan in planned:
+                steps = plan_steps(plan)
+                plan["step_count"] = len(steps)
                 nonce = tokens.new_nonce()
                 install = Install.objects.create(
                     machine=machine,
@@ -93,7 +95,7 @@ def request_installs(
                 )
                 Step.objects.bulk_create(
                     Step(install=install, order=i, kind=s["kind"], task=s["task"], params=s["params"])
-                    for i, s in enumerate(plan_steps(plan))
+                    for i, s in enumerate(steps)
                 )
                 record(actor, "install.request", install, {"profile": profile.name, "batch": batch.pk})
                 emit(install, EventKind.STATE, f"Requested by {actor.label}: {profile.name}", data={"to": "queued"})

@@ -218,10 +218,10 @@ def _enter(install: Install, step: Step) -> None:
         install.save(update_fields=["current_step"])
 
 
-def _progress(install: Install) -> None:
-    total = install.steps.count()
-    done = install.steps.filter(state=StepState.SUCCEEDED).count()
-    install.progress = min(99, int(100 * done / max(1, total)))
+def _progress(install: Install, step: Step) -> None:
+    """Steps run in order, so the share done is the share of the plan up to this step."""
+    total = install.plan.get("step_count") or install.steps.count()
+    install.progress = min(99, int(100 * (step.order + 1) / max(1, total)))
     install.save(update_fields=["progress"])
 
 
@@ -246,17 +246,16 @@ def _succeed_step(install: Install, step: Step, result: dict, message: str = "")
     if install.deadline_at is not None:
         install.deadline_at = None
         install.save(update_fields=["deadline_at"])
-    _progress(install)
+    _progress(install, step)
     emit(install, EventKind.STEP, f"{step.label}: done" + (f" ({message})" if message else ""), step=step)
 
 
 def advance(install_id: int) -> str:
     """RQ job: run the install's next worker steps, or put it into its next wait. Idempotent."""
-    outcome = "idle"
+    claimed = _claim(install_id)
     for _ in range(MAX_STEPS_PER_JOB):
-        claimed = _claim(install_id)
         if not isinstance(claimed, tuple):
-            return claimed or outcome
+            return claimed
         install, step = claimed
         try:
             result = runners.RUNNERS[step.kind](install, step)
@@ -266,16 +265,24 @@ def advance(install_id: int) -> str:
         except Exception as exc:  # a bug, not a machine problem: fail with the facts, never hang
             log.exception("step %s of install %s crashed", step.kind, install_id)
             result, error = None, runners.StepFailed("InternalError", f"{step.label} crashed: {exc!r}")
-        outcome = _settle(install_id, step.pk, step.attempts, result, error)
-        if outcome != "next":
-            return outcome
-    return outcome
+        claimed = _settle(install_id, step.pk, step.attempts, result, error)
+    if isinstance(claimed, tuple):  # the step limit: hand the rest to a fresh job
+        with transaction.atomic():
+            install, step = claimed
+            Step.objects.filter(pk=step.pk).update(state=StepState.PENDING, attempts=step.attempts - 1)
+            enqueue_advance(install)
+        return "continued"
+    return claimed
 
 
 @transaction.atomic
 def _claim(install_id: int):
-    """Pick the next step. Returns (install, step) for a worker step now marked running, or a word."""
-    install = lock(install_id)
+    return _claim_locked(lock(install_id))
+
+
+def _claim_locked(install: Install):
+    """Pick the next step of a locked install. Returns (install, step) for a worker step now marked
+    running, or a word saying why there is nothing to run."""
     if install.state not in ACTIVE_STATES or install.state == InstallState.QUEUED:
         return "not active"
     step = current_step(install)
@@ -286,7 +293,9 @@ def _claim(install_id: int):
         return f"{step.kind} is {step.state}"
     now = timezone.now()
     if step.not_before and step.not_before > now:
-        return "not yet"  # a delayed job is scheduled for then
+        # Early (clock skew between the scheduler's host and the database's): come back then.
+        enqueue_advance(install, delay_s=(step.not_before - now).total_seconds())
+        return "not yet"
     kind = plans.executor(step.kind, install.plan)
     _enter(install, step)
     if kind == plans.AGENT:
@@ -334,7 +343,7 @@ def _settle(install_id: int, step_id: int, attempt: int, result: dict | None, er
         return "superseded"
     if error is None:
         _succeed_step(install, step, result or {})
-        return "next"
+        return _claim_locked(install)  # the next step, in the same transaction
     if error.retryable and step.attempts < settings.STEP_MAX_ATTEMPTS:
         delay = _backoff_s(step.attempts)
         step.state = StepState.PENDING

@@ -2,11 +2,18 @@
 
 Browsers watching an install join its group; the dashboard group gets every event. A browser
 that misses a message can always replay from the database (the event id orders replay).
+
+Publishing is fire-and-forget on one event loop per process: a worker moving hundreds of
+installs must not pay for a new loop and Redis connection per event (async_to_sync does).
 """
 
-import logging
+from __future__ import annotations
 
-from asgiref.sync import async_to_sync
+import asyncio
+import logging
+import os
+import threading
+
 from django.db import transaction
 
 from .models import Event, EventKind
@@ -22,22 +29,71 @@ def install_group(install_id: int) -> str:
 
 def emit(install, kind: str, message: str = "", *, step=None, data: dict | None = None) -> Event:
     event = Event.objects.create(install=install, step=step, kind=kind, message=message[:10000], data=data or {})
-    transaction.on_commit(lambda: publish(event))
+    _pending().append(event)
     return event
 
 
-def publish(event: Event) -> None:
-    """Best effort: a browser that misses this replays from the database."""
-    from channels.layers import get_channel_layer
+def _pending() -> list[Event]:
+    """Events of the current transaction, published together when it commits."""
+    state = _local.__dict__
+    if not state.get("pending"):
+        state["pending"] = []
+        transaction.on_commit(_flush)
+    return state["pending"]
 
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": "install.event", "event": event.as_message()}
-    try:
-        send = async_to_sync(layer.group_send)
-        send(install_group(event.install_id), message)
+
+def _flush() -> None:
+    events, _local.pending = _local.pending, []
+    publish(events)
+
+
+_local = threading.local()
+
+
+class _Publisher:
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        threading.Thread(target=self.loop.run_forever, name="event-publisher", daemon=True).start()
+
+    def submit(self, messages: list[tuple[str, dict]]) -> None:
+        asyncio.run_coroutine_threadsafe(self._send(messages), self.loop)
+
+    async def _send(self, messages):
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            for group, message in messages:
+                await layer.group_send(group, message)
+        except Exception as exc:  # the events are in the database; a Redis hiccup must not matter
+            log.warning("could not publish %d event message(s): %s", len(messages), exc)
+
+
+_publisher: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _get_publisher() -> _Publisher:
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or _publisher.pid != os.getpid():  # a forked child needs its own loop
+            _publisher = _Publisher()
+        return _publisher
+
+
+def messages_for(events: list[Event]) -> list[tuple[str, dict]]:
+    messages = []
+    for event in events:
+        message = {"type": "install.event", "event": event.as_message()}
+        messages.append((install_group(event.install_id), message))
         if event.kind != EventKind.LOG:  # log lines go only to the install's own page
-            send(DASHBOARD_GROUP, message)
-    except Exception as exc:  # the event is in the database; a Redis hiccup must not fail the step
-        log.warning("could not publish event %s: %s", event.pk, exc)
+            messages.append((DASHBOARD_GROUP, message))
+    return messages
+
+
+def publish(events: list[Event]) -> None:
+    if events:
+        _get_publisher().submit(messages_for(events))

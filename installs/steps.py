@@ -52,22 +52,19 @@ def _driver(install: Install):
         raise StepFailed("BmcCredentialsUnreadable", str(exc)) from None
 
 
-def _bmc(install: Install, call):
+def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
     machine, driver = _driver(install)
+    if refuse_if_protected and machine.protected:
+        raise StepFailed(
+            "MachineProtected",
+            f"{machine.hostname} was marked protected during the install: {refuse_if_protected} refused. "
+            "Unprotect it with a reason and retry if this install is intended.",
+        )
     try:
         return machine, call(driver)
     except BmcError as exc:
         power.note_contact(machine.bmc.pk, ok=False, error=str(exc))
         raise bmc_failure(exc, machine.hostname) from None
-
-
-def _refuse_if_protected(install: Install, machine: Machine, what: str) -> None:
-    if Machine.objects.filter(pk=machine.pk, protected=True).exists():
-        raise StepFailed(
-            "MachineProtected",
-            f"{machine.hostname} was marked protected during the install: {what} refused. "
-            "Unprotect it with a reason and retry if this install is intended.",
-        )
 
 
 def check_bmc(install: Install, step) -> dict:
@@ -97,16 +94,12 @@ def write_boot_config(install: Install, step) -> dict:
 
 
 def set_boot_pxe(install: Install, step) -> dict:
-    machine, _ = _driver(install)
-    _refuse_if_protected(install, machine, "network boot")
-    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True))
+    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True), refuse_if_protected="network boot")
     return {}
 
 
 def power_cycle(install: Install, step) -> dict:
-    machine, _ = _driver(install)
-    _refuse_if_protected(install, machine, "power cycle")
-    _bmc(install, lambda d: d.power_cycle())
+    machine, _ = _bmc(install, lambda d: d.power_cycle(), refuse_if_protected="power cycle")
     power.note_power(machine.pk, PowerState.ON)
     return {}
 
