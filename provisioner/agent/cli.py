@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     # Children (scripts, tools) must not inherit the token.
     os.environ.pop(TOKEN_ENV, None)
+    if args.token and config.token == args.token:
+        log.warning("the token was given with --token, where any user can read it in ps; prefer --token-file")
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host: Host
     if config.sandbox is not None:
