@@ -18,6 +18,8 @@ from provisioner.agent import AGENT_VERSION
 MAX_WAIT_S = 30
 # Slack over the long-poll's own wait, so a slow answer is not mistaken for a dead connection.
 POLL_GRACE_S = 15
+# Short calls (register, heartbeat, progress, result): long enough for a control plane under a rack's worth of
+# registrations, short enough that a dead connection is noticed well within one heartbeat interval.
 REQUEST_TIMEOUT_S = 20
 
 

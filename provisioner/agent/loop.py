@@ -28,10 +28,13 @@ EXIT_REFUSED = 4  # 403 on register: not the machine of this install
 EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
 EXIT_REJECTED = 6  # the control plane answered 400/404/409 where the contract has no such answer
 
+# Used when register does not say; the contract's example value.
 DEFAULT_HEARTBEAT_S = 30
 # Floor for intervals the control plane hands out, so a zero or negative value cannot turn a wait into a spin.
 MIN_INTERVAL_S = 0.05
+# How long an interrupted task gets to stop (run_script: SIGTERM, then SIGKILL after KILL_GRACE_S).
 ABORT_GRACE_S = 10
+# Pause before polling again when "nothing ready yet" comes without retry_after_s.
 DEFAULT_RETRY_AFTER_S = 5
 
 

@@ -28,12 +28,16 @@ from provisioner.agent.tasks.disks import MIB, open_for_write
 CHUNK = MIB
 # Upper bound on what one decompress call may return, so a highly compressed chunk cannot balloon in memory.
 MAX_INFLATE = 16 * MIB
+# A mirror that sends nothing for this long is treated as a dropped connection and resumed; slow disks behind
+# busy mirrors pause for tens of seconds, so it is not shorter.
 READ_TIMEOUT_S = 60
 # Flushed to the disk every so often, so the percent reported is what the disk holds rather than what sits in the
 # page cache, and the final fsync does not stall for minutes.
 SYNC_EVERY = 256 * MIB
-# Attempts in a row that bring no new bytes before giving up; any progress resets the count.
-MAX_ATTEMPTS_WITHOUT_PROGRESS = 6
+# Give up when no byte arrived for this long: a switch reload or a mirror restart is over well within it, while a
+# mirror that is gone fails the install instead of holding the machine forever. Any progress restarts the clock.
+STALL_LIMIT_S = 600
+# Longest pause between download attempts.
 RETRY_CAP_S = 30.0
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -237,6 +241,7 @@ def _transfer(ctx: Context, url: str, image: _Image) -> None:
     total: int | None = None
     failures = 0
     last_report = 0.0
+    last_data = time.monotonic()
     while True:
         ctx.check_abort()
         before = image.received
@@ -275,12 +280,16 @@ def _transfer(ctx: Context, url: str, image: _Image) -> None:
                 raise _Dropped(f"connection closed after {image.received} of {total} bytes")
             return
         except _Dropped as exc:
-            failures = 0 if image.received > before else failures + 1
-            if failures >= MAX_ATTEMPTS_WITHOUT_PROGRESS:
+            now = time.monotonic()
+            if image.received > before:
+                failures, last_data = 0, now
+            else:
+                failures += 1
+            if now - last_data >= STALL_LIMIT_S:
                 raise TaskFailed(
                     "ImageDownloadFailed",
-                    f"{_safe(url)}: {failures} attempts in a row brought no data, last: {exc}",
+                    f"{_safe(url)}: no data for {now - last_data:.0f} s over {failures} attempts, last: {exc}",
                 ) from None
-            delay = min(RETRY_CAP_S, ctx.retry_base_s * 2 ** max(0, failures - 1))
+            delay = min(RETRY_CAP_S, ctx.retry_base_s * 2 ** max(0, failures - 1), STALL_LIMIT_S)
             ctx.log(f"download interrupted at byte {image.received} ({exc}); retrying in {delay:.1f} s")
             ctx.sleep(delay)

@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import lzma
 import random
+import time
 
 import pytest
 
@@ -135,15 +136,32 @@ def test_missing_image_fails_at_once(sandbox, ctx, images):
     assert len(images.requests) == 1
 
 
-def test_a_server_that_never_delivers_fails_after_bounded_attempts(sandbox, ctx, images):
+def test_a_server_that_never_delivers_fails_once_stalled_too_long(sandbox, ctx, images, monkeypatch):
+    monkeypatch.setattr(image_task, "STALL_LIMIT_S", 0.3)
     _disk(sandbox)
-    images.cuts = [0] * 20
+    images.cuts = [0] * 100
+    began = time.monotonic()
     result = run_task(ctx, "write_image", {"url": _serve(images, "none"), "sha256": SHA, "disk": "/dev/sda"})
     assert (result.ok, result.reason) == (False, "ImageDownloadFailed")
-    assert len(images.requests) == image_task.MAX_ATTEMPTS_WITHOUT_PROGRESS
+    assert "no data for" in result.message
+    assert 3 <= len(images.requests) < 100
+    assert time.monotonic() - began < 3
 
 
-def test_unreachable_server_fails_with_download_failed(sandbox, ctx, free_port):
+def test_progress_restarts_the_stall_clock(sandbox, ctx, images, monkeypatch):
+    monkeypatch.setattr(image_task, "STALL_LIMIT_S", 0.5)
+    disk = _disk(sandbox)
+    # Each attempt brings a little and then breaks, for longer in total than the stall limit.
+    images.cuts = [64 * 1024] * 12
+    ctx.retry_base_s = 0.05
+    result = run_task(ctx, "write_image", {"url": _serve(images, "none"), "sha256": SHA, "disk": "/dev/sda"})
+    assert result.ok, result
+    assert _written(disk) == RAW
+    assert len(images.requests) == 13
+
+
+def test_unreachable_server_fails_with_download_failed(sandbox, ctx, free_port, monkeypatch):
+    monkeypatch.setattr(image_task, "STALL_LIMIT_S", 0.3)
     _disk(sandbox)
     url = f"http://127.0.0.1:{free_port}/image.xz"
     result = run_task(ctx, "write_image", {"url": url, "sha256": SHA, "disk": "/dev/sda"})
