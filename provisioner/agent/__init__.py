@@ -1,7 +1,24 @@
 """The in-band agent: runs inside the in-memory OS, pulls its tasks from the control plane and reports back.
 
-Standard library only, so it can ship as one zipapp file (see `provisioner.agent.build`). It never imports
-Django or anything outside the standard library; a test checks that in a fresh interpreter.
+Standard library only (Python 3.9 or later), so it ships as one zipapp file: a test imports every module in a
+fresh interpreter and fails on anything outside the standard library.
+
+    python -m provisioner.agent.build -o dist/provisioner-agent.pyz
+    python3 provisioner-agent.pyz [--url URL] [--token-file FILE] [--state-dir DIR] [--sandbox DIR]
+
+URL and token come from `provisioner.url=` / `provisioner.token=` on the kernel command line unless given;
+the token is read from --token-file, then $PROVISIONER_TOKEN, then --token, then the kernel command line.
+
+Modules: `cli` (arguments), `loop` (register, poll, run, report), `client` (the HTTP contract of
+docs/agent-api.md), `journal` (task ids started and finished, under --state-dir, default
+/run/provisioner-agent/journal-<install>.jsonl), `host` (the only door to devices and tools: real or sandbox),
+`facts` (hardware facts), `tasks` (the registry `TASKS`, one plain function per task kind).
+
+Sandbox mode (`--sandbox DIR`): `/dev/<name>` is `DIR/disks/<name>.img` (create them, sparse, before starting),
+the target root is `DIR/target/`, `DIR/machine.json` declares the NICs reported at register
+(`{"nics": [{"name": "eno1", "mac": "52:54:00:..", "link": true}], "dmi": {...}, "cpus": 2, "memory_bytes": ..}`),
+commands that need real block devices (mdadm, partprobe) are appended to `DIR/commands.log` instead of run,
+reboot and poweroff write `DIR/reboot-requested` / `DIR/poweroff-requested`, and the journal is in `DIR/state/`.
 """
 
 AGENT_VERSION = "1"

@@ -172,8 +172,9 @@ def render_ifcfg(net: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# One file per NIC, named after it: configuring a second NIC adds to the first instead of replacing it.
 NETWORK_FILES = {
-    "netplan": ("etc/netplan/50-provisioner.yaml", render_netplan),
+    "netplan": ("etc/netplan/50-provisioner-{name}.yaml", render_netplan),
     "networkmanager": ("etc/NetworkManager/system-connections/provisioner-{name}.nmconnection", render_nmconnection),
     "ifcfg": ("etc/sysconfig/network-scripts/ifcfg-provisioner-{name}", render_ifcfg),
 }

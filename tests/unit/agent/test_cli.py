@@ -98,7 +98,7 @@ def test_zipapp_installs_an_image_in_the_sandbox(pyz, lab, python):
     assert {tid: bodies[0]["ok"] for tid, bodies in plan.results.items()} == {str(i): True for i in range(1, 9)}
     assert (sandbox / "disks" / "sda.img").read_bytes()[: len(raw)] == raw
     assert files.requests[1]["range"] == f"bytes={MIB // 2}-"
-    assert f'macaddress: "{MAC}"' in (sandbox / "target/etc/netplan/50-provisioner.yaml").read_text()
+    assert f'macaddress: "{MAC}"' in (sandbox / "target/etc/netplan/50-provisioner-enx525400123456.yaml").read_text()
     assert (sandbox / "target/root/.ssh/authorized_keys").read_text() == key + "\n"
     assert (sandbox / "reboot-requested").exists()
     assert plan.results["6"][0]["output"] == "from-script"

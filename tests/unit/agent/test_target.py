@@ -20,7 +20,7 @@ def test_netplan_static_matches_by_mac(sandbox, ctx):
     params = {"mac": MAC, "style": "netplan", "address": "10.0.0.5", "prefix": 24, "gateway": "10.0.0.1",
               "dns": ["10.0.0.2", "10.0.0.3"]}  # fmt: skip
     TASKS["configure_network"](ctx, params)
-    path = sandbox.target / "etc/netplan/50-provisioner.yaml"
+    path = sandbox.target / "etc/netplan/50-provisioner-enx525400abcdef.yaml"
     assert path.read_text().splitlines()[1:] == [
         "network:",
         "  version: 2",
@@ -45,8 +45,17 @@ def test_netplan_static_matches_by_mac(sandbox, ctx):
 
 def test_netplan_without_address_is_dhcp(sandbox, ctx):
     TASKS["configure_network"](ctx, {"mac": MAC, "style": "netplan"})
-    text = (sandbox.target / "etc/netplan/50-provisioner.yaml").read_text()
+    text = (sandbox.target / "etc/netplan/50-provisioner-enx525400abcdef.yaml").read_text()
     assert "      dhcp4: true\n" in text and "addresses" not in text and "macaddress" in text
+
+
+def test_each_nic_gets_its_own_file(sandbox, ctx):
+    TASKS["configure_network"](ctx, {"mac": MAC, "style": "netplan"})
+    TASKS["configure_network"](
+        ctx, {"mac": "52:54:00:00:00:02", "style": "netplan", "address": "10.9.0.5", "prefix": 16}
+    )
+    files = sorted(p.name for p in (sandbox.target / "etc/netplan").iterdir())
+    assert files == ["50-provisioner-enx525400000002.yaml", "50-provisioner-enx525400abcdef.yaml"]
 
 
 def test_networkmanager_keyfile_matches_by_mac(sandbox, ctx):
