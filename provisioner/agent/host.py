@@ -80,6 +80,10 @@ class Host:
         """Devices stacked on `disk` (an assembled md array), which must be stopped before it is wiped."""
         return []
 
+    def release(self) -> None:
+        """Undo what the host set up for tasks (a mounted target root) before the agent exits or the machine
+        reboots."""
+
 
 # Disk tools live in sbin, which a minimal init or a non-login environment may leave out of PATH.
 _TOOL_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -171,12 +175,16 @@ class RealHost(Host):
         return mountpoint
 
     def discard(self, device: str) -> bool:
-        return self._optional(["blkdiscard", "--force", device], timeout=3600)
+        # Without --force, which would also drop blkdiscard's own exclusive open (its guard against mounted disks).
+        return self._optional(["blkdiscard", device], timeout=3600)
 
     def reread_partitions(self, device: str) -> None:
-        # Memory OSes differ in what they carry: partprobe (parted) or blockdev (util-linux); udevadm may be absent.
-        if not self._optional(["partprobe", device]):
-            self._optional(["blockdev", "--rereadpt", device])
+        # Memory OSes differ in what they carry: partprobe (parted) or util-linux's blockdev and partx; udevadm may
+        # be absent. partx also works where a whole-disk re-read is refused (a loop device without partition
+        # scanning, a disk with a partition still open).
+        for argv in (["partprobe", device], ["blockdev", "--rereadpt", device], ["partx", "--update", device]):
+            if self._optional(argv):
+                break
         self._optional(["udevadm", "settle"])
 
     def _optional(self, argv: list[str], timeout: float = 120) -> bool:
@@ -195,11 +203,22 @@ class RealHost(Host):
         found += [h.name for h in base.glob(f"{name}*/holders/*")]
         return [f"/dev/{h}" for h in sorted(set(found))]
 
+    def release(self) -> None:
+        if self._mounted is None:
+            return
+        # A clean unmount leaves no journal to replay on the installed system's first boot.
+        done = self.run(["umount", str(self._mounted)], timeout=120)
+        if done.returncode != 0:
+            log.warning("could not unmount the target root %s: %s", self._mounted, done.output.strip())
+        self._mounted = None
+
     def reboot(self) -> None:
+        self.release()
         os.sync()
         self.run(_power_command("reboot"), timeout=60)
 
     def poweroff(self) -> None:
+        self.release()
         os.sync()
         self.run(_power_command("poweroff"), timeout=60)
 

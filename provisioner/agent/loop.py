@@ -134,6 +134,10 @@ class Agent:
             self._stop.set()
             if heartbeats is not None:
                 heartbeats.join(timeout=5)
+            try:
+                self.host.release()
+            except Exception:
+                log.exception("releasing the host failed")
 
     def _loop(self) -> int:
         while True:

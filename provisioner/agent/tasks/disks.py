@@ -48,6 +48,12 @@ def open_for_write(path: str) -> int:
         raise TaskFailed("DiskBusy", f"cannot open {path} exclusively: {exc.strerror}") from exc
 
 
+def ensure_unused(path: str) -> None:
+    """Fail with DiskBusy before anything is changed if the disk is mounted or held (the tools used afterwards
+    are told to force their way through signatures, and would not stop at a mounted filesystem)."""
+    os.close(open_for_write(path))
+
+
 def device_size(path: str) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -75,13 +81,17 @@ def wipe_disks(ctx: Context, params: dict) -> str:
     names = p.text_list(params, "disks")
     # Resolve all before touching any: a typo in the last name must not leave the first disks wiped.
     devices = [(name, ctx.host.device(name)) for name in names]
+    for name, dev in devices:
+        for holder in ctx.host.holders(dev):
+            # An array assembled from an earlier install holds its members; it goes, the disks stay.
+            ctx.log(f"{name}: stopping {holder}, which holds it")
+            ctx.host.run(["mdadm", "--stop", holder], block_devices=True)
+    for _, dev in devices:
+        ensure_unused(dev)
     out = []
     for i, (name, dev) in enumerate(devices):
         ctx.check_abort()
         ctx.progress(i * 100 // len(devices), f"wiping {name}")
-        for holder in ctx.host.holders(dev):
-            ctx.log(f"{name}: stopping {holder}, which holds it")
-            ctx.host.run(["mdadm", "--stop", holder], block_devices=True)
         discarded = ctx.host.discard(dev)
         done = ctx.host.run(["wipefs", "--all", "--force", dev])
         if done.returncode != 0:
@@ -128,6 +138,7 @@ def partition(ctx: Context, params: dict) -> str:
     if layout not in LAYOUTS:
         raise p.invalid("layout", f"one of {sorted(LAYOUTS)} is required")
     dev = ctx.host.device(disk)
+    ensure_unused(dev)
     # --clear replaces whatever table is there in the same run (sgdisk pauses a second after every write, so
     # one run instead of two matters when a rack is partitioned at once).
     argv = ["sgdisk", "--clear"]
