@@ -143,6 +143,14 @@ def collect_sandbox(root: Path) -> dict:
         "cpus": int(machine.get("cpus", 2)),
         "memory_bytes": int(machine.get("memory_bytes", 4 << 30)),
         "disks": found_disks,
-        "nics": [{**nic, "mac": str(nic["mac"]).lower()} for nic in machine.get("nics", [])],
+        "nics": [
+            {
+                "name": str(nic.get("name") or f"eth{i}"),
+                "mac": str(nic["mac"]).lower(),
+                "link": bool(nic.get("link", True)),
+                "speed_mbps": nic.get("speed_mbps"),
+            }
+            for i, nic in enumerate(machine.get("nics", []))
+        ],
         "dmi": {"vendor": "", "product": "", "serial": "", **machine.get("dmi", {})},
     }

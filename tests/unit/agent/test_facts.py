@@ -76,6 +76,7 @@ def test_sandbox_facts_report_image_disks_and_declared_nics(sandbox):
     )  # fmt: skip
     found = sandbox.facts()
     assert [(d["path"], d["size_bytes"]) for d in found["disks"]] == [("/dev/sda", 8 * MIB), ("/dev/sdb", 4 * MIB)]
-    assert found["nics"][0]["mac"] == "52:54:00:ab:cd:ef"
+    # Every NIC has the contract's fields, whatever machine.json left out.
+    assert found["nics"] == [{"name": "eno1", "mac": "52:54:00:ab:cd:ef", "link": True, "speed_mbps": None}]
     assert found["cpus"] == 4
     assert found["dmi"] == {"vendor": "Sandbox", "product": "", "serial": ""}
