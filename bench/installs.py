@@ -204,7 +204,7 @@ def main() -> int:
     stuck = Install.objects.filter(state__in=ACTIVE_STATES).count()
     worker_steps = Step.objects.filter(state="succeeded").exclude(kind__in=["wait_boot", "agent_task"]).count()
     latencies = []
-    for install_id, rows in _steps_by_install():
+    for _install_id, rows in _steps_by_install():
         for prev, step in zip(rows, rows[1:], strict=False):
             if prev[1] and step[0]:
                 latencies.append((step[0] - prev[1]).total_seconds() * 1000)

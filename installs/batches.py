@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from audit.service import Actor, record
@@ -18,7 +19,7 @@ from . import tokens
 from .engine import cancel as cancel_install
 from .engine import enqueue_advance, lock, set_state
 from .events import emit
-from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, EventKind, Install, InstallState, Step
+from .models import ACTIVE_STATES, Batch, BatchState, EventKind, Install, InstallState, Step
 from .plan import PlanError, build_plan, plan_steps
 
 
@@ -110,19 +111,17 @@ def request_installs(
     return batch
 
 
-def _pause_if_failing(batch: Batch, installs: list[Install]) -> bool:
-    since = batch.failures_counted_since
-    ended = [
-        i
-        for i in installs
-        if i.state in (InstallState.SUCCEEDED, InstallState.FAILED) and (since is None or i.finished_at > since)
-    ]
-    failed = [i for i in ended if i.state == InstallState.FAILED]
-    if len(ended) >= batch.pause_min_ended and len(failed) / len(ended) > batch.pause_failure_ratio:
+def _pause_if_failing(batch: Batch) -> bool:
+    ended = batch.installs.filter(state__in=[InstallState.SUCCEEDED, InstallState.FAILED])
+    if batch.failures_counted_since is not None:
+        ended = ended.filter(finished_at__gt=batch.failures_counted_since)
+    counts = dict(ended.values_list("state").annotate(n=Count("pk")).order_by())
+    failed, total = counts.get(InstallState.FAILED, 0), sum(counts.values())
+    if total >= batch.pause_min_ended and failed / total > batch.pause_failure_ratio:
         batch.state = BatchState.PAUSED
         batch.state_changed_at = timezone.now()
         batch.pause_reason = (
-            f"Paused by itself: {len(failed)} of {len(ended)} ended installs failed "
+            f"Paused by itself: {failed} of {total} ended installs failed "
             f"(more than {batch.pause_failure_ratio:.0%}). Look at the failures, then resume or cancel."
         )
         batch.save(update_fields=["state", "state_changed_at", "pause_reason"])
@@ -133,28 +132,26 @@ def _pause_if_failing(batch: Batch, installs: list[Install]) -> bool:
 
 @transaction.atomic
 def admit(batch_id: int) -> int:
-    """Start as many queued installs of the batch as its caps allow. Returns how many started."""
+    """Start as many queued installs of the batch as its caps allow. Returns how many started.
+    A few aggregate queries whatever the batch's size: it runs every time one of its installs ends."""
     batch = Batch.objects.select_for_update().get(pk=batch_id)
-    installs = list(batch.installs.order_by("pk"))
-    if all(i.state in TERMINAL_STATES for i in installs):
+    if not batch.installs.filter(state__in=ACTIVE_STATES).exists():
         if batch.state in (BatchState.RUNNING, BatchState.PAUSED):
             batch.state = BatchState.FINISHED
             batch.state_changed_at = timezone.now()
             batch.save(update_fields=["state", "state_changed_at"])
         return 0
-    if batch.state != BatchState.RUNNING or _pause_if_failing(batch, installs):
+    queued = batch.installs.filter(state=InstallState.QUEUED)
+    if batch.state != BatchState.RUNNING or not queued.exists() or _pause_if_failing(batch):
         return 0
-    running = [i for i in installs if i.state in ACTIVE_STATES and i.state != InstallState.QUEUED]
-    per_site = Counter(i.plan["site"]["slug"] for i in running)
-    per_rack = Counter(i.plan["machine"]["rack_id"] for i in running)
+    running = batch.installs.filter(state__in=ACTIVE_STATES).exclude(state=InstallState.QUEUED)
+    per_site = Counter(dict(running.values_list("machine__rack__site_id").annotate(n=Count("pk")).order_by()))
+    per_rack = Counter(dict(running.values_list("machine__rack_id").annotate(n=Count("pk")).order_by()))
     started = 0
-    for candidate in installs:
-        if candidate.state != InstallState.QUEUED:
-            continue
-        site, rack = candidate.plan["site"]["slug"], candidate.plan["machine"]["rack_id"]
+    for install_id, site, rack in queued.order_by("pk").values_list("pk", "machine__rack__site_id", "machine__rack_id"):
         if per_site[site] >= batch.max_per_site or per_rack[rack] >= batch.max_per_rack:
             continue
-        install = lock(candidate.pk)
+        install = lock(install_id)
         if install.state != InstallState.QUEUED:
             continue
         set_state(install, InstallState.PREPARING)
