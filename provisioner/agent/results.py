@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 # leaving room for the inventory task's facts JSON (one line, about 200 bytes a disk).
 OUTPUT_TAIL_LINES = 200
 OUTPUT_TAIL_CHARS = 64 * 1024
+# A message quoting a tool's complaint can run long; the evidence belongs in the output, the message stays short
+# enough for any control plane to accept (a rejected result would leave the install waiting).
+MESSAGE_CHARS = 2000
 
 
 def tail(text: str, lines: int = OUTPUT_TAIL_LINES, chars: int = OUTPUT_TAIL_CHARS) -> str:
@@ -40,7 +43,8 @@ class TaskResult:
     then: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> dict:
-        return {"ok": self.ok, "reason": self.reason, "message": self.message, "output": tail(self.output)}
+        message = self.message if len(self.message) <= MESSAGE_CHARS else self.message[: MESSAGE_CHARS - 1] + "…"
+        return {"ok": self.ok, "reason": self.reason, "message": message, "output": tail(self.output)}
 
     @classmethod
     def from_body(cls, body: dict) -> TaskResult:

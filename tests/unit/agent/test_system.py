@@ -3,6 +3,7 @@
 import json
 import time
 
+from provisioner.agent.results import TaskResult
 from provisioner.agent.tasks import TASKS, run_task
 from tests.unit.agent.conftest import MIB, make_disk
 
@@ -68,3 +69,11 @@ def test_every_contract_kind_is_registered():
         "inventory", "wipe_disks", "raid", "partition", "write_image", "configure_network", "set_hostname",
         "ssh_keys", "run_script", "reboot", "poweroff",
     }  # fmt: skip
+
+
+def test_result_body_is_bounded(ctx):
+    script = "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done; exit 1"
+    body = run_task(ctx, "run_script", {"script": script}).body()
+    assert body["output"].splitlines()[0] == "line-100" and body["output"].splitlines()[-1] == "line-299"
+    long = TaskResult.failed("PartitionFailed", "x" * 10000).body()
+    assert len(long["message"]) == 2000 and long["message"].endswith("…")
