@@ -19,7 +19,7 @@ from . import tokens
 from .engine import cancel as cancel_install
 from .engine import enqueue_advance, lock, set_state
 from .events import emit
-from .models import ACTIVE_STATES, Batch, BatchState, EventKind, Install, InstallState, Step
+from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, EventKind, Install, InstallState, Step
 from .plan import PlanError, build_plan, plan_steps
 
 
@@ -214,4 +214,14 @@ def set_batch_state(batch_id: int, to: str, actor: Actor, why: str = "") -> Batc
                 cancel_install(install_id, actor=actor, why=why or "batch cancelled")
             except Exception:  # ended meanwhile: fine
                 continue
+    return batch
+
+
+def retry(install_id: int, actor: Actor) -> Batch:
+    """Install the machine of an ended install again, with the same profile as it is now."""
+    install = Install.objects.select_related("profile").get(pk=install_id)
+    if install.state not in TERMINAL_STATES:
+        raise InstallRefused([f"Install {install.pk} has not ended; cancel it first."])
+    batch = request_installs([install.machine_id], install.profile, actor, name=f"retry of install {install.pk}")
+    record(actor, "install.retry", install, {"batch": batch.pk})
     return batch

@@ -28,6 +28,10 @@ class Site(models.Model):
     base_url = models.URLField(
         help_text="URL machines at this site use to reach provisioner (boot scripts, answer files, agent API)."
     )
+    domain = models.CharField(max_length=200, blank=True, help_text="DNS domain of the site's machines.")
+    dns_servers = models.CharField(
+        max_length=200, blank=True, help_text="Comma-separated resolvers for machines with static addresses."
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -313,6 +317,12 @@ class OSProfile(models.Model):
     image_url = models.URLField(max_length=500, blank=True)
     image_sha256 = models.CharField("image SHA-256", max_length=64, blank=True, validators=[validate_sha256])
     target_disk = models.CharField(max_length=100, blank=True, help_text="e.g. /dev/sda; blank for the first disk.")
+    root_password_hash = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="crypt(3) hash such as $6$...; blank locks root's password (log in with the SSH keys).",
+    )
+    ssh_authorized_keys = models.TextField(blank=True, help_text="One public key per line, installed for root.")
     legacy_anaconda = models.BooleanField(
         default=False, help_text="Kickstart for CentOS 7 and older: ks=/ksdevice= instead of inst.ks=/inst.ks.device=."
     )

@@ -193,3 +193,46 @@ def ensure_power_sync_scheduled() -> bool:
         return False
     schedule_power_sync()
     return True
+
+
+# --- actions requested from the UI or API: audited now, run by the site's worker ------------
+
+
+def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
+    """Queue ``action`` on each machine's site queue; returns the job ids. Protected machines are
+    refused here already, so the caller can tell the technician at once."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    refused = [m.hostname for m in machines if action in DESTRUCTIVE and m.protected]
+    if refused:
+        raise PowerActionRefused(f"Protected, '{action}' refused: {', '.join(refused)}.")
+    job_ids = []
+    for machine in machines:
+        if machine.rack_id is None:
+            raise PowerActionRefused(f"{machine.hostname} is not in a rack, so no site worker can reach its BMC.")
+        job_id = f"machine-{machine.pk}-{action}-{time.time_ns()}"
+        queues.site_queue(machine.rack.site.slug).enqueue(
+            run_action,
+            machine.pk,
+            action,
+            actor.label,
+            actor.user.pk if actor.user is not None else None,
+            job_id=job_id,
+            result_ttl=3600,
+            failure_ttl=86400,
+        )
+        job_ids.append(job_id)
+    return job_ids
+
+
+def run_action(machine_id: int, action: str, actor_label: str, user_id: int | None) -> str:
+    """RQ job for enqueue_actions. Takes the actor by name and id (never a secret or a model)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    actor = Actor.for_user(user) if user is not None else Actor.system(actor_label)
+    machine = Machine.objects.select_related("bmc").get(pk=machine_id)
+    try:
+        return perform(machine, action, actor)
+    except (PowerActionRefused, BmcError) as exc:
+        return f"{machine.hostname}: {exc}"

@@ -3,7 +3,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import views
+from .accounts.roles import Role, has_role
 
+# The admin site is for the admin role (inventory, profiles, credentials, users), not for is_staff.
+admin.site.has_permission = lambda request: has_role(request.user, Role.ADMIN)
 admin.site.site_header = "provisioner"
 admin.site.site_title = "provisioner"
 admin.site.index_title = "Inventory and administration"
@@ -14,6 +17,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("audit/", include("audit.urls")),
     path("django-rq/", include("django_rq.urls")),
     path("", include("installs.urls")),
 ]
