@@ -13,6 +13,7 @@ from collections.abc import Callable
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskAborted, TaskFailed, TaskResult
 from provisioner.agent.tasks.disks import partition, raid, wipe_disks
+from provisioner.agent.tasks.firstboot import first_boot_callback
 from provisioner.agent.tasks.image import write_image
 from provisioner.agent.tasks.system import inventory, poweroff, reboot, run_script
 from provisioner.agent.tasks.target import configure_network, set_hostname, ssh_keys
@@ -33,6 +34,7 @@ TASKS: dict[str, TaskFunction] = {
     "run_script": run_script,
     "reboot": reboot,
     "poweroff": poweroff,
+    "first_boot_callback": first_boot_callback,
 }
 
 # Kinds that are never started a second time for one task id, even after the agent restarts mid-task.
