@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "audit",
     "inventory",
     "installs",
+    "access",
 ]
 
 MIDDLEWARE = [
