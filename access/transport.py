@@ -8,7 +8,9 @@ is exactly what the database says, so the same job behaves the same on every wor
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 
@@ -173,6 +175,15 @@ async def close_all(conns) -> None:
             pass
 
 
+def bounded(command: str, timeout_s: float) -> str:
+    """The command wrapped so that the machine itself kills it (and its process group) a second after our own
+    timeout. Closing the channel is not enough: a command that does not write never notices, and sshd
+    refuses signal requests for root sessions ("session signalling requires privilege separation")."""
+    shell = '"${SHELL:-/bin/sh}" -c ' + shlex.quote(command)
+    limit = math.ceil(timeout_s) + 1  # whole seconds: busybox's timeout takes no fractions
+    return f"if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {limit} {shell}; else exec {shell}; fi"
+
+
 async def run(conn: asyncssh.SSHClientConnection, command: str, *, timeout_s: float, max_output: int) -> Output:
     """Run one command; keep at most max_output bytes of its output but read all of it, so a command
     that prints a lot still finishes with its own exit status instead of blocking on a full window."""
@@ -180,7 +191,7 @@ async def run(conn: asyncssh.SSHClientConnection, command: str, *, timeout_s: fl
     kept = bytearray()
     total = 0
     timed_out = False
-    process = await conn.create_process(command, encoding=None, stderr=asyncssh.STDOUT)
+    process = await conn.create_process(bounded(command, timeout_s), encoding=None, stderr=asyncssh.STDOUT)
 
     async def drain():
         nonlocal total
@@ -196,8 +207,7 @@ async def run(conn: asyncssh.SSHClientConnection, command: str, *, timeout_s: fl
     except TimeoutError:
         timed_out = True
         try:
-            # OpenSSH delivers the signal to the session's process; closing the channel then hangs up
-            # on anything that ignored it, so nothing keeps running on the machine for long.
+            # Ends it at once where sshd allows signals (non-root sessions); elsewhere the wrapper's timeout does.
             process.kill()
         except (OSError, asyncssh.Error):
             pass

@@ -80,6 +80,7 @@ def add_target(rack, lab, *, pin=True, **kw):
     """A machine whose PXE NIC address is the loopback target sshd."""
     from access.models import MachineHostKey
 
+    kw.setdefault("position_u", rack.machines.count() + 1)  # racks refuse overlapping machines
     machine = make_machine(rack, **kw)
     machine.nics.update(ip="127.0.0.1", prefix_len=8)
     if pin:
