@@ -306,12 +306,37 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
             return _INVALID_DATA
 
     def _boot(self) -> None:
+        device = self._next_boot_device()
+        for hook in self.on_power_on:
+            self._pending_hooks.append(lambda hook=hook, device=device: hook(device))
+
+    def _next_boot_device(self) -> BootDevice:
         device = self.boot_device
         if self.boot_flags & _BOOT_VALID and not self.boot_flags & _BOOT_PERSISTENT:
             self.boot_flags &= ~_BOOT_VALID  # a one-time override is used up by this boot
         self.boots.append(device)
+        return device
+
+    # -- the host's side -------------------------------------------------------------------------------------
+
+    def host_reset(self) -> None:
+        """The host rebooted itself (an installer's last step, ``reboot`` in the OS): the firmware starts again
+        and uses up a one-time boot device exactly as at a BMC reset. Hooks run in the caller's thread."""
+        with self._state_lock:
+            if not self.powered_on:
+                return
+            device = self._next_boot_device()
         for hook in self.on_power_on:
-            self._pending_hooks.append(lambda hook=hook, device=device: hook(device))
+            hook(device)
+
+    def host_power_off(self) -> None:
+        """The host powered itself off (``poweroff`` in the OS). Hooks run in the caller's thread."""
+        with self._state_lock:
+            if not self.powered_on:
+                return
+            self.powered_on = False
+        for hook in self.on_power_off:
+            hook()
 
     def _set_boot_options(self, data) -> int:
         parameter = data[0] & 0x7F
