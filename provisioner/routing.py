@@ -1,3 +1,10 @@
-"""Websocket routes. The install and machine consumers register here."""
+"""Websocket routes: browsers only (the agent never uses a websocket)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from installs.consumers import DashboardConsumer, InstallConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/installs/<int:install_id>/", InstallConsumer.as_asgi()),
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+]

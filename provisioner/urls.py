@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import views
+from . import rest, views
 from .accounts.roles import Role, has_role
 
 # The admin site is for the admin role (inventory, profiles, credentials, users), not for is_staff.
@@ -19,5 +19,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("django-rq/", include("django_rq.urls")),
+    path("account/", include("provisioner.accounts.urls")),
+    path("api/v1/", rest.api.urls),
+    path("", include("inventory.ui_urls")),
+    path("", include("installs.ui_urls")),
     path("", include("installs.urls")),
 ]

@@ -1,5 +1,7 @@
 from django.contrib.auth.models import AbstractUser
 
+from .api_tokens import ApiToken  # noqa: F401  (defined beside its services; imported so Django registers it)
+
 
 class User(AbstractUser):
     """A person who uses the dashboard. Custom from the first migration so fields can be added later."""

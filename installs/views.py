@@ -1,0 +1,184 @@
+"""The technician's install pages: the list, one install live, its log, and the buttons that act on
+installs, batches and alerts. Each action calls the service function that checks and audits it."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.service import Actor
+from provisioner.accounts.roles import Role, has_role, require_role
+
+from . import alerts, batches, engine
+from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, Event, Install, InstallState
+
+# The page shows the newest events; the download has them all.
+PAGE_EVENTS = 2000
+# Columns the pages read; plan, token_nonce and token_hash are never among them.
+INSTALL_FIELDS = (
+    "pk",
+    "machine_id",
+    "profile_id",
+    "batch_id",
+    "requested_by_label",
+    "state",
+    "state_changed_at",
+    "deadline_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "progress",
+    "current_step",
+    "failure_reason",
+    "failure_message",
+    "cancelled_by_label",
+    "agent_seen_at",
+    "machine__hostname",
+    "machine__status",
+    "machine__protected",
+    "profile__name",
+    "profile__method",
+    "batch__name",
+    "batch__state",
+)
+
+
+def installs_for_pages():
+    return Install.objects.select_related("machine", "profile", "batch").only(*INSTALL_FIELDS)
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def install_list(request):
+    installs = installs_for_pages().order_by("-id")
+    state = request.GET.get("state", "")
+    if state == "active":
+        installs = installs.filter(state__in=ACTIVE_STATES)
+    elif state in InstallState.values:
+        installs = installs.filter(state=state)
+    machine = request.GET.get("machine", "").strip()
+    if machine:
+        installs = installs.filter(machine__hostname__icontains=machine)
+    batch = request.GET.get("batch", "")
+    if batch.isdigit():
+        installs = installs.filter(batch_id=int(batch))
+    page = Paginator(installs, 50).get_page(request.GET.get("page"))
+    template = "installs/_install_rows.html" if request.GET.get("partial") else "installs/install_list.html"
+    return render(
+        request,
+        template,
+        {"page": page, "states": InstallState.values, "state": state, "machine": machine, "batch": batch},
+    )
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def install_detail(request, install_id: int):
+    install = get_object_or_404(installs_for_pages(), pk=install_id)
+    steps = list(install.steps.order_by("order").defer("params", "result"))
+    can_act = has_role(request.user, Role.TECHNICIAN)
+    live = {
+        "install": install,
+        "steps": steps,
+        "can_cancel": can_act and install.state in ACTIVE_STATES,
+        "can_retry": can_act and install.state in TERMINAL_STATES,
+        "terminal": install.state in TERMINAL_STATES,
+    }
+    if request.GET.get("partial"):
+        return render(request, "installs/_install_live.html", live)
+    events = list(reversed(install.events.order_by("-id")[:PAGE_EVENTS]))
+    total = install.events.count() if len(events) == PAGE_EVENTS else len(events)
+    return render(
+        request,
+        "installs/install_detail.html",
+        {
+            **live,
+            "events": events,
+            "hidden_events": total - len(events),
+            "last_event_id": events[-1].pk if events else 0,
+        },
+    )
+
+
+def event_line(event: Event) -> str:
+    step = f" step={event.step_id}" if event.step_id else ""
+    return f"{event.at.isoformat()} #{event.pk} {event.kind}{step} {event.message}\n"
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def install_log(request, install_id: int):
+    install = get_object_or_404(Install.objects.only("pk"), pk=install_id)
+    events = install.events.order_by("id").only("pk", "at", "kind", "step_id", "message")
+    response = StreamingHttpResponse(
+        (event_line(e) for e in events.iterator(chunk_size=2000)), content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="install-{install.pk}.log"'
+    return response
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def install_cancel(request, install_id: int):
+    install = get_object_or_404(Install.objects.only("pk"), pk=install_id)
+    try:
+        engine.cancel(install.pk, actor=Actor.for_user(request.user), why=request.POST.get("why", "")[:500])
+    except engine.EngineError as exc:
+        messages.warning(request, f"Not cancelled: {exc}")
+    else:
+        messages.success(request, f"Install {install.pk} cancelled.")
+    return redirect("install-detail", install_id=install.pk)
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def install_retry(request, install_id: int):
+    install = get_object_or_404(Install.objects.only("pk"), pk=install_id)
+    try:
+        batch = batches.retry(install.pk, Actor.for_user(request.user))
+    except batches.InstallRefused as exc:
+        for problem in exc.args[0]:
+            messages.error(request, problem)
+        return redirect("install-detail", install_id=install.pk)
+    new = batch.installs.order_by("pk").values_list("pk", flat=True).first()
+    messages.success(request, f"Retrying as install {new}.")
+    return redirect("install-detail", install_id=new)
+
+
+BATCH_ACTIONS = {"pause": BatchState.PAUSED, "resume": BatchState.RUNNING, "cancel": BatchState.CANCELLED}
+
+
+def _safe_next(request, default: str = "/") -> str:
+    target = request.POST.get("next", "")
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def batch_action(request, batch_id: int, action: str):
+    if action not in BATCH_ACTIONS:
+        return HttpResponseBadRequest("pause, resume or cancel")
+    batch = get_object_or_404(Batch.objects.only("pk", "name"), pk=batch_id)
+    try:
+        batches.set_batch_state(
+            batch.pk, BATCH_ACTIONS[action], Actor.for_user(request.user), request.POST.get("why", "")[:255]
+        )
+    except batches.InstallRefused as exc:
+        for problem in exc.args[0]:
+            messages.warning(request, problem)
+    else:
+        messages.success(request, f"{batch}: {action} done.")
+    return redirect(_safe_next(request))
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def alert_acknowledge(request, alert_id: int):
+    from .models import Alert
+
+    alert = get_object_or_404(Alert.objects.only("pk"), pk=alert_id)
+    alerts.acknowledge(alert.pk, Actor.for_user(request.user))
+    return redirect(_safe_next(request))

@@ -1,0 +1,126 @@
+"""The machine list's filters, search and sort, shared by the page, its CSV export and the REST API,
+so that all three always show the same machines for the same query."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Replace
+
+from .models import NIC, Machine, MachineStatus, PowerState
+
+SORTS = {
+    "hostname": ("hostname",),
+    "rack": ("rack__site__slug", "rack__name", "position_u", "hostname"),
+    "status": ("status", "hostname"),
+    "power": ("power_state", "hostname"),
+    "vendor": ("vendor", "model", "hostname"),
+    "serial": ("serial", "hostname"),
+    "profile": ("last_profile", "hostname"),
+    "install": ("last_install_state", "hostname"),
+}
+FILTER_FIELDS = ("q", "site", "rack", "status", "power", "vendor", "profile")
+_HEX = re.compile(r"[^0-9a-f]")
+
+
+@dataclass
+class MachineQuery:
+    q: str = ""
+    site: str = ""
+    rack: str = ""
+    status: str = ""
+    power: str = ""
+    vendor: str = ""
+    profile: str = ""
+    sort: str = "hostname"
+    desc: bool = False
+
+    @classmethod
+    def from_params(cls, params) -> MachineQuery:
+        sort = params.get("sort", "hostname") or "hostname"
+        desc = sort.startswith("-")
+        sort = sort.lstrip("-")
+        values = {f: (params.get(f) or "").strip()[:200] for f in FILTER_FIELDS}
+        return cls(**values, sort=sort if sort in SORTS else "hostname", desc=desc)
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, f) for f in FILTER_FIELDS)
+
+    def params(self, **override) -> dict:
+        values = {f: getattr(self, f) for f in FILTER_FIELDS}
+        values["sort"] = ("-" if self.desc else "") + self.sort
+        values.update(override)
+        return {k: v for k, v in values.items() if v and not (k == "sort" and v == "hostname")}
+
+
+def with_last_install(machines):
+    """Annotate each machine with its latest install: one correlated subquery per column, so a page
+    of any length costs the same number of queries."""
+    from installs.models import Install
+
+    last = Install.objects.filter(machine=OuterRef("pk")).order_by("-id")
+    return machines.annotate(
+        last_install_id=Subquery(last.values("id")[:1]),
+        last_install_state=Subquery(last.values("state")[:1]),
+        last_install_progress=Subquery(last.values("progress")[:1]),
+        last_profile=Subquery(last.values("profile__name")[:1]),
+        pxe_mac=Subquery(NIC.objects.filter(machine=OuterRef("pk"), is_pxe=True).values("mac")[:1]),
+    )
+
+
+def mac_digits(text: str) -> str:
+    """A MAC or part of one in any notation (aa:bb, AA-BB, aabb.ccdd) as bare lower-case hex."""
+    return _HEX.sub("", text.lower())
+
+
+def search_q(text: str) -> Q:
+    text = text.strip()
+    q = Q(hostname__icontains=text) | Q(serial__icontains=text) | Q(bmc__address__icontains=text)
+    digits = mac_digits(text)
+    # Only a string that is all MAC (hex digits and separators) is also searched as one, so that
+    # "node-12" does not match every MAC containing "12".
+    if len(digits) >= 4 and re.fullmatch(r"[0-9a-fA-F:.\-\s]+", text):
+        flat = NIC.objects.annotate(flat=Replace("mac", Value(":"), Value(""))).filter(
+            machine=OuterRef("pk"), flat__contains=digits
+        )
+        q |= Q(Exists(flat))
+    return q
+
+
+def machine_queryset(query: MachineQuery):
+    """Machines matching ``query``, sorted, with what the list shows selected or annotated."""
+    machines = with_last_install(
+        Machine.objects.select_related("rack__site", "bmc").defer("facts", "bmc__password_ciphertext")
+    )
+    if query.q:
+        machines = machines.filter(search_q(query.q))
+    if query.site:
+        machines = machines.filter(rack__site__slug=query.site)
+    if query.rack:
+        machines = (
+            machines.filter(rack_id=query.rack) if query.rack.isdigit() else machines.filter(rack__name=query.rack)
+        )
+    if query.status in MachineStatus.values:
+        machines = machines.filter(status=query.status)
+    if query.power in PowerState.values:
+        machines = machines.filter(power_state=query.power)
+    if query.vendor:
+        machines = machines.filter(vendor=query.vendor)
+    if query.profile:
+        machines = machines.filter(last_profile=query.profile)
+    order = SORTS[query.sort]
+    if query.desc:
+        order = tuple("-" + f for f in order)
+    return machines.order_by(*order)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A CSV cell a spreadsheet will not evaluate: text starting like a formula gets a leading quote."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

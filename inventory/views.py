@@ -1,0 +1,416 @@
+"""The technician's machine pages: the list (filters, search, bulk actions, CSV), one machine, racks."""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.service import Actor
+from installs.models import ACTIVE_STATES, Install
+from installs.render import PREVIEW_FILES
+from provisioner.accounts.roles import Role, has_role, require_role
+
+from . import power, services
+from .filters import SORTS, MachineQuery, csv_cell, machine_queryset
+from .models import Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+
+PER_PAGE_CHOICES = (25, 50, 100, 250)
+# Which preview files each install method serves (installs.render.PREVIEW_FILES names).
+BOOT_FILES = ("pxelinux", "grub", "ipxe")
+ANSWER_FILES = {"preseed": "preseed", "kickstart": "kickstart", "user-data": "autoinstall", "meta-data": "autoinstall"}
+# Bulk actions offered on the list, with what they say in the confirm dialog.
+ACTIONS = {
+    "install": "Install with profile",
+    "on": "Power on",
+    "off": "Power off",
+    "cycle": "Power cycle",
+    "pxe": "Boot to PXE once",
+    "cancel": "Cancel install",
+}
+# Actions that can wipe or take down a machine: the technician types the hostname (one machine)
+# or the number of machines (several) to show they read the list.
+CONFIRM_TYPED = frozenset({"install", "off", "cycle", "pxe"})
+
+
+def _page_size(request) -> int:
+    try:
+        size = int(request.GET.get("per_page", 50))
+    except ValueError:
+        size = 50
+    return size if size in PER_PAGE_CHOICES else 50
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def machine_list(request):
+    query = MachineQuery.from_params(request.GET)
+    per_page = _page_size(request)
+    page = Paginator(machine_queryset(query), per_page).get_page(request.GET.get("page"))
+    racks = list(Rack.objects.select_related("site").order_by("site__slug", "name"))
+    sites = list({r.site.slug: r.site for r in racks}.values())
+    context = {
+        "page": page,
+        "query": query,
+        "querystring": urlencode(query.params(per_page=per_page if per_page != 50 else "")),
+        "sort_links": {
+            key: urlencode(query.params(sort=("-" if query.sort == key and not query.desc else "") + key))
+            for key in SORTS
+        },
+        "sites": sites,
+        "racks": [r for r in racks if not query.site or r.site.slug == query.site],
+        "statuses": MachineStatus.values,
+        "power_states": PowerState.values,
+        "vendors": list(
+            Machine.objects.exclude(vendor="").order_by("vendor").values_list("vendor", flat=True).distinct()
+        ),
+        "profiles": list(OSProfile.objects.order_by("name").values_list("name", flat=True)),
+        "per_page": per_page,
+        "per_page_choices": PER_PAGE_CHOICES,
+        "actions": ACTIONS,
+        "confirm_typed": sorted(CONFIRM_TYPED),
+        "can_act": has_role(request.user, Role.TECHNICIAN),
+    }
+    if request.headers.get("HX-Request") and request.GET.get("partial") == "rows":
+        return render(request, "inventory/_machine_rows.html", context)
+    return render(request, "inventory/machine_list.html", context)
+
+
+CSV_COLUMNS = (
+    ("hostname", lambda m: m.hostname),
+    ("site", lambda m: m.rack.site.slug if m.rack else ""),
+    ("rack", lambda m: m.rack.name if m.rack else ""),
+    ("position_u", lambda m: m.position_u or ""),
+    ("status", lambda m: m.status),
+    ("protected", lambda m: "yes" if m.protected else "no"),
+    ("power", lambda m: m.power_state),
+    ("power_read_at", lambda m: m.power_state_at.isoformat() if m.power_state_at else ""),
+    ("vendor", lambda m: m.vendor),
+    ("model", lambda m: m.model),
+    ("serial", lambda m: m.serial),
+    ("pxe_mac", lambda m: m.pxe_mac or ""),
+    ("bmc_address", lambda m: _bmc_address(m)),
+    ("last_profile", lambda m: m.last_profile or ""),
+    ("last_install_state", lambda m: m.last_install_state or ""),
+)
+
+
+def _bmc_address(machine) -> str:
+    try:
+        return machine.bmc.address
+    except machine._meta.get_field("bmc").related_model.DoesNotExist:
+        return ""
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def machine_export(request):
+    """The current view (filters, search and sort; every page) as CSV, streamed."""
+    machines = machine_queryset(MachineQuery.from_params(request.GET))
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow([name for name, _ in CSV_COLUMNS])
+        for machine in machines.iterator(chunk_size=2000):
+            yield writer.writerow([csv_cell(get(machine)) for _, get in CSV_COLUMNS])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="machines.csv"'
+    return response
+
+
+def expected_confirmation(action: str, machines: list) -> str:
+    """What the technician must type before a destructive action: the hostname, or the count."""
+    if action not in CONFIRM_TYPED:
+        return ""
+    return machines[0].hostname if len(machines) == 1 else str(len(machines))
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_action(request):
+    """A bulk action on the checked machines. Without ``confirmed`` (no JavaScript) it answers with
+    the confirm page; the typed confirmation is checked here whatever the browser did."""
+    action = request.POST.get("action", "")
+    if action not in ACTIONS:
+        return HttpResponseBadRequest("Choose an action.")
+    ids = [int(i) for i in request.POST.getlist("machine") if i.isdigit()][:5000]
+    machines = list(machine_queryset(MachineQuery()).filter(pk__in=ids).order_by("hostname"))
+    back = request.POST.get("next") or reverse("inventory:machine-list")
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("inventory:machine-list")
+    if not machines:
+        messages.error(request, "No machines were selected.")
+        return redirect(back)
+    profile = None
+    if action == "install":
+        profile = OSProfile.objects.filter(name=request.POST.get("profile", "")).first()
+        if profile is None:
+            messages.error(request, "Choose the profile to install.")
+            return redirect(back)
+    expected = expected_confirmation(action, machines)
+    typed = request.POST.get("confirm", "").strip()
+    if not request.POST.get("confirmed") or (expected and typed != expected):
+        status = 200 if not request.POST.get("confirmed") else 400
+        return render(
+            request,
+            "inventory/machine_action_confirm.html",
+            {
+                "action": action,
+                "action_label": ACTIONS[action],
+                "machines": machines,
+                "profile": profile,
+                "expected": expected,
+                "wrong": bool(request.POST.get("confirmed")),
+                "next": back,
+            },
+            status=status,
+        )
+    actor = Actor.for_user(request.user)
+    _perform(request, action, machines, profile, actor)
+    return redirect(back)
+
+
+def _perform(request, action: str, machines: list, profile, actor: Actor) -> None:
+    from installs.batches import InstallRefused, request_installs
+    from installs.engine import EngineError, cancel
+
+    if action == "install":
+        try:
+            batch = request_installs([m.pk for m in machines], profile, actor, name=request.POST.get("name", "")[:100])
+        except InstallRefused as exc:
+            for problem in exc.args[0]:
+                messages.error(request, problem)
+            return
+        messages.success(request, f"{len(machines)} install(s) of {profile.name} requested as {batch}.")
+        return
+    if action == "cancel":
+        active = {i.machine_id: i.pk for i in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES)}
+        done = 0
+        for machine in machines:
+            if machine.pk not in active:
+                messages.warning(request, f"{machine.hostname} has no install in progress.")
+                continue
+            try:
+                cancel(active[machine.pk], actor=actor, why=request.POST.get("why", "")[:500])
+                done += 1
+            except EngineError as exc:
+                messages.warning(request, f"{machine.hostname}: {exc}")
+        if done:
+            messages.success(request, f"Cancelled {done} install(s).")
+        return
+    try:
+        power.enqueue_actions(machines, action, actor)
+    except power.PowerActionRefused as exc:
+        messages.error(request, str(exc))
+        return
+    messages.success(request, f"{ACTIONS[action]}: queued for {len(machines)} machine(s) on their site workers.")
+
+
+def _machine_or_404(hostname: str):
+    machines = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics")
+    return get_object_or_404(machines, hostname=hostname)
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def machine_detail(request, hostname: str):
+    machine = _machine_or_404(hostname)
+    try:
+        bmc = machine.bmc
+    except machine._meta.get_field("bmc").related_model.DoesNotExist:
+        bmc = None
+    installs = list(
+        Install.objects.filter(machine=machine)
+        .select_related("profile", "batch")
+        .only(
+            "pk",
+            "state",
+            "progress",
+            "current_step",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "failure_reason",
+            "failure_message",
+            "requested_by_label",
+            "profile__name",
+            "batch__name",
+            "machine_id",
+        )
+        .order_by("-id")[:50]
+    )
+    return render(
+        request,
+        "inventory/machine_detail.html",
+        {
+            "machine": machine,
+            "bmc": bmc,
+            "nics": list(machine.nics.all()),
+            "installs": installs,
+            "active_install": next((i for i in installs if i.is_active), None),
+            "facts": machine.facts or {},
+            "profiles": list(OSProfile.objects.order_by("name").only("name", "method", "description")),
+            "previews": [
+                (p, [f for f in PREVIEW_FILES if f in BOOT_FILES or ANSWER_FILES.get(f) == p.method])
+                for p in OSProfile.objects.order_by("name").only("name", "method")
+            ],
+            "can_act": has_role(request.user, Role.TECHNICIAN),
+            "is_admin": has_role(request.user, Role.ADMIN),
+            "actions": ACTIONS,
+            "confirm_typed": sorted(CONFIRM_TYPED),
+        },
+    )
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_protect(request, hostname: str):
+    """Protecting is for any technician who sees a production machine; unprotecting (which lets it
+    be wiped) is the admin's, with a reason that goes into the audit log."""
+    machine = _machine_or_404(hostname)
+    protect = request.POST.get("protected") == "1"
+    if not protect and not has_role(request.user, Role.ADMIN):
+        return HttpResponse("Unprotecting a machine needs the admin role.", status=403)
+    try:
+        services.set_protected(
+            machine.pk, protect, actor=Actor.for_user(request.user), reason=request.POST.get("reason", "")[:500]
+        )
+    except ValidationError as exc:
+        for problem in exc.messages:
+            messages.error(request, problem)
+    else:
+        messages.success(request, f"{machine.hostname} is {'protected' if protect else 'no longer protected'}.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_ping(request, hostname: str):
+    machine = _machine_or_404(hostname)
+    try:
+        power.enqueue_actions([machine], "ping", Actor.for_user(request.user))
+    except power.PowerActionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Ping of {machine.hostname}'s BMC queued; reload in a moment for the result.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def machine_preview(request, hostname: str, profile: str, what: str):
+    """One file as this machine would receive it from ``profile``, with a placeholder token."""
+    from installs.plan import PlanError, build_plan
+    from installs.render import preview
+    from provisioner.pxe import TemplateError
+
+    if what not in PREVIEW_FILES:
+        raise Http404(what)
+    machine = _machine_or_404(hostname)
+    profile_row = get_object_or_404(OSProfile, name=profile)
+    try:
+        text = preview(build_plan(machine, profile_row, for_install=False), what)
+    except PlanError as exc:
+        text, status = "Cannot plan an install:\n" + "\n".join(exc.messages) + "\n", 409
+    except KeyError:
+        text, status = f"A {profile_row.method} install does not use {what}.\n", 404
+    except TemplateError as exc:
+        text, status = f"The profile's template does not render: {exc}\n", 409
+    else:
+        status = 200
+    return HttpResponse(text, content_type="text/plain; charset=utf-8", status=status)
+
+
+# --- racks ----------------------------------------------------------------------------------
+
+U_PX = 18
+RACK_WIDTH = 220
+LABEL_W = 28
+
+
+def rack_drawing(rack: Rack, machines: list) -> dict:
+    """Coordinates for the rack's SVG (front view, U1 at the bottom)."""
+    height = rack.height_u * U_PX
+    units = [{"u": u, "y": height - u * U_PX} for u in range(1, rack.height_u + 1)]
+    boxes = []
+    for m in machines:
+        if m.position_u is None:
+            continue
+        state = m.last_install_state if m.last_install_state in ACTIVE_STATES else m.status
+        boxes.append(
+            {
+                "machine": m,
+                "y": height - (m.position_u + m.height_u - 1) * U_PX + 1,
+                "h": m.height_u * U_PX - 2,
+                "state": state,
+                "install": m.last_install_id if m.last_install_state in ACTIVE_STATES else None,
+                "text_y": height - (m.position_u + m.height_u - 1) * U_PX + m.height_u * U_PX / 2 + 4,
+            }
+        )
+    return {"rack": rack, "height": height, "units": units, "boxes": boxes}
+
+
+def _racks_with_machines(racks):
+    from .filters import with_last_install
+
+    machines = with_last_install(Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status"))
+    return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
+
+
+RACKS_PER_PAGE = 12
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def rack_list(request):
+    sites = list(Site.objects.order_by("slug"))
+    slug = request.GET.get("site") or (sites[0].slug if sites else "")
+    racks = _racks_with_machines(Rack.objects.filter(site__slug=slug).order_by("name"))
+    page = Paginator(racks, RACKS_PER_PAGE).get_page(request.GET.get("page"))
+    drawings = [rack_drawing(r, list(r.machines.all())) for r in page]
+    template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_list.html"
+    return render(
+        request,
+        template,
+        {
+            "sites": sites,
+            "site": slug,
+            "page": page,
+            "drawings": drawings,
+            "u_px": U_PX,
+            "rack_width": RACK_WIDTH,
+            "label_w": LABEL_W,
+        },
+    )
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def rack_detail(request, rack_id: int):
+    rack = get_object_or_404(_racks_with_machines(Rack.objects.all()), pk=rack_id)
+    template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_detail.html"
+    return render(
+        request,
+        template,
+        {
+            "rack": rack,
+            "drawings": [rack_drawing(rack, list(rack.machines.all()))],
+            "u_px": U_PX,
+            "rack_width": RACK_WIDTH,
+            "label_w": LABEL_W,
+        },
+    )

@@ -1,0 +1,493 @@
+"""The REST API for automation, v1 (/api/v1/; the OpenAPI document is /api/v1/openapi.json).
+
+People's scripts use it with ``Authorization: Token <key>`` (a per-user token, see accounts/api_tokens.py)
+or from a logged-in browser session (writes then need the CSRF token, as the pages do). Every
+endpoint checks the same role as the matching page, and every write goes through the same service
+function as the page, which audits it. Responses list their fields: the install plan and token
+are never among them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.shortcuts import get_object_or_404
+from ninja import Field, NinjaAPI, Query, Schema
+from ninja.errors import HttpError
+from ninja.security import APIKeyHeader, SessionAuth
+
+from audit.service import Actor
+from installs import batches as batch_service
+from installs import engine
+from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install
+from inventory.filters import MachineQuery, machine_queryset
+from inventory.models import Machine, OSProfile
+
+from .accounts.api_tokens import user_for_key
+from .accounts.roles import Role, has_role, require_role
+
+
+class ApiTokenAuth(APIKeyHeader):
+    """Authorization: Token <key>."""
+
+    param_name = "Authorization"
+
+    def authenticate(self, request, key):
+        scheme, _, value = (key or "").partition(" ")
+        if scheme.lower() != "token" or not value:
+            return None
+        user = user_for_key(value.strip())
+        if user is not None:
+            request.user = user  # the audit trail and role checks read request.user
+        return user
+
+
+api = NinjaAPI(
+    title="provisioner API",
+    version="1",
+    description="Machines, installs and batches for automation. Same roles as the web pages.",
+    urls_namespace="api-v1",
+    auth=[ApiTokenAuth(), SessionAuth(csrf=True)],
+    docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
+    docs_decorator=require_role(Role.VIEWER),
+)
+
+
+def _need(request, role: Role):
+    if not has_role(request.auth, role):
+        raise HttpError(403, f"This needs the {role.label} role.")
+
+
+def _actor(request) -> Actor:
+    return Actor.for_user(request.auth)
+
+
+# --- schemas ----------------------------------------------------------------------------------
+
+
+class NicOut(Schema):
+    name: str
+    mac: str
+    is_pxe: bool
+    ip: str | None = None
+    prefix_len: int | None = None
+    gateway: str | None = None
+    vlan: int | None = None
+
+
+class BmcOut(Schema):
+    driver: str
+    address: str
+    port: int
+    reachable: bool | None = None
+    latency_ms: float | None = None
+    checked_at: datetime | None = None
+
+
+class MachineOut(Schema):
+    id: int
+    hostname: str
+    site: str | None = None
+    rack: str | None = None
+    position_u: int | None = None
+    height_u: int
+    serial: str
+    vendor: str
+    model: str
+    status: str
+    protected: bool
+    power_state: str
+    power_state_at: datetime | None = None
+    pxe_mac: str | None = None
+    last_install_id: int | None = None
+    last_install_state: str | None = None
+    last_profile: str | None = None
+
+
+class MachineDetailOut(MachineOut):
+    facts: dict
+    nics: list[NicOut]
+    bmc: BmcOut | None = None
+
+
+class MachinePage(Schema):
+    count: int
+    page: int
+    per_page: int
+    results: list[MachineOut]
+
+
+class InstallOut(Schema):
+    id: int
+    machine: str
+    profile: str
+    batch: int | None = None
+    requested_by: str
+    state: str
+    progress: int
+    current_step: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline_at: datetime | None = None
+    failure_reason: str
+    failure_message: str
+    cancelled_by: str
+
+
+class StepOut(Schema):
+    order: int
+    label: str
+    kind: str
+    task: str
+    state: str
+    attempts: int
+    progress: int
+    message: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class InstallDetailOut(InstallOut):
+    steps: list[StepOut]
+
+
+class EventOut(Schema):
+    id: int
+    install: int
+    step: int | None = None
+    at: datetime
+    kind: str
+    message: str
+    data: dict
+
+
+class BatchOut(Schema):
+    id: int
+    name: str
+    state: str
+    created_by: str
+    created_at: datetime
+    pause_reason: str
+    max_per_site: int
+    max_per_rack: int
+    stagger_s: float
+    installs: list[int]
+
+
+class StartIn(Schema):
+    machines: list[str] = Field(..., min_length=1, max_length=5000, description="Hostnames.")
+    profile: str
+    name: str = Field("", max_length=100)
+    max_per_site: int | None = Field(None, ge=1)
+    max_per_rack: int | None = Field(None, ge=1)
+    stagger_s: float | None = Field(None, ge=0, le=600)
+
+
+class WhyIn(Schema):
+    why: str = Field("", max_length=500)
+
+
+class Refused(Schema):
+    detail: str
+    problems: list[str] = []
+
+
+class MachineFilters(Schema):
+    q: str = ""
+    site: str = ""
+    rack: str = ""
+    status: str = ""
+    power: str = ""
+    vendor: str = ""
+    profile: str = ""
+    sort: str = "hostname"
+    page: int = Field(1, ge=1)
+    per_page: int = Field(100, ge=1, le=1000)
+
+
+class InstallFilters(Schema):
+    state: str = ""
+    machine: str = ""
+    batch: int | None = None
+    page: int = Field(1, ge=1)
+    per_page: int = Field(100, ge=1, le=1000)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _machine(m: Machine) -> dict:
+    return {
+        "id": m.pk,
+        "hostname": m.hostname,
+        "site": m.rack.site.slug if m.rack else None,
+        "rack": m.rack.name if m.rack else None,
+        "position_u": m.position_u,
+        "height_u": m.height_u,
+        "serial": m.serial,
+        "vendor": m.vendor,
+        "model": m.model,
+        "status": m.status,
+        "protected": m.protected,
+        "power_state": m.power_state,
+        "power_state_at": m.power_state_at,
+        "pxe_mac": m.pxe_mac,
+        "last_install_id": m.last_install_id,
+        "last_install_state": m.last_install_state,
+        "last_profile": m.last_profile,
+    }
+
+
+def _install(i: Install) -> dict:
+    return {
+        "id": i.pk,
+        "machine": i.machine.hostname,
+        "profile": i.profile.name,
+        "batch": i.batch_id,
+        "requested_by": i.requested_by_label,
+        "state": i.state,
+        "progress": i.progress,
+        "current_step": i.current_step,
+        "created_at": i.created_at,
+        "started_at": i.started_at,
+        "finished_at": i.finished_at,
+        "deadline_at": i.deadline_at,
+        "failure_reason": i.failure_reason,
+        "failure_message": i.failure_message,
+        "cancelled_by": i.cancelled_by_label,
+    }
+
+
+def _batch(b: Batch) -> dict:
+    return {
+        "id": b.pk,
+        "name": str(b),
+        "state": b.state,
+        "created_by": b.created_by_label,
+        "created_at": b.created_at,
+        "pause_reason": b.pause_reason,
+        "max_per_site": b.max_per_site,
+        "max_per_rack": b.max_per_rack,
+        "stagger_s": b.stagger_s,
+        "installs": list(b.installs.order_by("pk").values_list("pk", flat=True)),
+    }
+
+
+def _installs():
+    from installs.views import installs_for_pages
+
+    return installs_for_pages()
+
+
+# --- machines -------------------------------------------------------------------------------
+
+
+@api.get("machines", response=MachinePage, tags=["machines"])
+def list_machines(request, filters: Query[MachineFilters]):
+    """Machines with the machine list's filters, search and sort (prefix the sort key with - to reverse)."""
+    _need(request, Role.VIEWER)
+    machines = machine_queryset(MachineQuery.from_params(filters.dict()))
+    start = (filters.page - 1) * filters.per_page
+    rows = list(machines[start : start + filters.per_page])
+    return {
+        "count": machines.count(),
+        "page": filters.page,
+        "per_page": filters.per_page,
+        "results": [_machine(m) for m in rows],
+    }
+
+
+@api.get("machines/{hostname}", response=MachineDetailOut, tags=["machines"])
+def get_machine(request, hostname: str):
+    _need(request, Role.VIEWER)
+    machine = get_object_or_404(
+        machine_queryset(MachineQuery()).defer(None).prefetch_related("nics"), hostname=hostname
+    )
+    data = _machine(machine)
+    data["facts"] = machine.facts or {}
+    data["nics"] = [
+        {
+            "name": n.name,
+            "mac": n.mac,
+            "is_pxe": n.is_pxe,
+            "ip": n.ip,
+            "prefix_len": n.prefix_len,
+            "gateway": n.gateway,
+            "vlan": n.vlan,
+        }
+        for n in machine.nics.all()
+    ]
+    bmc = getattr(machine, "bmc", None)  # the reverse one-to-one raises (an AttributeError) when absent
+    data["bmc"] = (
+        None
+        if bmc is None
+        else {
+            "driver": bmc.driver,
+            "address": bmc.address,
+            "port": bmc.port,
+            "reachable": bmc.reachable,
+            "latency_ms": bmc.latency_ms,
+            "checked_at": bmc.checked_at,
+        }
+    )
+    return data
+
+
+# --- installs -------------------------------------------------------------------------------
+
+
+@api.get("installs", response=list[InstallOut], tags=["installs"])
+def list_installs(request, filters: Query[InstallFilters]):
+    """Newest first. state=active gives every install not yet ended."""
+    _need(request, Role.VIEWER)
+    installs = _installs().order_by("-id")
+    if filters.state == "active":
+        installs = installs.filter(state__in=ACTIVE_STATES)
+    elif filters.state:
+        installs = installs.filter(state=filters.state)
+    if filters.machine:
+        installs = installs.filter(machine__hostname=filters.machine)
+    if filters.batch:
+        installs = installs.filter(batch_id=filters.batch)
+    start = (filters.page - 1) * filters.per_page
+    return [_install(i) for i in installs[start : start + filters.per_page]]
+
+
+@api.get("installs/{install_id}", response=InstallDetailOut, tags=["installs"])
+def get_install(request, install_id: int):
+    _need(request, Role.VIEWER)
+    install = get_object_or_404(_installs(), pk=install_id)
+    data = _install(install)
+    data["steps"] = [
+        {
+            "order": s.order,
+            "label": s.label,
+            "kind": s.kind,
+            "task": s.task,
+            "state": s.state,
+            "attempts": s.attempts,
+            "progress": s.progress,
+            "message": s.message,
+            "started_at": s.started_at,
+            "finished_at": s.finished_at,
+        }
+        for s in install.steps.order_by("order").defer("params", "result")
+    ]
+    return data
+
+
+@api.get("installs/{install_id}/events", response=list[EventOut], tags=["installs"])
+def install_events(request, install_id: int, after: int = 0, limit: int = Query(500, ge=1, le=5000)):
+    """Events after the id ``after``, oldest first: poll with the last id you saw, as the browser does."""
+    _need(request, Role.VIEWER)
+    install = get_object_or_404(Install.objects.only("pk"), pk=install_id)
+    events = Event.objects.filter(install=install, id__gt=after).order_by("id")[:limit]
+    return [e.as_message() for e in events]
+
+
+def _start(request, body: StartIn) -> Batch:
+    _need(request, Role.TECHNICIAN)
+    profile = OSProfile.objects.filter(name=body.profile).first()
+    if profile is None:
+        raise HttpError(404, f"No profile {body.profile!r}.")
+    found = dict(Machine.objects.filter(hostname__in=body.machines).values_list("hostname", "pk"))
+    missing = sorted(set(body.machines) - set(found))
+    if missing:
+        raise HttpError(404, f"No such machine(s): {', '.join(missing[:20])}.")
+    try:
+        return batch_service.request_installs(
+            list(found.values()),
+            profile,
+            _actor(request),
+            name=body.name,
+            max_per_site=body.max_per_site,
+            max_per_rack=body.max_per_rack,
+            stagger_s=body.stagger_s,
+        )
+    except batch_service.InstallRefused as exc:
+        raise _refused(exc) from None
+
+
+class _RefusedError(HttpError):
+    def __init__(self, problems: list[str]):
+        super().__init__(409, "; ".join(problems))
+        self.problems = problems
+
+
+def _refused(exc: batch_service.InstallRefused) -> _RefusedError:
+    return _RefusedError(list(exc.args[0]))
+
+
+@api.exception_handler(_RefusedError)
+def _on_refused(request, exc: _RefusedError):
+    return api.create_response(request, {"detail": "Refused.", "problems": exc.problems}, status=409)
+
+
+@api.post("installs", response={201: list[InstallOut], 409: Refused}, tags=["installs"])
+def start_installs(request, body: StartIn):
+    """Install ``profile`` on the machines (one batch; all or none are accepted)."""
+    batch = _start(request, body)
+    return 201, [_install(i) for i in _installs().filter(batch=batch).order_by("pk")]
+
+
+@api.post("installs/{install_id}/cancel", response={200: InstallOut, 409: Refused}, tags=["installs"])
+def cancel_install(request, install_id: int, body: WhyIn = None):
+    _need(request, Role.TECHNICIAN)
+    get_object_or_404(Install.objects.only("pk"), pk=install_id)
+    try:
+        engine.cancel(install_id, actor=_actor(request), why=body.why if body else "")
+    except engine.EngineError as exc:
+        raise _RefusedError([str(exc)]) from None
+    return _install(_installs().get(pk=install_id))
+
+
+@api.post("installs/{install_id}/retry", response={201: list[InstallOut], 409: Refused}, tags=["installs"])
+def retry_install(request, install_id: int):
+    _need(request, Role.TECHNICIAN)
+    get_object_or_404(Install.objects.only("pk"), pk=install_id)
+    try:
+        batch = batch_service.retry(install_id, _actor(request))
+    except batch_service.InstallRefused as exc:
+        raise _refused(exc) from None
+    return 201, [_install(i) for i in _installs().filter(batch=batch)]
+
+
+# --- batches --------------------------------------------------------------------------------
+
+
+@api.post("batches", response={201: BatchOut, 409: Refused}, tags=["batches"])
+def start_batch(request, body: StartIn):
+    """Like POST installs, answering with the batch: admitted under its caps, with a power-on stagger."""
+    return 201, _batch(_start(request, body))
+
+
+@api.get("batches/{batch_id}", response=BatchOut, tags=["batches"])
+def get_batch(request, batch_id: int):
+    _need(request, Role.VIEWER)
+    return _batch(get_object_or_404(Batch, pk=batch_id))
+
+
+def _set_batch(request, batch_id: int, to: str, why: str) -> dict:
+    _need(request, Role.TECHNICIAN)
+    get_object_or_404(Batch.objects.only("pk"), pk=batch_id)
+    try:
+        batch_service.set_batch_state(batch_id, to, _actor(request), why)
+    except batch_service.InstallRefused as exc:
+        raise _refused(exc) from None
+    return _batch(Batch.objects.get(pk=batch_id))
+
+
+@api.post("batches/{batch_id}/pause", response={200: BatchOut, 409: Refused}, tags=["batches"])
+def pause_batch(request, batch_id: int, body: WhyIn = None):
+    return _set_batch(request, batch_id, BatchState.PAUSED, body.why if body else "")
+
+
+@api.post("batches/{batch_id}/resume", response={200: BatchOut, 409: Refused}, tags=["batches"])
+def resume_batch(request, batch_id: int, body: WhyIn = None):
+    return _set_batch(request, batch_id, BatchState.RUNNING, body.why if body else "")
+
+
+@api.post("batches/{batch_id}/cancel", response={200: BatchOut, 409: Refused}, tags=["batches"])
+def cancel_batch(request, batch_id: int, body: WhyIn = None):
+    return _set_batch(request, batch_id, BatchState.CANCELLED, body.why if body else "")

@@ -1,0 +1,180 @@
+// provisioner pages: keyboard, theme switch, confirm dialogs and live updates.
+// Every page works without this file; it only saves reloads. No inline script anywhere (CSP).
+(function () {
+  "use strict";
+
+  // --- "/" focuses the search box -------------------------------------------------------
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;
+    var t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    var search = document.querySelector("[data-search]");
+    if (search) { e.preventDefault(); search.focus(); search.select(); }
+  });
+
+  // --- dark / light switch (the default follows the system) ------------------------------
+  function currentTheme() {
+    var set = document.documentElement.dataset.theme;
+    if (set) return set;
+    return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+  function labelSwitch(btn) { btn.textContent = currentTheme() === "dark" ? "☀ Light" : "☾ Dark"; }
+  document.querySelectorAll("[data-theme-switch]").forEach(function (btn) {
+    btn.hidden = false;
+    labelSwitch(btn);
+    btn.addEventListener("click", function () {
+      var next = currentTheme() === "dark" ? "light" : "dark";
+      document.documentElement.dataset.theme = next;
+      try { localStorage.setItem("provisioner-theme", next); } catch (e) { /* not kept: fine */ }
+      labelSwitch(btn);
+    });
+  });
+
+  // --- machine list: select all, and the confirm dialog for bulk actions ------------------
+  var selectAll = document.querySelector("[data-select-all]");
+  if (selectAll) {
+    selectAll.addEventListener("change", function () {
+      document.querySelectorAll("input[name=machine]").forEach(function (b) { b.checked = selectAll.checked; });
+    });
+  }
+
+  document.querySelectorAll("form[data-confirm-action]").forEach(function (form) {
+    var dialog = document.getElementById(form.dataset.confirmAction);
+    if (!dialog) return;
+    var typed = (form.dataset.typed || "").split(",");
+    form.addEventListener("submit", function (e) {
+      if (form.dataset.confirmed === "1") return;
+      e.preventDefault();
+      var actionSelect = form.querySelector("[name=action]");
+      var action = actionSelect.value;
+      var boxes = Array.prototype.slice.call(document.querySelectorAll("input[name=machine]:checked"));
+      var single = form.querySelector("input[type=hidden][name=machine]");
+      var names = boxes.map(function (b) { return b.dataset.hostname; });
+      if (single) names = [single.dataset.hostname];
+      var list = dialog.querySelector("[data-names]");
+      list.textContent = "";
+      names.forEach(function (n) { var li = document.createElement("li"); li.textContent = n; list.appendChild(li); });
+      var label = actionSelect.options[actionSelect.selectedIndex].text;
+      var profile = form.querySelector("[name=profile]");
+      dialog.querySelector("[data-what]").textContent =
+        label + (action === "install" && profile ? " " + profile.value : "") + " on " + names.length + " machine(s):";
+      var need = typed.indexOf(action) >= 0 ? (names.length === 1 ? names[0] : String(names.length)) : "";
+      var box = dialog.querySelector("[data-typed-box]");
+      var input = dialog.querySelector("[data-typed]");
+      var ok = dialog.querySelector("[data-ok]");
+      box.hidden = !need;
+      dialog.querySelector("[data-expected]").textContent = need;
+      input.value = "";
+      ok.disabled = !!need || names.length === 0;
+      input.oninput = function () { ok.disabled = input.value.trim() !== need; };
+      ok.onclick = function () {
+        form.querySelector("[name=confirm]").value = input.value.trim();
+        form.querySelector("[name=confirmed]").value = "1";
+        form.dataset.confirmed = "1";
+        dialog.close();
+        form.submit();
+      };
+      dialog.showModal();
+      if (need) input.focus();
+    });
+    dialog.querySelector("[data-cancel]").addEventListener("click", function () { dialog.close(); });
+  });
+
+  // --- live updates ------------------------------------------------------------------------
+  var live = document.body.dataset.live;
+  if (!live || !window.WebSocket) return;
+
+  var status = document.querySelector("[data-live-status]");
+  function setStatus(text, cls) {
+    if (!status) return;
+    status.textContent = text;
+    status.className = "live-status " + cls;
+  }
+
+  var rendered = new Set();   // event ids already on the page: a replay never doubles a line
+  var lastId = parseInt(document.body.dataset.after || "0", 10) || 0;
+  document.querySelectorAll("[data-event-id]").forEach(function (el) { rendered.add(parseInt(el.dataset.eventId, 10)); });
+
+  // Partials that re-render from the server when something changed (debounced: a burst is one fetch).
+  var refreshTimer = null;
+  function refreshSoon(delay) {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(function () {
+      refreshTimer = null;
+      document.querySelectorAll("[data-refresh]").forEach(function (el) {
+        if (window.htmx) window.htmx.ajax("GET", el.dataset.refresh, { target: el, swap: "innerHTML" });
+      });
+    }, delay);
+  }
+
+  var log = document.querySelector("[data-log]");
+  var follow = true;
+  var pausedBtn = document.querySelector("[data-log-paused]");
+  if (log) {
+    log.scrollTop = log.scrollHeight;
+    log.addEventListener("scroll", function () {
+      follow = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+      if (pausedBtn) pausedBtn.hidden = follow;
+    });
+    if (pausedBtn) pausedBtn.addEventListener("click", function () {
+      follow = true; pausedBtn.hidden = true; log.scrollTop = log.scrollHeight;
+    });
+  }
+  var progressBar = document.querySelector("[data-progress]");
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(iso) {
+    var d = new Date(iso);
+    return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+  }
+
+  function render(ev) {
+    if (rendered.has(ev.id)) return;
+    rendered.add(ev.id);
+    if (ev.id > lastId) lastId = ev.id;
+    document.body.dataset.after = String(lastId);
+    if (log) {
+      var li = document.createElement("li");
+      li.dataset.eventId = ev.id;
+      li.className = "k-" + ev.kind;
+      var t = document.createElement("span");
+      t.className = "t";
+      t.textContent = clock(ev.at) + " ";
+      li.appendChild(t);
+      li.appendChild(document.createTextNode(ev.message));
+      log.appendChild(li);
+      if (follow) log.scrollTop = log.scrollHeight;
+    }
+    if (progressBar && ev.kind === "state" && ev.data && ev.data.to === "succeeded") progressBar.value = 100;
+    if (ev.kind !== "log") refreshSoon(live === "dashboard" ? 1500 : 150);
+  }
+
+  var socket = null;
+  var retry = 1000;
+  var stopped = false;
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss://" : "ws://";
+    var path = live === "dashboard" ? "/ws/dashboard/" : "/ws/installs/" + live.split(":")[1] + "/";
+    socket = new WebSocket(proto + location.host + path + "?after=" + lastId);
+    api.socket = socket;
+    socket.onopen = function () { retry = 1000; setStatus("live", "connected"); };
+    socket.onmessage = function (msg) {
+      var data = JSON.parse(msg.data);
+      if (data.events) data.events.forEach(render);
+      if (data.event) render(data.event);
+      if (data.resync) refreshSoon(10);
+      if (data.replayed !== undefined) document.body.dataset.replayed = String(data.replayed);
+    };
+    socket.onclose = function () {
+      if (stopped) return;
+      setStatus("reconnecting…", "disconnected");
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+  }
+  // Tests and curious technicians can look at the socket; nothing here can send an action.
+  var api = { socket: null, rendered: rendered, get lastId() { return lastId; } };
+  window.provisionerLive = api;
+  window.addEventListener("beforeunload", function () { stopped = true; });
+  connect();
+})();

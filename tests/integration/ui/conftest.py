@@ -1,0 +1,65 @@
+"""UI fixtures: one user per role, and a small inventory with an install, a batch and an alert."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+
+from tests.conftest import make_bmc, make_machine, make_rack, make_site, make_user
+
+ROLES = ("anonymous", "norole", "viewer", "technician", "admin")
+
+
+def user_with_role(role: str, username: str | None = None):
+    user = make_user(username or f"{role}-user")
+    if role in ("viewer", "technician", "admin"):
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def users(db):
+    return {role: user_with_role(role) for role in ROLES if role != "anonymous"}
+
+
+@pytest.fixture
+def scene(db):
+    """Inventory with one install in flight, one failed install with an alert, and a batch."""
+    from audit.service import Actor
+    from installs.models import Alert, Batch, Event, EventKind, Install, InstallState, Step, StepKind
+    from inventory.models import OSProfile
+    from inventory.stock import sync_stock_profiles
+
+    sync_stock_profiles()
+    site = make_site(slug="lab", name="Lab")
+    rack = make_rack(site, name="r01", height_u=12)
+    busy = make_machine(rack, hostname="busy-01", position_u=1, vendor="Dell", serial="SN-BUSY")
+    idle = make_machine(rack, hostname="idle-01", position_u=3, vendor="HPE", serial="=cmd|' /C calc'!A0")
+    make_bmc(busy, address="10.0.0.11")
+    make_bmc(idle, address="10.0.0.12")
+    profile = OSProfile.objects.get(name="debian-12-preseed")
+    batch = Batch.objects.create(name="rollout", created_by_label="test")
+    running = Install.objects.create(
+        machine=busy, profile=profile, batch=batch, requested_by_label="test", state=InstallState.INSTALLING,
+        progress=40, current_step="Installer running", plan={"secret": "PLAN-MUST-NOT-SHOW"},
+        token_nonce="NONCE-MUST-NOT-SHOW", token_hash="HASH-MUST-NOT-SHOW" + "0" * 40,
+    )
+    Step.objects.create(install=running, order=0, kind=StepKind.CHECK_BMC, state="succeeded")
+    Step.objects.create(install=running, order=1, kind=StepKind.WAIT_INSTALLER, state="waiting")
+    failed = Install.objects.create(
+        machine=idle, profile=profile, requested_by_label="test", state=InstallState.FAILED,
+        failure_reason="InstallerFailed", failure_message="The installer reported a failure: disk full.",
+        plan={}, token_nonce="n2", token_hash="h" * 64,
+    )
+    for i in range(3):
+        Event.objects.create(install=running, kind=EventKind.LOG, message=f"line {i}")
+    alert = Alert.objects.create(install=failed, machine=idle, reason="InstallerFailed", message="disk full")
+
+    class Scene:
+        pass
+
+    s = Scene()
+    s.site, s.rack, s.busy, s.idle, s.profile = site, rack, busy, idle, profile
+    s.batch, s.running, s.failed, s.alert = batch, running, failed, alert
+    s.actor = Actor.system("test")
+    return s
