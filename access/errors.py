@@ -55,7 +55,7 @@ class TargetAuthFailed(AccessError):
     """The machine refused the site's login key (the install did not inject it, or a wrong user)."""
 
 
-class Timeout(AccessError):
-    """The whole operation ran out of time."""
+class VerifyTimeout(AccessError):
+    """The verification did not finish within its timeout (connections and checks together)."""
 
     retryable = True

@@ -6,23 +6,25 @@ from . import keys
 from .models import JumpHost, SiteLogin
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that is always rendered empty, even when the form comes back with errors: what was typed
+    into it is a private key, and a page is cached, logged and screenshotted more often than a database."""
+
+    def format_value(self, value):
+        return None
+
+
 def _private_key_field(help_text: str) -> forms.CharField:
     return forms.CharField(
         required=False,
         strip=False,
-        # A textarea renders its value back; this one is always rendered empty (see get_initial_for_field).
-        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
         help_text=help_text,
     )
 
 
 class _WriteOnlyKeyForm(forms.ModelForm):
     key_label = "private key"
-
-    def get_initial_for_field(self, field, field_name):
-        if field_name == "private_key":
-            return ""
-        return super().get_initial_for_field(field, field_name)
 
     def clean_private_key(self):
         text = self.cleaned_data.get("private_key") or ""

@@ -234,11 +234,11 @@ def verify_installed(
     try:
         host_key, output = _run_async(bounded)
     except TimeoutError:
-        raise errors.Timeout(
+        raise errors.VerifyTimeout(
             f"Verifying {machine.hostname} did not finish within {timeout_s:g} s.", host=target.label
         ) from None
     if output.timed_out:
-        raise errors.Timeout(f"The checks on {machine.hostname} ran past {timeout_s:g} s.", host=target.label)
+        raise errors.VerifyTimeout(f"The checks on {machine.hostname} ran past {timeout_s:g} s.", host=target.label)
     results = checks.evaluate(checks.parse(output.output.decode(errors="replace")), expected)
     passed = all(c.ok for c in results)
     with transaction.atomic():
