@@ -13,7 +13,8 @@ ROLES = ("anonymous", "norole", "viewer", "technician", "admin")
 def user_with_role(role: str, username: str | None = None):
     user = make_user(username or f"{role}-user")
     if role in ("viewer", "technician", "admin"):
-        user.groups.add(Group.objects.get(name=role))
+        # get_or_create: transactional tests flush the groups the roles migration made
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
@@ -40,16 +41,29 @@ def scene(db):
     profile = OSProfile.objects.get(name="debian-12-preseed")
     batch = Batch.objects.create(name="rollout", created_by_label="test")
     running = Install.objects.create(
-        machine=busy, profile=profile, batch=batch, requested_by_label="test", state=InstallState.INSTALLING,
-        progress=40, current_step="Installer running", plan={"secret": "PLAN-MUST-NOT-SHOW"},
-        token_nonce="NONCE-MUST-NOT-SHOW", token_hash="HASH-MUST-NOT-SHOW" + "0" * 40,
+        machine=busy,
+        profile=profile,
+        batch=batch,
+        requested_by_label="test",
+        state=InstallState.INSTALLING,
+        progress=40,
+        current_step="Installer running",
+        plan={"secret": "PLAN-MUST-NOT-SHOW"},
+        token_nonce="NONCE-MUST-NOT-SHOW",
+        token_hash="HASH-MUST-NOT-SHOW" + "0" * 40,
     )
     Step.objects.create(install=running, order=0, kind=StepKind.CHECK_BMC, state="succeeded")
     Step.objects.create(install=running, order=1, kind=StepKind.WAIT_INSTALLER, state="waiting")
     failed = Install.objects.create(
-        machine=idle, profile=profile, requested_by_label="test", state=InstallState.FAILED,
-        failure_reason="InstallerFailed", failure_message="The installer reported a failure: disk full.",
-        plan={}, token_nonce="n2", token_hash="h" * 64,
+        machine=idle,
+        profile=profile,
+        requested_by_label="test",
+        state=InstallState.FAILED,
+        failure_reason="InstallerFailed",
+        failure_message="The installer reported a failure: disk full.",
+        plan={},
+        token_nonce="n2",
+        token_hash="h" * 64,
     )
     for i in range(3):
         Event.objects.create(install=running, kind=EventKind.LOG, message=f"line {i}")

@@ -20,7 +20,7 @@ NEED = {"viewer": 1, "technician": 2, "admin": 3}
 def endpoints(s):
     """(name, method, url, data, needed role). Data chosen so an allowed write is refused by the service
     or harmless: the matrix is about who gets through, not about what the action does."""
-    m, i = s.idle.hostname, s.running.pk
+    m, i, idle = s.idle.hostname, s.running.pk, s.idle.pk
     pages = [
         ("dashboard", "get", reverse("home"), None, "viewer"),
         ("dashboard partial", "get", reverse("home") + "?partial=1", None, "viewer"),
@@ -38,9 +38,15 @@ def endpoints(s):
         ("audit export", "get", reverse("audit:export"), None, "viewer"),
         ("tokens", "get", reverse("accounts:token-list"), None, "viewer"),
         ("token create", "post", reverse("accounts:token-list"), {"name": "t"}, "viewer"),
-        ("bulk action", "post", reverse("inventory:machine-action"), {"action": "on", "machine": s.idle.pk}, "technician"),
+        ("bulk action", "post", reverse("inventory:machine-action"), {"action": "on", "machine": idle}, "technician"),
         ("protect", "post", reverse("inventory:machine-protect", args=[m]), {"protected": "1"}, "technician"),
-        ("unprotect", "post", reverse("inventory:machine-protect", args=[m]), {"protected": "0", "reason": "r"}, "admin"),
+        (
+            "unprotect",
+            "post",
+            reverse("inventory:machine-protect", args=[m]),
+            {"protected": "0", "reason": "x"},
+            "admin",
+        ),
         ("ping", "post", reverse("inventory:machine-ping", args=[m]), {}, "technician"),
         ("cancel", "post", reverse("install-cancel", args=[s.failed.pk]), {}, "technician"),
         ("retry", "post", reverse("install-retry", args=[i]), {}, "technician"),
