@@ -148,6 +148,8 @@ class LabMachine:
         self.first_boot_calls = 0
         self.installer_runs: list[InstallerRun] = []
         self.agent_exit_codes: list[int] = []
+        #: The agent's argv at each start (tests check the token never appears in it).
+        self.agent_commands: list[list[str]] = []
         self._changed = threading.Condition()
         self._queue: queue.Queue = queue.Queue()
         self._session: _Session | None = None
@@ -361,6 +363,7 @@ class LabMachine:
             "--state-dir", str(self.ram / "state"),
             *self.agent_args,
         ]  # fmt: skip
+        self.agent_commands.append(argv)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISIONER_", "DJANGO_", "DATABASE_"))}
         env["PYTHONPATH"] = str(REPO_ROOT)
         env["PYTHONUNBUFFERED"] = "1"
