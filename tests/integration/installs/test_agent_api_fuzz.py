@@ -1,0 +1,29 @@
+"""Fuzz the agent API from its own OpenAPI document (schemathesis): whatever the body, the answer
+is never a server error, and a refused request writes nothing."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from audit.models import AuditEntry
+from installs import callbacks, engine, tokens
+from installs.api import api
+from installs.models import Event, Install
+
+schema = schemathesis.openapi.from_dict(api.get_openapi_schema())
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_agent_api_never_answers_with_a_server_error(case, lab, live_server):
+    machine = lab.machine()
+    install = lab.install([machine], lab.image_profile())
+    engine.advance(install.pk)  # straight to waiting for the machine, without a worker round trip
+    # Registered, so tasks/next answers at once rather than long-polling for up to 30 s.
+    callbacks.agent_register(install.pk, {"nics": [{"mac": machine.pxe_nic.mac}]})
+    token = tokens.token_for(Install.objects.get(pk=install.pk).token_nonce)
+    before = (Event.objects.count(), AuditEntry.objects.count())
+    response = case.call(base_url=live_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
+    if response.status_code in (400, 401, 404, 405, 422):
+        assert (Event.objects.count(), AuditEntry.objects.count()) == before, response.text
