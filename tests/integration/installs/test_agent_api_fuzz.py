@@ -1,7 +1,6 @@
 """Fuzz the agent API from its own OpenAPI document (schemathesis): whatever the body, the answer
 is never a server error, and a refused request writes nothing."""
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
