@@ -17,9 +17,11 @@ def parse_private_key(text: str) -> asyncssh.SSHKey:
     next to the key would protect nothing."""
     try:
         return asyncssh.import_private_key(text.strip() + "\n")
-    except asyncssh.KeyEncryptionError:
-        raise BadKey("This private key is passphrase-protected; paste an unencrypted key.") from None
-    except (asyncssh.KeyImportError, ValueError):
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
+        # asyncssh says "Passphrase must be specified" for an encrypted key; its other messages may quote
+        # parts of the input, so none of them is passed on.
+        if "passphrase" in str(exc).lower() or isinstance(exc, asyncssh.KeyEncryptionError):
+            raise BadKey("This private key is passphrase-protected; paste an unencrypted key.") from None
         raise BadKey("Not a private key in OpenSSH or PEM format.") from None
 
 

@@ -214,10 +214,16 @@ def verify_installed(
     hops, target = _route(machine, expected_ip=expected.get("ip"), accept_new_host_key=accept_new_host_key)
     per_hop = min(connect_timeout_s(), timeout_s)
 
+    # Where the time ran out decides the reason: a bastion or target that never answered is as retryable
+    # as when its own connect timeout fires first.
+    stage = {"at": errors.BastionUnreachable, "label": hops[0].label}
+
     async def go():
         conns = await transport.open_chain(hops, connect_timeout=per_hop)
         try:
+            stage.update(at=errors.TargetUnreachable, label=target.label)
             connected = await transport.connect_target(target, tunnel=conns[-1], connect_timeout=per_hop)
+            stage.update(at=errors.VerifyTimeout)
             try:
                 output = await transport.run(
                     connected.conn, checks.script(expected), timeout_s=timeout_s, max_output=VERIFY_MAX_OUTPUT
@@ -234,11 +240,15 @@ def verify_installed(
     try:
         host_key, output = _run_async(bounded)
     except TimeoutError:
-        raise errors.VerifyTimeout(
-            f"Verifying {machine.hostname} did not finish within {timeout_s:g} s.", host=target.label
-        ) from None
+        if stage["at"] is errors.VerifyTimeout:
+            message = f"The checks on {machine.hostname} did not finish within {timeout_s:g} s."
+        else:
+            message = f"{stage['label']} did not answer within {timeout_s:g} s."
+        raise stage["at"](message, host=stage["label"]) from None
     if output.timed_out:
-        raise errors.VerifyTimeout(f"The checks on {machine.hostname} ran past {timeout_s:g} s.", host=target.label)
+        raise errors.VerifyTimeout(
+            f"The checks on {machine.hostname} did not finish within {timeout_s:g} s.", host=target.label
+        )
     results = checks.evaluate(checks.parse(output.output.decode(errors="replace")), expected)
     passed = all(c.ok for c in results)
     with transaction.atomic():

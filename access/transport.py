@@ -87,12 +87,16 @@ async def _connect(endpoint: Endpoint, *, tunnel, connect_timeout: float, is_bas
             host=endpoint.label,
         )
     try:
+        client_key = keys.parse_private_key(endpoint.private_key)
+    except keys.BadKey as exc:
+        raise errors.AccessNotConfigured(f"The stored key for {endpoint.label} is unusable: {exc}") from None
+    try:
         conn = await asyncssh.connect(
             endpoint.address,
             endpoint.port,
             tunnel=tunnel or (),
             username=endpoint.username,
-            client_keys=[asyncssh.import_private_key(endpoint.private_key)],
+            client_keys=[client_key],
             client_factory=lambda: client,
             # With the accept-new policy nothing is pinned, so every offer reaches the client callback.
             known_hosts=([] if endpoint.accept_new_host_key else pins, [], []),

@@ -4,6 +4,7 @@ this very host, so every expectation is read from the local system."""
 import os
 import shlex
 import socket
+import time
 
 import asyncssh
 import pytest
@@ -204,3 +205,20 @@ def test_what_is_missing_is_named_before_any_connection(site, lab):
     assert "no machine login key" in access_problem(machine.pk)
     with pytest.raises(errors.AccessNotConfigured):
         verify_installed(machine.pk, {"hostname": "x"}, timeout_s=5)
+
+
+def test_a_target_that_accepts_but_never_speaks_ssh_is_unreachable_within_the_timeout(site, lab):
+    # A machine still booting, or a firewall that accepts and drops: TCP connects, no SSH banner ever comes.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        SiteLogin.objects.filter(site=site).update(port=silent.getsockname()[1])
+        machine = add_target(site.test_rack, lab, pin=False)
+        started = time.monotonic()
+        with pytest.raises(errors.TargetUnreachable) as exc:
+            verify_installed(machine.pk, local_expected(), timeout_s=1)
+        assert time.monotonic() - started < 4
+        assert "did not answer within 1 s" in str(exc.value)
+    finally:
+        silent.close()
