@@ -61,6 +61,7 @@ class Hooks:
     early: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
     webhooks: list[str] = field(default_factory=list)
+    error: list[str] = field(default_factory=list)  # run only when the install fails
 
 
 # -- reading commands -------------------------------------------------------------------------------------------
@@ -207,8 +208,10 @@ def kickstart_hooks(text: str) -> Hooks:
                 section = hooks.early
             elif word == "%post":
                 section = hooks.late
+            elif word == "%onerror":
+                section = hooks.error
             elif word.startswith("%") and word != "%end":
-                section = []  # %packages, %onerror, %addon: nothing that runs on a successful install
+                section = []  # %packages, %addon: no commands
             body = []
             continue
         if stripped == "%end":
@@ -239,10 +242,10 @@ def autoinstall_hooks(text: str) -> Hooks:
     hooks = Hooks()
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        match = re.match(r"^(\s*)(early-commands|late-commands):\s*$", line)
+        match = re.match(r"^(\s*)(early-commands|late-commands|error-commands):\s*$", line)
         if match:
             indent = len(match.group(1))
-            target = hooks.early if match.group(2) == "early-commands" else hooks.late
+            target = {"early-commands": hooks.early, "late-commands": hooks.late}.get(match.group(2), hooks.error)
             for item in lines[i + 1 :]:
                 if not item.strip() or item.lstrip().startswith("#"):
                     continue
@@ -312,6 +315,10 @@ class Stopped(Exception):
     """The machine lost power or was reset while the installer ran."""
 
 
+class InstallFailed(Exception):
+    """Raised by the machine's disk check: the installer cannot install on this hardware."""
+
+
 # (event_type, name, description) as curtin and subiquity report them through the webhook handler.
 WEBHOOK_EVENTS = [
     ("start", "subiquity/Install/install/partitioning", "configuring storage"),
@@ -332,6 +339,8 @@ class InstallerRun:
     on_installed: Callable[[str], None]
     stop: threading.Event = field(default_factory=threading.Event)
     install_s: float = 5.0
+    #: Raises InstallFailed when the hardware cannot take the install (a disk too small).
+    check_disk: Callable[[], None] = lambda: None
     #: Every request made, as (method, URL, status or error); tests read it.
     requests: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -397,6 +406,14 @@ class InstallerRun:
                 text = data.decode(errors="replace")
         hooks = hooks_for(kind, text)
         self._run_commands(f"{kind} early hook", hooks.early)
+        try:
+            self.check_disk()
+        except InstallFailed as exc:
+            self.log(f"{kind} installer failed: {exc}")
+            # Only kickstart (%onerror) and autoinstall (error-commands) report a failure; debian-installer
+            # waits at its error screen until the control plane's deadline passes.
+            self._run_commands(f"{kind} error hook", hooks.error)
+            return False
         steps = WEBHOOK_EVENTS if hooks.webhooks else [("", "", "")] * 3
         for event_type, name, description in steps:
             self._pause(self.install_s / len(steps))

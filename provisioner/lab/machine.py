@@ -34,7 +34,7 @@ from pathlib import Path
 from provisioner.bmc import BootDevice
 from provisioner.lab.bmc import LoopbackBmc
 from provisioner.lab.firmware import BootKind, BootTarget, Firmware, mask_cmdline, resolve
-from provisioner.lab.installer import InstallerRun, Stopped, mask_url
+from provisioner.lab.installer import InstallerRun, InstallFailed, Stopped, mask_url
 from provisioner.pxe.mac import normalise_mac
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ BOOT_SIGNATURE = b"\x55\xaa"
 OS_LABEL = b"PROVLAB-OS "
 DEFAULT_DISK_BYTES = 32 << 30  # sparse: only what is written takes space
 SMALL_DISK_BYTES = 1 << 20
+# Every distribution installer refuses a disk this small (debian-installer's guided partitioning needs ~1 GB).
+MIN_INSTALLER_DISK_BYTES = 1 << 30
 FIRST_BOOT_UNIT = "etc/systemd/system/provisioner-first-boot.service"
 FIRST_BOOT_WANTS = "etc/systemd/system/multi-user.target.wants/provisioner-first-boot.service"
 # The unit's curl retries about five minutes; the lab retries as often, faster, then leaves the unit enabled.
@@ -400,6 +402,7 @@ class LabMachine:
             log=lambda line: self._record("installer", line),
             on_installed=self._write_installed_os,
             install_s=self.install_s,
+            check_disk=self._check_disk,
         )
         self.installer_runs.append(run)
 
@@ -418,6 +421,11 @@ class LabMachine:
 
         self._record("installer-started", f"{target.kind} answers from {mask_url(target.answer_url)}")
         self._session = _ThreadSession(f"lab-installer-{self.hostname}", work)
+
+    def _check_disk(self) -> None:
+        size = self.disk.stat().st_size
+        if size < MIN_INSTALLER_DISK_BYTES:
+            raise InstallFailed(f"/dev/{self.disk_name} has {size} bytes, too small to install on")
 
     def _write_installed_os(self, method: str) -> None:
         """What the installer leaves: a bootable disk and a fresh root (the old one is gone with the partitions)."""
