@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from . import rest, views
 from .accounts.roles import Role, has_role
+from .accounts.throttle import ThrottledLoginView
 
 # The admin site is for the admin role (inventory, profiles, credentials, users), not for is_staff.
 admin.site.has_permission = lambda request: has_role(request.user, Role.ADMIN)
@@ -13,7 +14,7 @@ admin.site.index_title = "Inventory and administration"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -142,7 +142,7 @@ def main() -> int:
 
         supervisor.start(
             "daphne",
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(args.port), "provisioner.asgi:application"],
+            [str(BIN / "python"), "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(args.port)],
             env,
         )
         supervisor.start(

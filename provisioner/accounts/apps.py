@@ -5,3 +5,6 @@ class AccountsConfig(AppConfig):
     name = "provisioner.accounts"
     label = "accounts"
     verbose_name = "Accounts"
+
+    def ready(self):
+        from . import throttle  # noqa: F401  (counts failed logins)
