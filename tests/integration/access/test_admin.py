@@ -1,10 +1,13 @@
 """Jump hosts and site logins in the admin: private keys are write-only, stored encrypted, audited as
 "changed" only, and never part of a page."""
 
+import io
 import json
 import re
 
 import pytest
+from cryptography.fernet import Fernet
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from access.models import JumpHost, SiteLogin
@@ -115,3 +118,29 @@ def test_repr_and_str_name_no_secret(keypair):
     hop.save()
     for text in (repr(hop), str(hop)):
         assert key_body(private) not in text and hop.private_key_ciphertext not in text
+
+
+def test_rotation_re_encrypts_the_ssh_keys_all_or_nothing(settings, keypair):
+    private, host_pub = keypair
+    site = make_site()
+    hop = JumpHost(site=site, order=1, address="192.0.2.1", port=22, username="jump", host_key=host_pub)
+    hop.set_private_key(private)
+    hop.save()
+    login = SiteLogin(site=site)
+    login.set_private_key(private)
+    login.save()
+    before = hop.private_key_ciphertext
+    old_key, new_key = settings.PROVISIONER_FIELD_KEYS[0], Fernet.generate_key().decode()
+
+    settings.PROVISIONER_FIELD_KEYS = [new_key]  # the old key missing: nothing may change
+    with pytest.raises(CommandError, match="2 SSH key"):
+        call_command("rotate_ssh_keys", stdout=io.StringIO())
+    assert column("access_jumphost", hop.pk) == before
+
+    settings.PROVISIONER_FIELD_KEYS = [new_key, old_key]
+    call_command("rotate_ssh_keys", stdout=io.StringIO())
+    settings.PROVISIONER_FIELD_KEYS = [new_key]
+    assert column("access_jumphost", hop.pk) != before
+    assert JumpHost.objects.get(pk=hop.pk).get_private_key() == private
+    assert SiteLogin.objects.get(pk=login.pk).get_private_key() == private
+    assert AuditEntry.objects.get(action="ssh.keys_rotated").details == {"count": 2}
