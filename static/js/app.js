@@ -41,7 +41,7 @@
   document.querySelectorAll("form[data-confirm-action]").forEach(function (form) {
     var dialog = document.getElementById(form.dataset.confirmAction);
     if (!dialog) return;
-    var typed = (form.dataset.typed || "").split(",");
+    var typed = (form.dataset.typedActions || "").split(",");
     form.addEventListener("submit", function (e) {
       if (form.dataset.confirmed === "1") return;
       e.preventDefault();
