@@ -319,3 +319,51 @@ def test_the_database_allows_one_active_install_per_machine(lab):
     first = lab.install([machine])
     with pytest.raises(IntegrityError, match="install_one_active_per_machine"):
         Install.objects.create(machine=machine, profile=first.profile, plan=first.plan, token_nonce="x", token_hash="y")
+
+
+def _end_by(lab, machine, install, how):
+    if how == "success":
+        callbacks.installer_event(install.pk, "started")
+        callbacks.installer_event(install.pk, "finished")
+    elif how == "failure":
+        callbacks.installer_event(install.pk, "failed", "disk not found")
+    elif how == "cancel":
+        engine.cancel(install.pk, actor=Actor.system("test"))
+    elif how == "deadline":
+        Step.objects.filter(install=install, kind=StepKind.WAIT_BOOT).update(deadline_at=timezone.now())
+        sweep(reschedule=False)
+    elif how == "worker_lost":
+        # The worker died running "remove the per-MAC config" for the last time allowed.
+        callbacks.installer_event(install.pk, "started")
+        callbacks.installer_event(install.pk, "finished")
+        Step.objects.filter(install=install, kind=StepKind.REMOVE_BOOT_CONFIG).update(
+            state=StepState.RUNNING, attempts=99, deadline_at=timezone.now()
+        )
+        sweep(reschedule=False)
+    lab.run_jobs()
+
+
+@pytest.mark.parametrize(
+    "how, status, state",
+    [
+        ("success", "deployed", InstallState.SUCCEEDED),
+        ("failure", "failed", InstallState.FAILED),
+        ("cancel", "failed", InstallState.CANCELLED),
+        ("deadline", "failed", InstallState.FAILED),
+        ("worker_lost", "failed", InstallState.FAILED),
+    ],
+)
+def test_however_an_install_ends_the_machine_cannot_reinstall_by_accident(lab, how, status, state):
+    """The one invariant: per-MAC config gone, BMC not left on network boot, status says what happened."""
+    machine = lab.machine()
+    install = lab.install([machine])
+    lab.run_jobs()
+    assert lab.per_mac_files(machine) and lab.bmc(machine).boots == [BootDevice.PXE]
+    _end_by(lab, machine, install, how)
+    install.refresh_from_db()
+    machine.refresh_from_db()
+    assert install.state == state, (install.failure_reason, install.failure_message)
+    assert lab.per_mac_files(machine) == []
+    assert lab.bmc(machine).boot_device == BootDevice.DISK
+    assert machine.status == status
+    assert (lab.tftp_root / "pxelinux.cfg").exists()  # only the machine's own files went
