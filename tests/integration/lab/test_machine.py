@@ -184,3 +184,24 @@ def test_disk_boot_without_an_os_halts(make_machine, stub, tftp):
     bmc.power_on()
     machine.wait_for("halted")
     assert "tftp" not in machine.phases() and stub.requests == []
+
+
+@pytest.mark.parametrize(
+    "profile, callbacks",
+    [("rocky-9-kickstart", ["started", "failed"]), ("debian-12-preseed", ["started"])],
+)
+def test_an_installer_that_cannot_use_the_disk_reports_only_what_its_file_says(
+    make_machine, stub, tftp, profile, callbacks
+):
+    render_answers(stub, profile)
+    arm(tftp, profile.split("-")[-1], stub.url)
+    machine = make_machine(disk_bytes=1 << 20)
+    bmc = driver(machine)
+    bmc.set_boot_device(BootDevice.PXE, once=True)
+    bmc.power_on()
+    stub.wait_for(lambda s: len([p for p in s.paths("POST")]) >= len(callbacks))
+    time.sleep(0.3)
+    posts = [p.rsplit("/", 1)[-1] for p in stub.paths("POST")]
+    assert posts == callbacks
+    assert machine.installed_os() is None
+    assert "host-reboot" not in machine.phases()  # it waits at its error screen
