@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from . import rest, views
+from . import health, rest, views
 from .accounts.roles import Role, has_role
 from .accounts.throttle import ThrottledLoginView
 
@@ -16,7 +16,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("django-rq/", include("django_rq.urls")),

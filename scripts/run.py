@@ -151,7 +151,7 @@ def main() -> int:
             env,
         )
         url = f"http://127.0.0.1:{args.port}/"
-        wait_for(lambda: healthy(url + "healthz") or supervisor.first_exited() is not None, 30, "daphne")
+        wait_for(lambda: healthy(url + "login/") or supervisor.first_exited() is not None, 30, "daphne")
         if supervisor.first_exited() is None:
             say(f"provisioner is running at {url} (log in as admin). Ctrl-C stops everything.")
         while (exited := supervisor.first_exited()) is None:
