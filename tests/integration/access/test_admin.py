@@ -144,3 +144,21 @@ def test_rotation_re_encrypts_the_ssh_keys_all_or_nothing(settings, keypair):
     assert JumpHost.objects.get(pk=hop.pk).get_private_key() == private
     assert SiteLogin.objects.get(pk=login.pk).get_private_key() == private
     assert AuditEntry.objects.get(action="ssh.keys_rotated").details == {"count": 2}
+
+
+def test_every_access_admin_page_renders(admin_client, keypair):
+    private, host_pub = keypair
+    site = make_site()
+    hop = JumpHost(site=site, order=1, address="192.0.2.1", port=22, username="jump", host_key=host_pub)
+    hop.set_private_key(private)
+    hop.save()
+    login = SiteLogin(site=site)
+    login.set_private_key(private)
+    login.save()
+    for model, pk in (("jumphost", hop.pk), ("sitelogin", login.pk), ("machinehostkey", None)):
+        for url in (f"/admin/access/{model}/", f"/admin/access/{model}/add/") + (
+            (f"/admin/access/{model}/{pk}/change/",) if pk else ()
+        ):
+            response = admin_client.get(url)
+            assert response.status_code == 200, url
+            assert key_body(private) not in response.content.decode()

@@ -2,6 +2,7 @@
 permissions, and one audit entry per machine."""
 
 import json
+import logging
 import socket
 import time
 
@@ -181,3 +182,13 @@ def test_no_key_reaches_the_audit_log(site, lab):
     for secret in (lab.jump_key, lab.login_key, hop.private_key_ciphertext):
         assert secret.strip().splitlines()[1 if "BEGIN" in secret else 0][:40] not in dump
     assert "BEGIN OPENSSH" not in dump
+
+
+def test_no_key_reaches_the_logs_even_at_debug_level(site, lab, caplog):
+    caplog.set_level(logging.DEBUG)
+    machine = add_target(site.test_rack, lab)
+    run_command([machine.pk], "true", actor=Actor.system("test"), timeout_s=5, max_output=100)
+    assert "Auth for user" in caplog.text, "asyncssh's log was captured"
+    for secret in (lab.jump_key, lab.login_key):
+        for line in secret.strip().splitlines()[1:-1]:
+            assert line not in caplog.text
