@@ -31,6 +31,7 @@ from provisioner.lab.firmware import Firmware
 from provisioner.lab.image import DemoImage, FileServer, build_demo_image
 from provisioner.lab.machine import DEFAULT_DISK_BYTES, SMALL_DISK_BYTES, LabMachine
 from provisioner.pxe.mac import normalise_mac
+from provisioner.pxe.stock import stock_profiles
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class Lab:
         config.inventory_path.unlink(missing_ok=True)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         pxe.write_defaults(config.tftp_root)
+        self._stock_boot_files()
         seed = self._seed()
         try:
             self.image = build_demo_image(config.state_dir / "images")
@@ -185,6 +187,16 @@ class Lab:
             self.stop()
             raise
         return self
+
+    def _stock_boot_files(self) -> None:
+        """Stand-ins for the kernels and initrds a site's PXE server carries for the stock profiles, so that a
+        machine's log names only the files a profile asks for and the site lacks."""
+        for profile in stock_profiles():
+            for name in (profile["kernel"], profile["initrd"]):
+                path = self.config.tftp_root / str(name).lstrip("/")
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(f"provisioner lab stand-in for {name}\n")
 
     def _build_agent(self) -> list[str]:
         # The memory OS ships the agent as this zipapp; the lab runs the same file.

@@ -301,10 +301,12 @@ class LabMachine:
 
     def _end_session(self) -> None:
         session, self._session = self._session, None
-        if session is not None:
-            session.stop()
-            if isinstance(session, _AgentSession):
-                self._record("agent-stopped", f"pid {session.proc.pid} killed by the power cut")
+        if session is None:
+            return
+        running = isinstance(session, _AgentSession) and session.proc.poll() is None
+        session.stop()
+        if running:
+            self._record("agent-stopped", f"pid {session.proc.pid} killed by the power cut")
 
     def _forget_ram(self) -> None:
         shutil.rmtree(self.ram, ignore_errors=True)

@@ -56,6 +56,8 @@ def test_inventory_describes_every_machine_and_is_private(lab):
     assert good["firmware"] == "uefi" and good["rack"] == "r1" and good["position_u"] == 1
     assert re.fullmatch(r"[0-9a-f]{64}", inventory["image"]["sha256"])
     assert len({m["bmc"]["password"] for m in inventory["machines"]}) == 4
+    assert (lab.config.tftp_root / "pxelinux.cfg/default").is_file()
+    assert (lab.config.tftp_root / "images/debian-12/linux").is_file()  # the stock profiles' kernels
 
 
 def test_bmc_faults_show_as_the_driver_errors_a_technician_sees(lab):

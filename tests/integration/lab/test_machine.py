@@ -156,6 +156,7 @@ def test_image_install_then_disk_boot_calls_the_first_boot_url_once(make_machine
     finished = [p for m, p, _, _ in stub.requests if p == f"/i/{TOKEN}/events/finished"]
     assert finished == [f"/i/{TOKEN}/events/finished"]
     assert not (machine.target / "etc/provisioner/first-boot").exists()
+    assert "agent-stopped" not in machine.phases()  # it had exited on its own before the power cycle
 
     bmc.power_cycle()  # a second boot: the unit disabled itself
     machine.wait_for("disk-boot", count=2)
