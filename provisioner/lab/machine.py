@@ -180,6 +180,8 @@ class LabMachine:
 
     def start(self) -> LabMachine:
         (self.workdir / "disks").mkdir(parents=True, exist_ok=True)
+        self._kill_leftover_agent()
+        self._forget_ram()
         self.target.mkdir(exist_ok=True)
         if not self.disk.exists() or self.disk.stat().st_size != self.disk_bytes:
             with open(self.disk, "ab") as f:
@@ -308,6 +310,21 @@ class LabMachine:
         if running:
             self._record("agent-stopped", f"pid {session.proc.pid} killed by the power cut")
 
+    def _kill_leftover_agent(self) -> None:
+        """An agent left running by a lab that was killed outright (SIGKILL leaves no chance to stop it)."""
+        try:
+            pid = int((self.ram / "agent.pid").read_text())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        # Only our own agent: the pid may have been reused by anything since.
+        if b"--sandbox" in argv and str(self.workdir).encode() in argv:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                return
+            self._record("agent-stopped", f"pid {pid}, left running by an earlier lab, killed")
+
     def _forget_ram(self) -> None:
         shutil.rmtree(self.ram, ignore_errors=True)
 
@@ -378,6 +395,7 @@ class LabMachine:
                 argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
+        (self.ram / "agent.pid").write_text(f"{proc.pid}\n")
         session = _AgentSession(proc)
         session.watcher = threading.Thread(
             target=self._watch_agent, args=(session, generation), name=f"lab-agent-{self.hostname}", daemon=True

@@ -10,7 +10,9 @@ import pytest
 
 from provisioner import pxe
 from provisioner.bmc import BootDevice, PowerState
-from tests.integration.lab.conftest import MACS, TOKEN, arm, driver, render_answers
+from provisioner.lab.bmc import LoopbackBmc
+from provisioner.lab.machine import LabMachine
+from tests.integration.lab.conftest import BMC_PASSWORD, BMC_USER, MACS, TOKEN, arm, driver, render_answers
 
 
 def test_no_per_mac_config_boots_the_local_disk_and_starts_nothing(make_machine, stub):
@@ -206,3 +208,24 @@ def test_an_installer_that_cannot_use_the_disk_reports_only_what_its_file_says(
     assert posts == callbacks
     assert machine.installed_os() is None
     assert "host-reboot" not in machine.phases()  # it waits at its error screen
+
+
+def test_an_agent_left_by_a_killed_lab_is_stopped_by_the_next_start(make_machine, stub, tftp):
+    stub.hold_polls = True
+    arm(tftp, "image", stub.url)
+    first = make_machine()
+    bmc = driver(first)
+    bmc.set_boot_device(BootDevice.PXE, once=True)
+    bmc.power_on()
+    stub.wait_for(lambda s: "/api/agent/v1/register" in s.paths())
+    pid = first.agent_pid
+
+    # The same machine directory, as a lab restarted after a SIGKILL finds it.
+    second = LabMachine("lab01", MACS, first.workdir, tftp, bmc=LoopbackBmc(BMC_USER, BMC_PASSWORD)).start()
+    try:
+        assert "agent-stopped" in second.phases()
+        first.wait_for("agent-exited")
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        second.stop()
