@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Query, Schema
+from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, SessionAuth
 
@@ -428,7 +428,7 @@ def _on_refused(request, exc: _RefusedError):
 def start_installs(request, body: StartIn):
     """Install ``profile`` on the machines (one batch; all or none are accepted)."""
     batch = _start(request, body)
-    return 201, [_install(i) for i in _installs().filter(batch=batch).order_by("pk")]
+    return Status(201, [_install(i) for i in _installs().filter(batch=batch).order_by("pk")])
 
 
 @api.post("installs/{install_id}/cancel", response={200: InstallOut, 409: Refused}, tags=["installs"])
@@ -450,7 +450,7 @@ def retry_install(request, install_id: int):
         batch = batch_service.retry(install_id, _actor(request))
     except batch_service.InstallRefused as exc:
         raise _refused(exc) from None
-    return 201, [_install(i) for i in _installs().filter(batch=batch)]
+    return Status(201, [_install(i) for i in _installs().filter(batch=batch)])
 
 
 # --- batches --------------------------------------------------------------------------------
@@ -459,7 +459,7 @@ def retry_install(request, install_id: int):
 @api.post("batches", response={201: BatchOut, 409: Refused}, tags=["batches"])
 def start_batch(request, body: StartIn):
     """Like POST installs, answering with the batch: admitted under its caps, with a power-on stagger."""
-    return 201, _batch(_start(request, body))
+    return Status(201, _batch(_start(request, body)))
 
 
 @api.get("batches/{batch_id}", response=BatchOut, tags=["batches"])
