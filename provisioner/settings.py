@@ -231,7 +231,7 @@ CHANNEL_LAYERS = {
 # a private CA), so those paths are exempt from the HTTPS redirect.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=not DEV) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEV)
-SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/"]
+SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/", r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEV else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = False

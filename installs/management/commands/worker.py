@@ -17,6 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--site", action="append", dest="sites", help="Site slug; repeat for several.")
         parser.add_argument("--no-default", action="store_true", help="Do not serve the control plane's queue.")
         parser.add_argument(
+            "--control-only", action="store_true", help="Serve only the control plane's queue (sweeper, power sync)."
+        )
+        parser.add_argument(
             "--fork",
             action="store_true",
             help="Fork a process per job (RQ's Worker). The default runs jobs in the worker process "
@@ -24,8 +27,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--burst", action="store_true", help="Stop when the queues are empty (tests).")
 
-    def handle(self, *args, sites, no_default, fork, burst, **options):
-        slugs = sites or list(Site.objects.values_list("slug", flat=True))
+    def handle(self, *args, sites, no_default, control_only, fork, burst, **options):
+        slugs = [] if control_only else sites or list(Site.objects.values_list("slug", flat=True))
         names = [queues.site_queue_name(s) for s in slugs]
         if not no_default:
             names.insert(0, queues.DEFAULT_QUEUE)
