@@ -74,7 +74,10 @@ def test_image_install_with_the_labs_image_and_zipapp_agent(lab, stub):
     inventory = json.loads(lab.config.inventory_path.read_text())
     image = inventory["image"]
     params = {"url": image["url"], "sha256": image["sha256"], "disk": "/dev/sda", "compression": "auto"}
-    stub.tasks = [{"id": "w", "kind": "write_image", "params": params}]
+    stub.tasks = [
+        {"id": "w", "kind": "write_image", "params": params},
+        {"id": "f", "kind": "first_boot_callback", "params": {}},
+    ]
     good = lab.machines["good-01"]
     arm(lab.config.tftp_root, "image", stub.url, mac=good.pxe_mac)
     bmc = get_driver("ipmi", target(inventory["machines"][0]))
@@ -85,6 +88,9 @@ def test_image_install_with_the_labs_image_and_zipapp_agent(lab, stub):
     result = next(json.loads(b) for _, p, _, b in stub.requests if p.endswith("/tasks/w/result"))
     assert result["ok"], result
     assert good.installed_os() == "image"
+    # The zipapp found its URL and token again (from the kernel command line file) for the first-boot unit.
+    env = (good.target / "etc/provisioner/first-boot").read_text()
+    assert f"PROVISIONER_FIRST_BOOT_URL={stub.url}/i/{TOKEN}/events/finished" in env
 
 
 def test_a_disk_too_small_fails_the_agents_write_image(lab, stub):
