@@ -203,8 +203,8 @@ def verify_installed(
     the address connected to (else the PXE NIC's).
 
     Host keys: an install gives the machine new host keys, so by default (the install's verification
-    window) whatever key the machine offers is accepted, and pinned for the machine when every check
-    passes. Pass accept_new_host_key=False to require the pinned key instead.
+    window) whatever key the machine offers is accepted, and pinned for the machine when at least one
+    check ran and every check passed. Pass accept_new_host_key=False to require the pinned key instead.
 
     Raises an errors.AccessError subclass (``.reason``, ``.retryable``) when no connection could be made
     or the checks did not finish within ``timeout_s``; a failed check is a Check with ok=False.
@@ -216,7 +216,8 @@ def verify_installed(
 
     # Where the time ran out decides the reason: a bastion or target that never answered is as retryable
     # as when its own connect timeout fires first.
-    stage = {"at": errors.BastionUnreachable, "label": hops[0].label}
+    chain = hops[0].label if len(hops) == 1 else "the jump hosts " + " → ".join(h.label for h in hops)
+    stage = {"at": errors.BastionUnreachable, "label": chain}
 
     async def go():
         conns = await transport.open_chain(hops, connect_timeout=per_hop)
@@ -250,7 +251,8 @@ def verify_installed(
             f"The checks on {machine.hostname} did not finish within {timeout_s:g} s.", host=target.label
         )
     results = checks.evaluate(checks.parse(output.output.decode(errors="replace")), expected)
-    passed = all(c.ok for c in results)
+    # With nothing checked nothing is proved, so nothing is pinned either.
+    passed = bool(results) and all(c.ok for c in results)
     with transaction.atomic():
         if accept_new_host_key and passed:
             # Only a machine that proved to be the one installed (hostname, MAC, disk) gets its key pinned.

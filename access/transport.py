@@ -57,6 +57,24 @@ class Output:
         return self.total_bytes > len(self.output)
 
 
+# After the pinned types, so a server that lacks them still offers a key and the refusal can show it,
+# instead of dropping the connection for want of a common algorithm (which would read as "unreachable").
+# Ed25519 first: it is what a fresh install pins when nothing is pinned yet. No SHA-1 ssh-rsa.
+_FALLBACK_HOST_KEY_ALGS = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
+
+
+def _host_key_algs(pins) -> list[str]:
+    algs = [a.decode() for key in pins for a in key.sig_algorithms]
+    return list(dict.fromkeys(algs + list(_FALLBACK_HOST_KEY_ALGS)))
+
+
 class _PinningClient(asyncssh.SSHClient):
     """Sees the host key a server offers when it is not a pinned one, so the refusal can show it."""
 
@@ -100,7 +118,7 @@ async def _connect(endpoint: Endpoint, *, tunnel, connect_timeout: float, is_bas
             client_factory=lambda: client,
             # With the accept-new policy nothing is pinned, so every offer reaches the client callback.
             known_hosts=([] if endpoint.accept_new_host_key else pins, [], []),
-            server_host_key_algs="default" if endpoint.accept_new_host_key else (),
+            server_host_key_algs=_host_key_algs(pins),
             preferred_auth="publickey",
             agent_path=None,
             config=None,

@@ -222,3 +222,22 @@ def test_a_target_that_accepts_but_never_speaks_ssh_is_unreachable_within_the_ti
         assert "did not answer within 1 s" in str(exc.value)
     finally:
         silent.close()
+
+
+def test_a_pin_of_a_key_type_the_host_lacks_is_a_mismatch_showing_the_key_it_has(site, lab):
+    ecdsa = asyncssh.generate_private_key("ecdsa-sha2-nistp256").export_public_key().decode()
+    JumpHost.objects.filter(site=site).update(host_key=ecdsa)
+    machine = add_target(site.test_rack, lab, pin=False)
+
+    with pytest.raises(errors.BastionHostKeyMismatch) as exc:
+        verify_installed(machine.pk, local_expected(), timeout_s=15)
+    message = str(exc.value)
+    assert f"offered host key ssh-ed25519 {fingerprint(lab.bastion.host_key_pub)}" in message
+    assert "pinned key is ecdsa-sha2-nistp256 SHA256:" in message
+
+
+def test_with_nothing_to_check_nothing_is_pinned(site, lab):
+    machine = add_target(site.test_rack, lab, pin=False)
+    assert verify_installed(machine.pk, {}, timeout_s=15) == []
+    assert not MachineHostKey.objects.filter(machine=machine).exists()
+    assert AuditEntry.objects.get(action="ssh.verify", object_id=str(machine.pk)).details["all_ok"] is False
