@@ -24,7 +24,9 @@ def test_writes_env_file_unit_and_enables_it(ctx, sandbox):
 
     root = sandbox.target
     env = root / "etc/provisioner/first-boot"
-    assert env.read_text().splitlines()[-1] == f"PROVISIONER_FIRST_BOOT_URL=http://10.0.0.1:8000/i/{TOKEN}/events/finished"
+    assert (
+        env.read_text().splitlines()[-1] == f"PROVISIONER_FIRST_BOOT_URL=http://10.0.0.1:8000/i/{TOKEN}/events/finished"
+    )
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     assert stat.S_IMODE(env.parent.stat().st_mode) == 0o700
     unit = (root / "etc/systemd/system/provisioner-first-boot.service").read_text()
