@@ -168,11 +168,18 @@ def module_closure(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
         path, _, rest = line.partition(":")
         deps[path] = rest.split()
         by_name[_module_name(path)] = path
+    aliases: dict[str, list[str]] = {}
+    for line in (modules_dir / "modules.alias").read_text().splitlines():
+        words = line.replace("-", "_").split()
+        if len(words) == 3 and words[0] == "alias" and words[2] in by_name:
+            aliases.setdefault(words[1], []).append(by_name[words[2]])
     for line in (modules_dir / "modules.softdep").read_text().splitlines():
-        # "softdep ext4 pre: crc32c" : ext4 works without it, but slowly or not at all for some features.
+        # "softdep ext4 pre: crc32c": ext4 loads without it, then cannot mount a filesystem with metadata
+        # checksums. The names there may be aliases (crc32c is crc32c_generic or crc32c_intel).
         words = line.replace("-", "_").split()
         if len(words) > 2 and words[0] == "softdep" and words[1] in by_name:
-            deps[by_name[words[1]]] += [by_name[w] for w in words[2:] if w in by_name]
+            for word in words[2:]:
+                deps[by_name[words[1]]] += [by_name[word]] if word in by_name else aliases.get(word, [])
     missing = [name for name in wanted if name not in by_name]
     order: list[str] = []
 

@@ -1,0 +1,392 @@
+"""A real machine in a box for the end-to-end install: QEMU (TCG) behind OpenIPMI's ipmi_sim, PXE-booting from the
+site's TFTP root over QEMU's user-mode network, and the dashboard running for real (daphne + RQ worker on
+PostgreSQL and Redis) as subprocesses.
+
+Collected only with PROVISIONER_E2E=1 (`make e2e`): it needs root, QEMU and a built memory OS, and takes minutes.
+The run's files (serial console, QEMU and BMC events, dashboard logs, timeline) stay in var/e2e/<firmware>/ so a
+failure can be read afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+E2E = os.environ.get("PROVISIONER_E2E") == "1"
+collect_ignore_glob = [] if E2E else ["test_*.py"]
+
+RUN_DIR = ROOT / "var" / "e2e"
+CACHE_DIR = ROOT / "var" / "memory-os"
+MACS = {"bios": "52:54:00:e2:e0:01", "uefi": "52:54:00:e2:e0:02"}
+IPMI_USER = "admin"
+IPMI_PASSWORD = "E2e-bmc-pw-5Rt"
+SITE = "e2e"
+# Where the guest finds the host: QEMU's user-mode network maps 10.0.2.2 to the host's 127.0.0.1.
+GUEST_HOST = "10.0.2.2"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+TOOLS = ("qemu-system-x86_64", "qemu-img", "ipmi_sim", "debootstrap", "syslinux", "mcopy", "mkfs.vfat", "sfdisk")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Timeline:
+    """Phases with wall-clock and elapsed time, printed as they happen and kept in timeline.log."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.started = time.monotonic()
+        self.seen: list[str] = []
+        path.write_text("")
+
+    def mark(self, phase: str, detail: str = "") -> None:
+        line = f"{time.strftime('%H:%M:%S')} +{time.monotonic() - self.started:6.1f}s  {phase}" + (
+            f": {detail}" if detail else ""
+        )
+        self.seen.append(phase)
+        print(line, flush=True)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+
+def _wait_port(port: int, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start on port {port} (see its log)") from None
+            time.sleep(0.2)
+
+
+def _udp_bound(port: int) -> bool:
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        return any(line.split()[1] == wanted for line in table.readlines()[1:])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prerequisites():
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run .ci/e2e-setup as root")
+    if os.geteuid() != 0:
+        pytest.fail("the end-to-end test builds the memory OS with debootstrap and needs root")
+    database = os.environ.get("DATABASE_URL", "")
+    if not database.startswith("postgres") or not database.rstrip("/").endswith("/prove2e"):
+        pytest.fail("run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/prove2e (see docs/memory-os.md)")
+
+
+@pytest.fixture(scope="session")
+def memory_os():
+    from provisioner.memory_os.build import build, summary
+
+    result = build(CACHE_DIR)
+    print(summary(result), flush=True)
+    return result
+
+
+@pytest.fixture(scope="session")
+def database(django_db_blocker):
+    """The e2e database, dropped and migrated afresh; the test process reads it directly through the ORM."""
+    import psycopg
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
+        dbname="postgres", autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db["NAME"],),
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}"')
+        admin.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    with django_db_blocker.unblock():
+        call_command("migrate", verbosity=0)
+        yield
+        connections.close_all()
+
+
+class Services:
+    """daphne and the site's RQ worker as subprocesses, logging into the run directory."""
+
+    def __init__(self, run: Path):
+        self.run = run
+        self.port = free_port()
+        self.processes: list[subprocess.Popen] = []
+        self.env = {
+            **os.environ,
+            "ALLOWED_HOSTS": f"127.0.0.1,localhost,{GUEST_HOST}",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def spawn(self, name: str, *argv: str) -> subprocess.Popen:
+        log = (self.run / f"{name}.log").open("ab")
+        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.processes.append(process)
+        return process
+
+    def manage(self, *argv: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *argv], cwd=ROOT, env=self.env, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def start(self) -> Services:
+        daphne = self.spawn(
+            "daphne", str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
+            "provisioner.asgi:application",
+        )  # fmt: skip
+        _wait_port(self.port, daphne, "daphne")
+        self.spawn("worker", sys.executable, "manage.py", "worker", "--site", SITE)
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+class ImageServer:
+    """The disk image over HTTP on 127.0.0.1 (the guest's 10.0.2.2), and the first-boot helper: the callback
+    URL of the machine with the given MAC, for an installed OS that found none on its disk."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.callbacks: dict[str, str] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(server.directory), **kwargs)
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                if self.path.startswith("/first-boot/"):
+                    url = server.callbacks.get(self.path.rsplit("/", 1)[-1].lower())
+                    if url is None:
+                        self.send_error(404)
+                        return
+                    body = url.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://{GUEST_HOST}:{self.port}/{path.lstrip('/')}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+
+class Machine:
+    """The VM behind its BMC: ipmi_sim on a loopback UDP port whose chassis control starts and stops QEMU."""
+
+    def __init__(self, run: Path, firmware: str, tftp_root: Path, mac: str):
+        self.run = run
+        self.firmware = firmware
+        self.state = run / "bmc"
+        self.state.mkdir()
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.serial = run / "serial.log"
+        self.serial.write_text("")
+        self.disk = run / "disk.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.disk), "512M"], check=True)
+        config = {
+            "firmware": firmware,
+            "mac": mac,
+            "tftp_root": str(tftp_root),
+            "bootfile": "pxelinux.0" if firmware == "bios" else "grubx64.efi",
+            "disk": str(self.disk),
+            "serial": str(self.serial),
+            "monitor": str(self.state / "monitor.sock"),
+            "pidfile": str(self.state / "qemu.pid"),
+            "sercon": str(self.state / "sercon-port"),
+            "ovmf_code": str(OVMF_CODE),
+            "ovmf_vars": str(self.state / "OVMF_VARS.fd"),
+        }
+        (self.state / "sercon-port").write_bytes((0x3F8).to_bytes(2, "little"))
+        if firmware == "uefi":
+            shutil.copyfile(OVMF_VARS, self.state / "OVMF_VARS.fd")
+        (self.state / "config.json").write_text(json.dumps(config, indent=2))
+        (self.state / "boot").write_text("default\n")
+        (self.state / "events.log").write_text("")
+        wrapper = self.state / "chassis"
+        program = Path(__file__).parent / "chassis.py"
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {program} {self.state} "$@"\n')
+        wrapper.chmod(0o755)
+        (self.state / "lan.conf").write_text(
+            textwrap.dedent(
+                f"""\
+                name "e2e{self.port}"
+                set_working_mc 0x20
+                  startlan 1
+                    addr 127.0.0.1 {self.port}
+                    priv_limit admin
+                    allowed_auths_callback none md2 md5 straight
+                    allowed_auths_user none md2 md5 straight
+                    allowed_auths_operator none md2 md5 straight
+                    allowed_auths_admin none md2 md5 straight
+                    guid b123456789abcdefa123456789abcdef
+                  endlan
+                  chassis_control "{wrapper} 0x20"
+                  user 2 true "{IPMI_USER}" "{IPMI_PASSWORD}" admin 10 none md2 md5 straight
+                """
+            )
+        )
+        (self.state / "sim.emu").write_text(
+            "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n"
+        )
+        (self.state / "sim").mkdir()
+        log = (self.state / "ipmi_sim.log").open("ab")
+        self.sim = subprocess.Popen(
+            ["ipmi_sim", "-c", "lan.conf", "-f", "sim.emu", "-n", "-s", "sim"],
+            cwd=self.state, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not _udp_bound(self.port):
+            if self.sim.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("ipmi_sim did not start")
+            time.sleep(0.05)
+
+    def bmc(self):
+        from provisioner.bmc import BmcTarget, get_driver
+
+        return get_driver("ipmi", BmcTarget("127.0.0.1", self.port, IPMI_USER, IPMI_PASSWORD, timeout_s=5))
+
+    def qemu_pid(self) -> int | None:
+        try:
+            pid = int((self.state / "qemu.pid").read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def stop(self) -> None:
+        pid = self.qemu_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        if self.sim.poll() is None:
+            self.sim.kill()
+            self.sim.wait(timeout=5)
+
+
+def prepare_tftp_root(tftp_root: Path, memory_os, firmware: str) -> None:
+    from provisioner.memory_os.build import publish
+    from provisioner.pxe import write_defaults
+
+    tftp_root.mkdir(parents=True)
+    for source in ("/usr/lib/PXELINUX/pxelinux.0", "/usr/lib/syslinux/modules/bios/ldlinux.c32"):
+        shutil.copy(source, tftp_root)
+    # Debian's signed network GRUB looks for its config in grub/ on the TFTP server it came from.
+    shutil.copy("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", tftp_root / "grubx64.efi")
+    write_defaults(tftp_root)
+    publish(memory_os, tftp_root)
+
+
+@pytest.fixture
+def lab(request, database, memory_os, django_db_blocker):
+    """Everything for one install of one VM: returns a dict of the pieces; tears all of it down afterwards."""
+    firmware = request.param
+    run = RUN_DIR / firmware
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    timeline = Timeline(run / "timeline.log")
+    tftp_root = run / "tftp"
+    prepare_tftp_root(tftp_root, memory_os, firmware)
+    images = ImageServer(run / "www")
+    (run / "www").mkdir()
+    from tests.e2e.installed_os import build_disk
+
+    image, sha256 = build_disk(run / "www", CACHE_DIR, images.url("first-boot"))
+    timeline.mark("image built", f"{image.stat().st_size} bytes compressed, sha256 {sha256[:12]}")
+    services = Services(run).start()
+    hostname, mac = f"e2e-{firmware}", MACS[firmware]
+    machine = Machine(run, firmware, tftp_root, mac)
+    with django_db_blocker.unblock():
+        _inventory(hostname, mac, services.port, tftp_root, machine.port, images.url(image.name), sha256)
+    timeline.mark("dashboard up", f"daphne 127.0.0.1:{services.port}, worker for {SITE}, BMC udp {machine.port}")
+    try:
+        yield {
+            "run": run,
+            "timeline": timeline,
+            "tftp_root": tftp_root,
+            "images": images,
+            "services": services,
+            "machine": machine,
+            "firmware": firmware,
+            "hostname": hostname,
+            "mac": mac,
+            "blocker": django_db_blocker,
+        }
+    finally:
+        machine.stop()
+        services.stop()
+        images.stop()
+
+
+def _inventory(hostname: str, mac: str, port: int, tftp_root: Path, bmc_port: int, image_url: str, sha256: str) -> None:
+    from inventory.models import BMC, NIC, Machine, MachineStatus, OSProfile, Rack, Site
+    from inventory.stock import sync_stock_profiles
+    from provisioner.memory_os.build import PROFILE
+
+    sync_stock_profiles()
+    site, _ = Site.objects.update_or_create(
+        slug=SITE,
+        defaults={"name": "End to end", "tftp_root": str(tftp_root), "base_url": f"http://{GUEST_HOST}:{port}"},
+    )
+    rack, _ = Rack.objects.get_or_create(site=site, name="vm", defaults={"height_u": 42})
+    machine = Machine.objects.create(
+        hostname=hostname, rack=rack, position_u=1 if mac.endswith("1") else 2, height_u=1, status=MachineStatus.READY
+    )
+    NIC.objects.create(machine=machine, name="pxe", mac=mac, is_pxe=True)
+    bmc = BMC(machine=machine, driver="ipmi", address="127.0.0.1", port=bmc_port, username=IPMI_USER)
+    bmc.set_password(IPMI_PASSWORD)
+    bmc.save()
+    OSProfile.objects.filter(name=PROFILE).update(image_url=image_url, image_sha256=sha256)

@@ -1,0 +1,162 @@
+"""The whole chain on a virtual machine: command -> RQ worker -> pyghmi -> ipmi_sim -> QEMU -> PXE (pxelinux or
+GRUB) -> memory OS -> agent -> dashboard -> disk boot -> first-boot callback -> succeeded.
+
+Each phase is logged with its time (see var/e2e/<firmware>/timeline.log), from the serial console, the BMC's
+chassis events and the install's own events, so a failure says where the chain broke.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Timeline
+
+# The whole test, both firmwares, must fit in 15 minutes of a 2-core machine emulating x86 in software.
+INSTALL_BUDGET_S = 330
+DISK_BOOT_BUDGET_S = 150
+
+SERIAL_PHASES = [
+    (re.compile(r"iPXE \d|iPXE initiali"), "firmware: iPXE PXE ROM"),
+    (re.compile(r"Start PXE over IPv4"), "firmware: UEFI PXE"),
+    (re.compile(r"Station IP address is|DHCP \(net0.*ok|Configuring \(net0"), "DHCP (firmware)"),
+    (re.compile(r"PXELINUX \d"), "TFTP: pxelinux.0 running"),
+    (re.compile(r"Linux version"), "kernel started"),
+    (re.compile(r"provisioner-memory-os: stage 1"), "memory OS: stage 1"),
+    (re.compile(r"provisioner-memory-os: root unpacked"), "memory OS: root in tmpfs"),
+    (re.compile(r"provisioner-memory-os: (BOOTIF|no NIC|no BOOTIF)"), "memory OS: NIC"),
+    (re.compile(r"provisioner-memory-os: DHCP"), "memory OS: DHCP"),
+    (re.compile(r"provisioner-memory-os: agent"), "memory OS: agent"),
+    (re.compile(r"provisioner\.agent.*(ERROR|WARNING)"), "agent complains"),
+    (re.compile(r"installed-os: booted from the disk"), "disk boot: installed OS"),
+    (re.compile(r"installed-os: (root|network config|DHCP|first-boot|FAILED)"), "installed OS"),
+]
+
+
+class SerialWatcher:
+    def __init__(self, path: Path, timeline: Timeline):
+        self.path = path
+        self.timeline = timeline
+        self.offset = 0
+        self.partial = b""
+
+    def poll(self) -> None:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for raw in lines:
+            line = raw.decode(errors="replace").strip().replace("\x1b", "")
+            for pattern, phase in SERIAL_PHASES:
+                if pattern.search(line):
+                    self.timeline.mark(phase, line[:160])
+                    break
+
+    def text(self) -> str:
+        return self.path.read_text(errors="replace")
+
+
+class BmcWatcher:
+    def __init__(self, path: Path, timeline: Timeline):
+        self.path = path
+        self.timeline = timeline
+        self.count = 0
+
+    def poll(self) -> None:
+        lines = self.path.read_text().splitlines()
+        for line in lines[self.count :]:
+            self.timeline.mark("BMC/QEMU", line.split(" ", 1)[1])
+        self.count = len(lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", ["bios", "uefi"], indirect=True)
+def test_install_on_a_virtual_machine(lab):
+    from installs.models import Event, Install, InstallState
+    from installs.tokens import token_for
+    from inventory.models import Machine, MachineStatus
+    from provisioner.bmc.base import BootDevice
+    from provisioner.memory_os.build import PROFILE
+    from provisioner.pxe import Loader, tftp_path
+
+    timeline: Timeline = lab["timeline"]
+    machine = lab["machine"]
+    hostname, mac = lab["hostname"], lab["mac"]
+    serial = SerialWatcher(machine.serial, timeline)
+    bmc_events = BmcWatcher(machine.state / "events.log", timeline)
+
+    out = lab["services"].manage("install", hostname, "--profile", PROFILE)
+    timeline.mark("install requested", out.strip())
+    with lab["blocker"].unblock():
+        install = Install.objects.select_related("machine__rack__site").get(machine__hostname=hostname)
+        base_url = install.machine.rack.site.base_url
+        lab["images"].callbacks[mac] = f"{base_url}/i/{token_for(install.token_nonce)}/events/finished"
+
+    seen_steps: set[tuple[int, str]] = set()
+    last_event = 0
+    state = None
+    deadline = time.monotonic() + INSTALL_BUDGET_S
+    while True:
+        serial.poll()
+        bmc_events.poll()
+        with lab["blocker"].unblock():
+            install.refresh_from_db()
+            for event in Event.objects.filter(install=install, pk__gt=last_event).order_by("pk"):
+                timeline.mark(f"event {event.kind}", event.message[:160])
+                last_event = event.pk
+            for step in install.steps.order_by("order"):
+                if (step.pk, step.state) not in seen_steps:
+                    seen_steps.add((step.pk, step.state))
+                    timeline.mark(f"step {step.order} {step.kind} {step.task}".rstrip(), step.state)
+        if install.state != state:
+            state = install.state
+            timeline.mark("install", state)
+        if state in (InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED):
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"install still {state} after {INSTALL_BUDGET_S} s; last phases: {timeline.seen[-8:]}; see {lab['run']}"
+            )
+        time.sleep(1)
+
+    assert state == InstallState.SUCCEEDED, f"{install.failure_reason}: {install.failure_message}"
+    text = serial.text()
+    assert f"BOOTIF {mac}" in text, "the memory OS did not find its NIC by the BOOTIF MAC"
+    assert "installed-os: first-boot callback sent" in text
+    assert f"installed-os: network config matches {mac}" in text, "configure_network did not match the NIC by MAC"
+    assert re.search(rf"installed-os: root /dev/\S+, hostname {hostname}\b", text), "set_hostname did not land"
+    for loader in (Loader.PXELINUX, Loader.GRUB):
+        assert not (lab["tftp_root"] / tftp_path(loader, mac)).exists(), f"the per-MAC {loader} config is still there"
+    with lab["blocker"].unblock():
+        row = Machine.objects.get(hostname=hostname)
+        assert row.status == MachineStatus.DEPLOYED
+        facts = row.facts
+    assert mac in {nic["mac"] for nic in facts["nics"]}, facts["nics"]
+    assert [disk["size_bytes"] for disk in facts["disks"]] == [512 << 20], facts["disks"]
+    assert 900 << 20 < facts["memory_bytes"] <= 1 << 30
+    timeline.mark("install verified", f"facts: {facts['cpus']} cpu, {facts['memory_bytes'] >> 20} MiB, disks ok")
+
+    # A finished machine must never reinstall: network boot first again, as a firmware's boot order often has it.
+    # Without a per-MAC config the loader's default sends it on to the local disk.
+    disk_boots = text.count("installed-os: booted from the disk")
+    memory_os_boots = text.count("provisioner-memory-os: stage 1")
+    bmc = machine.bmc()
+    bmc.set_boot_device(BootDevice.PXE, once=True, uefi=lab["firmware"] == "uefi")
+    bmc.power_cycle()
+    timeline.mark("power cycle with network boot first (no install armed)")
+    deadline = time.monotonic() + DISK_BOOT_BUDGET_S
+    while serial.text().count("installed-os: booted from the disk") == disk_boots:
+        serial.poll()
+        bmc_events.poll()
+        assert serial.text().count("provisioner-memory-os: stage 1") == memory_os_boots, "it booted the memory OS"
+        if time.monotonic() > deadline:
+            pytest.fail(f"the VM did not reach its installed disk again; see {lab['run']}")
+        time.sleep(1)
+    serial.poll()
+    bmc_events.poll()
+    timeline.mark("second boot reached the installed disk")
