@@ -144,7 +144,8 @@ class Install(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["machine"],
-                condition=Q(state__in=[s.value for s in ACTIVE_STATES]),
+                # sorted: a frozenset's order changes between processes, and the migration must not.
+                condition=Q(state__in=sorted(s.value for s in ACTIVE_STATES)),
                 name="install_one_active_per_machine",
                 violation_error_message="This machine already has an install in progress.",
             ),

@@ -146,4 +146,6 @@ def agent_tasks(plan: dict) -> list[tuple[str, dict]]:
     ]
     if profile["ssh_keys"]:
         tasks.append(("ssh_keys", {"user": "root", "keys": profile["ssh_keys"]}))
+    # Last: the installed OS calls back at its first boot, which is what the verify step waits for.
+    tasks.append(("first_boot_callback", {}))
     return tasks

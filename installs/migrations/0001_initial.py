@@ -315,7 +315,7 @@ class Migration(migrations.Migration):
                 condition=models.Q(
                     (
                         "state__in",
-                        ["verifying", "finalizing", "powering", "queued", "booting", "installing", "preparing"],
+                        ["booting", "finalizing", "installing", "powering", "preparing", "queued", "verifying"],
                     )
                 ),
                 fields=("machine",),

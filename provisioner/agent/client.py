@@ -84,12 +84,18 @@ def _decode(raw: bytes) -> dict:
 
 class Client:
     def __init__(self, base_url: str, token: str):
-        self.api = base_url.rstrip("/") + "/api/agent/v1/"
+        self.base = base_url.rstrip("/")
+        self.api = self.base + "/api/agent/v1/"
         self._token = token
         self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"Client({self.api!r})"
+
+    def identity(self) -> tuple[str, str]:
+        """The control plane URL and install token, for the one task that must leave them behind
+        (first_boot_callback writes the installed OS's callback)."""
+        return self.base, self._token
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = REQUEST_TIMEOUT_S) -> dict:
         data = None if body is None else json.dumps(body).encode()

@@ -99,8 +99,11 @@ class Context:
         channel: ProgressChannel | None = None,
         abort: threading.Event | None = None,
         retry_base_s: float = 1.0,
+        identity=None,
     ):
         self.host = host
+        # () -> (control plane URL, install token): the agent's own, for first_boot_callback.
+        self.identity = identity
         self.channel = channel or ProgressChannel()
         self._abort = abort or threading.Event()
         # First delay of a task's own retries (write_image's resumes), set from the agent's --backoff-base.

@@ -220,7 +220,13 @@ class Agent:
         channel = ProgressChannel()
         # The control plane learns at once that the task began, whatever the task itself reports.
         channel.update(0, f"{kind} started")
-        ctx = Context(self.host, channel, self._abort, retry_base_s=self._backoff[0])
+        ctx = Context(
+            self.host,
+            channel,
+            self._abort,
+            retry_base_s=self._backoff[0],
+            identity=getattr(self.client, "identity", None),
+        )
         outcome: dict = {}
 
         def work() -> None:

@@ -102,11 +102,13 @@ def _link(ctx: Context, relative: str, target: str) -> None:
         raise
 
 
-def first_boot_callback(ctx: Context, params: dict, *, identity=agent_identity) -> str:
+def first_boot_callback(ctx: Context, params: dict, *, identity=None) -> str:
     if params:
         # A URL or token in params would be stored by the control plane; this task takes nothing.
         raise p.invalid(sorted(params)[0], "first_boot_callback takes no params")
-    url = callback_url(*identity())
+    # The running agent hands its own URL and token in; re-resolving them from the command line is
+    # the fallback for a task run outside the agent loop.
+    url = callback_url(*(identity or ctx.identity or agent_identity)())
     env_file = _target_file(ctx, ENV_PATH)
     env_file.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(env_file.parent, 0o700)

@@ -129,7 +129,7 @@ def test_image_install_with_agent_tasks(lab):
         assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "ok"
         assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "duplicate"
     assert answer == {"task": None, "retry_after_s": 2} or answer.get("finished")
-    assert seen == ["wipe_disks", "write_image", "configure_network", "set_hostname", "ssh_keys"]
+    assert seen == ["wipe_disks", "write_image", "configure_network", "set_hostname", "ssh_keys", "first_boot_callback"]
     write = install.steps.get(task="write_image")
     assert write.params["disk"] == "/dev/vda"  # blank target disk: the first disk the agent reported
     lab.run_jobs()

@@ -149,7 +149,14 @@ def test_agent_api_runs_an_image_install(lab, client):
             client, f"tasks/{task['id']}/progress", {"percent": 50, "message": "half", "log": ["a"]}, token
         ).json() == {"ok": True}
         assert post(client, f"tasks/{task['id']}/result", {"ok": True, "output": "done"}, token).status_code == 200
-    assert kinds == ["wipe_disks", "write_image", "configure_network", "set_hostname", "ssh_keys"]
+    assert kinds == [
+        "wipe_disks",
+        "write_image",
+        "configure_network",
+        "set_hostname",
+        "ssh_keys",
+        "first_boot_callback",
+    ]
     lab.run_jobs()
     assert client.get(API + "tasks/next", **bearer(token)).json() == {
         "task": None,
