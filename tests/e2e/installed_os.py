@@ -8,8 +8,9 @@ mtools and syslinux's FAT installer work on image files.
 
 At first boot the responder loads the disk and NIC drivers, mounts the ext4 root read-only, prints the host
 name and network config the agent wrote, brings up the NIC named by MAC in that config with DHCP, and POSTs
-<base>/i/<token>/events/finished. The URL comes from /etc/provisioner/first-boot-url on the root when an agent
-task left one there, else from the test's helper at `e2e.firstboot=` on its kernel command line.
+<base>/i/<token>/events/finished, as the systemd unit of the agent's first_boot_callback task would. The URL comes
+from that task's /etc/provisioner/first-boot on the root; for a plan without the task, from the test's helper at
+`e2e.firstboot=` on its kernel command line.
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ from pathlib import Path
 from provisioner.memory_os import cpio
 from provisioner.memory_os.build import download_package, kernel_package, module_closure
 
-DRIVERS = ("ata_piix", "ahci", "sd_mod", "crc32c_generic", "ext4", "e1000", "e1000e", "virtio_pci", "virtio_net", "virtio_blk")
+DRIVERS = (
+    "ata_piix",
+    "ahci",
+    "sd_mod",
+    "crc32c_generic",
+    "ext4",
+    "e1000",
+    "e1000e",
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+)
 SECTOR = 512
 FAT_START, FAT_SECTORS = 2048, 32 * 2048  # 32 MiB from 1 MiB
 ROOT_SECTORS = 24 * 2048
@@ -65,10 +77,14 @@ done
 ip link set lo up
 ip link set "$nic" up
 udhcpc -i "$nic" -s /dhcp.script -q -t 10 -T 3 || say "no DHCP lease on $nic"
-url=$(cat /target/etc/provisioner/first-boot-url 2>/dev/null)
-if [ -z "$url" ]; then
+# What the agent's first_boot_callback task left for the installed system's systemd unit.
+url=$(sed -n 's/^PROVISIONER_FIRST_BOOT_URL=//p' /target/etc/provisioner/first-boot 2>/dev/null | tr -d "\"'")
+if [ -n "$url" ]; then
+    say "callback URL from /etc/provisioner/first-boot on the root"
+else
     helper=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^e2e.firstboot=//p')
     url=$(wget -q -O - "$helper/$mac")
+    say "callback URL from the test's helper"
 fi
 for i in $(seq 1 20); do
     wget -q -O - --post-data "message=first boot of $(hostname) on $nic ($mac)" "$url" && {

@@ -32,7 +32,7 @@ SERIAL_PHASES = [
     (re.compile(r"provisioner-memory-os: agent"), "memory OS: agent"),
     (re.compile(r"provisioner\.agent.*(ERROR|WARNING)"), "agent complains"),
     (re.compile(r"installed-os: booted from the disk"), "disk boot: installed OS"),
-    (re.compile(r"installed-os: (root|network config|DHCP|first-boot|FAILED)"), "installed OS"),
+    (re.compile(r"installed-os: (root|network config|DHCP|callback|first-boot|FAILED)"), "installed OS"),
 ]
 
 
@@ -128,6 +128,10 @@ def test_install_on_a_virtual_machine(lab):
     text = serial.text()
     assert f"BOOTIF {mac}" in text, "the memory OS did not find its NIC by the BOOTIF MAC"
     assert "installed-os: first-boot callback sent" in text
+    with lab["blocker"].unblock():
+        has_task = install.steps.filter(task="first_boot_callback").exists()
+    if has_task:
+        assert "installed-os: callback URL from /etc/provisioner/first-boot" in text, "first_boot_callback left no URL"
     assert f"installed-os: network config matches {mac}" in text, "configure_network did not match the NIC by MAC"
     assert re.search(rf"installed-os: root /dev/\S+, hostname {hostname}\b", text), "set_hostname did not land"
     for loader in (Loader.PXELINUX, Loader.GRUB):
