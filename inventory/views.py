@@ -20,7 +20,7 @@ from installs.render import PREVIEW_FILES
 from provisioner.accounts.roles import Role, has_role, require_role
 
 from . import power, services
-from .filters import SORTS, MachineQuery, csv_cell, machine_queryset
+from .filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
 from .models import Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
@@ -54,7 +54,7 @@ def _page_size(request) -> int:
 def machine_list(request):
     query = MachineQuery.from_params(request.GET)
     per_page = _page_size(request)
-    page = Paginator(machine_queryset(query), per_page).get_page(request.GET.get("page"))
+    page = page_rows(query, request.GET.get("page"), per_page)
     racks = list(Rack.objects.select_related("site").order_by("site__slug", "name"))
     sites = list({r.site.slug: r.site for r in racks}.values())
     context = {
