@@ -35,23 +35,15 @@ __all__ = [
     "verify_installed",
 ]
 
-COMMAND_GROUPS = ("technician", "admin")
-
-
-def _setting(name: str, default):
-    return getattr(settings, name, default)
-
 
 def connect_timeout_s() -> float:
-    # Per hop: a bastion that takes longer than this to answer is down for practical purposes, and each
-    # hop of a chain waits for its own, so a three-hop chain fails within three times this.
-    return float(_setting("SSH_CONNECT_TIMEOUT_S", 10.0))
+    return float(settings.SSH_CONNECT_TIMEOUT_S)
 
 
 def max_parallel() -> int:
     # Sessions opened at once through one site's bastion: OpenSSH's MaxStartups (default 10:30:100)
     # starts dropping unauthenticated connections at 10, and every target session is a forwarded one.
-    return int(_setting("SSH_MAX_PARALLEL", 8))
+    return int(settings.SSH_MAX_PARALLEL)
 
 
 # Enough for os-release, `ip -j addr` of a machine with dozens of VLAN interfaces, and lsblk.
@@ -75,13 +67,10 @@ class CommandResult:
 
 
 def can_run_commands(user) -> bool:
-    """Whether a person may run commands on machines. Viewers may not.
+    """Whether a person may run commands on machines: technicians and admins; viewers may not."""
+    from provisioner.accounts.roles import Role, has_role
 
-    Staff, superusers and members of the "technician" or "admin" groups may; the roles work will
-    replace this test, and every caller goes through this one function."""
-    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
-        return False
-    return user.is_staff or user.is_superuser or user.groups.filter(name__in=COMMAND_GROUPS).exists()
+    return has_role(user, Role.TECHNICIAN)
 
 
 def login_public_key(site_id: int) -> str | None:

@@ -341,6 +341,11 @@ def _settle(install_id: int, step_id: int, attempt: int, result: dict | None, er
         if install.state in TERMINAL_STATES:
             _enqueue_cleanup(install)
         return "superseded"
+    if error is None and (result or {}).get("skipped"):
+        step.state, step.finished_at, step.message = StepState.SKIPPED, timezone.now(), result["skipped"][:500]
+        step.save(update_fields=["state", "finished_at", "message"])
+        emit(install, EventKind.STEP, f"{step.label}: {result['skipped']}", step=step)
+        return _claim_locked(install)
     if error is None:
         _succeed_step(install, step, result or {})
         return _claim_locked(install)  # the next step, in the same transaction

@@ -176,6 +176,7 @@ class StepKind(models.TextChoices):
     SET_BOOT_DISK = "set_boot_disk", "Boot device: disk"
     REBOOT = "reboot", "Reboot into the installed OS"
     VERIFY = "verify", "Verify the installed OS"
+    VERIFY_SSH = "verify_ssh", "Check the installed OS over SSH"
 
 
 class Step(models.Model):

@@ -28,6 +28,7 @@ PHASE = {
     StepKind.SET_BOOT_DISK: InstallState.FINALIZING,
     StepKind.REBOOT: InstallState.FINALIZING,
     StepKind.VERIFY: InstallState.VERIFYING,
+    StepKind.VERIFY_SSH: InstallState.VERIFYING,
 }
 
 WORKER, WAIT, AGENT = "worker", "wait", "agent"
@@ -96,9 +97,20 @@ def build_plan(machine: Machine, profile: OSProfile, *, for_install: bool = True
             "target_disk": profile.target_disk,
             "legacy_anaconda": profile.legacy_anaconda,
             "root_password_hash": profile.root_password_hash or LOCKED_ROOT_HASH,
-            "ssh_keys": [k.strip() for k in profile.ssh_authorized_keys.splitlines() if k.strip()],
+            "ssh_keys": _ssh_keys(profile, site),
         },
     }
+
+
+def _ssh_keys(profile: OSProfile, site) -> list[str]:
+    """The profile's keys, plus the site's login key so the SSH verification can log in."""
+    from access.service import login_public_key
+
+    keys = [k.strip() for k in profile.ssh_authorized_keys.splitlines() if k.strip()]
+    site_key = login_public_key(site.pk)
+    if site_key and site_key.strip() not in keys:
+        keys.append(site_key.strip())
+    return keys
 
 
 def plan_steps(plan: dict) -> list[dict]:
@@ -119,6 +131,8 @@ def plan_steps(plan: dict) -> list[dict]:
     if method == InstallMethod.IMAGE:
         steps.append({"kind": StepKind.REBOOT})  # installers reboot themselves when done
     steps.append({"kind": StepKind.VERIFY})
+    # Through the site's jump host when one is configured; skipped with the reason otherwise.
+    steps.append({"kind": StepKind.VERIFY_SSH})
     return [{"task": "", "params": {}, **s} for s in steps]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from inventory import power
 from inventory.crypto import FieldDecryptError
 from inventory.models import Machine
@@ -139,6 +141,36 @@ def verify(install: Install, step) -> dict:
     return {"power": str(state)}
 
 
+def verify_ssh(install: Install, step) -> dict:
+    """Log in to the installed machine through the site's jump host and check what a technician would."""
+    from access import errors
+    from access.service import access_problem, verify_installed
+
+    from .events import emit
+    from .models import EventKind
+
+    problem = access_problem(install.machine_id)
+    if problem:
+        return {"skipped": f"SSH verification skipped: {problem}"}
+    machine = install.plan["machine"]
+    expected = {"hostname": machine["short"], "mac": machine["mac"], "ip": machine["ip"], "prefix": machine["prefix"]}
+    if install.plan["profile"]["target_disk"]:
+        expected["root_disk"] = install.plan["profile"]["target_disk"]
+    try:
+        checks = verify_installed(install.machine_id, expected, timeout_s=settings.SSH_VERIFY_TIMEOUT_S)
+    except errors.AccessError as exc:
+        raise StepFailed(exc.reason, exc.message, exc.retryable) from None
+    for check in checks:
+        emit(install, EventKind.STEP, f"SSH check {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise StepFailed(
+            "VerifyCheckFailed",
+            "The installed OS failed its checks: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+        )
+    return {"checks": {c.name: c.ok for c in checks}}
+
+
 RUNNERS = {
     StepKind.CHECK_BMC: check_bmc,
     StepKind.WRITE_BOOT_CONFIG: write_boot_config,
@@ -148,4 +180,5 @@ RUNNERS = {
     StepKind.SET_BOOT_DISK: set_boot_disk,
     StepKind.REBOOT: reboot,
     StepKind.VERIFY: verify,
+    StepKind.VERIFY_SSH: verify_ssh,
 }

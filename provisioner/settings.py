@@ -212,6 +212,17 @@ STEP_RUN_TIMEOUT_S = env.int("STEP_RUN_TIMEOUT_S", default=120)
 STEP_MAX_ATTEMPTS = env.int("STEP_MAX_ATTEMPTS", default=5)
 STEP_RETRY_BASE_S = env.float("STEP_RETRY_BASE_S", default=5.0)
 STEP_RETRY_MAX_S = env.float("STEP_RETRY_MAX_S", default=120.0)
+# --- SSH through the sites' jump hosts (access app, docs/ssh.md) -----------------------------------
+# Per hop: a bastion that takes longer than this to answer is down for practical purposes; each hop
+# of a chain waits for its own, so a three-hop chain fails within three times this.
+SSH_CONNECT_TIMEOUT_S = env.float("SSH_CONNECT_TIMEOUT_S", default=10.0)
+# Machines one `ssh_run` talks to at once: bastions limit concurrent sessions (OpenSSH MaxStartups 10).
+SSH_MAX_PARALLEL = env.int("SSH_MAX_PARALLEL", default=8)
+# Every remote command ends by this time (killed on the machine too); its output is kept up to this size.
+SSH_COMMAND_TIMEOUT_S = env.float("SSH_COMMAND_TIMEOUT_S", default=60.0)
+SSH_MAX_OUTPUT_BYTES = env.int("SSH_MAX_OUTPUT_BYTES", default=64 * 1024)
+# The SSH verification of an installed machine through the site's jump host, all checks included.
+SSH_VERIFY_TIMEOUT_S = env.int("SSH_VERIFY_TIMEOUT_S", default=120)
 # How often the sweeper looks for passed deadlines, lost workers and lost jobs.
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=15)
 # Failed installs are e-mailed here (comma separated) when e-mail is configured (EMAIL_URL).

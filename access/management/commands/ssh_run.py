@@ -54,8 +54,8 @@ class Command(BaseCommand):
                 [machines[h] for h in hostnames],
                 command,
                 actor=actor,
-                timeout_s=timeout or getattr(settings, "SSH_COMMAND_TIMEOUT_S", 60.0),
-                max_output=max_output or getattr(settings, "SSH_MAX_OUTPUT_BYTES", 64 * 1024),
+                timeout_s=timeout or settings.SSH_COMMAND_TIMEOUT_S,
+                max_output=max_output or settings.SSH_MAX_OUTPUT_BYTES,
             )
         except PermissionDenied as exc:
             raise CommandError(str(exc)) from None

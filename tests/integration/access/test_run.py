@@ -160,17 +160,20 @@ def test_viewers_cannot_run_commands(site, lab):
 
 
 def test_who_may_run_commands():
-    staff = make_user()
+    staff = make_user()  # is_staff alone grants nothing: roles do
     staff.is_staff = True
     staff.save()
+    viewer = make_user()
+    viewer.groups.add(Group.objects.get_or_create(name="viewer")[0])
     admin_member = make_user()
     admin_member.groups.add(Group.objects.get_or_create(name="admin")[0])
     inactive = technician()
     inactive.is_active = False
     inactive.save()
-    assert can_run_commands(staff) and can_run_commands(technician()) and can_run_commands(admin_member)
+    assert can_run_commands(technician()) and can_run_commands(admin_member)
     assert can_run_commands(make_user(superuser=True))
     assert not can_run_commands(make_user()) and not can_run_commands(inactive) and not can_run_commands(None)
+    assert not can_run_commands(staff) and not can_run_commands(viewer)
 
 
 def test_no_key_reaches_the_audit_log(site, lab):
