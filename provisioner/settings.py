@@ -125,8 +125,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The dashboard, the RQ worker and the agent API write concurrently; WAL lets readers
     # proceed and the timeout makes a writer wait for the lock instead of failing at once.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # IMMEDIATE: a transaction takes the write lock when it begins, waiting up to the timeout; a
+    # deferred one that later tries to write fails at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -92,9 +92,43 @@ def healthy(url: str) -> bool:
         return False
 
 
+LAB_BMC_BASE_PORT = 16230  # fixed, so the BMC ports stored in the database stay right across runs
+LAB_IMAGE_PORT = 16299
+
+
+def start_lab(supervisor: Supervisor, env: dict, port: int) -> Path:
+    """Start the simulated datacentre (real IPMI BMCs on loopback, machines that PXE-boot from the
+    demo site's TFTP root) and wait for its inventory file, which it writes once it is up."""
+    state = VAR / "lab"
+    inventory = state / "inventory.json"
+    inventory.unlink(missing_ok=True)
+    supervisor.start(
+        "lab",
+        [
+            str(BIN / "python"), "-m", "provisioner.lab",
+            "--preset", "demo",
+            "--state-dir", str(state),
+            "--bmc-base-port", str(LAB_BMC_BASE_PORT),
+            "--image-port", str(LAB_IMAGE_PORT),
+            "--base-url", f"http://127.0.0.1:{port}",
+        ],
+        env,
+    )
+    wait_for(lambda: inventory.exists() or supervisor.first_exited() is not None, 60, "the simulated datacentre")
+    if supervisor.first_exited() is not None:
+        raise SystemExit("the simulated datacentre could not start (see its output above)")
+    return inventory
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    parser.add_argument(
+        "--no-lab",
+        action="store_true",
+        default=os.environ.get("PROVISIONER_LAB") == "0",
+        help="No simulated datacentre: a small demo site with fake BMCs (PROVISIONER_LAB=0 does the same).",
+    )
     args = parser.parse_args()
 
     VAR.mkdir(exist_ok=True)
@@ -138,7 +172,18 @@ def main() -> int:
 
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "ensure_admin")
-        manage(env, "load_demo", "--base-url", f"http://127.0.0.1:{args.port}")
+        if args.no_lab:
+            manage(env, "load_demo", "--base-url", f"http://127.0.0.1:{args.port}")
+        else:
+            # Simulated machines boot in seconds: a demo should not wait an hour to show a timeout.
+            for name, seconds in (
+                ("INSTALL_BOOT_DEADLINE_S", 120),
+                ("INSTALL_INSTALLER_DEADLINE_S", 300),
+                ("INSTALL_VERIFY_DEADLINE_S", 120),
+            ):
+                env.setdefault(name, str(seconds))
+            inventory = start_lab(supervisor, env, args.port)
+            manage(env, "load_demo", "--lab-inventory", str(inventory))
 
         supervisor.start(
             "daphne",

@@ -1,9 +1,12 @@
+import json
+from pathlib import Path
+
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from audit.service import Actor, record
-from inventory.models import BMC, NIC, BmcDriver, Machine, MachineStatus, Rack, Site
+from inventory.models import BMC, NIC, BmcDriver, Machine, MachineStatus, OSProfile, Rack, Site
 from inventory.stock import sync_stock_profiles
 
 RACKS = ("r01", "r02")
@@ -16,9 +19,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="URL the demo machines reach us at.")
+        parser.add_argument(
+            "--lab-inventory",
+            help="Load the machines of a running simulated datacentre (python -m provisioner.lab) from its "
+            "inventory file instead: real IPMI BMCs on loopback, machines that boot (docs/lab.md).",
+        )
 
     @transaction.atomic
-    def handle(self, *args, base_url, **options):
+    def handle(self, *args, base_url, lab_inventory=None, **options):
+        if lab_inventory:
+            return self.load_lab(Path(lab_inventory))
         tftp_root = settings.VAR_DIR / "tftp" / "demo"
         tftp_root.mkdir(parents=True, exist_ok=True)
         site, _ = Site.objects.update_or_create(
@@ -65,4 +75,81 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo site '{site.slug}': {Machine.objects.filter(rack__site=site).count()} machines "
             f"({created} new), {len(profiles)} stock profiles."
+        )
+
+    def load_lab(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"Cannot read the lab inventory {path}: {exc}") from None
+        if data.get("version") != 1:
+            raise CommandError(f"{path}: unsupported lab inventory version {data.get('version')!r}")
+        s = data["site"]
+        site, _ = Site.objects.update_or_create(
+            slug=s["slug"], defaults={"name": s["name"], "tftp_root": s["tftp_root"], "base_url": s["base_url"]}
+        )
+        racks = {}
+        for r in data["racks"]:
+            racks[r["name"]], _ = Rack.objects.update_or_create(
+                site=site, name=r["name"], defaults={"height_u": r["height_u"]}
+            )
+        created = 0
+        for m in data["machines"]:
+            machine, was_created = Machine.objects.update_or_create(
+                hostname=m["hostname"],
+                defaults={
+                    "rack": racks[m["rack"]],
+                    "position_u": m["position_u"],
+                    "height_u": m.get("height_u", 1),
+                    "serial": m.get("serial", ""),
+                    "vendor": m.get("vendor", ""),
+                    "model": m.get("model", ""),
+                },
+                create_defaults={
+                    "rack": racks[m["rack"]],
+                    "position_u": m["position_u"],
+                    "height_u": m.get("height_u", 1),
+                    "serial": m.get("serial", ""),
+                    "vendor": m.get("vendor", ""),
+                    "model": m.get("model", ""),
+                    "status": MachineStatus.READY,
+                },
+            )
+            created += was_created
+            for nic in m["nics"]:
+                NIC.objects.update_or_create(
+                    mac=nic["mac"], defaults={"machine": machine, "name": nic.get("name", ""), "is_pxe": nic["pxe"]}
+                )
+            b = m["bmc"]
+            bmc, _ = BMC.objects.update_or_create(
+                machine=machine,
+                defaults={"driver": b["driver"], "address": b["address"], "port": b["port"], "username": b["username"]},
+            )
+            if not bmc.has_password or bmc.get_password() != b["password"]:
+                bmc.set_password(b["password"])
+                bmc.save(update_fields=["password_ciphertext"])
+        profiles = sync_stock_profiles()
+        image = data["image"]
+        stock_image = OSProfile.objects.get(name="memory-os-image")
+        demo, _ = OSProfile.objects.update_or_create(
+            name="lab-demo-image",
+            defaults={
+                "description": "The lab's demo disk image, written by the agent in the memory OS",
+                "method": stock_image.method,
+                "kernel": stock_image.kernel,
+                "initrd": stock_image.initrd,
+                "kernel_args": stock_image.kernel_args,
+                "image_url": image["url"],
+                "image_sha256": image["sha256"],
+            },
+        )
+        record(
+            Actor.system("load_demo"),
+            "inventory.lab_loaded",
+            site,
+            {"machines_created": created, "profiles": [p.name for p in profiles] + [demo.name]},
+        )
+        self.stdout.write(
+            f"Lab site '{site.slug}': {len(data['machines'])} machines ({created} new), "
+            f"{len(profiles) + 1} profiles (image installs: {demo.name})."
         )
