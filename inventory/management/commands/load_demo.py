@@ -95,25 +95,16 @@ class Command(BaseCommand):
             )
         created = 0
         for m in data["machines"]:
+            fields = {
+                "rack": racks[m["rack"]],
+                "position_u": m["position_u"],
+                "height_u": m.get("height_u", 1),
+                "serial": m.get("serial", ""),
+                "vendor": m.get("vendor", ""),
+                "model": m.get("model", ""),
+            }
             machine, was_created = Machine.objects.update_or_create(
-                hostname=m["hostname"],
-                defaults={
-                    "rack": racks[m["rack"]],
-                    "position_u": m["position_u"],
-                    "height_u": m.get("height_u", 1),
-                    "serial": m.get("serial", ""),
-                    "vendor": m.get("vendor", ""),
-                    "model": m.get("model", ""),
-                },
-                create_defaults={
-                    "rack": racks[m["rack"]],
-                    "position_u": m["position_u"],
-                    "height_u": m.get("height_u", 1),
-                    "serial": m.get("serial", ""),
-                    "vendor": m.get("vendor", ""),
-                    "model": m.get("model", ""),
-                    "status": MachineStatus.READY,
-                },
+                hostname=m["hostname"], defaults=fields, create_defaults={**fields, "status": MachineStatus.READY}
             )
             created += was_created
             for nic in m["nics"]:
