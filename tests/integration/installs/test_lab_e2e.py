@@ -1,0 +1,104 @@
+"""The simulated datacentre as `make run` uses it: a lab process with real IPMI BMCs and machines that
+PXE-boot, loaded into inventory by load_demo, installed by a real worker process through the live API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from audit.service import Actor
+from installs.batches import request_installs
+from installs.models import Install, InstallState
+from inventory import power
+from inventory.models import Machine, OSProfile
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def running_lab(tmp_path, live_server):
+    state = tmp_path / "lab"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "provisioner.lab",
+            "--preset",
+            "small",
+            "--state-dir",
+            str(state),
+            "--base-url",
+            live_server.url,
+            "--install-s",
+            "0.5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    inventory = state / "inventory.json"
+    deadline = time.monotonic() + 30
+    while not inventory.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the lab did not start"
+        time.sleep(0.1)
+    yield inventory
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert not inventory.exists()  # a clean stop removes it
+
+
+@pytest.fixture
+def site_worker(transactional_db):
+    db = django_settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "BMC_MIN_INTERVAL_S": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    yield proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
+    call_command("load_demo", "--lab-inventory", str(running_lab))
+    assert "Lab site 'lab'" in capsys.readouterr().out
+    machines = list(Machine.objects.filter(rack__site__slug="lab").select_related("bmc").order_by("hostname"))
+    assert machines and all(m.bmc.driver == "ipmi" for m in machines)
+    healthy = [m for m in machines if "faults" not in m.hostname][:2]
+    # The BMCs are real IPMI over UDP: read one's power state as the dashboard would.
+    assert power.perform(healthy[0], "status", Actor.system("test")).endswith("power is off")
+
+    image = OSProfile.objects.get(name="lab-demo-image")
+    preseed = OSProfile.objects.get(name="debian-12-preseed")
+    installs = [
+        request_installs([healthy[0].pk], image, Actor.system("test")).installs.get(),
+        request_installs([healthy[1].pk], preseed, Actor.system("test")).installs.get(),
+    ]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = [Install.objects.get(pk=i.pk).state for i in installs]
+        if all(s in (InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED) for s in states):
+            break
+        time.sleep(0.5)
+    details = [(i.machine.hostname, i.state, i.failure_reason, i.failure_message) for i in Install.objects.all()]
+    assert states == [InstallState.SUCCEEDED, InstallState.SUCCEEDED], details
+    tftp = Path(Machine.objects.get(pk=healthy[0].pk).rack.site.tftp_root)
+    assert not list(tftp.rglob("*01-52-*"))  # no per-MAC config left behind
