@@ -2,7 +2,8 @@
 site's TFTP root over QEMU's user-mode network, and the dashboard running for real (daphne + RQ worker on
 PostgreSQL and Redis) as subprocesses.
 
-Collected only with PROVISIONER_E2E=1 (`make e2e`): it needs root, QEMU and a built memory OS, and takes minutes.
+The VM test is collected only with PROVISIONER_E2E=1 (`make e2e`): it needs root, QEMU and a built memory OS,
+and takes minutes. test_builder.py (the builder's pure parts) runs in `make test` too.
 The run's files (serial console, QEMU and BMC events, dashboard logs, timeline) stay in var/e2e/<firmware>/ so a
 failure can be read afterwards.
 """
@@ -26,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E = os.environ.get("PROVISIONER_E2E") == "1"
-collect_ignore_glob = [] if E2E else ["test_*.py"]
+collect_ignore_glob = [] if E2E else ["test_vm_*.py"]
 
 RUN_DIR = ROOT / "var" / "e2e"
 CACHE_DIR = ROOT / "var" / "memory-os"
@@ -84,7 +85,7 @@ def _udp_bound(port: int) -> bool:
         return any(line.split()[1] == wanted for line in table.readlines()[1:])
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def _prerequisites():
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
@@ -97,7 +98,7 @@ def _prerequisites():
 
 
 @pytest.fixture(scope="session")
-def memory_os():
+def memory_os(_prerequisites):
     from provisioner.memory_os.build import build, summary
 
     result = build(CACHE_DIR)
@@ -106,7 +107,7 @@ def memory_os():
 
 
 @pytest.fixture(scope="session")
-def database(django_db_blocker):
+def database(_prerequisites, django_db_blocker):
     """The e2e database, dropped and migrated afresh; the test process reads it directly through the ORM."""
     import psycopg
     from django.conf import settings
