@@ -5,17 +5,24 @@ Read-only by construction: the only message a client may send is "replay after i
 client sends changes anything, so a viewer's socket is as safe as a technician's. Anonymous sockets
 and users without a role are closed before accept.
 
-Nothing lost, nothing doubled: the consumer joins its group *before* it reads the stored events
-after the client's last id, then forwards live events whose id it has not sent yet. An event
-committed while it replays arrives both ways and is sent once.
+Nothing lost, nothing doubled. The consumer joins its group *before* it reads the stored events after
+the client's last id, and remembers the ids it has sent, so an event that arrives both ways is sent
+once. The live path can drop a message (Redis busy, a full channel, a publisher error: the channel
+layer drops rather than blocks), so the consumer also sweeps the database for events it has not sent,
+every second while the install is busy: a dropped message arrives late instead of never.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db.models import Max
+from django.utils import timezone
 
 from provisioner.accounts.roles import Role, has_role
 
@@ -27,12 +34,19 @@ from .models import Event, EventKind, Install
 REPLAY_CHUNK = 200
 # The dashboard replays at most this many events; after a longer absence it re-fetches its partials.
 DASHBOARD_REPLAY_MAX = 2000
+# Sweep for dropped messages this often while events flow, and this often when all is quiet.
+SWEEP_BUSY_S = 1.0
+SWEEP_IDLE_S = 5.0
+# An event older than this is committed (or never will be: transactions here last milliseconds),
+# so the sweep stops looking below it.
+SETTLE_S = 5.0
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
 
 class _EventStream(AsyncJsonWebsocketConsumer):
     group: str = ""
+    sweeper: asyncio.Task | None = None
 
     async def connect(self):
         user = self.scope.get("user")
@@ -42,19 +56,25 @@ class _EventStream(AsyncJsonWebsocketConsumer):
         if not await self.allowed():
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.sent_up_to = 0
+        self.sent: set[int] = set()  # ids sent above the floor
+        self.floor = 0  # every event at or below it has been sent, or came before the client's view
         self.replayed = False
-        self.sent_live: set[int] = set()  # ids sent before a replay asked for by message
+        self.activity = asyncio.Event()  # set by live events: the sweep follows them within a second
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         after = _int(parse_qs(self.scope.get("query_string", b"").decode()).get("after", [""])[0])
         if after is not None:
             await self.replay(after)
+        else:
+            self.floor = await database_sync_to_async(self.newest_id)()
+        self.sweeper = asyncio.create_task(self.sweep_forever())
 
     async def allowed(self) -> bool:
         return True
 
     async def disconnect(self, code):
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -66,27 +86,52 @@ class _EventStream(AsyncJsonWebsocketConsumer):
 
     async def replay(self, after: int):
         self.replayed = True
+        self.floor = after  # a replay asked by message may reach below what the connect assumed
         events, complete = await database_sync_to_async(self.stored_after)(after)
         if not complete:
             await self.send_json({"resync": True})
-        events = [e for e in events if e["id"] not in self.sent_live]
-        for i in range(0, len(events), REPLAY_CHUNK):
-            await self.send_json({"events": events[i : i + REPLAY_CHUNK]})
-        self.sent_up_to = max([after, self.sent_up_to, *(e["id"] for e in events)])
-        self.sent_live.clear()
-        await self.send_json({"replayed": self.sent_up_to})
+        await self.send_events(events)
+        await self.send_json({"replayed": max([after, *self.sent])})
+
+    async def send_events(self, events: list[dict]) -> None:
+        fresh = [e for e in events if e["id"] not in self.sent and e["id"] > self.floor]
+        self.sent.update(e["id"] for e in fresh)
+        for i in range(0, len(fresh), REPLAY_CHUNK):
+            await self.send_json({"events": fresh[i : i + REPLAY_CHUNK]})
+
+    async def install_event(self, message):
+        event = message["event"]
+        if event["id"] in self.sent or event["id"] <= self.floor:
+            return  # already sent by the replay or the sweep
+        self.sent.add(event["id"])
+        self.activity.set()
+        await self.send_json({"event": event})
+
+    async def sweep_forever(self):
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.activity.wait(), SWEEP_IDLE_S)
+                self.activity.clear()
+                await asyncio.sleep(SWEEP_BUSY_S)  # a second's worth of live events in one query
+                await self.sweep()
+
+    async def sweep(self):
+        events, _ = await database_sync_to_async(self.stored_after)(self.floor)
+        if not events:
+            return
+        await self.send_events(events)
+        settled_before = timezone.now() - timedelta(seconds=SETTLE_S)
+        settled = [e["id"] for e in events if datetime.fromisoformat(e["at"]) < settled_before]
+        if settled:
+            self.floor = max(self.floor, max(settled))
+            self.sent = {i for i in self.sent if i > self.floor}
 
     def stored_after(self, after: int) -> tuple[list[dict], bool]:
         raise NotImplementedError
 
-    async def install_event(self, message):
-        event = message["event"]
-        if event["id"] <= self.sent_up_to:
-            return  # already sent by the replay
-        self.sent_up_to = event["id"]
-        if not self.replayed:
-            self.sent_live.add(event["id"])
-        await self.send_json({"event": event})
+    def newest_id(self) -> int:
+        raise NotImplementedError
 
 
 class InstallConsumer(_EventStream):
@@ -101,6 +146,9 @@ class InstallConsumer(_EventStream):
         events = Event.objects.filter(install_id=self.install_id, id__gt=after).order_by("id")
         return [e.as_message() for e in events.iterator(chunk_size=2000)], True
 
+    def newest_id(self) -> int:
+        return Event.objects.filter(install_id=self.install_id).aggregate(m=Max("id"))["m"] or 0
+
 
 class DashboardConsumer(_EventStream):
     """ws/dashboard/[?after=<event id>]: every install's events except log lines."""
@@ -113,6 +161,9 @@ class DashboardConsumer(_EventStream):
         )
         complete = len(events) <= DASHBOARD_REPLAY_MAX
         return [e.as_message() for e in events[:DASHBOARD_REPLAY_MAX]], complete
+
+    def newest_id(self) -> int:
+        return Event.objects.aggregate(m=Max("id"))["m"] or 0
 
 
 def _int(value) -> int | None:

@@ -142,7 +142,10 @@
       t.textContent = clock(ev.at) + " ";
       li.appendChild(t);
       li.appendChild(document.createTextNode(ev.message));
-      log.appendChild(li);
+      // A swept-up event (its live message was dropped) can be older than the last one shown.
+      var next = null;
+      for (var el = log.lastElementChild; el && +el.dataset.eventId > ev.id; el = el.previousElementSibling) next = el;
+      log.insertBefore(li, next);
       if (follow) log.scrollTop = log.scrollHeight;
     }
     if (progressBar && ev.kind === "state" && ev.data && ev.data.to === "succeeded") progressBar.value = 100;

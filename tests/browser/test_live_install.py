@@ -140,7 +140,7 @@ def test_install_live_through_a_dropped_socket_and_a_server_restart(browser, liv
         assert len(ids) == len(set(ids)), "an event is shown twice"
         assert sorted(ids) == stored, "an event is missing"
         steps = page.eval_on_selector_all("[data-timeline] li", "els => els.map(e => e.dataset.stepState)")
-        assert steps and set(steps) == {"succeeded"}
+        assert steps and set(steps) <= {"succeeded", "skipped"}  # every step ended, none failed
         assert not csp_errors, csp_errors
 
         shoot(page, live, install, machines)

@@ -241,3 +241,23 @@ def test_a_rolled_back_transaction_does_not_silence_later_events(scene, viewer):
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_an_event_whose_live_message_was_dropped_still_arrives(scene, viewer):
+    """The sweep: an event stored but never published (as when Redis drops a message) reaches the page."""
+
+    async def scenario():
+        comm = communicator(f"/ws/installs/{scene.running.pk}/?after=0", viewer)
+        assert (await comm.connect())[0]
+        await receive_frame(comm, "replayed")
+        (live,) = await database_sync_to_async(emit_events)(scene.running.pk, "published")
+        assert [e["id"] for e in await receive_events(comm, 1)] == [live]
+        silent = await database_sync_to_async(
+            lambda: Event.objects.create(install_id=scene.running.pk, kind=EventKind.PROGRESS, message="unpublished").pk
+        )()
+        got = await receive_events(comm, 1, timeout=4)
+        assert [e["id"] for e in got] == [silent]
+        assert await comm.receive_nothing(timeout=1.5)  # and only once
+        await comm.disconnect()
+
+    run(scenario)
