@@ -123,9 +123,11 @@
   var progressBar = document.querySelector("[data-progress]");
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
+  // Times in the server's time zone, as the server-rendered lines are (not the browser's).
+  var offsetMin = parseInt(document.body.dataset.utcOffset || "0", 10) || 0;
   function clock(iso) {
-    var d = new Date(iso);
-    return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+    var d = new Date(Date.parse(iso) + offsetMin * 60000);
+    return two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
   }
 
   function render(ev) {

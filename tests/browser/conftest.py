@@ -74,7 +74,7 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                with urllib.request.urlopen(self.url + "/login/", timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:

@@ -213,3 +213,12 @@ def shoot(page, live, install, machines):
             page.goto(live.url + path)
             page.wait_for_timeout(500)
             page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 820, "height": 1180})  # a tablet, upright
+    for name in ("dashboard", "machine-list", "install"):
+        page.goto(live.url + pages[name])
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-tablet.png"), full_page=False)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{name} scrolls sideways on a tablet"
+    page.set_viewport_size({"width": 1280, "height": 800})

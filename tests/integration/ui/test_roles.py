@@ -38,6 +38,7 @@ def endpoints(s):
         ("audit export", "get", reverse("audit:export"), None, "viewer"),
         ("tokens", "get", reverse("accounts:token-list"), None, "viewer"),
         ("token create", "post", reverse("accounts:token-list"), {"name": "t"}, "viewer"),
+        ("token revoke", "post", reverse("accounts:token-revoke", args=[999999]), {}, "viewer"),
         ("bulk action", "post", reverse("inventory:machine-action"), {"action": "on", "machine": idle}, "technician"),
         ("protect", "post", reverse("inventory:machine-protect", args=[m]), {"protected": "1"}, "technician"),
         (
