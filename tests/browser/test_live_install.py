@@ -151,6 +151,14 @@ def test_install_live_through_a_dropped_socket_and_a_server_restart(browser, liv
         assert viewer.locator("text=Retry").count() == 0
         assert viewer.locator("form[action*='/cancel']").count() == 0
         viewer.goto(f"{live.url}/machines/")
+        viewer.keyboard.press("/")
+        assert viewer.evaluate("document.activeElement.name") == "q"  # "/" focuses the search
+        viewer.keyboard.type("node-0")
+        viewer.keyboard.press("Escape")
+        viewer.click("[data-theme-switch]")  # the system says light; the switch makes it dark, and it sticks
+        assert viewer.evaluate("document.documentElement.dataset.theme") == "dark"
+        viewer.reload()
+        assert viewer.evaluate("document.documentElement.dataset.theme") == "dark"
         assert viewer.locator("#bulk").count() == 0
         assert viewer.locator("input[name=machine]").count() == 0
         viewer.goto(f"{live.url}/machines/{machine.hostname}/")
