@@ -221,8 +221,15 @@ def _perform(request, action: str, machines: list, profile, actor: Actor) -> Non
 
 
 def _machine_or_404(hostname: str):
+    """By hostname; a number that is no hostname is taken as the machine's id (links from scripts and
+    the admin carry ids)."""
     machines = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics")
-    return get_object_or_404(machines, hostname=hostname)
+    machine = machines.filter(hostname=hostname).first()
+    if machine is None and hostname.isdigit():
+        machine = machines.filter(pk=int(hostname)).first()
+    if machine is None:
+        raise Http404(f"No machine {hostname}.")
+    return machine
 
 
 @require_GET
