@@ -1,8 +1,6 @@
 """The dashboard: what is happening now, across every site."""
 
-from django.db import connection
 from django.db.models import Count, Q
-from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -103,10 +101,3 @@ def home(request):
     template = "_dashboard_live.html" if request.GET.get("partial") else "dashboard.html"
     return render(request, template, context)
 
-
-@require_GET
-def healthz(request):
-    """Liveness for load balancers and `make run`: the process answers and the database does."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"ok": True})
