@@ -131,6 +131,15 @@ def download_package(package: str, into: Path) -> Path:
 
 def debootstrap(root: Path, packages: list[str], suite: str, mirror: str) -> None:
     _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(root), mirror])
+    # debootstrap installs the release as it shipped; the security and point-release updates are a second step.
+    security = mirror.rstrip("/").removesuffix("/debian") + "/debian-security"
+    (root / "etc/apt/sources.list").write_text(
+        f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\ndeb {security} {suite}-security main\n"
+    )
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    _run(["chroot", str(root), "apt-get", "-q", "update"], env=env)
+    _run(["chroot", str(root), "apt-get", "-q", "-y", "--no-install-recommends", "dist-upgrade"], env=env)
+    _run(["chroot", str(root), "apt-get", "clean"], env=env)
 
 
 def installed_packages(root: Path) -> list[dict[str, str]]:
@@ -327,7 +336,16 @@ def build(cache_dir: Path, *, suite: str = SUITE, mirror: str = MIRROR, force: b
         if entry.exists():
             shutil.rmtree(entry)
         staged.rename(entry)
+    prune(cache_dir, keep=entry)
     return Result(entry, manifest, time.monotonic() - started, cached=False)
+
+
+def prune(cache_dir: Path, keep: Path, entries: int = 3) -> None:
+    """Drop all but the newest few builds (about 42 MiB each): older inputs are rarely asked for again."""
+    builds = [p for p in cache_dir.iterdir() if p.is_dir() and (p / "manifest.json").exists() and p != keep]
+    builds.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[entries - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def publish(result: Result, tftp_root: Path) -> list[Path]:

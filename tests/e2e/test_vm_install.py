@@ -39,6 +39,10 @@ SERIAL_PHASES = [
 ]
 
 
+# Firmware and boot loaders paint the console with terminal escapes; the timeline wants the text.
+_ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][0-9A-Za-z]|[\x00-\x08\x0e-\x1f]")
+
+
 class SerialWatcher:
     def __init__(self, path: Path, timeline: Timeline):
         self.path = path
@@ -54,7 +58,7 @@ class SerialWatcher:
         lines = (self.partial + chunk).split(b"\n")
         self.partial = lines.pop()
         for raw in lines:
-            line = raw.decode(errors="replace").strip().replace("\x1b", "")
+            line = _ANSI.sub("", raw.decode(errors="replace")).strip()
             for pattern, phase in SERIAL_PHASES:
                 if pattern.search(line):
                     self.timeline.mark(phase, line[:160])
