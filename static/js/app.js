@@ -96,13 +96,27 @@
   document.querySelectorAll("[data-event-id]").forEach(function (el) { rendered.add(parseInt(el.dataset.eventId, 10)); });
 
   // Partials that re-render from the server when something changed (debounced: a burst is one fetch).
+  // Never under a technician's hands: not while a dialog is open or they type in the region,
+  // and the rows they ticked stay ticked.
   var refreshTimer = null;
+  function busyIn(el) {
+    var a = document.activeElement;
+    return document.querySelector("dialog[open]") ||
+      (a && el.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName) && a.type !== "checkbox");
+  }
   function refreshSoon(delay) {
-    if (refreshTimer) return;
+    if (refreshTimer || !window.htmx) return;
     refreshTimer = setTimeout(function () {
       refreshTimer = null;
       document.querySelectorAll("[data-refresh]").forEach(function (el) {
-        if (window.htmx) window.htmx.ajax("GET", el.dataset.refresh, { target: el, swap: "innerHTML" });
+        if (busyIn(el)) { refreshSoon(2000); return; }
+        var ticked = Array.prototype.map.call(el.querySelectorAll("input[name=machine]:checked"), function (b) { return b.value; });
+        window.htmx.ajax("GET", el.dataset.refresh, { target: el, swap: "innerHTML" }).then(function () {
+          ticked.forEach(function (v) {
+            var box = el.querySelector('input[name=machine][value="' + v + '"]');
+            if (box) box.checked = true;
+          });
+        });
       });
     }, delay);
   }

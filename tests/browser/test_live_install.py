@@ -128,10 +128,23 @@ def test_install_live_through_a_dropped_socket_and_a_server_restart(browser, liv
         installer_says(live, install, "progress", "after the restart")
         page.wait_for_selector("[data-log] li:has-text('after the restart')", timeout=20000)
 
+        # A second tab on the machine list, with a row ticked: it follows the install without a reload,
+        # and the tick survives the rows being re-rendered.
+        listing = page.context.new_page()
+        listing.goto(f"{live.url}/machines/")
+        listing.wait_for_selector("[data-live-status].connected")
+        listing.evaluate("window.__sameDocument = true")
+        listing.check(f"input[data-hostname='{machines[1].hostname}']")
+
         assert installer_says(live, install, "finished", "installer done")["outcome"] == "finished"
         page.wait_for_selector("[data-install-state]:text('succeeded')", timeout=30000)
         wait_js(page, "document.querySelector('[data-progress]').value === 100")
         assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+        row = f"tr:has(a:text-is('{machine.hostname}'))"
+        listing.wait_for_selector(f"{row} .badge:text('succeeded')", timeout=15000)
+        assert listing.evaluate("window.__sameDocument") is True
+        assert listing.is_checked(f"input[data-hostname='{machines[1].hostname}']")
+        listing.close()
 
         # Every stored event of the install is on the page exactly once, in order.
         time.sleep(0.5)
