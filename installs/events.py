@@ -29,25 +29,9 @@ def install_group(install_id: int) -> str:
 
 def emit(install, kind: str, message: str = "", *, step=None, data: dict | None = None) -> Event:
     event = Event.objects.create(install=install, step=step, kind=kind, message=message[:10000], data=data or {})
-    _pending().append(event)
+    # Published only if the transaction commits: a rolled-back event was never true.
+    transaction.on_commit(lambda: publish([event]))
     return event
-
-
-def _pending() -> list[Event]:
-    """Events of the current transaction, published together when it commits."""
-    state = _local.__dict__
-    if not state.get("pending"):
-        state["pending"] = []
-        transaction.on_commit(_flush)
-    return state["pending"]
-
-
-def _flush() -> None:
-    events, _local.pending = _local.pending, []
-    publish(events)
-
-
-_local = threading.local()
 
 
 class _Publisher:

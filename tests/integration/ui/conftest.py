@@ -78,15 +78,3 @@ def scene(db):
     s.actor = Actor.system("test")
     return s
 
-
-@pytest.fixture(autouse=True)
-def _fresh_event_buffer():
-    """installs.events keeps the events of the current transaction in a thread-local list that a rollback
-    does not clear (every test transaction here is rolled back), and while that list is non-empty no new
-    flush is registered: later events of this thread would never be published. Start each test clean.
-    (Reported: the same happens in a server thread after any rolled-back transaction that emitted.)"""
-    from installs import events
-
-    events._local.__dict__.pop("pending", None)
-    yield
-    events._local.__dict__.pop("pending", None)

@@ -215,11 +215,6 @@ def test_events_are_live_only_after_commit(scene, viewer):
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="installs/events.py: a rolled-back transaction that emitted leaves its thread-local buffer non-empty, "
-    "so no flush is registered for later transactions of that thread and their events are never published",
-)
 def test_a_rolled_back_transaction_does_not_silence_later_events(scene, viewer):
     def rollback_then_commit():
         install = Install.objects.get(pk=scene.running.pk)
