@@ -66,6 +66,11 @@
       dialog.querySelector("[data-expected]").textContent = need;
       input.value = "";
       ok.disabled = !!need || names.length === 0;
+      if (action === "install" && profile && !profile.value) {
+        dialog.querySelector("[data-what]").textContent = "Choose the profile to install first.";
+        box.hidden = true;
+        ok.disabled = true;
+      }
       input.oninput = function () { ok.disabled = input.value.trim() !== need; };
       ok.onclick = function () {
         form.querySelector("[name=confirm]").value = input.value.trim();
