@@ -9,6 +9,7 @@ so the result does not depend on what the host happens to run.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -295,6 +296,26 @@ def build(cache_dir: Path, *, suite: str = SUITE, mirror: str = MIRROR, force: b
     if os.geteuid() != 0:
         raise BuildError("building the memory OS needs root (debootstrap and chroot)")
     cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as lock:
+        # A second build of the same inputs (two test runs, a test and the command) waits and reuses the first's.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest_path.exists() and not force:
+            log(f"memory OS {digest} was built meanwhile in {entry}")
+            return Result(entry, json.loads(manifest_path.read_text()), time.monotonic() - started, cached=True)
+        return _build(cache_dir, entry, digest, packages, kernel, suite, mirror, started, log)
+
+
+def _build(
+    cache_dir: Path,
+    entry: Path,
+    digest: str,
+    packages: list[str],
+    kernel: tuple[str, str],
+    suite: str,
+    mirror: str,
+    started: float,
+    log,
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="memory-os.", dir=cache_dir) as tmp:
         work = Path(tmp)
         root = work / "root"

@@ -130,7 +130,8 @@ def boot_files(cache: Path) -> tuple[Path, Path]:
     entry = cache / f"installed-os-{key}"
     if (entry / "initrd.img").exists():
         return entry / "vmlinuz", entry / "initrd.img"
-    with tempfile.TemporaryDirectory(dir=cache.parent if cache.exists() else None) as tmp:
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="installed-os.", dir=cache) as tmp:
         work = Path(tmp)
         tree = download_package(kernel[0], work / "debs")
         busybox = download_package("busybox-static", work / "debs") / "bin/busybox"
@@ -151,8 +152,9 @@ def boot_files(cache: Path) -> tuple[Path, Path]:
         staged.mkdir()
         cpio.write(staged / "initrd.img", entries)
         shutil.copy2(tree / "boot" / f"vmlinuz-{version}", staged / "vmlinuz")
-        cache.mkdir(parents=True, exist_ok=True)
         staged.rename(entry)
+    for old in sorted(cache.glob("installed-os-*"), key=lambda p: p.stat().st_mtime)[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
     return entry / "vmlinuz", entry / "initrd.img"
 
 
