@@ -85,6 +85,13 @@
     dialog.querySelector("[data-cancel]").addEventListener("click", function () { dialog.close(); });
   });
 
+  // A refresh that lands on the login page (the session ended) reloads the page instead of
+  // pasting a login form into a table.
+  document.body.addEventListener("htmx:beforeSwap", function (e) {
+    var url = e.detail.xhr && e.detail.xhr.responseURL;
+    if (url && url.indexOf("/login/") >= 0) { e.detail.shouldSwap = false; location.reload(); }
+  });
+
   // --- live updates ------------------------------------------------------------------------
   var live = document.body.dataset.live;
   if (!live || !window.WebSocket) return;
