@@ -196,12 +196,8 @@
       if (data.resync) refreshSoon(10);
       if (data.replayed !== undefined) document.body.dataset.replayed = String(data.replayed);
     };
-    socket.onclose = function (e) {
+    socket.onclose = function () {
       if (stopped) return;
-      if (e.code === 4403 || e.code === 4404) {  // signed out, or the install is gone: retrying cannot help
-        setStatus(e.code === 4403 ? "not live: reload to sign in" : "not live", "disconnected");
-        return;
-      }
       setStatus("reconnecting…", "disconnected");
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
