@@ -211,6 +211,8 @@ def main() -> None:
         "/machines/?page=150",
         "/racks/",
         "/installs/?state=active",
+        "/installs/1/",
+        "/machines/node-00001/",
     ]
     results = [measure(client, url, args.runs) for url in pages]
     print(f"{'page':60} {'median ms':>10} {'p95 ms':>8} {'queries':>8}")
