@@ -21,7 +21,7 @@ from provisioner.accounts.roles import Role, has_role, require_role
 
 from . import power, services
 from .filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
-from .models import Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from .models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Which preview files each install method serves (installs.render.PREVIEW_FILES names).
@@ -106,7 +106,7 @@ CSV_COLUMNS = (
 def _bmc_address(machine) -> str:
     try:
         return machine.bmc.address
-    except machine._meta.get_field("bmc").related_model.DoesNotExist:
+    except BMC.DoesNotExist:
         return ""
 
 
@@ -238,7 +238,7 @@ def machine_detail(request, hostname: str):
     machine = _machine_or_404(hostname)
     try:
         bmc = machine.bmc
-    except machine._meta.get_field("bmc").related_model.DoesNotExist:
+    except BMC.DoesNotExist:
         bmc = None
     installs = list(
         Install.objects.filter(machine=machine)
