@@ -287,7 +287,7 @@ def _installs():
 def list_machines(request, filters: Query[MachineFilters]):
     """Machines with the machine list's filters, search and sort (prefix the sort key with - to reverse)."""
     _need(request, Role.VIEWER)
-    machines = machine_queryset(MachineQuery.from_params(filters.dict()))
+    machines = machine_queryset(MachineQuery.from_params(filters.model_dump()))
     start = (filters.page - 1) * filters.per_page
     rows = list(machines[start : start + filters.per_page])
     return {
