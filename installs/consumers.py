@@ -46,6 +46,7 @@ CLOSE_NOT_FOUND = 4404
 
 class _EventStream(AsyncJsonWebsocketConsumer):
     group: str = ""
+    replay_max: int = DASHBOARD_REPLAY_MAX
     sweeper: asyncio.Task | None = None
 
     async def connect(self):
@@ -117,53 +118,61 @@ class _EventStream(AsyncJsonWebsocketConsumer):
                 await self.sweep()
 
     async def sweep(self):
-        events, _ = await database_sync_to_async(self.stored_after)(self.floor)
-        if not events:
+        """Ids and times first (cheap), whole events only for the ids not sent: most sweeps find the
+        live path delivered everything and read no message text at all."""
+        rows = await database_sync_to_async(self.stored_ids_after)(self.floor)
+        if not rows:
             return
-        await self.send_events(events)
+        missing = [i for i, _ in rows if i not in self.sent]
+        if missing:
+            await self.send_events(await database_sync_to_async(self.stored_by_ids)(missing))
         settled_before = timezone.now() - timedelta(seconds=SETTLE_S)
-        settled = [e["id"] for e in events if datetime.fromisoformat(e["at"]) < settled_before]
+        settled = [i for i, at in rows if at < settled_before]
         if settled:
             self.floor = max(self.floor, max(settled))
             self.sent = {i for i in self.sent if i > self.floor}
 
-    def stored_after(self, after: int) -> tuple[list[dict], bool]:
+    def events(self):
+        """This stream's events (a queryset)."""
         raise NotImplementedError
 
+    def stored_after(self, after: int) -> tuple[list[dict], bool]:
+        events = list(self.events().filter(id__gt=after).order_by("id")[: self.replay_max + 1])
+        return [e.as_message() for e in events[: self.replay_max]], len(events) <= self.replay_max
+
+    def stored_ids_after(self, after: int) -> list[tuple[int, datetime]]:
+        return list(self.events().filter(id__gt=after).order_by("id").values_list("id", "at")[: self.replay_max])
+
+    def stored_by_ids(self, ids: list[int]) -> list[dict]:
+        return [e.as_message() for e in self.events().filter(id__in=ids).order_by("id")]
+
     def newest_id(self) -> int:
-        raise NotImplementedError
+        return self.events().aggregate(m=Max("id"))["m"] or 0
 
 
 class InstallConsumer(_EventStream):
     """ws/installs/<id>/[?after=<event id>]: that install's events, replayed then live."""
+
+    # An install's whole log, however long: the page asked for everything after its last line.
+    replay_max = 1_000_000
 
     async def allowed(self) -> bool:
         self.install_id = int(self.scope["url_route"]["kwargs"]["install_id"])
         self.group = install_group(self.install_id)
         return await database_sync_to_async(Install.objects.filter(pk=self.install_id).exists)()
 
-    def stored_after(self, after):
-        events = Event.objects.filter(install_id=self.install_id, id__gt=after).order_by("id")
-        return [e.as_message() for e in events.iterator(chunk_size=2000)], True
-
-    def newest_id(self) -> int:
-        return Event.objects.filter(install_id=self.install_id).aggregate(m=Max("id"))["m"] or 0
+    def events(self):
+        return Event.objects.filter(install_id=self.install_id)
 
 
 class DashboardConsumer(_EventStream):
     """ws/dashboard/[?after=<event id>]: every install's events except log lines."""
 
     group = DASHBOARD_GROUP
+    replay_max = DASHBOARD_REPLAY_MAX
 
-    def stored_after(self, after):
-        events = list(
-            Event.objects.filter(id__gt=after).exclude(kind=EventKind.LOG).order_by("id")[: DASHBOARD_REPLAY_MAX + 1]
-        )
-        complete = len(events) <= DASHBOARD_REPLAY_MAX
-        return [e.as_message() for e in events[:DASHBOARD_REPLAY_MAX]], complete
-
-    def newest_id(self) -> int:
-        return Event.objects.aggregate(m=Max("id"))["m"] or 0
+    def events(self):
+        return Event.objects.exclude(kind=EventKind.LOG)
 
 
 def _int(value) -> int | None:
