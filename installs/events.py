@@ -35,25 +35,51 @@ def emit(install, kind: str, message: str = "", *, step=None, data: dict | None 
 
 
 class _Publisher:
+    """One sender per process: messages queue up and go out one at a time on one Redis connection.
+    A coroutine per event, as before, opened connections without bound under bursts and Redis
+    refused them ("Too many connections"), dropping events."""
+
+    # Past this backlog new messages are dropped (browsers replay from the database on reconnect).
+    MAX_BACKLOG = 10000
+
     def __init__(self):
         self.loop = asyncio.new_event_loop()
         self.pid = os.getpid()
-        threading.Thread(target=self.loop.run_forever, name="event-publisher", daemon=True).start()
+        self.backlog = 0
+        self._queue: asyncio.Queue | None = None
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self._queue = asyncio.Queue()
+            self.loop.create_task(self._drain())
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, name="event-publisher", daemon=True).start()
+        ready.wait()
 
     def submit(self, messages: list[tuple[str, dict]]) -> None:
-        asyncio.run_coroutine_threadsafe(self._send(messages), self.loop)
+        if self.backlog >= self.MAX_BACKLOG:
+            log.warning("event publisher backlog full; %d message(s) left to replay", len(messages))
+            return
+        self.backlog += len(messages)
+        self.loop.call_soon_threadsafe(self._queue.put_nowait, messages)
 
-    async def _send(self, messages):
+    async def _drain(self):
         from channels.layers import get_channel_layer
 
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            for group, message in messages:
-                await layer.group_send(group, message)
-        except Exception as exc:  # the events are in the database; a Redis hiccup must not matter
-            log.warning("could not publish %d event message(s): %s", len(messages), exc)
+        while True:
+            messages = await self._queue.get()
+            self.backlog -= len(messages)
+            layer = get_channel_layer()
+            if layer is None:
+                continue
+            try:
+                for group, message in messages:
+                    await layer.group_send(group, message)
+            except Exception as exc:  # the events are in the database; a Redis hiccup must not matter
+                log.warning("could not publish %d event message(s): %s", len(messages), exc)
 
 
 _publisher: _Publisher | None = None

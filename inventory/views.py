@@ -274,7 +274,9 @@ def machine_detail(request, hostname: str):
             "previews": [
                 (p, [f for f in PREVIEW_FILES if f in BOOT_FILES or ANSWER_FILES.get(f) == p.method])
                 for p in OSProfile.objects.order_by("name").only("name", "method")
-            ],
+            ]
+            if has_role(request.user, Role.TECHNICIAN)
+            else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),
             "is_admin": has_role(request.user, Role.ADMIN),
             "actions": ACTIONS,
@@ -318,9 +320,10 @@ def machine_ping(request, hostname: str):
 
 
 @require_GET
-@require_role(Role.VIEWER)
+@require_role(Role.TECHNICIAN)
 def machine_preview(request, hostname: str, profile: str, what: str):
-    """One file as this machine would receive it from ``profile``, with a placeholder token."""
+    """One file as this machine would receive it from ``profile``, with a placeholder token. Technicians
+    only: answer files carry the profile's root password hash, which viewers do not get to crack."""
     from installs.plan import PlanError, build_plan
     from installs.render import preview
     from provisioner.pxe import TemplateError

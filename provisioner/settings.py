@@ -119,8 +119,14 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'provisioner.sqlite3'}"),
 }
-# Requests and jobs hold a connection for their whole life; reuse it rather than reconnecting.
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+# daphne runs each request on a thread of its own, so persistent connections (CONN_MAX_AGE > 0)
+# would leave one open per thread until PostgreSQL runs out; reuse comes from psycopg's pool
+# instead (DATABASE_POOL_MAX connections per process). RQ workers keep theirs between jobs anyway.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+DATABASE_POOL_MAX = env.int("DATABASE_POOL_MAX", default=0)
+if DATABASE_POOL_MAX and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The dashboard, the RQ worker and the agent API write concurrently; WAL lets readers
     # proceed and the timeout makes a writer wait for the lock instead of failing at once.

@@ -220,6 +220,9 @@ def test_machine_page_shows_bmc_facts_nics_history_and_previews(scene):
     assert f"?machine={scene.busy.hostname}" in html  # its audit trail
     assert reverse("install-detail", args=[scene.running.pk]) in html
     preview = reverse("inventory:machine-preview", args=[scene.busy.hostname, scene.profile.name, "preseed"])
+    assert preview not in html  # previews carry the root password hash: technicians only
+    client = client_for("technician")
+    html = client.get(reverse("inventory:machine-detail", args=[scene.busy.hostname])).content.decode()
     assert preview in html
     text = client.get(preview).content.decode()
     assert "PREVIEW-TOKEN" in text and "d-i" in text
