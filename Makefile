@@ -10,7 +10,7 @@ TEST_REDIS_URL    ?= redis://127.0.0.1:6379/15
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench clean
+.PHONY: run test e2e lint bench clean
 
 $(VENV)/.installed-run: pyproject.toml
 	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" .
@@ -40,8 +40,17 @@ test: $(VENV)/.installed-test
 	    DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	    $(VENV)/bin/pytest
 
+# A real virtual machine installed over PXE and IPMI (QEMU, the memory OS, ipmi_sim): docs/memory-os.md.
+e2e: $(VENV)/.installed-test
+	bash .ci/e2e-setup
+	PROVISIONER_E2E=1 PROVISIONER_DEV=1 PROVISIONER_VAR_DIR=$(CURDIR)/var/e2e-state \
+	    DATABASE_URL=postgres://postgres@127.0.0.1:5432/prove2e REDIS_URL=redis://127.0.0.1:6379/8 \
+	    $(VENV)/bin/pytest tests/e2e -s -p no:cacheprovider
+
 bench: $(VENV)/.installed-test
 	$(PY) bench/bmc.py
+	$(PY) bench/installs.py --machines 200 --workers 2
+	$(PY) bench/agent.py
 
 clean:
 	rm -rf $(VENV) var
