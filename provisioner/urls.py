@@ -19,6 +19,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
+    path("", include("access.urls")),
     path("django-rq/", include("django_rq.urls")),
     path("account/", include("provisioner.accounts.urls")),
     path("api/v1/", rest.api.urls),
