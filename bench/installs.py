@@ -132,6 +132,80 @@ class SimulatedAgents(threading.Thread):
             connection.close()
 
 
+def start_real_lab(n: int, env: dict, helpers: list):
+    """daphne for the machine-facing API, and a lab of n machines that reach it (docs/lab.md)."""
+    import json
+    import socket
+    import urllib.request
+
+    from django.core.management import call_command
+
+    from inventory.models import Machine, OSProfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    popen = {
+        "cwd": ROOT,
+        "env": env,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "start_new_session": True,
+    }
+    helpers.append(
+        subprocess.Popen([sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(port)], **popen)
+    )
+    state = Path(tempfile.mkdtemp(prefix="bench-lab-"))
+    machines = [
+        {
+            "hostname": f"bench-r{i // 40:02d}-{i % 40 + 1:02d}",
+            "rack": f"r{i // 40:02d}",
+            "position_u": i % 40 + 1,
+            "macs": [f"52:54:02:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"],
+        }
+        for i in range(n)
+    ]
+    (state / "config.json").write_text(json.dumps({"machines": machines}))
+    helpers.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "provisioner.lab",
+                "--config",
+                str(state / "config.json"),
+                "--state-dir",
+                str(state / "lab"),
+                "--base-url",
+                base_url,
+                "--site",
+                "bench",
+                "--install-s",
+                "0.1",
+            ],
+            **popen,
+        )
+    )
+    inventory = state / "lab" / "inventory.json"
+    deadline = time.monotonic() + 120
+    while not inventory.exists():
+        if time.monotonic() > deadline or any(h.poll() is not None for h in helpers):
+            raise SystemExit("the lab or daphne did not start")
+        time.sleep(0.2)
+    while True:
+        try:
+            urllib.request.urlopen(base_url + "/login/", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    call_command("load_demo", "--lab-inventory", str(inventory), stdout=open(os.devnull, "w"))
+    profile = OSProfile.objects.get(name="lab-demo-image")
+    from inventory.models import Site
+
+    return Site.objects.get(slug="bench"), profile, list(Machine.objects.filter(rack__site__slug="bench"))
+
+
 def percentile(values, p):
     if not values:
         return 0.0
@@ -147,6 +221,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600, help="Give up (and count what is left as stuck).")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/provisioner_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument(
+        "--real-agent",
+        action="store_true",
+        help="The simulated datacentre instead: real IPMI BMCs on loopback, machines that PXE-boot the real agent "
+        "program (one process each), which talks to a live daphne.",
+    )
     args = parser.parse_args()
 
     env = setup_env(args)
@@ -164,8 +244,11 @@ def main() -> int:
     from provisioner import queues
 
     queues.connection().flushdb()
-    tftp = tempfile.mkdtemp(prefix="bench-tftp-")
-    site, profile, machines = build_site(args.machines, tftp)
+    helpers: list[subprocess.Popen] = []
+    if args.real_agent:
+        site, profile, machines = start_real_lab(args.machines, env, helpers)
+    else:
+        site, profile, machines = build_site(args.machines, tempfile.mkdtemp(prefix="bench-tftp-"))
 
     argv = [sys.executable, "manage.py", "worker", "--site", site.slug, "--no-default"] + (
         ["--fork"] if args.fork else []
@@ -187,16 +270,17 @@ def main() -> int:
         stagger_s=0,
     )
     agents = SimulatedAgents()
-    agents.start()
+    if not args.real_agent:
+        agents.start()
     deadline = started + args.timeout
     while time.monotonic() < deadline and Install.objects.filter(state__in=ACTIVE_STATES).exists():
         time.sleep(0.2)
     wall = time.monotonic() - started
     agents.stop.set()
-    for w in workers:
+    for w in workers + helpers:
         os.killpg(w.pid, signal.SIGTERM)
-    for w in workers:
-        w.wait(timeout=30)
+    for w in workers + helpers:
+        w.wait(timeout=60)
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_ms = (cpu.ru_utime + cpu.ru_stime) * 1000
 
