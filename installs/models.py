@@ -25,21 +25,7 @@ class InstallState(models.TextChoices):
     CANCELLED = "cancelled"  # stopped by a person; cancelled_by and failure_message say who and why
 
 
-ACTIVE_STATES = frozenset(
-    {
-        InstallState.QUEUED,
-        InstallState.PREPARING,
-        InstallState.POWERING,
-        InstallState.BOOTING,
-        InstallState.INSTALLING,
-        InstallState.FINALIZING,
-        InstallState.VERIFYING,
-    }
-)
-WAIT_STATES = frozenset({InstallState.BOOTING, InstallState.INSTALLING, InstallState.VERIFYING})
-TERMINAL_STATES = frozenset({InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED})
-
-# The state machine as data: from each state, where an install may go next.
+# The forward path of an install, in order; every state but the last is active.
 _PHASES = [
     InstallState.QUEUED,
     InstallState.PREPARING,
@@ -50,6 +36,11 @@ _PHASES = [
     InstallState.VERIFYING,
     InstallState.SUCCEEDED,
 ]
+ACTIVE_STATES = frozenset(_PHASES[:-1])
+WAIT_STATES = frozenset({InstallState.BOOTING, InstallState.INSTALLING, InstallState.VERIFYING})
+TERMINAL_STATES = frozenset({InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED})
+
+# The state machine as data: from each state, where an install may go next.
 TRANSITIONS: dict[str, frozenset[str]] = {
     state: frozenset(
         # forward to any later phase (a plan may have no step in some phase), or stop
