@@ -77,4 +77,3 @@ def scene(db):
     s.batch, s.running, s.failed, s.alert = batch, running, failed, alert
     s.actor = Actor.system("test")
     return s
-
