@@ -189,7 +189,7 @@ def _task_call(fn, *args):
 
 @api.post("tasks/{task_id}/progress", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
 def progress(request, task_id: str, body: ProgressIn):
-    return _task_call(callbacks.agent_progress, request.auth.pk, task_id, body.percent, body.message, body.log)
+    return _task_call(callbacks.agent_progress, request.auth, task_id, body.percent, body.message, body.log)
 
 
 @api.post("tasks/{task_id}/result", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})

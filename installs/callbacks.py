@@ -17,8 +17,8 @@ from audit.service import Actor, record
 from inventory.models import Machine
 
 from . import engine, tokens
-from .events import emit
-from .models import ACTIVE_STATES, EventKind, Install, Step, StepKind, StepState
+from .events import emit, emit_many
+from .models import ACTIVE_STATES, Event, EventKind, Install, Step, StepKind, StepState
 
 INSTALLER_EVENT_KINDS = ("started", "progress", "finished", "failed")
 
@@ -176,25 +176,37 @@ def _dispatched(install: Install, task_id: str) -> Step:
     return step
 
 
-@transaction.atomic
-def agent_progress(install_id: int, task_id: str, percent: int | None, message: str, log: list[str]) -> None:
-    install = engine.lock(install_id)
+# agent_seen_at is written at most this often from progress reports; the sweeper's silence limit
+# (AGENT_SILENCE_S, minutes) does not need every report, and each write is a query on a hot path.
+SEEN_WRITE_INTERVAL_S = 5
+
+
+def agent_progress(install, task_id: str, percent: int | None, message: str, log: list[str]) -> None:
+    """Progress and log lines of the running task. No install row lock: a report changes nothing the
+    state machine reads, and the agent sends one every second or so per machine. A report that races
+    the task's result loses (the step update is conditional on the task still running)."""
+    if isinstance(install, int):
+        install = Install.objects.get(pk=install)
     step = _dispatched(install, task_id)
-    Install.objects.filter(pk=install.pk).update(agent_seen_at=timezone.now())
+    now = timezone.now()
+    if install.agent_seen_at is None or (now - install.agent_seen_at).total_seconds() > SEEN_WRITE_INTERVAL_S:
+        Install.objects.filter(pk=install.pk).update(agent_seen_at=now)
     if step.state != StepState.DISPATCHED:
         return  # late progress of a finished task
-    fields = []
+    fields = {}
     if percent is not None and percent != step.progress:
-        step.progress = percent
-        fields.append("progress")
+        fields["progress"] = percent
     if message:
-        step.message = message[:500]
-        fields.append("message")
-    if fields:
-        step.save(update_fields=fields)
-        emit(install, EventKind.PROGRESS, message, step=step, data={"percent": step.progress, "task": step.task})
-    if log:
-        emit(install, EventKind.LOG, "\n".join(log)[:10000], step=step, data={"lines": len(log)})
+        fields["message"] = message[:500]
+    events = []
+    with transaction.atomic():
+        if fields and Step.objects.filter(pk=step.pk, state=StepState.DISPATCHED).update(**fields):
+            data = {"percent": fields.get("progress", step.progress), "task": step.task}
+            events.append(Event(install=install, step=step, kind=EventKind.PROGRESS, message=message, data=data))
+        if log:
+            text = "\n".join(log)[:10000]
+            events.append(Event(install=install, step=step, kind=EventKind.LOG, message=text, data={"lines": len(log)}))
+        emit_many(events)
 
 
 @transaction.atomic
