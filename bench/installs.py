@@ -96,7 +96,7 @@ class SimulatedAgents(threading.Thread):
         from django.db import connection
 
         from installs import callbacks
-        from installs.models import Install, Step, StepKind, StepState
+        from installs.models import ACTIVE_STATES, Install, Step, StepKind, StepState
 
         try:
             while not self.stop.is_set():
@@ -115,17 +115,7 @@ class SimulatedAgents(threading.Thread):
                         callbacks.installer_event(install_id, "finished", "first boot")
                     self.calls += 1
                 if not waiting:
-                    if not Install.objects.filter(
-                        state__in=[
-                            "queued",
-                            "preparing",
-                            "powering",
-                            "booting",
-                            "installing",
-                            "finalizing",
-                            "verifying",
-                        ]
-                    ).exists():
+                    if not Install.objects.filter(state__in=ACTIVE_STATES).exists():
                         return
                     time.sleep(0.05)
         finally:

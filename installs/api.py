@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import ValidationError
 from ninja.security import HttpBearer
@@ -16,7 +17,6 @@ from inventory.validators import normalise_mac
 from . import callbacks
 from .models import ACTIVE_STATES, Install
 
-AGENT_HEARTBEAT_S = 30
 LONG_POLL_MAX_S = 30
 LONG_POLL_STEP_S = 1.0
 
@@ -154,7 +154,7 @@ def register(request, body: RegisterIn):
         callbacks.agent_register(install.pk, body.facts.model_dump())
     except callbacks.WrongMachine as exc:
         return Status(403, {"reason": "WrongMachine", "message": str(exc)})
-    return {"install": install.pk, "hostname": install.machine.hostname, "heartbeat_s": AGENT_HEARTBEAT_S}
+    return {"install": install.pk, "hostname": install.machine.hostname, "heartbeat_s": settings.AGENT_HEARTBEAT_S}
 
 
 @api.post("heartbeat", response=HeartbeatOut)
