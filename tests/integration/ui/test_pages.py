@@ -7,6 +7,7 @@ import io
 import re
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -16,8 +17,11 @@ from audit.models import AuditEntry
 from installs.models import Install
 from installs.tokens import token_for
 from inventory.models import BMC, Machine
+from provisioner import queues
+from provisioner.security import ADMIN_POLICY
 from tests.conftest import make_bmc, make_machine
 from tests.integration.ui.conftest import user_with_role
+from tests.unit.test_django_rq_csp import DEAD_ACTIONS_BLOCK, SCRIPT, csp_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -62,6 +66,31 @@ def test_pages_carry_a_csp_without_inline_script_and_have_none(scene):
         assert not INLINE_SCRIPT.search(html), url
         assert not INLINE_HANDLER.search(html), url
         assert not STYLE_ATTR.search(html), url
+
+
+def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy(admin_client):
+    """django-rq needs is_staff (a superuser here). Its pages keep script-src 'self': their scripts are our
+    static files, and their one inline block is the dead one provisioner/security.py explains, rendered
+    byte for byte as in the template (tests/unit/test_django_rq_csp.py pins its hash)."""
+    queues.connection().flushdb()
+    queue = queues.get_queue()
+    job = queue.enqueue("os.getcwd")
+    inline = set()
+    try:
+        urls = ["/django-rq/", "/django-rq/queues/0/", f"/django-rq/queues/0/{job.id}/", "/django-rq/workers/0/"]
+        for url in urls:
+            response = admin_client.get(url)
+            assert response.status_code == 200, url
+            assert response["Content-Security-Policy"] == ADMIN_POLICY, url
+            for attrs, body in SCRIPT.findall(response.content.decode()):
+                src = re.search(r"""src=["']([^"']+)""", attrs)
+                if src:
+                    assert src.group(1).startswith(settings.STATIC_URL), (url, attrs)
+                else:
+                    inline.add(csp_hash(body))
+        assert inline == {DEAD_ACTIONS_BLOCK}, inline
+    finally:
+        queues.connection().flushdb()
 
 
 def test_every_form_that_posts_carries_the_csrf_token(scene):
