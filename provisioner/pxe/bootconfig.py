@@ -120,9 +120,58 @@ def _grub_words(cmdline: str) -> str:
     return " ".join(grub_quote(word) for word in cmdline.split())
 
 
-# UEFI: `exit 1` hands control back to the firmware boot manager as a failed boot option, so it moves on to
-# the next one in the boot order: the disk.
-_GRUB_LOCAL = "menuentry 'Boot local disk' {\n    exit 1\n}\n"
+# UEFI local boot: GRUB finds the installed system's loader on a local disk's EFI system partition and
+# chainloads it. `exit 1` alone (back to the firmware as a failed boot option) is not enough: OVMF, like many
+# servers whose boot order lists only network entries after an install, then retries the network or opens its
+# setup screen instead of starting the disk.
+#
+# Vendor directories come before the removable-media path /EFI/BOOT/BOOTX64.EFI, which install media (a USB
+# stick, a BMC's virtual CD left attached) carry too and which on Ubuntu and RHEL is a shim that starts
+# fbx64.efi to rewrite the firmware's boot entries. Within a vendor, shim comes first: under Secure Boot only
+# the Microsoft-signed shim passes the firmware's check, and it then verifies the vendor's GRUB. A loader that
+# fails (Secure Boot refusing grubx64.efi, say) returns here and the next one is tried.
+UEFI_LOCAL_LOADERS = (
+    "/EFI/debian/shimx64.efi",
+    "/EFI/debian/grubx64.efi",
+    "/EFI/ubuntu/shimx64.efi",
+    "/EFI/ubuntu/grubx64.efi",
+    "/EFI/rocky/shimx64.efi",
+    "/EFI/rocky/grubx64.efi",
+    "/EFI/redhat/shimx64.efi",
+    "/EFI/redhat/grubx64.efi",
+    "/EFI/centos/shimx64.efi",
+    "/EFI/centos/grubx64.efi",
+    "/EFI/Microsoft/Boot/bootmgfw.efi",
+    "/EFI/BOOT/BOOTX64.EFI",
+)
+
+
+def _grub_local() -> str:
+    # `search` walks disk devices only (GRUB's device iterator has no network devices), so the TFTP server GRUB
+    # came from is never a candidate; it lists hard disks (hdN) before removable and optical drives (fdN, cdN),
+    # and a match on one of those is skipped so that a leftover installer never boots in place of the disk.
+    # --no-floppy keeps firmware from spinning up a real floppy drive. FAT names match in any case.
+    loaders = " \\\n".join(f"            {path}" for path in UEFI_LOCAL_LOADERS)
+    return (
+        "menuentry 'Boot local disk' {\n"
+        "    for loader in \\\n"
+        f"{loaders}; do\n"
+        '        if search --no-floppy --set=root --file "$loader"; then\n'
+        "            if regexp '^hd' \"$root\"; then\n"
+        '                echo "Boot local disk: chainloading ($root)$loader"\n'
+        '                chainloader "$loader"\n'
+        "                boot\n"
+        "            fi\n"
+        "        fi\n"
+        "    done\n"
+        # Nothing bootable found: hand back to the firmware, which moves on to its next boot option.
+        '    echo "Boot local disk: no loader found on a local disk, returning to the firmware"\n'
+        "    exit 1\n"
+        "}\n"
+    )
+
+
+_GRUB_LOCAL = _grub_local()
 
 
 def render_grub(entry: BootEntry) -> str:

@@ -1,4 +1,4 @@
-"""Per-MAC and default boot configs: golden files, the loaders' file names, GRUB syntax, BOOTIF."""
+"""Per-MAC and default boot configs: golden files, the loaders' file names, GRUB syntax, BOOTIF, UEFI local boot."""
 
 import pytest
 
@@ -12,6 +12,7 @@ from provisioner.pxe import (
     render_pxelinux_default,
     tftp_path,
 )
+from provisioner.pxe.bootconfig import UEFI_LOCAL_LOADERS
 from tests.unit.pxe.support import BASE_URL, GOLDEN_DIR, MAC, TOKEN, assert_golden, run
 
 KERNEL = "/images/ubuntu-24.04/vmlinuz"
@@ -82,6 +83,45 @@ def test_grub_default_dispatches_on_net_default_mac_without_file_test():
     assert 'configfile "$prefix/grub.cfg-01-' in text
     assert "[ -f" not in text and "test -f" not in text
     assert "exit 1" in text and "linux" not in text
+
+
+def _local_entry(text: str) -> list[str]:
+    """The lines of the 'Boot local disk' menuentry, stripped."""
+    lines = [line.strip() for line in text.splitlines()]
+    start = lines.index("menuentry 'Boot local disk' {")
+    return lines[start + 1 : lines.index("}", start)]
+
+
+def _loaders(entry_lines: list[str]) -> list[str]:
+    """The paths of the entry's `for loader in ...; do` list, in order."""
+    words = " ".join(entry_lines).replace("\\", " ").split()
+    begin, end = words.index("in") + 1, words.index("do")
+    return [w.rstrip(";") for w in words[begin:end]]
+
+
+@pytest.mark.parametrize("text", [render(entry(Loader.GRUB)), render_grub_default()], ids=["per-mac", "default"])
+def test_grub_local_boot_chainloads_a_disk_loader_and_exits_only_when_none_is_found(text):
+    lines = _local_entry(text)
+    search = lines.index('if search --no-floppy --set=root --file "$loader"; then')
+    only_hd = lines.index("if regexp '^hd' \"$root\"; then")
+    chainload = lines.index('chainloader "$loader"')
+    assert search < only_hd < chainload < lines.index("boot") < lines.index("done"), lines
+    # `exit 1` is the last resort, after every candidate was tried: it is what left OVMF in its setup screen.
+    assert lines[-1] == "exit 1" and lines.count("exit 1") == 1
+    assert lines.index("done") < len(lines) - 1
+    assert "linux" not in " ".join(lines)
+
+
+def test_grub_local_boot_tries_vendor_shims_first_and_the_removable_path_last():
+    loaders = _loaders(_local_entry(render_grub_default()))
+    assert loaders == list(UEFI_LOCAL_LOADERS)
+    # The removable-media path is on install media too, and a Ubuntu/RHEL one starts fbx64.efi: last resort.
+    assert loaders[-1] == "/EFI/BOOT/BOOTX64.EFI"
+    for vendor in ("debian", "ubuntu", "rocky", "redhat", "centos"):
+        # Under Secure Boot only shim passes the firmware's check, so it must come before the vendor's GRUB.
+        assert loaders.index(f"/EFI/{vendor}/shimx64.efi") < loaders.index(f"/EFI/{vendor}/grubx64.efi")
+    assert "/EFI/Microsoft/Boot/bootmgfw.efi" in loaders
+    assert all(path.startswith("/EFI/") and " " not in path for path in loaders)
 
 
 @pytest.mark.parametrize(
