@@ -100,13 +100,10 @@ class _EventStream(AsyncJsonWebsocketConsumer):
         for i in range(0, len(fresh), REPLAY_CHUNK):
             await self.send_json({"events": fresh[i : i + REPLAY_CHUNK]})
 
-    async def install_event(self, message):
-        event = message["event"]
-        if event["id"] in self.sent or event["id"] <= self.floor:
-            return  # already sent by the replay or the sweep
-        self.sent.add(event["id"])
+    async def install_events(self, message):
+        """Live events from the channel layer (installs/events.py), a batch per message."""
         self.activity.set()
-        await self.send_json({"event": event})
+        await self.send_events(message["events"])
 
     async def sweep_forever(self):
         with contextlib.suppress(asyncio.CancelledError):

@@ -103,14 +103,24 @@ def _get_publisher() -> _Publisher:
         return _publisher
 
 
+# Events per channel-layer message: a batch of agent reports becomes a few messages per group
+# rather than one per event, and no message grows past what a browser renders in one go.
+EVENTS_PER_MESSAGE = 50
+
+
 def messages_for(events: list[Event]) -> list[tuple[str, dict]]:
-    messages = []
+    """One message per group per EVENTS_PER_MESSAGE events, in id order."""
+    by_group: dict[str, list[dict]] = {}
     for event in events:
-        message = {"type": "install.event", "event": event.as_message()}
-        messages.append((install_group(event.install_id), message))
+        body = event.as_message()
+        by_group.setdefault(install_group(event.install_id), []).append(body)
         if event.kind != EventKind.LOG:  # log lines go only to the install's own page
-            messages.append((DASHBOARD_GROUP, message))
-    return messages
+            by_group.setdefault(DASHBOARD_GROUP, []).append(body)
+    return [
+        (group, {"type": "install.events", "events": bodies[i : i + EVENTS_PER_MESSAGE]})
+        for group, bodies in by_group.items()
+        for i in range(0, len(bodies), EVENTS_PER_MESSAGE)
+    ]
 
 
 def publish(events: list[Event]) -> None:

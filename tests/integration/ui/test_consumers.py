@@ -137,7 +137,8 @@ def test_replay_after_an_id_then_live_in_order_without_doubles(scene, viewer):
         assert (await receive_frame(comm, "replayed"))["replayed"] == ids[-1]
         # A late duplicate of a replayed event (published after the replay read it) is not sent again.
         stale = await database_sync_to_async(lambda: Event.objects.get(pk=ids[-1]).as_message())()
-        await get_channel_layer().group_send(f"install-{scene.running.pk}", {"type": "install.event", "event": stale})
+        message = {"type": "install.events", "events": [stale]}
+        await get_channel_layer().group_send(f"install-{scene.running.pk}", message)
         (live,) = await database_sync_to_async(emit_events)(scene.running.pk, "live one")
         got = await receive_events(comm, 1)
         assert [e["id"] for e in got] == [live]
