@@ -8,7 +8,7 @@ import time
 
 from django.conf import settings
 from ninja import Field, NinjaAPI, Query, Schema, Status
-from ninja.errors import ValidationError
+from ninja.errors import HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import field_validator
 
@@ -45,14 +45,28 @@ def _plain_errors(errors) -> list[dict]:
     ]
 
 
-@api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError):
-    errors = _plain_errors(exc.errors)
+def invalid_body(errors) -> dict:
+    """The 400 answer for a body that failed validation: the first field at fault, named."""
+    errors = _plain_errors(errors)
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     field = ".".join(p for p in first["loc"] if p not in ("body", "payload", "query"))
-    return api.create_response(
-        request, {"field": field, "message": f"{field or 'body'}: {first['msg']}", "errors": errors}, status=400
-    )
+    return {"field": field, "message": f"{field or 'body'}: {first['msg']}", "errors": errors}
+
+
+def not_json(exc: ValueError) -> dict:
+    return invalid_body([{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}])
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request, exc: ValidationError):
+    return api.create_response(request, invalid_body(exc.errors), status=400)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # the body is not JSON
+        return api.create_response(request, not_json(exc.__cause__), status=400)
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
 
 
 class Disk(Schema):
@@ -177,13 +191,19 @@ def next_task(request, query: Query[NextQuery]):
             return {"task": None, "finished": True}
 
 
+def task_refused(outcome: str, task_id: str) -> tuple[int, dict]:
+    if outcome == callbacks.Outcome.UNKNOWN_TASK:
+        return 404, ErrorOut(message=f"No task {task_id} in this install.").dict()
+    return 409, ErrorOut(message=f"Task {task_id} is not the install's current task.").dict()
+
+
 def _task_call(fn, *args):
     try:
         fn(*args)
     except callbacks.UnknownTask:
-        return Status(404, {"message": f"No task {args[1]} in this install."})
+        return Status(*task_refused(callbacks.Outcome.UNKNOWN_TASK, args[1]))
     except callbacks.NotCurrentTask:
-        return Status(409, {"message": f"Task {args[1]} is not the install's current task."})
+        return Status(*task_refused(callbacks.Outcome.NOT_CURRENT, args[1]))
     return Status(200, {"ok": True})
 
 

@@ -7,6 +7,7 @@ harmless.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,11 +29,13 @@ def install_for_token(token: str) -> Install | None:
     if not token or len(token) > 200:
         return None
     install = Install.objects.select_related("machine").filter(token_hash=tokens.token_hash(token)).first()
+    return install if _holds(install, token) else None
+
+
+def _holds(install: Install | None, token: str) -> bool:
     # The hash lookup already proves possession; the constant-time compare keeps timing uniform
     # whether the row was found or not.
-    if install is None or not tokens.matches(token, install.token_hash) or install.state not in ACTIVE_STATES:
-        return None
-    return install
+    return install is not None and tokens.matches(token, install.token_hash) and install.state in ACTIVE_STATES
 
 
 def agent_actor(install: Install) -> Actor:
@@ -164,14 +167,23 @@ class NotCurrentTask(Exception):
     pass
 
 
-def _dispatched(install: Install, task_id: str) -> Step:
+def _parse_task_id(task_id: str) -> tuple[int, int] | None:
+    """ "<step id>.<attempt>", ASCII digits of a size the database can hold, or None."""
     step_id, _, attempt = task_id.partition(".")
-    if not step_id.isdigit() or not attempt.isdigit():
+    for part in (step_id, attempt):
+        if not (part.isascii() and part.isdigit() and len(part) <= 18):
+            return None
+    return int(step_id), int(attempt)
+
+
+def _dispatched(install: Install, task_id: str) -> Step:
+    parsed = _parse_task_id(task_id)
+    if parsed is None:
         raise UnknownTask(task_id)
-    step = install.steps.filter(pk=int(step_id), kind=StepKind.AGENT_TASK).first()
+    step = install.steps.filter(pk=parsed[0], kind=StepKind.AGENT_TASK).first()
     if step is None:
         raise UnknownTask(task_id)
-    if step.attempts != int(attempt):
+    if step.attempts != parsed[1]:
         raise NotCurrentTask(task_id)
     return step
 
@@ -181,32 +193,110 @@ def _dispatched(install: Install, task_id: str) -> Step:
 SEEN_WRITE_INTERVAL_S = 5
 
 
+class Outcome:
+    """What became of one progress report (installs/ingest.py turns these into HTTP answers)."""
+
+    OK = "ok"
+    UNAUTHORIZED = "unauthorized"
+    UNKNOWN_TASK = "unknown_task"
+    NOT_CURRENT = "not_current"
+
+
+@dataclass
+class ProgressReport:
+    task_id: str
+    percent: int | None = None
+    message: str = ""
+    log: list[str] = field(default_factory=list)
+    token: str = ""  # for agent_progress_many, which authenticates the reports itself
+
+
 def agent_progress(install, task_id: str, percent: int | None, message: str, log: list[str]) -> None:
-    """Progress and log lines of the running task. No install row lock: a report changes nothing the
-    state machine reads, and the agent sends one every second or so per machine. A report that races
-    the task's result loses (the step update is conditional on the task still running)."""
+    """Progress and log lines of the running task, from an agent already authenticated."""
     if isinstance(install, int):
         install = Install.objects.get(pk=install)
-    step = _dispatched(install, task_id)
+    outcome = _record_progress([(install, ProgressReport(task_id, percent, message, log))])[0]
+    if outcome == Outcome.UNKNOWN_TASK:
+        raise UnknownTask(task_id)
+    if outcome == Outcome.NOT_CURRENT:
+        raise NotCurrentTask(task_id)
+
+
+def agent_progress_many(reports: list[ProgressReport]) -> list[str]:
+    """Many agents' reports at once, each carrying its token: one Outcome per report, in order.
+    The same rules as agent_progress in a fixed number of queries, however many reports."""
+    hashes = {r.token: tokens.token_hash(r.token) for r in reports if r.token and len(r.token) <= 200}
+    rows = Install.objects.filter(token_hash__in=set(hashes.values()))
+    found = {i.token_hash: i for i in rows.only("id", "state", "agent_seen_at", "token_hash")}
+    pairs = []
+    for report in reports:
+        install = found.get(hashes.get(report.token, ""))
+        pairs.append((install if _holds(install, report.token) else None, report))
+    return _record_progress(pairs)
+
+
+def _record_progress(pairs: list[tuple[Install | None, ProgressReport]]) -> list[str]:
+    """No install row lock: a report changes nothing the state machine reads. The steps are locked
+    (and only they), so a report that races the task's result sees the result's state: late progress
+    of a finished task is dropped, not recorded after the end."""
+    outcomes: list[str] = [Outcome.UNAUTHORIZED if i is None else "" for i, _ in pairs]
+    task_ids: dict[int, tuple[int, int]] = {}  # report index -> (step id, attempt)
+    for n, (install, report) in enumerate(pairs):
+        if install is None:
+            continue
+        parsed = _parse_task_id(report.task_id)
+        if parsed is None:
+            outcomes[n] = Outcome.UNKNOWN_TASK
+        else:
+            task_ids[n] = parsed
     now = timezone.now()
-    if install.agent_seen_at is None or (now - install.agent_seen_at).total_seconds() > SEEN_WRITE_INTERVAL_S:
-        Install.objects.filter(pk=install.pk).update(agent_seen_at=now)
-    if step.state != StepState.DISPATCHED:
-        return  # late progress of a finished task
-    fields = {}
-    if percent is not None and percent != step.progress:
-        fields["progress"] = percent
-    if message:
-        fields["message"] = message[:500]
-    events = []
+    due = {
+        install.pk
+        for n, (install, _) in enumerate(pairs)
+        if n in task_ids
+        and (install.agent_seen_at is None or (now - install.agent_seen_at).total_seconds() > SEEN_WRITE_INTERVAL_S)
+    }
+    if due:  # before the transaction, which locks steps only: never an install, so no lock-order cycle
+        Install.objects.filter(pk__in=due).update(agent_seen_at=now)
     with transaction.atomic():
-        if fields and Step.objects.filter(pk=step.pk, state=StepState.DISPATCHED).update(**fields):
-            data = {"percent": fields.get("progress", step.progress), "task": step.task}
-            events.append(Event(install=install, step=step, kind=EventKind.PROGRESS, message=message, data=data))
-        if log:
-            text = "\n".join(log)[:10000]
-            events.append(Event(install=install, step=step, kind=EventKind.LOG, message=text, data={"lines": len(log)}))
+        steps = {
+            s.pk: s
+            for s in Step.objects.select_for_update()
+            .filter(pk__in={step_id for step_id, _ in task_ids.values()}, kind=StepKind.AGENT_TASK)
+            .only("id", "install_id", "attempts", "state", "progress", "message", "task")
+        }
+        changed: dict[int, Step] = {}
+        events: list[Event] = []
+        for n, (step_id, attempt) in task_ids.items():
+            install, report = pairs[n]
+            step = steps.get(step_id)
+            if step is None or step.install_id != install.pk:
+                outcomes[n] = Outcome.UNKNOWN_TASK
+                continue
+            if step.attempts != attempt:
+                outcomes[n] = Outcome.NOT_CURRENT
+                continue
+            outcomes[n] = Outcome.OK
+            if step.state != StepState.DISPATCHED:
+                continue  # late progress of a finished task
+            if (report.percent is not None and report.percent != step.progress) or report.message:
+                if report.percent is not None:
+                    step.progress = report.percent
+                if report.message:
+                    step.message = report.message[:500]
+                changed[step.pk] = step
+                data = {"percent": step.progress, "task": step.task}
+                events.append(
+                    Event(install=install, step=step, kind=EventKind.PROGRESS, message=report.message, data=data)
+                )
+            if report.log:
+                text = "\n".join(report.log)[:10000]
+                lines = {"lines": len(report.log)}
+                events.append(Event(install=install, step=step, kind=EventKind.LOG, message=text, data=lines))
+        if changed:
+            Step.objects.bulk_update(list(changed.values()), ["progress", "message"])
         emit_many(events)
+    return outcomes
 
 
 @transaction.atomic

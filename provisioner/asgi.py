@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through channels consumers."""
+"""ASGI entry point: HTTP through Django (agent progress reports through installs/ingest.py),
+websockets through channels consumers."""
 
 import os
 
@@ -13,11 +14,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from installs.ingest import AgentProgressRoute  # noqa: E402
 from provisioner.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": AgentProgressRoute(django_asgi_app),  # agent progress in batches, the rest to Django
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

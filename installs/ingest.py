@@ -1,0 +1,212 @@
+"""Agent progress reports on a path of their own, written to the database in batches.
+
+Progress is the call machines make most: each agent reports about once a second while a task runs,
+so a site installing 500 machines sends about 500 reports a second. Through Django's request cycle
+(a thread per request, the middleware, the ORM per report) one report cost about 9 ms of CPU and a
+2-core control plane topped out below 100 a second. This ASGI app answers
+``POST /api/agent/v1/tasks/<id>/progress`` itself and passes every other request to Django.
+
+Reports that arrive while a batch is being written wait for the next one (group commit): one thread
+per process writes each batch in one transaction and a fixed number of queries, so the cost per
+report falls as the rate rises, and a lone report is written at once. The agent is answered only
+after its report is committed. The rules are callbacks.agent_progress_many's, which the Django view
+shares; the body is checked by the same schema and refusals read the same as the view's
+(docs/agent-api.md). If the database cannot be reached the batch is answered 503, which the agent
+retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from pydantic import ValidationError
+
+from . import callbacks
+from .api import ProgressIn, invalid_body, not_json, task_refused
+
+log = logging.getLogger(__name__)
+
+PATH = re.compile(r"/api/agent/v1/tasks/(?P<task_id>[^/]+)/progress")
+# The most reports one transaction carries; more wait for the next.
+MAX_BATCH = 500
+# The writer's connection is kept while reports flow and closed after this long without one.
+IDLE_CLOSE_S = 60
+UNAVAILABLE = "unavailable"
+
+
+class AgentProgressRoute:
+    """ASGI middleware: progress reports here, everything else to ``app``."""
+
+    def __init__(self, app):
+        self.app = app
+        self._writers: dict[asyncio.AbstractEventLoop, _BatchWriter] = {}
+
+    async def __call__(self, scope, receive, send):
+        match = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            root = scope.get("root_path", "")
+            match = PATH.fullmatch(path[len(root) :] if root and path.startswith(root) else path)
+        if match is None:
+            return await self.app(scope, receive, send)
+        status, body = await self._handle(scope, receive, match["task_id"])
+        if status is not None:
+            await _respond(send, status, body)
+
+    async def _handle(self, scope, receive, task_id: str) -> tuple[int | None, dict]:
+        data = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        if data is None:
+            return None, {}  # the client went away
+        if isinstance(data, int):
+            return 413, {"message": f"The report is larger than {data} bytes."}
+        token = _bearer(scope)
+        if not token:
+            return 401, {"detail": "Unauthorized"}
+        report, refusal = None, None
+        if not data:
+            refusal = invalid_body([{"loc": ("body", "body"), "msg": "Field required", "type": "missing"}])
+        else:
+            try:
+                report = ProgressIn.model_validate(json.loads(data))
+            except ValidationError as exc:
+                refusal = invalid_body(_in_body(exc.errors(include_url=False)))
+            except ValueError as exc:
+                refusal = not_json(exc)
+        if refusal is not None:
+            # Who asks comes first, as in the Django view: a stranger learns nothing about the body.
+            if await database_sync_to_async(callbacks.install_for_token)(token) is None:
+                return 401, {"detail": "Unauthorized"}
+            return 400, refusal
+        outcome = await self._writer().submit(
+            callbacks.ProgressReport(task_id, report.percent, report.message, report.log, token=token)
+        )
+        if outcome == callbacks.Outcome.OK:
+            return 200, {"ok": True}
+        if outcome == callbacks.Outcome.UNAUTHORIZED:
+            return 401, {"detail": "Unauthorized"}
+        if outcome == UNAVAILABLE:
+            return 503, {"message": "The report could not be stored just now; send it again."}
+        return task_refused(outcome, task_id)
+
+    def _writer(self) -> _BatchWriter:
+        loop = asyncio.get_running_loop()
+        writer = self._writers.get(loop)
+        if writer is None:
+            for old in [lp for lp in self._writers if lp.is_closed()]:
+                self._writers.pop(old).close()
+            writer = self._writers[loop] = _BatchWriter(loop)
+        return writer
+
+    def close(self) -> None:
+        """Close every writer's database connection and thread (a test's teardown; process exit)."""
+        while self._writers:
+            self._writers.popitem()[1].close()
+
+
+class _BatchWriter:
+    """The reports of one event loop, written by one thread in batches (with its own connection)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.pending: list[tuple[callbacks.ProgressReport, asyncio.Future]] = []
+        self.busy = False
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-progress")
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        self.executor.submit(_close_connection)
+        self.executor.shutdown(wait=True)
+
+    def submit(self, report: callbacks.ProgressReport) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.pending.append((report, future))
+        if not self.busy:
+            self.busy = True
+            self.loop.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
+                try:
+                    outcomes = await self.loop.run_in_executor(self.executor, _write, [r for r, _ in batch])
+                except Exception:
+                    log.exception("could not store %d agent progress report(s)", len(batch))
+                    outcomes = [UNAVAILABLE] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(outcome)
+        finally:
+            self.busy = False
+            self.idle_timer = self.loop.call_later(IDLE_CLOSE_S, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if not self.busy:
+            self.executor.submit(_close_connection)
+
+
+def _write(reports: list[callbacks.ProgressReport]) -> list[str]:
+    """On the writer's thread, which keeps its database connection from batch to batch."""
+    try:
+        return callbacks.agent_progress_many(reports)
+    except (InterfaceError, OperationalError):
+        connection.close()  # the next batch connects afresh
+        raise
+
+
+def _in_body(errors: list[dict]) -> list[dict]:
+    """Error locations as the Django view reports them (the body is its parameter named body)."""
+    return [{**e, "loc": ("body", "body", *e["loc"])} for e in errors]
+
+
+def _close_connection() -> None:
+    # A function, not connection.close: the proxy must resolve on the writer's thread, not the caller's.
+    connection.close()
+
+
+def _bearer(scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token if scheme.lower() == "bearer" else ""
+    return ""
+
+
+async def _read_body(receive, limit: int | None) -> bytes | int | None:
+    """The request body; the limit (an int) when it is larger; None when the client disconnected."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return limit
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send, status: int, body: dict) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"cache-control", b"no-store"),
+    ]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

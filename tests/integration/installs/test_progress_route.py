@@ -1,0 +1,183 @@
+"""Agent progress through the ASGI route that writes reports in batches (installs/ingest.py), as
+daphne serves it: the real ASGI application, real PostgreSQL and Redis. It must answer exactly as the
+Django view does, store every report once, and say 503 (not lose silently) when it cannot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import HttpCommunicator
+from django.db import connection
+
+from installs.models import Event, EventKind, Step, StepState
+from provisioner.asgi import application
+from tests.integration.installs.test_http import API, armed, bearer, facts, post
+from tests.integration.ui.conftest import user_with_role
+from tests.integration.ui.test_consumers import communicator, receive_events, session_cookie
+
+ROUTE = application.application_mapping["http"]
+
+
+@pytest.fixture(autouse=True)
+def _close_writers():
+    yield
+    ROUTE.close()  # the writer threads' connections, before the test database is flushed
+
+
+def running_task(lab, client):
+    """An install whose agent has registered and holds a task: (install, token, task id)."""
+    machine, install, token = armed(lab, lab.image_profile())
+    assert post(client, "register", facts(machine.pxe_nic.mac), token).status_code == 200
+    task = client.get(API + "tasks/next", **bearer(token)).json()["task"]
+    return install, token, task["id"]
+
+
+async def asgi_post(path: str, body: bytes | str | dict, token: str | None) -> tuple[int, dict, dict]:
+    data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+    headers = [(b"content-type", b"application/json")]
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    response = await HttpCommunicator(application, "POST", API + path, body=data, headers=headers).get_response()
+    return response["status"], json.loads(response["body"] or b"{}"), dict(response["headers"])
+
+
+def via_route(path, body, token):
+    return asyncio.run(asgi_post(path, body, token))
+
+
+def test_answers_exactly_as_the_django_view(lab, client):
+    install, token, task_id = running_task(lab, client)
+    step_id = task_id.split(".")[0]
+    cases = [
+        (f"tasks/{task_id}/progress", {"percent": 10, "message": "ten", "log": ["a", "b"]}, token),
+        (f"tasks/{task_id}/progress", {"percent": 150}, token),
+        (f"tasks/{task_id}/progress", {"log": ["x"] * 1001}, token),
+        (f"tasks/{task_id}/progress", {"message": "m" * 2001}, token),
+        (f"tasks/{task_id}/progress", "not json", token),
+        (f"tasks/{task_id}/progress", "[1, 2]", token),
+        (f"tasks/{task_id}/progress", "", token),
+        (f"tasks/{task_id}/progress", {"percent": 150}, "y" * 64),  # who asks is checked before the body
+        (f"tasks/{task_id}/progress", {"percent": 5}, "y" * 64),
+        (f"tasks/{task_id}/progress", {"percent": 5}, ""),
+        ("tasks/garbage/progress", {}, token),
+        ("tasks/999999.1/progress", {}, token),
+        ("tasks/\u00b23.1/progress", {}, token),  # a digit to str.isdigit, not to int()
+        (f"tasks/{step_id}.7/progress", {"percent": 5}, token),
+    ]
+    for path, body, who in cases:
+        data = body if isinstance(body, str) else json.dumps(body)
+        view = client.post(API + path, data=data, content_type="application/json", **bearer(who))
+        status, answer, _ = via_route(path, body, who)
+        assert (status, answer) == (view.status_code, view.json()), (path, body)
+    assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, {"detail": "Unauthorized"})
+    # The two accepted reports (view, route) each stored a progress event and a log event.
+    kinds = list(Event.objects.filter(install=install, step__isnull=False).values_list("kind", flat=True))
+    assert (kinds.count(EventKind.PROGRESS), kinds.count(EventKind.LOG)) == (2, 2)
+
+
+def test_refused_reports_write_nothing(lab, client):
+    install, token, task_id = running_task(lab, client)
+    before = Event.objects.count()
+    for body, who in [({"percent": 101}, token), ({"percent": 5}, "y" * 64), ("{", token)]:
+        assert via_route(f"tasks/{task_id}/progress", body, who)[0] in (400, 401)
+    assert Event.objects.count() == before
+    assert Step.objects.get(pk=task_id.split(".")[0]).progress == 0
+
+
+def test_a_body_over_the_upload_limit_is_refused(lab, client, settings):
+    install, token, task_id = running_task(lab, client)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    status, answer, _ = via_route(f"tasks/{task_id}/progress", {"log": ["x" * 100] * 20}, token)
+    assert status == 413 and "1000 bytes" in answer["message"]
+
+
+def test_concurrent_reports_are_each_stored_once_in_order(lab, client):
+    agents = [running_task(lab, client) for _ in range(4)]
+    rounds = 15
+
+    async def scenario():
+        async def agent(token, task_id):
+            answers = []
+            for n in range(rounds):  # one agent reports one at a time, as the real one does
+                answers.append(
+                    await asgi_post(f"tasks/{task_id}/progress", {"percent": n + 1, "log": [f"l{n}"]}, token)
+                )
+            return answers
+
+        return await asyncio.gather(*(agent(token, task_id) for _, token, task_id in agents))
+
+    results = asyncio.run(scenario())
+    assert all(status == 200 for answers in results for status, _, _ in answers)
+    for install, _, task_id in agents:
+        step = Step.objects.get(pk=task_id.split(".")[0])
+        assert (step.state, step.progress) == (StepState.DISPATCHED, rounds)
+        progress = Event.objects.filter(install=install, kind=EventKind.PROGRESS, step=step).order_by("id")
+        assert [e.data["percent"] for e in progress] == list(range(1, rounds + 1))
+        logs = Event.objects.filter(install=install, kind=EventKind.LOG, step=step).order_by("id")
+        assert [e.message for e in logs] == [f"l{n}" for n in range(rounds)]
+
+
+def test_late_progress_of_a_finished_task_is_accepted_and_dropped(lab, client):
+    install, token, task_id = running_task(lab, client)
+    assert post(client, f"tasks/{task_id}/result", {"ok": True}, token).status_code == 200
+    before = Event.objects.count()
+    assert via_route(f"tasks/{task_id}/progress", {"percent": 99, "log": ["late"]}, token)[:2] == (200, {"ok": True})
+    assert Event.objects.count() == before
+    assert Step.objects.get(pk=task_id.split(".")[0]).state == StepState.SUCCEEDED
+
+
+def test_reports_reach_a_dashboard_socket_once(lab, client):
+    install, token, task_id = running_task(lab, client)
+    cookie = session_cookie(user_with_role("viewer", "watcher"))
+
+    async def scenario():
+        socket = communicator("/ws/dashboard/", cookie)
+        assert (await socket.connect())[0]
+        answers = await asyncio.gather(
+            *(asgi_post(f"tasks/{task_id}/progress", {"percent": n, "message": f"r{n}"}, token) for n in range(1, 9))
+        )
+        assert [status for status, _, _ in answers] == [200] * 8
+        got = [e for e in await receive_events(socket, 8, timeout=5) if e["kind"] == EventKind.PROGRESS]
+        stored = Event.objects.filter(install=install, kind=EventKind.PROGRESS, message__startswith="r")
+        assert sorted(e["id"] for e in got) == sorted(
+            await database_sync_to_async(list)(stored.values_list("id", flat=True))
+        )
+        assert sorted(e["message"] for e in got) == [f"r{n}" for n in range(1, 9)]
+        assert await socket.receive_nothing(timeout=1.5)  # the sweep finds nothing more to send
+        await socket.disconnect()
+
+    asyncio.run(scenario())
+
+
+def terminate_sessions_but(keep: int):
+    """What a database restart does to every connection (but the test's own)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid NOT IN (pg_backend_pid(), %s)",
+            [keep],
+        )
+    connection.close()
+
+
+def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(lab, client):
+    install, token, task_id = running_task(lab, client)
+    path = f"tasks/{task_id}/progress"
+    with connection.cursor() as cursor:
+        keep = cursor.connection.info.backend_pid
+
+    async def scenario():
+        assert (await asgi_post(path, {"percent": 1}, token))[0] == 200  # the writer now holds a connection
+        await asyncio.get_running_loop().run_in_executor(None, terminate_sessions_but, keep)
+        lost = await asgi_post(path, {"percent": 2, "message": "lost"}, token)
+        again = await asgi_post(path, {"percent": 3, "message": "again"}, token)
+        return lost, again
+
+    (status, answer, headers), again = asyncio.run(scenario())
+    assert status == 503 and headers[b"retry-after"] == b"1" and "send it again" in answer["message"]
+    assert again[0] == 200
+    assert not Event.objects.filter(install=install, message="lost").exists()
+    assert Event.objects.filter(install=install, message="again").count() == 1
