@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 
 from django.db import transaction
 
@@ -44,11 +45,13 @@ def emit(install, kind: str, message: str = "", *, step=None, data: dict | None 
 
 
 class _Publisher:
-    """One sender per process: messages queue up and go out one at a time on one Redis connection.
-    A coroutine per event, as before, opened connections without bound under bursts and Redis
-    refused them ("Too many connections"), dropping events."""
+    """One sender per process: events queue up and go out on one Redis connection. What queued while
+    the last round went out goes out together, a message per group, and only to groups that have a
+    socket in them: most installs have no page open, and the channel layer's group_send costs two
+    Redis round trips even for an empty group. (A coroutine per event, as once, opened connections
+    without bound under bursts and Redis refused them: "Too many connections".)"""
 
-    # Past this backlog new messages are dropped (browsers replay from the database on reconnect).
+    # Past this backlog new events are not published (browsers replay from the database).
     MAX_BACKLOG = 10000
 
     def __init__(self):
@@ -68,27 +71,52 @@ class _Publisher:
         threading.Thread(target=run, name="event-publisher", daemon=True).start()
         ready.wait()
 
-    def submit(self, messages: list[tuple[str, dict]]) -> None:
+    def submit(self, events: list[dict]) -> None:
         if self.backlog >= self.MAX_BACKLOG:
-            log.warning("event publisher backlog full; %d message(s) left to replay", len(messages))
+            log.warning("event publisher backlog full; %d event(s) left to replay", len(events))
             return
-        self.backlog += len(messages)
-        self.loop.call_soon_threadsafe(self._queue.put_nowait, messages)
+        self.backlog += len(events)
+        self.loop.call_soon_threadsafe(self._queue.put_nowait, events)
 
     async def _drain(self):
         from channels.layers import get_channel_layer
 
         while True:
-            messages = await self._queue.get()
-            self.backlog -= len(messages)
+            events = await self._queue.get()
+            while not self._queue.empty():
+                events = events + self._queue.get_nowait()
+            self.backlog -= len(events)
             layer = get_channel_layer()
             if layer is None:
                 continue
+            messages = messages_for(events)
             try:
+                watched = await _groups_with_members(layer, list(dict.fromkeys(g for g, _ in messages)))
                 for group, message in messages:
-                    await layer.group_send(group, message)
+                    if group in watched:
+                        await layer.group_send(group, message)
             except Exception as exc:  # the events are in the database; a Redis hiccup must not matter
-                log.warning("could not publish %d event message(s): %s", len(messages), exc)
+                log.warning("could not publish %d event(s): %s", len(events), exc)
+
+
+async def _groups_with_members(layer, groups: list[str]) -> set[str]:
+    """The groups with a member, asked in one pipelined round trip per Redis host. A layer that is
+    not channels_redis's (or a version without its group keys) is told about every group."""
+    group_key = getattr(layer, "_group_key", None)
+    if group_key is None or not hasattr(layer, "consistent_hash") or not hasattr(layer, "group_expiry"):
+        return set(groups)
+    by_host: dict[int, list[str]] = {}
+    for group in groups:
+        by_host.setdefault(layer.consistent_hash(group), []).append(group)
+    since = int(time.time()) - layer.group_expiry  # members older than this are expired (group_send's rule)
+    found = set()
+    for index, host_groups in by_host.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        for group in host_groups:
+            pipe.zcount(group_key(group), since, "+inf")
+        counts = await pipe.execute()
+        found.update(g for g, count in zip(host_groups, counts, strict=True) if count)
+    return found
 
 
 _publisher: _Publisher | None = None
@@ -108,14 +136,13 @@ def _get_publisher() -> _Publisher:
 EVENTS_PER_MESSAGE = 50
 
 
-def messages_for(events: list[Event]) -> list[tuple[str, dict]]:
-    """One message per group per EVENTS_PER_MESSAGE events, in id order."""
+def messages_for(events: list[dict]) -> list[tuple[str, dict]]:
+    """One message per group per EVENTS_PER_MESSAGE events (as_message dicts), in id order."""
     by_group: dict[str, list[dict]] = {}
     for event in events:
-        body = event.as_message()
-        by_group.setdefault(install_group(event.install_id), []).append(body)
-        if event.kind != EventKind.LOG:  # log lines go only to the install's own page
-            by_group.setdefault(DASHBOARD_GROUP, []).append(body)
+        by_group.setdefault(install_group(event["install"]), []).append(event)
+        if event["kind"] != EventKind.LOG:  # log lines go only to the install's own page
+            by_group.setdefault(DASHBOARD_GROUP, []).append(event)
     return [
         (group, {"type": "install.events", "events": bodies[i : i + EVENTS_PER_MESSAGE]})
         for group, bodies in by_group.items()
@@ -125,4 +152,4 @@ def messages_for(events: list[Event]) -> list[tuple[str, dict]]:
 
 def publish(events: list[Event]) -> None:
     if events:
-        _get_publisher().submit(messages_for(events))
+        _get_publisher().submit([event.as_message() for event in events])
