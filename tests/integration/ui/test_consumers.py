@@ -257,3 +257,24 @@ def test_an_event_whose_live_message_was_dropped_still_arrives(scene, viewer):
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_the_publisher_asks_only_groups_with_a_socket(scene, viewer):
+    """Most installs have no page open: their events go to the dashboard only, which the publisher
+    learns from Redis in one round trip rather than by sending to every install's empty group."""
+    from installs.events import _groups_with_members, install_group
+
+    watched, unwatched = install_group(scene.running.pk), install_group(scene.failed.pk)
+
+    async def scenario():
+        layer = get_channel_layer()
+        assert await _groups_with_members(layer, [watched, unwatched, "dashboard"]) == set()
+        page = communicator(f"/ws/installs/{scene.running.pk}/", viewer)
+        board = communicator("/ws/dashboard/", viewer)
+        assert (await page.connect())[0] and (await board.connect())[0]
+        assert await _groups_with_members(layer, [watched, unwatched, "dashboard"]) == {watched, "dashboard"}
+        await page.disconnect()
+        assert await _groups_with_members(layer, [watched, unwatched, "dashboard"]) == {"dashboard"}
+        await board.disconnect()
+
+    run(scenario)
