@@ -153,36 +153,53 @@ def test_install_on_a_virtual_machine(lab):
     timeline.mark("install verified", f"facts: {facts['cpus']} cpu, {facts['memory_bytes'] >> 20} MiB, disks ok")
 
     # A finished machine must never reinstall: network boot first again, as a firmware's boot order often has it.
-    # Without a per-MAC config the loader's default hands the machine on to the local disk: pxelinux's LOCALBOOT
-    # reaches it. GRUB's `exit 1` returns to the firmware, and OVMF (edk2 2022.11) then tries its own PXE entry and
-    # falls into its setup menu rather than the disk, so under UEFI the proof is GRUB choosing the local-disk entry,
-    # and the disk boot follows from the boot device the install left (disk).
+    # Without a per-MAC config the loader's default hands the machine on to the local disk by itself, within that
+    # one network boot and with no help from the BMC: pxelinux's LOCALBOOT, and under UEFI GRUB's local entry, which
+    # finds the EFI system partition on a local disk and chainloads its loader (`exit 1` alone made OVMF retry PXE
+    # and open its setup screen). A decoy loader in the TFTP root must not be what it finds: GRUB's search looks at
+    # local disks only.
     uefi = lab["firmware"] == "uefi"
+    if uefi:
+        decoy = lab["tftp_root"] / "EFI" / "BOOT" / "BOOTX64.EFI"
+        decoy.parent.mkdir(parents=True)
+        decoy.write_bytes(b"not a loader: local boot must never chainload from the TFTP server\n")
+    events = machine.state / "events.log"
+    events_before = len(events.read_text().splitlines())
+    since = len(serial.text())
     bmc = machine.bmc()
     bmc.set_boot_device(BootDevice.PXE, once=True, uefi=uefi)
     bmc.power_cycle()
     timeline.mark("power cycle with network boot first (no install armed)")
     if uefi:
-        _wait_for(serial, bmc_events, "Booting `Boot local disk'", lab)
+        since, _ = _wait_for(serial, bmc_events, "Booting `Boot local disk'", lab, since)
         timeline.mark("GRUB's default config chose the local disk")
-        bmc.set_boot_device(BootDevice.DISK, once=False, uefi=True)
-        bmc.power_cycle()
-        timeline.mark("power cycle with the disk first")
-    _wait_for(serial, bmc_events, "installed-os: booted from the disk", lab)
+        since, line = _wait_for(serial, bmc_events, "Boot local disk: chainloading ", lab, since)
+        assert re.search(r"chainloading \(hd\d+,(msdos|gpt)\d+\)/EFI/BOOT/BOOTX64\.EFI$", line), line
+        timeline.mark("GRUB chainloaded the disk's loader", line.split(": ", 1)[1])
+    _wait_for(serial, bmc_events, "installed-os: booted from the disk", lab, since)
     timeline.mark("the VM booted its installed disk again")
+    after = [line.split(" ", 1)[1] for line in events.read_text().splitlines()[events_before:]]
+    starts = [e for e in after if e.startswith(("power-on", "reset", "qemu-failed"))]
+    assert starts == ["power-on boot=network"], f"the disk must come up inside the network boot: {after}"
+    assert [e for e in after if e.startswith("bmc set boot=")] == ["bmc set boot=pxe"], after
 
 
-def _wait_for(serial: SerialWatcher, bmc_events: BmcWatcher, marker: str, lab: dict) -> None:
-    """Wait for one more `marker` on the console, failing if the memory OS boots meanwhile."""
-    text = serial.text()
-    seen, memory_os_boots = text.count(marker), text.count("provisioner-memory-os: stage 1")
+def _wait_for(serial: SerialWatcher, bmc_events: BmcWatcher, marker: str, lab: dict, since: int) -> tuple[int, str]:
+    """Wait for `marker` on the console after offset `since`, failing if the memory OS boots meanwhile.
+
+    Returns the offset past the line holding it, and that line (whole: a line still being written is waited for).
+    """
     deadline = time.monotonic() + DISK_BOOT_BUDGET_S
-    while serial.text().count(marker) == seen:
+    while True:
         serial.poll()
         bmc_events.poll()
-        assert serial.text().count("provisioner-memory-os: stage 1") == memory_os_boots, "it booted the memory OS"
+        text = serial.text()
+        assert "provisioner-memory-os: stage 1" not in text[since:], "it booted the memory OS"
+        found = text.find(marker, since)
+        end = text.find("\n", found) if found >= 0 else -1
+        if end >= 0:
+            start = text.rfind("\n", 0, found) + 1
+            return end + 1, _ANSI.sub("", text[start:end]).strip()
         if time.monotonic() > deadline:
             pytest.fail(f"no {marker!r} on the console after {DISK_BOOT_BUDGET_S} s; see {lab['run']}")
         time.sleep(1)
-    serial.poll()
-    bmc_events.poll()
