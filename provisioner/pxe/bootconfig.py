@@ -148,9 +148,9 @@ UEFI_LOCAL_LOADERS = (
 
 def _grub_local() -> str:
     # `search` walks disk devices only (GRUB's device iterator has no network devices), so the TFTP server GRUB
-    # came from is never a candidate; it lists hard disks (hdN) before removable and optical drives (fdN, cdN),
-    # and a match on one of those is skipped so that a leftover installer never boots in place of the disk.
-    # --no-floppy keeps firmware from spinning up a real floppy drive. FAT names match in any case.
+    # came from is never a candidate. It visits hard disks (hdN; a USB stick is one too) before floppy and optical
+    # drives (fdN, cdN); --no-floppy skips the former, and a match on the latter is skipped so that an installer
+    # CD left attached never boots in place of the disk. FAT names match in any case.
     loaders = " \\\n".join(f"            {path}" for path in UEFI_LOCAL_LOADERS)
     return (
         "menuentry 'Boot local disk' {\n"
