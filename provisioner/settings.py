@@ -186,6 +186,10 @@ RQ_JOB_TIMEOUT_S = env.int("RQ_JOB_TIMEOUT_S", default=120)
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_JOB_TIMEOUT_S},
 }
+# django-rq would also mount its pages inside the Django admin (/admin/django_rq/dashboard/), where its
+# stats.json answers is_staff again and its staff checks turn away admins who are not staff. Its pages
+# are mounted once, at /django-rq/, for the admin role (provisioner/queue_pages.py).
+RQ_SHOW_ADMIN_LINK = False
 
 # --- BMCs -----------------------------------------------------------------------------------
 # Seconds one BMC call (login included) may take before it counts as unreachable. Healthy BMCs

@@ -20,7 +20,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("", include("access.urls")),
-    path("django-rq/", include("django_rq.urls")),
+    # django-rq's pages, for the admin role like the Django admin, not for is_staff (see queue_pages)
+    path("django-rq/", include("provisioner.queue_pages")),
     path("account/", include("provisioner.accounts.urls")),
     path("api/v1/", rest.api.urls),
     path("", include("inventory.ui_urls")),

@@ -1,4 +1,5 @@
-"""UI fixtures: one user per role, and a small inventory with an install, a batch and an alert."""
+"""UI fixtures: one user per role (and the two flags that are not roles: is_staff alone, which grants
+nothing, and superuser, which counts as admin), and a small inventory with an install, a batch and an alert."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from django.contrib.auth.models import Group
 
 from tests.conftest import make_bmc, make_machine, make_rack, make_site, make_user
 
-ROLES = ("anonymous", "norole", "viewer", "technician", "admin")
+ROLES = ("anonymous", "norole", "staff", "viewer", "technician", "admin", "superuser")
 
 
 def user_with_role(role: str, username: str | None = None):
-    user = make_user(username or f"{role}-user")
+    user = make_user(username or f"{role}-user", superuser=role == "superuser")
+    if role == "staff":
+        user.is_staff = True
+        user.save()
     if role in ("viewer", "technician", "admin"):
         # get_or_create: transactional tests flush the groups the roles migration made
         user.groups.add(Group.objects.get_or_create(name=role)[0])

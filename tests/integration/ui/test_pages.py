@@ -68,10 +68,12 @@ def test_pages_carry_a_csp_without_inline_script_and_have_none(scene):
         assert not STYLE_ATTR.search(html), url
 
 
-def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy(admin_client):
-    """django-rq needs is_staff (a superuser here). Its pages keep script-src 'self': their scripts are our
-    static files, and their one inline block is the dead one provisioner/security.py explains, rendered
-    byte for byte as in the template (tests/unit/test_django_rq_csp.py pins its hash)."""
+def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy():
+    """django-rq's pages, opened by the admin role (not staff; provisioner/queue_pages.py), keep script-src
+    'self': their scripts are our static files, and their one inline block is the dead one
+    provisioner/security.py explains, rendered byte for byte as in the template
+    (tests/unit/test_django_rq_csp.py pins its hash)."""
+    client = client_for("admin")
     queues.connection().flushdb()
     queue = queues.get_queue()
     job = queue.enqueue("os.getcwd")
@@ -79,7 +81,7 @@ def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy(admin_
     try:
         urls = ["/django-rq/", "/django-rq/queues/0/", f"/django-rq/queues/0/{job.id}/", "/django-rq/workers/0/"]
         for url in urls:
-            response = admin_client.get(url)
+            response = client.get(url)
             assert response.status_code == 200, url
             assert response["Content-Security-Policy"] == ADMIN_POLICY, url
             for attrs, body in SCRIPT.findall(response.content.decode()):

@@ -1,5 +1,6 @@
 """Every page, action and API endpoint of the UI × every role: allowed, or refused (403; anonymous
-gets the login page, or 401 from the API), and nothing in between."""
+gets the login page, or 401 from the API), and nothing in between. is_staff alone is no role ("staff"),
+and the "admin" user is not staff: the Django admin and django-rq's queue pages go by the admin role."""
 
 from __future__ import annotations
 
@@ -8,19 +9,42 @@ import json
 import pytest
 from django.test import Client
 from django.urls import reverse
+from rq import SimpleWorker
+from rq.job import Job
 
+from provisioner import queue_pages, queues
 from tests.integration.ui.conftest import ROLES
 
 pytestmark = pytest.mark.django_db
 
-LEVEL = {"anonymous": 0, "norole": 0, "viewer": 1, "technician": 2, "admin": 3}
+LEVEL = {"anonymous": 0, "norole": 0, "staff": 0, "viewer": 1, "technician": 2, "admin": 3, "superuser": 3}
 NEED = {"viewer": 1, "technician": 2, "admin": 3}
 
 
-def endpoints(s):
+@pytest.fixture
+def rq_jobs():
+    """Jobs on the default queue (django-rq's queue 0): a finished one with a result, and queued ones."""
+    queues.connection().flushdb()
+    queue = queues.get_queue()
+    finished = queue.enqueue("os.getcwd")
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    class Jobs:
+        pass
+
+    jobs = Jobs()
+    jobs.finished = Job.fetch(finished.id, connection=queue.connection)
+    jobs.queued = queue.enqueue("os.getcwd")
+    jobs.doomed = queue.enqueue("os.getcwd")
+    yield jobs
+    queues.connection().flushdb()
+
+
+def endpoints(s, rq):
     """(name, method, url, data, needed role). Data chosen so an allowed write is refused by the service
     or harmless: the matrix is about who gets through, not about what the action does."""
     m, i, idle = s.idle.hostname, s.running.pk, s.idle.pk
+    result = rq.finished.latest_result()
     pages = [
         ("dashboard", "get", reverse("home"), None, "viewer"),
         ("dashboard partial", "get", reverse("home") + "?partial=1", None, "viewer"),
@@ -69,6 +93,21 @@ def endpoints(s):
         ("alert ack", "post", reverse("alert-acknowledge", args=[s.alert.pk]), {}, "technician"),
         ("admin", "get", "/admin/", None, "admin"),
         ("admin machines", "get", "/admin/inventory/machine/", None, "admin"),
+        ("rq queues", "get", reverse("django_rq:home"), None, "admin"),
+        ("rq queue", "get", reverse("django_rq:jobs", args=[0]), None, "admin"),
+        ("rq finished", "get", reverse("django_rq:finished_jobs", args=[0]), None, "admin"),
+        ("rq job", "get", reverse("django_rq:job_detail", args=[0, rq.finished.id]), None, "admin"),
+        ("rq result", "get", reverse("django_rq:result_detail", args=[0, rq.finished.id, result.id]), None, "admin"),
+        ("rq workers", "get", reverse("django_rq:workers", args=[0]), None, "admin"),
+        ("rq delete job", "post", reverse("django_rq:delete_job", args=[0, rq.doomed.id]), {}, "admin"),
+        ("rq stop job", "post", reverse("django_rq:stop_job", args=[0, rq.queued.id]), {}, "admin"),
+        (
+            "rq bulk requeue",
+            "post",
+            reverse("django_rq:actions", args=[0]),
+            {"action": "requeue", "job_ids": [rq.finished.id]},
+            "admin",
+        ),
     ]
     start = {"machines": [s.busy.hostname], "profile": s.profile.name}
     api = [
@@ -105,8 +144,8 @@ def _call(client, method, url, data, api):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_role_matrix(role, users, scene):
-    pages, api = endpoints(scene)
+def test_role_matrix(role, users, scene, rq_jobs):
+    pages, api = endpoints(scene, rq_jobs)
     client = _client(role, users)
     failures = []
     for name, method, url, data, need in pages + api:
@@ -129,3 +168,80 @@ def test_role_matrix(role, users, scene):
         if not ok:
             failures.append(f"{name} {method} {url}: {status} {location} (role {role}, needs {need})")
     assert not failures, "\n".join(failures)
+
+
+def _django_rq_pages():
+    """Every page django-rq mounts for people (not stats.json), with made-up arguments: the role check
+    answers before django-rq looks anything up. A page a later django-rq adds is in this list too."""
+    values = {"IntConverter": 0, "StringConverter": "x", "PathConverter": "x/y"}
+    for pattern in queue_pages.urlpatterns:
+        if pattern.name in ("home_json", "metrics"):
+            continue
+        kwargs = {name: values[type(c).__name__] for name, c in pattern.pattern.converters.items()}
+        yield reverse(f"django_rq:{pattern.name}", kwargs=kwargs)
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if LEVEL[r] < NEED["admin"]])
+def test_every_django_rq_page_refuses_all_but_the_admin_role(role, users):
+    client = _client(role, users)
+    pages = list(_django_rq_pages())
+    assert len(pages) >= 20 and reverse("django_rq:stop_job", args=[0, "x"]) in pages
+    failures = []
+    for url in pages:
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            if role == "anonymous":
+                ok = response.status_code == 302 and response["Location"].startswith(f"{reverse('login')}?next=")
+            else:
+                ok = response.status_code == 403
+            if not ok:
+                failures.append(f"{method} {url}: {response.status_code} {response.get('Location', '')}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_the_admin_role_deletes_a_job_from_the_queue_pages(role, users, rq_jobs):
+    client = _client(role, users)
+    response = client.post(reverse("django_rq:delete_job", args=[0, rq_jobs.doomed.id]))
+    deleted = not Job.exists(rq_jobs.doomed.id, connection=queues.connection())
+    assert deleted == (LEVEL[role] >= NEED["admin"]), response.status_code
+    if deleted:
+        assert response["Location"] == reverse("django_rq:jobs", args=[0])
+    else:
+        assert rq_jobs.doomed.id in queues.get_queue().job_ids
+
+
+def test_django_rq_pages_keep_their_own_decorators_for_admins(users, rq_jobs):
+    """Past the role check, django-rq's views run as django-rq wrote them: never cached, and a job is
+    stopped only by POST."""
+    client = _client("admin", users)
+    assert not users["admin"].is_staff
+    page = client.get(reverse("django_rq:jobs", args=[0]))
+    assert page.status_code == 200 and "no-store" in page["Cache-Control"]
+    assert rq_jobs.queued.id in page.content.decode()
+    assert client.get(reverse("django_rq:stop_job", args=[0, rq_jobs.queued.id])).status_code == 405
+    users["admin"].refresh_from_db()
+    assert not users["admin"].is_staff  # django-rq saw a staff member; the user row never changed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_django_rq_stats_json_needs_the_admin_role_or_its_api_token(role, users, rq_jobs, settings):
+    settings.RQ_API_TOKEN = "rqstatstoken"
+    client = _client(role, users)
+    url = reverse("django_rq:home_json")
+    allowed = LEVEL[role] >= NEED["admin"]
+    response = client.get(url)
+    assert response.status_code == (200 if allowed else 401)
+    if allowed:
+        assert response.json()["queues"][0]["name"] == "default"
+    assert client.get(url, headers={"Authorization": "Bearer rqstatstoken"}).status_code == 200
+    assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == (200 if allowed else 401)
+    assert client.get(f"{url}rqstatstoken/").status_code == 200
+
+
+def test_django_rq_is_mounted_once_not_inside_the_django_admin(users):
+    """django-rq's own admin integration would serve its pages and stats.json again under /admin/."""
+    client = _client("superuser", users)
+    assert client.get(reverse("django_rq:home")).status_code == 200
+    for url in ("/admin/django_rq/dashboard/", "/admin/django_rq/dashboard/stats.json"):
+        assert client.get(url).status_code == 404, url
