@@ -2,9 +2,9 @@
 
 viewer      reads everything except secrets
 technician  + installs, cancels, retries, power actions, batch control, remote commands
-admin       + inventory, profiles, credentials, users (the Django admin)
+admin       + inventory, profiles, credentials, users (the Django admin), job queues (django-rq's pages)
 
-A superuser counts as admin. A user in no group has no access at all.
+A superuser counts as admin. A user in no group has no access at all, whatever its is_staff says.
 """
 
 from __future__ import annotations
