@@ -14,7 +14,7 @@ from pydantic import field_validator
 
 from inventory.validators import normalise_mac
 
-from . import callbacks
+from . import callbacks, progress
 from .models import ACTIVE_STATES, Install
 
 LONG_POLL_MAX_S = 30
@@ -192,7 +192,7 @@ def next_task(request, query: Query[NextQuery]):
 
 
 def task_refused(outcome: str, task_id: str) -> tuple[int, dict]:
-    if outcome == callbacks.Outcome.UNKNOWN_TASK:
+    if outcome == progress.Outcome.UNKNOWN_TASK:
         return 404, ErrorOut(message=f"No task {task_id} in this install.").dict()
     return 409, ErrorOut(message=f"Task {task_id} is not the install's current task.").dict()
 
@@ -201,15 +201,18 @@ def _task_call(fn, *args):
     try:
         fn(*args)
     except callbacks.UnknownTask:
-        return Status(*task_refused(callbacks.Outcome.UNKNOWN_TASK, args[1]))
+        return Status(*task_refused(progress.Outcome.UNKNOWN_TASK, args[1]))
     except callbacks.NotCurrentTask:
-        return Status(*task_refused(callbacks.Outcome.NOT_CURRENT, args[1]))
+        return Status(*task_refused(progress.Outcome.NOT_CURRENT, args[1]))
     return Status(200, {"ok": True})
 
 
 @api.post("tasks/{task_id}/progress", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
-def progress(request, task_id: str, body: ProgressIn):
-    return _task_call(callbacks.agent_progress, request.auth, task_id, body.percent, body.message, body.log)
+def task_progress(request, task_id: str, body: ProgressIn):
+    """Served by installs/ingest.py under daphne; this view answers the same where requests reach Django."""
+    report = progress.ProgressReport(task_id, body.percent, body.message, body.log)
+    outcome = progress.agent_progress(request.auth, report)
+    return Status(200, {"ok": True}) if outcome == progress.Outcome.OK else Status(*task_refused(outcome, task_id))
 
 
 @api.post("tasks/{task_id}/result", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})

@@ -7,19 +7,19 @@ harmless.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.service import Actor, record
 from inventory.models import Machine
 
 from . import engine, tokens
-from .events import emit, emit_many
-from .models import ACTIVE_STATES, Event, EventKind, Install, Step, StepKind, StepState
+from .events import emit
+from .models import ACTIVE_STATES, EventKind, Install, Step, StepKind, StepState
+from .progress import holds, parse_task_id
 
 INSTALLER_EVENT_KINDS = ("started", "progress", "finished", "failed")
 
@@ -29,13 +29,7 @@ def install_for_token(token: str) -> Install | None:
     if not token or len(token) > 200:
         return None
     install = Install.objects.select_related("machine").filter(token_hash=tokens.token_hash(token)).first()
-    return install if _holds(install, token) else None
-
-
-def _holds(install: Install | None, token: str) -> bool:
-    # The hash lookup already proves possession; the constant-time compare keeps timing uniform
-    # whether the row was found or not.
-    return install is not None and tokens.matches(token, install.token_hash) and install.state in ACTIVE_STATES
+    return install if holds(install, token) else None
 
 
 def agent_actor(install: Install) -> Actor:
@@ -167,17 +161,8 @@ class NotCurrentTask(Exception):
     pass
 
 
-def _parse_task_id(task_id: str) -> tuple[int, int] | None:
-    """ "<step id>.<attempt>", ASCII digits of a size the database can hold, or None."""
-    step_id, _, attempt = task_id.partition(".")
-    for part in (step_id, attempt):
-        if not (part.isascii() and part.isdigit() and len(part) <= 18):
-            return None
-    return int(step_id), int(attempt)
-
-
 def _dispatched(install: Install, task_id: str) -> Step:
-    parsed = _parse_task_id(task_id)
+    parsed = parse_task_id(task_id)
     if parsed is None:
         raise UnknownTask(task_id)
     step = install.steps.filter(pk=parsed[0], kind=StepKind.AGENT_TASK).first()
@@ -186,147 +171,6 @@ def _dispatched(install: Install, task_id: str) -> Step:
     if step.attempts != parsed[1]:
         raise NotCurrentTask(task_id)
     return step
-
-
-# agent_seen_at is written at most this often from progress reports; the sweeper's silence limit
-# (AGENT_SILENCE_S, minutes) does not need every report, and each write is a query on a hot path.
-SEEN_WRITE_INTERVAL_S = 5
-
-
-class Outcome:
-    """What became of one progress report (installs/ingest.py turns these into HTTP answers)."""
-
-    OK = "ok"
-    UNAUTHORIZED = "unauthorized"
-    UNKNOWN_TASK = "unknown_task"
-    NOT_CURRENT = "not_current"
-
-
-@dataclass
-class ProgressReport:
-    task_id: str
-    percent: int | None = None
-    message: str = ""
-    log: list[str] = field(default_factory=list)
-    token: str = ""  # for agent_progress_many, which authenticates the reports itself
-
-
-def agent_progress(install, task_id: str, percent: int | None, message: str, log: list[str]) -> None:
-    """Progress and log lines of the running task, from an agent already authenticated."""
-    if isinstance(install, int):
-        install = Install.objects.get(pk=install)
-    pairs = [(install, ProgressReport(task_id, percent, message, log))]
-    with transaction.atomic():
-        outcome = _record_progress(pairs, _locked_steps(pairs))[0]
-    _note_seen(pairs)
-    if outcome == Outcome.UNKNOWN_TASK:
-        raise UnknownTask(task_id)
-    if outcome == Outcome.NOT_CURRENT:
-        raise NotCurrentTask(task_id)
-
-
-def agent_progress_many(reports: list[ProgressReport]) -> list[str]:
-    """Many agents' reports at once, each carrying its token: one Outcome per report, in order.
-    The same rules as agent_progress, in the same few queries however many reports: the steps are
-    read with their installs, which authenticate the tokens; only a token whose report names some
-    other install's step (or none) costs a lookup of its own."""
-    hashes = {r.token: tokens.token_hash(r.token) for r in reports if r.token and len(r.token) <= 200}
-    with transaction.atomic():
-        steps = _locked_steps([(None, r) for r in reports], with_installs=True)
-        installs = {s.install.token_hash: s.install for s in steps.values()}
-        unknown = set(hashes.values()) - installs.keys()
-        if unknown:
-            rows = Install.objects.filter(token_hash__in=unknown).only(*_INSTALL_FIELDS)
-            installs.update((i.token_hash, i) for i in rows)
-        pairs = []
-        for report in reports:
-            install = installs.get(hashes.get(report.token, ""))
-            pairs.append((install if _holds(install, report.token) else None, report))
-        outcomes = _record_progress(pairs, steps)
-    _note_seen(pairs)
-    return outcomes
-
-
-_INSTALL_FIELDS = ("id", "state", "agent_seen_at", "token_hash")
-_STEP_FIELDS = ("id", "install_id", "attempts", "state", "progress", "message", "task")
-
-
-def _locked_steps(pairs, *, with_installs: bool = False) -> dict[int, Step]:
-    """The agent-task steps the reports name, locked (only they: never an install, so no lock-order
-    cycle with the engine, which locks the install first)."""
-    ids = {parsed[0] for _, report in pairs if (parsed := _parse_task_id(report.task_id))}
-    rows = Step.objects.filter(pk__in=ids, kind=StepKind.AGENT_TASK)
-    if with_installs:
-        rows = rows.select_related("install").only(*_STEP_FIELDS, *(f"install__{f}" for f in _INSTALL_FIELDS))
-    else:
-        rows = rows.only(*_STEP_FIELDS)
-    return {s.pk: s for s in rows.select_for_update(of=("self",))} if ids else {}
-
-
-def _note_seen(pairs) -> None:
-    """agent_seen_at of the installs heard from, at most every SEEN_WRITE_INTERVAL_S each."""
-    now = timezone.now()
-    due = {
-        install.pk
-        for install, _ in pairs
-        if install is not None
-        and (install.agent_seen_at is None or (now - install.agent_seen_at).total_seconds() > SEEN_WRITE_INTERVAL_S)
-    }
-    if due:
-        Install.objects.filter(pk__in=due).update(agent_seen_at=now)
-
-
-def _record_progress(pairs: list[tuple[Install | None, ProgressReport]], steps: dict[int, Step]) -> list[str]:
-    """No install row lock: a report changes nothing the state machine reads. The steps are locked,
-    so a report that races the task's result sees the result's state: late progress of a finished
-    task is dropped, not recorded after the end."""
-    outcomes: list[str] = []
-    changed: dict[int, Step] = {}
-    events: list[Event] = []
-    for install, report in pairs:
-        parsed = _parse_task_id(report.task_id)
-        step = steps.get(parsed[0]) if parsed else None
-        if install is None:
-            outcomes.append(Outcome.UNAUTHORIZED)
-            continue
-        if step is None or step.install_id != install.pk:
-            outcomes.append(Outcome.UNKNOWN_TASK)
-            continue
-        if step.attempts != parsed[1]:
-            outcomes.append(Outcome.NOT_CURRENT)
-            continue
-        outcomes.append(Outcome.OK)
-        if step.state != StepState.DISPATCHED:
-            continue  # late progress of a finished task
-        if (report.percent is not None and report.percent != step.progress) or report.message:
-            if report.percent is not None:
-                step.progress = report.percent
-            if report.message:
-                step.message = report.message[:500]
-            changed[step.pk] = step
-            data = {"percent": step.progress, "task": step.task}
-            events.append(Event(install=install, step=step, kind=EventKind.PROGRESS, message=report.message, data=data))
-        if report.log:
-            text = "\n".join(report.log)[:10000]
-            events.append(
-                Event(install=install, step=step, kind=EventKind.LOG, message=text, data={"lines": len(report.log)})
-            )
-    _save_progress(list(changed.values()))
-    emit_many(events)
-    return outcomes
-
-
-def _save_progress(steps: list[Step]) -> None:
-    """One UPDATE per step, sent together (psycopg pipelines executemany). bulk_update's CASE
-    expressions took longer to build in Python than PostgreSQL took to run the whole batch."""
-    if not steps:
-        return
-    quote, field = connection.ops.quote_name, Step._meta.get_field
-    sql = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(
-        quote(Step._meta.db_table), *(quote(field(f).column) for f in ("progress", "message", "id"))
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [(s.progress, s.message, s.pk) for s in steps])
 
 
 @transaction.atomic

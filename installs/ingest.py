@@ -9,7 +9,7 @@ so a site installing 500 machines sends about 500 reports a second. Through Djan
 Reports that arrive while a batch is being written wait for the next one (group commit): one thread
 per process writes each batch in one transaction and a fixed number of queries, so the cost per
 report falls as the rate rises, and a lone report is written at once. The agent is answered only
-after its report is committed. The rules are callbacks.agent_progress_many's, which the Django view
+after its report is committed. The rules are progress.agent_progress_many's, which the Django view
 shares; the body is checked by the same schema and refusals read the same as the view's
 (docs/agent-api.md). If the database cannot be reached the batch is answered 503, which the agent
 retries.
@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from pydantic import ValidationError
 
-from . import callbacks
+from . import callbacks, progress
 from .api import ProgressIn, invalid_body, not_json, task_refused
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,11 @@ class AgentProgressRoute:
                 return 401, {"detail": "Unauthorized"}
             return 400, refusal
         outcome = await self._writer().submit(
-            callbacks.ProgressReport(task_id, report.percent, report.message, report.log, token=token)
+            progress.ProgressReport(task_id, report.percent, report.message, report.log, token=token)
         )
-        if outcome == callbacks.Outcome.OK:
+        if outcome == progress.Outcome.OK:
             return 200, {"ok": True}
-        if outcome == callbacks.Outcome.UNAUTHORIZED:
+        if outcome == progress.Outcome.UNAUTHORIZED:
             return 401, {"detail": "Unauthorized"}
         if outcome == UNAVAILABLE:
             return 503, {"message": "The report could not be stored just now; send it again."}
@@ -115,7 +115,7 @@ class _BatchWriter:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.pending: list[tuple[callbacks.ProgressReport, asyncio.Future]] = []
+        self.pending: list[tuple[progress.ProgressReport, asyncio.Future]] = []
         self.busy = False
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-progress")
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -124,7 +124,7 @@ class _BatchWriter:
         self.executor.submit(_close_connection)
         self.executor.shutdown(wait=True)
 
-    def submit(self, report: callbacks.ProgressReport) -> asyncio.Future:
+    def submit(self, report: progress.ProgressReport) -> asyncio.Future:
         future = self.loop.create_future()
         self.pending.append((report, future))
         if not self.busy:
@@ -155,10 +155,10 @@ class _BatchWriter:
             self.executor.submit(_close_connection)
 
 
-def _write(reports: list[callbacks.ProgressReport]) -> list[str]:
+def _write(reports: list[progress.ProgressReport]) -> list[str]:
     """On the writer's thread, which keeps its database connection from batch to batch."""
     try:
-        return callbacks.agent_progress_many(reports)
+        return progress.agent_progress_many(reports)
     except (InterfaceError, OperationalError):
         connection.close()  # the next batch connects afresh
         raise

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.service import Actor
-from installs import callbacks, engine, tokens
+from installs import callbacks, engine, progress, tokens
 from installs.batches import InstallRefused
 from installs.models import (
     TERMINAL_STATES,
@@ -127,7 +127,8 @@ def test_image_install_with_agent_tasks(lab):
         task = answer["task"]
         assert callbacks.agent_next_task(install.pk)["task"] == task  # asking again hands out the same task
         seen.append(task["kind"])
-        callbacks.agent_progress(install.pk, task["id"], 50, "half way", ["line 1"])
+        report = progress.ProgressReport(task["id"], 50, "half way", ["line 1"])
+        assert progress.agent_progress(install, report) == progress.Outcome.OK
         assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "ok"
         assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "duplicate"
     assert answer == {"task": None, "retry_after_s": 2} or answer.get("finished")
