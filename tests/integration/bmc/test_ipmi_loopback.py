@@ -151,8 +151,10 @@ def test_concurrent_calls_to_many_bmcs_are_fast(loopback_bmc):
         for _ in range(5):
             states = list(pool.map(timed, drivers))
             assert states == [PowerState.ON if i % 2 else PowerState.OFF for i in range(10)]
-    # pyghmi's synchronous client stalls 0.5-1 s here now and then; ours must not.
-    assert max(durations) < 0.1
+    # pyghmi's synchronous client stalls 0.5-1 s here now and then; ours must not. The bound is that
+    # stall, not a speed target (bench/bmc.py measures speed): inside the whole suite on 2 busy cores
+    # a round of ten calls has taken 140 ms.
+    assert max(durations) < 0.4
 
 
 def test_a_forked_child_gets_a_working_driver(loopback_bmc):
