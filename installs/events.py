@@ -37,12 +37,19 @@ def emit_many(events: list[Event]) -> list[Event]:
     if not connection.features.can_return_rows_from_bulk_insert:
         created = Event.objects.bulk_create(events)
     else:  # in chunks that stay under both databases' limits on parameters per statement
-        created = [e for i in range(0, len(events), 1000) for e in _insert(events[i : i + 1000])]
+        created = []
+        for start in range(0, len(events), 1000):
+            chunk = events[start : start + 1000]
+            sql, params = insert_statement(chunk)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                created += adopt_ids(chunk, cursor.fetchall())
     transaction.on_commit(lambda: publish(created))
     return created
 
 
-def _insert(events: list[Event]) -> list[Event]:
+def insert_statement(events: list[Event]) -> tuple[str, list]:
+    """INSERT ... RETURNING id for unsaved events, with parameters prepared as the ORM would."""
     fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -52,14 +59,15 @@ def _insert(events: list[Event]) -> list[Event]:
         ", ".join([row] * len(events)),
         quote(Event._meta.pk.column),
     )
-    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for event in events for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        # PostgreSQL and SQLite return the rows in VALUES order, as bulk_create relies on too.
-        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
-            event.pk = pk
-            event._state.adding = False
-            event._state.db = connection.alias
+    return sql, [f.get_db_prep_save(f.pre_save(event, True), connection) for event in events for f in fields]
+
+
+def adopt_ids(events: list[Event], rows) -> list[Event]:
+    """The ids RETURNING gave, in VALUES order (PostgreSQL and SQLite keep it; bulk_create relies on it too)."""
+    for event, (pk,) in zip(events, rows, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = connection.alias
     return events
 
 
@@ -70,59 +78,69 @@ def emit(install, kind: str, message: str = "", *, step=None, data: dict | None 
     return event
 
 
-class _Publisher:
-    """One sender per process: events queue up and go out on one Redis connection. What queued while
-    the last round went out goes out together, a message per group, and only to groups that have a
-    socket in them: most installs have no page open, and the channel layer's group_send costs two
-    Redis round trips even for an empty group. (A coroutine per event, as once, opened connections
-    without bound under bursts and Redis refused them: "Too many connections".)"""
+class Outbox:
+    """Events waiting to go out on one event loop, sent by one task: what queues while a round goes
+    out goes out together, a message per group, and only to groups that have a socket in them (most
+    installs have no page open, and the channel layer's group_send costs two Redis round trips even
+    for an empty group). One sender also keeps each group's events in order. Call it on its loop."""
 
     # Past this backlog new events are not published (browsers replay from the database).
     MAX_BACKLOG = 10000
 
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.pending: list[dict] = []
+        self.busy = False
+
+    def submit(self, events: list[dict]) -> None:
+        if len(self.pending) >= self.MAX_BACKLOG:
+            log.warning("event publisher backlog full; %d event(s) left to replay", len(events))
+            return
+        self.pending.extend(events)
+        if events and not self.busy:
+            self.busy = True
+            self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                events, self.pending = self.pending, []
+                await send(events)
+        finally:
+            self.busy = False
+
+
+class _Publisher:
+    """An outbox on a loop thread of its own, for code that is not on a loop (views, RQ workers).
+    (A coroutine per event, as once, opened connections without bound under bursts and Redis
+    refused them: "Too many connections".)"""
+
     def __init__(self):
         self.loop = asyncio.new_event_loop()
         self.pid = os.getpid()
-        self.backlog = 0
-        self._queue: asyncio.Queue | None = None
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self._queue = asyncio.Queue()
-            self.loop.create_task(self._drain())
-            ready.set()
-            self.loop.run_forever()
-
-        threading.Thread(target=run, name="event-publisher", daemon=True).start()
-        ready.wait()
+        self.outbox = Outbox(self.loop)
+        threading.Thread(target=self.loop.run_forever, name="event-publisher", daemon=True).start()
 
     def submit(self, events: list[dict]) -> None:
-        if self.backlog >= self.MAX_BACKLOG:
-            log.warning("event publisher backlog full; %d event(s) left to replay", len(events))
-            return
-        self.backlog += len(events)
-        self.loop.call_soon_threadsafe(self._queue.put_nowait, events)
+        self.loop.call_soon_threadsafe(self.outbox.submit, events)
 
-    async def _drain(self):
-        from channels.layers import get_channel_layer
 
-        while True:
-            events = await self._queue.get()
-            while not self._queue.empty():
-                events = events + self._queue.get_nowait()
-            self.backlog -= len(events)
-            layer = get_channel_layer()
-            if layer is None:
-                continue
-            messages = messages_for(events)
-            try:
-                watched = await _groups_with_members(layer, list(dict.fromkeys(g for g, _ in messages)))
-                for group, message in messages:
-                    if group in watched:
-                        await layer.group_send(group, message)
-            except Exception as exc:  # the events are in the database; a Redis hiccup must not matter
-                log.warning("could not publish %d event(s): %s", len(events), exc)
+async def send(events: list[dict]) -> None:
+    """Events (as_message dicts) to the groups with a socket in them, a message per group, on the
+    running loop. Never raises: the events are in the database, and a Redis hiccup must not matter."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    messages = messages_for(events)
+    try:
+        watched = await _groups_with_members(layer, list(dict.fromkeys(g for g, _ in messages)))
+        for group, message in messages:
+            if group in watched:
+                await layer.group_send(group, message)
+    except Exception as exc:
+        log.warning("could not publish %d event(s): %s", len(events), exc)
 
 
 async def _groups_with_members(layer, groups: list[str]) -> set[str]:

@@ -3,9 +3,11 @@
 The busiest write in the product (every agent about once a second while a task runs), so it is
 written with a few plain SQL statements per batch of reports rather than the ORM per report: on
 a 2-core control plane one ORM query cost more CPU (about 1.3 ms to build) than PostgreSQL took
-to run the whole batch. Both callers share this module: the agent API's Django view (one report,
-its install already authenticated) and the batching route in installs/ingest.py (many reports,
-each with its token).
+to run the whole batch. The rules live once, in ``_batch``, a generator that yields the
+statements it needs and decides from their results; two drivers run it: ``agent_progress`` /
+``agent_progress_many`` on Django's connection (the agent API's view, SQLite), and
+``agent_progress_async`` on an asynchronous psycopg connection, which installs/ingest.py uses
+so that daphne's event loop never waits on a thread.
 
 No install row lock: a report changes nothing the state machine reads. The steps a batch names
 are locked (only they: never an install, so no lock-order cycle with the engine, which locks the
@@ -15,6 +17,7 @@ of a finished task is dropped, not recorded after the end.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC
 
@@ -22,12 +25,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import tokens
-from .events import emit_many
+from .events import adopt_ids, insert_statement, publish
 from .models import ACTIVE_STATES, Event, EventKind, Install, Step, StepKind, StepState
 
-# agent_seen_at is written at most this often from progress reports; the sweeper's silence limit
-# (AGENT_SILENCE_S, minutes) does not need every report, and each write is a query on a hot path.
-SEEN_WRITE_INTERVAL_S = 5
+# agent_seen_at is written at most this often from progress reports: the sweeper's silence limit
+# (AGENT_SILENCE_S, 3 minutes) needs no more, heartbeats write it every 30 s anyway, and with 500
+# machines reporting every 5 s cost 100 row updates a second.
+SEEN_WRITE_INTERVAL_S = 30
 
 
 class Outcome:
@@ -84,38 +88,132 @@ def holds(install, token: str) -> bool:
     return install is not None and tokens.matches(token, install.token_hash) and install.state in ACTIVE_STATES
 
 
+@dataclass
+class Statement:
+    """One SQL statement for a driver to run: ``rows`` asks for the result rows back; ``many`` runs
+    it once per parameter tuple (sent together)."""
+
+    sql: str
+    params: list | tuple = ()
+    rows: bool = False
+    many: bool = False
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[str]
+    events: list[Event]  # saved, to publish once the transaction commits
+    seen: Statement | None  # agent_seen_at to write after it (outside the step locks)
+
+
+Batch = Generator[Statement, list | None, BatchResult]
+
+
 def agent_progress(install: Install, report: ProgressReport) -> str:
     """One report from an agent already authenticated as ``install``: its Outcome."""
-    pairs = [(install, report)]
-    with transaction.atomic():
-        steps, _ = _locked_steps([report])
-        outcome = _record(pairs, steps)[0]
-    _note_seen(pairs)
-    return outcome
+    return _run_sync(_batch([report], install=install)).outcomes[0]
 
 
 def agent_progress_many(reports: list[ProgressReport]) -> list[str]:
-    """Many agents' reports at once, each carrying its token: one Outcome per report, in order, in
-    the same few statements however many. The steps are read with their installs, which
-    authenticate the tokens; only a token whose report names some other install's step (or none)
-    costs a lookup of its own."""
-    hashes = {r.token: tokens.token_hash(r.token) for r in reports if r.token and len(r.token) <= 200}
+    """Many agents' reports at once, each carrying its token: one Outcome per report, in order."""
+    return _run_sync(_batch(reports)).outcomes
+
+
+async def agent_progress_async(conn, reports: list[ProgressReport]) -> BatchResult:
+    """agent_progress_many on an asynchronous psycopg connection (PostgreSQL); the caller publishes
+    ``events`` (committed when this returns)."""
+    # Pipeline mode: statements go out without waiting for the previous answers, and the connection
+    # waits only where the rules need rows back (the locked steps, the new event ids).
+    async with conn.pipeline():
+        async with conn.transaction(), conn.cursor() as cursor:
+            result = await _drive_async(cursor, _batch(reports))
+        if result.seen is not None:
+            async with conn.transaction(), conn.cursor() as cursor:
+                await _drive_async(cursor, _only(result.seen))
+    return result
+
+
+def _run_sync(gen: Batch) -> BatchResult:
     with transaction.atomic():
-        steps, installs = _locked_steps(reports)
+        with connection.cursor() as cursor:
+            result = _drive_sync(cursor, gen)
+        transaction.on_commit(lambda: publish(result.events))
+    if result.seen is not None:
+        with connection.cursor() as cursor:
+            _drive_sync(cursor, _only(result.seen))
+    return result
+
+
+def _only(statement: Statement):
+    yield statement
+
+
+def _drive_sync(cursor, gen):
+    answer = None
+    try:
+        while True:
+            statement = gen.send(answer)
+            if statement.many:
+                cursor.executemany(statement.sql, statement.params)  # psycopg pipelines these
+                answer = None
+            else:
+                cursor.execute(statement.sql, statement.params)
+                answer = cursor.fetchall() if statement.rows else None
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _drive_async(cursor, gen):
+    answer = None
+    try:
+        while True:
+            statement = gen.send(answer)
+            if statement.many:
+                await cursor.executemany(statement.sql, statement.params)
+                answer = None
+            else:
+                await cursor.execute(statement.sql, statement.params)
+                answer = await cursor.fetchall() if statement.rows else None
+    except StopIteration as stop:
+        return stop.value
+
+
+def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
+    """The rules, for reports of one ``install`` already authenticated (the view) or each carrying
+    its token (a batch). The steps the reports name are read, locked, with their installs, which
+    authenticate the tokens; only a token whose report names some other install's step (or none)
+    costs a lookup of its own. Then the steps' progress, then the events."""
+    ids = sorted({parsed[0] for r in reports if (parsed := parse_task_id(r.task_id))})
+    steps, installs = {}, {}
+    if ids:
+        rows = yield Statement(_steps_sql(len(ids)), [*ids, StepKind.AGENT_TASK], rows=True)
+        for pk, install_id, attempts, state, progress, message, task, i_state, token_hash, seen in rows:
+            steps[pk] = _TaskStep(pk, install_id, attempts, state, progress, message, task)
+            installs[install_id] = _Installed(install_id, i_state, token_hash, _aware(seen))
+    if install is not None:
+        pairs = [(install, r) for r in reports]
+    else:
+        hashes = {r.token: tokens.token_hash(r.token) for r in reports if r.token and len(r.token) <= 200}
         by_hash = {i.token_hash: i for i in installs.values()}
-        unknown = set(hashes.values()) - by_hash.keys()
+        unknown = sorted(set(hashes.values()) - by_hash.keys())
         if unknown:
-            by_hash.update((i.token_hash, i) for i in _installs_by_hash(unknown))
+            rows = yield Statement(_installs_sql(len(unknown)), unknown, rows=True)
+            by_hash.update((row[2], _Installed(row[0], row[1], row[2], _aware(row[3]))) for row in rows)
         pairs = []
         for report in reports:
-            install = by_hash.get(hashes.get(report.token, ""))
-            pairs.append((install if holds(install, report.token) else None, report))
-        outcomes = _record(pairs, steps)
-    _note_seen(pairs)
-    return outcomes
+            found = by_hash.get(hashes.get(report.token, ""))
+            pairs.append((found if holds(found, report.token) else None, report))
+    outcomes, changed, events = _decide(pairs, steps)
+    if changed:
+        yield Statement(_update_sql(), [(s.progress, s.message, s.pk) for s in changed], many=True)
+    for start in range(0, len(events), 1000):  # under both databases' limits on parameters per statement
+        chunk = events[start : start + 1000]
+        sql, params = insert_statement(chunk)
+        adopt_ids(chunk, (yield Statement(sql, params, rows=True)))
+    return BatchResult(outcomes, events, _seen_statement(pairs))
 
 
-def _record(pairs: list[tuple[object, ProgressReport]], steps: dict[int, _TaskStep]) -> list[str]:
+def _decide(pairs, steps: dict[int, _TaskStep]) -> tuple[list[str], list[_TaskStep], list[Event]]:
     outcomes: list[str] = []
     changed: dict[int, _TaskStep] = {}
     events: list[Event] = []
@@ -146,58 +244,55 @@ def _record(pairs: list[tuple[object, ProgressReport]], steps: dict[int, _TaskSt
         if report.log:
             text = "\n".join(report.log)[:10000]
             events.append(Event(**ids, kind=EventKind.LOG, message=text, data={"lines": len(report.log)}))
-    if changed:
-        sql = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(
-            _q(Step._meta.db_table), *(_col(Step, f) for f in ("progress", "message", "id"))
-        )
-        with connection.cursor() as cursor:  # executemany: sent together (psycopg pipelines it)
-            cursor.executemany(sql, [(s.progress, s.message, s.pk) for s in changed.values()])
-    emit_many(events)
-    return outcomes
+    return outcomes, list(changed.values()), events
 
 
-def _locked_steps(reports: list[ProgressReport]) -> tuple[dict[int, _TaskStep], dict[int, _Installed]]:
-    """The agent-task steps the reports name, locked, and their installs."""
-    ids = sorted({parsed[0] for r in reports if (parsed := parse_task_id(r.task_id))})
-    if not ids:
-        return {}, {}
+def _seen_statement(pairs) -> Statement | None:
+    """agent_seen_at of the installs heard from, at most every SEEN_WRITE_INTERVAL_S each."""
+    now = timezone.now()
+    due = sorted(
+        {
+            install.pk
+            for install, _ in pairs
+            if install is not None
+            and (install.agent_seen_at is None or (now - install.agent_seen_at).total_seconds() > SEEN_WRITE_INTERVAL_S)
+        }
+    )
+    if not due:
+        return None
+    seen = Install._meta.get_field("agent_seen_at")
+    sql = "UPDATE {} SET {} = %s WHERE {} IN ({})".format(
+        _q(Install._meta.db_table), _col(Install, "agent_seen_at"), _col(Install, "id"), ", ".join(["%s"] * len(due))
+    )
+    return Statement(sql, [seen.get_db_prep_save(now, connection), *due])
+
+
+def _steps_sql(count: int) -> str:
+    """The agent-task steps named, locked (only they: never an install), with their installs."""
     s = {f: f"s.{_col(Step, f)}" for f in ("id", "install", "attempts", "state", "progress", "message", "task", "kind")}
     i = {f: f"i.{_col(Install, f)}" for f in ("id", "state", "token_hash", "agent_seen_at")}
     if connection.features.has_select_for_update_of:
         lock = "FOR UPDATE OF s"
     else:
         lock = "FOR UPDATE" if connection.features.has_select_for_update else ""
-    sql = (
+    return (
         f"SELECT {s['id']}, {s['install']}, {s['attempts']}, {s['state']}, {s['progress']}, {s['message']}, "
         f"{s['task']}, {i['state']}, {i['token_hash']}, {i['agent_seen_at']} "
         f"FROM {_q(Step._meta.db_table)} s JOIN {_q(Install._meta.db_table)} i ON {i['id']} = {s['install']} "
-        f"WHERE {s['id']} IN ({', '.join(['%s'] * len(ids))}) AND {s['kind']} = %s {lock}"
+        f"WHERE {s['id']} IN ({', '.join(['%s'] * count)}) AND {s['kind']} = %s {lock}"
     )
-    steps, installs = {}, {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*ids, StepKind.AGENT_TASK])
-        for pk, install_id, attempts, state, progress, message, task, i_state, token_hash, seen in cursor.fetchall():
-            steps[pk] = _TaskStep(pk, install_id, attempts, state, progress, message, task)
-            installs[install_id] = _Installed(install_id, i_state, token_hash, _aware(seen))
-    return steps, installs
 
 
-def _installs_by_hash(hashes: set[str]) -> list[_Installed]:
-    rows = Install.objects.filter(token_hash__in=hashes).values_list("id", "state", "token_hash", "agent_seen_at")
-    return [_Installed(*row) for row in rows]
+def _installs_sql(count: int) -> str:
+    columns = ", ".join(_col(Install, f) for f in ("id", "state", "token_hash", "agent_seen_at"))
+    where = f"{_col(Install, 'token_hash')} IN ({', '.join(['%s'] * count)})"
+    return f"SELECT {columns} FROM {_q(Install._meta.db_table)} WHERE {where}"
 
 
-def _note_seen(pairs) -> None:
-    """agent_seen_at of the installs heard from, at most every SEEN_WRITE_INTERVAL_S each."""
-    now = timezone.now()
-    due = {
-        install.pk
-        for install, _ in pairs
-        if install is not None
-        and (install.agent_seen_at is None or (now - install.agent_seen_at).total_seconds() > SEEN_WRITE_INTERVAL_S)
-    }
-    if due:
-        Install.objects.filter(pk__in=due).update(agent_seen_at=now)
+def _update_sql() -> str:
+    return "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(
+        _q(Step._meta.db_table), *(_col(Step, f) for f in ("progress", "message", "id"))
+    )
 
 
 def _aware(value):
