@@ -69,7 +69,7 @@ class Server:
         self.proc = None
 
     def start(self):
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "provisioner.asgi:application"]
+        cmd = [sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(self.port)]  # as deployed
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

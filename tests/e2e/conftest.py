@@ -163,10 +163,8 @@ class Services:
         return done.stdout
 
     def start(self) -> Services:
-        daphne = self.spawn(
-            "daphne", str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
-            "provisioner.asgi:application",
-        )  # fmt: skip
+        serve = (sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(self.port))  # as deployed
+        daphne = self.spawn("daphne", *serve)
         _wait_port(self.port, daphne, "daphne")
         self.spawn("worker", sys.executable, "manage.py", "worker", "--site", SITE)
         return self
