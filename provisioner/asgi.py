@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django (agent progress reports through installs/ingest.py),
 websockets through channels consumers."""
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provisioner.settings")
@@ -23,3 +24,8 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Everything imported so far lives as long as the process: leave it out of the collector's full passes,
+# which otherwise walked the whole Django heap every few seconds and stalled the event loop for up to
+# 250 ms under load (bench/live.py at 500 reports/s: p95 by second jumped every 4 s).
+gc.freeze()
