@@ -2,7 +2,7 @@
 (daphne, PostgreSQL, Redis channel layer) at a set rate, and a browser-like websocket client on the
 dashboard stream times each event from the moment its POST was sent until it arrives.
 
-    .venv/bin/python bench/live.py [--rate 500 --seconds 10 --installs 50 --servers 2]
+    .venv/bin/python bench/live.py [--rate 500 --seconds 10 --installs 500 --servers 1]
 
 ``--servers`` daphne processes share the load as they would behind a load balancer. It uses its own
 database (provui_live, recreated) and Redis database 10. Goal: p95 ≤ 50 ms at 500 events/s. The last
@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import http.client
 import json
 import os
-import queue
 import secrets
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -67,34 +64,35 @@ def build(installs: int) -> tuple[list[tuple[str, str]], str]:
     from provisioner.accounts.models import User
 
     site = Site.objects.create(slug="live", name="Live", tftp_root="/tmp/live-tftp", base_url="http://127.0.0.1")
-    rack = Rack.objects.create(site=site, name="r01", height_u=60)
+    racks = Rack.objects.bulk_create(Rack(site=site, name=f"r{n:02d}", height_u=48) for n in range(installs // 48 + 1))
     profile = OSProfile.objects.create(
         name="bench-image", method="image", kernel="k", initrd="i", image_url="http://x/i.img", image_sha256="a" * 64
     )
-    agents = []
-    for n in range(installs):
-        machine = Machine.objects.create(hostname=f"live-{n:03d}", rack=rack, position_u=n + 1)
-        NIC.objects.create(machine=machine, mac=f"52:54:00:aa:{n >> 8:02x}:{n & 255:02x}", is_pxe=True)
-        nonce = tokens.new_nonce()
-        token = tokens.token_for(nonce)
-        install = Install.objects.create(
-            machine=machine,
+    machines = Machine.objects.bulk_create(
+        Machine(hostname=f"live-{n:03d}", rack=racks[n // 48], position_u=n % 48 + 1) for n in range(installs)
+    )
+    NIC.objects.bulk_create(
+        NIC(machine=m, mac=f"52:54:00:aa:{n >> 8:02x}:{n & 255:02x}", is_pxe=True) for n, m in enumerate(machines)
+    )
+    nonces = [tokens.new_nonce() for _ in machines]
+    plan = {"site": {"slug": "live"}, "profile": {"name": "bench-image"}, "step_count": 1}
+    rows = Install.objects.bulk_create(
+        Install(
+            machine=m,
             profile=profile,
             requested_by_label="bench",
             state=InstallState.INSTALLING,
-            plan={"site": {"slug": "live"}, "profile": {"name": "bench-image"}, "step_count": 1},
+            plan=plan,
             token_nonce=nonce,
-            token_hash=tokens.token_hash(token),
+            token_hash=tokens.token_hash(tokens.token_for(nonce)),
         )
-        step = Step.objects.create(
-            install=install,
-            order=0,
-            kind=StepKind.AGENT_TASK,
-            task="write_image",
-            state=StepState.DISPATCHED,
-            attempts=1,
-        )
-        agents.append((token, f"{step.pk}.1"))
+        for m, nonce in zip(machines, nonces, strict=True)
+    )
+    steps = Step.objects.bulk_create(
+        Step(install=i, order=0, kind=StepKind.AGENT_TASK, task="write_image", state=StepState.DISPATCHED, attempts=1)
+        for i in rows
+    )
+    agents = [(tokens.token_for(nonce), f"{step.pk}.1") for nonce, step in zip(nonces, steps, strict=True)]
     user = User.objects.create_user("live-viewer", password=secrets.token_hex(16))
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     session = SessionStore()
@@ -116,7 +114,7 @@ def start_daphne(env: dict, port: int, log) -> subprocess.Popen:
     # (CONN_MAX_AGE > 0) outlives that thread: a few hundred requests exhaust PostgreSQL's connections.
     # Django's advice for ASGI is CONN_MAX_AGE=0 (or a pool); the bench runs as production should.
     env = {**env, "DATABASE_CONN_MAX_AGE": env.get("DATABASE_CONN_MAX_AGE", "0")}
-    cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "provisioner.asgi:application"]
+    cmd = [sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(port)]  # as deployed
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -169,44 +167,51 @@ async def ws_messages(reader):
 # --- the agents ------------------------------------------------------------------------------------
 
 
-def sender(ports: list[int], work: queue.Queue, sent: dict, answered: dict, errors: list, index: int) -> None:
-    """One thread, one keep-alive connection, as one agent process would hold."""
-    port = ports[index % len(ports)]
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    while True:
-        item = work.get()
-        if item is None:
-            return
-        seq, token, task_id, due = item
-        delay = due - time.monotonic()
+async def agent(port: int, token: str, task_id: str, seqs: list[int], start: float, rate: float, log: dict) -> None:
+    """One machine's agent: its own keep-alive connection, one report at a time, each at its due time."""
+    path = f"/api/agent/v1/tasks/{task_id}/progress"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # before the clock starts, as agents run
+    for seq in seqs:
+        delay = start + seq / rate - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
-        body = json.dumps({"percent": seq % 100, "message": f"bench {seq}"})
-        sent[seq] = time.monotonic()
+            await asyncio.sleep(delay)
+        body = json.dumps({"percent": seq % 100, "message": f"bench {seq}"}).encode()
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         try:
-            conn.request(
-                "POST",
-                f"/api/agent/v1/tasks/{task_id}/progress",
-                body=body,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-            response = conn.getresponse()
-            response.read()
-            answered[seq] = time.monotonic()
-            if response.status != 200:
-                errors.append(response.status)
-        except OSError as exc:
-            errors.append(str(exc))
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            log["sent"][seq] = time.monotonic()
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            log["answered"][seq] = time.monotonic()
+            if b" 200 " not in status:
+                log["errors"].append(status.decode(errors="replace").strip())
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            log["errors"].append(repr(exc))
+            writer = None
+    if writer is not None:
+        writer.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=500, help="events per second, all agents together")
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--installs", type=int, default=50)
-    parser.add_argument("--servers", type=int, default=2, help="daphne processes for the agents (plus one for the UI)")
-    parser.add_argument("--senders", type=int, default=16, help="concurrent agent connections")
+    parser.add_argument(
+        "--installs",
+        type=int,
+        default=500,
+        help="machines reporting, each on its own connection (500 at 500/s: 1/s each)",
+    )
+    parser.add_argument("--servers", type=int, default=1, help="daphne processes for the agents (plus one for the UI)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/provui_live")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
     args = parser.parse_args()
@@ -270,24 +275,16 @@ async def run(args, ports, agents, cookie):
 
     listener = asyncio.create_task(listen())
     await asyncio.sleep(0.5)
-    sent: dict[int, float] = {}
-    answered: dict[int, float] = {}
-    errors: list = []
-    work: queue.Queue = queue.Queue()
-    start = time.monotonic() + 0.2
-    for seq in range(total):
-        token, task_id = agents[seq % len(agents)]
-        work.put((seq, token, task_id, start + seq / args.rate))
-    threads = [
-        threading.Thread(target=sender, args=(ports, work, sent, answered, errors, i), daemon=True)
-        for i in range(args.senders)
-    ]
-    for _ in threads:
-        work.put(None)
-    for t in threads:
-        t.start()
-    await asyncio.get_running_loop().run_in_executor(None, lambda: [t.join() for t in threads])
+    log: dict = {"sent": {}, "answered": {}, "errors": []}
+    start = time.monotonic() + 2  # the agents connect first
+    await asyncio.gather(
+        *(
+            agent(ports[n % len(ports)], token, task_id, list(range(n, total, len(agents))), start, args.rate, log)
+            for n, (token, task_id) in enumerate(agents)
+        )
+    )
     finished = time.monotonic()
+    sent, answered, errors = log["sent"], log["answered"], log["errors"]
     try:
         await asyncio.wait_for(listener, timeout=30)  # lag is measured; only what never comes is lost
     except TimeoutError:
@@ -300,6 +297,11 @@ async def run(args, ports, agents, cookie):
         print("lost:", lost)
     post = sorted((answered[s] - sent[s]) * 1000 for s in answered)
     push = sorted((received[s] - answered[s]) * 1000 for s in answered if s in received)
+    by_second: dict[int, list[float]] = {}
+    for seq in sent:
+        if seq in received:
+            by_second.setdefault(int(sent[seq] - start), []).append((received[seq] - sent[seq]) * 1000)
+    print("p95_ms by second:", " ".join(f"{_p95(sorted(v)):.0f}" for _, v in sorted(by_second.items())))
     if post and push:
         print(f"agent POST round trip: p50_ms={statistics.median(post):.1f} p95_ms={_p95(post):.1f}")
         print(f"websocket after the POST was answered: p50_ms={statistics.median(push):.1f} p95_ms={_p95(push):.1f}")
