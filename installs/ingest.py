@@ -42,6 +42,7 @@ MAX_BATCH = 500
 # The writer's connection is kept while reports flow and closed after this long without one.
 IDLE_CLOSE_S = 60
 UNAVAILABLE = "unavailable"
+APPLICATION_NAME = "provisioner agent progress"
 
 
 class AgentProgressRoute:
@@ -154,6 +155,7 @@ class _BatchWriter:
                 # event goes out as soon as it is stored (sending meanwhile, as an outbox would, let
                 # events wait for the round before theirs: +7 ms at 500 reports/s).
                 await events.send([e.as_message() for e in saved])
+                await self.store.after()  # what need not hold up the answers
         finally:
             self.busy = False
             self.idle_timer = self.loop.call_later(IDLE_CLOSE_S, self._close_if_idle)
@@ -166,18 +168,32 @@ class _BatchWriter:
 class _AsyncStore:
     def __init__(self):
         self.conn = None
+        self.result = None
 
     async def write(self, reports: list[progress.ProgressReport]) -> tuple[list[str], list]:
         if self.conn is None or self.conn.closed:
             params = connection.get_connection_params()  # Django's: same database, options, adapters
+            # Server-side binding and prepared statements: the batch's statements keep one text.
             params.update(cursor_factory=psycopg.AsyncCursor, autocommit=True, prepare_threshold=2)
+            params["application_name"] = APPLICATION_NAME  # in pg_stat_activity
             self.conn = await psycopg.AsyncConnection.connect(**params)
         try:
-            result = await progress.agent_progress_async(self.conn, reports)
+            self.result = await progress.agent_progress_async(self.conn, reports)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self.close()  # the next batch connects afresh
             raise
-        return result.outcomes, result.events
+        return self.result.outcomes, self.result.events
+
+    async def after(self) -> None:
+        """agent_seen_at, after the batch's answers and events."""
+        result, self.result = self.result, None
+        if result is None or self.conn is None:
+            return
+        try:
+            await progress.note_seen_async(self.conn, result)
+        except psycopg.Error as exc:  # the next report of these installs writes it
+            log.warning("could not note when %d agent(s) were last seen: %s", len(result.outcomes), exc)
+            self.close()
 
     def close(self) -> None:
         # Synchronous, so that it also works once the loop is gone (a test's teardown): libpq's own close.
@@ -196,6 +212,9 @@ class _ThreadStore:
     async def write(self, reports: list[progress.ProgressReport]) -> tuple[list[str], list]:
         # Django's driver publishes the events itself when its transaction commits.
         return await self.loop.run_in_executor(self.executor, _write, reports), []
+
+    async def after(self) -> None:
+        pass  # Django's driver notes agent_seen_at itself
 
     def close(self) -> None:
         self.executor.submit(_close_connection)

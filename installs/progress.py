@@ -91,12 +91,14 @@ def holds(install, token: str) -> bool:
 @dataclass
 class Statement:
     """One SQL statement for a driver to run: ``rows`` asks for the result rows back; ``many`` runs
-    it once per parameter tuple (sent together)."""
+    it once per parameter tuple (sent together); ``last``, the batch's final statement, whose rows
+    may come back with the commit's answer (one round trip less)."""
 
     sql: str
     params: list | tuple = ()
     rows: bool = False
     many: bool = False
+    last: bool = False
 
 
 @dataclass
@@ -120,17 +122,31 @@ def agent_progress_many(reports: list[ProgressReport]) -> list[str]:
 
 
 async def agent_progress_async(conn, reports: list[ProgressReport]) -> BatchResult:
-    """agent_progress_many on an asynchronous psycopg connection (PostgreSQL); the caller publishes
-    ``events`` (committed when this returns)."""
-    # Pipeline mode: statements go out without waiting for the previous answers, and the connection
-    # waits only where the rules need rows back (the locked steps, the new event ids).
-    async with conn.pipeline():
+    """agent_progress_many on an asynchronous psycopg connection (PostgreSQL), committed when this
+    returns; the caller publishes ``events`` and then runs ``seen`` (note_seen_async). Pipeline mode:
+    statements go out without waiting for earlier answers; the connection waits for the locked steps,
+    then once more for the updates, the inserted events' ids and the commit together."""
+    gen = _batch(reports)
+    answer = None
+    async with conn.pipeline(), conn.cursor() as cursor:
+        async with conn.transaction():
+            try:
+                while not (statement := gen.send(answer)).last:
+                    answer = await _run_async(cursor, statement)
+            except StopIteration as stop:  # nothing to insert
+                return stop.value
+            await cursor.execute(statement.sql, statement.params)
+        try:  # committed: the last statement's rows came with the commit's answer
+            gen.send(await cursor.fetchall())
+        except StopIteration as stop:
+            return stop.value
+    raise RuntimeError("a progress batch went on after its last statement")
+
+
+async def note_seen_async(conn, result: BatchResult) -> None:
+    if result.seen is not None:
         async with conn.transaction(), conn.cursor() as cursor:
-            result = await _drive_async(cursor, _batch(reports))
-        if result.seen is not None:
-            async with conn.transaction(), conn.cursor() as cursor:
-                await _drive_async(cursor, _only(result.seen))
-    return result
+            await _run_async(cursor, result.seen)
 
 
 def _run_sync(gen: Batch) -> BatchResult:
@@ -163,19 +179,12 @@ def _drive_sync(cursor, gen):
         return stop.value
 
 
-async def _drive_async(cursor, gen):
-    answer = None
-    try:
-        while True:
-            statement = gen.send(answer)
-            if statement.many:
-                await cursor.executemany(statement.sql, statement.params)
-                answer = None
-            else:
-                await cursor.execute(statement.sql, statement.params)
-                answer = await cursor.fetchall() if statement.rows else None
-    except StopIteration as stop:
-        return stop.value
+async def _run_async(cursor, statement: Statement):
+    if statement.many:
+        await cursor.executemany(statement.sql, statement.params)
+        return None
+    await cursor.execute(statement.sql, statement.params)
+    return await cursor.fetchall() if statement.rows else None
 
 
 def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
@@ -186,7 +195,8 @@ def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
     ids = sorted({parsed[0] for r in reports if (parsed := parse_task_id(r.task_id))})
     steps, installs = {}, {}
     if ids:
-        rows = yield Statement(_steps_sql(len(ids)), [*ids, StepKind.AGENT_TASK], rows=True)
+        where, values = _among(f"s.{_col(Step, 'id')}", ids)
+        rows = yield Statement(_steps_sql(where), [*values, StepKind.AGENT_TASK], rows=True)
         for pk, install_id, attempts, state, progress, message, task, i_state, token_hash, seen in rows:
             steps[pk] = _TaskStep(pk, install_id, attempts, state, progress, message, task)
             installs[install_id] = _Installed(install_id, i_state, token_hash, _aware(seen))
@@ -197,7 +207,8 @@ def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
         by_hash = {i.token_hash: i for i in installs.values()}
         unknown = sorted(set(hashes.values()) - by_hash.keys())
         if unknown:
-            rows = yield Statement(_installs_sql(len(unknown)), unknown, rows=True)
+            where, values = _among(_col(Install, "token_hash"), unknown)
+            rows = yield Statement(_installs_sql(where), values, rows=True)
             by_hash.update((row[2], _Installed(row[0], row[1], row[2], _aware(row[3]))) for row in rows)
         pairs = []
         for report in reports:
@@ -209,7 +220,8 @@ def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
     for start in range(0, len(events), 1000):  # under both databases' limits on parameters per statement
         chunk = events[start : start + 1000]
         sql, params = insert_statement(chunk)
-        adopt_ids(chunk, (yield Statement(sql, params, rows=True)))
+        last = start + 1000 >= len(events)
+        adopt_ids(chunk, (yield Statement(sql, params, rows=True, last=last)))
     return BatchResult(outcomes, events, _seen_statement(pairs))
 
 
@@ -261,13 +273,20 @@ def _seen_statement(pairs) -> Statement | None:
     if not due:
         return None
     seen = Install._meta.get_field("agent_seen_at")
-    sql = "UPDATE {} SET {} = %s WHERE {} IN ({})".format(
-        _q(Install._meta.db_table), _col(Install, "agent_seen_at"), _col(Install, "id"), ", ".join(["%s"] * len(due))
-    )
-    return Statement(sql, [seen.get_db_prep_save(now, connection), *due])
+    where, values = _among(_col(Install, "id"), due)
+    sql = f"UPDATE {_q(Install._meta.db_table)} SET {_col(Install, 'agent_seen_at')} = %s WHERE {where}"
+    return Statement(sql, [seen.get_db_prep_save(now, connection), *values])
 
 
-def _steps_sql(count: int) -> str:
+def _among(column: str, values: list) -> tuple[str, list]:
+    """``column`` is one of ``values``: one array parameter on PostgreSQL, so that the statement's text
+    (and psycopg's cache of it) is the same whatever the batch's size; a list elsewhere."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def _steps_sql(where: str) -> str:
     """The agent-task steps named, locked (only they: never an install), with their installs."""
     s = {f: f"s.{_col(Step, f)}" for f in ("id", "install", "attempts", "state", "progress", "message", "task", "kind")}
     i = {f: f"i.{_col(Install, f)}" for f in ("id", "state", "token_hash", "agent_seen_at")}
@@ -279,13 +298,12 @@ def _steps_sql(count: int) -> str:
         f"SELECT {s['id']}, {s['install']}, {s['attempts']}, {s['state']}, {s['progress']}, {s['message']}, "
         f"{s['task']}, {i['state']}, {i['token_hash']}, {i['agent_seen_at']} "
         f"FROM {_q(Step._meta.db_table)} s JOIN {_q(Install._meta.db_table)} i ON {i['id']} = {s['install']} "
-        f"WHERE {s['id']} IN ({', '.join(['%s'] * count)}) AND {s['kind']} = %s {lock}"
+        f"WHERE {where} AND {s['kind']} = %s {lock}"
     )
 
 
-def _installs_sql(count: int) -> str:
+def _installs_sql(where: str) -> str:
     columns = ", ".join(_col(Install, f) for f in ("id", "state", "token_hash", "agent_seen_at"))
-    where = f"{_col(Install, 'token_hash')} IN ({', '.join(['%s'] * count)})"
     return f"SELECT {columns} FROM {_q(Install._meta.db_table)} WHERE {where}"
 
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import HttpCommunicator
 from django.db import connection
+from django.utils import timezone
 
-from installs.models import Event, EventKind, Step, StepState
+from installs import ingest
+from installs.models import Event, EventKind, Install, Step, StepState
 from provisioner.asgi import application
 from tests.integration.installs.test_http import API, armed, bearer, facts, post
 from tests.integration.ui.conftest import user_with_role
@@ -152,26 +155,23 @@ def test_reports_reach_a_dashboard_socket_once(lab, client):
     asyncio.run(scenario())
 
 
-def terminate_sessions_but(keep: int):
-    """What a database restart does to every connection (but the test's own)."""
+def terminate_progress_writers():
+    """What a database restart does to the progress route's connection."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid NOT IN (pg_backend_pid(), %s)",
-            [keep],
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            [ingest.APPLICATION_NAME],
         )
-    connection.close()
+        return cursor.fetchall()
 
 
 def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(lab, client):
     install, token, task_id = running_task(lab, client)
     path = f"tasks/{task_id}/progress"
-    with connection.cursor() as cursor:
-        keep = cursor.connection.info.backend_pid
 
     async def scenario():
         assert (await asgi_post(path, {"percent": 1}, token))[0] == 200  # the writer now holds a connection
-        await asyncio.get_running_loop().run_in_executor(None, terminate_sessions_but, keep)
+        assert await database_sync_to_async(terminate_progress_writers)() == [(True,)]
         lost = await asgi_post(path, {"percent": 2, "message": "lost"}, token)
         again = await asgi_post(path, {"percent": 3, "message": "again"}, token)
         return lost, again
@@ -181,3 +181,23 @@ def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(la
     assert again[0] == 200
     assert not Event.objects.filter(install=install, message="lost").exists()
     assert Event.objects.filter(install=install, message="again").count() == 1
+
+
+def test_a_report_notes_when_the_agent_was_last_seen(lab, client):
+    install, token, task_id = running_task(lab, client)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Install.objects.filter(pk=install.pk).update(agent_seen_at=long_ago)
+    path = f"tasks/{task_id}/progress"
+
+    async def scenario():
+        seen_at = database_sync_to_async(lambda: Install.objects.get(pk=install.pk).agent_seen_at)
+        assert (await asgi_post(path, {"percent": 3}, token))[0] == 200
+        await asyncio.sleep(0.5)  # written after the answer, with the batch's events out
+        first = await seen_at()
+        assert (await asgi_post(path, {"percent": 4}, token))[0] == 200
+        await asyncio.sleep(0.5)
+        return first, await seen_at()
+
+    first, second = asyncio.run(scenario())
+    assert first > long_ago + timedelta(minutes=9)
+    assert second == first  # within the write interval a report leaves it alone (a query saved per report)
