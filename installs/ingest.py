@@ -26,7 +26,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from pydantic import ValidationError
@@ -85,7 +84,7 @@ class AgentProgressRoute:
                 refusal = not_json(exc)
         if refusal is not None:
             # Who asks comes first, as in the Django view: a stranger learns nothing about the body.
-            if await database_sync_to_async(callbacks.install_for_token)(token) is None:
+            if not await self._writer().store.authenticates(token):
                 return 401, {"detail": "Unauthorized"}
             return 400, refusal
         outcome = await self._writer().submit(
@@ -169,20 +168,33 @@ class _AsyncStore:
     def __init__(self):
         self.conn = None
         self.result = None
+        self.lock = asyncio.Lock()  # a batch's transaction, and nothing else meanwhile, on the connection
 
-    async def write(self, reports: list[progress.ProgressReport]) -> tuple[list[str], list]:
+    async def connection(self):
         if self.conn is None or self.conn.closed:
             params = connection.get_connection_params()  # Django's: same database, options, adapters
             # Server-side binding and prepared statements: the batch's statements keep one text.
             params.update(cursor_factory=psycopg.AsyncCursor, autocommit=True, prepare_threshold=2)
             params["application_name"] = APPLICATION_NAME  # in pg_stat_activity
             self.conn = await psycopg.AsyncConnection.connect(**params)
-        try:
-            self.result = await progress.agent_progress_async(self.conn, reports)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            self.close()  # the next batch connects afresh
-            raise
+        return self.conn
+
+    async def write(self, reports: list[progress.ProgressReport]) -> tuple[list[str], list]:
+        async with self.lock:
+            try:
+                self.result = await progress.agent_progress_async(await self.connection(), reports)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self.close()  # the next batch connects afresh
+                raise
         return self.result.outcomes, self.result.events
+
+    async def authenticates(self, token: str) -> bool:
+        async with self.lock:
+            try:
+                return await progress.holder_async(await self.connection(), token)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self.close()
+                raise
 
     async def after(self) -> None:
         """agent_seen_at, after the batch's answers and events."""
@@ -190,7 +202,8 @@ class _AsyncStore:
         if result is None or self.conn is None:
             return
         try:
-            await progress.note_seen_async(self.conn, result)
+            async with self.lock:
+                await progress.note_seen_async(self.conn, result)
         except psycopg.Error as exc:  # the next report of these installs writes it
             log.warning("could not note when %d agent(s) were last seen: %s", len(result.outcomes), exc)
             self.close()
@@ -215,6 +228,9 @@ class _ThreadStore:
 
     async def after(self) -> None:
         pass  # Django's driver notes agent_seen_at itself
+
+    async def authenticates(self, token: str) -> bool:
+        return await self.loop.run_in_executor(self.executor, lambda: callbacks.install_for_token(token) is not None)
 
     def close(self) -> None:
         self.executor.submit(_close_connection)

@@ -143,6 +143,17 @@ async def agent_progress_async(conn, reports: list[ProgressReport]) -> BatchResu
     raise RuntimeError("a progress batch went on after its last statement")
 
 
+async def holder_async(conn, token: str) -> bool:
+    """Whether ``token`` is an active install's (callbacks.install_for_token, on the async connection)."""
+    if not token or len(token) > 200:
+        return False
+    where, values = _among(_col(Install, "token_hash"), [tokens.token_hash(token)])
+    async with conn.cursor() as cursor:
+        await cursor.execute(_installs_sql(where), values)
+        rows = await cursor.fetchall()
+    return any(holds(_Installed(pk, state, token_hash, seen), token) for pk, state, token_hash, seen in rows)
+
+
 async def note_seen_async(conn, result: BatchResult) -> None:
     if result.seen is not None:
         async with conn.transaction(), conn.cursor() as cursor:

@@ -27,7 +27,7 @@ ROUTE = application.application_mapping["http"]
 @pytest.fixture(autouse=True)
 def _close_writers():
     yield
-    ROUTE.close()  # the writer threads' connections, before the test database is flushed
+    ROUTE.close()  # the writers' connections, before the test database is flushed
 
 
 def running_task(lab, client):
@@ -146,13 +146,31 @@ def test_reports_reach_a_dashboard_socket_once(lab, client):
         got = [e for e in await receive_events(socket, 8, timeout=5) if e["kind"] == EventKind.PROGRESS]
         stored = Event.objects.filter(install=install, kind=EventKind.PROGRESS, message__startswith="r")
         assert sorted(e["id"] for e in got) == sorted(
-            await database_sync_to_async(list)(stored.values_list("id", flat=True))
+            await in_thread(lambda: list(stored.values_list("id", flat=True)))
         )
         assert sorted(e["message"] for e in got) == [f"r{n}" for n in range(1, 9)]
         assert await socket.receive_nothing(timeout=1.5)  # the sweep finds nothing more to send
         await socket.disconnect()
+        await database_sync_to_async(close_connection)()  # the consumer's, on channels' database thread
 
     asyncio.run(scenario())
+
+
+def close_connection():
+    connection.close()  # resolved on the thread that runs it
+
+
+async def in_thread(fn):
+    """Run ``fn`` on a thread of its own with its own connection, closed after (a test must not leave
+    a session behind: the test database is dropped at the end)."""
+
+    def call():
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    return await asyncio.get_running_loop().run_in_executor(None, call)
 
 
 def terminate_progress_writers():
@@ -171,7 +189,7 @@ def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(la
 
     async def scenario():
         assert (await asgi_post(path, {"percent": 1}, token))[0] == 200  # the writer now holds a connection
-        assert await database_sync_to_async(terminate_progress_writers)() == [(True,)]
+        assert await in_thread(terminate_progress_writers) == [(True,)]
         lost = await asgi_post(path, {"percent": 2, "message": "lost"}, token)
         again = await asgi_post(path, {"percent": 3, "message": "again"}, token)
         return lost, again
@@ -190,7 +208,9 @@ def test_a_report_notes_when_the_agent_was_last_seen(lab, client):
     path = f"tasks/{task_id}/progress"
 
     async def scenario():
-        seen_at = database_sync_to_async(lambda: Install.objects.get(pk=install.pk).agent_seen_at)
+        def seen_at():
+            return in_thread(lambda: Install.objects.get(pk=install.pk).agent_seen_at)
+
         assert (await asgi_post(path, {"percent": 3}, token))[0] == 200
         await asyncio.sleep(0.5)  # written after the answer, with the batch's events out
         first = await seen_at()
