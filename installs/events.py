@@ -78,21 +78,26 @@ def emit(install, kind: str, message: str = "", *, step=None, data: dict | None 
     return event
 
 
-class Outbox:
-    """Events waiting to go out on one event loop, sent by one task: what queues while a round goes
-    out goes out together, a message per group, and only to groups that have a socket in them (most
-    installs have no page open, and the channel layer's group_send costs two Redis round trips even
-    for an empty group). One sender also keeps each group's events in order. Call it on its loop."""
+class _Publisher:
+    """One sender per process, on a loop thread of its own, for code that is not on a loop (views,
+    RQ workers): what queues while a round goes out goes out together (send), and one sender keeps
+    each group's events in order. (A coroutine per event, as once, opened connections without bound
+    under bursts and Redis refused them: "Too many connections".)"""
 
     # Past this backlog new events are not published (browsers replay from the database).
     MAX_BACKLOG = 10000
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.pending: list[dict] = []
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        self.pending: list[dict] = []  # touched only on the loop
         self.busy = False
+        threading.Thread(target=self.loop.run_forever, name="event-publisher", daemon=True).start()
 
     def submit(self, events: list[dict]) -> None:
+        self.loop.call_soon_threadsafe(self._queue, events)
+
+    def _queue(self, events: list[dict]) -> None:
         if len(self.pending) >= self.MAX_BACKLOG:
             log.warning("event publisher backlog full; %d event(s) left to replay", len(events))
             return
@@ -108,21 +113,6 @@ class Outbox:
                 await send(events)
         finally:
             self.busy = False
-
-
-class _Publisher:
-    """An outbox on a loop thread of its own, for code that is not on a loop (views, RQ workers).
-    (A coroutine per event, as once, opened connections without bound under bursts and Redis
-    refused them: "Too many connections".)"""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.pid = os.getpid()
-        self.outbox = Outbox(self.loop)
-        threading.Thread(target=self.loop.run_forever, name="event-publisher", daemon=True).start()
-
-    def submit(self, events: list[dict]) -> None:
-        self.loop.call_soon_threadsafe(self.outbox.submit, events)
 
 
 async def send(events: list[dict]) -> None:

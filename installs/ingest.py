@@ -143,18 +143,19 @@ class _BatchWriter:
             while self.pending:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
                 try:
-                    outcomes, saved = await self.store.write([r for r, _ in batch])
+                    result = await self.store.write([r for r, _ in batch])
                 except Exception:
                     log.exception("could not store %d agent progress report(s)", len(batch))
-                    outcomes, saved = [UNAVAILABLE] * len(batch), []
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    result = progress.BatchResult([UNAVAILABLE] * len(batch), [], None)
+                for (_, future), outcome in zip(batch, result.outcomes, strict=True):
                     if not future.done():
                         future.set_result(outcome)
                 # Before the next batch: each page sees an install's events in order, and a report's
                 # event goes out as soon as it is stored (sending meanwhile, as an outbox would, let
                 # events wait for the round before theirs: +7 ms at 500 reports/s).
-                await events.send([e.as_message() for e in saved])
-                await self.store.after()  # what need not hold up the answers
+                await events.send([e.as_message() for e in result.events])
+                if result.seen is not None:  # it need not hold up the answers
+                    await self.store.note_seen(result)
         finally:
             self.busy = False
             self.idle_timer = self.loop.call_later(IDLE_CLOSE_S, self._close_if_idle)
@@ -167,7 +168,6 @@ class _BatchWriter:
 class _AsyncStore:
     def __init__(self):
         self.conn = None
-        self.result = None
         self.lock = asyncio.Lock()  # a batch's transaction, and nothing else meanwhile, on the connection
 
     async def connection(self):
@@ -179,34 +179,26 @@ class _AsyncStore:
             self.conn = await psycopg.AsyncConnection.connect(**params)
         return self.conn
 
-    async def write(self, reports: list[progress.ProgressReport]) -> tuple[list[str], list]:
-        async with self.lock:
-            try:
-                self.result = await progress.agent_progress_async(await self.connection(), reports)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                self.close()  # the next batch connects afresh
-                raise
-        return self.result.outcomes, self.result.events
+    async def write(self, reports: list[progress.ProgressReport]) -> progress.BatchResult:
+        """Committed when it returns; the caller sends the events, then has ``seen`` written."""
+        return await self._locked(progress.agent_progress_async, reports)
 
     async def authenticates(self, token: str) -> bool:
-        async with self.lock:
-            try:
-                return await progress.holder_async(await self.connection(), token)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                self.close()
-                raise
+        return await self._locked(progress.holder_async, token)
 
-    async def after(self) -> None:
-        """agent_seen_at, after the batch's answers and events."""
-        result, self.result = self.result, None
-        if result is None or self.conn is None:
-            return
+    async def note_seen(self, result: progress.BatchResult) -> None:
         try:
-            async with self.lock:
-                await progress.note_seen_async(self.conn, result)
+            await self._locked(progress.note_seen_async, result)
         except psycopg.Error as exc:  # the next report of these installs writes it
             log.warning("could not note when %d agent(s) were last seen: %s", len(result.outcomes), exc)
-            self.close()
+
+    async def _locked(self, fn, arg):
+        async with self.lock:
+            try:
+                return await fn(await self.connection(), arg)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self.close()  # the next call connects afresh
+                raise
 
     def close(self) -> None:
         # Synchronous, so that it also works once the loop is gone (a test's teardown): libpq's own close.
@@ -222,12 +214,9 @@ class _ThreadStore:
         self.loop = loop
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-progress")
 
-    async def write(self, reports: list[progress.ProgressReport]) -> tuple[list[str], list]:
-        # Django's driver publishes the events itself when its transaction commits.
-        return await self.loop.run_in_executor(self.executor, _write, reports), []
-
-    async def after(self) -> None:
-        pass  # Django's driver notes agent_seen_at itself
+    async def write(self, reports: list[progress.ProgressReport]) -> progress.BatchResult:
+        # Django's driver publishes the events and notes agent_seen_at itself, on its thread.
+        return progress.BatchResult(await self.loop.run_in_executor(self.executor, _write, reports), [], None)
 
     async def authenticates(self, token: str) -> bool:
         return await self.loop.run_in_executor(self.executor, lambda: callbacks.install_for_token(token) is not None)

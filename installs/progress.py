@@ -155,9 +155,8 @@ async def holder_async(conn, token: str) -> bool:
 
 
 async def note_seen_async(conn, result: BatchResult) -> None:
-    if result.seen is not None:
-        async with conn.transaction(), conn.cursor() as cursor:
-            await _run_async(cursor, result.seen)
+    async with conn.transaction(), conn.cursor() as cursor:
+        await _run_async(cursor, result.seen)
 
 
 def _run_sync(gen: Batch) -> BatchResult:
@@ -167,27 +166,25 @@ def _run_sync(gen: Batch) -> BatchResult:
         transaction.on_commit(lambda: publish(result.events))
     if result.seen is not None:
         with connection.cursor() as cursor:
-            _drive_sync(cursor, _only(result.seen))
+            _run(cursor, result.seen)
     return result
 
 
-def _only(statement: Statement):
-    yield statement
-
-
-def _drive_sync(cursor, gen):
+def _drive_sync(cursor, gen: Batch) -> BatchResult:
     answer = None
     try:
         while True:
-            statement = gen.send(answer)
-            if statement.many:
-                cursor.executemany(statement.sql, statement.params)  # psycopg pipelines these
-                answer = None
-            else:
-                cursor.execute(statement.sql, statement.params)
-                answer = cursor.fetchall() if statement.rows else None
+            answer = _run(cursor, gen.send(answer))
     except StopIteration as stop:
         return stop.value
+
+
+def _run(cursor, statement: Statement):
+    if statement.many:
+        cursor.executemany(statement.sql, statement.params)  # psycopg pipelines these
+        return None
+    cursor.execute(statement.sql, statement.params)
+    return cursor.fetchall() if statement.rows else None
 
 
 async def _run_async(cursor, statement: Statement):

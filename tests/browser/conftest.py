@@ -82,13 +82,17 @@ class Server:
         raise RuntimeError(f"daphne did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc)
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class RqWorker:
@@ -102,13 +106,7 @@ class RqWorker:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop(self.proc)
 
 
 @pytest.fixture

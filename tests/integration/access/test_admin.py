@@ -51,6 +51,23 @@ def form_data(site, host_pub, **kw):
     }
 
 
+def jump_host(site, keypair) -> JumpHost:
+    private, host_pub = keypair
+    hop = JumpHost(site=site, order=1, address="192.0.2.1", port=22, username="jump", host_key=host_pub)
+    hop.set_private_key(private)
+    hop.save()
+    return hop
+
+
+def hop_and_login(keypair) -> tuple[JumpHost, SiteLogin]:
+    """A site's jump host and login key, both with ``keypair``'s private key."""
+    hop = jump_host(make_site(), keypair)
+    login = SiteLogin(site=hop.site)
+    login.set_private_key(keypair[0])
+    login.save()
+    return hop, login
+
+
 def test_a_jump_host_key_is_write_only_encrypted_and_audited_as_changed(admin_client, keypair):
     private, host_pub = keypair
     site = make_site()
@@ -112,23 +129,15 @@ def test_a_site_login_key_can_be_generated_and_only_its_public_half_is_shown(adm
 
 
 def test_repr_and_str_name_no_secret(keypair):
-    private, host_pub = keypair
-    hop = JumpHost(site=make_site(), order=1, address="192.0.2.1", port=22, username="jump", host_key=host_pub)
-    hop.set_private_key(private)
-    hop.save()
+    private, _ = keypair
+    hop = jump_host(make_site(), keypair)
     for text in (repr(hop), str(hop)):
         assert key_body(private) not in text and hop.private_key_ciphertext not in text
 
 
 def test_rotation_re_encrypts_the_ssh_keys_all_or_nothing(settings, keypair):
-    private, host_pub = keypair
-    site = make_site()
-    hop = JumpHost(site=site, order=1, address="192.0.2.1", port=22, username="jump", host_key=host_pub)
-    hop.set_private_key(private)
-    hop.save()
-    login = SiteLogin(site=site)
-    login.set_private_key(private)
-    login.save()
+    private, _ = keypair
+    hop, login = hop_and_login(keypair)
     before = hop.private_key_ciphertext
     old_key, new_key = settings.PROVISIONER_FIELD_KEYS[0], Fernet.generate_key().decode()
 
@@ -147,14 +156,8 @@ def test_rotation_re_encrypts_the_ssh_keys_all_or_nothing(settings, keypair):
 
 
 def test_every_access_admin_page_renders(admin_client, keypair):
-    private, host_pub = keypair
-    site = make_site()
-    hop = JumpHost(site=site, order=1, address="192.0.2.1", port=22, username="jump", host_key=host_pub)
-    hop.set_private_key(private)
-    hop.save()
-    login = SiteLogin(site=site)
-    login.set_private_key(private)
-    login.save()
+    private, _ = keypair
+    hop, login = hop_and_login(keypair)
     for model, pk in (("jumphost", hop.pk), ("sitelogin", login.pk), ("machinehostkey", None)):
         for url in (f"/admin/access/{model}/", f"/admin/access/{model}/add/") + (
             (f"/admin/access/{model}/{pk}/change/",) if pk else ()

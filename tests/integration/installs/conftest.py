@@ -3,7 +3,15 @@ real Redis and RQ, the fake BMC driver in-process, a TFTP root per test."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from django.conf import settings as django_settings
 from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -17,6 +25,27 @@ from provisioner.bmc.fake import fake_bmc, reset_fakes
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 
 IMAGE_SHA = "ab" * 32
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@contextlib.contextmanager
+def worker_process(*args: str, **env: str):
+    """A real RQ worker process (manage.py worker ARGS) against the test database, stopped after."""
+    db = django_settings.DATABASES["default"]
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "worker", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -18,10 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from installs.models import Event, Install, InstallState
 from inventory.models import OSProfile, Site
+from tests.integration.installs.conftest import worker_process
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE = (b"provisioner-e2e-image " * 4096)[: 96 * 1024] + os.urandom(32 * 1024)  # 128 KiB
@@ -71,19 +70,8 @@ class ImageServer:
 @pytest.fixture
 def worker(lab):
     """A real RQ worker process serving the lab site's queue against the test database."""
-    db = django_settings.DATABASES["default"]
-    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "worker", "--site", lab.site.slug],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    with worker_process("--site", lab.site.slug) as proc:
+        yield proc
 
 
 def wait_for(predicate, seconds: float, what: str):

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from audit.service import Actor
@@ -19,6 +18,7 @@ from installs.batches import request_installs
 from installs.models import Install, InstallState
 from inventory import power
 from inventory.models import Machine, OSProfile
+from tests.integration.installs.conftest import worker_process
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -58,23 +58,8 @@ def running_lab(tmp_path, live_server):
 
 @pytest.fixture
 def site_worker(transactional_db):
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "BMC_MIN_INTERVAL_S": "0",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    with worker_process(BMC_MIN_INTERVAL_S="0") as proc:
+        yield proc
 
 
 def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
