@@ -241,6 +241,13 @@ SSH_MAX_OUTPUT_BYTES = env.int("SSH_MAX_OUTPUT_BYTES", default=64 * 1024)
 SSH_VERIFY_TIMEOUT_S = env.int("SSH_VERIFY_TIMEOUT_S", default=120)
 # How often the sweeper looks for passed deadlines, lost workers and lost jobs.
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=15)
+# /healthz calls a periodic job overdue when its last run ended more than two periods plus this ago:
+# one late period is a slow run or a worker restarting, two mean nothing runs it any more.
+PERIODIC_GRACE_S = env.int("PERIODIC_GRACE_S", default=30)
+# An idle RQ worker renews its registration this often; /healthz counts a worker silent for
+# WORKER_STALE_S as gone. The default RQ pace (every 405 s) would make every idle worker look dead.
+WORKER_HEARTBEAT_S = env.int("WORKER_HEARTBEAT_S", default=20)
+WORKER_STALE_S = env.int("WORKER_STALE_S", default=90)
 # Failed installs are e-mailed here (comma separated) when e-mail is configured (EMAIL_URL).
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEV else "dummymail://"))

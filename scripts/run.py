@@ -1,5 +1,5 @@
-"""`make run`: set up a development database and demo site, then run the dashboard, an RQ
-worker and (unless REDIS_URL is given) a private Redis, until Ctrl-C stops them all."""
+"""`make run`: set up a development database and demo site, then run the dashboard, the scheduler, an
+RQ worker and (unless REDIS_URL is given) a private Redis, until Ctrl-C stops them all."""
 
 import argparse
 import os
@@ -190,11 +190,8 @@ def main() -> int:
             [str(BIN / "python"), "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(args.port)],
             env,
         )
-        supervisor.start(
-            "rq worker",
-            [str(BIN / "python"), "manage.py", "worker"],
-            env,
-        )
+        supervisor.start("scheduler", [str(BIN / "python"), "manage.py", "scheduler"], env)
+        supervisor.start("rq worker", [str(BIN / "python"), "manage.py", "worker"], env)
         url = f"http://127.0.0.1:{args.port}/"
         wait_for(lambda: healthy(url + "login/") or supervisor.first_exited() is not None, 30, "daphne")
         if supervisor.first_exited() is None:
