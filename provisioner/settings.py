@@ -253,10 +253,18 @@ ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEV else "dummymail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="provisioner@localhost")
 
+# Every websocket's consumer waits on Redis with BZPOPMIN for 5 s at a time (channels_redis); a socket
+# timeout at or under that (redis-py 8 defaults to 5 s) ends idle waits with a timeout error and closes
+# every idle browser tab's websocket every few seconds. Longer than the wait, short enough to notice a
+# Redis that stopped answering.
+CHANNEL_LAYER_SOCKET_TIMEOUT_S = env.float("CHANNEL_LAYER_SOCKET_TIMEOUT_S", default=30.0)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "provisioner:channels"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT_S}],
+            "prefix": "provisioner:channels",
+        },
     },
 }
 
