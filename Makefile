@@ -12,11 +12,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test e2e lint bench clean
 
-$(VENV)/.installed-run: pyproject.toml
+$(VENV)/.installed-run: pyproject.toml requirements.lock
 	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" .
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml
+$(VENV)/.installed-test: pyproject.toml requirements.lock
 	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" ".[dev]"
 	@touch $@ $(VENV)/.installed-run
 
