@@ -5,6 +5,7 @@ from functools import cache
 
 import redis
 from django.conf import settings
+from django.db import connections
 from rq import Queue, SimpleWorker, Worker, worker_registration
 
 DEFAULT_QUEUE = "default"
@@ -39,6 +40,8 @@ class ServiceWorker:
       worker again when its registration is gone.
     - RQ listens for commands on a pub/sub thread that waits up to 60 s at a time, and redis-py 8 waits
       for that thread at shutdown: SIGTERM took a minute, one time in three. A second at a time instead.
+    - Django checks its database connection at each request, and a worker has none: after a database
+      failover or restart every later job failed on the dead connection. Checked before each job.
     """
 
     PUBSUB_WAIT_S = 1
@@ -52,6 +55,13 @@ class ServiceWorker:
                 p.expire(self.key, self.worker_ttl + 60)
                 p.execute()
         return super().heartbeat(timeout, pipeline)
+
+    def perform_job(self, job, queue, *args, **kwargs):
+        for conn in connections.all(initialized_only=True):
+            if conn.connection is not None and not conn.is_usable():
+                self.log.warning("Worker %s: the database connection was lost; reconnecting", self.name)
+                conn.close()
+        return super().perform_job(job, queue, *args, **kwargs)
 
     def subscribe(self):
         self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
