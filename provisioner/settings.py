@@ -127,6 +127,9 @@ DATABASE_POOL_MAX = env.int("DATABASE_POOL_MAX", default=0)
 if DATABASE_POOL_MAX and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX}
+    # A pooled connection the server ended (failover, restart, pg_terminate_backend) is checked and
+    # replaced when taken from the pool, instead of failing the request that drew it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The dashboard, the RQ worker and the agent API write concurrently; WAL lets readers
     # proceed and the timeout makes a writer wait for the lock instead of failing at once.
