@@ -19,6 +19,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests import redis_claim
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -123,14 +125,12 @@ def browser():
 
 @pytest.fixture
 def live(transactional_db, tmp_path):
-    from provisioner import queues
-
-    queues.connection().flushdb()
+    redis_claim.flush()
     server = Server(tmp_path)
     server.start()
     yield server
     server.stop()
-    queues.connection().flushdb()
+    redis_claim.flush()
 
 
 def login(browser, server, username: str, *, color_scheme: str = "light"):

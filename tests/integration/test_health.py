@@ -4,13 +4,14 @@ import pytest
 from rq import SimpleWorker
 
 from provisioner import queues
+from tests import redis_claim
 from tests.conftest import make_site
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_site_without_a_live_worker_makes_health_fail_and_names_it(client):
-    queues.connection().flushdb()
+    redis_claim.flush()
     site = make_site(slug="east")
     queues.site_queue("east").enqueue("builtins.print", "x")
     response = client.get("/healthz")
@@ -32,4 +33,4 @@ def test_a_site_without_a_live_worker_makes_health_fail_and_names_it(client):
         assert response.json()["sites"]["east"]["workers"] == 1
     finally:
         worker.register_death()
-        queues.connection().flushdb()
+        redis_claim.flush()
