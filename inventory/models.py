@@ -252,7 +252,7 @@ class BMC(models.Model):
     address = models.CharField(max_length=253, validators=[validate_bmc_address], help_text="IP address or DNS name.")
     port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)
-    password_ciphertext = models.TextField(editable=False, blank=True)
+    password_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
     # What the last contact with the BMC showed (ping or power read), for the UI and alerts.
     reachable = models.BooleanField(null=True, editable=False, help_text="None: never contacted.")
     latency_ms = models.FloatField(null=True, editable=False)
