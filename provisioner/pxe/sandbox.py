@@ -136,10 +136,12 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def bounded_range(self, *args) -> range:
         numbers = range(*args)
-        if len(numbers) > self.limits.max_range:
-            raise _BoundExceeded(
-                "range", f"range() of {len(numbers)} items exceeds the bound of {self.limits.max_range}"
-            )
+        try:
+            size = len(numbers)
+        except OverflowError:  # more items than a C size: over any bound
+            size = numbers.stop - numbers.start
+        if size > self.limits.max_range:
+            raise _BoundExceeded("range", f"range() of {size} items exceeds the bound of {self.limits.max_range}")
         return numbers
 
     def _check_value(self, what: str, size: int) -> None:
@@ -195,14 +197,11 @@ class _OutOfTime(Exception):
 def _render_here(source: str, context: Mapping[str, Any], limits: Limits) -> str:
     """Compile and render in this process, with the in-template bounds. Raises TemplateError."""
     env = _BoundedSandbox(limits)
-    try:
-        template = env.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"syntax error: {exc.message}", exc.lineno) from None
     out: list[str] = []
     written = 0
-    chunks = template.generate(dict(context))
     try:
+        template = env.from_string(source)
+        chunks = template.generate(dict(context))
         for chunk in chunks:
             written += len(chunk)
             if written > limits.max_output:
@@ -214,6 +213,8 @@ def _render_here(source: str, context: Mapping[str, Any], limits: Limits) -> str
             out.append(chunk)
     except TemplateError:
         raise
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"syntax error: {exc.message}", exc.lineno) from None
     except _BoundExceeded as exc:
         raise TemplateError(f"exceeded a render bound: {exc}", _template_line(exc), bound=exc.bound) from None
     except _OutOfTime as exc:
@@ -223,10 +224,10 @@ def _render_here(source: str, context: Mapping[str, Any], limits: Limits) -> str
             bound="time",
         ) from None
     except MemoryError as exc:
-        line = _template_line(exc)
-        del exc, out
         raise TemplateError(
-            f"rendering needed more memory than the bound of {limits.max_memory >> 20} MiB", line, bound="memory"
+            f"rendering needed more memory than the bound of {limits.max_memory >> 20} MiB",
+            _template_line(exc),
+            bound="memory",
         ) from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"undefined: {exc.message}", _template_line(exc)) from None
@@ -292,7 +293,8 @@ def child_main() -> None:
         answer = {"text": _render_here(request["source"], request["context"], limits)}
     except TemplateError as exc:
         answer = {"reason": exc.reason, "line": exc.lineno, "bound": exc.bound}
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
 
