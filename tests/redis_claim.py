@@ -16,6 +16,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
+import pytest
 import redis
 
 MARKER = "provisioner:test-session"
@@ -147,5 +148,9 @@ def session_claim() -> Claim:
 
 
 def flush() -> None:
-    """Empty this session's Redis database: every key the session's tests, workers and servers wrote."""
-    session_claim().flush()
+    """Empty this session's Redis database: every key the session's tests, workers and servers wrote.
+    Ends the session when the database is no longer its own: every later test would fail the same way."""
+    try:
+        session_claim().flush()
+    except ClaimRefused as exc:
+        pytest.exit(f"Redis: {exc} Something outside this test session emptied or took it.", returncode=3)
