@@ -39,7 +39,7 @@ class JumpHost(models.Model):
     )
     port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)
-    private_key_ciphertext = models.TextField(editable=False, blank=True)
+    private_key_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
     host_key = models.TextField(
         validators=[validate_host_keys],
         help_text="The jump host's public host key(s), pinned: known_hosts lines, ssh-keyscan output or the "
@@ -102,7 +102,7 @@ class SiteLogin(models.Model):
     port = models.PositiveIntegerField(
         default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)], help_text="SSH port of the machines."
     )
-    private_key_ciphertext = models.TextField(editable=False, blank=True)
+    private_key_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
     public_key = models.TextField(
         editable=False, blank=True, help_text="The public half; installs add it to the login user's authorized_keys."
     )

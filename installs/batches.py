@@ -35,7 +35,6 @@ def _holder(install: Install) -> str:
     )
 
 
-@transaction.atomic(durable=True)
 def request_installs(
     machine_ids: list[int],
     profile: OSProfile,
@@ -46,7 +45,36 @@ def request_installs(
     max_per_rack: int | None = None,
     stagger_s: float | None = None,
 ) -> Batch:
-    """Accept installs of ``profile`` on the machines as one batch, or refuse them all with reasons."""
+    """Accept installs of ``profile`` on the machines as one batch, or refuse them all with reasons.
+    A refusal is audited here, whoever asked (page, REST, command line), after the request's own
+    transaction has rolled back."""
+    options = {"name": name, "max_per_site": max_per_site, "max_per_rack": max_per_rack, "stagger_s": stagger_s}
+    try:
+        return _accept(machine_ids, profile, actor, **options)
+    except InstallRefused as exc:
+        hostnames = sorted(Machine.objects.filter(pk__in=machine_ids).values_list("hostname", flat=True))
+        with transaction.atomic():
+            record(
+                actor,
+                "install.refused",
+                None,
+                {"profile": profile.name, "machines": hostnames, "problems": list(exc.args[0])},
+                object_label=", ".join(hostnames)[:255],
+            )
+        raise
+
+
+@transaction.atomic(durable=True)
+def _accept(
+    machine_ids: list[int],
+    profile: OSProfile,
+    actor: Actor,
+    *,
+    name: str,
+    max_per_site: int | None,
+    max_per_rack: int | None,
+    stagger_s: float | None,
+) -> Batch:
     machines = list(
         Machine.objects.select_for_update(of=("self",))
         .filter(pk__in=machine_ids)

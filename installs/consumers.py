@@ -10,6 +10,12 @@ the client's last id, and remembers the ids it has sent, so an event that arrive
 once. The live path can drop a message (Redis busy, a full channel, a publisher error: the channel
 layer drops rather than blocks), so the consumer also sweeps the database for events it has not sent,
 every second while the install is busy: a dropped message arrives late instead of never.
+
+Bounded per socket. A replay reads a page of events at a time and sends at most REPLAY_MAX of them, the
+newest: daphne buffers whatever a socket is sent until the browser reads it, so what one socket may
+make the server hold is what it may be sent, whatever the log's length. When more events follow the
+client's id, the older ones are skipped with a notice that points at the log download (the install
+page) or asks for a refresh (the dashboard), as the pages themselves show the newest events only.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db.models import Max
+from django.urls import reverse
 from django.utils import timezone
 
 from provisioner.accounts.roles import Role, has_role
@@ -29,11 +36,12 @@ from provisioner.accounts.roles import Role, has_role
 from .events import DASHBOARD_GROUP, install_group
 from .models import Event, EventKind, Install
 
-# Events sent per websocket frame during a replay: big enough to catch up fast, small enough that
-# a browser renders each frame without a pause.
+# Events read per query and sent per websocket frame during a replay: big enough to catch up fast,
+# small enough that a browser renders each frame without a pause.
 REPLAY_CHUNK = 200
-# The dashboard replays at most this many events; after a longer absence it re-fetches its partials.
-DASHBOARD_REPLAY_MAX = 2000
+# Events one replay sends at most, the newest: as many as the install page shows (installs.views.
+# PAGE_EVENTS). A socket can make daphne hold no more than this in its send buffer, however long the log.
+REPLAY_MAX = 2000
 # Sweep for dropped messages this often while events flow, and this often when all is quiet.
 SWEEP_BUSY_S = 1.0
 SWEEP_IDLE_S = 5.0
@@ -46,7 +54,7 @@ CLOSE_NOT_FOUND = 4404
 
 class _EventStream(AsyncJsonWebsocketConsumer):
     group: str = ""
-    replay_max: int = DASHBOARD_REPLAY_MAX
+    replay_max: int = REPLAY_MAX
     sweeper: asyncio.Task | None = None
 
     async def connect(self):
@@ -58,6 +66,7 @@ class _EventStream(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.sent: set[int] = set()  # ids sent above the floor
+        self.highest = 0  # the highest id sent
         self.floor = 0  # every event at or below it has been sent, or came before the client's view
         self.replayed = False
         self.activity = asyncio.Event()  # set by live events: the sweep follows them within a second
@@ -86,19 +95,39 @@ class _EventStream(AsyncJsonWebsocketConsumer):
             await self.replay(after)
 
     async def replay(self, after: int):
+        """The stored events after ``after``, a page per query and frame, at most replay_max of them."""
         self.replayed = True
         self.floor = after  # a replay asked by message may reach below what the connect assumed
-        events, complete = await database_sync_to_async(self.stored_after)(after)
-        if not complete:
-            await self.send_json({"resync": True})
-        await self.send_events(events)
-        await self.send_json({"replayed": max([after, *self.sent])})
+        start = await database_sync_to_async(self.replay_start)(after)
+        if start > after:
+            await self.send_json(self.skipped(after, start))
+            self.floor = start
+        cursor, budget = start, self.replay_max
+        while budget > 0:
+            page, settled = await database_sync_to_async(self.stored_page)(cursor, min(REPLAY_CHUNK, budget))
+            if not page:
+                break
+            await self.send_events(page)
+            self.settle(settled)
+            cursor, budget = page[-1]["id"], budget - len(page)
+        await self.send_json({"replayed": max(after, cursor, self.highest)})
+
+    def skipped(self, after: int, start: int) -> dict:
+        """The notice for events replay_max left out (ids after ``after``, up to ``start``)."""
+        return {"resync": True}
 
     async def send_events(self, events: list[dict]) -> None:
         fresh = [e for e in events if e["id"] not in self.sent and e["id"] > self.floor]
         self.sent.update(e["id"] for e in fresh)
+        self.highest = max([self.highest, *(e["id"] for e in fresh)])
         for i in range(0, len(fresh), REPLAY_CHUNK):
             await self.send_json({"events": fresh[i : i + REPLAY_CHUNK]})
+
+    def settle(self, settled: int) -> None:
+        """Every event at or below ``settled`` is committed and sent: forget their ids."""
+        if settled > self.floor:
+            self.floor = settled
+            self.sent = {i for i in self.sent if i > self.floor}
 
     async def install_events(self, message):
         """Live events from the channel layer (installs/events.py), a batch per message."""
@@ -124,18 +153,23 @@ class _EventStream(AsyncJsonWebsocketConsumer):
         if missing:
             await self.send_events(await database_sync_to_async(self.stored_by_ids)(missing))
         settled_before = timezone.now() - timedelta(seconds=SETTLE_S)
-        settled = [i for i, at in rows if at < settled_before]
-        if settled:
-            self.floor = max(self.floor, max(settled))
-            self.sent = {i for i in self.sent if i > self.floor}
+        self.settle(max((i for i, at in rows if at < settled_before), default=0))
 
     def events(self):
         """This stream's events (a queryset)."""
         raise NotImplementedError
 
-    def stored_after(self, after: int) -> tuple[list[dict], bool]:
-        events = list(self.events().filter(id__gt=after).order_by("id")[: self.replay_max + 1])
-        return [e.as_message() for e in events[: self.replay_max]], len(events) <= self.replay_max
+    def replay_start(self, after: int) -> int:
+        """``after``, or the id past which the newest replay_max events lie when more follow it."""
+        older = self.events().filter(id__gt=after).order_by("-id").values_list("id", flat=True)
+        boundary = list(older[self.replay_max : self.replay_max + 1])
+        return boundary[0] if boundary else after
+
+    def stored_page(self, after: int, size: int) -> tuple[list[dict], int]:
+        """Up to ``size`` events after ``after``, and the highest id among them that has settled."""
+        events = list(self.events().filter(id__gt=after).order_by("id")[:size])
+        settled_before = timezone.now() - timedelta(seconds=SETTLE_S)
+        return [e.as_message() for e in events], max((e.pk for e in events if e.at < settled_before), default=0)
 
     def stored_ids_after(self, after: int) -> list[tuple[int, datetime]]:
         return list(self.events().filter(id__gt=after).order_by("id").values_list("id", "at")[: self.replay_max])
@@ -150,8 +184,9 @@ class _EventStream(AsyncJsonWebsocketConsumer):
 class InstallConsumer(_EventStream):
     """ws/installs/<id>/[?after=<event id>]: that install's events, replayed then live."""
 
-    # An install's whole log, however long: the page asked for everything after its last line.
-    replay_max = 1_000_000
+    def skipped(self, after: int, start: int) -> dict:
+        # The page shows a line where the gap is, with the link to the whole log.
+        return {"gap": {"after": after, "upto": start, "log": reverse("install-log", args=[self.install_id])}}
 
     async def allowed(self) -> bool:
         self.install_id = int(self.scope["url_route"]["kwargs"]["install_id"])
@@ -166,7 +201,6 @@ class DashboardConsumer(_EventStream):
     """ws/dashboard/[?after=<event id>]: every install's events except log lines."""
 
     group = DASHBOARD_GROUP
-    replay_max = DASHBOARD_REPLAY_MAX
 
     def events(self):
         return Event.objects.exclude(kind=EventKind.LOG)

@@ -81,8 +81,10 @@ def answer_file(plan: dict, token: str, name: str) -> str:
     method = plan["profile"]["method"]
     if ANSWER_FILES.get(name) != method:
         raise KeyError(name)
-    source = META_DATA_TEMPLATE if name == "meta-data" else plan["profile"]["template"]
-    return pxe.render_template(source, context(plan, token))
+    if name == "meta-data":
+        return pxe.render_template(META_DATA_TEMPLATE, context(plan, token), template="meta-data")
+    profile = plan["profile"]
+    return pxe.render_template(profile["template"], context(plan, token), template=f"profile {profile['name']}")
 
 
 PREVIEW_FILES = ("pxelinux", "grub", "ipxe", "preseed", "kickstart", "user-data", "meta-data")

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
+from provisioner import pxe
+
 from . import crypto
 from .fields import HostnameField, IPAddressField, MACAddressField
 from .validators import validate_bmc_address, validate_hostname, validate_sha256
@@ -252,7 +254,7 @@ class BMC(models.Model):
     address = models.CharField(max_length=253, validators=[validate_bmc_address], help_text="IP address or DNS name.")
     port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)
-    password_ciphertext = models.TextField(editable=False, blank=True)
+    password_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
     # What the last contact with the BMC showed (ping or power read), for the UI and alerts.
     reachable = models.BooleanField(null=True, editable=False, help_text="None: never contacted.")
     latency_ms = models.FloatField(null=True, editable=False)
@@ -344,3 +346,28 @@ class OSProfile(models.Model):
         super().clean()
         if self.method != InstallMethod.IMAGE and not self.template.strip():
             raise ValidationError({"template": f"A {self.method} profile needs its install template."})
+        if self.method != InstallMethod.IMAGE:
+            self._check_template()
+
+    def _check_template(self) -> None:
+        """Render the template for an example machine with a static address (so every variable exists),
+        within the render bounds: a broken or runaway template is refused when saved, with its line and
+        the bound it hit, rather than when a machine fetches its answer file."""
+        try:
+            context = pxe.install_context(
+                hostname="example",
+                domain="example.net",
+                mac="52:54:00:00:00:01",
+                base_url="http://provisioner.example.net",
+                token="EXAMPLE-token-0123456789",
+                disk=self.target_disk or "/dev/sda",
+                root_password_hash=self.root_password_hash or "$6$locked$*",
+                ssh_keys=[k for k in self.ssh_authorized_keys.splitlines() if k.strip()],
+                network=pxe.StaticAddress("192.0.2.10", 24, "192.0.2.1", ("192.0.2.53",)),
+            )
+        except ValueError:
+            return  # another field is malformed; installs refuse it with their own message (installs.plan)
+        try:
+            pxe.render_template(self.template, context, template=f"profile {self.name}")
+        except pxe.TemplateError as exc:
+            raise ValidationError({"template": f"For an example machine, {exc}"}) from None

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -176,16 +177,27 @@ def power_sync() -> int:
 
 def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
     """Queue ``action`` on each machine's site queue; returns the job ids. Protected machines are
-    refused here already, so the caller can tell the technician at once."""
+    refused here already, so the caller can tell the technician at once: all or none are queued, and
+    each refused machine is audited as perform() audits it, whoever asked."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    refused = [m.hostname for m in machines if action in DESTRUCTIVE and m.protected]
+    refused = {
+        machine: "protected" if action in DESTRUCTIVE and machine.protected else "not_in_rack"
+        for machine in machines
+        if (action in DESTRUCTIVE and machine.protected) or machine.rack_id is None
+    }
     if refused:
-        raise PowerActionRefused(f"Protected, '{action}' refused: {', '.join(refused)}.")
+        with transaction.atomic():
+            for machine, why in refused.items():
+                record(actor, f"machine.{action}", machine, {"ok": False, "refused": why})
+        protected = [m.hostname for m, why in refused.items() if why == "protected"]
+        if protected:
+            raise PowerActionRefused(f"Protected, '{action}' refused: {', '.join(protected)}.")
+        raise PowerActionRefused(
+            f"Not in a rack, so no site worker can reach their BMCs: {', '.join(m.hostname for m in refused)}."
+        )
     job_ids = []
     for machine in machines:
-        if machine.rack_id is None:
-            raise PowerActionRefused(f"{machine.hostname} is not in a rack, so no site worker can reach its BMC.")
         job_id = f"machine-{machine.pk}-{action}-{time.time_ns()}"
         queues.site_queue(machine.rack.site.slug).enqueue(
             run_action,

@@ -56,9 +56,10 @@ def _new_fernet_key() -> str:
 
 SECRET_KEY = _required("SECRET_KEY", _new_secret_key)
 
-# Keys for secrets stored in the database (BMC passwords), comma separated, newest first:
-# new values are encrypted with the first, every key decrypts. Rotate by prepending a key,
-# running `manage.py rotate_field_keys`, then dropping the old key.
+# Keys for secrets stored in the database (BMC passwords, jump host and site login SSH keys), comma
+# separated, newest first: new values are encrypted with the first, every key decrypts. Rotate by
+# prepending a key, running `manage.py rotate_field_keys` (every encrypted field, all or nothing), then
+# dropping the old key once `manage.py rotate_field_keys --check` passes without it.
 PROVISIONER_FIELD_KEYS = [
     k.strip() for k in _required("PROVISIONER_FIELD_KEYS", _new_fernet_key).split(",") if k.strip()
 ]

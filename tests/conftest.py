@@ -1,6 +1,7 @@
 """Plain factory functions shared by the tests (no factory library: a reader sees every default)."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,21 @@ def admin_client(client, db):
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _claimed_redis(request):
+    """Claim REDIS_URL's database before any test writes to it (tests/redis_claim.py), and empty it at the
+    end. A run of unit tests alone needs no Redis and claims nothing."""
+    from tests import redis_claim
+
+    unit = Path(__file__).parent / "unit"
+    if all(unit in Path(item.path).parents for item in request.session.items):
+        yield
+        return
+    try:
+        claim = redis_claim.session_claim()
+    except redis_claim.ClaimRefused as exc:
+        pytest.exit(f"Redis: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    yield
+    claim.flush()

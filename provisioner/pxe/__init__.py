@@ -5,6 +5,7 @@ Public API:
   write, write_all, remove, write_defaults                      -- the site's TFTP root (atomic)
   install_context, render_template, kernel_cmdline, Method,
   StaticAddress, TemplateError, ANSWER_FILES                    -- installer answer files
+                                                                   (rendered within provisioner.pxe.sandbox's bounds)
   normalise_mac                                                 -- one spelling for every MAC
   provisioner.pxe.stock.STOCK_PROFILES                          -- stock OS profiles as plain dicts
 """
@@ -12,7 +13,6 @@ Public API:
 from provisioner.pxe.answers import (
     Method,
     StaticAddress,
-    TemplateError,
     install_context,
     install_urls,
     kernel_cmdline,
@@ -28,6 +28,7 @@ from provisioner.pxe.bootconfig import (
     tftp_path,
 )
 from provisioner.pxe.mac import normalise_mac
+from provisioner.pxe.sandbox import TemplateError
 from provisioner.pxe.tftp import remove, write, write_all, write_defaults
 
 # The file name each method's installer fetches from /i/<token>/.

@@ -1,24 +1,20 @@
 """Installer answer files (preseed, kickstart, autoinstall) and the kernel command lines that fetch them.
 
 Templates are edited by admins, so they render in Jinja2's sandbox from a plain dict: no model instance, no
-attribute that reaches outside the data. A mistake in a template is reported with its line, never rendered
-as an empty string into a file a machine will act on.
+attribute that reaches outside the data, and within bounds of time, memory and size (provisioner.pxe.sandbox).
+A mistake in a template is reported with its line, never rendered as an empty string into a file a machine
+will act on.
 """
 
 import hashlib
 import ipaddress
-import json
 import re
-import shlex
-import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from provisioner.pxe import sandbox
 from provisioner.pxe.mac import normalise_mac
 
 
@@ -30,19 +26,8 @@ class Method(StrEnum):
 
 
 EVENT_KINDS = ("started", "progress", "finished", "failed")
-TEMPLATE_NAME = "<template>"
 _HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
-
-
-class TemplateError(Exception):
-    """An answer-file template failed to render; `lineno` is the template line (None when unknown)."""
-
-    def __init__(self, reason: str, lineno: int | None = None) -> None:
-        self.reason = reason
-        self.lineno = lineno
-        where = f"line {lineno}" if lineno is not None else "unknown line"
-        super().__init__(f"template error at {where}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -157,53 +142,11 @@ def _check_plain(value: Any, where: str = "context") -> None:
     raise TypeError(f"{where} must hold only plain data, not {type(value).__name__}")
 
 
-def _yaml_string(value: Any) -> str:
-    # JSON strings are valid YAML double-quoted scalars, so any value lands in YAML as exactly one scalar.
-    return json.dumps(str(value))
-
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    # Immutable: a template may read the context but not change it (no list.append, dict.update) under the
-    # caller's feet.
-    env = ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["shquote"] = lambda value: shlex.quote(str(value))
-    env.filters["yaml"] = _yaml_string
-    return env
-
-
-_ENV = _environment()
-
-
-def _template_line(exc: BaseException) -> int | None:
-    # Jinja rewrites tracebacks so that frames in the template carry its file name and source line numbers.
-    lineno = None
-    for frame, line in traceback.walk_tb(exc.__traceback__):
-        if frame.f_code.co_filename == TEMPLATE_NAME:
-            lineno = line
-    return lineno
-
-
-def render_template(source: str, context: Mapping[str, Any]) -> str:
-    """Render an admin-edited template from a plain dict; any failure raises TemplateError with its line."""
+def render_template(source: str, context: Mapping[str, Any], *, template: str = "") -> str:
+    """Render an admin-edited template from a plain dict, within the render bounds; any failure raises
+    TemplateError with its line (and the bound, when one was hit). ``template`` names it in errors."""
     _check_plain(context)
-    try:
-        template = _ENV.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"syntax error: {exc.message}", exc.lineno) from exc
-    try:
-        return template.render(dict(context))
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"undefined: {exc.message}", _template_line(exc)) from exc
-    except jinja2.exceptions.SecurityError as exc:
-        raise TemplateError(f"refused by the sandbox: {exc}", _template_line(exc)) from exc
-    except Exception as exc:  # the template is admin-written code: any failure in it is a template error
-        raise TemplateError(f"{type(exc).__name__}: {exc}", _template_line(exc)) from exc
+    return sandbox.render(source, context, template=template)
 
 
 def kernel_cmdline(

@@ -180,6 +180,22 @@
     if (ev.kind !== "log") refreshSoon(live === "dashboard" ? 1500 : 150);
   }
 
+  // More events followed the page's last line than a replay sends: the older ones are in the download.
+  function gap(info) {
+    if (!log) return;
+    var li = document.createElement("li");
+    li.dataset.eventId = info.upto;
+    li.className = "k-gap";
+    li.appendChild(document.createTextNode("… earlier lines are not shown here: "));
+    var a = document.createElement("a");
+    a.href = info.log;
+    a.textContent = "download the whole log";
+    li.appendChild(a);
+    var next = null;
+    for (var el = log.lastElementChild; el && +el.dataset.eventId > info.upto; el = el.previousElementSibling) next = el;
+    log.insertBefore(li, next);
+  }
+
   var socket = null;
   var retry = 1000;
   var stopped = false;
@@ -194,6 +210,7 @@
       if (data.events) data.events.forEach(render);
       if (data.event) render(data.event);
       if (data.resync) refreshSoon(10);
+      if (data.gap) gap(data.gap);
       if (data.replayed !== undefined) document.body.dataset.replayed = String(data.replayed);
     };
     socket.onclose = function () {

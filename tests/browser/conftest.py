@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import redis_claim
 from tests.servers import ROOT, Daphne
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -47,14 +48,12 @@ def browser():
 
 @pytest.fixture
 def live(transactional_db, tmp_path):
-    from provisioner import queues
-
-    queues.connection().flushdb()
+    redis_claim.flush()
     server = Daphne(tmp_path)
     server.start()
     yield server
     server.stop()
-    queues.connection().flushdb()
+    redis_claim.flush()
 
 
 def login(browser, server, username: str, *, color_scheme: str = "light"):

@@ -125,9 +125,9 @@ def database(_prerequisites, django_db_blocker):
         )
         admin.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}"')
         admin.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    import redis
+    from tests import redis_claim
 
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    redis_claim.flush()
     with django_db_blocker.unblock():
         call_command("migrate", verbosity=0)
         yield

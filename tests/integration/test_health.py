@@ -10,6 +10,7 @@ from rq.cron import CronScheduler
 from installs.models import PeriodicRun
 from installs.periodic import SCHEDULE
 from provisioner import queues
+from tests import redis_claim
 from tests.conftest import make_site
 
 pytestmark = pytest.mark.django_db
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def redis_db():
-    queues.connection().flushdb()
+    redis_claim.flush()
     yield queues.connection()
-    queues.connection().flushdb()
+    redis_claim.flush()
 
 
 @pytest.fixture

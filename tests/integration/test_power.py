@@ -14,6 +14,7 @@ from provisioner import queues
 from provisioner.bmc import BmcAuthError, BootDevice
 from provisioner.bmc.fake import fake_bmc, reset_fakes
 from provisioner.lab.bmc import LoopbackBmc
+from tests import redis_claim
 from tests.conftest import make_bmc, make_machine
 
 pytestmark = pytest.mark.django_db
@@ -25,10 +26,10 @@ PASSWORD = "lab-bmc-pw"
 def _clean_redis(settings):
     settings.BMC_MIN_INTERVAL_S = 0.01
     settings.BMC_TIMEOUT_S = 1.0
-    queues.connection().flushdb()
+    redis_claim.flush()
     reset_fakes()
     yield
-    queues.connection().flushdb()
+    redis_claim.flush()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 
 from provisioner.bmc import BmcTarget
 from provisioner.lab.bmc import LoopbackBmc
+from tests import redis_claim
 
 IPMI_USER = "admin"
 # Distinctive, so a leak into logs or messages is easy to spot.
@@ -261,17 +262,14 @@ def redfish_emulator(tmp_path_factory):
 # -- Redis ------------------------------------------------------------------------------------------------------
 
 
-# Other suites FLUSHDB the REDIS_URL database around their tests; when suites run side by side that would wipe a
-# guard lock mid-test. These tests use their own database on the same server, and their own key prefix.
-GUARD_TEST_DB = 13
-
-
 @pytest.fixture
 def redis_url() -> str:
-    from urllib.parse import urlsplit, urlunsplit
+    """The session's claimed database (tests/redis_claim.py): only this session empties it, and only between
+    tests, so a guard lock lives as long as the test that took it."""
+    from django.conf import settings
 
-    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    return urlunsplit((parts.scheme, parts.netloc, f"/{GUARD_TEST_DB}", "", ""))
+    redis_claim.session_claim()
+    return settings.REDIS_URL
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from inventory.models import OSProfile
 from inventory.stock import sync_stock_profiles
 from provisioner import queues
 from provisioner.bmc.fake import fake_bmc, reset_fakes
+from tests import redis_claim
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 
 IMAGE_SHA = "ab" * 32
@@ -68,10 +69,10 @@ def _engine_settings(settings, transactional_db):
     settings.BMC_MIN_INTERVAL_S = 0
     settings.STEP_RETRY_BASE_S = 0.01
     settings.STEP_RETRY_MAX_S = 0.05
-    queues.connection().flushdb()
+    redis_claim.flush()
     reset_fakes()
     yield
-    queues.connection().flushdb()
+    redis_claim.flush()
 
 
 class Lab:

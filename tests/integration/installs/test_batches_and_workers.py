@@ -19,6 +19,7 @@ from installs.sweeper import sweep
 from provisioner import queues
 from provisioner.bmc import BootDevice
 from provisioner.lab.bmc import LoopbackBmc
+from tests import redis_claim
 from tests.conftest import make_bmc, make_machine
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -157,7 +158,7 @@ def test_a_lost_job_is_revived_by_the_sweeper(lab):
     from installs import callbacks
 
     callbacks.installer_event(install.pk, "started")
-    queues.connection().flushdb()  # Redis lost every queued job
+    redis_claim.flush()  # Redis lost every queued job
     Step.objects.filter(install=install, kind=StepKind.WAIT_BOOT).update(
         finished_at=timezone.now() - timedelta(minutes=5)
     )

@@ -174,10 +174,12 @@ async def in_thread(fn):
 
 
 def terminate_progress_writers():
-    """What a database restart does to the progress route's connection."""
+    """What a database restart does to the progress route's connection: this test database's only (other
+    test sessions and a running provisioner use the same server and the same application name)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
             [ingest.APPLICATION_NAME],
         )
         return cursor.fetchall()

@@ -19,6 +19,7 @@ from installs.tokens import token_for
 from inventory.models import BMC, Machine
 from provisioner import queues
 from provisioner.security import ADMIN_POLICY
+from tests import redis_claim
 from tests.conftest import make_bmc, make_machine
 from tests.integration.ui.conftest import user_with_role
 from tests.unit.test_django_rq_csp import DEAD_ACTIONS_BLOCK, SCRIPT, csp_hash
@@ -74,7 +75,7 @@ def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy():
     provisioner/security.py explains, rendered byte for byte as in the template
     (tests/unit/test_django_rq_csp.py pins its hash)."""
     client = client_for("admin")
-    queues.connection().flushdb()
+    redis_claim.flush()
     queue = queues.get_queue()
     job = queue.enqueue("os.getcwd")
     inline = set()
@@ -92,7 +93,7 @@ def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy():
                     inline.add(csp_hash(body))
         assert inline == {DEAD_ACTIONS_BLOCK}, inline
     finally:
-        queues.connection().flushdb()
+        redis_claim.flush()
 
 
 def test_every_form_that_posts_carries_the_csrf_token(scene):

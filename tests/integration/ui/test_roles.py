@@ -13,6 +13,7 @@ from rq import SimpleWorker
 from rq.job import Job
 
 from provisioner import queue_pages, queues
+from tests import redis_claim
 from tests.integration.ui.conftest import ROLES
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ NEED = {"viewer": 1, "technician": 2, "admin": 3}
 @pytest.fixture
 def rq_jobs():
     """Jobs on the default queue (django-rq's queue 0): a finished one with a result, and queued ones."""
-    queues.connection().flushdb()
+    redis_claim.flush()
     queue = queues.get_queue()
     finished = queue.enqueue("os.getcwd")
     SimpleWorker([queue], connection=queue.connection).work(burst=True)
@@ -37,7 +38,7 @@ def rq_jobs():
     jobs.queued = queue.enqueue("os.getcwd")
     jobs.doomed = queue.enqueue("os.getcwd")
     yield jobs
-    queues.connection().flushdb()
+    redis_claim.flush()
 
 
 def endpoints(s, rq):
