@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,21 +31,55 @@ IMAGE_SHA = "ab" * 32
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def _test_database_url() -> str:
+    db = django_settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 @contextlib.contextmanager
 def worker_process(*args: str, **env: str):
     """A real RQ worker process (manage.py worker ARGS) against the test database, stopped after."""
-    db = django_settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "worker", *args],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, **env},
+        env={**os.environ, "DATABASE_URL": _test_database_url(), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def daphne_process(log: Path):
+    """daphne as deployed (python -m provisioner.serve) against the test database: its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": _test_database_url(), "DEBUG": "0"},
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/login/", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.2)
+        yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
