@@ -48,10 +48,18 @@ def test_an_object_declared_as_json_loads(content_type):
         ('{"a": NaN}', "application/json", ("a", 400, "finite_number")),
         ('{"a": [1e400]}', "application/json", ("a.0", 400, "finite_number")),
         ('{"a": -Infinity}', "application/json", ("a", 400, "finite_number")),
+        ('{"a": ' + "9" * 400 + ".0}", "application/json", ("a", 400, "finite_number")),
+        ('{"a": "raw\x00nul"}', "application/json", ("body", 400, "json_invalid")),
+        ('{"a": 1}'.encode("utf-16"), "application/json", ("body", 400, "json_invalid")),
     ],
 )
 def test_what_the_loader_refuses_and_the_field_it_names(body, content_type, expected):
     assert refusal(body, content_type) == expected
+
+
+def test_text_that_only_looks_unstorable_loads():
+    body = {"escaped": "\\u0000 and \\ud800 as text", "big": 1.7e308, "word": "NaN", "n": 10**30}
+    assert load(json.dumps(body)) == body
 
 
 def test_the_content_type_is_checked_before_the_body_is_read():
