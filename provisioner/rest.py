@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import wraps
 
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, NinjaAPI, Path, Query, Schema, Status
@@ -72,11 +73,13 @@ def _problem(status: int, detail: str, **extra) -> JsonResponse:
 
 
 def _viewer_document(view):
-    """The OpenAPI document, for a viewer's API token or session alike (scripts read it with their token)."""
+    """The OpenAPI document, for a viewer's API token (scripts) or session (people, sent to log in first)."""
 
     @wraps(view)
     def wrapped(request, *args, **kwargs):
         user = ApiTokenAuth()(request) or (request.user if request.user.is_authenticated else None)
+        if user is None and "Authorization" not in request.headers:
+            return redirect_to_login(request.get_full_path())
         if user is None:
             return _problem(401, "Unauthorized")
         if not has_role(user, Role.VIEWER):

@@ -271,7 +271,10 @@ def test_openapi_document_is_readable_with_an_api_token_and_documents_refusals(s
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200, response.content[:300]
     spec = response.json()
-    assert Client().get("/api/v1/openapi.json").status_code in (401, 302)
+    assert Client().get("/api/v1/openapi.json").status_code == 302  # a person: to the login page
+    assert is_problem(Client(HTTP_AUTHORIZATION="Token prv_nonsense").get("/api/v1/openapi.json"), 401)
+    norole, _ = token_client("norole")
+    assert is_problem(norole.get("/api/v1/openapi.json"), 403)
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert {"400", "401"} <= operation["responses"].keys(), (method, path)
