@@ -1,18 +1,22 @@
 """The agent API, v1 (docs/agent-api.md). The agent in the memory OS pulls its tasks here with its
 install's token; bodies are validated before anything is written, and an invalid one gets a 400
-that names the field."""
+that names the field (``{"field", "message", "errors"}``), as does anything the database could not
+store (provisioner/edge.py); a body not sent as application/json gets a 415 of the same shape."""
 
 from __future__ import annotations
 
 import time
 
 from django.conf import settings
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from django.http import JsonResponse
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import field_validator
 
 from inventory.validators import normalise_mac
+from provisioner import edge
+from provisioner.edge import Text
 
 from . import callbacks, progress
 from .models import ACTIVE_STATES, Install
@@ -28,33 +32,65 @@ class InstallToken(HttpBearer):
         return callbacks.install_for_token(token)
 
 
-api = NinjaAPI(
+class InvalidOut(Schema):
+    """The answer to input refused before anything was written."""
+
+    field: str
+    message: str
+    errors: list[dict]
+
+
+class UnauthorizedOut(Schema):
+    detail: str
+
+
+class AgentApi(NinjaAPI):
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        edge.document_refusals(
+            schema,
+            InvalidOut,
+            {
+                400: "Invalid input, named in field; nothing was written.",
+                415: "The body was not sent as application/json; nothing was written.",
+            },
+        )
+        edge.document_refusals(schema, UnauthorizedOut, {401: "No install token, or its install has ended."})
+        return schema
+
+
+api = AgentApi(
     title="provisioner agent API",
     version="1",
     description="What the agent inside the memory OS calls. See docs/agent-api.md.",
     urls_namespace="agent-api-v1",
     auth=InstallToken(),
+    parser=edge.JsonObjectParser(),
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
 )
 
 
-def _plain_errors(errors) -> list[dict]:
-    return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in errors
-    ]
-
-
 def invalid_body(errors) -> dict:
     """The 400 answer for a body that failed validation: the first field at fault, named."""
-    errors = _plain_errors(errors)
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    field = ".".join(p for p in first["loc"] if p not in ("body", "payload", "query"))
-    return {"field": field, "message": f"{field or 'body'}: {first['msg']}", "errors": errors}
+    errors = edge.plain_errors(errors)
+    field, message = edge.first_error(errors)
+    return {"field": field, "message": message, "errors": errors}
 
 
-def not_json(exc: ValueError) -> dict:
-    return invalid_body([{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}])
+def refused(refusal: edge.Refusal, source: str = "body") -> dict:
+    """The answer to input refused at the edge (provisioner/edge.py), in the shape of invalid_body."""
+    return {"field": refusal.field, "message": refusal.message, "errors": refusal.errors(source)}
+
+
+edge.respond_in(
+    api.urls_namespace, lambda refusal, source: JsonResponse(refused(refusal, source), status=refusal.status)
+)
+
+
+@api.exception_handler(edge.Refusal)
+def _refused_in_a_view(request, exc: edge.Refusal):
+    source = "query" if exc.kind == "unknown_parameter" else "body"
+    return api.create_response(request, refused(exc, source), status=exc.status)
 
 
 @api.exception_handler(ValidationError)
@@ -64,23 +100,23 @@ def _invalid(request, exc: ValidationError):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # the body is not JSON
-        return api.create_response(request, not_json(exc.__cause__), status=400)
+    if refusal := edge.refusal_of(exc):
+        return api.create_response(request, refused(refusal), status=refusal.status)
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
 
 
 class Disk(Schema):
-    name: str = Field("", max_length=64)
-    path: str = Field(..., min_length=1, max_length=255)
+    name: Text = Field("", max_length=64)
+    path: Text = Field(..., min_length=1, max_length=255)
     size_bytes: int = Field(0, ge=0)
-    model: str = Field("", max_length=128)
-    serial: str = Field("", max_length=128)
+    model: Text = Field("", max_length=128)
+    serial: Text = Field("", max_length=128)
     rotational: bool | None = None
 
 
 class Nic(Schema):
-    name: str = Field("", max_length=64)
-    mac: str = Field(..., max_length=32)
+    name: Text = Field("", max_length=64)
+    mac: Text = Field(..., max_length=32)
     link: bool | None = None
     speed_mbps: int | None = Field(None, ge=0)
 
@@ -94,9 +130,9 @@ class Nic(Schema):
 
 
 class Dmi(Schema):
-    vendor: str = Field("", max_length=128)
-    product: str = Field("", max_length=128)
-    serial: str = Field("", max_length=128)
+    vendor: Text = Field("", max_length=128)
+    product: Text = Field("", max_length=128)
+    serial: Text = Field("", max_length=128)
 
 
 class Facts(Schema):
@@ -108,7 +144,7 @@ class Facts(Schema):
 
 
 class RegisterIn(Schema):
-    agent_version: str = Field("", max_length=32)
+    agent_version: Text = Field("", max_length=32)
     facts: Facts
 
 
@@ -142,15 +178,15 @@ class NextOut(Schema):
 
 class ProgressIn(Schema):
     percent: int | None = Field(None, ge=0, le=100)
-    message: str = Field("", max_length=2000)
-    log: list[str] = Field(default_factory=list, max_length=1000)
+    message: Text = Field("", max_length=2000)
+    log: list[Text] = Field(default_factory=list, max_length=1000)
 
 
 class ResultIn(Schema):
     ok: bool
-    reason: str = Field("", max_length=64, pattern=r"^([A-Z][A-Za-z0-9]*)?$")
-    message: str = Field("", max_length=4000)
-    output: str = Field("", max_length=65536)
+    reason: Text = Field("", max_length=64, pattern=r"^([A-Z][A-Za-z0-9]*)?$")
+    message: Text = Field("", max_length=4000)
+    output: Text = Field("", max_length=65536)
 
 
 class OkOut(Schema):
@@ -208,7 +244,7 @@ def _task_call(fn, *args):
 
 
 @api.post("tasks/{task_id}/progress", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
-def task_progress(request, task_id: str, body: ProgressIn):
+def task_progress(request, task_id: Path[Text], body: ProgressIn):
     """Served by installs/ingest.py under daphne; this view answers the same where requests reach Django."""
     report = progress.ProgressReport(task_id, body.percent, body.message, body.log)
     outcome = progress.agent_progress(request.auth, report)
@@ -216,5 +252,8 @@ def task_progress(request, task_id: str, body: ProgressIn):
 
 
 @api.post("tasks/{task_id}/result", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
-def result(request, task_id: str, body: ResultIn):
+def result(request, task_id: Path[Text], body: ResultIn):
     return _task_call(callbacks.agent_result, request.auth.pk, task_id, body.ok, body.reason, body.message, body.output)
+
+
+edge.refuse_undeclared_query(api)

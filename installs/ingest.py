@@ -13,8 +13,10 @@ an asynchronous psycopg connection on daphne's own event loop, and their events 
 it too: no thread, so no wait for the GIL between the loop and a writer. (SQLite, for the demo,
 writes on one thread with Django's connection.) The agent is answered only after its report is
 committed. The rules are installs/progress.py's, which the Django view shares; the body is checked
-by the same schema and refusals read the same as the view's (docs/agent-api.md). If the database
-cannot be reached the batch is answered 503, which the agent retries.
+by the same loader (provisioner/edge.py) and schema, and refusals read the same as the view's
+(docs/agent-api.md): a report the database could not store never joins a batch. If the database
+cannot be reached the batch is answered 503, which the agent retries; if a batch fails for any other
+reason its reports are written one by one, so that one report that cannot be stored fails alone.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from pydantic import ValidationError
 
+from provisioner import edge
+
 from . import callbacks, events, progress
-from .api import ProgressIn, invalid_body, not_json, task_refused
+from .api import ProgressIn, invalid_body, refused, task_refused
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,9 @@ MAX_BATCH = 500
 # The writer's connection is kept while reports flow and closed after this long without one.
 IDLE_CLOSE_S = 60
 UNAVAILABLE = "unavailable"
+UNSTORABLE = "unstorable"
+# The database, not the report: worth sending again (503).
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError)
 APPLICATION_NAME = "provisioner agent progress"
 
 
@@ -74,19 +81,19 @@ class AgentProgressRoute:
             return 401, {"detail": "Unauthorized"}
         report, refusal = None, None
         if not data:
-            refusal = invalid_body([{"loc": ("body", "body"), "msg": "Field required", "type": "missing"}])
+            refusal = 400, invalid_body([{"loc": ("body", "body"), "msg": "Field required", "type": "missing"}])
         else:
             try:
-                report = ProgressIn.model_validate(json.loads(data))
+                report = ProgressIn.model_validate(edge.load_json_object(data, _header(scope, b"content-type")))
+            except edge.Refusal as exc:
+                refusal = exc.status, refused(exc)
             except ValidationError as exc:
-                refusal = invalid_body(_in_body(exc.errors(include_url=False)))
-            except ValueError as exc:
-                refusal = not_json(exc)
+                refusal = 400, invalid_body(_in_body(exc.errors(include_url=False)))
         if refusal is not None:
             # Who asks comes first, as in the Django view: a stranger learns nothing about the body.
             if not await self._writer().store.authenticates(token):
                 return 401, {"detail": "Unauthorized"}
-            return 400, refusal
+            return refusal
         outcome = await self._writer().submit(
             progress.ProgressReport(task_id, report.percent, report.message, report.log, token=token)
         )
@@ -96,6 +103,8 @@ class AgentProgressRoute:
             return 401, {"detail": "Unauthorized"}
         if outcome == UNAVAILABLE:
             return 503, {"message": "The report could not be stored just now; send it again."}
+        if outcome == UNSTORABLE:
+            return 400, refused(edge.Refusal("body", "could not be stored", kind="unstorable"))
         return task_refused(outcome, task_id)
 
     def _writer(self) -> _BatchWriter:
@@ -142,23 +151,37 @@ class _BatchWriter:
         try:
             while self.pending:
                 batch, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                try:
-                    result = await self.store.write([r for r, _ in batch])
-                except Exception:
-                    log.exception("could not store %d agent progress report(s)", len(batch))
-                    result = progress.BatchResult([UNAVAILABLE] * len(batch), [], None)
-                for (_, future), outcome in zip(batch, result.outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
-                # Before the next batch: each page sees an install's events in order, and a report's
-                # event goes out as soon as it is stored (sending meanwhile, as an outbox would, let
-                # events wait for the round before theirs: +7 ms at 500 reports/s).
-                await events.send([e.as_message() for e in result.events])
-                if result.seen is not None:  # it need not hold up the answers
-                    await self.store.note_seen(result)
+                for result in await self._write([r for r, _ in batch]):
+                    for (_, future), outcome in zip(batch, result.outcomes, strict=False):
+                        if not future.done():
+                            future.set_result(outcome)
+                    batch = batch[len(result.outcomes) :]
+                    # Before the next batch: each page sees an install's events in order, and a report's
+                    # event goes out as soon as it is stored (sending meanwhile, as an outbox would, let
+                    # events wait for the round before theirs: +7 ms at 500 reports/s).
+                    await events.send([e.as_message() for e in result.events])
+                    if result.seen is not None:  # it need not hold up the answers
+                        await self.store.note_seen(result)
         finally:
             self.busy = False
             self.idle_timer = self.loop.call_later(IDLE_CLOSE_S, self._close_if_idle)
+
+    async def _write(self, reports: list[progress.ProgressReport]) -> list[progress.BatchResult]:
+        """The batch's results: one, or when the batch failed for something other than the connection,
+        one per report, each written alone so that a report that cannot be stored fails only itself."""
+        try:
+            return [await self.store.write(reports)]
+        except CONNECTION_ERRORS:
+            log.exception("could not store %d agent progress report(s)", len(reports))
+            return [progress.BatchResult([UNAVAILABLE] * len(reports), [], None)]
+        except Exception:
+            log.exception("could not store a batch of %d agent progress report(s)", len(reports))
+            if len(reports) == 1:
+                return [progress.BatchResult([UNSTORABLE], [], None)]
+        results = []
+        for report in reports:
+            results.extend(await self._write([report]))
+        return results
 
     def _close_if_idle(self) -> None:
         if not self.busy:
@@ -248,12 +271,16 @@ def _close_connection() -> None:
     connection.close()
 
 
-def _bearer(scope) -> str:
+def _header(scope, wanted: bytes) -> str:
     for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token if scheme.lower() == "bearer" else ""
+        if name == wanted:
+            return value.decode("latin-1")
     return ""
+
+
+def _bearer(scope) -> str:
+    scheme, _, token = _header(scope, b"authorization").partition(" ")
+    return token if scheme.lower() == "bearer" else ""
 
 
 async def _read_body(receive, limit: int | None) -> bytes | int | None:

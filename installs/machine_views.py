@@ -4,19 +4,18 @@ and a wrong or expired one gets a 404 with nothing written."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 
 from django.db import transaction
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from inventory.models import NIC
 from inventory.validators import normalise_mac
-from provisioner import pxe
+from provisioner import edge, pxe
 
 from . import callbacks, render
 from .models import ACTIVE_STATES, Install, StepKind, StepState
@@ -102,12 +101,13 @@ def answer_file(request, token: str, name: str):
 
 
 def _callback_body(request) -> tuple[str, dict]:
+    """The message and data of a callback: a JSON object (subiquity's reporter), or form fields and the
+    query string (curl and wget in a %post or late_command). The edge has checked the form and query
+    already; the JSON is checked as it is loaded."""
     if len(request.body) > MAX_CALLBACK_BODY:
-        raise ValueError(f"body larger than {MAX_CALLBACK_BODY} bytes")
-    if request.content_type == "application/json" and request.body:
-        data = json.loads(request.body)
-        if not isinstance(data, dict):
-            raise ValueError("JSON body must be an object")
+        raise edge.Refusal("body", f"is larger than {MAX_CALLBACK_BODY} bytes", status=413)
+    if edge.is_json(request.content_type) and request.body:
+        data = edge.load_json_object(request.body, request.content_type)
         message = str(data.get("message") or data.get("description") or data.get("name") or "")
         return message, data
     message = request.POST.get("message", "") or request.GET.get("message", "")
@@ -124,7 +124,7 @@ def installer_callback(request, token: str, kind: str):
     install = _install_or_404(token)
     try:
         message, data = _callback_body(request)
-    except (ValueError, json.JSONDecodeError) as exc:
-        return HttpResponseBadRequest(f"invalid body: {exc}\n", content_type=TEXT)
+    except edge.Refusal as exc:
+        return HttpResponse(f"Refused: {exc.message}.\n", status=exc.status, content_type=TEXT)
     outcome = callbacks.installer_event(install.pk, kind, message[:2000], data)
     return JsonResponse({"ok": True, "outcome": outcome})

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.service import Actor
 from provisioner.accounts.roles import Role, has_role, require_role
+from provisioner.edge import int_param
 
 from . import alerts, batches, engine
 from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, Event, Install, InstallState
@@ -64,8 +65,8 @@ def install_list(request):
     if machine:
         installs = installs.filter(machine__hostname__icontains=machine)
     batch = request.GET.get("batch", "")
-    if batch.isdigit():
-        installs = installs.filter(batch_id=int(batch))
+    if (batch_id := int_param(batch)) is not None:
+        installs = installs.filter(batch_id=batch_id)
     page = Paginator(installs, 50).get_page(request.GET.get("page"))
     template = "installs/_install_rows.html" if request.GET.get("partial") else "installs/install_list.html"
     return render(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Replace
 
+from provisioner.edge import int_param
+
 from .models import NIC, Machine, MachineStatus, PowerState
 
 SORTS = {
@@ -102,9 +104,8 @@ def machine_queryset(query: MachineQuery):
     if query.site:
         machines = machines.filter(rack__site__slug=query.site)
     if query.rack:
-        machines = (
-            machines.filter(rack_id=query.rack) if query.rack.isdigit() else machines.filter(rack__name=query.rack)
-        )
+        rack_id = int_param(query.rack)
+        machines = machines.filter(rack_id=rack_id) if rack_id is not None else machines.filter(rack__name=query.rack)
     if query.status in MachineStatus.values:
         machines = machines.filter(status=query.status)
     if query.power in PowerState.values:

@@ -18,6 +18,7 @@ from audit.service import Actor
 from installs.models import ACTIVE_STATES, Install
 from installs.render import PREVIEW_FILES
 from provisioner.accounts.roles import Role, has_role, require_role
+from provisioner.edge import int_param
 
 from . import power, services
 from .filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
@@ -147,7 +148,7 @@ def machine_action(request):
     action = request.POST.get("action", "")
     if action not in ACTIONS:
         return HttpResponseBadRequest("Choose an action.")
-    ids = [int(i) for i in request.POST.getlist("machine") if i.isdigit()][:5000]
+    ids = [n for i in request.POST.getlist("machine")[:5000] if (n := int_param(i)) is not None]
     machines = list(machine_queryset(MachineQuery()).filter(pk__in=ids).order_by("hostname"))
     back = request.POST.get("next") or reverse("inventory:machine-list")
     if not back.startswith("/") or back.startswith("//"):
@@ -225,8 +226,8 @@ def _machine_or_404(hostname: str):
     the admin carry ids)."""
     machines = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics")
     machine = machines.filter(hostname=hostname).first()
-    if machine is None and hostname.isdigit():
-        machine = machines.filter(pk=int(hostname)).first()
+    if machine is None and (pk := int_param(hostname)) is not None:
+        machine = machines.filter(pk=pk).first()
     if machine is None:
         raise Http404(f"No machine {hostname}.")
     return machine

@@ -5,15 +5,23 @@ or from a logged-in browser session (writes then need the CSRF token, as the pag
 endpoint checks the same role as the matching page, and every write goes through the same service
 function as the page, which audits it. Responses list their fields: the install plan and token
 are never among them.
+
+Every refusal has one shape, ``Problem``: ``detail`` (a sentence), ``field`` (the parameter at fault,
+``body`` for the body as a whole), ``errors`` (each problem with its location) and ``problems`` (the
+reasons a 409 lists). Invalid input is a 400, a body not sent as application/json a 415, and both
+come before any write (provisioner/edge.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import wraps
 
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Query, Schema, Status
-from ninja.errors import HttpError
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status
+from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyHeader, SessionAuth
 
 from audit.service import Actor
@@ -23,8 +31,10 @@ from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install
 from inventory.filters import MachineQuery, machine_queryset
 from inventory.models import Machine, OSProfile
 
+from . import edge
 from .accounts.api_tokens import user_for_key
-from .accounts.roles import Role, has_role, require_role
+from .accounts.roles import Role, has_role
+from .edge import BIGINT_MAX, DbCount, DbId, Page, Text
 
 
 class ApiTokenAuth(APIKeyHeader):
@@ -42,15 +52,101 @@ class ApiTokenAuth(APIKeyHeader):
         return user
 
 
-api = NinjaAPI(
+class ProblemItem(Schema):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class Problem(Schema):
+    """Every refusal of the REST API."""
+
+    detail: str
+    field: str = ""
+    errors: list[ProblemItem] = []
+    problems: list[str] = []
+
+
+def _problem(status: int, detail: str, **extra) -> JsonResponse:
+    body = Problem(detail=detail, **extra).model_dump()
+    return JsonResponse(body, status=status, headers={"Cache-Control": "no-store"})
+
+
+def _viewer_document(view):
+    """The OpenAPI document, for a viewer's API token (scripts) or session (people, sent to log in first)."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = ApiTokenAuth()(request) or (request.user if request.user.is_authenticated else None)
+        if user is None and "Authorization" not in request.headers:
+            return redirect_to_login(request.get_full_path())
+        if user is None:
+            return _problem(401, "Unauthorized")
+        if not has_role(user, Role.VIEWER):
+            return _problem(403, f"This needs the {Role.VIEWER.label} role.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+class RestApi(NinjaAPI):
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        edge.document_refusals(
+            schema,
+            Problem,
+            {
+                400: "Invalid input, named in field; nothing was written.",
+                401: "No valid API token or session.",
+                403: "The token's user lacks the role this needs.",
+                415: "The body was not sent as application/json; nothing was written.",
+            },
+        )
+        return schema
+
+
+api = RestApi(
     title="provisioner API",
     version="1",
-    description="Machines, installs and batches for automation. Same roles as the web pages.",
+    description="Machines, installs and batches for automation. Same roles as the web pages. "
+    "Every refusal is a Problem; invalid input is a 400 that names the field, before any write.",
     urls_namespace="api-v1",
     auth=[ApiTokenAuth(), SessionAuth(csrf=True)],
+    parser=edge.JsonObjectParser(),
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
-    docs_decorator=require_role(Role.VIEWER),
+    docs_decorator=_viewer_document,
 )
+
+
+def _refused_at_the_edge(refusal: edge.Refusal, source: str) -> JsonResponse:
+    return _problem(refusal.status, refusal.message, field=refusal.field, errors=refusal.errors(source))
+
+
+edge.respond_in(api.urls_namespace, _refused_at_the_edge)
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request, exc: ValidationError):
+    errors = edge.plain_errors(exc.errors)
+    field, message = edge.first_error(errors)
+    return _problem(400, message, field=field, errors=errors)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    if refusal := edge.refusal_of(exc):
+        return _refused_at_the_edge(refusal, "body")
+    return _problem(exc.status_code, str(exc), problems=getattr(exc, "problems", []))
+
+
+@api.exception_handler(edge.Refusal)
+def _refused_in_a_view(request, exc: edge.Refusal):
+    return _refused_at_the_edge(exc, "query" if exc.kind == "unknown_parameter" else "body")
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc: Http404):
+    return _problem(404, str(exc) or "Not Found")
 
 
 def _need(request, role: Role):
@@ -176,41 +272,36 @@ class BatchOut(Schema):
 
 
 class StartIn(Schema):
-    machines: list[str] = Field(..., min_length=1, max_length=5000, description="Hostnames.")
-    profile: str
-    name: str = Field("", max_length=100)
-    max_per_site: int | None = Field(None, ge=1)
-    max_per_rack: int | None = Field(None, ge=1)
+    machines: list[Text] = Field(..., min_length=1, max_length=5000, description="Hostnames.")
+    profile: Text
+    name: Text = Field("", max_length=100)
+    max_per_site: DbCount | None = None
+    max_per_rack: DbCount | None = None
     stagger_s: float | None = Field(None, ge=0, le=600)
 
 
 class WhyIn(Schema):
-    why: str = Field("", max_length=500)
-
-
-class Refused(Schema):
-    detail: str
-    problems: list[str] = []
+    why: Text = Field("", max_length=500)
 
 
 class MachineFilters(Schema):
-    q: str = ""
-    site: str = ""
-    rack: str = ""
-    status: str = ""
-    power: str = ""
-    vendor: str = ""
-    profile: str = ""
-    sort: str = "hostname"
-    page: int = Field(1, ge=1)
+    q: Text = ""
+    site: Text = ""
+    rack: Text = ""
+    status: Text = ""
+    power: Text = ""
+    vendor: Text = ""
+    profile: Text = ""
+    sort: Text = "hostname"
+    page: Page = 1
     per_page: int = Field(100, ge=1, le=1000)
 
 
 class InstallFilters(Schema):
-    state: str = ""
-    machine: str = ""
-    batch: int | None = None
-    page: int = Field(1, ge=1)
+    state: Text = ""
+    machine: Text = ""
+    batch: DbId | None = None
+    page: Page = 1
     per_page: int = Field(100, ge=1, le=1000)
 
 
@@ -299,7 +390,7 @@ def list_machines(request, filters: Query[MachineFilters]):
 
 
 @api.get("machines/{hostname}", response=MachineDetailOut, tags=["machines"])
-def get_machine(request, hostname: str):
+def get_machine(request, hostname: Path[Text]):
     _need(request, Role.VIEWER)
     machine = get_object_or_404(
         machine_queryset(MachineQuery()).defer(None).prefetch_related("nics"), hostname=hostname
@@ -355,7 +446,7 @@ def list_installs(request, filters: Query[InstallFilters]):
 
 
 @api.get("installs/{install_id}", response=InstallDetailOut, tags=["installs"])
-def get_install(request, install_id: int):
+def get_install(request, install_id: Path[DbId]):
     _need(request, Role.VIEWER)
     install = get_object_or_404(_installs(), pk=install_id)
     data = _install(install)
@@ -378,7 +469,12 @@ def get_install(request, install_id: int):
 
 
 @api.get("installs/{install_id}/events", response=list[EventOut], tags=["installs"])
-def install_events(request, install_id: int, after: int = 0, limit: int = Query(500, ge=1, le=5000)):
+def install_events(
+    request,
+    install_id: Path[DbId],
+    after: int = Query(0, ge=0, le=BIGINT_MAX),
+    limit: int = Query(500, ge=1, le=5000),
+):
     """Events after the id ``after``, oldest first: poll with the last id you saw, as the browser does."""
     _need(request, Role.VIEWER)
     install = get_object_or_404(Install.objects.only("pk"), pk=install_id)
@@ -410,8 +506,10 @@ def _start(request, body: StartIn) -> Batch:
 
 
 class _RefusedError(HttpError):
+    """A 409: the service function refused, for the reasons listed in ``problems``."""
+
     def __init__(self, problems: list[str]):
-        super().__init__(409, "; ".join(problems))
+        super().__init__(409, "Refused: " + "; ".join(problems))
         self.problems = problems
 
 
@@ -419,20 +517,15 @@ def _refused(exc: batch_service.InstallRefused) -> _RefusedError:
     return _RefusedError(list(exc.args[0]))
 
 
-@api.exception_handler(_RefusedError)
-def _on_refused(request, exc: _RefusedError):
-    return api.create_response(request, {"detail": "Refused.", "problems": exc.problems}, status=409)
-
-
-@api.post("installs", response={201: list[InstallOut], 409: Refused}, tags=["installs"])
+@api.post("installs", response={201: list[InstallOut], 409: Problem}, tags=["installs"])
 def start_installs(request, body: StartIn):
     """Install ``profile`` on the machines (one batch; all or none are accepted)."""
     batch = _start(request, body)
     return Status(201, [_install(i) for i in _installs().filter(batch=batch).order_by("pk")])
 
 
-@api.post("installs/{install_id}/cancel", response={200: InstallOut, 409: Refused}, tags=["installs"])
-def cancel_install(request, install_id: int, body: WhyIn = None):
+@api.post("installs/{install_id}/cancel", response={200: InstallOut, 409: Problem}, tags=["installs"])
+def cancel_install(request, install_id: Path[DbId], body: WhyIn = None):
     _need(request, Role.TECHNICIAN)
     get_object_or_404(Install.objects.only("pk"), pk=install_id)
     try:
@@ -442,8 +535,8 @@ def cancel_install(request, install_id: int, body: WhyIn = None):
     return _install(_installs().get(pk=install_id))
 
 
-@api.post("installs/{install_id}/retry", response={201: list[InstallOut], 409: Refused}, tags=["installs"])
-def retry_install(request, install_id: int):
+@api.post("installs/{install_id}/retry", response={201: list[InstallOut], 409: Problem}, tags=["installs"])
+def retry_install(request, install_id: Path[DbId]):
     _need(request, Role.TECHNICIAN)
     get_object_or_404(Install.objects.only("pk"), pk=install_id)
     try:
@@ -456,14 +549,14 @@ def retry_install(request, install_id: int):
 # --- batches --------------------------------------------------------------------------------
 
 
-@api.post("batches", response={201: BatchOut, 409: Refused}, tags=["batches"])
+@api.post("batches", response={201: BatchOut, 409: Problem}, tags=["batches"])
 def start_batch(request, body: StartIn):
     """Like POST installs, answering with the batch: admitted under its caps, with a power-on stagger."""
     return Status(201, _batch(_start(request, body)))
 
 
 @api.get("batches/{batch_id}", response=BatchOut, tags=["batches"])
-def get_batch(request, batch_id: int):
+def get_batch(request, batch_id: Path[DbId]):
     _need(request, Role.VIEWER)
     return _batch(get_object_or_404(Batch, pk=batch_id))
 
@@ -478,16 +571,19 @@ def _set_batch(request, batch_id: int, to: str, why: str) -> dict:
     return _batch(Batch.objects.get(pk=batch_id))
 
 
-@api.post("batches/{batch_id}/pause", response={200: BatchOut, 409: Refused}, tags=["batches"])
-def pause_batch(request, batch_id: int, body: WhyIn = None):
+@api.post("batches/{batch_id}/pause", response={200: BatchOut, 409: Problem}, tags=["batches"])
+def pause_batch(request, batch_id: Path[DbId], body: WhyIn = None):
     return _set_batch(request, batch_id, BatchState.PAUSED, body.why if body else "")
 
 
-@api.post("batches/{batch_id}/resume", response={200: BatchOut, 409: Refused}, tags=["batches"])
-def resume_batch(request, batch_id: int, body: WhyIn = None):
+@api.post("batches/{batch_id}/resume", response={200: BatchOut, 409: Problem}, tags=["batches"])
+def resume_batch(request, batch_id: Path[DbId], body: WhyIn = None):
     return _set_batch(request, batch_id, BatchState.RUNNING, body.why if body else "")
 
 
-@api.post("batches/{batch_id}/cancel", response={200: BatchOut, 409: Refused}, tags=["batches"])
-def cancel_batch(request, batch_id: int, body: WhyIn = None):
+@api.post("batches/{batch_id}/cancel", response={200: BatchOut, 409: Problem}, tags=["batches"])
+def cancel_batch(request, batch_id: Path[DbId], body: WhyIn = None):
     return _set_batch(request, batch_id, BatchState.CANCELLED, body.why if body else "")
+
+
+edge.refuse_undeclared_query(api)

@@ -31,15 +31,18 @@ IMAGE_SHA = "ab" * 32
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def _test_database_url() -> str:
+    db = django_settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 @contextlib.contextmanager
 def manage_process(*args: str, **env: str):
     """A real manage.py process (a worker, the scheduler) against the test database, stopped after."""
-    db = django_settings.DATABASES["default"]
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     proc = subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, **env},
+        env={**os.environ, "DATABASE_URL": _test_database_url(), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

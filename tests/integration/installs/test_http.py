@@ -224,6 +224,89 @@ def test_task_reports_for_unknown_or_stale_tasks_are_refused(lab, client):
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "DiskNotFound")
 
 
+def agent_with_task(lab, client):
+    machine, install, token = armed(lab, lab.image_profile())
+    assert post(client, "register", facts(machine.pxe_nic.mac), token).status_code == 200
+    return install, token, client.get(API + "tasks/next", **bearer(token)).json()["task"]["id"]
+
+
+def unchanged(install):
+    """What a refused agent or installer request must leave as it was."""
+    return (
+        Event.objects.count(),
+        AuditEntry.objects.count(),
+        sorted(install.steps.values_list("pk", "state", "progress", "message")),
+        Install.objects.filter(pk=install.pk).values_list("state", "failure_reason").get(),
+    )
+
+
+DEEP = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("result", {"ok": False, "reason": "DiskNotFound", "message": "no\u0000vda"}, "message"),
+        ("result", {"ok": True, "output": "\ud800 half a surrogate pair"}, "output"),
+        ("result", DEEP, "body"),
+        ("result", '{"ok": true, "message": "x", "nested": ' + DEEP + "}", "body"),
+        ("result", '{"ok": true, "output": NaN}', "output"),
+        ("result", "[true]", "body"),
+        ("progress", {"message": "\u0000"}, "message"),
+        ("progress", {"log": ["fine", "not\u0000fine"]}, "log.1"),
+        ("progress", DEEP, "body"),
+    ],
+)
+def test_agent_reports_that_cannot_be_stored_are_400_naming_the_field(lab, client, path, body, field):
+    install, token, task_id = agent_with_task(lab, client)
+    before = unchanged(install)
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = client.post(API + f"tasks/{task_id}/{path}", data=data, content_type="application/json", **bearer(token))
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["field"] == field and response.json()["message"].startswith(field)
+    assert unchanged(install) == before
+
+
+def test_agent_register_with_a_nul_in_its_facts_is_refused(lab, client):
+    machine, install, token = armed(lab, lab.image_profile())
+    before = unchanged(install)
+    body = facts(machine.pxe_nic.mac, dmi={"vendor": "QEMU\x00"})
+    response = post(client, "register", body, token)
+    assert response.status_code == 400 and response.json()["field"] == "facts.dmi.vendor", response.content
+    assert unchanged(install) == before
+
+
+def test_agent_bodies_must_be_declared_as_json(lab, client):
+    install, token, task_id = agent_with_task(lab, client)
+    before = unchanged(install)
+    for path, body in ((f"tasks/{task_id}/result", {"ok": True}), ("register", facts("52:54:00:00:00:01"))):
+        response = client.post(API + path, data=json.dumps(body), content_type="text/plain", **bearer(token))
+        assert response.status_code == 415 and response.json()["field"] == "body", response.content
+    assert unchanged(install) == before
+
+
+@pytest.mark.parametrize(
+    "content_type, body, field",
+    [
+        ("application/json", '{"message": "curtin\\u0000"}', "message"),
+        ("application/json", '{"name": "x", "result": {"\\u0000": 1}}', "result"),
+        ("application/json", '{"description": "x", "size": 1e400}', "size"),
+        ("application/json", "[" * 30000 + "]" * 30000, "body"),
+        ("application/json", '{"a": ' + "[" * 200 + "]" * 200 + "}", "body"),
+        ("application/json", "[1, 2]", "body"),
+        ("application/x-www-form-urlencoded", "message=curtin%00", "message"),
+        ("application/x-www-form-urlencoded", "step=%00", "step"),
+    ],
+)
+def test_installer_callbacks_refuse_what_cannot_be_stored(lab, client, content_type, body, field):
+    machine, install, token = armed(lab)
+    before = unchanged(install)
+    response = client.post(f"/i/{token}/events/progress", data=body, content_type=content_type)
+    assert response.status_code == 400 and field in response.content.decode(), response.content[:300]
+    assert client.get(f"/i/{token}/events/progress?message=%00").status_code == 400
+    assert unchanged(install) == before
+
+
 def test_render_command_previews_what_the_machine_would_receive(lab, capsys):
     machine = lab.machine()
     call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "kickstart")

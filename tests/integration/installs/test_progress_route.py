@@ -5,8 +5,11 @@ Django view does, store every report once, and say 503 (not lose silently) when 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import threading
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from channels.db import database_sync_to_async
@@ -14,12 +17,13 @@ from channels.testing import HttpCommunicator
 from django.db import connection
 from django.utils import timezone
 
-from installs import ingest
+from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
 from provisioner.asgi import application
 from tests.integration.installs.test_http import API, armed, bearer, facts, post
 from tests.integration.ui.conftest import user_with_role
 from tests.integration.ui.test_consumers import communicator, receive_events, session_cookie
+from tests.servers import Daphne
 
 ROUTE = application.application_mapping["http"]
 
@@ -38,17 +42,19 @@ def running_task(lab, client):
     return install, token, task["id"]
 
 
-async def asgi_post(path: str, body: bytes | str | dict, token: str | None) -> tuple[int, dict, dict]:
+async def asgi_post(
+    path: str, body: bytes | str | dict, token: str | None, content_type: str = "application/json"
+) -> tuple[int, dict, dict]:
     data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
-    headers = [(b"content-type", b"application/json")]
+    headers = [(b"content-type", content_type.encode())] if content_type else []
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     response = await HttpCommunicator(application, "POST", API + path, body=data, headers=headers).get_response()
     return response["status"], json.loads(response["body"] or b"{}"), dict(response["headers"])
 
 
-def via_route(path, body, token):
-    return asyncio.run(asgi_post(path, body, token))
+def via_route(path, body, token, content_type="application/json"):
+    return asyncio.run(asgi_post(path, body, token, content_type))
 
 
 def test_answers_exactly_as_the_django_view(lab, client):
@@ -69,12 +75,22 @@ def test_answers_exactly_as_the_django_view(lab, client):
         ("tasks/999999.1/progress", {}, token),
         ("tasks/\u00b23.1/progress", {}, token),  # a digit to str.isdigit, not to int()
         (f"tasks/{step_id}.7/progress", {"percent": 5}, token),
+        (f"tasks/{task_id}/progress", {"percent": 5, "message": "a\u0000b"}, token),
+        (f"tasks/{task_id}/progress", {"log": ["ok", "\ud800"]}, token),
+        (f"tasks/{task_id}/progress", "[" * 100000 + "]" * 100000, token),
+        (f"tasks/{task_id}/progress", '{"log": ' + "[" * 40 + "]" * 40 + "}", token),
+        (f"tasks/{task_id}/progress", '{"percent": NaN}', token),
+        (f"tasks/{task_id}/progress", '{"message": "m", "junk": {"\\u0000": 1}}', token),
     ]
     for path, body, who in cases:
         data = body if isinstance(body, str) else json.dumps(body)
         view = client.post(API + path, data=data, content_type="application/json", **bearer(who))
         status, answer, _ = via_route(path, body, who)
-        assert (status, answer) == (view.status_code, view.json()), (path, body)
+        assert (status, answer) == (view.status_code, view.json()), (path, body[:100])
+    for content_type in ("text/plain", ""):  # a JSON body must say it is one
+        view = client.post(API + f"tasks/{task_id}/progress", data="{}", content_type=content_type, **bearer(token))
+        status, answer, _ = via_route(f"tasks/{task_id}/progress", "{}", token, content_type)
+        assert (status, answer) == (view.status_code, view.json()) and status == 415, content_type
     assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, {"detail": "Unauthorized"})
     # The two accepted reports (view, route) each stored a progress event and a log event.
     kinds = list(Event.objects.filter(install=install, step__isnull=False).values_list("kind", flat=True))
@@ -223,3 +239,81 @@ def test_a_report_notes_when_the_agent_was_last_seen(lab, client):
     first, second = asyncio.run(scenario())
     assert first > long_ago + timedelta(minutes=9)
     assert second == first  # within the write interval a report leaves it alone (a query saved per report)
+
+
+def http_post(base_url: str, path: str, body: bytes, token: str) -> tuple[int, dict]:
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        conn.request("POST", API + path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def post_together(base_url: str, requests: list[tuple[str, bytes, str]]) -> list[tuple[int, dict]]:
+    """Each (path, body, token) on a connection of its own, all sent at the same moment."""
+    answers: list = [None] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def send(i, path, body, token):
+        start.wait()
+        answers[i] = http_post(base_url, path, body, token)
+
+    threads = [threading.Thread(target=send, args=(i, *r)) for i, r in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return answers
+
+
+def test_one_bad_report_among_concurrent_ones_fails_only_itself_under_daphne(lab, client, tmp_path):
+    agents = [running_task(lab, client) for _ in range(20)]
+    bad_install, bad_token, bad_task = running_task(lab, client)
+    requests = [
+        (f"tasks/{task_id}/progress", json.dumps({"percent": 7, "message": f"ok {n}"}).encode(), token)
+        for n, (_, token, task_id) in enumerate(agents)
+    ]
+    bad = json.dumps({"percent": 7, "message": "bad\u0000one"}).encode()
+    requests.insert(10, (f"tasks/{bad_task}/progress", bad, bad_token))
+    deep = ("[" * 100000 + "]" * 100000).encode()
+    requests.append((f"tasks/{bad_task}/progress", deep, bad_token))
+    server = Daphne(tmp_path)  # as deployed: python -m provisioner.serve
+    server.start()
+    try:
+        for _ in range(3):  # a few rounds: the reports of one round arrive together and share batches
+            answers = post_together(server.url, requests)
+            assert [a[0] for a in answers[:10] + answers[11:-1]] == [200] * 20, answers
+            assert answers[10][0] == 400 and answers[10][1]["field"] == "message", answers[10]
+            assert answers[-1][0] == 400 and answers[-1][1]["field"] == "body", answers[-1]
+    finally:
+        server.stop()
+    for n, (install, _, task_id) in enumerate(agents):
+        stored = Event.objects.filter(install=install, kind=EventKind.PROGRESS, message=f"ok {n}")
+        assert stored.count() == 3
+        assert Step.objects.get(pk=task_id.split(".")[0]).message == f"ok {n}"
+    assert not Event.objects.filter(install=bad_install, kind=EventKind.PROGRESS).exists()
+    assert Step.objects.get(pk=bad_task.split(".")[0]).message == ""
+
+
+def test_a_batch_that_fails_is_written_report_by_report_so_only_the_bad_one_fails(lab, client):
+    """Whatever slipped past the checks: a report the database refuses fails alone, not its batch."""
+    agents = [running_task(lab, client) for _ in range(5)]
+    bad_install, bad_token, bad_task = running_task(lab, client)
+    reports = [
+        progress.ProgressReport(task_id, 9, f"ok {n}", token=token) for n, (_, token, task_id) in enumerate(agents)
+    ]
+    reports.insert(2, progress.ProgressReport(bad_task, 9, "bad\x00one", token=bad_token))
+
+    async def scenario():
+        writer = ROUTE._writer()
+        return await asyncio.gather(*(writer.submit(r) for r in reports))  # queued together: one batch
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes == [progress.Outcome.OK] * 2 + [ingest.UNSTORABLE] + [progress.Outcome.OK] * 3
+    for n, (install, _, _) in enumerate(agents):
+        assert Event.objects.filter(install=install, kind=EventKind.PROGRESS, message=f"ok {n}").count() == 1
+    assert not Event.objects.filter(install=bad_install, kind=EventKind.PROGRESS).exists()

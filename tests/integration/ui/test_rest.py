@@ -146,3 +146,141 @@ def test_openapi_document_is_served_without_the_cdn_docs_page(scene):
     spec = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/installs/{install_id}/events" in spec["paths"]
     assert client.get("/api/v1/docs").status_code == 404
+
+
+HUGE = "203708920034997109101105237721088"
+
+
+def is_problem(response, status: int, field: str | None = None) -> bool:
+    """The REST API's one error shape: a sentence in ``detail``; the parameter at fault in ``field``."""
+    body = response.json()
+    ok = response.status_code == status and isinstance(body.get("detail"), str) and body["detail"]
+    return bool(ok and (field is None or body.get("field") == field))
+
+
+def writes():
+    """What a refused request must leave as it was."""
+    return (
+        Install.objects.count(),
+        Batch.objects.count(),
+        AuditEntry.objects.count(),
+        Event.objects.count(),
+        sorted(Install.objects.values_list("pk", "state")),
+        sorted(Batch.objects.values_list("pk", "state")),
+    )
+
+
+@pytest.mark.parametrize(
+    "url, field",
+    [
+        ("/api/v1/machines?q=%00", "q"),
+        ("/api/v1/machines?vendor=x%00", "vendor"),
+        (f"/api/v1/machines?page={HUGE}", "page"),
+        ("/api/v1/machines?page=0", "page"),
+        ("/api/v1/installs?machine=%00", "machine"),
+        (f"/api/v1/installs?page={HUGE}", "page"),
+        (f"/api/v1/installs?batch={HUGE}", "batch"),
+        ("/api/v1/installs?state=%00", "state"),
+        (f"/api/v1/installs/{HUGE}", "install_id"),
+        (f"/api/v1/installs/1/events?after={HUGE}", "after"),
+        (f"/api/v1/batches/{HUGE}", "batch_id"),
+        ("/api/v1/machines/busy%00-01", "hostname"),
+    ],
+)
+def test_nul_and_numbers_past_a_bigint_in_a_request_are_400_naming_the_parameter(scene, url, field):
+    client, _ = token_client("viewer")
+    client.raise_request_exception = False
+    response = client.get(url)
+    assert is_problem(response, 400, field), (response.status_code, response.content[:400])
+
+
+@pytest.mark.parametrize("body", ["[1, 2, 3]", '"text"', "1", "null", "[" * 5000 + "]" * 5000, "{"])
+def test_a_body_that_is_not_one_json_object_is_400_and_writes_nothing(scene, body):
+    client, _ = token_client("technician")
+    client.raise_request_exception = False
+    before = writes()
+    for url in (
+        f"/api/v1/installs/{scene.running.pk}/cancel",
+        f"/api/v1/batches/{scene.batch.pk}/pause",
+        "/api/v1/installs",
+        "/api/v1/batches",
+    ):
+        response = client.post(url, body, content_type="application/json")
+        assert is_problem(response, 400, "body"), (url, response.status_code, response.content[:400])
+    assert writes() == before
+
+
+def test_a_json_body_sent_as_another_type_is_415_and_writes_nothing(scene):
+    client, _ = token_client("technician")
+    before = writes()
+    body = json.dumps({"machines": [scene.idle.hostname], "profile": scene.profile.name})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", ""):
+        response = client.post("/api/v1/installs", body, content_type=content_type)
+        assert is_problem(response, 415, "body"), (content_type, response.status_code, response.content[:400])
+    response = client.post(f"/api/v1/installs/{scene.running.pk}/cancel", '{"why": "x"}', content_type="text/plain")
+    assert is_problem(response, 415, "body")
+    assert writes() == before
+    # No body at all is still fine where the body is optional.
+    assert client.post(f"/api/v1/batches/{scene.batch.pk}/pause", b"", content_type="").json()["state"] == "paused"
+
+
+@pytest.mark.parametrize(
+    "url, body, field",
+    [
+        ("/api/v1/installs", {"machines": ["idle\u0000-01"], "profile": "debian-12-preseed"}, "machines.0"),
+        ("/api/v1/installs", {"machines": ["idle-01"], "profile": "debian-12-preseed", "name": "\ud800"}, "name"),
+        ("/api/v1/installs", {"machines": ["idle-01"], "profile": "debian-12-preseed", "max_per_site": 2**63}, None),
+        ("/api/v1/batches", {"machines": ["idle-01"], "profile": "debian-12-preseed", "stagger_s": 1e400}, None),
+        ("cancel", {"why": "lunch\u0000"}, "why"),
+        ("pause", {"why": "\u0000"}, "why"),
+    ],
+)
+def test_a_body_field_that_cannot_be_stored_is_refused_before_any_write(scene, url, body, field):
+    client, _ = token_client("technician")
+    client.raise_request_exception = False
+    url = {
+        "cancel": f"/api/v1/installs/{scene.running.pk}/cancel",
+        "pause": f"/api/v1/batches/{scene.batch.pk}/pause",
+    }.get(url, url)
+    before = writes()
+    response = client.post(url, json.dumps(body), content_type="application/json")
+    assert is_problem(response, 400, field), (
+        response.status_code,
+        response.content[:400],
+    )
+    assert writes() == before
+
+
+def test_every_refusal_has_the_one_error_shape(scene):
+    anonymous = Client()
+    assert is_problem(anonymous.get("/api/v1/machines"), 401)
+    viewer, _ = token_client("viewer")
+    assert is_problem(viewer.get("/api/v1/machines/nope"), 404)
+    assert is_problem(post(viewer, "/api/v1/installs", {"machines": ["idle-01"], "profile": "x"}), 403)
+    assert is_problem(viewer.get("/api/v1/machines?per_page=5000"), 400, "per_page")
+    technician, _ = token_client("technician")
+    busy = post(technician, "/api/v1/installs", {"machines": [scene.busy.hostname], "profile": scene.profile.name})
+    assert is_problem(busy, 409) and busy.json()["problems"]
+    missing = post(technician, "/api/v1/installs", {"profile": scene.profile.name})
+    assert is_problem(missing, 400, "machines")
+    assert missing.json()["errors"][0]["loc"] == ["body", "body", "machines"]
+
+
+def test_openapi_document_is_readable_with_an_api_token_and_documents_refusals(scene):
+    client, _ = token_client("viewer")
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200, response.content[:300]
+    spec = response.json()
+    assert Client().get("/api/v1/openapi.json").status_code == 302  # a person: to the login page
+    assert is_problem(Client(HTTP_AUTHORIZATION="Token prv_nonsense").get("/api/v1/openapi.json"), 401)
+    norole, _ = token_client("norole")
+    assert is_problem(norole.get("/api/v1/openapi.json"), 403)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert {"400", "401"} <= operation["responses"].keys(), (method, path)
+            if operation.get("requestBody"):
+                assert {"400", "415"} <= operation["responses"].keys(), (method, path)
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"detail", "field", "errors"} <= problem["properties"].keys()
+    query = {p["name"]: p["schema"] for p in spec["paths"]["/api/v1/machines"]["get"]["parameters"]}
+    assert query["page"]["maximum"] < 2**63 and "\\x00" in query["q"]["pattern"]
