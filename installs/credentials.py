@@ -9,7 +9,7 @@ nothing more to either and a technician looks (docs/design.md, Threat model).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -63,8 +63,8 @@ def boot_install(token: str) -> Install | None:
 class Handover:
     """What the agent's registration answer carries: the tokens that never appear in a boot file."""
 
-    token: str
-    callback_token: str
+    token: str = field(repr=False)
+    callback_token: str = field(repr=False)
 
 
 class BootCredentialReused(Exception):
