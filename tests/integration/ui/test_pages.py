@@ -259,4 +259,4 @@ def test_machine_page_shows_bmc_facts_nics_history_and_previews(scene):
     html = client.get(reverse("inventory:machine-detail", args=[scene.busy.hostname])).content.decode()
     assert preview in html
     text = client.get(preview).content.decode()
-    assert "PREVIEW-TOKEN" in text and "d-i" in text
+    assert "/i/PREVIEW-CALLBACK-TOKEN-not-real/events/" in text and "d-i" in text
