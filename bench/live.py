@@ -57,6 +57,7 @@ def build(installs: int) -> tuple[list[tuple[str, str]], str]:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
+    from django.utils import timezone
 
     from installs import tokens
     from installs.models import Install, InstallState, Step, StepKind, StepState
@@ -83,8 +84,11 @@ def build(installs: int) -> tuple[list[tuple[str, str]], str]:
             requested_by_label="bench",
             state=InstallState.INSTALLING,
             plan=plan,
+            # Registered agents: the boot credential is spent and the agent token handed over.
             token_nonce=nonce,
-            token_hash=tokens.token_hash(tokens.token_for(nonce)),
+            boot_token_hash=tokens.token_hash(tokens.boot_token(nonce)),
+            boot_token_spent_at=timezone.now(),
+            agent_token_hash=tokens.token_hash(tokens.agent_token(nonce)),
         )
         for m, nonce in zip(machines, nonces, strict=True)
     )
@@ -92,7 +96,7 @@ def build(installs: int) -> tuple[list[tuple[str, str]], str]:
         Step(install=i, order=0, kind=StepKind.AGENT_TASK, task="write_image", state=StepState.DISPATCHED, attempts=1)
         for i in rows
     )
-    agents = [(tokens.token_for(nonce), f"{step.pk}.1") for nonce, step in zip(nonces, steps, strict=True)]
+    agents = [(tokens.agent_token(nonce), f"{step.pk}.1") for nonce, step in zip(nonces, steps, strict=True)]
     user = User.objects.create_user("live-viewer", password=secrets.token_hex(16))
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     session = SessionStore()

@@ -121,7 +121,7 @@ def populate(machines: int, in_flight: int) -> None:
                 failure_message="" if live else "The installer reported a failure.",
                 plan={},
                 token_nonce=f"{n:032x}",
-                token_hash=f"{n:064x}",
+                boot_token_hash=f"{n:064x}",
             )
         )
     installs = Install.objects.bulk_create(installs, batch_size=2000)

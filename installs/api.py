@@ -1,11 +1,13 @@
-"""The agent API, v1 (docs/agent-api.md). The agent in the memory OS pulls its tasks here with its
-install's token; bodies are validated before anything is written, and an invalid one gets a 400
-that names the field (``{"field", "message", "errors"}``), as does anything the database could not
-store (provisioner/edge.py); a body not sent as application/json gets a 415 of the same shape."""
+"""The agent API, v1 (docs/agent-api.md). The agent in the memory OS registers with the boot credential
+from its kernel command line, which that registration spends, and pulls its tasks with the agent token
+the registration answer hands it. Bodies are validated before anything is written, and an invalid one
+gets a 400 that names the field (``{"field", "message", "errors"}``), as does anything the database could
+not store (provisioner/edge.py); a body not sent as application/json gets a 415 of the same shape."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -15,10 +17,10 @@ from ninja.security import HttpBearer
 from pydantic import field_validator
 
 from inventory.validators import normalise_mac
-from provisioner import edge
+from provisioner import edge, pxe
 from provisioner.edge import Text
 
-from . import callbacks, progress
+from . import callbacks, credentials, progress
 from .models import ACTIVE_STATES, Install
 
 LONG_POLL_MAX_S = 30
@@ -26,10 +28,29 @@ LONG_POLL_STEP_S = 1.0
 
 
 class InstallToken(HttpBearer):
-    """Authorization: Bearer <install token>; valid only while its install is active."""
+    """Authorization: Bearer <agent token>, handed over at registration; valid only while its install is active."""
 
     def authenticate(self, request, token):
-        return callbacks.install_for_token(token)
+        return credentials.agent_install(token)
+
+
+@dataclass(frozen=True)
+class Registrant:
+    install: Install
+    boot_credential: bool  # False: the agent token of an agent restarted in the same memory OS
+
+
+class BootCredentialOrAgentToken(HttpBearer):
+    """Registration: Bearer <boot credential> (its one use), or the agent token an agent already holds."""
+
+    def authenticate(self, request, token):
+        install = credentials.agent_install(token)
+        if install is not None:
+            return Registrant(install, boot_credential=False)
+        install = credentials.boot_install(token)
+        if install is not None and install.plan["profile"]["method"] == pxe.Method.IMAGE:
+            return Registrant(install, boot_credential=True)
+        return None
 
 
 class InvalidOut(Schema):
@@ -146,12 +167,19 @@ class Facts(Schema):
 class RegisterIn(Schema):
     agent_version: Text = Field("", max_length=32)
     facts: Facts
+    # A random key of the agent's own: with it, and only with it, a lost registration answer may be asked
+    # for again (docs/agent-api.md). Not a token: it opens nothing else.
+    key: str = Field("", max_length=128, pattern=r"^([A-Za-z0-9_-]{16,128})?$")
 
 
 class RegisterOut(Schema):
     install: int
     hostname: str
     heartbeat_s: int
+    # Handed over when the boot credential is spent: the agent token for every later call, and the token of
+    # the installed OS's first-boot callback. Absent when the agent registered with its agent token.
+    token: str | None = None
+    callback_token: str | None = None
 
 
 class ErrorOut(Schema):
@@ -197,14 +225,24 @@ class NextQuery(Schema):
     wait: int = Field(0, ge=0, le=LONG_POLL_MAX_S)
 
 
-@api.post("register", response={200: RegisterOut, 403: ErrorOut})
+@api.post("register", auth=BootCredentialOrAgentToken(), response={200: RegisterOut, 401: ErrorOut, 403: ErrorOut})
 def register(request, body: RegisterIn):
-    install: Install = request.auth
+    registrant: Registrant = request.auth
+    install = registrant.install
     try:
-        callbacks.agent_register(install.pk, body.facts.model_dump())
+        handover = callbacks.agent_register(
+            install.pk, body.facts.model_dump(), boot_credential=registrant.boot_credential, key=body.key
+        )
     except callbacks.WrongMachine as exc:
         return Status(403, {"reason": "WrongMachine", "message": str(exc)})
-    return {"install": install.pk, "hostname": install.machine.hostname, "heartbeat_s": settings.AGENT_HEARTBEAT_S}
+    except credentials.BootCredentialReused as exc:
+        return Status(403, {"reason": "BootCredentialReused", "message": str(exc)})
+    except callbacks.InstallEnded:
+        return Status(401, {"reason": "InstallEnded", "message": "The install has ended."})
+    answer = {"install": install.pk, "hostname": install.machine.hostname, "heartbeat_s": settings.AGENT_HEARTBEAT_S}
+    if handover is not None:
+        answer.update(token=handover.token, callback_token=handover.callback_token)
+    return answer
 
 
 @api.post("heartbeat", response=HeartbeatOut)

@@ -111,7 +111,6 @@ def _accept(
             for machine, plan in planned:
                 steps = plan_steps(plan)
                 plan["step_count"] = len(steps)
-                nonce = tokens.new_nonce()
                 install = Install.objects.create(
                     machine=machine,
                     profile=profile,
@@ -119,8 +118,7 @@ def _accept(
                     requested_by=actor.user,
                     requested_by_label=actor.label,
                     plan=plan,
-                    token_nonce=nonce,
-                    token_hash=tokens.token_hash(tokens.token_for(nonce)),
+                    **tokens.for_new_install(),
                 )
                 Step.objects.bulk_create(
                     Step(install=install, order=i, kind=s["kind"], task=s["task"], params=s["params"])

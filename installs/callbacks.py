@@ -1,8 +1,8 @@
 """What machines tell us: installer callbacks and the agent's calls, as service functions.
 
-The HTTP layer (installs/api.py) authenticates the token and validates bodies; these functions
-move the install through the same engine as everything else, so a late or repeated call is
-harmless.
+The HTTP layer (installs/api.py) authenticates the token (installs/credentials.py) and validates
+bodies; these functions move the install through the same engine as everything else, so a late or
+repeated call is harmless.
 """
 
 from __future__ import annotations
@@ -16,20 +16,12 @@ from django.utils import timezone
 from audit.service import Actor, record
 from inventory.models import Machine
 
-from . import engine, tokens
+from . import credentials, engine
 from .events import emit
 from .models import ACTIVE_STATES, EventKind, Install, Step, StepKind, StepState
-from .progress import holds, parse_task_id
+from .progress import parse_task_id
 
 INSTALLER_EVENT_KINDS = ("started", "progress", "finished", "failed")
-
-
-def install_for_token(token: str) -> Install | None:
-    """The active install this token belongs to, or None (wrong, expired or ended)."""
-    if not token or len(token) > 200:
-        return None
-    install = Install.objects.select_related("machine").filter(token_hash=tokens.token_hash(token)).first()
-    return install if holds(install, token) else None
 
 
 def agent_actor(install: Install) -> Actor:
@@ -69,18 +61,33 @@ class WrongMachine(Exception):
     pass
 
 
-def agent_register(install_id: int, facts: dict) -> Install:
-    """The agent says hello with the machine's hardware facts. If none of its MACs is the
-    machine's PXE NIC, it booted somewhere else: refuse it and fail the install, touching nothing."""
-    install, refused = _register(install_id, facts)
+class InstallEnded(Exception):
+    """The install ended between the token's check and the registration."""
+
+
+def agent_register(install_id: int, facts: dict, *, boot_credential: bool = False, key: str = ""):
+    """The agent says hello with the machine's hardware facts. If none of its MACs is the machine's PXE
+    NIC, it booted somewhere else: refuse it and fail the install, touching nothing.
+
+    With the boot credential (``boot_credential``), this is its one use: the answer hands over the agent
+    and callback tokens (credentials.Handover), and ``key`` lets the same agent ask again for an answer
+    it lost. With the agent token (an agent restarted in the same memory OS) nothing is handed: None."""
+    handover, refused = _register(install_id, facts, boot_credential, key)
     if refused:
-        raise WrongMachine(refused)  # after the commit: the failure must stick
-    return install
+        raise refused  # after the commit: the failure must stick
+    return handover
 
 
 @transaction.atomic
-def _register(install_id: int, facts: dict) -> tuple[Install, str]:
+def _register(install_id: int, facts: dict, boot_credential: bool, key: str):
     install = engine.lock(install_id)
+    if install.state not in ACTIVE_STATES:
+        return None, InstallEnded()
+    handover = None
+    if boot_credential and install.boot_token_spent_at is not None:  # a second use, or the agent asking again
+        handover, reused = credentials.exchange_for_agent(install, key)
+        if reused:
+            return None, reused
     expected = install.plan["machine"]["mac"]
     macs = {str(n.get("mac", "")).lower() for n in facts.get("nics", [])}
     actor = agent_actor(install)
@@ -94,14 +101,16 @@ def _register(install_id: int, facts: dict) -> tuple[Install, str]:
             "Check the PXE NIC's MAC in inventory and the cabling; nothing was written to any disk.",
             step=engine.current_step(install),
         )
-        return install, message
+        return None, WrongMachine(message)
+    if boot_credential and handover is None:  # the first use: the boot credential is spent here
+        handover, _ = credentials.exchange_for_agent(install, key)
     now = timezone.now()
     install.agent_seen_at = now
     install.save(update_fields=["agent_seen_at"])
     Machine.objects.filter(pk=install.machine_id).update(facts=facts)
     record(actor, "agent.register", install, {"macs": sorted(macs)})
     engine.complete_wait(install, (StepKind.WAIT_BOOT,), "the agent registered")
-    return install, ""
+    return handover, None
 
 
 def agent_heartbeat(install: Install) -> bool:

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from provisioner import edge
 
-from . import callbacks, events, progress
+from . import credentials, events, progress
 from .api import ProgressIn, invalid_body, refused, task_refused
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class _ThreadStore:
         return progress.BatchResult(await self.loop.run_in_executor(self.executor, _write, reports), [], None)
 
     async def authenticates(self, token: str) -> bool:
-        return await self.loop.run_in_executor(self.executor, lambda: callbacks.install_for_token(token) is not None)
+        return await self.loop.run_in_executor(self.executor, lambda: credentials.agent_install(token) is not None)
 
     def close(self) -> None:
         self.executor.submit(_close_connection)

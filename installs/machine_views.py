@@ -1,14 +1,14 @@
-"""HTTP endpoints machines call while they install: the iPXE boot script by MAC, answer files and
-installer callbacks by token. No sessions, no CSRF (machines have neither); the token is the key,
-and a wrong or expired one gets a 404 with nothing written."""
+"""HTTP endpoints machines call while they install: the iPXE boot script by MAC, answer files by the
+boot credential (spent by the fetch of the file that carries the callback token) and installer callbacks
+by the callback token. No sessions, no CSRF (machines have neither); the token is the key, a wrong or
+expired one gets a 404 with nothing written, and a spent boot credential a 403 that fails the install."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 
-from django.db import transaction
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
@@ -17,7 +17,7 @@ from inventory.models import NIC
 from inventory.validators import normalise_mac
 from provisioner import edge, pxe
 
-from . import callbacks, render
+from . import callbacks, credentials, render
 from .models import ACTIVE_STATES, Install, StepKind, StepState
 
 log = logging.getLogger(__name__)
@@ -62,42 +62,24 @@ def ipxe_script(request):
     install = armed_install(mac)
     if install is None:
         return HttpResponse(pxe.render_ipxe_local(), content_type=TEXT)
-    entry = render.boot_entry(install.plan, render.install_token(install), pxe.Loader.IPXE)
+    entry = render.boot_entry(install.plan, render.boot_token(install), pxe.Loader.IPXE)
     entry = replace(entry, kernel=_tftp_url(entry.kernel), initrd=_tftp_url(entry.initrd))
     return HttpResponse(pxe.render(entry), content_type=TEXT)
-
-
-def _install_or_404(token: str) -> Install:
-    install = callbacks.install_for_token(token)
-    if install is None:
-        raise Http404("No active install for this token.")
-    return install
 
 
 @never_cache
 @require_GET
 def answer_file(request, token: str, name: str):
-    """GET /i/<token>/preseed.cfg | ks.cfg | user-data | meta-data."""
-    install = _install_or_404(token)
-    try:
-        body = render.answer_file(install.plan, token, name)
-    except KeyError:
-        raise Http404(f"A {install.plan['profile']['method']} install does not serve {name}.") from None
-    except pxe.TemplateError as exc:
-        # The installer gets an error it shows on the console; the install fails with the template's line.
-        from . import engine
-
-        with transaction.atomic():
-            locked = engine.lock(install.pk)
-            engine.fail(
-                locked,
-                "TemplateError",
-                f"The {install.plan['profile']['name']} profile's template cannot be rendered for "
-                f"{install.machine.hostname}: {exc}. Fix the profile and start a new install.",
-                step=engine.current_step(locked),
-            )
-        return HttpResponse(f"template error: {exc}\n", status=500, content_type=TEXT)
-    return HttpResponse(body, content_type=TEXT)
+    """GET /i/<boot credential>/preseed.cfg | ks.cfg | user-data | meta-data."""
+    install = credentials.boot_install(token)
+    if install is None:
+        raise Http404("No active install for this token.")
+    if not render.serves(install.plan, name):
+        raise Http404(f"A {install.plan['profile']['method']} install does not serve {name}.")
+    answer = credentials.answer_file(install.pk, name)
+    if isinstance(answer, credentials.BootCredentialReused):
+        return HttpResponseForbidden(f"{answer}\n", content_type=TEXT)
+    return HttpResponse(answer.body, status=answer.status, content_type=TEXT)
 
 
 def _callback_body(request) -> tuple[str, dict]:
@@ -118,10 +100,12 @@ def _callback_body(request) -> tuple[str, dict]:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def installer_callback(request, token: str, kind: str):
-    """POST (or GET, for installers with only wget) /i/<token>/events/<started|progress|finished|failed>."""
+    """POST (or GET, for installers with only wget) /i/<callback token>/events/<started|progress|finished|failed>."""
     if kind not in callbacks.INSTALLER_EVENT_KINDS:
         raise Http404(f"Unknown event {kind}.")
-    install = _install_or_404(token)
+    install = credentials.callback_install(token)
+    if install is None:
+        raise Http404("No active install for this token.")
     try:
         message, data = _callback_body(request)
     except edge.Refusal as exc:

@@ -119,10 +119,21 @@ class Install(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # What the install does, frozen when it was requested: editing the profile later changes nothing here.
     plan = models.JSONField(default=dict)
-    # The token is never stored: it is derived from SECRET_KEY and this nonce when a boot
-    # config or answer file needs it; its SHA-256 finds the install when a machine presents it.
+    # No token is stored (installs/tokens.py): each is derived from SECRET_KEY and this nonce when a
+    # boot config or answer file needs it; its SHA-256 finds the install when a machine presents it.
     token_nonce = models.CharField(max_length=32, editable=False)
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The boot credential, in the boot files: good for one use (the agent's registration, or the
+    # installer's fetch of its answer file), then spent; any later use fails the install.
+    boot_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    boot_token_spent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    boot_token_spent_from = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    # The agent's token: written when the agent registers (the boot credential's use), never in a boot file.
+    agent_token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    # SHA-256 of the key the agent registered with: the same key may ask again for a lost answer.
+    agent_key_hash = models.CharField(max_length=64, blank=True, editable=False)
+    agent_token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The installer's callback token: written inside the answer file, opens only /i/<token>/events/.
+    callback_token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     progress = models.PositiveSmallIntegerField(default=0)
     current_step = models.CharField(max_length=64, blank=True)
     failure_reason = models.CharField(max_length=64, blank=True, help_text="CamelCase, machine readable.")

@@ -58,7 +58,7 @@ class _Installed:
 
     pk: int
     state: str
-    token_hash: str
+    agent_token_hash: str
     agent_seen_at: object
 
 
@@ -83,9 +83,9 @@ def parse_task_id(task_id: str) -> tuple[int, int] | None:
 
 
 def holds(install, token: str) -> bool:
-    """Whether ``token`` is this install's and the install is active. The hash lookup already proved
-    possession; the constant-time compare keeps timing uniform whether the row was found or not."""
-    return install is not None and tokens.matches(token, install.token_hash) and install.state in ACTIVE_STATES
+    """Whether ``token`` is this install's agent token and the install is active. The hash lookup already
+    proved possession; the constant-time compare keeps timing uniform whether the row was found or not."""
+    return install is not None and tokens.matches(token, install.agent_token_hash) and install.state in ACTIVE_STATES
 
 
 @dataclass
@@ -144,10 +144,10 @@ async def agent_progress_async(conn, reports: list[ProgressReport]) -> BatchResu
 
 
 async def holder_async(conn, token: str) -> bool:
-    """Whether ``token`` is an active install's (callbacks.install_for_token, on the async connection)."""
-    if not token or len(token) > 200:
+    """Whether ``token`` is an active install's agent token (credentials.agent_install, on the async connection)."""
+    if not tokens.usable(token):
         return False
-    where, values = _among(_col(Install, "token_hash"), [tokens.token_hash(token)])
+    where, values = _among(_col(Install, "agent_token_hash"), [tokens.token_hash(token)])
     async with conn.cursor() as cursor:
         await cursor.execute(_installs_sql(where), values)
         rows = await cursor.fetchall()
@@ -211,11 +211,11 @@ def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
     if install is not None:
         pairs = [(install, r) for r in reports]
     else:
-        hashes = {r.token: tokens.token_hash(r.token) for r in reports if r.token and len(r.token) <= 200}
-        by_hash = {i.token_hash: i for i in installs.values()}
+        hashes = {r.token: tokens.token_hash(r.token) for r in reports if tokens.usable(r.token)}
+        by_hash = {i.agent_token_hash: i for i in installs.values()}
         unknown = sorted(set(hashes.values()) - by_hash.keys())
         if unknown:
-            where, values = _among(_col(Install, "token_hash"), unknown)
+            where, values = _among(_col(Install, "agent_token_hash"), unknown)
             rows = yield Statement(_installs_sql(where), values, rows=True)
             by_hash.update((row[2], _Installed(row[0], row[1], row[2], _aware(row[3]))) for row in rows)
         pairs = []
@@ -297,21 +297,21 @@ def _among(column: str, values: list) -> tuple[str, list]:
 def _steps_sql(where: str) -> str:
     """The agent-task steps named, locked (only they: never an install), with their installs."""
     s = {f: f"s.{_col(Step, f)}" for f in ("id", "install", "attempts", "state", "progress", "message", "task", "kind")}
-    i = {f: f"i.{_col(Install, f)}" for f in ("id", "state", "token_hash", "agent_seen_at")}
+    i = {f: f"i.{_col(Install, f)}" for f in ("id", "state", "agent_token_hash", "agent_seen_at")}
     if connection.features.has_select_for_update_of:
         lock = "FOR UPDATE OF s"
     else:
         lock = "FOR UPDATE" if connection.features.has_select_for_update else ""
     return (
         f"SELECT {s['id']}, {s['install']}, {s['attempts']}, {s['state']}, {s['progress']}, {s['message']}, "
-        f"{s['task']}, {i['state']}, {i['token_hash']}, {i['agent_seen_at']} "
+        f"{s['task']}, {i['state']}, {i['agent_token_hash']}, {i['agent_seen_at']} "
         f"FROM {_q(Step._meta.db_table)} s JOIN {_q(Install._meta.db_table)} i ON {i['id']} = {s['install']} "
         f"WHERE {where} AND {s['kind']} = %s {lock}"
     )
 
 
 def _installs_sql(where: str) -> str:
-    columns = ", ".join(_col(Install, f) for f in ("id", "state", "token_hash", "agent_seen_at"))
+    columns = ", ".join(_col(Install, f) for f in ("id", "state", "agent_token_hash", "agent_seen_at"))
     return f"SELECT {columns} FROM {_q(Install._meta.db_table)} WHERE {where}"
 
 

@@ -1,5 +1,6 @@
 """What a machine receives: its boot script and installer answer files, rendered from an install's
-frozen plan (or, for previews, from a plan built on the spot with a placeholder token)."""
+frozen plan (or, for previews, from a plan built on the spot with placeholder tokens). Boot files carry
+the boot credential only; answer files carry the callback token too (installs/tokens.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from provisioner.pxe.stock import META_DATA_TEMPLATE
 
 from . import tokens
 
-PREVIEW_TOKEN = "PREVIEW-TOKEN-not-a-real-token"
+PREVIEW_TOKEN = "PREVIEW-BOOT-CREDENTIAL-not-real"
+PREVIEW_CALLBACK_TOKEN = "PREVIEW-CALLBACK-TOKEN-not-real"
 
 # File name → the install method that serves it.
 ANSWER_FILES = {
@@ -19,8 +21,8 @@ ANSWER_FILES = {
 }
 
 
-def install_token(install) -> str:
-    return tokens.token_for(install.token_nonce)
+def boot_token(install) -> str:
+    return tokens.boot_token(install.token_nonce)
 
 
 def cmdline(plan: dict, token: str) -> str:
@@ -52,7 +54,7 @@ def boot_file(plan: dict, token: str, loader: pxe.Loader) -> str:
     return pxe.render(boot_entry(plan, token, loader))
 
 
-def context(plan: dict, token: str) -> dict:
+def context(plan: dict, token: str, callback_token: str) -> dict:
     profile, machine = plan["profile"], plan["machine"]
     network = None
     if machine["ip"]:
@@ -68,6 +70,7 @@ def context(plan: dict, token: str) -> dict:
         mac=machine["mac"],
         base_url=plan["site"]["base_url"],
         token=token,
+        callback_token=callback_token,
         disk=profile["target_disk"] or "/dev/sda",
         root_password_hash=profile["root_password_hash"],
         ssh_keys=profile["ssh_keys"],
@@ -75,25 +78,31 @@ def context(plan: dict, token: str) -> dict:
     )
 
 
-def answer_file(plan: dict, token: str, name: str) -> str:
-    """Render ``name`` (preseed.cfg, ks.cfg, user-data, meta-data). Raises KeyError when the
-    plan's method does not serve that file, pxe.TemplateError when the template is broken."""
-    method = plan["profile"]["method"]
-    if ANSWER_FILES.get(name) != method:
+def serves(plan: dict, name: str) -> bool:
+    """Whether the plan's install method serves the answer file ``name``."""
+    return ANSWER_FILES.get(name) == plan["profile"]["method"]
+
+
+def answer_file(plan: dict, token: str, callback_token: str, name: str) -> str:
+    """Render ``name`` (preseed.cfg, ks.cfg, user-data, meta-data): its own URLs carry the boot
+    credential ``token``, its callbacks the ``callback_token``. Raises KeyError when the plan's method
+    does not serve that file, pxe.TemplateError when the template is broken."""
+    if not serves(plan, name):
         raise KeyError(name)
+    values = context(plan, token, callback_token)
     if name == "meta-data":
-        return pxe.render_template(META_DATA_TEMPLATE, context(plan, token), template="meta-data")
+        return pxe.render_template(META_DATA_TEMPLATE, values, template="meta-data")
     profile = plan["profile"]
-    return pxe.render_template(profile["template"], context(plan, token), template=f"profile {profile['name']}")
+    return pxe.render_template(profile["template"], values, template=f"profile {profile['name']}")
 
 
 PREVIEW_FILES = ("pxelinux", "grub", "ipxe", "preseed", "kickstart", "user-data", "meta-data")
 
 
-def preview(plan: dict, what: str, token: str = PREVIEW_TOKEN) -> str:
-    """What the machine would receive, for `manage.py render` and the machine page."""
+def preview(plan: dict, what: str) -> str:
+    """What the machine would receive, with placeholder tokens, for `manage.py render` and the machine page."""
     loaders = {"pxelinux": pxe.Loader.PXELINUX, "grub": pxe.Loader.GRUB, "ipxe": pxe.Loader.IPXE}
     if what in loaders:
-        return boot_file(plan, token, loaders[what])
+        return boot_file(plan, PREVIEW_TOKEN, loaders[what])
     name = {"preseed": "preseed.cfg", "kickstart": "ks.cfg"}.get(what, what)
-    return answer_file(plan, token, name)
+    return answer_file(plan, PREVIEW_TOKEN, PREVIEW_CALLBACK_TOKEN, name)

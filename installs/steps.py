@@ -82,7 +82,7 @@ def write_boot_config(install: Install, step) -> dict:
             mac=install.plan["machine"]["mac"],
             kernel=install.plan["profile"]["kernel"],
             initrd=install.plan["profile"]["initrd"],
-            cmdline=render.cmdline(install.plan, render.install_token(install)),
+            cmdline=render.cmdline(install.plan, render.boot_token(install)),
         )
     except OSError as exc:
         raise StepFailed(

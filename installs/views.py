@@ -19,7 +19,7 @@ from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, Event, In
 
 # The page shows the newest events; the download has them all.
 PAGE_EVENTS = 2000
-# Columns the pages read; plan, token_nonce and token_hash are never among them.
+# Columns the pages read; plan, token_nonce and the token hashes are never among them.
 INSTALL_FIELDS = (
     "pk",
     "machine_id",

@@ -1,7 +1,9 @@
-"""Masks install tokens in text bound for logs.
+"""Masks install credentials in text bound for logs.
 
-Installers fetch `/i/<token>/preseed.cfg`, so the token is part of request paths, and access
-logs and Django's "Not Found" warnings would print it. Every log line passes through here.
+Installers fetch `/i/<boot credential>/preseed.cfg` and call back to `/i/<callback token>/events/...`,
+so both are part of request paths, and access logs and Django's "Not Found" warnings would print them;
+the agent presents its boot credential and then its agent token as `Bearer`; the registration answer
+carries the agent and callback tokens (and the agent's key) as JSON. Every log line passes through here.
 """
 
 import logging
@@ -11,6 +13,7 @@ _PATTERNS = [
     (re.compile(r"/i/[A-Za-z0-9_-]{16,128}(?=/|\b)"), "/i/[token]"),
     (re.compile(r"(provisioner\.token=)\S+"), r"\1[token]"),
     (re.compile(r"((?:Bearer|Token) )[A-Za-z0-9._~+/=-]{8,}"), r"\1[token]"),
+    (re.compile(r"""(["']?\b(?:token|callback_token|key)["']?\s*[:=]\s*["'])[^"']{8,}(["'])"""), r"\1[token]\2"),
 ]
 
 

@@ -224,6 +224,11 @@ INSTALL_AGENT_TASK_DEADLINE_S = env.int("INSTALL_AGENT_TASK_DEADLINE_S", default
 # The agent heartbeats every AGENT_HEARTBEAT_S; this long without one means the machine is gone.
 AGENT_HEARTBEAT_S = env.int("AGENT_HEARTBEAT_S", default=30)
 AGENT_SILENCE_S = env.int("AGENT_SILENCE_S", default=180)
+# An agent whose registration answer was lost (a reset connection, a timeout under a rack's worth of
+# registrations) may ask again with the key it registered with, for this long and only until it first uses
+# the token that answer carried: long enough for the agent's retries with backoff, short enough that the
+# key is dead long before anyone could have read it from the machine (docs/design.md, Threat model).
+AGENT_REGISTER_RETRY_S = env.int("AGENT_REGISTER_RETRY_S", default=120)
 # From the reboot into the installed OS to its first-boot callback.
 INSTALL_VERIFY_DEADLINE_S = env.int("INSTALL_VERIFY_DEADLINE_S", default=900)
 # A worker step (one BMC call or file write) running longer than this was lost with its worker.

@@ -1,7 +1,9 @@
 """Command line of the agent: `python -m provisioner.agent` or `python3 provisioner-agent.pyz`.
 
-The URL and token come from the kernel command line (`provisioner.url=`, `provisioner.token=`) unless given
-here. Prefer --token-file or PROVISIONER_TOKEN to --token: arguments are visible to everyone in `ps`.
+The URL and the boot credential come from the kernel command line (`provisioner.url=`, `provisioner.token=`)
+unless given here. Prefer --token-file or PROVISIONER_TOKEN to --token: arguments are visible to everyone in
+`ps`. The boot credential is good for one registration, whose answer hands over the agent token; the agent keeps
+that in its state directory (provisioner/agent/credentials.py).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pulls install tasks from the provisioner control plane and runs them on this machine.",
         epilog=f"The token is read from --token-file, then ${TOKEN_ENV}, then --token, then the kernel command "
         "line. Exit status: 0 done (plan over, rebooting, or cancelled), 3 install ended (401), "
-        "4 refused (not this install's machine), 5 stopped, 2 usage.",
+        "4 refused (not this install's machine, or its boot credential already used), 5 stopped, 2 usage.",
     )
     parser.add_argument("--url", help="site base URL (default: provisioner.url= on the kernel command line)")
     parser.add_argument("--token-file", type=Path, help="file holding the install token")

@@ -32,7 +32,7 @@ class Unauthorized(Exception):
 
 
 class Refused(Exception):
-    """403 on register: this is not the machine the install is for."""
+    """403 on register: this is not the machine the install is for, or its boot credential was already used."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(f"{reason}: {message}")
@@ -83,19 +83,29 @@ def _decode(raw: bytes) -> dict:
 
 
 class Client:
+    """Talks with the boot credential from the kernel command line until the registration answer hands
+    over the agent token (``adopt``), and with that token from then on."""
+
     def __init__(self, base_url: str, token: str):
         self.base = base_url.rstrip("/")
         self.api = self.base + "/api/agent/v1/"
         self._token = token
+        self._callback_token = ""
         self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"Client({self.api!r})"
 
+    def adopt(self, token: str, callback_token: str = "") -> None:
+        """The agent token (and the installed OS's callback token) from the registration answer."""
+        self._token = token
+        self._callback_token = callback_token or self._callback_token
+
     def identity(self) -> tuple[str, str]:
-        """The control plane URL and install token, for the one task that must leave them behind
-        (first_boot_callback writes the installed OS's callback)."""
-        return self.base, self._token
+        """The control plane URL and the callback token, for the one task that must leave them behind
+        (first_boot_callback writes the installed OS's callback). A control plane that hands over no
+        callback token takes the token the agent talks with."""
+        return self.base, self._callback_token or self._token
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = REQUEST_TIMEOUT_S) -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -123,8 +133,11 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise NetworkError(f"{method} {path}: {reason}") from None
 
-    def register(self, facts: dict) -> dict:
-        return self._request("POST", "register", {"agent_version": AGENT_VERSION, "facts": facts})
+    def register(self, facts: dict, key: str = "") -> dict:
+        body = {"agent_version": AGENT_VERSION, "facts": facts}
+        if key:
+            body["key"] = key
+        return self._request("POST", "register", body)
 
     def heartbeat(self) -> dict:
         return self._request("POST", "heartbeat", {})

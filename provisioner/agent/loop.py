@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from provisioner.agent import credentials
 from provisioner.agent.client import Backoff, Client, NetworkError, Refused, Rejected, Unauthorized, jittered
 from provisioner.agent.context import Context, ProgressChannel
 from provisioner.agent.host import Host
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 EXIT_DONE = 0  # the plan is over, the machine is rebooting or powering off, or the install was cancelled
 EXIT_INSTALL_ENDED = 3  # 401: the token is no longer valid
-EXIT_REFUSED = 4  # 403 on register: not the machine of this install
+EXIT_REFUSED = 4  # 403 on register: not the machine of this install, or its boot credential was already used
 EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
 EXIT_REJECTED = 6  # the control plane answered 400/404/409 where the contract has no such answer
 
@@ -108,7 +109,7 @@ class Agent:
     def run(self) -> int:
         heartbeats = None
         try:
-            answer = self._retry("register", lambda: self.client.register(self.host.facts()))
+            answer = self._register()
             install = answer.get("install")
             self.heartbeat_s = max(MIN_INTERVAL_S, float(answer.get("heartbeat_s") or DEFAULT_HEARTBEAT_S))
             log.info("registered for install %s as %s", install, answer.get("hostname", "?"))
@@ -138,6 +139,24 @@ class Agent:
                 self.host.release()
             except Exception:
                 log.exception("releasing the host failed")
+
+    def _register(self) -> dict:
+        """Register with the boot credential, which that spends, and adopt the agent token the answer hands
+        over; or, restarted in the same memory OS, with the agent token kept from the first time."""
+        saved = credentials.load(self.state_dir)
+        if saved is not None and saved.token:
+            self.client.adopt(saved.token, saved.callback_token)
+            return self._retry("register", lambda: self.client.register(self.host.facts()))
+        if saved is None:
+            saved = credentials.Saved()
+            credentials.save(self.state_dir, saved)  # before the request: a lost answer is asked for with it
+        answer = self._retry("register", lambda: self.client.register(self.host.facts(), key=saved.key))
+        token = answer.get("token")
+        if isinstance(token, str) and token:
+            saved.token, saved.callback_token = token, str(answer.get("callback_token") or "")
+            credentials.save(self.state_dir, saved)
+            self.client.adopt(saved.token, saved.callback_token)
+        return answer
 
     def _loop(self) -> int:
         while True:

@@ -40,12 +40,16 @@ class StaticAddress:
     dns: tuple[str, ...] = ()
 
 
-def install_urls(base_url: str, token: str) -> dict[str, Any]:
-    """The per-install URLs the installer fetches and calls back, all carrying the install token."""
+def _check_token(token: str, what: str) -> None:
+    if not _TOKEN.fullmatch(token):
+        raise ValueError(f"{what} must be 16-128 URL-safe characters")
+
+
+def _answer_urls(base_url: str, token: str) -> dict[str, str]:
+    """The answer files' URLs: what a boot file points the installer at, carrying the boot credential."""
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
         raise ValueError(f"base URL must be http(s)://host[/path]: {base_url!r}")
-    if not _TOKEN.fullmatch(token):
-        raise ValueError("install token must be 16-128 URL-safe characters")
+    _check_token(token, "boot credential")
     seed = f"{base_url.rstrip('/')}/i/{token}/"
     return {
         "base": base_url.rstrip("/"),
@@ -54,8 +58,19 @@ def install_urls(base_url: str, token: str) -> dict[str, Any]:
         "kickstart": f"{seed}ks.cfg",
         "user_data": f"{seed}user-data",
         "meta_data": f"{seed}meta-data",
-        "events": {kind: f"{seed}events/{kind}" for kind in EVENT_KINDS},
     }
+
+
+def install_urls(base_url: str, token: str, callback_token: str) -> dict[str, Any]:
+    """The per-install URLs: the answer files' (the one-shot boot credential `token`, spent when the answer
+    file is fetched) and the installer's callbacks (`callback_token`, which appears only in answer files)."""
+    urls: dict[str, Any] = _answer_urls(base_url, token)
+    _check_token(callback_token, "callback token")
+    if callback_token == token:
+        raise ValueError("the callback token must not be the boot credential")
+    events = f"{urls['base']}/i/{callback_token}/events/"
+    urls["events"] = {kind: f"{events}{kind}" for kind in EVENT_KINDS}
+    return urls
 
 
 def _check_hostname(hostname: str, domain: str) -> None:
@@ -88,13 +103,15 @@ def install_context(
     mac: str,
     base_url: str,
     token: str,
+    callback_token: str,
     disk: str,
     root_password_hash: str,
     ssh_keys: Iterable[str] = (),
     network: StaticAddress | None = None,
     timezone: str = "Etc/UTC",
 ) -> dict[str, Any]:
-    """The plain dict every answer-file template renders from.
+    """The plain dict every answer-file template renders from. `token` is the boot credential (in the
+    answer files' own URLs), `callback_token` the one the installer's callbacks carry.
 
     Keys: hostname, domain, fqdn, mac, disk, disk_name, root_password_hash, ssh_keys, timezone, instance_id,
     network (None for DHCP, else address/prefix/netmask/cidr/gateway/dns/ipv6), urls (base, seed, preseed,
@@ -122,7 +139,7 @@ def install_context(
         # cloud-init runs its once-per-instance modules again only when this changes: one per install.
         "instance_id": "i-" + hashlib.sha256(token.encode()).hexdigest()[:16],
         "network": _network(network),
-        "urls": install_urls(base_url, token),
+        "urls": install_urls(base_url, token, callback_token),
     }
 
 
@@ -162,13 +179,14 @@ def kernel_cmdline(
 ) -> str:
     """The installer's kernel command line for `method`, pointing it at this install's files.
 
-    The install NIC is always chosen by MAC. BOOTIF is not included: the boot config adds it
-    (see provisioner.pxe.bootconfig). `extra_args` (the profile's own, e.g. console= or inst.repo=) come last.
+    `token` is the boot credential: the only secret a boot file carries. The install NIC is always chosen
+    by MAC. BOOTIF is not included: the boot config adds it (see provisioner.pxe.bootconfig). `extra_args`
+    (the profile's own, e.g. console= or inst.repo=) come last.
     `legacy_anaconda` selects the ks=/ksdevice= spelling of CentOS 7's anaconda.
     """
     method = Method(method)
     mac = normalise_mac(mac)
-    urls = install_urls(base_url, token)
+    urls = _answer_urls(base_url, token)
     if method is Method.PRESEED:
         _check_hostname(hostname, domain)
         # With auto=true the installer asks for the host name before it has the preseed file, so it goes here.

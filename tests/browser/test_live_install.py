@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from installs.models import Event, Install, InstallState
-from installs.tokens import token_for
+from installs.tokens import callback_token
 from tests.browser.conftest import SCREENSHOTS, login
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 from tests.integration.ui.conftest import user_with_role
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 def installer_says(server, install: Install, kind: str, message: str = "") -> dict:
-    """What the installer on the machine does: POST /i/<token>/events/<kind>."""
-    url = f"{server.url}/i/{token_for(install.token_nonce)}/events/{kind}"
+    """What the installer on the machine does: POST /i/<callback token>/events/<kind>."""
+    url = f"{server.url}/i/{callback_token(install.token_nonce)}/events/{kind}"
     body = json.dumps({"message": message}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -210,7 +210,7 @@ def busy_scene(machines):
             failure_message="The installer reported a failure: no disk found. See the install log." if failed else "",
             plan={},
             token_nonce=f"shot{n}",
-            token_hash=f"{n:064d}",
+            boot_token_hash=f"{n:064d}",
         )
         Step.objects.create(install=install, order=0, kind=StepKind.CHECK_BMC, state="succeeded")
         if failed:

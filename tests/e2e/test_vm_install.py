@@ -85,7 +85,7 @@ class BmcWatcher:
 @pytest.mark.parametrize("lab", ["bios", "uefi"], indirect=True)
 def test_install_on_a_virtual_machine(lab):
     from installs.models import Event, Install, InstallState
-    from installs.tokens import token_for
+    from installs.tokens import callback_token
     from inventory.models import Machine, MachineStatus
     from provisioner.bmc.base import BootDevice
     from provisioner.memory_os.build import PROFILE
@@ -102,7 +102,7 @@ def test_install_on_a_virtual_machine(lab):
     with lab["blocker"].unblock():
         install = Install.objects.select_related("machine__rack__site").get(machine__hostname=hostname)
         base_url = install.machine.rack.site.base_url
-        lab["images"].callbacks[mac] = f"{base_url}/i/{token_for(install.token_nonce)}/events/finished"
+        lab["images"].callbacks[mac] = f"{base_url}/i/{callback_token(install.token_nonce)}/events/finished"
 
     seen_steps: set[tuple[int, str]] = set()
     last_event = 0

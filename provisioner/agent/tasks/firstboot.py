@@ -1,9 +1,11 @@
 """first_boot_callback: the installed OS tells the control plane, once, that it booted.
 
 An image install is proven only when the machine boots what was written: the task leaves a systemd oneshot unit
-in the target root that POSTs to `<provisioner.url>/i/<token>/events/finished` at first boot, then disables
-itself and deletes the file holding the URL. The URL carries the install token, so it is built here from the
-agent's own URL and token and never travels in task params (the control plane stores params).
+in the target root that POSTs to `<provisioner.url>/i/<callback token>/events/finished` at first boot, then
+disables itself and deletes the file holding the URL. The callback token came with the agent's registration
+answer; it opens only the install's callbacks (never the agent API), so the installed disk holds nothing more.
+The URL is built here from the agent's own URL and callback token and never travels in task params (the
+control plane stores params).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import sys
 import uuid
 
+from provisioner.agent import credentials
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tasks import params as p
@@ -65,8 +68,9 @@ WantedBy=multi-user.target
 
 
 def agent_identity(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> tuple[str, str]:
-    """The control plane URL and install token this agent runs with, resolved exactly as the agent resolved
-    them at start (same arguments, same kernel command line, same token file)."""
+    """The control plane URL and callback token this agent runs with: the URL resolved exactly as the agent
+    resolved it at start (same arguments, same kernel command line), the callback token from what the agent
+    kept of its registration in its state directory."""
     from provisioner.agent import cli  # cli imports the task registry, so not at module level
 
     environ = dict(os.environ if environ is None else environ)
@@ -77,7 +81,10 @@ def agent_identity(argv: list[str] | None = None, environ: dict[str, str] | None
         config = cli.resolve_config(args, environ)
     except (cli.ConfigError, SystemExit) as exc:
         raise TaskFailed("AgentConfigUnavailable", f"cannot tell this agent's URL and token again: {exc}") from None
-    return config.url, config.token
+    saved = credentials.load(config.state_dir)
+    if saved is None or not saved.callback_token:
+        raise TaskFailed("AgentConfigUnavailable", f"no callback token kept in {config.state_dir}: not registered")
+    return config.url, saved.callback_token
 
 
 def callback_url(base_url: str, token: str) -> str:

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
 
 from audit.models import AuditEntry
-from installs import callbacks, engine, tokens
+from installs import callbacks, engine
 from installs.api import api
 from installs.models import Event, Install, Step
 
@@ -33,9 +33,10 @@ def test_agent_api_never_answers_with_a_server_error(case, lab, live_server):
     machine = lab.machine()
     install = lab.install([machine], lab.image_profile())
     engine.advance(install.pk)  # straight to waiting for the machine, without a worker round trip
-    # Registered, so tasks/next answers at once rather than long-polling for up to 30 s.
-    callbacks.agent_register(install.pk, {"nics": [{"mac": machine.pxe_nic.mac}]})
-    token = tokens.token_for(Install.objects.get(pk=install.pk).token_nonce)
+    # Registered, so tasks/next answers at once rather than long-polling for up to 30 s; with the agent token
+    # that registration handed over.
+    nics = {"nics": [{"mac": machine.pxe_nic.mac}]}
+    token = callbacks.agent_register(install.pk, nics, boot_credential=True).token
     before = writes()
     response = case.call(base_url=live_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     what = f"{case.method} {case.formatted_path} {case.query} {case.body!r:.300}: {response.status_code}"

@@ -142,10 +142,15 @@ def test_real_agent_completes_an_image_install_against_the_live_api(lab, worker,
             output, _ = agent.communicate()
             raise AssertionError(f"agent did not finish:\n{output[-3000:]}") from None
         assert agent.returncode == 0, output[-3000:]
-        token = tokens.token_for(Install.objects.get(pk=install.pk).token_nonce)
-        assert token not in output  # the agent never logs its token
+        nonce = Install.objects.get(pk=install.pk).token_nonce
+        boot, callback = tokens.boot_token(nonce), tokens.callback_token(nonce)
+        for token in (boot, tokens.agent_token(nonce), callback):
+            assert token not in output  # the agent never logs a token
+        # The installed OS calls back with the callback token the registration handed over, not the boot credential.
+        marker = (sandbox / "target" / "etc" / "provisioner" / "first-boot").read_text()
+        assert f"/i/{callback}/events/finished" in marker and boot not in marker
         wait_for(lambda: state(install) == InstallState.VERIFYING, 60, "the install to reboot into its OS")
-        first_boot(sandbox, live_server, token)
+        first_boot(sandbox, live_server, callback)
         wait_for(lambda: state(install) == InstallState.SUCCEEDED, 60, "the install to succeed")
     finally:
         server.close()

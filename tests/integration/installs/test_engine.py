@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.service import Actor
-from installs import callbacks, engine, progress, tokens
+from installs import callbacks, credentials, engine, progress, tokens
 from installs.batches import InstallRefused
 from installs.models import (
     TERMINAL_STATES,
@@ -70,17 +70,19 @@ def test_preseed_install_from_request_to_success(lab):
     # The machine was told to boot from the network once, then power cycled.
     bmc = lab.bmc(machine)
     assert bmc.boots == [BootDevice.PXE] and bmc.power == PowerState.ON
-    # Its per-MAC boot configs carry this install's token; nothing else knows it.
+    # Its per-MAC boot configs carry this install's boot credential, and no other token.
     assert lab.per_mac_files(machine) == [
         f"grub/grub.cfg-01-{machine.pxe_nic.mac.replace(':', '-')}",
         f"pxelinux.cfg/01-{machine.pxe_nic.mac.replace(':', '-')}",
     ]
-    token = tokens.token_for(install.token_nonce)
+    token = tokens.boot_token(install.token_nonce)
+    callback = tokens.callback_token(install.token_nonce)
     pxelinux = (lab.tftp_root / lab.per_mac_files(machine)[1]).read_text()
     assert f"/i/{token}/preseed.cfg" in pxelinux and f"netcfg/choose_interface={machine.pxe_nic.mac}" in pxelinux
-    assert token not in str(install.plan) and install.token_hash == tokens.token_hash(token)
+    assert callback not in pxelinux and tokens.agent_token(install.token_nonce) not in pxelinux
+    assert token not in str(install.plan) and install.boot_token_hash == tokens.token_hash(token)
 
-    assert callbacks.install_for_token(token) == install
+    assert credentials.boot_install(token) == install and credentials.callback_install(callback) == install
     assert callbacks.installer_event(install.pk, "started") == "booted"
     assert callbacks.installer_event(install.pk, "started") == "duplicate"
     callbacks.installer_event(install.pk, "progress", "installing packages", {"percent": 40})
@@ -109,15 +111,15 @@ def test_preseed_install_from_request_to_success(lab):
         "verifying",
         "succeeded",
     ]
-    # The token is dead once the install has ended.
-    assert callbacks.install_for_token(token) is None
+    # The tokens are dead once the install has ended.
+    assert credentials.boot_install(token) is None and credentials.callback_install(callback) is None
 
 
 def test_image_install_with_agent_tasks(lab):
     machine = lab.machine()
     install = lab.install([machine], lab.image_profile())
     lab.run_jobs()
-    token = tokens.token_for(install.token_nonce)
+    token = tokens.boot_token(install.token_nonce)
     pxelinux = (lab.tftp_root / lab.per_mac_files(machine)[1]).read_text()
     assert f"provisioner.token={token}" in pxelinux
     facts = {"nics": [{"mac": machine.pxe_nic.mac, "link": True}], "disks": [{"path": "/dev/vda", "size_bytes": 10}]}
@@ -321,7 +323,9 @@ def test_the_database_allows_one_active_install_per_machine(lab):
     machine = lab.machine()
     first = lab.install([machine])
     with pytest.raises(IntegrityError, match="install_one_active_per_machine"):
-        Install.objects.create(machine=machine, profile=first.profile, plan=first.plan, token_nonce="x", token_hash="y")
+        Install.objects.create(
+            machine=machine, profile=first.profile, plan=first.plan, token_nonce="x", boot_token_hash="y"
+        )
 
 
 def _end_by(lab, machine, install, how):

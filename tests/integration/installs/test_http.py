@@ -1,5 +1,6 @@
-"""What machines call over HTTP: the iPXE script by MAC, answer files and installer callbacks by
-token, and the agent API. Through Django's full request stack on real PostgreSQL and Redis."""
+"""What machines call over HTTP: the iPXE script by MAC, answer files by the boot credential, installer
+callbacks by the callback token, and the agent API. Through Django's full request stack on real PostgreSQL
+and Redis. (The boot credential's one use and what a second one does: test_boot_credential.py.)"""
 
 import json
 
@@ -16,7 +17,12 @@ API = "/api/agent/v1/"
 
 
 def token_of(install):
-    return tokens.token_for(Install.objects.get(pk=install.pk).token_nonce)
+    """The boot credential, as the boot files carry it."""
+    return tokens.boot_token(Install.objects.get(pk=install.pk).token_nonce)
+
+
+def callback_token_of(install):
+    return tokens.callback_token(Install.objects.get(pk=install.pk).token_nonce)
 
 
 def armed(lab, profile=None):
@@ -50,21 +56,24 @@ def test_ipxe_serves_the_armed_install_and_local_boot_for_everything_else(lab, c
     [
         ("debian-12-preseed", {"preseed.cfg": "d-i "}),
         ("rocky-9-kickstart", {"ks.cfg": "%pre"}),
-        ("ubuntu-24.04-autoinstall", {"user-data": "#cloud-config", "meta-data": "instance-id:"}),
+        # cloud-init's order: meta-data (no secret, fetched without spending the boot credential), user-data.
+        ("ubuntu-24.04-autoinstall", {"meta-data": "instance-id:", "user-data": "#cloud-config"}),
     ],
 )
 def test_answer_files_are_rendered_per_machine_by_token(lab, client, profile, files):
     machine, install, token = armed(lab, OSProfile.objects.get(name=profile))
-    for name, marker in files.items():
-        response = client.get(f"/i/{token}/{name}")
-        body = response.content.decode()
-        assert response.status_code == 200 and marker in body, body[:500]
     other = {"preseed.cfg", "ks.cfg", "user-data"} - set(files)
     for name in other:
         assert client.get(f"/i/{token}/{name}").status_code == 404
-    body = client.get(f"/i/{token}/{next(iter(files))}").content.decode()
+    bodies = {}
+    for name, marker in files.items():
+        response = client.get(f"/i/{token}/{name}")
+        bodies[name] = body = response.content.decode()
+        assert response.status_code == 200 and marker in body, body[:500]
+    body = bodies[list(files)[-1]]
     assert machine.pxe_nic.mac in body  # the NIC is chosen by MAC
-    assert f"/i/{token}/events/finished" in body or name == "meta-data"
+    assert f"/i/{callback_token_of(install)}/events/finished" in body
+    assert f"/i/{token}/events/" not in body  # the boot credential opens no callback
 
 
 def test_wrong_or_expired_tokens_get_404_and_nothing_is_written(lab, client):
@@ -79,7 +88,8 @@ def test_wrong_or_expired_tokens_get_404_and_nothing_is_written(lab, client):
 
 
 def test_installer_callbacks_move_the_install(lab, client):
-    machine, install, token = armed(lab)
+    machine, install, _ = armed(lab)
+    token = callback_token_of(install)
     assert client.post(f"/i/{token}/events/started").json() == {"ok": True, "outcome": "booted"}
     lab.run_jobs()
     response = client.post(
@@ -96,8 +106,8 @@ def test_installer_callbacks_move_the_install(lab, client):
 
 
 def test_installer_failure_callback_fails_the_install(lab, client):
-    machine, install, token = armed(lab)
-    client.post(f"/i/{token}/events/failed", {"message": "partman: no disk"})
+    machine, install, _ = armed(lab)
+    client.post(f"/i/{callback_token_of(install)}/events/failed", {"message": "partman: no disk"})
     install.refresh_from_db()
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "InstallerFailed")
     assert "partman: no disk" in install.failure_message
@@ -136,11 +146,26 @@ def post(client, path, body, token):
     return client.post(API + path, data=json.dumps(body), content_type="application/json", **bearer(token))
 
 
-def test_agent_api_runs_an_image_install(lab, client):
-    machine, install, token = armed(lab, lab.image_profile())
-    response = post(client, "register", facts(machine.pxe_nic.mac.upper()), token)
+def register(client, machine, boot_token):
+    """The agent's registration with the boot credential: the agent token its answer hands over."""
+    response = post(client, "register", facts(machine.pxe_nic.mac), boot_token)
     assert response.status_code == 200, response.content
-    assert response.json() == {"install": install.pk, "hostname": machine.hostname, "heartbeat_s": 30}
+    return response.json()["token"]
+
+
+def test_agent_api_runs_an_image_install(lab, client):
+    machine, install, boot = armed(lab, lab.image_profile())
+    response = post(client, "register", facts(machine.pxe_nic.mac.upper()), boot)
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    token = answer.pop("token")
+    assert answer == {
+        "install": install.pk,
+        "hostname": machine.hostname,
+        "heartbeat_s": 30,
+        "callback_token": callback_token_of(install),
+    }
+    assert token not in (boot, answer["callback_token"])
     assert post(client, "heartbeat", {}, token).json() == {"ok": True, "cancel": False}
     kinds = []
     while (task := client.get(API + "tasks/next", {"wait": 0}, **bearer(token)).json()["task"]) is not None:
@@ -207,8 +232,8 @@ def test_malformed_agent_bodies_get_400_naming_the_field_and_write_nothing(lab, 
 
 
 def test_task_reports_for_unknown_or_stale_tasks_are_refused(lab, client):
-    machine, install, token = armed(lab, lab.image_profile())
-    post(client, "register", facts(machine.pxe_nic.mac), token)
+    machine, install, boot = armed(lab, lab.image_profile())
+    token = register(client, machine, boot)
     task = client.get(API + "tasks/next", **bearer(token)).json()["task"]
     assert post(client, "tasks/999999.1/result", {"ok": True}, token).status_code == 404
     assert post(client, "tasks/garbage/progress", {}, token).status_code == 404
@@ -311,7 +336,7 @@ def test_render_command_previews_what_the_machine_would_receive(lab, capsys):
     machine = lab.machine()
     call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "kickstart")
     out = capsys.readouterr().out
-    assert "PREVIEW-TOKEN" in out and machine.pxe_nic.mac in out
+    assert "/i/PREVIEW-CALLBACK-TOKEN-not-real/events/finished" in out and machine.pxe_nic.mac in out
     call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "pxelinux")
     assert f"inst.ks.device={machine.pxe_nic.mac}" in capsys.readouterr().out
     with pytest.raises(CommandError, match="has no preseed file"):

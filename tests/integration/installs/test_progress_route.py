@@ -20,7 +20,7 @@ from django.utils import timezone
 from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
 from provisioner.asgi import application
-from tests.integration.installs.test_http import API, armed, bearer, facts, post
+from tests.integration.installs.test_http import API, armed, bearer, post, register
 from tests.integration.ui.conftest import user_with_role
 from tests.integration.ui.test_consumers import communicator, receive_events, session_cookie
 from tests.servers import Daphne
@@ -36,8 +36,8 @@ def _close_writers():
 
 def running_task(lab, client):
     """An install whose agent has registered and holds a task: (install, token, task id)."""
-    machine, install, token = armed(lab, lab.image_profile())
-    assert post(client, "register", facts(machine.pxe_nic.mac), token).status_code == 200
+    machine, install, boot = armed(lab, lab.image_profile())
+    token = register(client, machine, boot)
     task = client.get(API + "tasks/next", **bearer(token)).json()["task"]
     return install, token, task["id"]
 

@@ -1,5 +1,6 @@
-"""Secrets stay where they belong. A BMC password and an install token are followed through a full
-install, a failed login storm and a BMC that rejects its credentials, and then looked for
+"""Secrets stay where they belong. A BMC password and an install's credentials (the boot credential,
+the agent token, the callback token) are followed through full installs, a second use of a boot
+credential, a failed login storm and a BMC that rejects its credentials, and then looked for
 everywhere a leak would show: Redis (RQ job data and channel messages), log output, audit details,
 events, pages and JSON answers, CSV exports and exception text."""
 
@@ -65,16 +66,38 @@ def test_secrets_never_leak_during_a_full_install(lab, canary_machine, client, c
     machine = canary_machine
     install = lab.install([machine])
     lab.run_jobs()
-    token = tokens.token_for(Install.objects.get(pk=install.pk).token_nonce)
-    # The machine's side: fetch the answer file, call back; a stranger probes with a bad token.
-    assert client.get(f"/i/{token}/preseed.cfg").status_code == 200
-    client.post(f"/i/{token}/events/started")
-    client.post(f"/i/{token}/events/progress", {"message": "partitioning"})
+    nonce = Install.objects.get(pk=install.pk).token_nonce
+    boot, callback = tokens.boot_token(nonce), tokens.callback_token(nonce)
+    # The machine's side: fetch the answer file (spending the boot credential), call back with the token
+    # written in it; a stranger probes with a bad token.
+    assert client.get(f"/i/{boot}/preseed.cfg").status_code == 200
+    client.post(f"/i/{callback}/events/started")
+    client.post(f"/i/{callback}/events/progress", {"message": "partitioning"})
     client.get(f"/i/{'z' * 40}/preseed.cfg")
     lab.run_jobs()
-    client.post(f"/i/{token}/events/finished")
+    client.post(f"/i/{callback}/events/finished")
     lab.run_jobs()
     assert Install.objects.get(pk=install.pk).state == InstallState.SUCCEEDED
+    # An image install: the agent registers with its boot credential and works with the token handed over;
+    # then someone presents the spent boot credential, which fails that install.
+    image_machine = lab.machine()
+    image = lab.install([image_machine], lab.image_profile())
+    lab.run_jobs()
+    image_nonce = Install.objects.get(pk=image.pk).token_nonce
+    image_boot = tokens.boot_token(image_nonce)
+    hello = {"facts": {"nics": [{"mac": image_machine.pxe_nic.mac}]}, "key": "K" * 43}
+    register = client.post(
+        "/api/agent/v1/register", hello, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {image_boot}"
+    )
+    agent = register.json()["token"]
+    client.get("/api/agent/v1/tasks/next", HTTP_AUTHORIZATION=f"Bearer {agent}")
+    reused = client.post(
+        "/api/agent/v1/register", hello, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {image_boot}"
+    )
+    assert reused.status_code == 403
+    assert Install.objects.get(pk=image.pk).failure_reason == "BootCredentialReused"
+    lab.run_jobs()
+    secrets = [boot, callback, tokens.agent_token(nonce), image_boot, agent, tokens.callback_token(image_nonce)]
     # A second install whose BMC rejects the password: errors, retries, an alert.
     other = lab.machine()
     lab.bmc(other).fault = "auth"
@@ -95,6 +118,13 @@ def test_secrets_never_leak_during_a_full_install(lab, canary_machine, client, c
     ]
     for extra in ("/machines/", f"/machines/{machine.pk}/", f"/installs/{install.pk}/", "/api/v1/installs"):
         pages.append(extra)
+    pages += [
+        f"/installs/{image.pk}/",
+        f"/installs/{image.pk}/log.txt",
+        f"/api/v1/installs/{image.pk}",
+        f"/api/v1/installs/{image.pk}/events",
+        f"/api/v1/machines/{image_machine.hostname}",
+    ]
     seen = []
     for url in pages:
         response = client.get(url)
@@ -102,24 +132,27 @@ def test_secrets_never_leak_during_a_full_install(lab, canary_machine, client, c
             continue
         body = b"".join(response.streaming_content) if response.streaming else response.content
         seen.append(url)
-        for secret in (PASSWORD, token, machine.bmc.password_ciphertext):
+        for secret in (PASSWORD, *secrets, machine.bmc.password_ciphertext):
             assert secret.encode() not in body, f"{secret[:6]}… found in {url}"
     assert len(seen) >= 6
 
     out, err = capfd.readouterr()
     for where, text in (("logs", caplog.text), ("stdout", out), ("stderr", err)):
-        assert PASSWORD not in text, where
-        assert token not in text, where
+        for secret in (PASSWORD, *secrets):
+            assert secret not in text, where
     for blob in redis_blobs():
-        assert PASSWORD.encode() not in blob and token.encode() not in blob
+        for secret in (PASSWORD, *secrets):
+            assert secret.encode() not in blob
     for entry in AuditEntry.objects.all():
         dumped = json.dumps(entry.details) + entry.object_label
-        assert PASSWORD not in dumped and token not in dumped
+        assert not any(secret in dumped for secret in (PASSWORD, *secrets))
     for event in Event.objects.all():
         dumped = event.message + json.dumps(event.data)
-        assert PASSWORD not in dumped and token not in dumped
+        assert not any(secret in dumped for secret in (PASSWORD, *secrets))
     for install_row in Install.objects.all():
-        assert PASSWORD not in install_row.failure_message and token not in json.dumps(install_row.plan)
+        steps = json.dumps(list(install_row.steps.values("params", "result", "message")))
+        dumped = install_row.failure_message + json.dumps(install_row.plan) + steps
+        assert not any(secret in dumped for secret in (PASSWORD, *secrets))
 
 
 def _admin_registered(app: str, model: str) -> bool:

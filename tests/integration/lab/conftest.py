@@ -18,13 +18,16 @@ from provisioner.lab.image import build_demo_image
 from provisioner.lab.machine import LabMachine
 from provisioner.pxe.stock import META_DATA_TEMPLATE, stock_profiles
 
-TOKEN = "LabT0ken_abcdefghijklmnop"
+TOKEN = "LabT0ken_abcdefghijklmnop"  # the boot credential in the boot files
+AGENT_TOKEN = "LabAgent_abcdefghijklmnop"  # handed over by the registration answer
+CALLBACK_TOKEN = "LabCallback_abcdefghijklm"  # in the answer files, and handed over for the first boot
 MACS = ["52:54:00:1a:00:01", "52:54:00:1a:00:02"]
 BMC_USER, BMC_PASSWORD = "root", "Lab-pw-9Zq!"
 
 
 class Stub:
-    """Records (method, path, headers, body) of every request; answers the agent API and installer files."""
+    """Records (method, path, headers, body) of every request; answers the agent API and installer files as the
+    control plane does: the boot credential registers once and the answer hands over the agent token."""
 
     def __init__(self, image_dir: Path):
         self.requests: list[tuple[str, str, dict, bytes]] = []
@@ -32,6 +35,7 @@ class Stub:
         self.hold_polls = False  # answer tasks/next with "nothing yet", so the agent keeps polling
         self.answers: dict[str, str] = {}  # file name under /i/<token>/ -> text
         self.image_dir = image_dir
+        self.boot_spent = False
         self.changed = threading.Condition()
         stub = self
 
@@ -74,9 +78,16 @@ class Stub:
             return 200, json.dumps(obj).encode(), "application/json"
 
         if path.startswith("/api/agent/v1/"):
-            if headers.get("Authorization") != f"Bearer {TOKEN}":
-                return 401, b"{}", "application/json"
             call = path.removeprefix("/api/agent/v1/")
+            if call == "register" and headers.get("Authorization") == f"Bearer {TOKEN}":
+                with self.changed:
+                    if self.boot_spent:
+                        return 403, b'{"reason": "BootCredentialReused", "message": "used"}', "application/json"
+                    self.boot_spent = True
+                handover = {"token": AGENT_TOKEN, "callback_token": CALLBACK_TOKEN}
+                return js({"install": 1, "hostname": "lab01", "heartbeat_s": 30, **handover})
+            if headers.get("Authorization") != f"Bearer {AGENT_TOKEN}":
+                return 401, b"{}", "application/json"
             if call == "register":
                 return js({"install": 1, "hostname": "lab01", "heartbeat_s": 30})
             if call.startswith("tasks/next"):
@@ -86,10 +97,10 @@ class Stub:
                     task = self.tasks.pop(0) if self.tasks else None
                 return js({"task": task} if task else {"task": None, "finished": True})
             return js({"ok": True, "cancel": False})
+        if path.startswith(f"/i/{CALLBACK_TOKEN}/events/"):
+            return js({"ok": True})
         if path.startswith(f"/i/{TOKEN}/"):
             name = path.removeprefix(f"/i/{TOKEN}/")
-            if name.startswith("events/"):
-                return js({"ok": True})
             if name in self.answers:
                 return 200, self.answers[name].encode(), "text/plain"
             return 404, b"not found", "text/plain"
@@ -169,8 +180,8 @@ def arm(tftp: Path, method: str, base_url: str, mac: str = MACS[0], **kwargs) ->
 def render_answers(stub: Stub, profile_name: str) -> None:
     profile = next(p for p in stock_profiles() if p["name"] == profile_name)
     context = pxe.install_context(
-        hostname="lab01", domain="lab", mac=MACS[0], base_url=stub.url, token=TOKEN, disk="/dev/sda",
-        root_password_hash="$6$x$y",
+        hostname="lab01", domain="lab", mac=MACS[0], base_url=stub.url, token=TOKEN,
+        callback_token=CALLBACK_TOKEN, disk="/dev/sda", root_password_hash="$6$x$y",
     )  # fmt: skip
     names = pxe.ANSWER_FILES[pxe.Method(profile["method"])]
     for name in names:

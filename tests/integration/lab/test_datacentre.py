@@ -17,7 +17,7 @@ import pytest
 from provisioner import pxe
 from provisioner.bmc import BmcAuthError, BmcTarget, BmcUnreachable, BootDevice, get_driver
 from provisioner.lab.datacentre import Lab, LabConfig, MachineConfig, config_as_dict, demo_machines
-from tests.integration.lab.conftest import TOKEN, arm
+from tests.integration.lab.conftest import AGENT_TOKEN, CALLBACK_TOKEN, TOKEN, arm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -88,9 +88,9 @@ def test_image_install_with_the_labs_image_and_zipapp_agent(lab, stub):
     result = next(json.loads(b) for _, p, _, b in stub.requests if p.endswith("/tasks/w/result"))
     assert result["ok"], result
     assert good.installed_os() == "image"
-    # The zipapp found its URL and token again (from the kernel command line file) for the first-boot unit.
+    # The zipapp's first-boot unit calls back with the callback token its registration answer handed over.
     env = (good.target / "etc/provisioner/first-boot").read_text()
-    assert f"PROVISIONER_FIRST_BOOT_URL={stub.url}/i/{TOKEN}/events/finished" in env
+    assert f"PROVISIONER_FIRST_BOOT_URL={stub.url}/i/{CALLBACK_TOKEN}/events/finished" in env
 
 
 def test_a_disk_too_small_fails_the_agents_write_image(lab, stub):
@@ -155,7 +155,7 @@ def test_the_command_stops_everything_on_sigterm(tmp_path, stub):
             proc.wait()
     assert proc.returncode == 0, output
     assert "[lab] ready" in output and "[lab] stopped" in output
-    assert TOKEN not in output
+    assert TOKEN not in output and AGENT_TOKEN not in output
     with pytest.raises(ProcessLookupError):
         os.kill(agent_pid, 0)
     assert not config.inventory_path.exists()

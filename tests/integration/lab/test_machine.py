@@ -12,7 +12,17 @@ from provisioner import pxe
 from provisioner.bmc import BootDevice, PowerState
 from provisioner.lab.bmc import LoopbackBmc
 from provisioner.lab.machine import LabMachine
-from tests.integration.lab.conftest import BMC_PASSWORD, BMC_USER, MACS, TOKEN, arm, driver, render_answers
+from tests.integration.lab.conftest import (
+    AGENT_TOKEN,
+    BMC_PASSWORD,
+    BMC_USER,
+    CALLBACK_TOKEN,
+    MACS,
+    TOKEN,
+    arm,
+    driver,
+    render_answers,
+)
 
 
 def test_no_per_mac_config_boots_the_local_disk_and_starts_nothing(make_machine, stub):
@@ -45,6 +55,9 @@ def test_image_config_starts_the_real_agent_which_registers_with_the_token_from_
     assert machine.agent_exit_codes == [0]  # tasks/next said "finished"
     register = next(r for r in stub.requests if r[1] == "/api/agent/v1/register")
     assert register[2]["Authorization"] == f"Bearer {TOKEN}"
+    # Every later call carries the agent token the registration answer handed over.
+    later = {r[2]["Authorization"] for r in stub.requests if r[1] != "/api/agent/v1/register"}
+    assert later == {f"Bearer {AGENT_TOKEN}"}
     facts = json.loads(register[3])["facts"]
     assert [n["mac"] for n in facts["nics"]] == MACS
     assert [d["path"] for d in facts["disks"]] == ["/dev/sda"]
@@ -53,7 +66,8 @@ def test_image_config_starts_the_real_agent_which_registers_with_the_token_from_
     log = machine.log_path.read_text()
     assert f"read {loader}52-54-00-1a-00-01" in log
     assert "BOOTIF=01-52-54-00-1a-00-01" in log and "provisioner.token=***" in log
-    assert TOKEN not in log
+    for token in (TOKEN, AGENT_TOKEN, CALLBACK_TOKEN):
+        assert token not in log and token not in (machine.workdir / "agent.log").read_text()
     assert all(TOKEN not in arg for argv in machine.agent_commands for arg in argv)
 
 
@@ -106,7 +120,7 @@ def test_installer_config_fetches_the_file_and_calls_back_in_order_then_boots_th
     machine.wait_for("disk-boot", timeout=15)
     seen = [f"{m} {p}" for m, p, _, _ in stub.requests]
     fetches = [f.format(t=TOKEN) for f in first]
-    assert seen == fetches + [f"POST /i/{TOKEN}/events/{kind}" for kind in callbacks]
+    assert seen == fetches + [f"POST /i/{CALLBACK_TOKEN}/events/{kind}" for kind in callbacks]
     assert machine.installed_os() == method
     # The one-time PXE was used by the power-on; the installer's own reboot boots the firmware's default.
     assert machine.bmc.boots == [BootDevice.PXE, BootDevice.DEFAULT]
@@ -155,8 +169,8 @@ def test_image_install_then_disk_boot_calls_the_first_boot_url_once(make_machine
     bmc.power_cycle()
     machine.wait_for("first-boot-callback", timeout=10)
     elapsed = time.monotonic() - started
-    finished = [p for m, p, _, _ in stub.requests if p == f"/i/{TOKEN}/events/finished"]
-    assert finished == [f"/i/{TOKEN}/events/finished"]
+    finished = [p for m, p, _, _ in stub.requests if "/events/" in p]
+    assert finished == [f"/i/{CALLBACK_TOKEN}/events/finished"]
     assert not (machine.target / "etc/provisioner/first-boot").exists()
     assert "agent-stopped" not in machine.phases()  # it had exited on its own before the power cycle
 

@@ -54,7 +54,8 @@ def scene(db):
         current_step="Installer running",
         plan={"secret": "PLAN-MUST-NOT-SHOW"},
         token_nonce="NONCE-MUST-NOT-SHOW",
-        token_hash="HASH-MUST-NOT-SHOW" + "0" * 40,
+        boot_token_hash="HASH-MUST-NOT-SHOW" + "0" * 40,
+        callback_token_hash="CBHASH-MUST-NOT-SHOW" + "0" * 38,
     )
     Step.objects.create(install=running, order=0, kind=StepKind.CHECK_BMC, state="succeeded")
     Step.objects.create(install=running, order=1, kind=StepKind.WAIT_INSTALLER, state="waiting")
@@ -67,7 +68,7 @@ def scene(db):
         failure_message="The installer reported a failure: disk full.",
         plan={},
         token_nonce="n2",
-        token_hash="h" * 64,
+        boot_token_hash="h" * 64,
     )
     for i in range(3):
         Event.objects.create(install=running, kind=EventKind.LOG, message=f"line {i}")

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from audit.models import AuditEntry
 from installs.models import Install
-from installs.tokens import token_for
+from installs.tokens import agent_token, boot_token, callback_token
 from inventory.models import BMC, Machine
 from provisioner import queues
 from provisioner.security import ADMIN_POLICY
@@ -110,9 +110,12 @@ def test_no_secret_in_any_page_json_or_csv(scene):
     secrets = {
         "s3cret-bmc-pw",
         bmc.password_ciphertext,
-        token_for(scene.running.token_nonce),
+        boot_token(scene.running.token_nonce),
+        agent_token(scene.running.token_nonce),
+        callback_token(scene.running.token_nonce),
         scene.running.token_nonce,
-        scene.running.token_hash,
+        scene.running.boot_token_hash,
+        scene.running.callback_token_hash,
         "PLAN-MUST-NOT-SHOW",
     }
     client = client_for("admin")
@@ -257,4 +260,4 @@ def test_machine_page_shows_bmc_facts_nics_history_and_previews(scene):
     html = client.get(reverse("inventory:machine-detail", args=[scene.busy.hostname])).content.decode()
     assert preview in html
     text = client.get(preview).content.decode()
-    assert "PREVIEW-TOKEN" in text and "d-i" in text
+    assert "/i/PREVIEW-CALLBACK-TOKEN-not-real/events/" in text and "d-i" in text

@@ -96,7 +96,9 @@ def image_server(state: ImageFiles) -> tuple[_Server, str]:
 
 # -- control plane stand-in -------------------------------------------------------------------------------------
 
-TOKEN = "tok-3f9a1c7e5b2d-never-logged"
+TOKEN = "tok-3f9a1c7e5b2d-never-logged"  # the boot credential, from the kernel command line
+AGENT_TOKEN = "agent-7c1e5b2d3f9a-never-logged"  # handed over by the registration answer
+CALLBACK_TOKEN = "callback-5b2d3f9a7c1e-never-logged"
 
 
 @dataclass
@@ -110,6 +112,12 @@ class Plan:
     outage: set[str] = field(default_factory=set)
     # register answers 503 this many times first.
     register_503s: int = 0
+    # register is carried out, then its answer is lost (the connection drops) this many times first.
+    lost_register_answers: int = 0
+    # The boot credential's one use: spent at the first registration, with the key sent along.
+    boot_spent: bool = False
+    key: str = ""
+    agent_token_used: bool = False
     # Paths answered 400, as an invalid body would be.
     bad_request: set[str] = field(default_factory=set)
     # tasks/next answers "nothing ready yet" this many times first.
@@ -122,6 +130,7 @@ class Plan:
     progress: list[tuple[str, dict]] = field(default_factory=list)
     results: dict[str, list[dict]] = field(default_factory=dict)
     auth_headers: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization) of every request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current(self) -> dict | None:
@@ -157,11 +166,15 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
         with plan.lock:
             plan.requests.append((time.monotonic(), method, path))
             plan.auth_headers.add(self.headers.get("Authorization", ""))
+            plan.calls.append((path, self.headers.get("Authorization", "")))
             if any(path == p or path.endswith("/" + p) for p in plan.outage):
                 _reset(self)
                 return
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}" or plan.revoked:
+            auth = self.headers.get("Authorization")
+            boot = auth == f"Bearer {TOKEN}" and path == "register"
+            if not (boot or auth == f"Bearer {AGENT_TOKEN}") or plan.revoked:
                 return self._answer(401, {"detail": "invalid token"})
+            plan.agent_token_used |= not boot
             if path in plan.bad_request:
                 return self._answer(400, {"field": "facts", "message": "invalid"})
             if path == "register":
@@ -172,8 +185,20 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 if plan.macs and not macs & set(plan.macs):
                     refusal = {"reason": "WrongMachine", "message": "booted on a machine that is not web01"}
                     return self._answer(403, refusal)
+                answer = {"install": 12, "hostname": "web01", "heartbeat_s": plan.heartbeat_s}
+                if boot:
+                    asks_again = plan.boot_spent and body.get("key") == plan.key and not plan.agent_token_used
+                    if plan.boot_spent and not asks_again:
+                        refusal = {"reason": "BootCredentialReused", "message": "already used; install stopped"}
+                        return self._answer(403, refusal)
+                    plan.boot_spent, plan.key = True, body.get("key", "")
+                    answer.update(token=AGENT_TOKEN, callback_token=CALLBACK_TOKEN)
                 plan.registered.append(body)
-                return self._answer(200, {"install": 12, "hostname": "web01", "heartbeat_s": plan.heartbeat_s})
+                if plan.lost_register_answers:
+                    plan.lost_register_answers -= 1
+                    _reset(self)
+                    return
+                return self._answer(200, answer)
             if path == "heartbeat":
                 plan.heartbeats += 1
                 return self._answer(200, {"ok": True, "cancel": plan.cancel})

@@ -4,16 +4,17 @@
 import json
 import logging
 import random
+import stat
 import threading
 import time
 
 import pytest
 
-from provisioner.agent import loop
+from provisioner.agent import credentials, loop
 from provisioner.agent.client import Client
 from provisioner.agent.host import SandboxHost
 from tests.unit.agent import servers
-from tests.unit.agent.servers import TOKEN, Plan
+from tests.unit.agent.servers import AGENT_TOKEN, CALLBACK_TOKEN, TOKEN, Plan
 
 MAC = "52:54:00:12:34:56"
 
@@ -89,8 +90,52 @@ def test_runs_a_plan_and_exits_when_it_is_over(machine, plane, tmp_path, caplog)
     assert (machine.target / "etc/hostname").read_text() == "web01.example.net\n"
     # "Nothing ready yet" is waited out, not taken for the end of the plan.
     assert plan.paths().count("tasks/next") == 2 + 3 + 1
-    assert plan.auth_headers == {f"Bearer {TOKEN}"}
-    assert TOKEN not in caplog.text
+    # The boot credential registers, once; the agent token its answer handed over does everything else.
+    assert plan.calls[0] == ("register", f"Bearer {TOKEN}")
+    assert {auth for _, auth in plan.calls[1:]} == {f"Bearer {AGENT_TOKEN}"}
+    for token in (TOKEN, AGENT_TOKEN, CALLBACK_TOKEN):
+        assert token not in caplog.text
+
+
+def test_the_tokens_handed_over_are_kept_for_the_agent_alone(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,))
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    kept = tmp_path / "state" / credentials.FILE_NAME
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    saved = credentials.load(tmp_path / "state")
+    assert (saved.token, saved.callback_token) == (AGENT_TOKEN, CALLBACK_TOKEN)
+    assert saved.key == plan.registered[0]["key"] and len(saved.key) >= 32
+    assert TOKEN not in repr(saved) and AGENT_TOKEN not in repr(saved)
+    assert agent.client.identity() == (agent.client.base, CALLBACK_TOKEN)  # what first_boot_callback writes
+
+
+def test_a_lost_registration_answer_is_asked_for_again_with_the_same_key(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,), lost_register_answers=1, tasks=[{"id": "t1", "kind": "inventory", "params": {}}])
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert [path for path, _ in plan.calls[:2]] == ["register", "register"]
+    assert plan.registered[0]["key"] == plan.registered[1]["key"]
+    assert plan.results["t1"][0]["ok"] is True
+
+
+def test_an_agent_restarted_in_the_same_memory_os_registers_with_its_kept_token(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,))
+    first = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(first), first) == loop.EXIT_DONE
+    plan.tasks = [{"id": "t1", "kind": "inventory", "params": {}}]
+    again = make_agent(plane(plan), machine, tmp_path / "state")  # the boot credential on its command line is spent
+    assert finish(*run_agent(again), again) == loop.EXIT_DONE
+    registrations = [auth for path, auth in plan.calls if path == "register"]
+    assert registrations == [f"Bearer {TOKEN}", f"Bearer {AGENT_TOKEN}"]
+    assert plan.results["t1"][0]["ok"] is True
+
+
+def test_a_boot_credential_someone_else_used_ends_the_agent_before_any_task(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,), boot_spent=True, key="someone-elses-key-0123456789", tasks=[script("t1", "echo no")])
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_REFUSED
+    assert plan.paths() == ["register"] and plan.results == {}
 
 
 def test_connection_refused_and_5xx_are_retried_with_capped_jittered_backoff(

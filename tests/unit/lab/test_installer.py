@@ -10,15 +10,18 @@ from provisioner.lab.installer import HttpCall, autoinstall_hooks, hooks_for, ht
 from provisioner.pxe.stock import stock_profiles
 
 TOKEN = "Tok3n_abcdefghijklmnop"
+CALLBACK_TOKEN = "Callback_abcdefghijklmnop"
 BASE = "http://127.0.0.1:8000"
-EVENTS = f"{BASE}/i/{TOKEN}/events/"
+# The hooks call back with the callback token written into the file, never the boot credential.
+EVENTS = f"{BASE}/i/{CALLBACK_TOKEN}/events/"
 
 
 def rendered(profile_name: str, **network) -> str:
     profile = next(p for p in stock_profiles() if p["name"] == profile_name)
     context = pxe.install_context(
         hostname="web01", domain="lab.example", mac="52:54:00:ab:cd:ef", base_url=BASE, token=TOKEN,
-        disk="/dev/sda", root_password_hash="$6$x$y", ssh_keys=["ssh-ed25519 AAAA key@lab"],
+        callback_token=CALLBACK_TOKEN, disk="/dev/sda", root_password_hash="$6$x$y",
+        ssh_keys=["ssh-ed25519 AAAA key@lab"],
         network=pxe.StaticAddress(**network) if network else None,
     )  # fmt: skip
     return pxe.render_template(profile["template"], context)

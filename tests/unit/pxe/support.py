@@ -18,6 +18,7 @@ KSVALIDATOR = Path(sys.executable).parent / "ksvalidator"
 MAC = "52:54:00:12:34:56"
 BASE_URL = "http://192.0.2.10:8000"
 TOKEN = "tok-0123456789abcdefABCDEF"
+CALLBACK_TOKEN = "cb-0123456789abcdefABCDEF"
 # openssl passwd -6 -salt goldensaltgolden correct-horse
 ROOT_HASH = "$6$goldensaltgolden$8xcDRzCLFoYm0Xgj9yeN5cZMQgqIDCpipjNSd1RoyeVPABg2bOs8/7.M9pWtQmB41Lf8D1WB4vJKFSKGSxKoL0"
 SSH_KEYS = (
@@ -36,6 +37,7 @@ def context(*, static: bool = True) -> dict:
         mac=MAC,
         base_url=BASE_URL,
         token=TOKEN,
+        callback_token=CALLBACK_TOKEN,
         disk="/dev/sda",
         root_password_hash=ROOT_HASH,
         ssh_keys=SSH_KEYS,

@@ -8,6 +8,7 @@ from provisioner.pxe import Method, kernel_cmdline, render_template
 from provisioner.pxe.stock import META_DATA_TEMPLATE, STOCK_PROFILE_NAMES, stock_profile, stock_profiles
 from tests.unit.pxe.support import (
     BASE_URL,
+    CALLBACK_TOKEN,
     GUESSED_NIC_NAMES,
     KSVALIDATOR,
     MAC,
@@ -68,8 +69,9 @@ def test_answer_file_selects_nic_by_mac_and_calls_back(profile, static):
     assert MAC in text
     for name in GUESSED_NIC_NAMES:
         assert not re.search(rf"\b{name}\b", text), f"{profile} names interface {name}"
-    events = f"{BASE_URL}/i/{TOKEN}/events/"
+    events = f"{BASE_URL}/i/{CALLBACK_TOKEN}/events/"
     assert f"{events}started" in text and f"{events}finished" in text
+    assert f"/i/{TOKEN}/events/" not in text  # the boot credential is spent by this file's fetch
     for key in context()["ssh_keys"]:
         assert key in text
     assert context()["root_password_hash"] in text
@@ -181,8 +183,8 @@ def test_stock_profile_cmdline_never_names_a_guessed_nic(profile):
     ("kwargs", "message"),
     [
         ({"base_url": "ftp://x"}, "base URL"),
-        ({"token": "short"}, "token"),
-        ({"token": "a/../../etc/passwd-xxxxxx"}, "token"),
+        ({"token": "short"}, "boot credential"),
+        ({"token": "a/../../etc/passwd-xxxxxx"}, "boot credential"),
         ({"mac": "zz"}, "'zz'"),
     ],
 )

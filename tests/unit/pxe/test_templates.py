@@ -8,7 +8,7 @@ from tests.unit.pxe.support import context
 
 def test_plain_render_uses_the_context():
     assert render_template("{{ hostname }}.{{ domain }} {{ urls.events.started }}\n", context()) == (
-        "node01.dc1.example.net http://192.0.2.10:8000/i/tok-0123456789abcdefABCDEF/events/started\n"
+        "node01.dc1.example.net http://192.0.2.10:8000/i/cb-0123456789abcdefABCDEF/events/started\n"
     )
 
 

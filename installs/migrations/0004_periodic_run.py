@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('installs', '0002_verify_ssh_step'),
+        ('installs', '0003_one_shot_boot_credential'),
     ]
 
     operations = [
