@@ -31,6 +31,7 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
+from provisioner import edge
 from provisioner.accounts.roles import Role, has_role
 
 from .events import DASHBOARD_GROUP, install_group
@@ -48,6 +49,12 @@ SWEEP_IDLE_S = 5.0
 # An event older than this is committed (or never will be: transactions here last milliseconds),
 # so the sweep stops looking below it.
 SETTLE_S = 5.0
+# channels_redis forgets a group's member after its group_expiry (a day), and a Redis restart forgets
+# every group: a socket joins its group again this often, so a tab left open for days keeps its live
+# events (the database sweep would still bring them, seconds late).
+GROUP_REJOIN_S = 60.0
+# A client sends one small message ({"after": <id>}); a frame larger than this is not read at all.
+CLIENT_FRAME_MAX = 4096
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
@@ -87,6 +94,19 @@ class _EventStream(AsyncJsonWebsocketConsumer):
             self.sweeper.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if text_data is not None:  # binary frames mean nothing here
+            await super().receive(text_data=text_data, **kwargs)
+
+    @classmethod
+    async def decode_json(cls, text_data):
+        """A frame as one bounded JSON object, or None: a client's frame, however large, deep or odd its
+        numbers, costs no more than this and never ends the socket."""
+        try:
+            return edge.load_json_object(text_data.encode(), "application/json", max_bytes=CLIENT_FRAME_MAX)
+        except (edge.Refusal, UnicodeEncodeError):
+            return None
 
     async def receive_json(self, content, **kwargs):
         """Only {"after": <id>}, once, is understood; anything else is ignored."""
@@ -135,6 +155,7 @@ class _EventStream(AsyncJsonWebsocketConsumer):
         await self.send_events(message["events"])
 
     async def sweep_forever(self):
+        joined = asyncio.get_running_loop().time()
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -142,6 +163,9 @@ class _EventStream(AsyncJsonWebsocketConsumer):
                 self.activity.clear()
                 await asyncio.sleep(SWEEP_BUSY_S)  # a second's worth of live events in one query
                 await self.sweep()
+                if asyncio.get_running_loop().time() - joined >= GROUP_REJOIN_S:
+                    await self.channel_layer.group_add(self.group, self.channel_name)
+                    joined = asyncio.get_running_loop().time()
 
     async def sweep(self):
         """Ids and times first (cheap), whole events only for the ids not sent: most sweeps find the
@@ -207,8 +231,7 @@ class DashboardConsumer(_EventStream):
 
 
 def _int(value) -> int | None:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number >= 0 else None
+    """An event id from the query string or a client's message: digits an id column holds, else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return edge.int_param(value) if isinstance(value, str) else None
