@@ -360,6 +360,7 @@ class OSProfile(models.Model):
                 mac="52:54:00:00:00:01",
                 base_url="http://provisioner.example.net",
                 token="EXAMPLE-token-0123456789",
+                callback_token="EXAMPLE-callback-0123456789",
                 disk=self.target_disk or "/dev/sda",
                 root_password_hash=self.root_password_hash or "$6$locked$*",
                 ssh_keys=[k for k in self.ssh_authorized_keys.splitlines() if k.strip()],

@@ -250,8 +250,9 @@ def test_task_reports_for_unknown_or_stale_tasks_are_refused(lab, client):
 
 
 def agent_with_task(lab, client):
-    machine, install, token = armed(lab, lab.image_profile())
-    assert post(client, "register", facts(machine.pxe_nic.mac), token).status_code == 200
+    """A registered agent with a task in hand: its install, its agent token and the task id."""
+    machine, install, boot = armed(lab, lab.image_profile())
+    token = register(client, machine, boot)
     return install, token, client.get(API + "tasks/next", **bearer(token)).json()["task"]["id"]
 
 
@@ -324,7 +325,8 @@ def test_agent_bodies_must_be_declared_as_json(lab, client):
     ],
 )
 def test_installer_callbacks_refuse_what_cannot_be_stored(lab, client, content_type, body, field):
-    machine, install, token = armed(lab)
+    machine, install, _ = armed(lab)
+    token = callback_token_of(install)
     before = unchanged(install)
     response = client.post(f"/i/{token}/events/progress", data=body, content_type=content_type)
     assert response.status_code == 400 and field in response.content.decode(), response.content[:300]

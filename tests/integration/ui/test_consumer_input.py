@@ -10,9 +10,15 @@ from channels.layers import get_channel_layer
 from installs import consumers
 from installs.events import install_group
 
-from .test_consumers import communicator, emit_events, receive_events, run, viewer  # noqa: F401 (a fixture)
+from .conftest import user_with_role
+from .test_consumers import communicator, emit_events, receive_events, run, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def viewer(db):
+    return session_cookie(user_with_role("viewer", "watcher"))
 
 HOSTILE_FRAMES = [
     '{"after": 1e400}',  # a number past a float: int() raised OverflowError
