@@ -1,0 +1,186 @@
+"""The work during the soak: a steady stream of installs on the lab, and a watch on the periodic jobs.
+
+The stream requests a batch of free machines every few seconds (a machine is free again once its install
+ended) and, in batches of their own so one failing machine never pauses a batch of good ones, installs on the
+faulty machines, each of which must fail with its own reason. Profiles rotate between the agent's image
+install and the three installers, so both callback paths run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .clients import Api, ApiError, LiveSocket, healthz
+from .stack import FAULTY, say
+
+IMAGE_PROFILE = "lab-demo-image"
+INSTALLER_PROFILES = ["debian-12-preseed", "rocky-9-kickstart", "ubuntu-24.04-autoinstall"]
+#: Each fault's install: the silent installer needs an installer profile, the others fail before or in the agent.
+FAULTY_PROFILES = {"soak-badpass": IMAGE_PROFILE, "soak-smalldisk": IMAGE_PROFILE, "soak-silent": "debian-12-preseed"}
+
+
+@dataclass
+class Stream:
+    api: Api
+    machines: list[str]  # the good ones
+    port: int
+    session_key: str
+    batch_size: int
+    every_s: float
+    watch_every: int  # one install in this many gets a socket of its own
+    stop_deadline_faults_at: float  # monotonic: no silent install after this, so the drain stays short
+    rng: random.Random
+    sockets: list[LiveSocket] = field(default_factory=list)
+    requested: int = 0
+    refused: list[str] = field(default_factory=list)
+    busy: set[str] = field(default_factory=set)
+    _profiles = None
+
+    async def run(self, until: float) -> None:
+        self._profiles = itertools.cycle([IMAGE_PROFILE, INSTALLER_PROFILES[0], IMAGE_PROFILE, INSTALLER_PROFILES[1],
+                                          IMAGE_PROFILE, INSTALLER_PROFILES[2]])  # fmt: skip
+        while time.monotonic() < until:
+            tick = time.monotonic()
+            try:
+                await self.tick()
+            except ApiError as exc:
+                say(f"stream: {exc} (daphne restarting? next tick)")
+            await asyncio.sleep(max(0.0, self.every_s - (time.monotonic() - tick)))
+
+    async def active(self) -> list[dict]:
+        return await self.api.acall("GET", "/api/v1/installs?state=active&per_page=1000")
+
+    async def tick(self) -> None:
+        self.busy = {i["machine"] for i in await self.active()}
+        free = [m for m in self.machines if m not in self.busy]
+        self.rng.shuffle(free)
+        if free:
+            await self.request(free[: self.batch_size], next(self._profiles))
+        for hostname, profile in FAULTY_PROFILES.items():
+            if hostname in self.busy:
+                continue
+            if FAULTY[hostname][1].endswith("Timeout") and time.monotonic() > self.stop_deadline_faults_at:
+                continue
+            await self.request([hostname], profile)
+
+    async def request(self, hostnames: list[str], profile: str) -> None:
+        body = {"machines": hostnames, "profile": profile, "name": f"soak {profile}", "stagger_s": 2}
+        try:
+            installs = await self.api.acall("POST", "/api/v1/installs", body)
+        except ApiError as exc:
+            self.refused.append(str(exc))
+            say(f"stream: install of {', '.join(hostnames)} not accepted: {exc}")
+            return
+        self.requested += len(installs)
+        self.busy.update(hostnames)
+        for install in installs:
+            if install["id"] % self.watch_every == 0:
+                path = f"/ws/installs/{install['id']}/"
+                self.sockets.append(LiveSocket(f"install-{install['id']}", self.port, path, self.session_key).start())
+
+    async def drain(self, limit_s: float) -> float:
+        """Wait until no install is active, or ``limit_s`` passed; returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            try:
+                if not await self.active():
+                    break
+            except ApiError:
+                pass
+            await asyncio.sleep(2)
+        return time.monotonic() - started
+
+
+# --- periodic jobs ---------------------------------------------------------------------------------------------
+
+# How the workers name a job they start (rq: "Worker <name>: <queue>: <description> (<job id>)").
+_RQ_START = re.compile(r": [\w-]+: ([\w.]+)\(.*\) \(([^)]*)\)\s*$")
+#: The periodic jobs known before a scheduler reported them in /healthz, by the function a worker runs.
+PERIODIC_FUNCTIONS = {"installs.sweeper.sweep": "sweep", "inventory.power.power_sync": "power_sync"}
+
+
+class PeriodicWatch:
+    """Runs of each periodic job: from /healthz's ``periodic`` section when the control plane has one (its
+    ``runs`` counters, which may restart from 0 with Redis or the scheduler), else from the workers' logs."""
+
+    def __init__(self, every_s: dict[str, float]):
+        self.every_s = dict(every_s)
+        self.log_runs: dict[str, list[float]] = defaultdict(list)
+        self.health_runs: dict[str, list[float]] = defaultdict(list)
+        self.overdue_seen: dict[str, int] = defaultdict(int)
+        self._last: dict[str, tuple[int, str]] = {}
+        self.healthz_periodic = False
+        self.since = time.monotonic()  # when the processes that run them were started
+        self.lock = threading.Lock()
+
+    def worker_line(self, service: str, line: str) -> None:
+        match = _RQ_START.search(line)
+        if match and match.group(1) in PERIODIC_FUNCTIONS:
+            with self.lock:
+                self.log_runs[PERIODIC_FUNCTIONS[match.group(1)]].append(time.monotonic())
+
+    def health(self, report: dict) -> None:
+        periodic = report.get("periodic")
+        if not isinstance(periodic, dict):
+            return
+        self.healthz_periodic = True
+        now = time.monotonic()
+        for name, job in periodic.items():
+            if job.get("every_s"):
+                self.every_s[name] = float(job["every_s"])
+            if job.get("overdue"):
+                self.overdue_seen[name] += 1
+            runs, last = int(job.get("runs") or 0), str(job.get("last_run_at") or "")
+            before = self._last.get(name)
+            self._last[name] = (runs, last)
+            if before is None:
+                continue
+            if runs > before[0]:
+                new = runs - before[0]
+            elif runs < before[0]:  # counters started again (Redis or the scheduler restarted)
+                new = runs or int(last != before[1])
+            else:
+                new = int(last != before[1] and bool(last))
+            self.health_runs[name].extend([_when(last, now)] * new)
+
+    def runs(self) -> tuple[str, dict[str, list[float]]]:
+        if self.healthz_periodic:
+            return "healthz", self.health_runs
+        return "worker-logs", self.log_runs
+
+
+def _when(iso: str, now: float) -> float:
+    """A run's monotonic time from its ISO timestamp (the soak and the stack share a clock)."""
+    try:
+        at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return now
+    return now - max(0.0, time.time() - at.timestamp())
+
+
+class HealthWatch:
+    """/healthz every few seconds: its status for the report, its periodic section for PeriodicWatch."""
+
+    def __init__(self, port: int, periodic: PeriodicWatch, every_s: float = 5.0):
+        self.port = port
+        self.periodic = periodic
+        self.every_s = every_s
+        self.polls: list[tuple[float, int]] = []
+        self.last: dict = {}
+
+    async def run(self) -> None:
+        while True:
+            status, report = await asyncio.to_thread(healthz, self.port)
+            self.polls.append((time.monotonic(), status))
+            if report:
+                self.last = report
+                self.periodic.health(report)
+            await asyncio.sleep(self.every_s)
