@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 
 from . import report
-from .clients import Api, LiveSocket, healthz
-from .driver import IMAGE_PROFILE, HealthWatch, PeriodicWatch, Stream
+from .api import Api, healthz
+from .driver import IMAGE_PROFILE, Stream
 from .faults import FaultPlan, Injector
+from .periodic import HealthWatch, PeriodicWatch
+from .sockets import LiveSocket
 from .stack import (
     FAULTY,
     IDLE_MACHINE,

@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from .clients import healthz
+from .api import healthz
 from .stack import Supervisor, say
 
 KILL_EVERY_S = 60.0

@@ -7,9 +7,12 @@ deadline that was set up to fire fired, every failed install has a reason, /heal
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from .clients import LiveSocket
 from .faults import FaultPlan
+
+if TYPE_CHECKING:
+    from .sockets import LiveSocket
 
 # A periodic job is on time when no gap between two runs (or between the start or end of the watch and the
 # nearest run) exceeds two periods plus this: a worker restart (2 s) and a Redis restart cost a few seconds.
