@@ -49,7 +49,7 @@ class Stream:
             try:
                 await self.tick()
             except ApiError as exc:
-                say(f"stream: {exc} (daphne restarting? next tick)")
+                say(f"stream: {exc}; trying again at the next tick")
             await asyncio.sleep(max(0.0, self.every_s - (time.monotonic() - tick)))
 
     async def active(self) -> list[dict]:
