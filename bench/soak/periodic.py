@@ -22,7 +22,8 @@ class PeriodicWatch:
     ``runs`` counters, which may restart from 0 with Redis or the scheduler), else from the workers' logs."""
 
     def __init__(self, every_s: dict[str, float]):
-        self.every_s = dict(every_s)
+        self.log_every = dict(every_s)  # the jobs known without /healthz's word, and their settings
+        self.health_every: dict[str, float] = {}
         self.log_runs: dict[str, list[float]] = defaultdict(list)
         self.health_runs: dict[str, list[float]] = defaultdict(list)
         self.overdue_seen: dict[str, int] = defaultdict(int)
@@ -44,14 +45,18 @@ class PeriodicWatch:
         self.healthz_periodic = True
         now = time.monotonic()
         for name, job in periodic.items():
-            if job.get("every_s"):
-                self.every_s[name] = float(job["every_s"])
+            every = float(job.get("every_s") or self.log_every.get(name) or 0)
+            self.health_every[name] = every
             if job.get("overdue"):
                 self.overdue_seen[name] += 1
             runs, last = int(job.get("runs") or 0), str(job.get("last_run_at") or "")
             before = self._last.get(name)
             self._last[name] = (runs, last)
             if before is None:
+                # Every run so far came after the stack started (a fresh database and Redis): only the last
+                # one's time is known, the others are put a period apart before it.
+                at = _when(last, now) if last else now
+                self.health_runs[name].extend(at - k * every for k in range(runs))
                 continue
             if runs > before[0]:
                 new = runs - before[0]
@@ -60,6 +65,10 @@ class PeriodicWatch:
             else:
                 new = int(last != before[1] and bool(last))
             self.health_runs[name].extend([_when(last, now)] * new)
+
+    @property
+    def every_s(self) -> dict[str, float]:
+        return self.health_every if self.healthz_periodic else self.log_every
 
     def runs(self) -> tuple[str, dict[str, list[float]]]:
         if self.healthz_periodic:

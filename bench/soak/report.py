@@ -57,6 +57,9 @@ def periodic_figures(runs: dict[str, list[float]], every_s: dict[str, float], st
                      overdue_seen: dict[str, int]) -> dict:  # fmt: skip
     figures = {}
     for name, every in sorted(every_s.items()):
+        if every <= 0:
+            figures[name] = {"every_s": every, "on_time": False, "seen": 0, "expected": "?", "max_gap_s": None}
+            continue
         times = sorted(t for t in runs.get(name, []) if start <= t <= end)
         expected = int((end - start) // every)
         points = [start, *times, end]

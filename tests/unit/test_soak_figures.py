@@ -34,14 +34,14 @@ def test_periodic_runs_are_read_from_the_workers_log_lines_of_the_periodic_funct
 
 
 def test_periodic_runs_from_healthz_count_increments_and_survive_a_counter_that_starts_again():
-    watch = PeriodicWatch({"sweep": 15})
+    watch = PeriodicWatch({"sweep": 15, "power_sync": 30})
     for runs, last in [(4, "2026-12-06T01:00:00Z"), (5, "2026-12-06T01:00:15Z"), (5, "2026-12-06T01:00:15Z"),
                        (1, "2026-12-06T01:00:31Z"), (2, "2026-12-06T01:00:46Z")]:  # fmt: skip
         watch.health({"periodic": {"sweep": {"every_s": 20, "runs": runs, "last_run_at": last, "overdue": False}}})
     source, counted = watch.runs()
     assert source == "healthz"
-    assert len(counted["sweep"]) == 3  # 4→5, the restart at 1, 1→2; the first poll is the baseline
-    assert watch.every_s["sweep"] == 20
+    assert len(counted["sweep"]) == 4 + 3  # the 4 before the first poll, 4→5, the restart at 1, 1→2
+    assert watch.every_s == {"sweep": 20}  # /healthz's word wins, and only its jobs are owed
 
 
 def test_a_periodic_job_that_ran_once_is_not_on_time_and_one_that_kept_its_period_is():
