@@ -69,6 +69,8 @@ def periodic_figures(runs: dict[str, list[float]], every_s: dict[str, float], st
             "expected": expected,
             "seen": len(times),
             "max_gap_s": round(max_gap, 1),
+            # Two runs within half a period: the job ran twice (two schedulers, or a re-run after a restart).
+            "doubled": sum(1 for a, b in zip(times, times[1:], strict=False) if b - a < every / 2),
             "overdue_reported": overdue_seen.get(name, 0),
             "on_time": len(times) >= expected - 1 and max_gap <= 2 * every + PERIODIC_SLACK_S,
         }
