@@ -197,7 +197,8 @@ def summary(f: dict) -> None:
         print(f"periodic {name} (every {p['every_s']:g} s, from {f['periodic_source']}): {p['seen']} runs of "
               f"{p['expected']} expected, max gap {p['max_gap_s']} s, on time: {p['on_time']}")  # fmt: skip
     print(f"websockets: {ws['sockets']} sockets, {ws['unexpected_closes']} closes not caused by the run "
-          f"{ws['unexpected_close_codes']}, {ws['closes_by_the_run']} by the daphne restart, "
+          f"{ws['unexpected_close_codes']} after {ws['unexpected_closes_after']}, "
+          f"{ws['closes_by_the_run']} by the daphne restart, "
           f"{ws['lost']} events lost, {ws['duplicates']} duplicates, {ws['resyncs']} resyncs")  # fmt: skip
     for name in ("idle", "dashboard"):
         print(f"  {name}: {ws['per_socket'][name]}")

@@ -41,16 +41,24 @@ def socket_figures(sockets: dict[str, LiveSocket], stored: dict[str, list[int]],
             "closes": len(sock.closes), "unexpected_closes": len(closes), "reconnects": sock.connects - 1,
         }  # fmt: skip
     codes = Counter(str(c.code) for _, c in unexpected)
+    near = Counter(_nearest_fault(plan, c.at) for _, c in unexpected)
     return {
         "sockets": len(sockets),
         "unexpected_closes": len(unexpected),
         "unexpected_close_codes": dict(codes),
+        "unexpected_closes_after": dict(near),
         "closes_by_the_run": sum(len(s.closes) for s in sockets.values()) - len(unexpected),
         "lost": lost_total,
         "duplicates": dup_total,
         "resyncs": sum(s.resyncs for s in sockets.values()),
         "per_socket": per_socket,
     }
+
+
+def _nearest_fault(plan: FaultPlan, at: float, within_s: float = 15.0) -> str:
+    """The fault a close followed within ``within_s``, to tell a defect's closes from a fault's; "no fault"."""
+    before = [f for f in plan.faults if f.done_at is not None and f.done_at <= at <= f.done_at + within_s]
+    return max(before, key=lambda f: f.done_at).kind if before else "no fault"
 
 
 def periodic_figures(runs: dict[str, list[float]], every_s: dict[str, float], start: float, end: float,

@@ -74,6 +74,7 @@ def test_events_stored_but_not_received_are_lost_and_only_closes_outside_the_dap
     assert ws["lost"] == 1 and ws["duplicates"] == 1
     assert ws["unexpected_closes"] == 2  # 509 is past the restart's grace; 100 is no restart at all
     assert ws["closes_by_the_run"] == 1
+    assert ws["unexpected_closes_after"] == {"daphne-restart": 1, "no fault": 1}
     assert ws["per_socket"]["dashboard"]["lost"] == 1
 
 
