@@ -64,7 +64,12 @@ DEADLINES = {
     "POWER_SYNC_INTERVAL_S": 30,
 }
 # After the stream: the longest wait (a deadline), two sweeps, a lost worker's step, and some slack.
-DRAIN_LIMIT_S = 60 + 2 * 15 + 30 + 30
+DRAIN_LIMIT_S = (
+    max(v for k, v in DEADLINES.items() if k.startswith("INSTALL_"))
+    + 2 * DEADLINES["SWEEP_INTERVAL_S"]
+    + DEADLINES["STEP_RUN_TIMEOUT_S"]
+    + 30
+)
 # No install that must end by its deadline is requested this close to the end of the stream.
 DEADLINE_FAULT_CUTOFF_S = 90
 # Consumers sweep the database for dropped messages every 5 s when idle: give them one more round.
