@@ -15,11 +15,11 @@ SOAK_MINUTES ?= 10
 
 .PHONY: run test e2e lint bench soak soak-short clean
 
-$(VENV)/.installed-run: pyproject.toml
+$(VENV)/.installed-run: pyproject.toml requirements.lock
 	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" .
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml
+$(VENV)/.installed-test: pyproject.toml requirements.lock
 	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" ".[dev]"
 	@touch $@ $(VENV)/.installed-run
 

@@ -5,9 +5,16 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provisioner.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from provisioner.devstack import join_make_run
+
+    join_make_run()
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:  # a missing setting: say which, not a traceback
+        sys.exit(f"manage.py: {exc}")
 
 
 if __name__ == "__main__":

@@ -245,9 +245,9 @@ def main() -> int:
     )
     workers = [
         subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        for _ in range(args.workers)
+        for cmd in [argv] * args.workers + [[sys.executable, "manage.py", "scheduler"]]
     ]
     time.sleep(1.0)  # let the workers import Django before the clock starts
     started = time.monotonic()

@@ -266,3 +266,19 @@ class Alert(models.Model):
 
     def __str__(self):
         return f"{self.reason}: {self.message[:60]}"
+
+
+class PeriodicRun(models.Model):
+    """When a periodic job (installs/periodic.py SCHEDULE) last ran, written by the run itself:
+    /healthz calls a job overdue from this, whatever stopped it (scheduler, worker or Redis)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True, help_text="The last run that succeeded.")
+    last_duration_ms = models.FloatField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    def __str__(self):
+        return f"{self.name}: {self.runs} runs"

@@ -1,4 +1,5 @@
-"""The sweeper: a periodic job that ends what overstays its deadline and revives what was lost.
+"""The sweeper: a periodic job (installs/periodic.py) that ends what overstays its deadline and revives
+what was lost.
 
 It is the reason nothing can stay stuck: a machine that never boots, an agent that goes silent,
 a worker killed in the middle of a step, a job lost with a Redis restart.
@@ -32,7 +33,6 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
-SWEEP_JOB_ID = "install-sweeper"
 # A pending step whose predecessor finished this long ago without the next job running was lost.
 LOST_JOB_AFTER_S = 60
 
@@ -115,8 +115,8 @@ def _silent_agent(install_id: int) -> None:
         )
 
 
-def sweep(reschedule: bool = True) -> dict:
-    """RQ job on the default queue. Returns counts, for logs and tests."""
+def sweep() -> dict:
+    """Run every SWEEP_INTERVAL_S by the scheduler. Returns counts, for logs and tests."""
     now = timezone.now()
     counts = {"expired": 0, "lost_workers": 0, "silent_agents": 0, "revived": 0, "admitted": 0}
     live = Step.objects.filter(install__state__in=ACTIVE_STATES)
@@ -168,28 +168,7 @@ def sweep(reschedule: bool = True) -> dict:
         .distinct()
     ):
         counts["admitted"] += admit(batch_id)
-    if reschedule:
-        schedule_sweep(settings.SWEEP_INTERVAL_S)
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
 
-
-def schedule_sweep(delay_s: float = 0) -> None:
-    from provisioner import queues
-
-    queues.get_queue().enqueue_in(
-        timedelta(seconds=delay_s), sweep, job_id=SWEEP_JOB_ID, result_ttl=0, failure_ttl=3600
-    )
-
-
-def ensure_sweeper_scheduled() -> bool:
-    from rq.registry import ScheduledJobRegistry
-
-    from provisioner import queues
-
-    queue = queues.get_queue()
-    if SWEEP_JOB_ID in ScheduledJobRegistry(queue=queue).get_job_ids() or SWEEP_JOB_ID in queue.get_job_ids():
-        return False
-    schedule_sweep()
-    return True

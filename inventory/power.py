@@ -127,8 +127,6 @@ def _describe(machine: Machine, action: str, result) -> str:
 
 # --- periodic power sync -------------------------------------------------------------------
 
-POWER_SYNC_JOB_ID = "power-sync"
-
 
 def refresh_power_state(machine_id: int) -> str | None:
     """RQ job: read one machine's power state into the cache. Failures are counted, not raised:
@@ -151,9 +149,9 @@ def refresh_power_state(machine_id: int) -> str | None:
     return f"{machine.hostname}: {state}"
 
 
-def power_sync(reschedule: bool = True) -> int:
-    """RQ job: enqueue a power read of every machine on its site's queue, spread evenly over
-    POWER_SYNC_INTERVAL_S (a few BMCs at a time, never all at once), then schedule itself again."""
+def power_sync() -> int:
+    """Periodic job (installs/periodic.py): enqueue a power read of every machine on its site's queue,
+    spread evenly over POWER_SYNC_INTERVAL_S (a few BMCs at a time, never all at once)."""
     interval = settings.POWER_SYNC_INTERVAL_S
     machines = list(
         Machine.objects.filter(bmc__isnull=False, rack__isnull=False)
@@ -170,29 +168,7 @@ def power_sync(reschedule: bool = True) -> int:
             result_ttl=0,
             failure_ttl=3600,
         )
-    if reschedule:
-        schedule_power_sync(delay_s=interval)
     return len(machines)
-
-
-def schedule_power_sync(delay_s: float = 0) -> None:
-    queues.get_queue().enqueue_in(
-        timedelta(seconds=delay_s), power_sync, job_id=POWER_SYNC_JOB_ID, result_ttl=0, failure_ttl=3600
-    )
-
-
-def ensure_power_sync_scheduled() -> bool:
-    """Schedule the power sync unless it already is (called when a worker starts). True if scheduled now."""
-    from rq.job import Job
-    from rq.registry import ScheduledJobRegistry
-
-    queue = queues.get_queue()
-    if POWER_SYNC_JOB_ID in ScheduledJobRegistry(queue=queue).get_job_ids():
-        return False
-    if Job.exists(POWER_SYNC_JOB_ID, connection=queue.connection) and POWER_SYNC_JOB_ID in queue.get_job_ids():
-        return False
-    schedule_power_sync()
-    return True
 
 
 # --- actions requested from the UI or API: audited now, run by the site's worker ------------

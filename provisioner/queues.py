@@ -1,11 +1,12 @@
-"""RQ queues: one per site, so the worker on each datacentre's PXE host serves only its own
-machines, plus ``default`` for control-plane work (power sync scheduling, alerts)."""
+"""RQ queues and workers: one queue per site, so the worker on each datacentre's PXE host serves only
+its own machines, plus ``default`` for control-plane work (the periodic jobs, alerts)."""
 
 from functools import cache
 
 import redis
 from django.conf import settings
-from rq import Queue
+from django.db import connections
+from rq import Queue, SimpleWorker, Worker, worker_registration
 
 DEFAULT_QUEUE = "default"
 
@@ -29,3 +30,60 @@ def get_queue(name: str = DEFAULT_QUEUE) -> Queue:
 
 def site_queue(slug: str) -> Queue:
     return get_queue(site_queue_name(slug))
+
+
+class ServiceWorker:
+    """What RQ's worker needs to run as a service for weeks, against redis-py 8:
+
+    - RQ registers a worker once, when it starts. A Redis restart forgets it while it goes on working,
+      and /healthz and django-rq's pages then show no worker for hours: each heartbeat registers the
+      worker again when its registration is gone.
+    - RQ listens for commands on a pub/sub thread that waits up to 60 s at a time, and redis-py 8 waits
+      for that thread at shutdown: SIGTERM took a minute, one time in three. A second at a time instead.
+    - Django checks its database connection at each request, and a worker has none: after a database
+      failover or restart every later job failed on the dead connection. Checked before each job.
+    """
+
+    PUBSUB_WAIT_S = 1
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if pipeline is None and self.birth_date is not None and not self.connection.exists(self.key):
+            self.log.warning("Worker %s: its registration was gone (Redis restarted?); registering again", self.name)
+            with self.connection.pipeline() as p:
+                p.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, p)
+                p.expire(self.key, self.worker_ttl + 60)
+                p.execute()
+        return super().heartbeat(timeout, pipeline)
+
+    def perform_job(self, job, queue, *args, **kwargs):
+        for conn in connections.all(initialized_only=True):
+            if conn.connection is not None and not conn.is_usable():
+                self.log.warning("Worker %s: the database connection was lost; reconnecting", self.name)
+                conn.close()
+        return super().perform_job(job, queue, *args, **kwargs)
+
+    def subscribe(self):
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=self.PUBSUB_WAIT_S, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+
+class ProvisionerSimpleWorker(ServiceWorker, SimpleWorker):
+    pass
+
+
+class ProvisionerWorker(ServiceWorker, Worker):
+    pass
+
+
+def worker(names: list[str], *, fork: bool = False) -> Worker:
+    """A worker for these queues. It heartbeats every WORKER_HEARTBEAT_S while idle (RQ waits for a job
+    worker_ttl - 15 s between beats)."""
+    worker_class = ProvisionerWorker if fork else ProvisionerSimpleWorker
+    return worker_class(
+        [get_queue(n) for n in names], connection=connection(), worker_ttl=settings.WORKER_HEARTBEAT_S + 15
+    )

@@ -127,6 +127,9 @@ DATABASE_POOL_MAX = env.int("DATABASE_POOL_MAX", default=0)
 if DATABASE_POOL_MAX and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX}
+    # A pooled connection the server ended (failover, restart, pg_terminate_backend) is checked and
+    # replaced when taken from the pool, instead of failing the request that drew it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The dashboard, the RQ worker and the agent API write concurrently; WAL lets readers
     # proceed and the timeout makes a writer wait for the lock instead of failing at once.
@@ -241,15 +244,30 @@ SSH_MAX_OUTPUT_BYTES = env.int("SSH_MAX_OUTPUT_BYTES", default=64 * 1024)
 SSH_VERIFY_TIMEOUT_S = env.int("SSH_VERIFY_TIMEOUT_S", default=120)
 # How often the sweeper looks for passed deadlines, lost workers and lost jobs.
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=15)
+# /healthz calls a periodic job overdue when its last run ended more than two periods plus this ago:
+# one late period is a slow run or a worker restarting, two mean nothing runs it any more.
+PERIODIC_GRACE_S = env.int("PERIODIC_GRACE_S", default=30)
+# An idle RQ worker renews its registration this often; /healthz counts a worker silent for
+# WORKER_STALE_S as gone. The default RQ pace (every 405 s) would make every idle worker look dead.
+WORKER_HEARTBEAT_S = env.int("WORKER_HEARTBEAT_S", default=20)
+WORKER_STALE_S = env.int("WORKER_STALE_S", default=90)
 # Failed installs are e-mailed here (comma separated) when e-mail is configured (EMAIL_URL).
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEV else "dummymail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="provisioner@localhost")
 
+# Every websocket's consumer waits on Redis with BZPOPMIN for 5 s at a time (channels_redis); a socket
+# timeout at or under that (redis-py 8 defaults to 5 s) ends idle waits with a timeout error and closes
+# every idle browser tab's websocket every few seconds. Longer than the wait, short enough to notice a
+# Redis that stopped answering.
+CHANNEL_LAYER_SOCKET_TIMEOUT_S = env.float("CHANNEL_LAYER_SOCKET_TIMEOUT_S", default=30.0)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "provisioner:channels"},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT_S}],
+            "prefix": "provisioner:channels",
+        },
     },
 }
 

@@ -1,10 +1,14 @@
-"""`make run`: set up a development database and demo site, then run the dashboard, an RQ
-worker and (unless REDIS_URL is given) a private Redis, until Ctrl-C stops them all."""
+"""`make run`: set up a development database and demo site, then run the dashboard, the scheduler, an
+RQ worker and (unless REDIS_URL is given) a private Redis, until Ctrl-C stops them all.
+
+While it runs, var/run.env says how to reach its stack, so `manage.py` commands typed next to it
+(`.venv/bin/python manage.py installs`) use the same database and Redis."""
 
 import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,8 +16,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+VAR = Path(os.environ.get("PROVISIONER_VAR_DIR") or ROOT / "var")
 BIN = Path(sys.executable).parent
+RUN_ENV = VAR / "run.env"  # read by manage.py (provisioner/devstack.py)
 
 
 def say(message: str) -> None:
@@ -92,8 +97,67 @@ def healthy(url: str) -> bool:
         return False
 
 
-LAB_BMC_BASE_PORT = 16230  # fixed, so the BMC ports stored in the database stay right across runs
-LAB_IMAGE_PORT = 16299
+# The lab's BMCs listen on UDP ports BASE..BASE+35 and its image server on TCP BASE+69. Fixed (load_demo
+# stores them), and movable with LAB_PORT_BASE when another program holds them.
+LAB_PORT_BASE = int(os.environ.get("LAB_PORT_BASE", 16230))
+LAB_MACHINES = 36
+LAB_IMAGE_PORT = LAB_PORT_BASE + 69
+
+
+def port_taken(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def already_running() -> str | None:
+    """The URL of a `make run` already running from this checkout, or None."""
+    from provisioner.devstack import read_run_env
+
+    values = read_run_env(RUN_ENV)
+    return values.get("PROVISIONER_URL", "?") if values else None
+
+
+def preflight(port: int, lab: bool) -> None:
+    """Say which port is taken and what to do, before starting anything (a second `make run` used to
+    stop with a bare `Error 1`)."""
+    url = already_running()
+    if url:
+        raise SystemExit(
+            f"make run is already running from this checkout ({url}). Use that one, or stop it (Ctrl-C in its "
+            "terminal) first."
+        )
+    if port_taken(port):
+        raise SystemExit(
+            f"TCP port {port} (the dashboard) is in use on 127.0.0.1, by another `make run` or another program. "
+            f"Stop it, or choose another port: PORT={port + 1} make run"
+        )
+    if not lab:
+        return
+    taken = [p for p in range(LAB_PORT_BASE, LAB_PORT_BASE + LAB_MACHINES) if port_taken(p, socket.SOCK_DGRAM)]
+    if port_taken(LAB_IMAGE_PORT):
+        taken.append(LAB_IMAGE_PORT)
+    if taken:
+        raise SystemExit(
+            f"The simulated datacentre needs UDP ports {LAB_PORT_BASE}-{LAB_PORT_BASE + LAB_MACHINES - 1} (its BMCs) "
+            f"and TCP port {LAB_IMAGE_PORT} (its images) on 127.0.0.1; port {taken[0]} is in use, probably by "
+            f"another `make run`'s lab. Stop it, or move this one: LAB_PORT_BASE={LAB_PORT_BASE + 100} make run "
+            "(or PROVISIONER_LAB=0 make run for fake BMCs and no lab)."
+        )
+
+
+def write_run_env(env: dict, port: int) -> None:
+    """What terminal commands need to reach this stack, for manage.py; removed when we stop."""
+    keys = ["PROVISIONER_DEV", "REDIS_URL", "DATABASE_URL"] + [k for k in env if k.startswith("INSTALL_")]
+    lines = [f"MAKE_RUN_PID={os.getpid()}", f"PROVISIONER_URL=http://127.0.0.1:{port}/"]
+    lines += [f"{k}={env[k]}" for k in keys if env.get(k)]
+    tmp = RUN_ENV.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(RUN_ENV)
 
 
 def start_lab(supervisor: Supervisor, env: dict, port: int) -> Path:
@@ -108,7 +172,7 @@ def start_lab(supervisor: Supervisor, env: dict, port: int) -> Path:
             str(BIN / "python"), "-m", "provisioner.lab",
             "--preset", "demo",
             "--state-dir", str(state),
-            "--bmc-base-port", str(LAB_BMC_BASE_PORT),
+            "--bmc-base-port", str(LAB_PORT_BASE),
             "--image-port", str(LAB_IMAGE_PORT),
             "--base-url", f"http://127.0.0.1:{port}",
         ],
@@ -131,7 +195,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    VAR.mkdir(exist_ok=True)
+    VAR.mkdir(parents=True, exist_ok=True)
+    preflight(args.port, lab=not args.no_lab)
     env = {**os.environ, "PROVISIONER_DEV": "1", "PYTHONUNBUFFERED": "1"}
     supervisor = Supervisor()
     # Ctrl-C, and SIGTERM from a service manager or `kill`, stop everything. SIGINT is set
@@ -190,15 +255,14 @@ def main() -> int:
             [str(BIN / "python"), "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(args.port)],
             env,
         )
-        supervisor.start(
-            "rq worker",
-            [str(BIN / "python"), "manage.py", "worker"],
-            env,
-        )
+        supervisor.start("scheduler", [str(BIN / "python"), "manage.py", "scheduler"], env)
+        supervisor.start("rq worker", [str(BIN / "python"), "manage.py", "worker"], env)
         url = f"http://127.0.0.1:{args.port}/"
         wait_for(lambda: healthy(url + "login/") or supervisor.first_exited() is not None, 30, "daphne")
         if supervisor.first_exited() is None:
+            write_run_env(env, args.port)
             say(f"provisioner is running at {url} (log in as admin). Ctrl-C stops everything.")
+            say("In another terminal, manage.py reaches this stack: .venv/bin/python manage.py installs")
         while (exited := supervisor.first_exited()) is None:
             time.sleep(0.5)
         name, code = exited
@@ -211,6 +275,7 @@ def main() -> int:
         say(f"setup failed: {' '.join(map(str, exc.cmd[1:]))} exited with status {exc.returncode}")
         return 1
     finally:
+        RUN_ENV.unlink(missing_ok=True)
         supervisor.stop()
 
 

@@ -18,4 +18,5 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip
 fi
 echo "Installing provisioner ($target) into $venv ..."
-"$venv/bin/python" -m pip install -q -e "$target"
+# Exactly the versions the tests ran on (requirements.lock), for make run as for make test.
+"$venv/bin/python" -m pip install -q -c requirements.lock -e "$target"

@@ -15,8 +15,9 @@ from django.core.management import call_command
 from installs.models import Install, InstallState
 from inventory.models import Machine
 from tests.integration.ui.conftest import user_with_role
+from tests.servers import ROOT, ControlPlane
 
-from .conftest import ROOT, SCREENSHOTS, RqWorker, login
+from .conftest import SCREENSHOTS, login
 from .test_live_install import wait_for
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,7 @@ def lab_rack(live, tmp_path):
 
 def test_technician_installs_a_lab_rack_from_the_browser(browser, live, lab_rack, tmp_path):
     user_with_role("technician", "tech")
-    worker = RqWorker(tmp_path, "lab")
+    worker = ControlPlane(tmp_path, "lab")
     worker.start()
     try:
         page = login(browser, live, "tech")

@@ -11,9 +11,10 @@ import pytest
 
 from installs.models import Event, Install, InstallState
 from installs.tokens import token_for
-from tests.browser.conftest import SCREENSHOTS, RqWorker, login
+from tests.browser.conftest import SCREENSHOTS, login
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 from tests.integration.ui.conftest import user_with_role
+from tests.servers import ControlPlane
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ def test_install_live_through_a_dropped_socket_and_a_server_restart(browser, liv
     machine = machines[0]
     user_with_role("technician", "tech")
     user_with_role("viewer", "viewer")
-    worker = RqWorker(tmp_path, site.slug)
+    worker = ControlPlane(tmp_path, site.slug)
     worker.start()
     try:
         page = login(browser, live, "tech")

@@ -135,7 +135,7 @@ def database(_prerequisites, django_db_blocker):
 
 
 class Services:
-    """daphne and the site's RQ worker as subprocesses, logging into the run directory."""
+    """daphne, the scheduler and the site's RQ worker as subprocesses, logging into the run directory."""
 
     def __init__(self, run: Path):
         self.run = run
@@ -166,6 +166,7 @@ class Services:
         serve = (sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(self.port))  # as deployed
         daphne = self.spawn("daphne", *serve)
         _wait_port(self.port, daphne, "daphne")
+        self.spawn("scheduler", sys.executable, "manage.py", "scheduler")
         self.spawn("worker", sys.executable, "manage.py", "worker", "--site", SITE)
         return self
 

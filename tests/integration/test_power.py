@@ -136,9 +136,8 @@ def test_power_sync_spreads_reads_over_the_interval_on_each_site_queue(settings)
         offsets.append(conn.zscore(registry.key, job_id) - now)
     offsets.sort()
     assert offsets[0] < 2 and 70 < offsets[-1] < 80  # 0, 25, 50, 75 s
-    again = ScheduledJobRegistry(queue=queues.get_queue()).get_job_ids()
-    assert again == [power.POWER_SYNC_JOB_ID]
-    assert power.ensure_power_sync_scheduled() is False
+    # It schedules only the reads: when it runs next is the scheduler's (installs/periodic.py).
+    assert ScheduledJobRegistry(queue=queues.get_queue()).get_job_ids() == []
 
 
 def test_bmc_command_prints_one_line_and_fails_clearly(capsys):

@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings as django_settings
 from rq import SimpleWorker
 from rq.job import Job
@@ -29,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @contextlib.contextmanager
-def worker_process(*args: str, **env: str):
-    """A real RQ worker process (manage.py worker ARGS) against the test database, stopped after."""
+def manage_process(*args: str, **env: str):
+    """A real manage.py process (a worker, the scheduler) against the test database, stopped after."""
     db = django_settings.DATABASES["default"]
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "worker", *args],
+        [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": url, **env},
         stdout=subprocess.DEVNULL,
@@ -44,8 +46,21 @@ def worker_process(*args: str, **env: str):
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def worker_process(*args: str, **env: str):
+    """A real RQ worker process (manage.py worker ARGS)."""
+    return manage_process("worker", *args, **env)
+
+
+@contextlib.contextmanager
+def control_plane(*worker_args: str, **env: str):
+    """The deployed layout without the web server: the scheduler and a worker (manage.py worker ARGS)."""
+    with manage_process("scheduler", **env) as scheduler, worker_process(*worker_args, **env) as worker:
+        yield scheduler, worker
 
 
 @pytest.fixture(autouse=True)
@@ -125,8 +140,6 @@ class Lab:
             queue = queues.get_queue(name)
             registry = ScheduledJobRegistry(queue=queue)
             for job_id in registry.get_job_ids():
-                if job_id in ("install-sweeper", "power-sync"):
-                    continue
                 registry.remove(job_id)
                 queue.enqueue_job(Job.fetch(job_id, connection=queue.connection))
                 moved += 1
@@ -140,3 +153,49 @@ class Lab:
 @pytest.fixture
 def lab(tmp_path):
     return Lab(tmp_path)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a unix socket, so the test can restart it (nothing kept on
+    disk: a restart loses everything, the harsh case)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.url = f"unix://{self.socket}?db=0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.up():
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+    def up(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.ConnectionError, OSError):
+            return False
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

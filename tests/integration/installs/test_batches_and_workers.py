@@ -121,13 +121,13 @@ def test_a_worker_killed_mid_step_is_recovered_by_the_sweeper(lab, settings):
         time.sleep(0.2)
         step.refresh_from_db()
         assert step.state == StepState.RUNNING  # nothing else can know it died...
-        assert sweep(reschedule=False)["lost_workers"] == 0  # ...until its deadline passes
+        assert sweep()["lost_workers"] == 0  # ...until its deadline passes
         Step.objects.filter(pk=step.pk).update(deadline_at=timezone.now())
         bmc.drop_packets = 0.0
         # The dead worker's hold on the BMC expires by its TTL; a test does not wait for that.
         for key in queues.connection().scan_iter(f"provisioner:bmc:lock:127.0.0.1:{bmc.port}"):
             queues.connection().delete(key)
-        assert sweep(reschedule=False)["lost_workers"] == 1
+        assert sweep()["lost_workers"] == 1
         assert "the worker running it was lost; retrying" in Event.objects.filter(step=step).last().message
         lab.run_jobs()
         install.refresh_from_db()
@@ -145,7 +145,7 @@ def test_a_step_lost_by_its_worker_too_often_fails_with_a_reason(lab, settings):
     install = lab.install([machine])
     step = install.steps.get(kind=StepKind.CHECK_BMC)
     Step.objects.filter(pk=step.pk).update(state=StepState.RUNNING, attempts=1, deadline_at=timezone.now())
-    sweep(reschedule=False)
+    sweep()
     install.refresh_from_db()
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "WorkerLost")
 
@@ -161,7 +161,7 @@ def test_a_lost_job_is_revived_by_the_sweeper(lab):
     Step.objects.filter(install=install, kind=StepKind.WAIT_BOOT).update(
         finished_at=timezone.now() - timedelta(minutes=5)
     )
-    assert sweep(reschedule=False)["revived"] == 1
+    assert sweep()["revived"] == 1
     lab.run_jobs()
     install.refresh_from_db()
     assert install.state == InstallState.INSTALLING

@@ -243,7 +243,7 @@ def test_deadline_expiry_fails_the_install_and_removes_the_boot_config(lab):
     lab.run_jobs()
     assert lab.per_mac_files(machine)
     Step.objects.filter(install=install, kind=StepKind.WAIT_BOOT).update(deadline_at=timezone.now())
-    assert sweep(reschedule=False)["expired"] == 1
+    assert sweep()["expired"] == 1
     lab.run_jobs()
     install.refresh_from_db()
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "BootTimeout")
@@ -334,7 +334,7 @@ def _end_by(lab, machine, install, how):
         engine.cancel(install.pk, actor=Actor.system("test"))
     elif how == "deadline":
         Step.objects.filter(install=install, kind=StepKind.WAIT_BOOT).update(deadline_at=timezone.now())
-        sweep(reschedule=False)
+        sweep()
     elif how == "worker_lost":
         # The worker died running "remove the per-MAC config" for the last time allowed.
         callbacks.installer_event(install.pk, "started")
@@ -342,7 +342,7 @@ def _end_by(lab, machine, install, how):
         Step.objects.filter(install=install, kind=StepKind.REMOVE_BOOT_CONFIG).update(
             state=StepState.RUNNING, attempts=99, deadline_at=timezone.now()
         )
-        sweep(reschedule=False)
+        sweep()
     lab.run_jobs()
 
 
