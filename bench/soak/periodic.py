@@ -12,9 +12,11 @@ from datetime import datetime
 from .api import healthz
 
 # How the workers name a job they start (rq: "Worker <name>: <queue>: <description> (<job id>)").
-_RQ_START = re.compile(r": [\w-]+: ([\w.]+)\(.*\) \(([^)]*)\)\s*$")
+_RQ_START = re.compile(r": [\w-]+: ([\w.]+)\((.*)\) \(([^)]*)\)\s*$")
 #: The periodic jobs known before a scheduler reported them in /healthz, by the function a worker runs.
 PERIODIC_FUNCTIONS = {"installs.sweeper.sweep": "sweep", "inventory.power.power_sync": "power_sync"}
+#: The scheduler's one entry point, which takes the job's name.
+PERIODIC_RUNNER = "installs.periodic.run"
 
 
 class PeriodicWatch:
@@ -34,9 +36,13 @@ class PeriodicWatch:
 
     def worker_line(self, service: str, line: str) -> None:
         match = _RQ_START.search(line)
-        if match and match.group(1) in PERIODIC_FUNCTIONS:
+        if match is None:
+            return
+        func, args = match.group(1), match.group(2)
+        name = PERIODIC_FUNCTIONS.get(func) or (args.strip("'\"") if func == PERIODIC_RUNNER else None)
+        if name:
             with self.lock:
-                self.log_runs[PERIODIC_FUNCTIONS[match.group(1)]].append(time.monotonic())
+                self.log_runs[name].append(time.monotonic())
 
     def health(self, report: dict) -> None:
         periodic = report.get("periodic")

@@ -29,8 +29,9 @@ def test_periodic_runs_are_read_from_the_workers_log_lines_of_the_periodic_funct
     watch.worker_line("worker-control", RQ_SWEEP)
     watch.worker_line("worker-control", "... Successfully completed installs.sweeper.sweep() job in 0:00:00.1s")
     watch.worker_line("worker-lab", "INFO rq.worker Worker 8e: site-lab: installs.engine.advance(7) (install-7-x)")
+    watch.worker_line("worker-control", "Worker a6: default: installs.periodic.run('sweep') (periodic-sweep-119768142)")
     source, runs = watch.runs()
-    assert source == "worker-logs" and len(runs["sweep"]) == 1 and "power_sync" not in runs
+    assert source == "worker-logs" and len(runs["sweep"]) == 2 and "power_sync" not in runs
 
 
 def test_periodic_runs_from_healthz_count_increments_and_survive_a_counter_that_starts_again():
