@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 PERIODIC_SLACK_S = 10.0
 # The faults a websocket close may follow and still be caused by the run: a restarted daphne closes its
 # sockets, there is no way around that. A Redis or database restart has no such excuse: a consumer can
-# wait for its channel layer to come back, as the workers and the scheduler wait for theirs.
+# wait for its channel layer to come back, as the scheduler waits for its Redis.
 CLOSES_EXCUSED_BY = ("daphne-restart",)
 
 
