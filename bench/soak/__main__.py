@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.soak [--minutes 10] [--keep-database]
 
-Starts the production layout (daphne through provisioner.serve, the control worker, the lab site's worker,
-the periodic-job scheduler when the code has one, the lab) on a fresh PostgreSQL database and a private
+Starts the production layout (daphne through provisioner.serve, the scheduler, the control worker, the lab
+site's worker, the lab) on a fresh PostgreSQL database and a private
 redis-server, under a supervisor that restarts what dies as the systemd units do. For the set duration it
 requests installs on the lab (some that must fail: wrong BMC password, disk too small, an installer that
 never calls back), keeps websockets open (one idle, the dashboard, one per some installs), and injects
@@ -169,6 +169,11 @@ def figures(result: dict, supervisor: Supervisor, periodic: PeriodicWatch, env: 
             runs, periodic.every_s, periodic.since, result["ended"], periodic.overdue_seen
         ),
         "periodic_source": source,
+        # What the workers' logs say ran, beside /healthz's account: the two must agree.
+        "periodic_in_worker_logs": {
+            name: sum(1 for t in times if periodic.since <= t <= result["ended"])
+            for name, times in periodic.log_runs.items()
+        },
         "websockets": report.socket_figures(result["sockets"], db["stored"], plan),
         "armed": len(armed),
         "armed_configs": armed[:20],
@@ -273,10 +278,7 @@ def main() -> int:
         supervisor.start(workers[0], [PYTHON, "manage.py", "worker", "--control-only"], on_line=periodic.worker_line)
         supervisor.start(workers[1], [PYTHON, "manage.py", "worker", "--site", "lab", "--no-default"],
                          on_line=periodic.worker_line)  # fmt: skip
-        if made["scheduler"]:
-            supervisor.start("scheduler", [PYTHON, "manage.py", "scheduler"], on_line=periodic.worker_line)
-        else:
-            say("no scheduler command in this code: the workers schedule the periodic jobs")
+        supervisor.start("scheduler", [PYTHON, "manage.py", "scheduler"])
         wait_for(lambda: healthz(port)[0] == 200, 60, "a healthy stack (/healthz)")
         result = asyncio.run(soak(args, port, api_key, session_key, supervisor, periodic, workers, rng))
         out = figures(result, supervisor, periodic, env, tftp_root)

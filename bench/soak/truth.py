@@ -23,11 +23,9 @@ _PER_MAC = re.compile(r"^(?:pxelinux\.cfg/01-|grub/grub\.cfg-01-)([0-9a-f]{2}(?:
 
 
 def setup() -> dict:
-    """A technician's API token for the stream, a viewer's session for the websockets, and whether this code
-    has a periodic-job scheduler command."""
+    """A technician's API token for the stream and a viewer's session for the websockets."""
     from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
-    from django.core.management import get_commands
 
     from audit.service import Actor
     from provisioner.accounts.api_tokens import create_token
@@ -47,7 +45,7 @@ def setup() -> dict:
         }
     )
     session.create()
-    return {"api_key": key, "session_key": session.session_key, "scheduler": "scheduler" in get_commands()}
+    return {"api_key": key, "session_key": session.session_key}
 
 
 def stored_events(streams: dict[str, dict]) -> dict[str, list[int]]:
