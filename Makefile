@@ -10,7 +10,10 @@ TEST_REDIS_URL    ?= redis://127.0.0.1:6379/15
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test e2e lint bench clean
+# The soak: the deployed process layout with faults for SOAK_MINUTES (README, Soak).
+SOAK_MINUTES ?= 10
+
+.PHONY: run test e2e lint bench soak soak-short clean
 
 $(VENV)/.installed-run: pyproject.toml requirements.lock
 	@bash scripts/venv.sh "$(PYTHON)" "$(VENV)" .
@@ -51,6 +54,13 @@ bench: $(VENV)/.installed-test
 	$(PY) bench/bmc.py
 	$(PY) bench/installs.py --machines 200 --workers 2
 	$(PY) bench/agent.py
+
+soak: $(VENV)/.installed-test
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
+
+# What CI runs: long enough for every fault and several periods of every periodic job.
+soak-short: $(VENV)/.installed-test
+	$(PY) -m bench.soak --minutes 3
 
 clean:
 	rm -rf $(VENV) var

@@ -46,6 +46,7 @@ FAULTS = {
     "bmc_dead": "nothing listens on the BMC's port",
     "never_boots": "powers on but never reaches its PXE ROM: no TFTP read, no agent, no installer",
     "disk_too_small": "a 1 MiB disk: the agent's write_image fails (ImageTooLarge), installers fail their disk check",
+    "installer_silent": "an installer fetches its answers and calls its early hooks, then hangs: never finishes",
 }
 
 
@@ -223,6 +224,7 @@ class Lab:
             bmc=bmc,
             disk_bytes=SMALL_DISK_BYTES if "disk_too_small" in spec.faults else DEFAULT_DISK_BYTES,
             never_boots="never_boots" in spec.faults,
+            installer_silent="installer_silent" in spec.faults,
             install_s=self.config.install_s,
             agent_argv=agent,
             agent_args=self.config.agent_args,

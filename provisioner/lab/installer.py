@@ -341,6 +341,8 @@ class InstallerRun:
     install_s: float = 5.0
     #: Raises InstallFailed when the hardware cannot take the install (a disk too small).
     check_disk: Callable[[], None] = lambda: None
+    #: Hangs after the early hooks (a kernel panic, a prompt nobody answers): only a deadline ends it.
+    silent: bool = False
     #: Every request made, as (method, URL, status or error); tests read it.
     requests: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -406,6 +408,10 @@ class InstallerRun:
                 text = data.decode(errors="replace")
         hooks = hooks_for(kind, text)
         self._run_commands(f"{kind} early hook", hooks.early)
+        if self.silent:
+            self.log(f"{kind} installer hangs: no further request until the power is cut")
+            self.stop.wait()
+            raise Stopped
         try:
             self.check_disk()
         except InstallFailed as exc:

@@ -123,6 +123,7 @@ class LabMachine:
         disk_name: str = "sda",
         disk_bytes: int = DEFAULT_DISK_BYTES,
         never_boots: bool = False,
+        installer_silent: bool = False,
         install_s: float = 5.0,
         agent_argv: list[str] | None = None,
         agent_args: list[str] | None = None,
@@ -140,6 +141,7 @@ class LabMachine:
         self.disk_name = disk_name
         self.disk_bytes = disk_bytes
         self.never_boots = never_boots
+        self.installer_silent = installer_silent
         self.install_s = install_s
         self.agent_argv = agent_argv or [sys.executable, "-m", "provisioner.agent"]
         self.agent_args = agent_args or []
@@ -423,6 +425,7 @@ class LabMachine:
             on_installed=self._write_installed_os,
             install_s=self.install_s,
             check_disk=self._check_disk,
+            silent=self.installer_silent,
         )
         self.installer_runs.append(run)
 

@@ -243,3 +243,20 @@ def test_an_agent_left_by_a_killed_lab_is_stopped_by_the_next_start(make_machine
             os.kill(pid, 0)
     finally:
         second.stop()
+
+
+def test_a_silent_installer_calls_started_then_nothing_until_the_power_is_cut(make_machine, stub, tftp):
+    render_answers(stub, "debian-12-preseed")
+    arm(tftp, "preseed", stub.url)
+    machine = make_machine(installer_silent=True)
+    bmc = driver(machine)
+    bmc.set_boot_device(BootDevice.PXE, once=True)
+    bmc.power_on()
+    stub.wait_for(lambda s: s.paths("POST"))
+    time.sleep(1.0)  # more than the installer takes (install_s 0.3): a finishing one would have called back
+    assert [p.rsplit("/", 1)[-1] for p in stub.paths("POST")] == ["started"]
+    assert machine.installed_os() is None and "host-reboot" not in machine.phases()
+
+    bmc.power_off()
+    machine.wait_for("installer-stopped")
+    assert [p.rsplit("/", 1)[-1] for p in stub.paths("POST")] == ["started"]
