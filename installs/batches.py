@@ -133,7 +133,7 @@ def _accept(
     Machine.objects.filter(pk__in=[m.pk for m in machines]).update(status=MachineStatus.INSTALLING)
     record(actor, "batch.create", batch, {"profile": profile.name, "machines": [m.hostname for m in machines]})
     batch_id = batch.pk
-    transaction.on_commit(lambda: admit(batch_id))
+    queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
     return batch
 
 
@@ -232,7 +232,7 @@ def set_batch_state(batch_id: int, to: str, actor: Actor, why: str = "") -> Batc
         batch.save(update_fields=["state", "state_changed_at", "pause_reason", "failures_counted_since"])
         record(actor, BATCH_ACTIONS[to], batch, {"why": why})
         if to == BatchState.RUNNING:
-            transaction.on_commit(lambda: admit(batch_id))
+            queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
         pending = list(batch.installs.filter(state__in=ACTIVE_STATES).values_list("pk", flat=True))
     if to == BatchState.CANCELLED:
         for install_id in pending:

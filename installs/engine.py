@@ -19,9 +19,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from rq import Retry
+from rq.exceptions import DuplicateJobError
 
 from audit.service import Actor, record
 from inventory.models import MachineStatus
+from provisioner import queues
 
 from . import plan as plans
 from . import steps as runners
@@ -62,8 +65,6 @@ class InvalidTransition(EngineError):
 
 
 def _site_queue(install: Install):
-    from provisioner import queues
-
     return queues.site_queue(install.plan["site"]["slug"])
 
 
@@ -79,14 +80,13 @@ def enqueue_advance(install: Install, delay_s: float = 0) -> None:
         else:
             queue.enqueue(advance, install_id, **kwargs)
 
-    transaction.on_commit(enqueue)
+    queues.on_commit(f"install {install_id}: its next step", enqueue)
 
 
 def _enqueue_cleanup(install: Install) -> None:
-    from rq import Retry
-
     install_id, queue = install.pk, _site_queue(install)
-    transaction.on_commit(
+    queues.on_commit(
+        f"install {install_id}: its cleanup",
         lambda: queue.enqueue(
             cleanup,
             install_id,
@@ -94,8 +94,21 @@ def _enqueue_cleanup(install: Install) -> None:
             retry=Retry(max=5, interval=[5, 15, 30, 60, 120]),
             result_ttl=0,
             failure_ttl=7 * 86400,
-        )
+        ),
     )
+
+
+def enqueue_lost_cleanup(install: Install) -> bool:
+    """The sweeper's: queue the cleanup of an ended install whose cleanup never ran (its job was lost with
+    Redis or a worker). One such job at a time per install. True if queued now."""
+    try:
+        _site_queue(install).enqueue(
+            cleanup, install.pk, job_id=f"install-{install.pk}-cleanup-lost", unique=True, result_ttl=0,
+            failure_ttl=60,
+        )  # fmt: skip
+    except DuplicateJobError:
+        return False
+    return True
 
 
 # --- transitions ----------------------------------------------------------------------------
@@ -174,7 +187,7 @@ def _end(install: Install, to: str, *, actor: Actor, reason: str = "", message: 
         from .batches import admit
 
         batch_id = install.batch_id
-        transaction.on_commit(lambda: admit(batch_id))
+        queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
 
 
 def fail(install: Install, reason: str, message: str, *, step: Step | None = None, actor: Actor = SYSTEM) -> None:
@@ -399,7 +412,14 @@ def cleanup(install_id: int) -> str:
     from provisioner import pxe
 
     install = Install.objects.select_related("machine").get(pk=install_id)
+    newer = Install.objects.filter(machine_id=install.machine_id, state__in=ACTIVE_STATES).exclude(pk=install_id)
+    if newer.exists():
+        # Late (a lost job queued again): the machine's boot config and boot device belong to its new
+        # install now, and removing them would make that one fail.
+        Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
+        return "a newer install owns the machine's boot config"
     removed = pxe.remove(install.plan["site"]["tftp_root"], install.plan["machine"]["mac"])
+    Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
     armed = install.steps.filter(kind=StepKind.SET_BOOT_PXE, attempts__gt=0).exists()
     disk_set = install.steps.filter(kind=StepKind.SET_BOOT_DISK, state=StepState.SUCCEEDED).exists()
     notes = []

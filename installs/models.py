@@ -140,6 +140,9 @@ class Install(models.Model):
     failure_message = models.TextField(blank=True, help_text="For people: what went wrong and what to check.")
     cancelled_by_label = models.CharField(max_length=150, blank=True)
     agent_seen_at = models.DateTimeField(null=True, blank=True)
+    # When the ended install's cleanup removed its per-MAC boot config; the sweeper queues the cleanup
+    # again for an ended install without it (its job was lost with Redis or a worker).
+    cleaned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -21,6 +21,7 @@ from .events import emit
 from .models import (
     ACTIVE_STATES,
     STEP_DONE_STATES,
+    TERMINAL_STATES,
     Batch,
     BatchState,
     EventKind,
@@ -118,7 +119,7 @@ def _silent_agent(install_id: int) -> None:
 def sweep() -> dict:
     """Run every SWEEP_INTERVAL_S by the scheduler. Returns counts, for logs and tests."""
     now = timezone.now()
-    counts = {"expired": 0, "lost_workers": 0, "silent_agents": 0, "revived": 0, "admitted": 0}
+    counts = {"expired": 0, "lost_workers": 0, "silent_agents": 0, "revived": 0, "admitted": 0, "uncleaned": 0}
     live = Step.objects.filter(install__state__in=ACTIVE_STATES)
     for install_id, step_id in live.filter(
         state__in=[StepState.WAITING, StepState.DISPATCHED], deadline_at__lt=now
@@ -162,6 +163,10 @@ def sweep() -> dict:
         with transaction.atomic():
             engine.enqueue_advance(install)
         counts["revived"] += 1
+    # Ended installs whose cleanup never ran: their per-MAC boot config may still be armed.
+    uncleaned = Install.objects.filter(state__in=TERMINAL_STATES, cleaned_at__isnull=True, finished_at__lt=stale)
+    for install in uncleaned.only("pk", "plan"):
+        counts["uncleaned"] += engine.enqueue_lost_cleanup(install)
     for batch_id in (
         Batch.objects.filter(state=BatchState.RUNNING, installs__state=InstallState.QUEUED)
         .values_list("pk", flat=True)

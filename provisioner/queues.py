@@ -1,14 +1,17 @@
 """RQ queues and workers: one queue per site, so the worker on each datacentre's PXE host serves only
 its own machines, plus ``default`` for control-plane work (the periodic jobs, alerts)."""
 
+import logging
 from functools import cache
 
 import redis
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from rq import Queue, SimpleWorker, Worker, worker_registration
 
 DEFAULT_QUEUE = "default"
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -30,6 +33,21 @@ def get_queue(name: str = DEFAULT_QUEUE) -> Queue:
 
 def site_queue(slug: str) -> Queue:
     return get_queue(site_queue_name(slug))
+
+
+def on_commit(what: str, enqueue) -> None:
+    """Queue work (``enqueue()``) once the current transaction commits. If Redis is unreachable at that
+    moment the job is lost, not the request that made the change: it is committed, and the sweeper queues
+    again whatever the database says has no job (installs/sweeper.py). Without this a machine's committed
+    callback got a 500 during a Redis restart, and its installer reported a failure."""
+
+    def run():
+        try:
+            enqueue()
+        except redis.RedisError as exc:
+            log.warning("%s: not queued, Redis is unreachable (%s); the sweeper will queue it", what, exc)
+
+    transaction.on_commit(run)
 
 
 class ServiceWorker:
