@@ -314,6 +314,12 @@ def _claim_locked(install: Install):
     if kind == plans.AGENT:
         return "agent's turn"  # handed out when the agent asks (agent_next_task)
     if kind == plans.WAIT:
+        early = step.result.get("answered_early")
+        if early:  # the machine was faster than the worker that woke it
+            step.started_at = now
+            _succeed_step(install, step, step.result, early["message"] or "answered before the wait began")
+            enqueue_advance(install)
+            return "answered early"
         deadline = now + timedelta(seconds=_deadline_for(install, step))
         step.state, step.started_at, step.deadline_at = StepState.WAITING, now, deadline
         step.save(update_fields=["state", "started_at", "deadline_at"])
@@ -391,7 +397,9 @@ def complete_wait(install: Install, kinds: tuple[str, ...], message: str = "", r
     """End the current wait step if it is one of ``kinds`` (install locked). Returns False when it
     is not waiting there (a late or duplicate callback: harmless)."""
     step = current_step(install)
-    if step is None or step.kind not in kinds or step.state not in (StepState.WAITING, StepState.PENDING):
+    if step is not None and step.kind not in kinds:
+        return _answered_early(install, step, kinds, message)
+    if step is None or step.state not in (StepState.WAITING, StepState.PENDING):
         return False
     if plans.executor(step.kind, install.plan) != plans.WAIT:
         return False
@@ -400,6 +408,22 @@ def complete_wait(install: Install, kinds: tuple[str, ...], message: str = "", r
     _enter(install, step)
     _succeed_step(install, step, result or {}, message)
     enqueue_advance(install)
+    return True
+
+
+def _answered_early(install: Install, running: Step, kinds: tuple[str, ...], message: str) -> bool:
+    """The machine answered while the worker step that woke it (the power cycle, the reboot) is still
+    running: the answer is kept on the wait that follows, which ends as soon as it begins. Only for the
+    step right after a running one: any other answer is late or stray, as before."""
+    if running.state != StepState.RUNNING:
+        return False
+    following = install.steps.filter(order=running.order + 1).first()
+    if following is None or following.kind not in kinds or following.state != StepState.PENDING:
+        return False
+    if plans.executor(following.kind, install.plan) != plans.WAIT:
+        return False
+    following.result = {**following.result, "answered_early": {"at": timezone.now().isoformat(), "message": message}}
+    following.save(update_fields=["result"])
     return True
 
 
