@@ -95,3 +95,14 @@ def _claimed_redis(request):
         pytest.exit(f"Redis: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     yield
     claim.flush()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of the test's own (tests.servers.PrivateRedis), stopped after the test."""
+    from tests.servers import PrivateRedis
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

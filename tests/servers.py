@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -102,3 +103,51 @@ class ControlPlane:
         for proc in reversed(self.procs):
             stop(proc)
         self.procs = []
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a unix socket, so the test can restart it (nothing kept on
+    disk: a restart loses everything, the harsh case)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.url = self.url_for(0)
+        self.proc: subprocess.Popen | None = None
+        self.clients: list[redis.Redis] = []
+
+    def url_for(self, db: int) -> str:
+        return f"unix://{self.socket}?db={db}"
+
+    def start(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.up():
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for conn in self.clients:
+            conn.close()
+        self.clients = []
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def client(self, db: int = 0) -> redis.Redis:
+        conn = redis.Redis.from_url(self.url_for(db))
+        self.clients.append(conn)
+        return conn
+
+    def up(self) -> bool:
+        try:
+            with redis.Redis.from_url(self.url) as conn:
+                return bool(conn.ping())
+        except (redis.ConnectionError, OSError):
+            return False

@@ -8,15 +8,12 @@ so refusing and taking over never involve anyone's real data."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 
@@ -29,39 +26,8 @@ from tests.redis_claim import MARKER, Claim, ClaimRefused, Owner
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def private_redis(tmp_path):
-    """A Redis server of this test's own; call it with a database number for a client."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    sock = tmp_path / "redis.sock"
-    proc = subprocess.Popen(
-        [server, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    clients = []
-
-    def client(db: int = 0) -> redis.Redis:
-        conn = redis.Redis(unix_socket_path=str(sock), db=db)
-        clients.append(conn)
-        return conn
-
-    client.url = lambda db: f"unix://{sock}?db={db}"
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.02)
-    yield client
-    for conn in clients:
-        conn.close()
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 def test_a_database_holding_keys_of_someone_else_is_refused_and_left_alone(private_redis):
-    conn = private_redis(0)
+    conn = private_redis.client(0)
     conn.set("someone:else", "precious")
     with pytest.raises(ClaimRefused, match=r"holds 1 key\(s\) that no test session of provisioner wrote"):
         Claim(conn).take()
@@ -71,7 +37,7 @@ def test_a_database_holding_keys_of_someone_else_is_refused_and_left_alone(priva
 
 
 def test_a_database_in_use_by_a_running_session_is_refused(private_redis):
-    conn = private_redis(0)
+    conn = private_redis.client(0)
     running = Claim(conn)
     running.take()
     conn.set("rq:queue:default", "its job")
@@ -83,7 +49,7 @@ def test_a_database_in_use_by_a_running_session_is_refused(private_redis):
 
 
 def test_what_a_finished_session_left_is_taken_over(private_redis):
-    conn = private_redis(0)
+    conn = private_redis.client(0)
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = Owner(Owner.this_process().host, int(ended.stdout), "0", "ended-session")
     conn.set(MARKER, gone.encode())
@@ -95,7 +61,7 @@ def test_what_a_finished_session_left_is_taken_over(private_redis):
 
 
 def test_a_flush_after_the_claim_was_lost_empties_nothing(private_redis):
-    conn = private_redis(0)
+    conn = private_redis.client(0)
     mine = Claim(conn)
     mine.take()
     conn.set(MARKER, Owner(Owner.this_process().host, os.getpid(), "", "another").encode())  # taken meanwhile
@@ -106,7 +72,7 @@ def test_a_flush_after_the_claim_was_lost_empties_nothing(private_redis):
 
 
 def test_sessions_on_different_databases_do_not_disturb_each_other(private_redis):
-    one, two = Claim(private_redis(1)), Claim(private_redis(2))
+    one, two = Claim(private_redis.client(1)), Claim(private_redis.client(2))
     one.take()
     two.take()
     one.conn.set("one", "x")
@@ -118,11 +84,11 @@ def test_sessions_on_different_databases_do_not_disturb_each_other(private_redis
 def test_the_suite_refuses_a_redis_database_it_does_not_own(private_redis):
     """The whole suite, as `make test` starts it, against a database holding someone's keys: it stops before
     any test with a message saying why, and the keys are untouched."""
-    private_redis(3).set("make-run:queue", "a job someone is waiting for")
+    private_redis.client(3).set("make-run:queue", "a job someone is waiting for")
     db = settings.DATABASES["default"]
     env = {
         **os.environ,
-        "REDIS_URL": private_redis.url(3),
+        "REDIS_URL": private_redis.url_for(3),
         # Another database name: were the claim missing, that session would not drop this one's test database.
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME'].removeprefix('test_')}_iso",
     }
@@ -136,7 +102,7 @@ def test_the_suite_refuses_a_redis_database_it_does_not_own(private_redis):
     )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-3000:] + result.stderr[-3000:]
     assert "no test session of provisioner wrote" in result.stdout + result.stderr
-    assert private_redis(3).get("make-run:queue") == b"a job someone is waiting for"
+    assert private_redis.client(3).get("make-run:queue") == b"a job someone is waiting for"
 
 
 def test_this_session_holds_the_claim_on_its_database():

@@ -8,11 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from rq import SimpleWorker
 from rq.job import Job
@@ -157,49 +155,3 @@ class Lab:
 @pytest.fixture
 def lab(tmp_path):
     return Lab(tmp_path)
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a unix socket, so the test can restart it (nothing kept on
-    disk: a restart loses everything, the harsh case)."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self.socket = directory / "redis.sock"
-        self.url = f"unix://{self.socket}?db=0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.socket.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while not self.up():
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
-
-    def up(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except (redis.ConnectionError, OSError):
-            return False
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
