@@ -1,7 +1,14 @@
+import time
+
+import redis
 from django.core.management.base import BaseCommand
 
 from inventory.models import Site
 from provisioner import queues
+
+# RQ's worker quits when Redis fails outside its wait for jobs (recording a job that ended while Redis
+# was away); the command starts a new one once Redis answers again, checking this often.
+REDIS_WAIT_S = 2.0
 
 
 class Command(BaseCommand):
@@ -34,9 +41,25 @@ class Command(BaseCommand):
         names = [queues.site_queue_name(s) for s in slugs]
         if not no_default:
             names.insert(0, queues.DEFAULT_QUEUE)
-        worker = queues.worker(names, fork=fork)
         self.stdout.write(f"Serving queues: {', '.join(names)}")
-        # A long-running worker schedules nothing (manage.py scheduler does, and comes back by itself
-        # after a Redis restart; RQ's per-worker scheduler does not). A burst run has no scheduler
-        # beside it, so it moves what is due itself, once.
-        worker.work(with_scheduler=burst, burst=burst)
+        while True:
+            worker = queues.worker(names, fork=fork)
+            # A long-running worker schedules nothing (manage.py scheduler does, and comes back by itself
+            # after a Redis restart; RQ's per-worker scheduler does not). A burst run has no scheduler
+            # beside it, so it moves what is due itself, once.
+            try:
+                worker.work(with_scheduler=burst, burst=burst)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                pass  # its last words to Redis (the death notice) found no Redis either
+            if burst or worker._shutdown_requested_date is not None:  # asked to stop (SIGTERM, Ctrl-C)
+                return
+            self.stderr.write("The worker stopped on a Redis error; starting again when Redis answers.")
+            self.wait_for_redis()
+
+    def wait_for_redis(self) -> None:
+        while True:
+            try:
+                queues.connection().ping()
+                return
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                time.sleep(REDIS_WAIT_S)

@@ -6,3 +6,10 @@ from pathlib import Path
 def touch(path: str) -> str:
     Path(path).write_text("ran")
     return path
+
+
+def nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds

@@ -54,3 +54,21 @@ def wait(predicate, seconds: float = 20) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_a_worker_outlives_a_redis_restart_in_the_middle_of_a_job(lab, private_redis, tmp_path):
+    from rq import Queue
+
+    client = private_redis.client()
+    with worker_process(REDIS_URL=private_redis.url, WORKER_HEARTBEAT_S="1") as proc:
+        assert wait(lambda: client.smembers("rq:workers"))
+        Queue(queues.DEFAULT_QUEUE, connection=client).enqueue("tests.integration.installs.jobs.nap", 3)
+        time.sleep(1)  # the job is running
+        private_redis.stop()
+        time.sleep(4)  # the job ends while Redis is away: RQ cannot record it
+        private_redis.start()
+        client = private_redis.client()
+        marker = tmp_path / "ran"
+        Queue(queues.DEFAULT_QUEUE, connection=client).enqueue("tests.integration.installs.jobs.touch", str(marker))
+        assert wait(marker.exists, 30), "no worker took the job after Redis came back"
+        assert proc.poll() is None, "the worker process quit on the Redis error"
