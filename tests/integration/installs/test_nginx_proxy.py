@@ -34,6 +34,7 @@ from installs import tokens
 from installs.models import Install
 from tests.conftest import make_user
 from tests.integration.installs.test_http import facts
+from tests.servers import stop
 
 ROOT = Path(__file__).resolve().parents[3]
 NGINX = Path("/usr/sbin/nginx")
@@ -62,16 +63,6 @@ def wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"port {port} never opened: {log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -1,0 +1,24 @@
+"""What every schemathesis run of ours checks of one answer: never a server error; a request outside the
+schema (schemathesis' negative cases) refused with a 4xx; and a refused request writes nothing."""
+
+from __future__ import annotations
+
+from schemathesis.core.parameters import ParameterLocation
+
+# What the APIs validate. (Negative headers are the token's, which every call sets itself.)
+VALIDATED = (ParameterLocation.QUERY, ParameterLocation.PATH, ParameterLocation.BODY)
+# Answers that write nothing. (A 403 or 409 is the service's refusal, which its audit may record.)
+WRITE_NOTHING = (400, 401, 404, 405, 413, 415)
+
+
+def check_answer(case, response, writes, before) -> str:
+    """Assert the three rules for ``case``'s ``response``; ``writes()`` is what the database holds now and
+    ``before`` what it held before the call. Returns the request in one line, for further messages."""
+    what = f"{case.method} {case.formatted_path} {case.query} {case.body!r:.300}: {response.status_code}"
+    assert response.status_code < 500, f"{what} {response.text[:500]}"
+    negative = any(case.meta.is_negative_at(location) for location in VALIDATED)
+    if negative:
+        assert 400 <= response.status_code < 500, f"a request outside the schema was accepted: {what}"
+    if negative or response.status_code in WRITE_NOTHING:
+        assert writes() == before, what
+    return what
