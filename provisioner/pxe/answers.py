@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from provisioner.pxe import sandbox
 from provisioner.pxe.mac import normalise_mac
+from provisioner.pxe.sandbox import render as render_bounded
 
 
 class Method(StrEnum):
@@ -163,7 +163,7 @@ def render_template(source: str, context: Mapping[str, Any], *, template: str = 
     """Render an admin-edited template from a plain dict, within the render bounds; any failure raises
     TemplateError with its line (and the bound, when one was hit). ``template`` names it in errors."""
     _check_plain(context)
-    return sandbox.render(source, context, template=template)
+    return render_bounded(source, context, template=template)
 
 
 def kernel_cmdline(
