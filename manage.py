@@ -4,11 +4,11 @@ import sys
 
 
 def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provisioner.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    from provisioner.devstack import join_make_run
+    from config.devstack import join_make_run
 
     join_make_run()
     try:

@@ -68,7 +68,7 @@ class CommandResult:
 
 def can_run_commands(user) -> bool:
     """Whether a person may run commands on machines: technicians and admins; viewers may not."""
-    from provisioner.accounts.roles import Role, has_role
+    from accounts.roles import Role, has_role
 
     return has_role(user, Role.TECHNICIAN)
 

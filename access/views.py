@@ -5,9 +5,9 @@ from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
+from accounts.roles import Role, require_role
 from audit.service import Actor
 from inventory.models import Machine
-from provisioner.accounts.roles import Role, require_role
 
 from .service import run_command
 

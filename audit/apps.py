@@ -6,7 +6,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit"
 
     def ready(self):
-        from provisioner.redaction import install_record_factory
+        from core.redaction import install_record_factory
 
         from . import signals  # noqa: F401  (connects login/logout recording)
 

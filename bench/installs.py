@@ -144,7 +144,7 @@ def start_real_lab(n: int, env: dict, helpers: list):
         "start_new_session": True,
     }
     helpers.append(
-        subprocess.Popen([sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(port)], **popen)
+        subprocess.Popen([sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port)], **popen)
     )
     state = Path(tempfile.mkdtemp(prefix="bench-lab-"))
     machines = [
@@ -223,15 +223,15 @@ def main() -> int:
     recreate_database(args.database_url)
     import django
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provisioner.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     from audit.service import Actor
+    from core import queues
     from installs.batches import request_installs
     from installs.models import ACTIVE_STATES, Install, InstallState, Step
-    from provisioner import queues
 
     queues.connection().flushdb()
     helpers: list[subprocess.Popen] = []

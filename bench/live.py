@@ -37,7 +37,7 @@ def setup_env(args) -> dict:
         "REDIS_URL": args.redis_url,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "PROVISIONER_VAR_DIR": str(ROOT / "var" / "bench"),
-        "DJANGO_SETTINGS_MODULE": "provisioner.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     os.environ.update(env)
     return {**os.environ, **env}
@@ -59,10 +59,10 @@ def build(installs: int) -> tuple[list[tuple[str, str]], str]:
     from django.contrib.sessions.backends.db import SessionStore
     from django.utils import timezone
 
+    from accounts.models import User
     from installs import tokens
     from installs.models import Install, InstallState, Step, StepKind, StepState
     from inventory.models import NIC, Machine, OSProfile, Rack, Site
-    from provisioner.accounts.models import User
 
     site = Site.objects.create(slug="live", name="Live", tftp_root="/tmp/live-tftp", base_url="http://127.0.0.1")
     racks = Rack.objects.bulk_create(Rack(site=site, name=f"r{n:02d}", height_u=48) for n in range(installs // 48 + 1))
@@ -118,7 +118,7 @@ def start_daphne(env: dict, port: int, log) -> subprocess.Popen:
     # (CONN_MAX_AGE > 0) outlives that thread: a few hundred requests exhaust PostgreSQL's connections.
     # Django's advice for ASGI is CONN_MAX_AGE=0 (or a pool); the bench runs as production should.
     env = {**env, "DATABASE_CONN_MAX_AGE": env.get("DATABASE_CONN_MAX_AGE", "0")}
-    cmd = [sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(port)]  # as deployed
+    cmd = [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port)]  # as deployed
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -227,7 +227,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from provisioner import queues
+    from core import queues
 
     queues.connection().flushdb()  # channels of earlier runs' sockets would stay in the dashboard group
     agents, cookie = build(args.installs)

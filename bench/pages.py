@@ -30,7 +30,7 @@ def setup_env(args) -> None:
             "REDIS_URL": args.redis_url,
             "LOG_LEVEL": "WARNING",
             "PROVISIONER_VAR_DIR": str(ROOT / "var" / "bench"),
-            "DJANGO_SETTINGS_MODULE": "provisioner.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
         }
     )
 
@@ -49,10 +49,10 @@ def populate(machines: int, in_flight: int) -> None:
 
     from django.contrib.auth.models import Group
 
+    from accounts.models import User
     from installs.models import ACTIVE_STATES, Alert, Batch, Event, EventKind, Install, InstallState, Step, StepKind
     from inventory.models import BMC, NIC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
     from inventory.stock import sync_stock_profiles
-    from provisioner.accounts.models import User
 
     rng = random.Random(8)
     sync_stock_profiles()
@@ -185,7 +185,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from provisioner.accounts.models import User
+    from accounts.models import User
 
     settings.ALLOWED_HOSTS = ["testserver"]
     if not args.reuse:

@@ -2,7 +2,7 @@
 from its kernel command line, which that registration spends, and pulls its tasks with the agent token
 the registration answer hands it. Bodies are validated before anything is written, and an invalid one
 gets a 400 that names the field (``{"field", "message", "errors"}``), as does anything the database could
-not store (provisioner/edge.py); a body not sent as application/json gets a 415 of the same shape."""
+not store (core/edge.py); a body not sent as application/json gets a 415 of the same shape."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from ninja.errors import HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import field_validator
 
+from core import edge
+from core.edge import Text
 from inventory.validators import normalise_mac
-from provisioner import edge, pxe
-from provisioner.edge import Text
+from provisioner import pxe
 
 from . import callbacks, credentials, progress
 from .models import ACTIVE_STATES, Install
@@ -99,7 +100,7 @@ def invalid_body(errors) -> dict:
 
 
 def refused(refusal: edge.Refusal, source: str = "body") -> dict:
-    """The answer to input refused at the edge (provisioner/edge.py), in the shape of invalid_body."""
+    """The answer to input refused at the edge (core/edge.py), in the shape of invalid_body."""
     return {"field": refusal.field, "message": refusal.message, "errors": refusal.errors(source)}
 
 

@@ -12,8 +12,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from audit.service import Actor, record
+from core import queues
 from inventory.models import Machine, MachineStatus, OSProfile
-from provisioner import queues
 
 from . import tokens
 from .engine import cancel as cancel_install

@@ -31,8 +31,8 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
-from provisioner import edge
-from provisioner.accounts.roles import Role, has_role
+from accounts.roles import Role, has_role
+from core import edge
 
 from .events import DASHBOARD_GROUP, install_group
 from .models import Event, EventKind, Install
@@ -40,7 +40,7 @@ from .models import Event, EventKind, Install
 # Events read per query and sent per websocket frame during a replay: big enough to catch up fast,
 # small enough that a browser renders each frame without a pause.
 REPLAY_CHUNK = 200
-# Events one replay sends at most, the newest: as many as the install page shows (installs.views.
+# Events one replay sends at most, the newest: as many as the install page shows (console.views.installs.
 # PAGE_EVENTS). A socket can make daphne hold no more than this in its send buffer, however long the log.
 REPLAY_MAX = 2000
 # Sweep for dropped messages this often while events flow, and this often when all is quiet.

@@ -23,8 +23,8 @@ from rq import Retry
 from rq.exceptions import DuplicateJobError
 
 from audit.service import Actor, record
+from core import queues
 from inventory.models import MachineStatus
-from provisioner import queues
 
 from . import plan as plans
 from . import steps as runners

@@ -13,7 +13,7 @@ an asynchronous psycopg connection on daphne's own event loop, and their events 
 it too: no thread, so no wait for the GIL between the loop and a writer. (SQLite, for the demo,
 writes on one thread with Django's connection.) The agent is answered only after its report is
 committed. The rules are installs/progress.py's, which the Django view shares; the body is checked
-by the same loader (provisioner/edge.py) and schema, and refusals read the same as the view's
+by the same loader (core/edge.py) and schema, and refusals read the same as the view's
 (docs/agent-api.md): a report the database could not store never joins a batch. If the database
 cannot be reached the batch is answered 503, which the agent retries; if a batch fails for any other
 reason its reports are written one by one, so that one report that cannot be stored fails alone.
@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from pydantic import ValidationError
 
-from provisioner import edge
+from core import edge
 
 from . import credentials, events, progress
 from .api import ProgressIn, invalid_body, refused, task_refused

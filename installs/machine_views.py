@@ -13,9 +13,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from core import edge
 from inventory.models import NIC
 from inventory.validators import normalise_mac
-from provisioner import edge, pxe
+from provisioner import pxe
 
 from . import callbacks, credentials, render
 from .models import ACTIVE_STATES, Install, StepKind, StepState

@@ -32,8 +32,8 @@ from rq.exceptions import DuplicateJobError
 from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 
+from core import queues
 from inventory.models import Site
-from provisioner import queues
 
 from .models import PeriodicRun
 

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.service import Actor, record
-from provisioner import queues
+from core import queues
 from provisioner.bmc import BmcError, BmcTarget, BootDevice, PowerState, get_driver
 from provisioner.bmc.guard import GuardedDriver
 

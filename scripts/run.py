@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("PROVISIONER_VAR_DIR") or ROOT / "var")
 BIN = Path(sys.executable).parent
-RUN_ENV = VAR / "run.env"  # read by manage.py (provisioner/devstack.py)
+RUN_ENV = VAR / "run.env"  # read by manage.py (config/devstack.py)
 
 
 def say(message: str) -> None:
@@ -115,7 +115,7 @@ def port_taken(port: int, kind: int = socket.SOCK_STREAM) -> bool:
 
 def already_running() -> str | None:
     """The URL of a `make run` already running from this checkout, or None."""
-    from provisioner.devstack import read_run_env
+    from config.devstack import read_run_env
 
     values = read_run_env(RUN_ENV)
     return values.get("PROVISIONER_URL", "?") if values else None
@@ -252,7 +252,7 @@ def main() -> int:
 
         supervisor.start(
             "daphne",
-            [str(BIN / "python"), "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(args.port)],
+            [str(BIN / "python"), "-m", "config.serve", "-b", "127.0.0.1", "-p", str(args.port)],
             env,
         )
         supervisor.start("scheduler", [str(BIN / "python"), "manage.py", "scheduler"], env)

@@ -139,7 +139,7 @@ def session_claim() -> Claim:
     """This test session's claim on the database in settings.REDIS_URL, taken on first use."""
     global _session
     if _session is None:
-        from provisioner import queues
+        from core import queues
 
         _session = Claim(queues.connection())
     if not _session.held:

@@ -1,5 +1,5 @@
 """The deployed processes, started for a test against the test database and Redis: daphne through
-provisioner.serve, RQ workers and the scheduler (manage.py). Each logs to a file in the test's tmp dir."""
+config.serve, RQ workers and the scheduler (manage.py). Each logs to a file in the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class Daphne:
         self.proc = None
 
     def start(self):
-        cmd = [sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(self.port)]
+        cmd = [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(self.port)]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=process_env(**self.env), stdout=self.log.open("ab"), stderr=subprocess.STDOUT
         )

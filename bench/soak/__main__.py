@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.soak [--minutes 10] [--keep-database]
 
-Starts the production layout (daphne through provisioner.serve, the scheduler, the control worker, the lab
+Starts the production layout (daphne through config.serve, the scheduler, the control worker, the lab
 site's worker, the lab) on a fresh PostgreSQL database and a private
 redis-server, under a supervisor that restarts what dies as the systemd units do. For the set duration it
 requests installs on the lab (some that must fail: wrong BMC password, disk too small, an installer that
@@ -272,7 +272,7 @@ def main() -> int:
         )
         # The units' command lines (deploy/systemd), one worker per unit. Periodic jobs are owed from now on.
         periodic.since = time.monotonic()
-        supervisor.start("daphne", [PYTHON, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(port),
+        supervisor.start("daphne", [PYTHON, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port),
                                     "--proxy-headers"])  # fmt: skip
         workers = ["worker-control", "worker-lab"]
         supervisor.start(workers[0], [PYTHON, "manage.py", "worker", "--control-only"], on_line=periodic.worker_line)

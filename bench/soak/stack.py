@@ -191,7 +191,7 @@ def production_env(database_url: str, redis_url: str, state: Path, deadlines: di
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "PROVISIONER_VAR_DIR": str(state / "var"),
             "STATIC_ROOT": str(state / "static"),
-            "DJANGO_SETTINGS_MODULE": "provisioner.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",
             **{k: str(v) for k, v in deadlines.items()},

@@ -27,9 +27,9 @@ def setup() -> dict:
     from django.contrib.auth.models import Group
     from django.contrib.sessions.backends.db import SessionStore
 
+    from accounts.api_tokens import create_token
+    from accounts.models import User
     from audit.service import Actor
-    from provisioner.accounts.api_tokens import create_token
-    from provisioner.accounts.models import User
 
     technician = User.objects.create_user("soak-technician", password=secrets.token_urlsafe(24))
     technician.groups.add(Group.objects.get_or_create(name="technician")[0])

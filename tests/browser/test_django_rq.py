@@ -1,6 +1,6 @@
 """The admin pages that are not ours, under our strict script policy: django-rq's queue pages (select all,
 bulk delete through its confirm page, a job's result) and the Django admin's change list (actions, filters).
-The one script the policy blocks there is django-rq's dead inline block (provisioner/security.py)."""
+The one script the policy blocks there is django-rq's dead inline block (config/security.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from rq import SimpleWorker
 from rq.job import Job
 
+from core import queues
 from inventory.models import MachineStatus
-from provisioner import queues
 from tests.browser.conftest import login
 from tests.conftest import make_machine, make_rack, make_site, make_user
 from tests.integration.ui.conftest import user_with_role

@@ -163,7 +163,7 @@ class Services:
         return done.stdout
 
     def start(self) -> Services:
-        serve = (sys.executable, "-m", "provisioner.serve", "-b", "127.0.0.1", "-p", str(self.port))  # as deployed
+        serve = (sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(self.port))  # as deployed
         daphne = self.spawn("daphne", *serve)
         _wait_port(self.port, daphne, "daphne")
         self.spawn("scheduler", sys.executable, "manage.py", "scheduler")

@@ -68,7 +68,7 @@ def test_time_range_and_paging(viewer_client, trail, monkeypatch):
     tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
     assert len(rows(viewer_client.get("/audit/", {"since": today}))) == 4
     assert rows(viewer_client.get("/audit/", {"since": tomorrow})) == []
-    monkeypatch.setattr("audit.views.PAGE_SIZE", 3)
+    monkeypatch.setattr("console.views.audit.PAGE_SIZE", 3)
     first = viewer_client.get("/audit/").content.decode()
     assert "page 1 of 2" in first
     second = viewer_client.get("/audit/", {"page": 2})

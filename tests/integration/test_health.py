@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 from rq.cron import CronScheduler
 
+from core import queues
 from installs.models import PeriodicRun
 from installs.periodic import SCHEDULE
-from provisioner import queues
 from tests import redis_claim
 from tests.conftest import make_site
 

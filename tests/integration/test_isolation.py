@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from core import queues
 from installs import ingest
-from provisioner import queues
 from tests import redis_claim
 from tests.integration.installs.test_progress_route import terminate_progress_writers
 from tests.redis_claim import MARKER, Claim, ClaimRefused, Owner

@@ -8,9 +8,9 @@ from rq.registry import ScheduledJobRegistry
 
 from audit.models import AuditEntry
 from audit.service import Actor
+from core import queues
 from inventory import power
 from inventory.models import BMC
-from provisioner import queues
 from provisioner.bmc import BmcAuthError, BootDevice
 from provisioner.bmc.fake import fake_bmc, reset_fakes
 from provisioner.lab.bmc import LoopbackBmc

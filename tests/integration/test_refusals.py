@@ -11,12 +11,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from accounts.api_tokens import create_token
 from audit.models import AuditEntry
 from audit.service import Actor
+from core import queues
 from installs.models import Install
 from inventory.stock import sync_stock_profiles
-from provisioner import queues
-from provisioner.accounts.api_tokens import create_token
 from tests import redis_claim
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 from tests.integration.ui.conftest import user_with_role

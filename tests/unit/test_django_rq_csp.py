@@ -1,4 +1,4 @@
-"""django-rq's pages run under our strict script policy (provisioner/security.py). That holds only while
+"""django-rq's pages run under our strict script policy (config/security.py). That holds only while
 their inline scripts and handlers are the ones we judged dead or cosmetic; these tests read the installed
 templates, so an upgrade of django-rq or Django that changes them fails here rather than in an admin's
 browser."""
@@ -45,7 +45,7 @@ def test_django_rq_inline_scripts_are_only_the_dead_actions_call():
                 inline.setdefault(csp_hash(body), []).append(name)
     assert set(inline) == {DEAD_ACTIONS_BLOCK}, (
         f"django-rq's inline scripts changed: {inline}; decide whether our CSP must allow them "
-        "(provisioner/security.py, docs/design.md)"
+        "(config/security.py, docs/design.md)"
     )
     assert "django_rq/jobs.html" in inline[DEAD_ACTIONS_BLOCK]
 

@@ -1,4 +1,4 @@
-"""The edge's checks on their own (provisioner/edge.py): the JSON loader's order and bounds, the walk that
+"""The edge's checks on their own (core/edge.py): the JSON loader's order and bounds, the walk that
 finds text or numbers the database cannot store, and the integer parameters."""
 
 import json
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from provisioner import edge
+from core import edge
 
 
 def load(body: str | bytes, content_type: str | None = "application/json") -> dict:

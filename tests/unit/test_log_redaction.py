@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from provisioner.redaction import RedactingStream, install_record_factory, redact_text
+from core.redaction import RedactingStream, install_record_factory, redact_text
 
 BOOT = "0f3c9a2b7d1e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a"
 AGENT = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
+from core import queues
 from installs.periodic import SCHEDULE, Scheduler
-from provisioner import queues
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ import time
 import redis
 from django.core.management.base import BaseCommand
 
+from core import queues
 from inventory.models import Site
-from provisioner import queues
 
 # RQ's worker quits when Redis fails outside its wait for jobs (recording a job that ended while Redis
 # was away); the command starts a new one once Redis answers again, checking this often.

@@ -17,10 +17,10 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from audit.service import Actor
+from core import queues
 from installs.batches import request_installs
 from inventory.models import OSProfile
 from inventory.stock import sync_stock_profiles
-from provisioner import queues
 from provisioner.bmc.fake import fake_bmc, reset_fakes
 from tests import redis_claim
 from tests.conftest import make_bmc, make_machine, make_rack, make_site

@@ -12,11 +12,11 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from audit.service import Actor
+from core import queues
 from installs import engine
 from installs.batches import set_batch_state
 from installs.models import Batch, BatchState, Event, Install, InstallState, Step, StepKind, StepState
 from installs.sweeper import sweep
-from provisioner import queues
 from provisioner.bmc import BootDevice
 from provisioner.lab.bmc import LoopbackBmc
 from tests import redis_claim

@@ -110,7 +110,7 @@ def daphne_command(port: int) -> list[str]:
     """The unit's ExecStart, with this interpreter and port."""
     exec_start = next(line for line in UNIT.read_text().splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_start.removeprefix("ExecStart="))
-    assert argv[1:3] == ["-m", "provisioner.serve"] and "--proxy-headers" in argv
+    assert argv[1:3] == ["-m", "config.serve"] and "--proxy-headers" in argv
     argv[0] = sys.executable
     argv[argv.index("-p") + 1] = str(port)
     return argv

@@ -13,8 +13,8 @@ from datetime import timedelta
 from django.utils import timezone
 from rq import Queue, Worker
 
+from core import queues
 from installs.models import Install, InstallState, PeriodicRun, Step, StepKind, StepState
-from provisioner import queues
 
 from .conftest import control_plane, manage_process, worker_process
 

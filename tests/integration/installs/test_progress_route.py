@@ -17,9 +17,9 @@ from channels.testing import HttpCommunicator
 from django.db import connection
 from django.utils import timezone
 
+from config.asgi import application
 from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
-from provisioner.asgi import application
 from tests.integration.installs.test_http import API, armed, bearer, post, register
 from tests.integration.ui.conftest import user_with_role
 from tests.integration.ui.test_consumers import communicator, receive_events, session_cookie
@@ -281,7 +281,7 @@ def test_one_bad_report_among_concurrent_ones_fails_only_itself_under_daphne(lab
     requests.insert(10, (f"tasks/{bad_task}/progress", bad, bad_token))
     deep = ("[" * 100000 + "]" * 100000).encode()
     requests.append((f"tasks/{bad_task}/progress", deep, bad_token))
-    server = Daphne(tmp_path)  # as deployed: python -m provisioner.serve
+    server = Daphne(tmp_path)  # as deployed: python -m config.serve
     server.start()
     try:
         for _ in range(3):  # a few rounds: the reports of one round arrive together and share batches

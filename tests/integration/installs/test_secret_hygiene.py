@@ -14,9 +14,9 @@ import pytest
 from django.core.management import call_command
 
 from audit.models import AuditEntry
+from core import queues
 from installs import tokens
 from installs.models import Event, Install, InstallState
-from provisioner import queues
 from provisioner.bmc import BmcAuthError
 from tests.conftest import make_user
 

@@ -4,7 +4,7 @@ kills it, and a job killed is a step the sweeper has to recover)."""
 import signal
 import time
 
-from provisioner import queues
+from core import queues
 
 from .conftest import worker_process
 

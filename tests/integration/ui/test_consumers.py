@@ -11,9 +11,9 @@ from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.test import Client
 
+from config.asgi import application
 from installs.events import emit
 from installs.models import Event, EventKind, Install, InstallState
-from provisioner.asgi import application
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db(transaction=True)

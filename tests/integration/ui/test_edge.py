@@ -1,4 +1,4 @@
-"""What the pages refuse at the edge (provisioner/edge.py): text PostgreSQL cannot store in the path,
+"""What the pages refuse at the edge (core/edge.py): text PostgreSQL cannot store in the path,
 the query string or a form field, and numbers past what a column holds. Each is a
 400 that names the parameter, answered before any view logic, so nothing is written and an export
 never starts streaming."""
@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from accounts.api_tokens import ApiToken
 from audit.models import AuditEntry
 from inventory.models import Machine, OSProfile
-from provisioner.accounts.api_tokens import ApiToken
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db

@@ -14,11 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.models import AuditEntry
+from config.security import ADMIN_POLICY
+from core import queues
 from installs.models import Install
 from installs.tokens import agent_token, boot_token, callback_token
 from inventory.models import BMC, Machine
-from provisioner import queues
-from provisioner.security import ADMIN_POLICY
 from tests import redis_claim
 from tests.conftest import make_bmc, make_machine
 from tests.integration.ui.conftest import user_with_role
@@ -70,9 +70,9 @@ def test_pages_carry_a_csp_without_inline_script_and_have_none(scene):
 
 
 def test_django_rq_pages_load_scripts_only_from_us_under_the_admin_policy():
-    """django-rq's pages, opened by the admin role (not staff; provisioner/queue_pages.py), keep script-src
+    """django-rq's pages, opened by the admin role (not staff; console/queue_pages.py), keep script-src
     'self': their scripts are our static files, and their one inline block is the dead one
-    provisioner/security.py explains, rendered byte for byte as in the template
+    config/security.py explains, rendered byte for byte as in the template
     (tests/unit/test_django_rq_csp.py pins its hash)."""
     client = client_for("admin")
     redis_claim.flush()

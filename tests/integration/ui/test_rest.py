@@ -10,10 +10,10 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from accounts.api_tokens import ApiToken, create_token, hash_key
 from audit.models import AuditEntry
 from audit.service import Actor
 from installs.models import Batch, BatchState, Event, EventKind, Install
-from provisioner.accounts.api_tokens import ApiToken, create_token, hash_key
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ violates the schema (schemathesis' negative cases) or is refused writes nothing.
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from provisioner.rest import api
+from console.rest import api
 from tests.fuzz import check_answer
 from tests.integration.ui.test_rest import token_client, writes
 

@@ -12,7 +12,8 @@ from django.urls import reverse
 from rq import SimpleWorker
 from rq.job import Job
 
-from provisioner import queue_pages, queues
+from console import queue_pages
+from core import queues
 from tests import redis_claim
 from tests.integration.ui.conftest import ROLES
 

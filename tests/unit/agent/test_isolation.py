@@ -32,7 +32,7 @@ def test_zipapp_runs_with_a_bare_python(tmp_path):
     pyz = build.build(tmp_path / "dist" / "provisioner-agent.pyz")
     names = zipfile.ZipFile(pyz).namelist()
     assert "__main__.py" in names and "provisioner/agent/tasks/image.py" in names
-    assert not any(n.startswith(("tests/", "provisioner/bmc", "provisioner/settings")) for n in names)
+    assert not any(n.startswith(("tests/", "provisioner/bmc", "config/")) for n in names)
     # -I and an empty cwd: nothing from the repository or site-packages can be picked up.
     done = subprocess.run(
         ["python3", "-I", str(pyz), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=30, env={}

@@ -3,8 +3,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.api_tokens import create_token
 from audit.service import Actor
-from provisioner.accounts.api_tokens import create_token
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """django-rq's queue pages (/django-rq/), for the admin role, like the Django admin.
 
 django-rq guards each page with Django's ``staff_member_required`` and lets ``is_staff`` read its
-stats.json. Here roles decide and ``is_staff`` alone grants nothing (provisioner.accounts.roles), so
+stats.json. Here roles decide and ``is_staff`` alone grants nothing (accounts.roles), so
 without this module a staff user with no role could delete and requeue jobs, and an admin who is not
 staff was sent to the admin login.
 
@@ -30,7 +30,7 @@ from django.urls import URLPattern
 from django.utils.functional import SimpleLazyObject
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
-from .accounts.roles import Role, has_role, require_role
+from accounts.roles import Role, has_role, require_role
 
 app_name = "django_rq"  # the namespace django-rq's templates and redirects reverse
 
@@ -47,7 +47,7 @@ class _UserForDjangoRQ(SimpleLazyObject):
 def _staff_means_admin(view):
     if iscoroutinefunction(view):
         # An async view reads request.auser(), which this wrapper does not translate.
-        raise ImproperlyConfigured(f"django-rq's {view.__qualname__} is async; provisioner.queue_pages needs a look")
+        raise ImproperlyConfigured(f"django-rq's {view.__qualname__} is async; console.queue_pages needs a look")
 
     @wraps(view)
     def wrapped(request, *args, **kwargs):

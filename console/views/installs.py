@@ -10,12 +10,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
-from provisioner.accounts.roles import Role, has_role, require_role
-from provisioner.edge import int_param
-
-from . import alerts, batches, engine
-from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, Event, Install, InstallState
+from core.edge import int_param
+from installs import alerts, batches, engine
+from installs.models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, Event, Install, InstallState
 
 # The page shows the newest events; the download has them all.
 PAGE_EVENTS = 2000
@@ -180,7 +179,7 @@ def batch_action(request, batch_id: int, action: str):
 @require_POST
 @require_role(Role.TECHNICIAN)
 def alert_acknowledge(request, alert_id: int):
-    from .models import Alert
+    from installs.models import Alert
 
     alert = get_object_or_404(Alert.objects.only("pk"), pk=alert_id)
     alerts.acknowledge(alert.pk, Actor.for_user(request.user))

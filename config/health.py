@@ -14,9 +14,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from rq import Worker
 
+from core import queues
 from installs import periodic
 from inventory.models import Site
-from provisioner import queues
 
 
 def site_status(conn, slug: str) -> dict:

@@ -4,9 +4,9 @@ from django.db.models import Count, Q
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from accounts.roles import Role, has_role, require_role
 from installs.models import ACTIVE_STATES, TERMINAL_STATES, Alert, Batch, BatchState, Event, Install, InstallState
 from inventory.models import Site
-from provisioner.accounts.roles import Role, has_role, require_role
 
 IN_FLIGHT_SHOWN = 50
 FAILURES_SHOWN = 10
@@ -19,7 +19,7 @@ def site_workers(sites) -> list[dict]:
     worker is gone still takes install requests; they wait in the queue, which is what this shows."""
     from rq import Worker
 
-    from provisioner import queues
+    from core import queues
 
     rows = []
     try:

@@ -78,20 +78,21 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_rq",
-    "provisioner.accounts",
+    "accounts",
     "audit",
     "inventory",
     "installs",
     "access",
+    "console",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "provisioner.security.ContentSecurityPolicyMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "provisioner.edge.EdgeMiddleware",  # NUL and the like refused before CSRF or any view reads them
+    "core.edge.EdgeMiddleware",  # NUL and the like refused before CSRF or any view reads them
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -99,8 +100,8 @@ MIDDLEWARE = [
     "audit.middleware.SourceAddressMiddleware",
 ]
 
-ROOT_URLCONF = "provisioner.urls"
-ASGI_APPLICATION = "provisioner.asgi.application"
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -187,13 +188,13 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # A job makes a few short BMC or file calls and never waits for a machine, so anything running
 # this long is stuck: RQ kills it and the install's sweeper retries or fails the step.
 RQ_JOB_TIMEOUT_S = env.int("RQ_JOB_TIMEOUT_S", default=120)
-# django-rq's admin pages show the default queue; site queues are made on demand (provisioner.queues).
+# django-rq's admin pages show the default queue; site queues are made on demand (core.queues).
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_JOB_TIMEOUT_S},
 }
 # django-rq would also mount its pages inside the Django admin (/admin/django_rq/dashboard/), where its
 # stats.json answers is_staff again and its staff checks turn away admins who are not staff. Its pages
-# are mounted once, at /django-rq/, for the admin role (provisioner/queue_pages.py).
+# are mounted once, at /django-rq/, for the admin role (console/queue_pages.py).
 RQ_SHOW_ADMIN_LINK = False
 
 # --- BMCs -----------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="provisioner@localhos
 CHANNEL_LAYER_SOCKET_TIMEOUT_S = env.float("CHANNEL_LAYER_SOCKET_TIMEOUT_S", default=30.0)
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "provisioner.channel_layer.RedisChannelLayer",  # waits out Redis restarts
+        "BACKEND": "config.channel_layer.RedisChannelLayer",  # waits out Redis restarts
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT_S}],
             "prefix": "provisioner:channels",
@@ -301,7 +302,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact": {"()": "provisioner.redaction.RedactSecretsFilter"}},
+    "filters": {"redact": {"()": "core.redaction.RedactSecretsFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"pyghmi": {"level": "WARNING"}},

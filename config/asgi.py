@@ -4,7 +4,7 @@ websockets through channels consumers."""
 import gc
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provisioner.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
@@ -15,8 +15,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from config.routing import websocket_urlpatterns  # noqa: E402
 from installs.ingest import AgentProgressRoute  # noqa: E402
-from provisioner.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

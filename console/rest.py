@@ -9,7 +9,7 @@ are never among them.
 Every refusal has one shape, ``Problem``: ``detail`` (a sentence), ``field`` (the parameter at fault,
 ``body`` for the body as a whole), ``errors`` (each problem with its location) and ``problems`` (the
 reasons a 409 lists). Invalid input is a 400, a body not sent as application/json a 415, and both
-come before any write (provisioner/edge.py).
+come before any write (core/edge.py).
 """
 
 from __future__ import annotations
@@ -24,17 +24,16 @@ from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyHeader, SessionAuth
 
+from accounts.api_tokens import user_for_key
+from accounts.roles import Role, has_role
 from audit.service import Actor
+from console.filters import MachineQuery, machine_queryset
+from core import edge
+from core.edge import BIGINT_MAX, DbCount, DbId, Page, Text
 from installs import batches as batch_service
 from installs import engine
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install
-from inventory.filters import MachineQuery, machine_queryset
 from inventory.models import Machine, OSProfile
-
-from . import edge
-from .accounts.api_tokens import user_for_key
-from .accounts.roles import Role, has_role
-from .edge import BIGINT_MAX, DbCount, DbId, Page, Text
 
 
 class ApiTokenAuth(APIKeyHeader):
@@ -366,7 +365,7 @@ def _batch(b: Batch) -> dict:
 
 
 def _installs():
-    from installs.views import installs_for_pages
+    from console.views.installs import installs_for_pages
 
     return installs_for_pages()
 

@@ -3,8 +3,8 @@ The role is cached on the user object, so the view's own check and the template'
 
 from django import template
 
-from provisioner.accounts.roles import Role
-from provisioner.accounts.roles import has_role as _has_role
+from accounts.roles import Role
+from accounts.roles import has_role as _has_role
 
 register = template.Library()
 

@@ -21,7 +21,7 @@ from django.dispatch import receiver
 
 from audit.context import client_ip
 from audit.service import Actor, record
-from provisioner import queues
+from core import queues
 
 PREFIX = "provisioner:login-failures:"
 THROTTLED = "throttled"  # the form error's code

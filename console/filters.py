@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Replace
 
-from provisioner.edge import int_param
-
-from .models import NIC, Machine, MachineStatus, PowerState
+from core.edge import int_param
+from inventory.models import NIC, Machine, MachineStatus, PowerState
 
 SORTS = {
     "hostname": ("hostname",),

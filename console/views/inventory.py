@@ -14,15 +14,14 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
+from console.filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
+from core.edge import int_param
 from installs.models import ACTIVE_STATES, Install
 from installs.render import PREVIEW_FILES
-from provisioner.accounts.roles import Role, has_role, require_role
-from provisioner.edge import int_param
-
-from . import power, services
-from .filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
-from .models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from inventory import power, services
+from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Which preview files each install method serves (installs.render.PREVIEW_FILES names).
@@ -376,7 +375,7 @@ def rack_drawing(rack: Rack, machines: list) -> dict:
 
 
 def _racks_with_machines(racks):
-    from .filters import with_last_install
+    from console.filters import with_last_install
 
     machines = with_last_install(Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status"))
     return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))

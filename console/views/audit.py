@@ -9,9 +9,8 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from provisioner.accounts.roles import Role, require_role
-
-from .models import ActorKind, AuditEntry
+from accounts.roles import Role, require_role
+from audit.models import ActorKind, AuditEntry
 
 PAGE_SIZE = 100
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).

@@ -1,6 +1,6 @@
-"""Run daphne with install tokens masked in its access log: `python -m provisioner.serve -b 127.0.0.1 -p 8000`.
+"""Run daphne with install tokens masked in its access log: `python -m config.serve -b 127.0.0.1 -p 8000`.
 
-Takes daphne's own arguments; the application defaults to provisioner.asgi:application.
+Takes daphne's own arguments; the application defaults to config.asgi:application.
 """
 
 import sys
@@ -8,7 +8,7 @@ import sys
 from daphne import http_protocol
 from daphne.cli import CommandLineInterface
 
-from provisioner.redaction import RedactingStream
+from core.redaction import RedactingStream
 
 
 class RawBodyRequest(http_protocol.WebRequest):
@@ -29,7 +29,7 @@ def use_raw_bodies() -> None:
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a.endswith(":application") for a in argv):
-        argv.append("provisioner.asgi:application")
+        argv.append("config.asgi:application")
     sys.stdout = RedactingStream(sys.stdout)
     use_raw_bodies()
     CommandLineInterface().run(argv)

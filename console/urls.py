@@ -1,0 +1,54 @@
+"""Every page and the REST API. The Django admin edits inventory; these pages read it and act on it."""
+
+from django.urls import include, path
+
+from .rest import api
+from .views import audit, dashboard, installs, inventory
+
+inventory_pages = (
+    [
+        path("machines/", inventory.machine_list, name="machine-list"),
+        path("machines/export.csv", inventory.machine_export, name="machine-export"),
+        path("machines/action", inventory.machine_action, name="machine-action"),
+        path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
+        path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
+        path("machines/<str:hostname>/ping", inventory.machine_ping, name="machine-ping"),
+        path(
+            "machines/<str:hostname>/preview/<str:profile>/<str:what>",
+            inventory.machine_preview,
+            name="machine-preview",
+        ),
+        path("racks/", inventory.rack_list, name="rack-list"),
+        path("racks/<int:rack_id>/", inventory.rack_detail, name="rack-detail"),
+    ],
+    "inventory",
+)
+
+audit_pages = (
+    [
+        path("", audit.audit_log, name="log"),
+        path("export.csv", audit.audit_export, name="export"),
+    ],
+    "audit",
+)
+
+# Install pages are not namespaced: Install.get_absolute_url uses install-detail.
+install_pages = [
+    path("installs/", installs.install_list, name="install-list"),
+    path("installs/<int:install_id>/", installs.install_detail, name="install-detail"),
+    path("installs/<int:install_id>/log.txt", installs.install_log, name="install-log"),
+    path("installs/<int:install_id>/cancel", installs.install_cancel, name="install-cancel"),
+    path("installs/<int:install_id>/retry", installs.install_retry, name="install-retry"),
+    path("batches/<int:batch_id>/<str:action>", installs.batch_action, name="batch-action"),
+    path("alerts/<int:alert_id>/acknowledge", installs.alert_acknowledge, name="alert-acknowledge"),
+]
+
+urlpatterns = [
+    path("", dashboard.home, name="home"),
+    path("audit/", include(audit_pages)),
+    # django-rq's pages, for the admin role like the Django admin, not for is_staff (see queue_pages)
+    path("django-rq/", include("console.queue_pages")),
+    path("api/v1/", api.urls),
+    path("", include(inventory_pages)),
+    *install_pages,
+]
