@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from accounts.roles import Role, has_role
 from audit.service import Actor, record
 from inventory.crypto import FieldDecryptError
 from inventory.models import Machine
@@ -68,7 +69,6 @@ class CommandResult:
 
 def can_run_commands(user) -> bool:
     """Whether a person may run commands on machines: technicians and admins; viewers may not."""
-    from accounts.roles import Role, has_role
 
     return has_role(user, Role.TECHNICIAN)
 

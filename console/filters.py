@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Replace
 
 from core.edge import int_param
+from installs.models import Install
 from inventory.models import NIC, Machine, MachineStatus, PowerState
 
 SORTS = {
@@ -60,7 +62,6 @@ class MachineQuery:
 def with_last_install(machines):
     """Annotate each machine with its latest install: one correlated subquery per column, so a page
     of any length costs the same number of queries."""
-    from installs.models import Install
 
     last = Install.objects.filter(machine=OuterRef("pk")).order_by("-id")
     return machines.annotate(
@@ -131,7 +132,6 @@ def csv_cell(value) -> str:
 def page_rows(query: MachineQuery, page_number, per_page: int):
     """One page of the list: the page's ids first (the deep OFFSET of page 150 then skips bare ids, not
     rows with their subqueries evaluated), then those machines with everything the page shows."""
-    from django.core.paginator import Paginator
 
     ids = machine_queryset(query).values_list("pk", flat=True)
     page = Paginator(ids, per_page).get_page(page_number)

@@ -35,6 +35,8 @@ from installs import engine
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install
 from inventory.models import Machine, OSProfile
 
+from .queries import installs_for_pages
+
 
 class ApiTokenAuth(APIKeyHeader):
     """Authorization: Token <key>."""
@@ -364,12 +366,6 @@ def _batch(b: Batch) -> dict:
     }
 
 
-def _installs():
-    from console.views.installs import installs_for_pages
-
-    return installs_for_pages()
-
-
 # --- machines -------------------------------------------------------------------------------
 
 
@@ -431,7 +427,7 @@ def get_machine(request, hostname: Path[Text]):
 def list_installs(request, filters: Query[InstallFilters]):
     """Newest first. state=active gives every install not yet ended."""
     _need(request, Role.VIEWER)
-    installs = _installs().order_by("-id")
+    installs = installs_for_pages().order_by("-id")
     if filters.state == "active":
         installs = installs.filter(state__in=ACTIVE_STATES)
     elif filters.state:
@@ -447,7 +443,7 @@ def list_installs(request, filters: Query[InstallFilters]):
 @api.get("installs/{install_id}", response=InstallDetailOut, tags=["installs"])
 def get_install(request, install_id: Path[DbId]):
     _need(request, Role.VIEWER)
-    install = get_object_or_404(_installs(), pk=install_id)
+    install = get_object_or_404(installs_for_pages(), pk=install_id)
     data = _install(install)
     data["steps"] = [
         {
@@ -520,7 +516,7 @@ def _refused(exc: batch_service.InstallRefused) -> _RefusedError:
 def start_installs(request, body: StartIn):
     """Install ``profile`` on the machines (one batch; all or none are accepted)."""
     batch = _start(request, body)
-    return Status(201, [_install(i) for i in _installs().filter(batch=batch).order_by("pk")])
+    return Status(201, [_install(i) for i in installs_for_pages().filter(batch=batch).order_by("pk")])
 
 
 @api.post("installs/{install_id}/cancel", response={200: InstallOut, 409: Problem}, tags=["installs"])
@@ -531,7 +527,7 @@ def cancel_install(request, install_id: Path[DbId], body: WhyIn = None):
         engine.cancel(install_id, actor=_actor(request), why=body.why if body else "")
     except engine.EngineError as exc:
         raise _RefusedError([str(exc)]) from None
-    return _install(_installs().get(pk=install_id))
+    return _install(installs_for_pages().get(pk=install_id))
 
 
 @api.post("installs/{install_id}/retry", response={201: list[InstallOut], 409: Problem}, tags=["installs"])
@@ -542,7 +538,7 @@ def retry_install(request, install_id: Path[DbId]):
         batch = batch_service.retry(install_id, _actor(request))
     except batch_service.InstallRefused as exc:
         raise _refused(exc) from None
-    return Status(201, [_install(i) for i in _installs().filter(batch=batch)])
+    return Status(201, [_install(i) for i in installs_for_pages().filter(batch=batch)])
 
 
 # --- batches --------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, is_dataclass
 
+from provisioner.pxe.stock import STOCK_PROFILES
+
 from .models import OSProfile
 
 PROFILE_FIELDS = {f.name for f in OSProfile._meta.concrete_fields} - {"id", "name"}
@@ -14,8 +16,6 @@ def _as_dict(profile) -> dict:
 def sync_stock_profiles() -> list[OSProfile]:
     """Create the stock profiles that are missing; leave existing ones alone, since admins
     edit their templates and a restart must not undo that."""
-    from provisioner.pxe.stock import STOCK_PROFILES
-
     profiles = []
     for stock in STOCK_PROFILES:
         data = _as_dict(stock)

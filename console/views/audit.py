@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from accounts.roles import Role, require_role
 from audit.models import ActorKind, AuditEntry
+from installs.models import Install
+from inventory.models import BMC, NIC, Machine
 
 PAGE_SIZE = 100
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
@@ -63,8 +65,6 @@ def filtered(params) -> tuple:
 
 def _for_machine(entries, hostname: str):
     """Entries about the machine itself, its NICs, BMC and installs."""
-    from installs.models import Install
-    from inventory.models import BMC, NIC, Machine
 
     machine = Machine.objects.filter(hostname=hostname.lower()).first()
     if machine is None:
@@ -83,8 +83,6 @@ def _for_machine(entries, hostname: str):
 
 
 def _for_site(entries, slug: str):
-    from installs.models import Install
-    from inventory.models import Machine
 
     machines = [str(pk) for pk in Machine.objects.filter(rack__site__slug=slug).values_list("pk", flat=True)]
     installs = [str(pk) for pk in Install.objects.filter(machine__rack__site__slug=slug).values_list("pk", flat=True)]

@@ -3,8 +3,10 @@
 from django.db.models import Count, Q
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from rq import Worker
 
 from accounts.roles import Role, has_role, require_role
+from core import queues
 from installs.models import ACTIVE_STATES, TERMINAL_STATES, Alert, Batch, BatchState, Event, Install, InstallState
 from inventory.models import Site
 
@@ -17,9 +19,7 @@ BATCHES_SHOWN = 20
 def site_workers(sites) -> list[dict]:
     """Each site's RQ workers and queue depth, read from Redis (not the database). A site whose
     worker is gone still takes install requests; they wait in the queue, which is what this shows."""
-    from rq import Worker
 
-    from core import queues
 
     rows = []
     try:
@@ -100,4 +100,3 @@ def home(request):
     }
     template = "_dashboard_live.html" if request.GET.get("partial") else "dashboard.html"
     return render(request, template, context)
-

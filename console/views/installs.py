@@ -12,43 +12,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
+from console.queries import installs_for_pages
 from core.edge import int_param
 from installs import alerts, batches, engine
-from installs.models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, Event, Install, InstallState
+from installs.models import ACTIVE_STATES, TERMINAL_STATES, Alert, Batch, BatchState, Event, Install, InstallState
 
 # The page shows the newest events; the download has them all.
 PAGE_EVENTS = 2000
-# Columns the pages read; plan, token_nonce and the token hashes are never among them.
-INSTALL_FIELDS = (
-    "pk",
-    "machine_id",
-    "profile_id",
-    "batch_id",
-    "requested_by_label",
-    "state",
-    "state_changed_at",
-    "deadline_at",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "progress",
-    "current_step",
-    "failure_reason",
-    "failure_message",
-    "cancelled_by_label",
-    "agent_seen_at",
-    "machine__hostname",
-    "machine__status",
-    "machine__protected",
-    "profile__name",
-    "profile__method",
-    "batch__name",
-    "batch__state",
-)
-
-
-def installs_for_pages():
-    return Install.objects.select_related("machine", "profile", "batch").only(*INSTALL_FIELDS)
 
 
 @require_GET
@@ -179,7 +149,6 @@ def batch_action(request, batch_id: int, action: str):
 @require_POST
 @require_role(Role.TECHNICIAN)
 def alert_acknowledge(request, alert_id: int):
-    from installs.models import Alert
 
     alert = get_object_or_404(Alert.objects.only("pk"), pk=alert_id)
     alerts.acknowledge(alert.pk, Actor.for_user(request.user))

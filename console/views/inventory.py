@@ -16,12 +16,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
-from console.filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
+from console.filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows, with_last_install
 from core.edge import int_param
+from installs.batches import InstallRefused, request_installs
+from installs.engine import EngineError, cancel
 from installs.models import ACTIVE_STATES, Install
-from installs.render import PREVIEW_FILES
+from installs.plan import PlanError, build_plan
+from installs.render import PREVIEW_FILES, preview
 from inventory import power, services
 from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from provisioner.pxe import TemplateError
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Which preview files each install method serves (installs.render.PREVIEW_FILES names).
@@ -185,8 +189,6 @@ def machine_action(request):
 
 
 def _perform(request, action: str, machines: list, profile, actor: Actor) -> None:
-    from installs.batches import InstallRefused, request_installs
-    from installs.engine import EngineError, cancel
 
     if action == "install":
         try:
@@ -324,9 +326,6 @@ def machine_ping(request, hostname: str):
 def machine_preview(request, hostname: str, profile: str, what: str):
     """One file as this machine would receive it from ``profile``, with a placeholder token. Technicians
     only: answer files carry the profile's root password hash, which viewers do not get to crack."""
-    from installs.plan import PlanError, build_plan
-    from installs.render import preview
-    from provisioner.pxe import TemplateError
 
     if what not in PREVIEW_FILES:
         raise Http404(what)
@@ -375,7 +374,6 @@ def rack_drawing(rack: Rack, machines: list) -> dict:
 
 
 def _racks_with_machines(racks):
-    from console.filters import with_last_install
 
     machines = with_last_install(Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status"))
     return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))

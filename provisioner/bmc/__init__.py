@@ -15,6 +15,8 @@ tests) and ``guard`` (one command in flight per BMC and a minimum interval, acro
 
 from __future__ import annotations
 
+import sys
+
 from .base import DEFAULT_TIMEOUT_S, BmcDriver, BmcTarget, BootDevice, PowerState
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
 
@@ -65,8 +67,6 @@ def close_sessions(timeout_s: float = 1.0) -> None:
     interpreter exit by itself, but not in a process that leaves through ``os._exit`` (an RQ work horse).
     A no-op when no IPMI driver was used, and it never imports pyghmi.
     """
-    import sys
-
     loop_module = sys.modules.get(f"{__name__}.ipmi_loop")
     if loop_module is not None:
         loop_module.close_sessions(timeout_s)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provisioner import pxe
+from provisioner.agent.build import build
 from provisioner.lab.bmc import LoopbackBmc
 from provisioner.lab.firmware import Firmware
 from provisioner.lab.image import DemoImage, FileServer, build_demo_image
@@ -201,8 +202,6 @@ class Lab:
 
     def _build_agent(self) -> list[str]:
         # The memory OS ships the agent as this zipapp; the lab runs the same file.
-        from provisioner.agent.build import build
-
         path = build(self.config.state_dir / "provisioner-agent.pyz")
         return [sys.executable, str(path)]
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import uuid
 
-from provisioner.agent import credentials
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tasks import params as p
@@ -26,10 +24,6 @@ UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
 ENV_PATH = "/etc/provisioner/first-boot"
 URL_VARIABLE = "PROVISIONER_FIRST_BOOT_URL"
-
-# cli.main drops the variable from the environment so that tools and scripts cannot inherit the token; this
-# module is imported before that, so it sees the value the agent itself was given.
-_TOKEN_AT_START = os.environ.get("PROVISIONER_TOKEN", "")
 
 # What may appear in a URL written into a systemd EnvironmentFile and expanded by sh: no quote, backslash,
 # dollar, backtick or whitespace can reach either parser.
@@ -67,26 +61,6 @@ WantedBy=multi-user.target
 """
 
 
-def agent_identity(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> tuple[str, str]:
-    """The control plane URL and callback token this agent runs with: the URL resolved exactly as the agent
-    resolved it at start (same arguments, same kernel command line), the callback token from what the agent
-    kept of its registration in its state directory."""
-    from provisioner.agent import cli  # cli imports the task registry, so not at module level
-
-    environ = dict(os.environ if environ is None else environ)
-    if _TOKEN_AT_START and cli.TOKEN_ENV not in environ:
-        environ[cli.TOKEN_ENV] = _TOKEN_AT_START
-    try:
-        args, _ = cli.build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-        config = cli.resolve_config(args, environ)
-    except (cli.ConfigError, SystemExit) as exc:
-        raise TaskFailed("AgentConfigUnavailable", f"cannot tell this agent's URL and token again: {exc}") from None
-    saved = credentials.load(config.state_dir)
-    if saved is None or not saved.callback_token:
-        raise TaskFailed("AgentConfigUnavailable", f"no callback token kept in {config.state_dir}: not registered")
-    return config.url, saved.callback_token
-
-
 def callback_url(base_url: str, token: str) -> str:
     url = f"{base_url.rstrip('/')}/i/{token}/events/finished"
     if not _TOKEN.fullmatch(token) or not _SAFE_URL.fullmatch(url):
@@ -113,9 +87,11 @@ def first_boot_callback(ctx: Context, params: dict, *, identity=None) -> str:
     if params:
         # A URL or token in params would be stored by the control plane; this task takes nothing.
         raise p.invalid(sorted(params)[0], "first_boot_callback takes no params")
-    # The running agent hands its own URL and token in; re-resolving them from the command line is
-    # the fallback for a task run outside the agent loop.
-    url = callback_url(*(identity or ctx.identity or agent_identity)())
+    # The running agent hands in its own URL and the callback token its registration answer carried.
+    identity = identity or ctx.identity
+    if identity is None:
+        raise TaskFailed("AgentConfigUnavailable", "this agent has no control plane URL and callback token to leave")
+    url = callback_url(*identity())
     env_file = _target_file(ctx, ENV_PATH)
     env_file.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(env_file.parent, 0o700)

@@ -7,7 +7,6 @@ import stat
 
 import pytest
 
-from provisioner.agent import credentials
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tasks import TASKS, run_task
 from provisioner.agent.tasks import firstboot as fb
@@ -93,46 +92,16 @@ def test_a_symlinked_directory_cannot_send_the_files_outside_the_target(ctx, san
     assert list(outside.iterdir()) == []
 
 
-CALLBACK = "cb_0123456789abcdefXYZ"
-
-
-def kept(state_dir):
-    """What the agent keeps of its registration: the callback token came with the answer."""
-    credentials.save(state_dir, credentials.Saved(token="agent_0123456789abcdef", callback_token=CALLBACK))
-
-
-def test_identity_is_the_agents_url_and_the_callback_token_its_registration_kept(tmp_path):
-    cmdline = tmp_path / "cmdline"
-    cmdline.write_text(f"console=ttyS0 provisioner.url=http://cp:8000 provisioner.token={TOKEN} quiet\n")
-    kept(tmp_path / "state")
-    # The boot credential on the command line is spent by the registration: never the installed OS's callback.
-    argv = ["--sandbox", str(tmp_path), "--cmdline", str(cmdline)]
-    assert fb.agent_identity(argv, {}) == ("http://cp:8000", CALLBACK)
-
-
-def test_identity_prefers_the_token_file_and_url_flag(tmp_path):
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    kept(tmp_path / "state")
-    argv = ["--url", "http://cp:1", "--token-file", str(token_file), "--cmdline", str(tmp_path / "none")]
-    assert fb.agent_identity([*argv, "--state-dir", str(tmp_path / "state")], {}) == ("http://cp:1", CALLBACK)
-
-
-def test_identity_sees_the_environment_token_the_agent_removed(monkeypatch, tmp_path):
-    monkeypatch.setattr(fb, "_TOKEN_AT_START", TOKEN)
-    kept(tmp_path / "state")
-    argv = ["--url", "http://cp:1", "--cmdline", str(tmp_path / "none"), "--state-dir", str(tmp_path / "state")]
-    assert fb.agent_identity(argv, {}) == ("http://cp:1", CALLBACK)
-
-
-def test_identity_missing_fails_the_task(tmp_path):
+def test_without_the_agents_identity_the_task_fails_and_writes_nothing(ctx, sandbox):
+    ctx.identity = None
     with pytest.raises(TaskFailed) as caught:
-        fb.agent_identity(["--cmdline", str(tmp_path / "none")], {})
+        fb.first_boot_callback(ctx, {})
     assert caught.value.reason == "AgentConfigUnavailable"
+    assert not (sandbox.target / "etc/provisioner/first-boot").exists()
 
 
-def test_identity_of_an_agent_that_never_registered_fails_the_task(tmp_path):
-    argv = ["--url", "http://cp:1", "--token", TOKEN, "--cmdline", str(tmp_path / "none")]
-    with pytest.raises(TaskFailed) as caught:
-        fb.agent_identity([*argv, "--state-dir", str(tmp_path / "state")], {})
-    assert caught.value.reason == "AgentConfigUnavailable" and TOKEN not in str(caught.value)
+def test_the_running_agent_hands_its_identity_through_the_context(ctx, sandbox):
+    ctx.identity = identity
+    fb.first_boot_callback(ctx, {})
+    env = (sandbox.target / "etc/provisioner/first-boot").read_text()
+    assert f"http://10.0.0.1:8000/i/{TOKEN}/events/finished" in env
