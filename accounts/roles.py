@@ -59,7 +59,6 @@ def require_role(role: Role):
                 raise PermissionDenied(f"This needs the {role.label} role.")
             return view(request, *args, **kwargs)
 
-        wrapped.required_role = role
         return wrapped
 
     return decorator
