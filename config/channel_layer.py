@@ -46,6 +46,11 @@ class RedisChannelLayer(_RedisChannelLayer):
             try:
                 message = await super().receive(channel)
             except REDIS_DOWN as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # The read was cut short by our own cancellation (a socket closing, a loop shutting
+                    # down), which the client can surface as a connection error: end, never wait on.
+                    raise asyncio.CancelledError from exc
                 loop = asyncio.get_running_loop()
                 if self.down_since is None:
                     self.down_since = loop.time()
