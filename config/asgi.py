@@ -1,5 +1,6 @@
-"""ASGI entry point: HTTP through Django (agent progress reports through installs/ingest.py),
-websockets through channels consumers."""
+"""ASGI entry point: HTTP through Django, but for agent progress reports, which take their one path
+through installs/ingest.py (daphne in production and under ``make run``, the tests alike); websockets
+through channels consumers."""
 
 import gc
 import os
@@ -20,7 +21,7 @@ from installs.ingest import AgentProgressRoute  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": AgentProgressRoute(django_asgi_app),  # agent progress in batches, the rest to Django
+        "http": AgentProgressRoute(django_asgi_app),  # agent progress in commit groups, the rest to Django
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

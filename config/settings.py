@@ -225,6 +225,10 @@ INSTALL_AGENT_TASK_DEADLINE_S = env.int("INSTALL_AGENT_TASK_DEADLINE_S", default
 # The agent heartbeats every AGENT_HEARTBEAT_S; this long without one means the machine is gone.
 AGENT_HEARTBEAT_S = env.int("AGENT_HEARTBEAT_S", default=30)
 AGENT_SILENCE_S = env.int("AGENT_SILENCE_S", default=180)
+# The agent sends its progress at most every AGENT_PROGRESS_S (register and every progress answer say so);
+# when more reports wait than one commit group carries, the answers ask for longer, up to AGENT_PROGRESS_MAX_S.
+AGENT_PROGRESS_S = env.float("AGENT_PROGRESS_S", default=1.0)
+AGENT_PROGRESS_MAX_S = env.float("AGENT_PROGRESS_MAX_S", default=10.0)
 # An agent whose registration answer was lost (a reset connection, a timeout under a rack's worth of
 # registrations) may ask again with the key it registered with, for this long and only until it first uses
 # the token that answer carried: long enough for the agent's retries with backoff, short enough that the

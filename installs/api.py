@@ -67,8 +67,15 @@ class UnauthorizedOut(Schema):
 
 
 class AgentApi(NinjaAPI):
-    def get_openapi_schema(self, **kwargs):
-        schema = super().get_openapi_schema(**kwargs)
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        # The progress operation, answered in front of Django (installs/ingest.py): see _progress_document.
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        progress_schema = _progress_document.get_openapi_schema(path_prefix=path_prefix)
+        schema["paths"].update(progress_schema["paths"])
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {}).update(progress_schema.get("components", {}).get("schemas", {}))
         edge.document_refusals(
             schema,
             InvalidOut,
@@ -177,6 +184,7 @@ class RegisterOut(Schema):
     install: int
     hostname: str
     heartbeat_s: int
+    progress_s: float  # the interval between progress reports, until a progress answer says otherwise
     # Handed over when the boot credential is spent: the agent token for every later call, and the token of
     # the installed OS's first-boot callback. Absent when the agent registered with its agent token.
     token: str | None = None
@@ -211,6 +219,11 @@ class ProgressIn(Schema):
     log: list[Text] = Field(default_factory=list, max_length=1000)
 
 
+class ProgressOut(Schema):
+    ok: bool
+    progress_s: float  # wait at least this long before the next report (longer while the control plane is behind)
+
+
 class ResultIn(Schema):
     ok: bool
     reason: Text = Field("", max_length=64, pattern=r"^([A-Z][A-Za-z0-9]*)?$")
@@ -240,7 +253,12 @@ def register(request, body: RegisterIn):
         return Status(403, {"reason": "BootCredentialReused", "message": str(exc)})
     except callbacks.InstallEnded:
         return Status(401, {"reason": "InstallEnded", "message": "The install has ended."})
-    answer = {"install": install.pk, "hostname": install.machine.hostname, "heartbeat_s": settings.AGENT_HEARTBEAT_S}
+    answer = {
+        "install": install.pk,
+        "hostname": install.machine.hostname,
+        "heartbeat_s": settings.AGENT_HEARTBEAT_S,
+        "progress_s": settings.AGENT_PROGRESS_S,
+    }
     if handover is not None:
         answer.update(token=handover.token, callback_token=handover.callback_token)
     return answer
@@ -282,17 +300,26 @@ def _task_call(fn, *args):
     return Status(200, {"ok": True})
 
 
-@api.post("tasks/{task_id}/progress", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
-def task_progress(request, task_id: Path[Text], body: ProgressIn):
-    """Served by installs/ingest.py under daphne; this view answers the same where requests reach Django."""
-    report = progress.ProgressReport(task_id, body.percent, body.message, body.log)
-    outcome = progress.agent_progress(request.auth, report)
-    return Status(200, {"ok": True}) if outcome == progress.Outcome.OK else Status(*task_refused(outcome, task_id))
-
-
 @api.post("tasks/{task_id}/result", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
 def result(request, task_id: Path[Text], body: ResultIn):
     return _task_call(callbacks.agent_result, request.auth.pk, task_id, body.ok, body.reason, body.message, body.output)
+
+
+# Progress reports are answered by installs/ingest.py in front of Django (config/asgi.py), never by a view
+# here. Their operation is declared on an API of its own that is never routed, only so that this API's
+# OpenAPI document describes them from the same schemas and authentication (AgentApi.get_openapi_schema).
+_progress_document = NinjaAPI(urls_namespace="agent-api-v1-progress", auth=InstallToken(), docs_url=None)
+
+
+@_progress_document.post(
+    "tasks/{task_id}/progress",
+    response={200: ProgressOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut},
+    operation_id="installs_api_task_progress",
+    description="Answered once the report is stored; 413 past the upload limit; 503 (Retry-After) when the "
+    "database could not be reached: send it again.",
+)
+def task_progress(request, task_id: Path[Text], body: ProgressIn):
+    """Served by installs/ingest.py (never routed)."""
 
 
 edge.refuse_undeclared_query(api)

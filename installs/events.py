@@ -15,7 +15,9 @@ import os
 import threading
 import time
 
+from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from redis.exceptions import RedisError
 
 from .models import Event, EventKind
 
@@ -26,26 +28,6 @@ DASHBOARD_GROUP = "dashboard"
 
 def install_group(install_id: int) -> str:
     return f"install-{install_id}"
-
-
-def emit_many(events: list[Event]) -> list[Event]:
-    """Insert unsaved events in one statement; published, like emit's, when the transaction commits.
-    The statement is built here rather than by bulk_create, whose query building cost more CPU than
-    the insert (agent progress inserts a batch of reports' events many times a second)."""
-    if not events:
-        return []
-    if not connection.features.can_return_rows_from_bulk_insert:
-        created = Event.objects.bulk_create(events)
-    else:  # in chunks that stay under both databases' limits on parameters per statement
-        created = []
-        for start in range(0, len(events), 1000):
-            chunk = events[start : start + 1000]
-            sql, params = insert_statement(chunk)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                created += adopt_ids(chunk, cursor.fetchall())
-    transaction.on_commit(lambda: publish(created))
-    return created
 
 
 def insert_statement(events: list[Event]) -> tuple[str, list]:
@@ -117,9 +99,7 @@ class _Publisher:
 
 async def send(events: list[dict]) -> None:
     """Events (as_message dicts) to the groups with a socket in them, a message per group, on the
-    running loop. Never raises: the events are in the database, and a Redis hiccup must not matter."""
-    from channels.layers import get_channel_layer
-
+    running loop. Never raises for Redis: the events are in the database, and a Redis hiccup must not matter."""
     layer = get_channel_layer()
     if layer is None or not events:
         return
@@ -129,13 +109,19 @@ async def send(events: list[dict]) -> None:
         for group, message in messages:
             if group in watched:
                 await layer.group_send(group, message)
-    except Exception as exc:
+    except (RedisError, OSError, TimeoutError) as exc:  # unreachable, refused, or too slow to answer
         log.warning("could not publish %d event(s): %s", len(events), exc)
 
 
 async def _groups_with_members(layer, groups: list[str]) -> set[str]:
-    """The groups with a member, asked in one pipelined round trip per Redis host. A layer that is
-    not channels_redis's (or a version without its group keys) is told about every group."""
+    """The groups with a member, asked in one pipelined round trip per Redis host.
+
+    Written against channels_redis 4.3.0 (requirements.lock), whose RedisChannelLayer has no public way to
+    ask whether a group has members, while group_send costs two round trips even for an empty group and
+    most installs have no page open. So this one function reads the layer's internals the way group_send
+    does: ``_group_key`` (private), ``consistent_hash``, ``group_expiry`` and ``connection``. A layer
+    without them (another backend, or a channels_redis that changed them) is told about every group; when
+    upgrading channels_redis, check these names still mean what they do in 4.3.0."""
     group_key = getattr(layer, "_group_key", None)
     if group_key is None or not hasattr(layer, "consistent_hash") or not hasattr(layer, "group_expiry"):
         return set(groups)
@@ -165,7 +151,7 @@ def _get_publisher() -> _Publisher:
         return _publisher
 
 
-# Events per channel-layer message: a batch of agent reports becomes a few messages per group
+# Events per channel-layer message: a commit group of agent reports becomes a few messages per group
 # rather than one per event, and no message grows past what a browser renders in one go.
 EVENTS_PER_MESSAGE = 50
 

@@ -1,15 +1,15 @@
 """The agent's progress reports: percent, message and log lines of the task it is running.
 
 The busiest write in the product (every agent about once a second while a task runs), so it is
-written with a few plain SQL statements per batch of reports rather than the ORM per report: on
-a 2-core control plane one ORM query cost more CPU (about 1.3 ms to build) than PostgreSQL took
-to run the whole batch. The rules live once, in ``_batch``, a generator that yields the
-statements it needs and decides from their results; two drivers run it: ``agent_progress`` /
-``agent_progress_many`` on Django's connection (the agent API's view, SQLite), and
-``agent_progress_async`` on an asynchronous psycopg connection, which installs/ingest.py uses
-so that daphne's event loop never waits on a thread.
+written with a few plain SQL statements per commit group of reports rather than the ORM per report:
+on a 2-core control plane one ORM query cost more CPU (about 1.3 ms to build) than PostgreSQL took
+to run the whole group. The rules live once, here, as generators that yield the statements they
+need and decide from their results: ``group`` (a commit group of reports, each carrying its token),
+``holder`` (the token check of a report refused before it joined a group) and ``seen``. They know no
+connection: installs/ingest.py, the one path reports take, runs them through its store (an
+asynchronous psycopg connection on PostgreSQL, Django's connection on a thread of its own for SQLite).
 
-No install row lock: a report changes nothing the state machine reads. The steps a batch names
+No install row lock: a report changes nothing the state machine reads. The steps a group names
 are locked (only they: never an install, so no lock-order cycle with the engine, which locks the
 install first), so a report that races the task's result sees the result's state: late progress
 of a finished task is dropped, not recorded after the end.
@@ -21,11 +21,11 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from . import tokens
-from .events import adopt_ids, insert_statement, publish
+from .events import adopt_ids, insert_statement
 from .models import ACTIVE_STATES, Event, EventKind, Install, Step, StepKind, StepState
 
 # agent_seen_at is written at most this often from progress reports: the sweeper's silence limit
@@ -35,7 +35,7 @@ SEEN_WRITE_INTERVAL_S = 30
 
 
 class Outcome:
-    """What became of one report (the HTTP layers turn these into answers)."""
+    """What became of one report (installs/ingest.py turns these into answers)."""
 
     OK = "ok"
     UNAUTHORIZED = "unauthorized"
@@ -49,7 +49,7 @@ class ProgressReport:
     percent: int | None = None
     message: str = ""
     log: list[str] = field(default_factory=list)
-    token: str = ""  # for agent_progress_many, which authenticates the reports itself
+    token: str = ""  # the agent token the report came with: each report is authenticated in its group
 
 
 @dataclass
@@ -90,9 +90,9 @@ def holds(install, token: str) -> bool:
 
 @dataclass
 class Statement:
-    """One SQL statement for a driver to run: ``rows`` asks for the result rows back; ``many`` runs
-    it once per parameter tuple (sent together); ``last``, the batch's final statement, whose rows
-    may come back with the commit's answer (one round trip less)."""
+    """One SQL statement for a store to run: ``rows`` asks for the result rows back; ``many`` runs
+    it once per parameter tuple (sent together); ``last``, the transaction's final statement, whose
+    rows may come back with the commit's answer (one round trip less)."""
 
     sql: str
     params: list | tuple = ()
@@ -102,104 +102,25 @@ class Statement:
 
 
 @dataclass
-class BatchResult:
+class GroupResult:
+    """What a commit group of reports came to: one outcome per report, in order."""
+
     outcomes: list[str]
-    events: list[Event]  # saved, to publish once the transaction commits
+    events: list[Event]  # saved, to publish once the transaction has committed
     seen: Statement | None  # agent_seen_at to write after it (outside the step locks)
 
 
-Batch = Generator[Statement, list | None, BatchResult]
+# The rules as a generator: it yields the statements it needs, is sent each one's rows (a list, or None
+# when the statement asked for none) and returns its answer. A store runs it in one transaction.
+Statements = Generator[Statement, list | None, object]
 
 
-def agent_progress(install: Install, report: ProgressReport) -> str:
-    """One report from an agent already authenticated as ``install``: its Outcome."""
-    return _run_sync(_batch([report], install=install)).outcomes[0]
+def group(reports: list[ProgressReport]) -> Statements:
+    """Many agents' reports at once, each carrying its token: a GroupResult, one Outcome per report, in order.
 
-
-def agent_progress_many(reports: list[ProgressReport]) -> list[str]:
-    """Many agents' reports at once, each carrying its token: one Outcome per report, in order."""
-    return _run_sync(_batch(reports)).outcomes
-
-
-async def agent_progress_async(conn, reports: list[ProgressReport]) -> BatchResult:
-    """agent_progress_many on an asynchronous psycopg connection (PostgreSQL), committed when this
-    returns; the caller publishes ``events`` and then runs ``seen`` (note_seen_async). Pipeline mode:
-    statements go out without waiting for earlier answers; the connection waits for the locked steps,
-    then once more for the updates, the inserted events' ids and the commit together."""
-    gen = _batch(reports)
-    answer = None
-    async with conn.pipeline(), conn.cursor() as cursor:
-        async with conn.transaction():
-            try:
-                while not (statement := gen.send(answer)).last:
-                    answer = await _run_async(cursor, statement)
-            except StopIteration as stop:  # nothing to insert
-                return stop.value
-            await cursor.execute(statement.sql, statement.params)
-        try:  # committed: the last statement's rows came with the commit's answer
-            gen.send(await cursor.fetchall())
-        except StopIteration as stop:
-            return stop.value
-    raise RuntimeError("a progress batch went on after its last statement")
-
-
-async def holder_async(conn, token: str) -> bool:
-    """Whether ``token`` is an active install's agent token (credentials.agent_install, on the async connection)."""
-    if not tokens.usable(token):
-        return False
-    where, values = _among(_col(Install, "agent_token_hash"), [tokens.token_hash(token)])
-    async with conn.cursor() as cursor:
-        await cursor.execute(_installs_sql(where), values)
-        rows = await cursor.fetchall()
-    return any(holds(_Installed(pk, state, token_hash, seen), token) for pk, state, token_hash, seen in rows)
-
-
-async def note_seen_async(conn, result: BatchResult) -> None:
-    async with conn.transaction(), conn.cursor() as cursor:
-        await _run_async(cursor, result.seen)
-
-
-def _run_sync(gen: Batch) -> BatchResult:
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            result = _drive_sync(cursor, gen)
-        transaction.on_commit(lambda: publish(result.events))
-    if result.seen is not None:
-        with connection.cursor() as cursor:
-            _run(cursor, result.seen)
-    return result
-
-
-def _drive_sync(cursor, gen: Batch) -> BatchResult:
-    answer = None
-    try:
-        while True:
-            answer = _run(cursor, gen.send(answer))
-    except StopIteration as stop:
-        return stop.value
-
-
-def _run(cursor, statement: Statement):
-    if statement.many:
-        cursor.executemany(statement.sql, statement.params)  # psycopg pipelines these
-        return None
-    cursor.execute(statement.sql, statement.params)
-    return cursor.fetchall() if statement.rows else None
-
-
-async def _run_async(cursor, statement: Statement):
-    if statement.many:
-        await cursor.executemany(statement.sql, statement.params)
-        return None
-    await cursor.execute(statement.sql, statement.params)
-    return await cursor.fetchall() if statement.rows else None
-
-
-def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
-    """The rules, for reports of one ``install`` already authenticated (the view) or each carrying
-    its token (a batch). The steps the reports name are read, locked, with their installs, which
-    authenticate the tokens; only a token whose report names some other install's step (or none)
-    costs a lookup of its own. Then the steps' progress, then the events."""
+    The steps the reports name are read, locked, with their installs, which authenticate the tokens; only a
+    token whose report names some other install's step (or none) costs a lookup of its own. Then the
+    steps' progress, then the events."""
     ids = sorted({parsed[0] for r in reports if (parsed := parse_task_id(r.task_id))})
     steps, installs = {}, {}
     if ids:
@@ -208,20 +129,15 @@ def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
         for pk, install_id, attempts, state, progress, message, task, i_state, token_hash, seen in rows:
             steps[pk] = _TaskStep(pk, install_id, attempts, state, progress, message, task)
             installs[install_id] = _Installed(install_id, i_state, token_hash, _aware(seen))
-    if install is not None:
-        pairs = [(install, r) for r in reports]
-    else:
-        hashes = {r.token: tokens.token_hash(r.token) for r in reports if tokens.usable(r.token)}
-        by_hash = {i.agent_token_hash: i for i in installs.values()}
-        unknown = sorted(set(hashes.values()) - by_hash.keys())
-        if unknown:
-            where, values = _among(_col(Install, "agent_token_hash"), unknown)
-            rows = yield Statement(_installs_sql(where), values, rows=True)
-            by_hash.update((row[2], _Installed(row[0], row[1], row[2], _aware(row[3]))) for row in rows)
-        pairs = []
-        for report in reports:
-            found = by_hash.get(hashes.get(report.token, ""))
-            pairs.append((found if holds(found, report.token) else None, report))
+    hashes = {r.token: tokens.token_hash(r.token) for r in reports if tokens.usable(r.token)}
+    by_hash = {i.agent_token_hash: i for i in installs.values()}
+    unknown = sorted(set(hashes.values()) - by_hash.keys())
+    if unknown:
+        by_hash.update((i.agent_token_hash, i) for i in (yield from _installs_by_hash(unknown)))
+    pairs = []
+    for report in reports:
+        found = by_hash.get(hashes.get(report.token, ""))
+        pairs.append((found if holds(found, report.token) else None, report))
     outcomes, changed, events = _decide(pairs, steps)
     if changed:
         yield Statement(_update_sql(), [(s.progress, s.message, s.pk) for s in changed], many=True)
@@ -230,7 +146,28 @@ def _batch(reports: list[ProgressReport], *, install=None) -> Batch:
         sql, params = insert_statement(chunk)
         last = start + 1000 >= len(events)
         adopt_ids(chunk, (yield Statement(sql, params, rows=True, last=last)))
-    return BatchResult(outcomes, events, _seen_statement(pairs))
+    return GroupResult(outcomes, events, _seen_statement(pairs))
+
+
+def holder(token: str) -> Statements:
+    """Whether ``token`` is an active install's agent token: the check of a report refused before it
+    joined a group (who asks comes first: a stranger learns nothing about the body)."""
+    if not tokens.usable(token):
+        return False
+    return any(holds(i, token) for i in (yield from _installs_by_hash([tokens.token_hash(token)])))
+
+
+def seen(result: GroupResult) -> Statements:
+    """A group's agent_seen_at, written once its events are out."""
+    if result.seen is not None:
+        yield result.seen
+    return None
+
+
+def _installs_by_hash(hashes: list[str]) -> Generator[Statement, list | None, list[_Installed]]:
+    where, values = _among(_col(Install, "agent_token_hash"), hashes)
+    rows = yield Statement(_installs_sql(where), values, rows=True)
+    return [_Installed(pk, state, token_hash, _aware(seen)) for pk, state, token_hash, seen in rows]
 
 
 def _decide(pairs, steps: dict[int, _TaskStep]) -> tuple[list[str], list[_TaskStep], list[Event]]:
@@ -280,15 +217,15 @@ def _seen_statement(pairs) -> Statement | None:
     )
     if not due:
         return None
-    seen = Install._meta.get_field("agent_seen_at")
+    column = Install._meta.get_field("agent_seen_at")
     where, values = _among(_col(Install, "id"), due)
     sql = f"UPDATE {_q(Install._meta.db_table)} SET {_col(Install, 'agent_seen_at')} = %s WHERE {where}"
-    return Statement(sql, [seen.get_db_prep_save(now, connection), *values])
+    return Statement(sql, [column.get_db_prep_save(now, connection), *values])
 
 
 def _among(column: str, values: list) -> tuple[str, list]:
     """``column`` is one of ``values``: one array parameter on PostgreSQL, so that the statement's text
-    (and psycopg's cache of it) is the same whatever the batch's size; a list elsewhere."""
+    (and psycopg's cache of it) is the same whatever the group's size; a list elsewhere."""
     if connection.vendor == "postgresql":
         return f"{column} = ANY(%s)", [list(values)]
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)

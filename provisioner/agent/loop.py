@@ -8,6 +8,7 @@ main thread delivers it, with backoff, whenever the control plane is reachable a
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -29,7 +30,8 @@ EXIT_REFUSED = 4  # 403 on register: not the machine of this install, or its boo
 EXIT_STOPPED = 5  # stopped from outside (SIGTERM)
 EXIT_REJECTED = 6  # the control plane answered 400/404/409 where the contract has no such answer
 
-# Used when register does not say; the contract's example value.
+# Used when register does not say; the contract's example value. (The progress interval's default is
+# the Agent's progress_interval_s; register and every progress answer may change it.)
 DEFAULT_HEARTBEAT_S = 30
 # Floor for intervals the control plane hands out, so a zero or negative value cannot turn a wait into a spin.
 MIN_INTERVAL_S = 0.05
@@ -37,6 +39,16 @@ MIN_INTERVAL_S = 0.05
 ABORT_GRACE_S = 10
 # Pause before polling again when "nothing ready yet" comes without retry_after_s.
 DEFAULT_RETRY_AFTER_S = 5
+
+
+def interval(value: object, default: float) -> float:
+    """An interval the control plane handed out, in seconds: ``default`` when it said none (or zero, or
+    nonsense), never below MIN_INTERVAL_S."""
+    try:
+        seconds = float(value) if value else default
+    except (TypeError, ValueError):
+        seconds = default
+    return max(MIN_INTERVAL_S, seconds if math.isfinite(seconds) else default)
 
 
 class _Stopped(Exception):
@@ -111,7 +123,8 @@ class Agent:
         try:
             answer = self._register()
             install = answer.get("install")
-            self.heartbeat_s = max(MIN_INTERVAL_S, float(answer.get("heartbeat_s") or DEFAULT_HEARTBEAT_S))
+            self.heartbeat_s = interval(answer.get("heartbeat_s"), DEFAULT_HEARTBEAT_S)
+            self.progress_interval_s = interval(answer.get("progress_s"), self.progress_interval_s)
             log.info("registered for install %s as %s", install, answer.get("hostname", "?"))
             self.journal = Journal(self.state_dir / f"journal-{install}.jsonl")
             heartbeats = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
@@ -294,7 +307,10 @@ class Agent:
                 channel.wait(self.progress_interval_s)
                 continue
             try:
-                self.client.progress(task_id, snap.percent, snap.message, snap.log)
+                answer = self.client.progress(task_id, snap.percent, snap.message, snap.log)
+                # The control plane sets the pace: a loaded one asks for reports less often.
+                if isinstance(answer, dict):
+                    self.progress_interval_s = interval(answer.get("progress_s"), self.progress_interval_s)
             except NetworkError as exc:
                 channel.put_back(snap)
                 delay = backoff.next_delay()

@@ -1,5 +1,6 @@
-"""The real agent program, in sandbox mode, against a live server of the real API with a real RQ
-worker process: an image install from the per-MAC boot config to the installed OS's callback."""
+"""The real agent program, in sandbox mode, against daphne serving the real ASGI application (as deployed:
+progress reports are answered in front of Django) with a real RQ worker process: an image install from the
+per-MAC boot config to the installed OS's callback."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 from installs.models import Event, Install, InstallState
 from inventory.models import OSProfile, Site
 from tests.integration.installs.conftest import worker_process
+from tests.servers import Daphne
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE = (b"provisioner-e2e-image " * 4096)[: 96 * 1024] + os.urandom(32 * 1024)  # 128 KiB
@@ -103,6 +105,15 @@ def boot_from_network(lab, machine, sandbox: Path) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.fixture
+def web(tmp_path):
+    """The control plane's web server as deployed (daphne, config.asgi), against the test database."""
+    server = Daphne(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 def image_profile(url: str, sha256: str) -> OSProfile:
     profile = OSProfile.objects.get(name="memory-os-image")
     profile.image_url, profile.image_sha256, profile.target_disk = url, sha256, ""
@@ -110,22 +121,22 @@ def image_profile(url: str, sha256: str) -> OSProfile:
     return profile
 
 
-def first_boot(sandbox: Path, live_server, token: str):
+def first_boot(sandbox: Path, web, token: str):
     """The installed OS's first boot: call back as the unit the agent left in the target says, or
     (if this agent build writes none) as the control plane documents it."""
     marker = sandbox / "target" / "etc" / "provisioner" / "first-boot"
     if marker.exists():
         url = re.search(r"https?://\S+", marker.read_text()).group(0).strip("'\"")
     else:
-        url = f"{live_server.url}/i/{token}/events/finished"
+        url = f"{web.url}/i/{token}/events/finished"
     urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).read()
 
 
 @pytest.mark.parametrize("cut", [None, 16 * 1024], ids=["whole", "network-drops-mid-image"])
-def test_real_agent_completes_an_image_install_against_the_live_api(lab, worker, live_server, tmp_path, cut):
+def test_real_agent_completes_an_image_install_against_the_live_api(lab, worker, web, tmp_path, cut):
     from installs import tokens
 
-    Site.objects.filter(pk=lab.site.pk).update(base_url=live_server.url)
+    Site.objects.filter(pk=lab.site.pk).update(base_url=web.url)
     lab.site.refresh_from_db()
     server = ImageServer(gzip.compress(IMAGE, mtime=0), cut_first_at=cut)
     try:
@@ -150,7 +161,7 @@ def test_real_agent_completes_an_image_install_against_the_live_api(lab, worker,
         marker = (sandbox / "target" / "etc" / "provisioner" / "first-boot").read_text()
         assert f"/i/{callback}/events/finished" in marker and boot not in marker
         wait_for(lambda: state(install) == InstallState.VERIFYING, 60, "the install to reboot into its OS")
-        first_boot(sandbox, live_server, callback)
+        first_boot(sandbox, web, callback)
         wait_for(lambda: state(install) == InstallState.SUCCEEDED, 60, "the install to succeed")
     finally:
         server.close()
@@ -171,8 +182,8 @@ def test_real_agent_completes_an_image_install_against_the_live_api(lab, worker,
     assert machine.status == "deployed" and machine.facts["nics"][0]["mac"] == machine.pxe_nic.mac
 
 
-def test_a_corrupt_image_fails_the_install_with_its_reason(lab, worker, live_server, tmp_path):
-    Site.objects.filter(pk=lab.site.pk).update(base_url=live_server.url)
+def test_a_corrupt_image_fails_the_install_with_its_reason(lab, worker, web, tmp_path):
+    Site.objects.filter(pk=lab.site.pk).update(base_url=web.url)
     server = ImageServer(gzip.compress(IMAGE, mtime=0))
     try:
         machine = lab.machine()

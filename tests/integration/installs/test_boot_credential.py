@@ -12,8 +12,8 @@ from audit.models import AuditEntry
 from installs import tokens
 from installs.models import Install, InstallState
 from inventory.models import OSProfile
+from tests.integration.installs.asgi_client import ROUTE, via_route
 from tests.integration.installs.test_http import API, armed, bearer, callback_token_of, facts, post
-from tests.integration.installs.test_progress_route import ROUTE, via_route
 
 THEIRS = "203.0.113.66"  # the address someone else presents a machine's boot credential from
 

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.service import Actor
-from installs import callbacks, credentials, engine, progress, tokens
+from installs import callbacks, credentials, engine, tokens
 from installs.batches import InstallRefused
 from installs.models import (
     TERMINAL_STATES,
@@ -20,6 +20,7 @@ from installs.models import (
 )
 from installs.sweeper import sweep
 from provisioner.bmc import BootDevice, PowerState
+from tests.integration.installs.asgi_client import via_route
 
 ALL_STATES = [s.value for s in InstallState]
 
@@ -123,14 +124,14 @@ def test_image_install_with_agent_tasks(lab):
     pxelinux = (lab.tftp_root / lab.per_mac_files(machine)[1]).read_text()
     assert f"provisioner.token={token}" in pxelinux
     facts = {"nics": [{"mac": machine.pxe_nic.mac, "link": True}], "disks": [{"path": "/dev/vda", "size_bytes": 10}]}
-    callbacks.agent_register(install.pk, facts)
+    agent_token = callbacks.agent_register(install.pk, facts, boot_credential=True).token
     seen = []
     while (answer := callbacks.agent_next_task(install.pk))["task"]:
         task = answer["task"]
         assert callbacks.agent_next_task(install.pk)["task"] == task  # asking again hands out the same task
         seen.append(task["kind"])
-        report = progress.ProgressReport(task["id"], 50, "half way", ["line 1"])
-        assert progress.agent_progress(install, report) == progress.Outcome.OK
+        report = {"percent": 50, "message": "half way", "log": ["line 1"]}
+        assert via_route(f"tasks/{task['id']}/progress", report, agent_token)[0] == 200
         assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "ok"
         assert callbacks.agent_result(install.pk, task["id"], True, "", "done", "out") == "duplicate"
     assert answer == {"task": None, "retry_after_s": 2} or answer.get("finished")

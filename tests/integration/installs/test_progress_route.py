@@ -1,6 +1,7 @@
-"""Agent progress through the ASGI route that writes reports in batches (installs/ingest.py), as
-daphne serves it: the real ASGI application, real PostgreSQL and Redis. It must answer exactly as the
-Django view does, store every report once, and say 503 (not lose silently) when it cannot."""
+"""Agent progress through the one path it takes (installs/ingest.py), as daphne serves it: the real ASGI
+application, real PostgreSQL and Redis, through either store (asynchronous psycopg, as in production;
+Django's connection on a thread, as ``make run`` uses with SQLite). It must answer as docs/agent-api.md
+says, store every report once, and say 503 (not lose silently) when it cannot."""
 
 from __future__ import annotations
 
@@ -13,25 +14,36 @@ from urllib.parse import urlsplit
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import HttpCommunicator
 from django.db import connection
 from django.utils import timezone
 
-from config.asgi import application
 from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
+from tests.integration.installs.asgi_client import ROUTE, asgi_post, via_route
 from tests.integration.installs.test_http import API, armed, bearer, post, register
 from tests.integration.ui.conftest import user_with_role
 from tests.integration.ui.test_consumers import communicator, receive_events, session_cookie
 from tests.servers import Daphne
 
-ROUTE = application.application_mapping["http"]
+OK = {"ok": True, "progress_s": 1.0}
 
 
 @pytest.fixture(autouse=True)
 def _close_writers():
     yield
     ROUTE.close()  # the writers' connections, before the test database is flushed
+
+
+@pytest.fixture(params=["psycopg", "django"])
+def route(request):
+    """The progress route with each store: PostgreSQL's own (production), and Django's connection on a
+    thread (what ``make run`` uses for SQLite; here on the test's PostgreSQL)."""
+    if request.param == "psycopg":
+        yield ROUTE
+        return
+    route = ingest.AgentProgressRoute(ROUTE.app, store=ingest.DjangoStore)
+    yield route
+    route.close()
 
 
 def running_task(lab, client):
@@ -42,66 +54,85 @@ def running_task(lab, client):
     return install, token, task["id"]
 
 
-async def asgi_post(
-    path: str, body: bytes | str | dict, token: str | None, content_type: str = "application/json"
-) -> tuple[int, dict, dict]:
-    data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
-    headers = [(b"content-type", content_type.encode())] if content_type else []
-    if token is not None:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
-    response = await HttpCommunicator(application, "POST", API + path, body=data, headers=headers).get_response()
-    return response["status"], json.loads(response["body"] or b"{}"), dict(response["headers"])
-
-
-def via_route(path, body, token, content_type="application/json"):
-    return asyncio.run(asgi_post(path, body, token, content_type))
-
-
-def test_answers_exactly_as_the_django_view(lab, client):
+def test_answers_as_the_agent_api_documents(lab, client):
     install, token, task_id = running_task(lab, client)
     step_id = task_id.split(".")[0]
     cases = [
-        (f"tasks/{task_id}/progress", {"percent": 10, "message": "ten", "log": ["a", "b"]}, token),
-        (f"tasks/{task_id}/progress", {"percent": 150}, token),
-        (f"tasks/{task_id}/progress", {"log": ["x"] * 1001}, token),
-        (f"tasks/{task_id}/progress", {"message": "m" * 2001}, token),
-        (f"tasks/{task_id}/progress", "not json", token),
-        (f"tasks/{task_id}/progress", "[1, 2]", token),
-        (f"tasks/{task_id}/progress", "", token),
-        (f"tasks/{task_id}/progress", {"percent": 150}, "y" * 64),  # who asks is checked before the body
-        (f"tasks/{task_id}/progress", {"percent": 5}, "y" * 64),
-        (f"tasks/{task_id}/progress", {"percent": 5}, ""),
-        ("tasks/garbage/progress", {}, token),
-        ("tasks/999999.1/progress", {}, token),
-        ("tasks/\u00b23.1/progress", {}, token),  # a digit to str.isdigit, not to int()
-        (f"tasks/{step_id}.7/progress", {"percent": 5}, token),
-        (f"tasks/{task_id}/progress", {"percent": 5, "message": "a\u0000b"}, token),
-        (f"tasks/{task_id}/progress", {"log": ["ok", "\ud800"]}, token),
-        (f"tasks/{task_id}/progress", "[" * 100000 + "]" * 100000, token),
-        (f"tasks/{task_id}/progress", '{"log": ' + "[" * 40 + "]" * 40 + "}", token),
-        (f"tasks/{task_id}/progress", '{"percent": NaN}', token),
-        (f"tasks/{task_id}/progress", '{"message": "m", "junk": {"\\u0000": 1}}', token),
+        (f"tasks/{task_id}/progress", {"percent": 10, "message": "ten", "log": ["a", "b"]}, token, 200, OK),
+        (f"tasks/{task_id}/progress", {"percent": 150}, token, 400, "percent"),
+        (f"tasks/{task_id}/progress", {"log": ["x"] * 1001}, token, 400, "log"),
+        (f"tasks/{task_id}/progress", {"message": "m" * 2001}, token, 400, "message"),
+        (f"tasks/{task_id}/progress", "not json", token, 400, "body"),
+        (f"tasks/{task_id}/progress", "[1, 2]", token, 400, "body"),
+        (f"tasks/{task_id}/progress", "", token, 400, ""),
+        # Who asks is checked before the body.
+        (f"tasks/{task_id}/progress", {"percent": 150}, "y" * 64, 401, {"detail": "Unauthorized"}),
+        (f"tasks/{task_id}/progress", {"percent": 5}, "y" * 64, 401, {"detail": "Unauthorized"}),
+        (f"tasks/{task_id}/progress", {"percent": 5}, "", 401, {"detail": "Unauthorized"}),
+        ("tasks/garbage/progress", {}, token, 404, {"reason": "", "message": "No task garbage in this install."}),
+        ("tasks/999999.1/progress", {}, token, 404, {"reason": "", "message": "No task 999999.1 in this install."}),
+        # A digit to str.isdigit, not to int().
+        ("tasks/\u00b23.1/progress", {}, token, 404, {"reason": "", "message": "No task \u00b23.1 in this install."}),
+        (
+            f"tasks/{step_id}.7/progress",
+            {"percent": 5},
+            token,
+            409,
+            {"reason": "", "message": f"Task {step_id}.7 is not the install's current task."},
+        ),
+        (f"tasks/{task_id}/progress", {"percent": 5, "message": "a\u0000b"}, token, 400, "message"),
+        (f"tasks/{task_id}/progress", {"log": ["ok", "\ud800"]}, token, 400, "log.1"),
+        (f"tasks/{task_id}/progress", "[" * 100000 + "]" * 100000, token, 400, "body"),
+        (f"tasks/{task_id}/progress", '{"log": ' + "[" * 40 + "]" * 40 + "}", token, 400, "body"),
+        (f"tasks/{task_id}/progress", '{"percent": NaN}', token, 400, "percent"),
+        (f"tasks/{task_id}/progress", '{"message": "m", "junk": {"\\u0000": 1}}', token, 400, "junk"),
     ]
-    for path, body, who in cases:
-        data = body if isinstance(body, str) else json.dumps(body)
-        view = client.post(API + path, data=data, content_type="application/json", **bearer(who))
-        status, answer, _ = via_route(path, body, who)
-        assert (status, answer) == (view.status_code, view.json()), (path, body[:100])
+    for path, body, who, status, expected in cases:
+        answer = via_route(path, body, who)[:2]
+        if isinstance(expected, str):  # a refusal, naming the field at fault
+            assert (answer[0], answer[1]["field"]) == (status, expected), (path, body[:100], answer)
+        else:
+            assert answer == (status, expected), (path, body[:100])
     for content_type in ("text/plain", ""):  # a JSON body must say it is one
-        view = client.post(API + f"tasks/{task_id}/progress", data="{}", content_type=content_type, **bearer(token))
         status, answer, _ = via_route(f"tasks/{task_id}/progress", "{}", token, content_type)
-        assert (status, answer) == (view.status_code, view.json()) and status == 415, content_type
+        assert (status, answer["field"]) == (415, "body") and "application/json" in answer["message"], content_type
     assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, {"detail": "Unauthorized"})
-    # The two accepted reports (view, route) each stored a progress event and a log event.
+    # The accepted report stored a progress event and a log event.
     kinds = list(Event.objects.filter(install=install, step__isnull=False).values_list("kind", flat=True))
-    assert (kinds.count(EventKind.PROGRESS), kinds.count(EventKind.LOG)) == (2, 2)
+    assert (kinds.count(EventKind.PROGRESS), kinds.count(EventKind.LOG)) == (1, 1)
 
 
-def test_refused_reports_write_nothing(lab, client):
+def test_only_the_route_answers_progress_and_the_agent_api_documents_it(lab, client):
+    install, token, task_id = running_task(lab, client)
+    # Django serves no progress view: a request that bypassed the route would not be taken for stored.
+    assert post(client, f"tasks/{task_id}/progress", {"percent": 5}, token).status_code == 404
+    operation = client.get(API + "openapi.json").json()["paths"]["/api/agent/v1/tasks/{task_id}/progress"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ProgressIn"
+    }
+    assert {"200", "400", "401", "404", "409", "413", "415", "503"} <= set(map(str, operation["responses"]))
+
+
+def test_the_answers_ask_for_reports_less_often_while_the_writer_is_behind(settings):
+    settings.AGENT_PROGRESS_S, settings.AGENT_PROGRESS_MAX_S = 2.0, 7.0
+    writer = ingest._GroupWriter(asyncio.new_event_loop(), store=None)
+    try:
+        assert writer.progress_s() == 2.0
+        writer.pending = [None] * (ingest.MAX_GROUP - 1)  # what one group carries: keeping up
+        assert writer.progress_s() == 2.0
+        writer.pending = [None] * (2 * ingest.MAX_GROUP)  # two groups behind
+        assert writer.progress_s() == 6.0
+        writer.pending = [None] * (10 * ingest.MAX_GROUP)
+        assert writer.progress_s() == 7.0
+    finally:
+        writer.loop.close()
+
+
+def test_refused_reports_write_nothing(lab, client, route):
     install, token, task_id = running_task(lab, client)
     before = Event.objects.count()
-    for body, who in [({"percent": 101}, token), ({"percent": 5}, "y" * 64), ("{", token)]:
-        assert via_route(f"tasks/{task_id}/progress", body, who)[0] in (400, 401)
+    for body, who, status in [({"percent": 101}, token, 400), ({"percent": 5}, "y" * 64, 401), ("{", token, 400)]:
+        assert via_route(f"tasks/{task_id}/progress", body, who, app=route)[0] == status
     assert Event.objects.count() == before
     assert Step.objects.get(pk=task_id.split(".")[0]).progress == 0
 
@@ -113,7 +144,7 @@ def test_a_body_over_the_upload_limit_is_refused(lab, client, settings):
     assert status == 413 and "1000 bytes" in answer["message"]
 
 
-def test_concurrent_reports_are_each_stored_once_in_order(lab, client):
+def test_concurrent_reports_are_each_stored_once_in_order(lab, client, route):
     agents = [running_task(lab, client) for _ in range(4)]
     rounds = 15
 
@@ -121,9 +152,8 @@ def test_concurrent_reports_are_each_stored_once_in_order(lab, client):
         async def agent(token, task_id):
             answers = []
             for n in range(rounds):  # one agent reports one at a time, as the real one does
-                answers.append(
-                    await asgi_post(f"tasks/{task_id}/progress", {"percent": n + 1, "log": [f"l{n}"]}, token)
-                )
+                body = {"percent": n + 1, "log": [f"l{n}"]}
+                answers.append(await asgi_post(f"tasks/{task_id}/progress", body, token, app=route))
             return answers
 
         return await asyncio.gather(*(agent(token, task_id) for _, token, task_id in agents))
@@ -139,24 +169,25 @@ def test_concurrent_reports_are_each_stored_once_in_order(lab, client):
         assert [e.message for e in logs] == [f"l{n}" for n in range(rounds)]
 
 
-def test_late_progress_of_a_finished_task_is_accepted_and_dropped(lab, client):
+def test_late_progress_of_a_finished_task_is_accepted_and_dropped(lab, client, route):
     install, token, task_id = running_task(lab, client)
     assert post(client, f"tasks/{task_id}/result", {"ok": True}, token).status_code == 200
     before = Event.objects.count()
-    assert via_route(f"tasks/{task_id}/progress", {"percent": 99, "log": ["late"]}, token)[:2] == (200, {"ok": True})
+    assert via_route(f"tasks/{task_id}/progress", {"percent": 99, "log": ["late"]}, token, app=route)[:2] == (200, OK)
     assert Event.objects.count() == before
     assert Step.objects.get(pk=task_id.split(".")[0]).state == StepState.SUCCEEDED
 
 
-def test_reports_reach_a_dashboard_socket_once(lab, client):
+def test_reports_reach_a_dashboard_socket_once(lab, client, route):
     install, token, task_id = running_task(lab, client)
     cookie = session_cookie(user_with_role("viewer", "watcher"))
 
     async def scenario():
         socket = communicator("/ws/dashboard/", cookie)
         assert (await socket.connect())[0]
+        path = f"tasks/{task_id}/progress"
         answers = await asyncio.gather(
-            *(asgi_post(f"tasks/{task_id}/progress", {"percent": n, "message": f"r{n}"}, token) for n in range(1, 9))
+            *(asgi_post(path, {"percent": n, "message": f"r{n}"}, token, app=route) for n in range(1, 9))
         )
         assert [status for status, _, _ in answers] == [200] * 8
         got = [e for e in await receive_events(socket, 8, timeout=5) if e["kind"] == EventKind.PROGRESS]
@@ -219,7 +250,7 @@ def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(la
     assert Event.objects.filter(install=install, message="again").count() == 1
 
 
-def test_a_report_notes_when_the_agent_was_last_seen(lab, client):
+def test_a_report_notes_when_the_agent_was_last_seen(lab, client, route):
     install, token, task_id = running_task(lab, client)
     long_ago = timezone.now() - timedelta(minutes=10)
     Install.objects.filter(pk=install.pk).update(agent_seen_at=long_ago)
@@ -229,10 +260,10 @@ def test_a_report_notes_when_the_agent_was_last_seen(lab, client):
         def seen_at():
             return in_thread(lambda: Install.objects.get(pk=install.pk).agent_seen_at)
 
-        assert (await asgi_post(path, {"percent": 3}, token))[0] == 200
-        await asyncio.sleep(0.5)  # written after the answer, with the batch's events out
+        assert (await asgi_post(path, {"percent": 3}, token, app=route))[0] == 200
+        await asyncio.sleep(0.5)  # written after the answer, with the group's events out
         first = await seen_at()
-        assert (await asgi_post(path, {"percent": 4}, token))[0] == 200
+        assert (await asgi_post(path, {"percent": 4}, token, app=route))[0] == 200
         await asyncio.sleep(0.5)
         return first, await seen_at()
 
@@ -284,7 +315,7 @@ def test_one_bad_report_among_concurrent_ones_fails_only_itself_under_daphne(lab
     server = Daphne(tmp_path)  # as deployed: python -m config.serve
     server.start()
     try:
-        for _ in range(3):  # a few rounds: the reports of one round arrive together and share batches
+        for _ in range(3):  # a few rounds: the reports of one round arrive together and share groups
             answers = post_together(server.url, requests)
             assert [a[0] for a in answers[:10] + answers[11:-1]] == [200] * 20, answers
             assert answers[10][0] == 400 and answers[10][1]["field"] == "message", answers[10]
@@ -299,8 +330,8 @@ def test_one_bad_report_among_concurrent_ones_fails_only_itself_under_daphne(lab
     assert Step.objects.get(pk=bad_task.split(".")[0]).message == ""
 
 
-def test_a_batch_that_fails_is_written_report_by_report_so_only_the_bad_one_fails(lab, client):
-    """Whatever slipped past the checks: a report the database refuses fails alone, not its batch."""
+def test_a_group_that_fails_is_written_report_by_report_so_only_the_bad_one_fails(lab, client, route):
+    """Whatever slipped past the checks: a report the database refuses fails alone, not its commit group."""
     agents = [running_task(lab, client) for _ in range(5)]
     bad_install, bad_token, bad_task = running_task(lab, client)
     reports = [
@@ -309,8 +340,8 @@ def test_a_batch_that_fails_is_written_report_by_report_so_only_the_bad_one_fail
     reports.insert(2, progress.ProgressReport(bad_task, 9, "bad\x00one", token=bad_token))
 
     async def scenario():
-        writer = ROUTE._writer()
-        return await asyncio.gather(*(writer.submit(r) for r in reports))  # queued together: one batch
+        writer = route._writer()
+        return await asyncio.gather(*(writer.submit(r) for r in reports))  # queued together: one group
 
     outcomes = asyncio.run(scenario())
     assert outcomes == [progress.Outcome.OK] * 2 + [ingest.UNSTORABLE] + [progress.Outcome.OK] * 3

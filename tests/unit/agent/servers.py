@@ -105,6 +105,8 @@ CALLBACK_TOKEN = "callback-5b2d3f9a7c1e-never-logged"
 class Plan:
     tasks: list[dict] = field(default_factory=list)
     heartbeat_s: float = 30
+    # The progress interval register and each progress answer hand out (None: they say nothing).
+    progress_s: float | None = None
     macs: tuple[str, ...] = ()
     cancel: bool = False
     revoked: bool = False
@@ -186,6 +188,8 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                     refusal = {"reason": "WrongMachine", "message": "booted on a machine that is not web01"}
                     return self._answer(403, refusal)
                 answer = {"install": 12, "hostname": "web01", "heartbeat_s": plan.heartbeat_s}
+                if plan.progress_s is not None:
+                    answer["progress_s"] = plan.progress_s
                 if boot:
                     asks_again = plan.boot_spent and body.get("key") == plan.key and not plan.agent_token_used
                     if plan.boot_spent and not asks_again:
@@ -212,7 +216,8 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 return self._answer(200, {"task": task})
             if path.startswith("tasks/") and path.endswith("/progress"):
                 plan.progress.append((path.split("/")[1], body))
-                return self._answer(200, {"ok": True})
+                paced = {} if plan.progress_s is None else {"progress_s": plan.progress_s}
+                return self._answer(200, {"ok": True, **paced})
             if path.startswith("tasks/") and path.endswith("/result"):
                 if plan.on_result is not None:
                     plan.on_result(path.split("/")[1], body)

@@ -258,6 +258,28 @@ def test_task_keeps_running_through_an_outage_and_everything_is_delivered(machin
     assert percents == sorted(percents) and percents[-1] == 100
 
 
+def test_the_control_plane_sets_the_pace_of_progress_reports(machine, plane, tmp_path):
+    text = "for i in $(seq 1 40); do echo line $i; sleep 0.02; done"
+    plan = Plan(macs=(MAC,), tasks=[script("t1", text)], progress_s=0.3)
+    agent = make_agent(plane(plan), machine, tmp_path / "state")  # on its own it would report every 0.05 s
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert agent.progress_interval_s == 0.3  # from register, then from every progress answer
+    sent = [at for at, _, path in plan.requests if path == "tasks/t1/progress"]
+    gaps = [b - a for a, b in zip(sent, sent[1:-1], strict=False)]  # the last one goes at once: the task ended
+    assert gaps and min(gaps) >= 0.25, gaps
+    delivered = [line for _, body in plan.progress for line in body["log"]]
+    assert delivered == [f"line {i}" for i in range(1, 41)]  # slower, none lost
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(2, 2.0), ("0.5", 0.5), (None, 7.0), (0, 7.0), ("soon", 7.0), ([1], 7.0), (float("nan"), 7.0),
+     (float("inf"), 7.0), (-3, loop.MIN_INTERVAL_S), (0.001, loop.MIN_INTERVAL_S)],
+)  # fmt: skip
+def test_intervals_from_the_control_plane_are_taken_with_care(value, expected):
+    assert loop.interval(value, 7.0) == expected
+
+
 def test_reboot_is_reported_before_it_happens_and_ends_the_loop(machine, plane, tmp_path):
     seen = {}
     plan = Plan(macs=(MAC,), tasks=[{"id": "r1", "kind": "reboot", "params": {}}, script("t2", "echo after")])
