@@ -89,3 +89,45 @@ def test_a_second_make_run_names_the_port_that_is_taken(tmp_path):
         )  # fmt: skip
     assert done.returncode != 0 and f"TCP port {port} (the dashboard) is in use" in done.stderr
     assert f"PORT={port + 1} make run" in done.stderr
+
+
+def test_make_runs_lab_installs_a_machine_with_progress_through_the_one_progress_path(tmp_path):
+    """The demo on SQLite: a lab machine PXE-boots the real agent, which reports progress to daphne's
+    progress route (the path production takes on PostgreSQL), and the install succeeds."""
+    var_dir = tmp_path / "var"
+    log_path = tmp_path / "run.log"
+    port = free_port()
+    env = clean_env(var_dir, LAB_PORT_BASE=str(free_port()))
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/run.py", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while "provisioner is running" not in log_path.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
+        terminal = clean_env(var_dir)
+        started = manage(terminal, "install", "lab-r1-01", "--profile", "lab-demo-image")
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 240
+        while True:
+            listed = manage(terminal, "installs", "--all").stdout
+            row = next((line for line in listed.splitlines() if "lab-r1-01" in line), "")
+            if "succeeded" in row or "failed" in row:
+                break
+            assert time.monotonic() < deadline, f"the lab install did not end:\n{listed}"
+            time.sleep(2)
+        assert "succeeded" in row, row
+        query = (
+            "from installs.models import Event, Install; i = Install.objects.get(machine__hostname='lab-r1-01'); "
+            "print(Event.objects.filter(install=i, kind='progress').count())"
+        )
+        shown = manage(terminal, "shell", "-c", query)
+        assert shown.returncode == 0, shown.stderr
+        assert int(shown.stdout.split()[-1]) > 0, shown.stdout  # the agent's reports reached the database
+        assert "Traceback" not in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=60)
