@@ -20,7 +20,7 @@ from django.db import models
 from access.service import login_public_key
 from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
 
-from .stepkinds import StepKind
+from .stepkinds import KINDS, Mover
 
 # The shape to_json writes; from_json reads this one and every one before it.
 PLAN_VERSION = 1
@@ -204,25 +204,16 @@ class PlannedStep:
 
 
 def plan_steps(plan: Plan) -> list[PlannedStep]:
-    """The ordered steps of a plan."""
-    image = plan.profile.method == InstallMethod.IMAGE
-    steps = [
-        PlannedStep(StepKind.CHECK_BMC),
-        PlannedStep(StepKind.WRITE_BOOT_CONFIG),
-        PlannedStep(StepKind.SET_BOOT_PXE),
-        PlannedStep(StepKind.POWER_CYCLE),
-        PlannedStep(StepKind.WAIT_BOOT),
-    ]
-    if image:
-        steps += [PlannedStep(StepKind.AGENT_TASK, task, params) for task, params in agent_tasks(plan)]
-    else:
-        steps.append(PlannedStep(StepKind.WAIT_INSTALLER))
-    steps += [PlannedStep(StepKind.REMOVE_BOOT_CONFIG), PlannedStep(StepKind.SET_BOOT_DISK)]
-    if image:
-        steps.append(PlannedStep(StepKind.REBOOT))  # installers reboot themselves when done
-    steps.append(PlannedStep(StepKind.VERIFY))
-    # Through the site's jump host when one is configured; skipped with the reason otherwise.
-    steps.append(PlannedStep(StepKind.VERIFY_SSH))
+    """The ordered steps of a plan: the step kinds its method has, in the table's order, an agent
+    step for each of the agent's tasks."""
+    steps = []
+    for spec in KINDS.values():
+        if not spec.planned_for(plan.profile.method):
+            continue
+        if spec.mover == Mover.AGENT:
+            steps += [PlannedStep(spec.kind, task, params) for task, params in agent_tasks(plan)]
+        else:
+            steps.append(PlannedStep(spec.kind))
     return steps
 
 

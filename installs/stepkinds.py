@@ -1,6 +1,7 @@
 """Every kind of install step, described once.
 
-A row of KINDS says which install phase the step belongs to, who moves it on (a worker runs it, the
+A row of KINDS says which installs have the step (the table's order is the plan's order), which
+install phase it belongs to, who moves it on (a worker runs it, the
 machine's call ends its wait, or the agent pulls it), what a worker runs for it, how long the machine
 gets and how the install fails when it takes longer, and what people see it called. The plan, the
 engine, the callbacks, the sweeper and the pages read this table and nothing else about a kind.
@@ -67,6 +68,8 @@ class StepKindSpec:
     deadline_setting: str = ""
     timeout_reason: str = ""  # CamelCase
     timeout_message: str = ""
+    # The install methods whose plans have this step; empty: every method.
+    methods: frozenset[str] = field(default_factory=frozenset)
     # Install methods for which this worker step is a wait for the machine instead (its runner unused).
     waits_for: frozenset[str] = field(default_factory=frozenset)
     # What people see; blank means the kind's StepKind label. May use {task} (agent tasks).
@@ -83,6 +86,9 @@ class StepKindSpec:
             self.deadline_setting and self.timeout_reason and self.timeout_message
         ):
             raise ValueError(f"step kind {self.kind!r} waits for the machine: give its deadline and timeout failure")
+
+    def planned_for(self, method: str) -> bool:
+        return not self.methods or method in self.methods
 
     def mover_for(self, method: str) -> Mover:
         """Who moves this step on in an install of ``method``."""
@@ -107,6 +113,10 @@ class StepKindSpec:
         return self.timeout_reason, self.timeout_message.format(host=host, minutes=minutes, task=task.replace("_", " "))
 
 
+# The methods that boot an installer which calls back (every method but writing an image).
+INSTALLER_METHODS = frozenset(InstallMethod.values) - {InstallMethod.IMAGE}
+
+# In plan order.
 KINDS: dict[str, StepKindSpec] = {
     spec.kind: spec
     for spec in (
@@ -131,6 +141,7 @@ KINDS: dict[str, StepKindSpec] = {
             StepKind.WAIT_INSTALLER,
             InstallState.INSTALLING,
             Mover.WAIT,
+            methods=INSTALLER_METHODS,
             deadline_setting="INSTALL_INSTALLER_DEADLINE_S",
             timeout_reason="InstallerTimeout",
             timeout_message=(
@@ -139,9 +150,10 @@ KINDS: dict[str, StepKindSpec] = {
             ),
         ),
         StepKindSpec(
-            StepKind.AGENT_TASK,
+            StepKind.AGENT_TASK,  # one step per task of the plan (installs/plan.py agent_tasks)
             InstallState.INSTALLING,
             Mover.AGENT,
+            methods=frozenset({InstallMethod.IMAGE}),
             deadline_setting="INSTALL_AGENT_TASK_DEADLINE_S",
             timeout_reason="AgentTaskTimeout",
             timeout_message="The agent's {task} on {host} did not finish within {minutes} minutes.",
@@ -156,7 +168,13 @@ KINDS: dict[str, StepKindSpec] = {
         StepKindSpec(
             StepKind.SET_BOOT_DISK, InstallState.FINALIZING, Mover.WORKER, runner="installs.steps.set_boot_disk"
         ),
-        StepKindSpec(StepKind.REBOOT, InstallState.FINALIZING, Mover.WORKER, runner="installs.steps.reboot"),
+        StepKindSpec(
+            StepKind.REBOOT,
+            InstallState.FINALIZING,
+            Mover.WORKER,
+            runner="installs.steps.reboot",
+            methods=frozenset({InstallMethod.IMAGE}),  # installers reboot themselves when done
+        ),
         StepKindSpec(
             StepKind.VERIFY,
             InstallState.VERIFYING,
@@ -171,6 +189,7 @@ KINDS: dict[str, StepKindSpec] = {
                 "Check its console: it may be booting another disk or stuck at the firmware."
             ),
         ),
+        # Through the site's jump host when one is configured; skipped with the reason otherwise.
         StepKindSpec(StepKind.VERIFY_SSH, InstallState.VERIFYING, Mover.WORKER, runner="installs.steps.verify_ssh"),
     )
 }
