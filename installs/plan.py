@@ -6,6 +6,7 @@ NICs later does not change an install already running.
 
 ``Plan`` is a frozen dataclass; the database keeps it as JSON (``PlanField``), with a ``version``
 so a later shape can still read the plans stored before it. A plan stored without one is version 1.
+``install.plan`` is a Plan (set either a Plan or its JSON).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 from access.service import login_public_key
 from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
@@ -113,15 +115,30 @@ class Plan:
             raise ValueError(f"not a version {PLAN_VERSION} plan: {exc}") from None
 
 
+class _PlanAttribute(DeferredAttribute):
+    """``install.plan``: the stored JSON becomes a Plan when it is first read, not when the row is
+    loaded, so a row whose plan this release cannot read still loads (a list, a count), and fails by
+    name only where its plan is used."""
+
+    def __get__(self, instance, cls=None):
+        if instance is None:
+            return self
+        value = super().__get__(instance, cls)
+        if isinstance(value, dict):
+            value = instance.__dict__[self.field.attname] = Plan.from_json(value)
+        return value
+
+    def __set__(self, instance, value):
+        instance.__dict__[self.field.attname] = value
+
+
 class PlanField(models.JSONField):
     """A Plan in Python, its JSON in the database."""
 
-    def from_db_value(self, value, expression, connection):
-        data = super().from_db_value(value, expression, connection)
-        return Plan.from_json(data) if isinstance(data, dict) else data
+    descriptor_class = _PlanAttribute
 
-    def to_python(self, value):
-        return Plan.from_json(value) if isinstance(value, dict) else value
+    def pre_save(self, model_instance, add):
+        return model_instance.__dict__[self.attname]  # as it was set: a Plan or its JSON, unread
 
     def get_prep_value(self, value):
         return super().get_prep_value(value.to_json() if isinstance(value, Plan) else value)
