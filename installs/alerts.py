@@ -20,7 +20,7 @@ def raise_alert(install, reason: str, message: str) -> Alert:
     emit(install, EventKind.ALERT, f"{install.machine.hostname}: {message}", data={"alert": alert.pk, "reason": reason})
     if settings.ALERT_EMAILS:
         subject = f"[provisioner] install of {install.machine.hostname} failed: {reason}"
-        body = f"{message}\n\nInstall {install.pk}, profile {install.plan['profile']['name']}."
+        body = f"{message}\n\nInstall {install.pk}, profile {install.plan.profile.name}."
         transaction.on_commit(lambda: _mail(subject, body))
     return alert
 

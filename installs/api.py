@@ -49,7 +49,7 @@ class BootCredentialOrAgentToken(HttpBearer):
         if install is not None:
             return Registrant(install, boot_credential=False)
         install = credentials.boot_install(token)
-        if install is not None and install.plan["profile"]["method"] == pxe.Method.IMAGE:
+        if install is not None and install.plan.profile.method == pxe.Method.IMAGE:
             return Registrant(install, boot_credential=True)
         return None
 

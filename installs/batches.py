@@ -4,11 +4,12 @@ never refused."""
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections import Counter
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count
+from django.dispatch import receiver
 from django.utils import timezone
 
 from audit.service import Actor, record
@@ -16,11 +17,12 @@ from core import queues
 from inventory.models import Machine, MachineStatus, OSProfile
 
 from . import tokens
+from .engine import StaleTransition, enqueue_advance, install_ended, lock, set_state
 from .engine import cancel as cancel_install
-from .engine import enqueue_advance, lock, set_state
 from .events import emit
-from .models import ACTIVE_STATES, TERMINAL_STATES, Batch, BatchState, EventKind, Install, InstallState, Step
+from .models import Batch, BatchState, EventKind, Install, Step
 from .plan import PlanError, build_plan, plan_steps
+from .states import ACTIVE_STATES, TERMINAL_STATES, InstallState
 
 
 class InstallRefused(Exception):
@@ -110,7 +112,7 @@ def _accept(
         with transaction.atomic():
             for machine, plan in planned:
                 steps = plan_steps(plan)
-                plan["step_count"] = len(steps)
+                plan = dataclasses.replace(plan, step_count=len(steps))
                 install = Install.objects.create(
                     machine=machine,
                     profile=profile,
@@ -121,7 +123,7 @@ def _accept(
                     **tokens.for_new_install(),
                 )
                 Step.objects.bulk_create(
-                    Step(install=install, order=i, kind=s["kind"], task=s["task"], params=s["params"])
+                    Step(install=install, order=i, kind=s.kind, task=s.task, params=s.params)
                     for i, s in enumerate(steps)
                 )
                 record(actor, "install.request", install, {"profile": profile.name, "batch": batch.pk})
@@ -156,6 +158,14 @@ def _pause_if_failing(batch: Batch) -> bool:
     return False
 
 
+@receiver(install_ended)
+def _admit_after_end(sender, install: Install, **kwargs) -> None:
+    """An install ended, so a slot of its batch is free: admit the next (installs/apps.py connects this)."""
+    if install.batch_id:
+        batch_id = install.batch_id
+        queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
+
+
 @transaction.atomic
 def admit(batch_id: int) -> int:
     """Start as many queued installs of the batch as its caps allow. Returns how many started.
@@ -188,29 +198,6 @@ def admit(batch_id: int) -> int:
     return started
 
 
-# A power-on slot per (batch, rack): Lua makes "take the next slot" atomic across workers.
-_RESERVE = """
-local now = tonumber(ARGV[1])
-local stagger = tonumber(ARGV[2])
-local last = tonumber(redis.call('get', KEYS[1]) or '0')
-local slot = math.max(now, last + stagger)
-redis.call('set', KEYS[1], tostring(slot), 'EX', 86400)
-return tostring(slot)
-"""
-
-
-def reserve_power_on(install: Install) -> float:
-    """Seconds from now until this install may power its machine on, so that one rack's machines
-    of a batch start ``stagger_s`` apart."""
-    batch = Batch.objects.only("stagger_s").get(pk=install.batch_id)
-    if batch.stagger_s <= 0:
-        return 0.0
-    key = f"provisioner:stagger:{install.batch_id}:{install.plan['machine']['rack_id']}"
-    now = time.time()
-    slot = float(queues.connection().eval(_RESERVE, 1, key, repr(now), repr(batch.stagger_s)))
-    return max(0.0, slot - now)
-
-
 BATCH_ACTIONS = {
     BatchState.RUNNING: "batch.resume",
     BatchState.PAUSED: "batch.pause",
@@ -238,7 +225,7 @@ def set_batch_state(batch_id: int, to: str, actor: Actor, why: str = "") -> Batc
         for install_id in pending:
             try:
                 cancel_install(install_id, actor=actor, why=why or "batch cancelled")
-            except Exception:  # ended meanwhile: fine
+            except StaleTransition:  # ended meanwhile: fine
                 continue
     return batch
 

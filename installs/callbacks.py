@@ -7,9 +7,6 @@ repeated call is harmless.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,8 +15,10 @@ from inventory.models import Machine
 
 from . import credentials, engine
 from .events import emit
-from .models import ACTIVE_STATES, EventKind, Install, Step, StepKind, StepState
+from .models import EventKind, Install, Step
 from .progress import parse_task_id
+from .states import ACTIVE_STATES, STEP_DONE_STATES, StepState
+from .stepkinds import StepKind
 
 INSTALLER_EVENT_KINDS = ("started", "progress", "finished", "failed")
 
@@ -88,7 +87,7 @@ def _register(install_id: int, facts: dict, boot_credential: bool, key: str):
         handover, reused = credentials.exchange_for_agent(install, key)
         if reused:
             return None, reused
-    expected = install.plan["machine"]["mac"]
+    expected = install.plan.machine.mac
     macs = {str(n.get("mac", "")).lower() for n in facts.get("nics", [])}
     actor = agent_actor(install)
     if expected not in macs:
@@ -148,17 +147,7 @@ def agent_next_task(install_id: int) -> dict:
         later = install.steps.filter(kind=StepKind.AGENT_TASK, order__gt=step.order).exists()
         return {"task": None, "retry_after_s": 2} if later else {"task": None, "finished": True}
     if step.state == StepState.PENDING:
-        now = timezone.now()
-        engine._enter(install, step)
-        step.state = StepState.DISPATCHED
-        step.attempts += 1
-        step.started_at = now
-        step.deadline_at = now + timedelta(seconds=settings.INSTALL_AGENT_TASK_DEADLINE_S)
-        step.params = _resolve_params(install, step)
-        step.save(update_fields=["state", "attempts", "started_at", "deadline_at", "params"])
-        install.deadline_at = step.deadline_at
-        install.save(update_fields=["deadline_at"])
-        emit(install, EventKind.STEP, f"{step.label}: handed to the agent", step=step)
+        engine.dispatch(install, step, _resolve_params(install, step))
     return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
 
 
@@ -186,15 +175,14 @@ def _dispatched(install: Install, task_id: str) -> Step:
 def agent_result(install_id: int, task_id: str, ok: bool, reason: str, message: str, output: str) -> str:
     install = engine.lock(install_id)
     step = _dispatched(install, task_id)
-    if step.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED):
+    if step.state in STEP_DONE_STATES:
         return "duplicate"
     if step.state != StepState.DISPATCHED:
         raise NotCurrentTask(task_id)
     if output:
         emit(install, EventKind.LOG, output[-10000:], step=step, data={"output": True})
     if ok:
-        engine._succeed_step(install, step, {"output_tail": output[-2000:]}, message)
-        engine.enqueue_advance(install)  # worker steps may follow the last agent task
+        engine.complete_step(install, step, {"output_tail": output[-2000:]}, message)  # worker steps may follow
         return "ok"
     engine.fail(
         install,

@@ -174,7 +174,7 @@ def answer_file(install_id: int, name: str) -> AnswerFile | BootCredentialReused
         engine.fail(
             install,
             "TemplateError",
-            f"The {install.plan['profile']['name']} profile's template cannot be rendered for "
+            f"The {install.plan.profile.name} profile's template cannot be rendered for "
             f"{install.machine.hostname}: {exc}. Fix the profile and start a new install.",
             step=engine.current_step(install),
         )

@@ -1,8 +1,10 @@
 """The install state machine: service functions that move installs, and the RQ jobs that call them.
 
 Every change to an install or its steps happens with the install row locked, is checked against
-TRANSITIONS, writes its audit entry and event in the same transaction, and registers its side
-effects (jobs, websocket messages) with on_commit. Jobs take primary keys, re-read the row and
+TRANSITIONS (``set_state``) or STEP_TRANSITIONS (``move_step``, the one writer of a step's state),
+writes its audit entry and event in the same transaction, and registers its side effects (jobs,
+websocket messages) with on_commit. What a step kind is (its phase, who moves it on, its runner, its
+deadline) comes from installs/stepkinds.py. Jobs take primary keys, re-read the row and
 return quietly when the install has moved on: duplicate and late deliveries are normal.
 
 No job waits for a machine. A worker step makes one short BMC call or file write; a wait step
@@ -18,6 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from rq import Retry
 from rq.exceptions import DuplicateJobError
@@ -25,22 +28,24 @@ from rq.exceptions import DuplicateJobError
 from audit.service import Actor, record
 from core import queues
 from inventory.models import MachineStatus
+from provisioner import pxe
 
-from . import plan as plans
 from . import steps as runners
+from .alerts import raise_alert
 from .events import emit
-from .models import (
+from .models import EventKind, Install, Step
+from .stagger import reserve_power_on
+from .states import (
     ACTIVE_STATES,
     STEP_DONE_STATES,
+    STEP_STARTED_STATES,
+    STEP_TRANSITIONS,
     TERMINAL_STATES,
     TRANSITIONS,
-    EventKind,
-    Install,
     InstallState,
-    Step,
-    StepKind,
     StepState,
 )
+from .stepkinds import KINDS, Mover, StepKind
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +66,16 @@ class InvalidTransition(EngineError):
     """The transitions table does not allow this move."""
 
 
+# Sent inside the transaction that ends an install (``install=``): installs/batches.py admits the next
+# installs of its batch. A signal, because admission starts installs through this module.
+install_ended = Signal()
+
+
 # --- jobs and side effects ------------------------------------------------------------------
 
 
 def _site_queue(install: Install):
-    return queues.site_queue(install.plan["site"]["slug"])
+    return queues.site_queue(install.plan.site.slug)
 
 
 def enqueue_advance(install: Install, delay_s: float = 0) -> None:
@@ -170,8 +180,7 @@ def _machine_status_after(install: Install, to: str) -> str:
 
 def _end(install: Install, to: str, *, actor: Actor, reason: str = "", message: str = "") -> None:
     """End a locked, active install: skip what is left, record why, clean up after commit."""
-    now = timezone.now()
-    install.steps.exclude(state__in=STEP_DONE_STATES).update(state=StepState.SKIPPED, finished_at=now)
+    skip_remaining(install)
     set_state(install, to, actor=actor, reason=reason, message=message)
     if to == InstallState.CANCELLED:
         install.cancelled_by_label = actor.label
@@ -179,15 +188,9 @@ def _end(install: Install, to: str, *, actor: Actor, reason: str = "", message: 
     install.machine.status = _machine_status_after(install, to)
     install.machine.save(update_fields=["status"])
     if to == InstallState.FAILED:
-        from .alerts import raise_alert
-
         raise_alert(install, reason, message)
     _enqueue_cleanup(install)
-    if install.batch_id:
-        from .batches import admit
-
-        batch_id = install.batch_id
-        queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
+    install_ended.send(sender=Install, install=install)
 
 
 def fail(install: Install, reason: str, message: str, *, step: Step | None = None, actor: Actor = SYSTEM) -> None:
@@ -195,11 +198,7 @@ def fail(install: Install, reason: str, message: str, *, step: Step | None = Non
     if install.state in TERMINAL_STATES:
         return
     if step is not None:
-        step.state = StepState.FAILED
-        step.finished_at = timezone.now()
-        step.message = message[:500]
-        step.result = {**step.result, "reason": reason}
-        step.save(update_fields=["state", "finished_at", "message", "result"])
+        move_step(install, step, StepState.FAILED, message=message, result={**step.result, "reason": reason})
         emit(install, EventKind.STEP, f"{step.label} failed: {message}", step=step, data={"reason": reason})
     _end(install, InstallState.FAILED, actor=actor, reason=reason, message=message)
 
@@ -214,16 +213,85 @@ def cancel(install_id: int, *, actor: Actor, why: str = "") -> Install:
     return install
 
 
-# --- moving through the steps ---------------------------------------------------------------
+# --- moving steps ---------------------------------------------------------------------------
+
+
+def move_step(
+    install: Install,
+    step: Step,
+    to: str,
+    *,
+    message: str | None = None,
+    result: dict | None = None,
+    params: dict | None = None,
+    not_before=None,
+) -> None:
+    """Move a step of the locked ``install`` to ``to``, as STEP_TRANSITIONS allows: the one writer of a
+    step's state. Keeps its timestamps, its attempt count and deadline (from the step kinds table), and
+    the install's deadline shown to people."""
+    frm = step.state
+    if to not in STEP_TRANSITIONS[frm]:
+        raise InvalidTransition(f"step {step.pk} ({step.kind}) of install {install.pk}: {frm} → {to} is not allowed")
+    now = timezone.now()
+    step.state = to
+    fields = ["state"]
+    if to in STEP_STARTED_STATES:
+        if to in (StepState.RUNNING, StepState.DISPATCHED):  # a new attempt; a wait is not retried
+            step.attempts += 1
+            fields.append("attempts")
+        # A retried worker step keeps its first start; a wait or an agent task starts now.
+        step.started_at = (step.started_at or now) if to == StepState.RUNNING else now
+        mover = Mover.WORKER if to == StepState.RUNNING else Mover.WAIT
+        step.deadline_at = now + timedelta(seconds=KINDS[step.kind].deadline_s(mover))
+        fields += ["started_at", "deadline_at"]
+    elif step.deadline_at is not None:
+        step.deadline_at = None
+        fields.append("deadline_at")
+    if to in STEP_DONE_STATES:
+        step.finished_at = now
+        fields.append("finished_at")
+    if to == StepState.SUCCEEDED:
+        if step.started_at is None:  # answered before its wait began
+            step.started_at = now
+            fields.append("started_at")
+        step.progress = 100
+        fields.append("progress")
+    for name, value in (("message", message and message[:500]), ("result", result), ("params", params)):
+        if value is not None:
+            setattr(step, name, value)
+            fields.append(name)
+    if not_before is not None:
+        step.not_before = not_before
+        fields.append("not_before")
+    step.save(update_fields=fields)
+    if to in (StepState.WAITING, StepState.DISPATCHED):
+        install.deadline_at = step.deadline_at
+        install.save(update_fields=["deadline_at"])
+    elif to == StepState.SUCCEEDED and install.deadline_at is not None:
+        install.deadline_at = None
+        install.save(update_fields=["deadline_at"])
+
+
+def skip_remaining(install: Install) -> None:
+    """The install of these steps ended: every step not done is skipped (move_step, for all at once)."""
+    skippable = [state for state, then in STEP_TRANSITIONS.items() if StepState.SKIPPED in then]
+    install.steps.filter(state__in=skippable).update(
+        state=StepState.SKIPPED, finished_at=timezone.now(), deadline_at=None
+    )
 
 
 def current_step(install: Install) -> Step | None:
     return install.steps.exclude(state__in=STEP_DONE_STATES).order_by("order").first()
 
 
-def _enter(install: Install, step: Step) -> None:
-    """Bring the install's state to the phase of ``step``."""
-    phase = plans.PHASE[step.kind]
+def mover(install: Install, step: Step) -> Mover:
+    """Who moves ``step`` on in this install (installs/stepkinds.py)."""
+    return KINDS[step.kind].mover_for(install.plan.profile.method)
+
+
+def enter(install: Install, step: Step) -> None:
+    """Bring the locked install's state to the phase of ``step``, which becomes its current step."""
+    phase = KINDS[step.kind].phase
     if install.state != phase:
         set_state(install, phase)
     if install.current_step != step.label:
@@ -233,58 +301,49 @@ def _enter(install: Install, step: Step) -> None:
 
 def _progress(install: Install, step: Step) -> None:
     """Steps run in order, so the share done is the share of the plan up to this step."""
-    total = install.plan.get("step_count") or install.steps.count()
+    total = install.plan.step_count or install.steps.count()
     install.progress = min(99, int(100 * (step.order + 1) / max(1, total)))
     install.save(update_fields=["progress"])
 
 
-def _deadline_for(install: Install, step: Step) -> float:
-    if step.kind == StepKind.WAIT_BOOT:
-        return settings.INSTALL_BOOT_DEADLINE_S
-    if step.kind == StepKind.WAIT_INSTALLER:
-        return settings.INSTALL_INSTALLER_DEADLINE_S
-    if step.kind == StepKind.AGENT_TASK:
-        return settings.INSTALL_AGENT_TASK_DEADLINE_S
-    return settings.INSTALL_VERIFY_DEADLINE_S
-
-
-def _succeed_step(install: Install, step: Step, result: dict, message: str = "") -> None:
-    step.state = StepState.SUCCEEDED
-    step.finished_at = timezone.now()
-    step.deadline_at = None
-    step.progress = 100
-    step.result = result
-    step.message = message[:500]
-    step.save(update_fields=["state", "finished_at", "deadline_at", "progress", "result", "message"])
-    if install.deadline_at is not None:
-        install.deadline_at = None
-        install.save(update_fields=["deadline_at"])
+def succeed_step(install: Install, step: Step, result: dict, message: str = "") -> None:
+    """The step of the locked install is done; the caller moves the install on (enqueue_advance), or
+    the same transaction claims the next step."""
+    move_step(install, step, StepState.SUCCEEDED, result=result, message=message)
     _progress(install, step)
     emit(install, EventKind.STEP, f"{step.label}: done" + (f" ({message})" if message else ""), step=step)
+
+
+def dispatch(install: Install, step: Step, params: dict) -> None:
+    """Hand the current agent step of the locked install to the agent, with its params resolved."""
+    enter(install, step)
+    move_step(install, step, StepState.DISPATCHED, params=params)
+    emit(install, EventKind.STEP, f"{step.label}: handed to the agent", step=step)
+
+
+def complete_step(install: Install, step: Step, result: dict, message: str = "") -> None:
+    """The machine (an agent's result, a callback) finished the step: record it and move the install on."""
+    succeed_step(install, step, result, message)
+    enqueue_advance(install)
 
 
 def advance(install_id: int) -> str:
     """RQ job: run the install's next worker steps, or put it into its next wait. Idempotent."""
     claimed = _claim(install_id)
-    for _ in range(MAX_STEPS_PER_JOB):
+    for ran in range(1, MAX_STEPS_PER_JOB + 1):
         if not isinstance(claimed, tuple):
             return claimed
         install, step = claimed
         try:
-            result = runners.RUNNERS[step.kind](install, step)
+            result = KINDS[step.kind].run(install, step)
             error = None
         except runners.StepFailed as exc:
             result, error = None, exc
         except Exception as exc:  # a bug, not a machine problem: fail with the facts, never hang
             log.exception("step %s of install %s crashed", step.kind, install_id)
             result, error = None, runners.StepFailed("InternalError", f"{step.label} crashed: {exc!r}")
-        claimed = _settle(install_id, step.pk, step.attempts, result, error)
-    if isinstance(claimed, tuple):  # the step limit: hand the rest to a fresh job
-        with transaction.atomic():
-            install, step = claimed
-            Step.objects.filter(pk=step.pk).update(state=StepState.PENDING, attempts=step.attempts - 1)
-            enqueue_advance(install)
-        return "continued"
+        # At the step limit the next worker step is left to a fresh job.
+        claimed = _settle(install_id, step.pk, step.attempts, result, error, may_run=ran < MAX_STEPS_PER_JOB)
     return claimed
 
 
@@ -293,9 +352,10 @@ def _claim(install_id: int):
     return _claim_locked(lock(install_id))
 
 
-def _claim_locked(install: Install):
+def _claim_locked(install: Install, *, may_run: bool = True):
     """Pick the next step of a locked install. Returns (install, step) for a worker step now marked
-    running, or a word saying why there is nothing to run."""
+    running, or a word saying why there is nothing to run. Without ``may_run`` a worker step is left
+    pending for a fresh job."""
     if install.state not in ACTIVE_STATES or install.state == InstallState.QUEUED:
         return "not active"
     step = current_step(install)
@@ -309,27 +369,22 @@ def _claim_locked(install: Install):
         # Early (clock skew between the scheduler's host and the database's): come back then.
         enqueue_advance(install, delay_s=(step.not_before - now).total_seconds())
         return "not yet"
-    kind = plans.executor(step.kind, install.plan)
-    _enter(install, step)
-    if kind == plans.AGENT:
+    moved_by = mover(install, step)
+    enter(install, step)
+    if moved_by == Mover.AGENT:
         return "agent's turn"  # handed out when the agent asks (agent_next_task)
-    if kind == plans.WAIT:
+    if moved_by == Mover.WAIT:
         early = step.result.get("answered_early")
         if early:  # the machine was faster than the worker that woke it
-            step.started_at = now
-            _succeed_step(install, step, step.result, early["message"] or "answered before the wait began")
-            enqueue_advance(install)
+            complete_step(install, step, step.result, early["message"] or "answered before the wait began")
             return "answered early"
-        deadline = now + timedelta(seconds=_deadline_for(install, step))
-        step.state, step.started_at, step.deadline_at = StepState.WAITING, now, deadline
-        step.save(update_fields=["state", "started_at", "deadline_at"])
-        install.deadline_at = deadline
-        install.save(update_fields=["deadline_at"])
-        emit(install, EventKind.STEP, f"{step.label}: waiting until {deadline:%H:%M:%S} UTC", step=step)
+        move_step(install, step, StepState.WAITING)
+        emit(install, EventKind.STEP, f"{step.label}: waiting until {step.deadline_at:%H:%M:%S} UTC", step=step)
         return "waiting"
+    if not may_run:
+        enqueue_advance(install)
+        return "continued"
     if step.kind == StepKind.POWER_CYCLE and install.batch_id and not step.not_before:
-        from .batches import reserve_power_on
-
         slot_s = reserve_power_on(install)
         if slot_s > 0.05:
             step.not_before = now + timedelta(seconds=slot_s)
@@ -337,11 +392,7 @@ def _claim_locked(install: Install):
             emit(install, EventKind.STEP, f"{step.label}: staggered, in {slot_s:.0f} s", step=step)
             enqueue_advance(install, delay_s=slot_s)
             return "staggered"
-    step.state = StepState.RUNNING
-    step.attempts += 1
-    step.started_at = step.started_at or now
-    step.deadline_at = now + timedelta(seconds=settings.STEP_RUN_TIMEOUT_S)
-    step.save(update_fields=["state", "attempts", "started_at", "deadline_at"])
+    move_step(install, step, StepState.RUNNING)
     return install, step
 
 
@@ -351,7 +402,7 @@ def _backoff_s(attempt: int) -> float:
 
 
 @transaction.atomic
-def _settle(install_id: int, step_id: int, attempt: int, result: dict | None, error) -> str:
+def _settle(install_id: int, step_id: int, attempt: int, result: dict | None, error, *, may_run: bool = True):
     install = lock(install_id)
     step = Step.objects.get(pk=step_id)
     if step.state != StepState.RUNNING or step.attempts != attempt:
@@ -361,20 +412,16 @@ def _settle(install_id: int, step_id: int, attempt: int, result: dict | None, er
             _enqueue_cleanup(install)
         return "superseded"
     if error is None and (result or {}).get("skipped"):
-        step.state, step.finished_at, step.message = StepState.SKIPPED, timezone.now(), result["skipped"][:500]
-        step.save(update_fields=["state", "finished_at", "message"])
+        move_step(install, step, StepState.SKIPPED, message=result["skipped"])
         emit(install, EventKind.STEP, f"{step.label}: {result['skipped']}", step=step)
-        return _claim_locked(install)
+        return _claim_locked(install, may_run=may_run)
     if error is None:
-        _succeed_step(install, step, result or {})
-        return _claim_locked(install)  # the next step, in the same transaction
+        succeed_step(install, step, result or {})
+        return _claim_locked(install, may_run=may_run)  # the next step, in the same transaction
     if error.retryable and step.attempts < settings.STEP_MAX_ATTEMPTS:
         delay = _backoff_s(step.attempts)
-        step.state = StepState.PENDING
-        step.not_before = timezone.now() + timedelta(seconds=delay)
-        step.deadline_at = None
-        step.message = error.message[:500]
-        step.save(update_fields=["state", "not_before", "deadline_at", "message"])
+        not_before = timezone.now() + timedelta(seconds=delay)
+        move_step(install, step, StepState.PENDING, message=error.message, not_before=not_before)
         emit(
             install,
             EventKind.STEP,
@@ -401,13 +448,10 @@ def complete_wait(install: Install, kinds: tuple[str, ...], message: str = "", r
         return _answered_early(install, step, kinds, message)
     if step is None or step.state not in (StepState.WAITING, StepState.PENDING):
         return False
-    if plans.executor(step.kind, install.plan) != plans.WAIT:
+    if mover(install, step) != Mover.WAIT:
         return False
-    if step.started_at is None:
-        step.started_at = timezone.now()
-    _enter(install, step)
-    _succeed_step(install, step, result or {}, message)
-    enqueue_advance(install)
+    enter(install, step)
+    complete_step(install, step, result or {}, message)
     return True
 
 
@@ -420,7 +464,7 @@ def _answered_early(install: Install, running: Step, kinds: tuple[str, ...], mes
     following = install.steps.filter(order=running.order + 1).first()
     if following is None or following.kind not in kinds or following.state != StepState.PENDING:
         return False
-    if plans.executor(following.kind, install.plan) != plans.WAIT:
+    if mover(install, following) != Mover.WAIT:
         return False
     following.result = {**following.result, "answered_early": {"at": timezone.now().isoformat(), "message": message}}
     following.save(update_fields=["result"])
@@ -433,8 +477,6 @@ def _answered_early(install: Install, running: Step, kinds: tuple[str, ...], mes
 def cleanup(install_id: int) -> str:
     """RQ job, after an install ends however it ends: the per-MAC boot config is gone and the
     BMC's one-time boot no longer points at the network. Idempotent; RQ retries it on failure."""
-    from provisioner import pxe
-
     install = Install.objects.select_related("machine").get(pk=install_id)
     newer = Install.objects.filter(machine_id=install.machine_id, state__in=ACTIVE_STATES).exclude(pk=install_id)
     if newer.exists():
@@ -442,7 +484,7 @@ def cleanup(install_id: int) -> str:
         # install now, and removing them would make that one fail.
         Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
         return "a newer install owns the machine's boot config"
-    removed = pxe.remove(install.plan["site"]["tftp_root"], install.plan["machine"]["mac"])
+    removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)
     Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
     armed = install.steps.filter(kind=StepKind.SET_BOOT_PXE, attempts__gt=0).exists()
     disk_set = install.steps.filter(kind=StepKind.SET_BOOT_DISK, state=StepState.SUCCEEDED).exists()

@@ -76,7 +76,7 @@ def answer_file(request, token: str, name: str):
     if install is None:
         raise Http404("No active install for this token.")
     if not render.serves(install.plan, name):
-        raise Http404(f"A {install.plan['profile']['method']} install does not serve {name}.")
+        raise Http404(f"A {install.plan.profile.method} install does not serve {name}.")
     answer = credentials.answer_file(install.pk, name)
     if isinstance(answer, credentials.BootCredentialReused):
         return HttpResponseForbidden(f"{answer}\n", content_type=TEXT)

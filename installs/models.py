@@ -1,7 +1,8 @@
 """Installs, their steps and events, batches and alerts.
 
-The Install row is the truth; RQ jobs only move it forward. See installs/engine.py for the
-state machine and installs/plan.py for the steps of each method.
+The Install row is the truth; RQ jobs only move it forward. The states and their transitions are
+in installs/states.py, the step kinds in installs/stepkinds.py (both re-exported here), the service
+functions that move installs and steps in installs/engine.py, the steps of each method in installs/plan.py.
 """
 
 from django.conf import settings
@@ -11,57 +12,15 @@ from django.urls import reverse
 
 from inventory.models import Machine, OSProfile
 
-
-class InstallState(models.TextChoices):
-    QUEUED = "queued"  # accepted, waiting for a slot in its batch (site/rack caps) or its first job
-    PREPARING = "preparing"  # checking the BMC and writing the per-MAC boot config
-    POWERING = "powering"  # one-time network boot set, power cycle sent
-    BOOTING = "booting"  # wait: the machine is booting the installer or memory OS (deadline)
-    INSTALLING = "installing"  # wait: the installer runs, or the agent works through its tasks (deadline)
-    FINALIZING = "finalizing"  # per-MAC config removed, boot device set to disk, reboot if needed
-    VERIFYING = "verifying"  # wait: for proof the installed OS is up (deadline)
-    SUCCEEDED = "succeeded"  # done: the machine runs its new OS
-    FAILED = "failed"  # stopped on an error; failure_reason and failure_message say which
-    CANCELLED = "cancelled"  # stopped by a person; cancelled_by and failure_message say who and why
-
-
-# The forward path of an install, in order; every state but the last is active.
-_PHASES = [
-    InstallState.QUEUED,
-    InstallState.PREPARING,
-    InstallState.POWERING,
-    InstallState.BOOTING,
-    InstallState.INSTALLING,
-    InstallState.FINALIZING,
-    InstallState.VERIFYING,
-    InstallState.SUCCEEDED,
-]
-ACTIVE_STATES = frozenset(_PHASES[:-1])
-WAIT_STATES = frozenset({InstallState.BOOTING, InstallState.INSTALLING, InstallState.VERIFYING})
-TERMINAL_STATES = frozenset({InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED})
-
-# The state machine as data: from each state, where an install may go next.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    state: frozenset(
-        # forward to any later phase (a plan may have no step in some phase), or stop
-        {*_PHASES[i + 1 :], InstallState.FAILED, InstallState.CANCELLED}
-    )
-    for i, state in enumerate(_PHASES[:-1])
-}
-TRANSITIONS.update({state: frozenset() for state in TERMINAL_STATES})
-
-
-class StepState(models.TextChoices):
-    PENDING = "pending"  # not started (or waiting for its retry time, see not_before)
-    RUNNING = "running"  # a worker runs it now (or died running it: deadline_at tells)
-    WAITING = "waiting"  # waits for the machine: an installer callback or the agent (deadline_at)
-    DISPATCHED = "dispatched"  # an agent task handed to the agent, not yet reported done
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # not run because the install ended first
-
-
-STEP_DONE_STATES = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})
+from .plan import PlanField
+from .states import ACTIVE_STATES as ACTIVE_STATES
+from .states import STEP_DONE_STATES as STEP_DONE_STATES
+from .states import STEP_TRANSITIONS as STEP_TRANSITIONS
+from .states import TERMINAL_STATES as TERMINAL_STATES
+from .states import TRANSITIONS as TRANSITIONS
+from .states import InstallState, StepState
+from .stepkinds import KINDS
+from .stepkinds import StepKind as StepKind
 
 
 class BatchState(models.TextChoices):
@@ -113,12 +72,14 @@ class Install(models.Model):
     requested_by_label = models.CharField(max_length=150)
     state = models.CharField(max_length=16, choices=InstallState.choices, default=InstallState.QUEUED)
     state_changed_at = models.DateTimeField(auto_now_add=True)
+    # The current step's deadline while it waits for the machine, for people (pages, REST); the sweeper
+    # reads the step's own. Kept by engine.move_step.
     deadline_at = models.DateTimeField(null=True, blank=True, help_text="Set only while waiting for the machine.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # What the install does, frozen when it was requested: editing the profile later changes nothing here.
-    plan = models.JSONField(default=dict)
+    plan = PlanField()
     # No token is stored (installs/tokens.py): each is derived from SECRET_KEY and this nonce when a
     # boot config or answer file needs it; its SHA-256 finds the install when a machine presents it.
     token_nonce = models.CharField(max_length=32, editable=False)
@@ -156,7 +117,6 @@ class Install(models.Model):
             ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="install_progress_percent"),
         ]
-        indexes = [models.Index(fields=["state", "deadline_at"], name="install_state_deadline_idx")]
 
     def __str__(self):
         return f"install {self.pk} of {self.machine.hostname}"
@@ -167,21 +127,6 @@ class Install(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
-
-
-class StepKind(models.TextChoices):
-    CHECK_BMC = "check_bmc", "Check the BMC"
-    WRITE_BOOT_CONFIG = "write_boot_config", "Write the per-MAC boot config"
-    SET_BOOT_PXE = "set_boot_pxe", "One-time boot from network"
-    POWER_CYCLE = "power_cycle", "Power cycle"
-    WAIT_BOOT = "wait_boot", "Wait for the installer or agent to start"
-    WAIT_INSTALLER = "wait_installer", "Installer running"
-    AGENT_TASK = "agent_task", "Agent task"
-    REMOVE_BOOT_CONFIG = "remove_boot_config", "Remove the per-MAC boot config"
-    SET_BOOT_DISK = "set_boot_disk", "Boot device: disk"
-    REBOOT = "reboot", "Reboot into the installed OS"
-    VERIFY = "verify", "Verify the installed OS"
-    VERIFY_SSH = "verify_ssh", "Check the installed OS over SSH"
 
 
 class Step(models.Model):
@@ -214,9 +159,7 @@ class Step(models.Model):
 
     @property
     def label(self) -> str:
-        if self.kind == StepKind.AGENT_TASK:
-            return f"Agent: {self.task.replace('_', ' ')}"
-        return StepKind(self.kind).label
+        return KINDS[self.kind].title(self.task)
 
     @property
     def duration_s(self) -> float | None:

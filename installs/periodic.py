@@ -289,7 +289,7 @@ class Scheduler(CronScheduler):
                 if self.delayed is not None:
                     self.delayed.release_locks()
                 self.register_death()
-            except Exception:  # Redis down or our entry already gone: nothing left to clean
+            except REDIS_DOWN:  # its locks and entry expire by themselves
                 pass
 
     def _sleep(self, seconds: float) -> None:

@@ -8,6 +8,7 @@ from provisioner import pxe
 from provisioner.pxe.stock import META_DATA_TEMPLATE
 
 from . import tokens
+from .plan import Plan
 
 PREVIEW_TOKEN = "PREVIEW-BOOT-CREDENTIAL-not-real"
 PREVIEW_CALLBACK_TOKEN = "PREVIEW-CALLBACK-TOKEN-not-real"
@@ -25,65 +26,64 @@ def boot_token(install) -> str:
     return tokens.boot_token(install.token_nonce)
 
 
-def cmdline(plan: dict, token: str) -> str:
-    profile, machine = plan["profile"], plan["machine"]
+def cmdline(plan: Plan, token: str) -> str:
+    profile, machine = plan.profile, plan.machine
     return pxe.kernel_cmdline(
-        profile["method"],
-        mac=machine["mac"],
-        base_url=plan["site"]["base_url"],
+        profile.method,
+        mac=machine.mac,
+        base_url=plan.site.base_url,
         token=token,
-        hostname=machine["short"],
-        domain=machine["domain"],
-        extra_args=profile["kernel_args"],
-        legacy_anaconda=profile["legacy_anaconda"],
+        hostname=machine.short,
+        domain=machine.domain,
+        extra_args=profile.kernel_args,
+        legacy_anaconda=profile.legacy_anaconda,
     )
 
 
-def boot_entry(plan: dict, token: str, loader: pxe.Loader) -> pxe.BootEntry:
-    profile = plan["profile"]
+def boot_entry(plan: Plan, token: str, loader: pxe.Loader) -> pxe.BootEntry:
     return pxe.BootEntry(
-        mac=plan["machine"]["mac"],
-        kernel=profile["kernel"],
-        initrd=profile["initrd"],
+        mac=plan.machine.mac,
+        kernel=plan.profile.kernel,
+        initrd=plan.profile.initrd,
         cmdline=cmdline(plan, token),
         loader=loader,
     )
 
 
-def boot_file(plan: dict, token: str, loader: pxe.Loader) -> str:
+def boot_file(plan: Plan, token: str, loader: pxe.Loader) -> str:
     return pxe.render(boot_entry(plan, token, loader))
 
 
-def context(plan: dict, token: str, callback_token: str) -> dict:
-    profile, machine = plan["profile"], plan["machine"]
+def context(plan: Plan, token: str, callback_token: str) -> dict:
+    profile, machine = plan.profile, plan.machine
     network = None
-    if machine["ip"]:
+    if machine.ip:
         network = pxe.StaticAddress(
-            address=machine["ip"],
-            prefix=machine["prefix"],
-            gateway=machine["gateway"],
-            dns=tuple(machine["dns"]),
+            address=machine.ip,
+            prefix=machine.prefix,
+            gateway=machine.gateway,
+            dns=machine.dns,
         )
     return pxe.install_context(
-        hostname=machine["short"],
-        domain=machine["domain"],
-        mac=machine["mac"],
-        base_url=plan["site"]["base_url"],
+        hostname=machine.short,
+        domain=machine.domain,
+        mac=machine.mac,
+        base_url=plan.site.base_url,
         token=token,
         callback_token=callback_token,
-        disk=profile["target_disk"] or "/dev/sda",
-        root_password_hash=profile["root_password_hash"],
-        ssh_keys=profile["ssh_keys"],
+        disk=profile.target_disk or "/dev/sda",
+        root_password_hash=profile.root_password_hash,
+        ssh_keys=profile.ssh_keys,
         network=network,
     )
 
 
-def serves(plan: dict, name: str) -> bool:
+def serves(plan: Plan, name: str) -> bool:
     """Whether the plan's install method serves the answer file ``name``."""
-    return ANSWER_FILES.get(name) == plan["profile"]["method"]
+    return ANSWER_FILES.get(name) == plan.profile.method
 
 
-def answer_file(plan: dict, token: str, callback_token: str, name: str) -> str:
+def answer_file(plan: Plan, token: str, callback_token: str, name: str) -> str:
     """Render ``name`` (preseed.cfg, ks.cfg, user-data, meta-data): its own URLs carry the boot
     credential ``token``, its callbacks the ``callback_token``. Raises KeyError when the plan's method
     does not serve that file, pxe.TemplateError when the template is broken."""
@@ -92,14 +92,13 @@ def answer_file(plan: dict, token: str, callback_token: str, name: str) -> str:
     values = context(plan, token, callback_token)
     if name == "meta-data":
         return pxe.render_template(META_DATA_TEMPLATE, values, template="meta-data")
-    profile = plan["profile"]
-    return pxe.render_template(profile["template"], values, template=f"profile {profile['name']}")
+    return pxe.render_template(plan.profile.template, values, template=f"profile {plan.profile.name}")
 
 
 PREVIEW_FILES = ("pxelinux", "grub", "ipxe", "preseed", "kickstart", "user-data", "meta-data")
 
 
-def preview(plan: dict, what: str) -> str:
+def preview(plan: Plan, what: str) -> str:
     """What the machine would receive, with placeholder tokens, for `manage.py render` and the machine page."""
     loaders = {"pxelinux": pxe.Loader.PXELINUX, "grub": pxe.Loader.GRUB, "ipxe": pxe.Loader.IPXE}
     if what in loaders:

@@ -1,4 +1,7 @@
-"""What each worker step does: one short BMC call or file operation, safe to run twice."""
+"""What each worker step does: one short BMC call or file operation, safe to run twice.
+
+Each function here is the runner of a worker step kind, named by its row in installs/stepkinds.py.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from access import errors as access_errors
+from access.service import access_problem, verify_installed
 from inventory import power
 from inventory.crypto import FieldDecryptError
 from inventory.models import Machine
@@ -13,7 +18,8 @@ from provisioner import pxe
 from provisioner.bmc import BmcAuthError, BmcError, BmcUnsupported, BootDevice, PowerState
 
 from . import render
-from .models import Install, StepKind
+from .events import emit
+from .models import EventKind, Install
 
 
 @dataclass
@@ -76,18 +82,19 @@ def check_bmc(install: Install, step) -> dict:
 
 
 def write_boot_config(install: Install, step) -> dict:
+    plan = install.plan
     try:
         paths = pxe.write_all(
-            install.plan["site"]["tftp_root"],
-            mac=install.plan["machine"]["mac"],
-            kernel=install.plan["profile"]["kernel"],
-            initrd=install.plan["profile"]["initrd"],
-            cmdline=render.cmdline(install.plan, render.boot_token(install)),
+            plan.site.tftp_root,
+            mac=plan.machine.mac,
+            kernel=plan.profile.kernel,
+            initrd=plan.profile.initrd,
+            cmdline=render.cmdline(plan, render.boot_token(install)),
         )
     except OSError as exc:
         raise StepFailed(
             "BootConfigWriteFailed",
-            f"Could not write the boot config into {install.plan['site']['tftp_root']}: {exc.strerror or exc}.",
+            f"Could not write the boot config into {plan.site.tftp_root}: {exc.strerror or exc}.",
             retryable=True,
         ) from None
     except ValueError as exc:
@@ -108,11 +115,11 @@ def power_cycle(install: Install, step) -> dict:
 
 def remove_boot_config(install: Install, step) -> dict:
     try:
-        removed = pxe.remove(install.plan["site"]["tftp_root"], install.plan["machine"]["mac"])
+        removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)
     except OSError as exc:
         raise StepFailed(
             "BootConfigRemoveFailed",
-            f"Could not remove the per-MAC boot config from {install.plan['site']['tftp_root']}: {exc}.",
+            f"Could not remove the per-MAC boot config from {install.plan.site.tftp_root}: {exc}.",
             retryable=True,
         ) from None
     return {"removed": [str(p) for p in removed]}
@@ -143,22 +150,16 @@ def verify(install: Install, step) -> dict:
 
 def verify_ssh(install: Install, step) -> dict:
     """Log in to the installed machine through the site's jump host and check what a technician would."""
-    from access import errors
-    from access.service import access_problem, verify_installed
-
-    from .events import emit
-    from .models import EventKind
-
     problem = access_problem(install.machine_id)
     if problem:
         return {"skipped": f"SSH verification skipped: {problem}"}
-    machine = install.plan["machine"]
-    expected = {"hostname": machine["short"], "mac": machine["mac"], "ip": machine["ip"], "prefix": machine["prefix"]}
-    if install.plan["profile"]["target_disk"]:
-        expected["root_disk"] = install.plan["profile"]["target_disk"]
+    machine = install.plan.machine
+    expected = {"hostname": machine.short, "mac": machine.mac, "ip": machine.ip, "prefix": machine.prefix}
+    if install.plan.profile.target_disk:
+        expected["root_disk"] = install.plan.profile.target_disk
     try:
         checks = verify_installed(install.machine_id, expected, timeout_s=settings.SSH_VERIFY_TIMEOUT_S)
-    except errors.AccessError as exc:
+    except access_errors.AccessError as exc:
         raise StepFailed(exc.reason, exc.message, exc.retryable) from None
     for check in checks:
         emit(install, EventKind.STEP, f"SSH check {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
@@ -169,16 +170,3 @@ def verify_ssh(install: Install, step) -> dict:
             "The installed OS failed its checks: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
         )
     return {"checks": {c.name: c.ok for c in checks}}
-
-
-RUNNERS = {
-    StepKind.CHECK_BMC: check_bmc,
-    StepKind.WRITE_BOOT_CONFIG: write_boot_config,
-    StepKind.SET_BOOT_PXE: set_boot_pxe,
-    StepKind.POWER_CYCLE: power_cycle,
-    StepKind.REMOVE_BOOT_CONFIG: remove_boot_config,
-    StepKind.SET_BOOT_DISK: set_boot_disk,
-    StepKind.REBOOT: reboot,
-    StepKind.VERIFY: verify,
-    StepKind.VERIFY_SSH: verify_ssh,
-}

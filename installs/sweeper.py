@@ -18,45 +18,14 @@ from django.utils import timezone
 from . import engine
 from .batches import admit
 from .events import emit
-from .models import (
-    ACTIVE_STATES,
-    STEP_DONE_STATES,
-    TERMINAL_STATES,
-    Batch,
-    BatchState,
-    EventKind,
-    Install,
-    InstallState,
-    Step,
-    StepKind,
-    StepState,
-)
+from .models import Batch, BatchState, EventKind, Install, Step
+from .states import ACTIVE_STATES, STEP_DONE_STATES, TERMINAL_STATES, InstallState, StepState
+from .stepkinds import KINDS, StepKind
 
 log = logging.getLogger(__name__)
 
 # A pending step whose predecessor finished this long ago without the next job running was lost.
 LOST_JOB_AFTER_S = 60
-
-WAIT_FAILURES = {
-    StepKind.WAIT_BOOT: (
-        "BootTimeout",
-        "{host} did not start the installer or agent within {minutes} minutes of its power cycle. "
-        "Check its console: does it PXE-boot from the right NIC, get a DHCP answer and fetch its boot config?",
-    ),
-    StepKind.WAIT_INSTALLER: (
-        "InstallerTimeout",
-        "The installer on {host} did not report finishing within {minutes} minutes. Check its console or the log.",
-    ),
-    StepKind.AGENT_TASK: (
-        "AgentTaskTimeout",
-        "The agent's {task} on {host} did not finish within {minutes} minutes.",
-    ),
-    StepKind.VERIFY: (
-        "InstalledOSSilent",
-        "{host} did not call back from its installed OS within {minutes} minutes of rebooting. "
-        "Check its console: it may be booting another disk or stuck at the firmware.",
-    ),
-}
 
 
 def _expire_wait(install_id: int, step_id: int) -> None:
@@ -67,9 +36,8 @@ def _expire_wait(install_id: int, step_id: int) -> None:
             return
         if step.deadline_at is None or step.deadline_at > timezone.now():
             return
-        reason, template = WAIT_FAILURES.get(step.kind, ("Timeout", "{host}: {task} did not finish in time."))
         minutes = max(1, round((step.deadline_at - step.started_at).total_seconds() / 60)) if step.started_at else "?"
-        message = template.format(host=install.machine.hostname, minutes=minutes, task=step.task.replace("_", " "))
+        reason, message = KINDS[step.kind].timeout(host=install.machine.hostname, minutes=minutes, task=step.task)
         engine.fail(install, reason, message, step=step)
 
 
@@ -83,10 +51,8 @@ def _recover_lost_worker(install_id: int, step_id: int) -> None:
         if step.deadline_at is None or step.deadline_at > timezone.now():
             return
         if step.attempts < settings.STEP_MAX_ATTEMPTS:
-            step.state = StepState.PENDING
-            step.deadline_at = None
-            step.message = "The worker running this step stopped; retrying."
-            step.save(update_fields=["state", "deadline_at", "message"])
+            message = "The worker running this step stopped; retrying."
+            engine.move_step(install, step, StepState.PENDING, message=message)
             emit(install, EventKind.STEP, f"{step.label}: the worker running it was lost; retrying", step=step)
             engine.enqueue_advance(install)
         else:
@@ -176,4 +142,3 @@ def sweep() -> dict:
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts
-

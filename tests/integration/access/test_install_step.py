@@ -20,7 +20,7 @@ def test_the_install_injects_the_site_key_and_its_ssh_step_checks_the_machine(si
     sync_stock_profiles()
     batch = request_installs([machine.pk], OSProfile.objects.get(name="debian-12-preseed"), Actor.system("test"))
     install = batch.installs.get()
-    assert login_public_key(site.pk).strip() in install.plan["profile"]["ssh_keys"]
+    assert login_public_key(site.pk).strip() in install.plan.profile.ssh_keys
     with pytest.raises(steps.StepFailed) as exc:
         steps.verify_ssh(install, install.steps.get(kind=StepKind.VERIFY_SSH))
     assert exc.value.reason == "VerifyCheckFailed"

@@ -35,7 +35,7 @@ def test_caps_per_site_and_rack_queue_the_rest_and_admit_as_installs_end(lab):
     installs = lab.install(r01 + r02, max_per_site=3, max_per_rack=2)
     assert states(installs).count(InstallState.QUEUED) == 3  # 2 from r01 + 1 from r02 admitted (site cap 3)
     admitted = [i for i in installs if Install.objects.get(pk=i.pk).state != InstallState.QUEUED]
-    assert sorted(i.plan["machine"]["rack_id"] for i in admitted) == sorted([r01[0].rack_id] * 2 + [r02[0].rack_id])
+    assert sorted(i.plan.machine.rack_id for i in admitted) == sorted([r01[0].rack_id] * 2 + [r02[0].rack_id])
     engine.cancel(admitted[0].pk, actor=Actor.system("test"))
     assert states(installs).count(InstallState.QUEUED) == 2  # a slot freed, one more admitted
     batch = Batch.objects.get(pk=installs[0].batch_id)

@@ -5,9 +5,12 @@ install then failed with a timeout although the machine had done everything)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from installs import callbacks
 from installs import steps as runners
 from installs.models import InstallState, Step, StepKind, StepState
+from installs.stepkinds import KINDS
 
 
 def nics(machine) -> dict:
@@ -23,14 +26,15 @@ def run_agent_tasks(install) -> None:
 def test_an_agent_that_registers_before_its_wait_begins_is_not_lost(lab, monkeypatch):
     machine = lab.machine()
     install = lab.install([machine], lab.image_profile())
-    power_cycle = runners.RUNNERS[StepKind.POWER_CYCLE]
+    power_cycle = runners.power_cycle
 
     def machine_up_before_the_worker_settles(install, step):
         result = power_cycle(install, step)
         callbacks.agent_register(install.pk, nics(machine), boot_credential=True)
         return result
 
-    monkeypatch.setitem(runners.RUNNERS, StepKind.POWER_CYCLE, machine_up_before_the_worker_settles)
+    kind = KINDS[StepKind.POWER_CYCLE]
+    monkeypatch.setitem(KINDS, kind.kind, dataclasses.replace(kind, runner=machine_up_before_the_worker_settles))
     lab.run_jobs()
     install.refresh_from_db()
     assert Step.objects.get(install=install, kind=StepKind.WAIT_BOOT).state == StepState.SUCCEEDED
@@ -44,14 +48,15 @@ def test_a_first_boot_callback_before_the_verify_wait_begins_is_not_lost(lab, mo
     lab.run_jobs()
     callbacks.agent_register(install.pk, nics(machine), boot_credential=True)
     lab.run_jobs()
-    reboot = runners.RUNNERS[StepKind.REBOOT]
+    reboot = runners.reboot
 
     def installed_os_up_before_the_worker_settles(install, step):
         result = reboot(install, step)
         assert callbacks.installer_event(install.pk, "finished", "first boot") != "duplicate"
         return result
 
-    monkeypatch.setitem(runners.RUNNERS, StepKind.REBOOT, installed_os_up_before_the_worker_settles)
+    kind = KINDS[StepKind.REBOOT]
+    monkeypatch.setitem(KINDS, kind.kind, dataclasses.replace(kind, runner=installed_os_up_before_the_worker_settles))
     run_agent_tasks(install)
     lab.run_jobs()
     install.refresh_from_db()

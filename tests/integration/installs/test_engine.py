@@ -1,6 +1,7 @@
 """The install state machine end to end on real PostgreSQL, Redis and RQ, with the fake BMC driver."""
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEntry
@@ -375,3 +376,28 @@ def test_however_an_install_ends_the_machine_cannot_reinstall_by_accident(lab, h
     assert lab.bmc(machine).boot_device == BootDevice.DISK
     assert machine.status == status
     assert (lab.tftp_root / "pxelinux.cfg").exists()  # only the machine's own files went
+
+
+def test_a_job_runs_at_most_its_step_limit_and_leaves_the_next_step_to_a_fresh_job(lab, monkeypatch):
+    monkeypatch.setattr(engine, "MAX_STEPS_PER_JOB", 2)
+    install = lab.install([lab.machine()])
+    assert engine.advance(install.pk) == "continued"
+    steps = {s.kind: s for s in install.steps.all()}
+    assert steps[StepKind.CHECK_BMC].state == steps[StepKind.WRITE_BOOT_CONFIG].state == StepState.SUCCEEDED
+    # Not claimed and handed back: untouched, its attempt not counted.
+    assert steps[StepKind.SET_BOOT_PXE].state == StepState.PENDING and steps[StepKind.SET_BOOT_PXE].attempts == 0
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert install.state == InstallState.BOOTING
+
+
+def test_a_step_moves_only_as_the_step_transitions_table_allows(lab):
+    install = lab.install([lab.machine()])
+    lab.run_jobs()
+    with transaction.atomic():
+        locked = engine.lock(install.pk)
+        done = locked.steps.get(kind=StepKind.CHECK_BMC)
+        with pytest.raises(engine.InvalidTransition):
+            engine.move_step(locked, done, StepState.RUNNING)
+    done.refresh_from_db()
+    assert done.state == StepState.SUCCEEDED and done.attempts == 1

@@ -151,7 +151,7 @@ def test_secrets_never_leak_during_a_full_install(lab, canary_machine, client, c
         assert not any(secret in dumped for secret in (PASSWORD, *secrets))
     for install_row in Install.objects.all():
         steps = json.dumps(list(install_row.steps.values("params", "result", "message")))
-        dumped = install_row.failure_message + json.dumps(install_row.plan) + steps
+        dumped = install_row.failure_message + json.dumps(install_row.plan.to_json()) + steps
         assert not any(secret in dumped for secret in (PASSWORD, *secrets))
 
 

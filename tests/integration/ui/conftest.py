@@ -3,6 +3,8 @@ nothing, and superuser, which counts as admin), and a small inventory with an in
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -32,6 +34,7 @@ def scene(db):
     """Inventory with one install in flight, one failed install with an alert, and a batch."""
     from audit.service import Actor
     from installs.models import Alert, Batch, Event, EventKind, Install, InstallState, Step, StepKind
+    from installs.plan import build_plan
     from inventory.models import OSProfile
     from inventory.stock import sync_stock_profiles
 
@@ -44,6 +47,9 @@ def scene(db):
     make_bmc(idle, address="10.0.0.12")
     profile = OSProfile.objects.get(name="debian-12-preseed")
     batch = Batch.objects.create(name="rollout", created_by_label="test")
+    plan = build_plan(busy, profile)
+    # A secret-looking value in the plan, which no page or API response may show.
+    secret_profile = dataclasses.replace(plan.profile, root_password_hash="PLAN-MUST-NOT-SHOW")
     running = Install.objects.create(
         machine=busy,
         profile=profile,
@@ -52,7 +58,7 @@ def scene(db):
         state=InstallState.INSTALLING,
         progress=40,
         current_step="Installer running",
-        plan={"secret": "PLAN-MUST-NOT-SHOW"},
+        plan=dataclasses.replace(plan, profile=secret_profile),
         token_nonce="NONCE-MUST-NOT-SHOW",
         boot_token_hash="HASH-MUST-NOT-SHOW" + "0" * 40,
         callback_token_hash="CBHASH-MUST-NOT-SHOW" + "0" * 38,
@@ -66,7 +72,7 @@ def scene(db):
         state=InstallState.FAILED,
         failure_reason="InstallerFailed",
         failure_message="The installer reported a failure: disk full.",
-        plan={},
+        plan=build_plan(idle, profile),
         token_nonce="n2",
         boot_token_hash="h" * 64,
     )

@@ -1,0 +1,199 @@
+"""Every kind of install step, described once.
+
+A row of KINDS says which installs have the step (the table's order is the plan's order), which
+install phase it belongs to, who moves it on (a worker runs it, the
+machine's call ends its wait, or the agent pulls it), what a worker runs for it, how long the machine
+gets and how the install fails when it takes longer, and what people see it called. The plan, the
+engine, the callbacks, the sweeper and the pages read this table and nothing else about a kind.
+
+Adding a worker step is a row here and its runner function (docs/design.md, "Adding a step").
+The rows below name their runners by dotted path, as periodic jobs are named (installs/periodic.py):
+the models read this table for a step's label and the runners use the models, so this module cannot
+import them. A row made elsewhere (a test) may give the function itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import models
+from django.utils.module_loading import import_string
+
+from inventory.models import InstallMethod
+
+from .states import InstallState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class StepKind(models.TextChoices):
+    """What a Step row holds in ``kind``; a kind's choice label is what people see, unless its row says."""
+
+    CHECK_BMC = "check_bmc", "Check the BMC"
+    WRITE_BOOT_CONFIG = "write_boot_config", "Write the per-MAC boot config"
+    SET_BOOT_PXE = "set_boot_pxe", "One-time boot from network"
+    POWER_CYCLE = "power_cycle", "Power cycle"
+    WAIT_BOOT = "wait_boot", "Wait for the installer or agent to start"
+    WAIT_INSTALLER = "wait_installer", "Installer running"
+    AGENT_TASK = "agent_task", "Agent task"
+    REMOVE_BOOT_CONFIG = "remove_boot_config", "Remove the per-MAC boot config"
+    SET_BOOT_DISK = "set_boot_disk", "Boot device: disk"
+    REBOOT = "reboot", "Reboot into the installed OS"
+    VERIFY = "verify", "Verify the installed OS"
+    VERIFY_SSH = "verify_ssh", "Check the installed OS over SSH"
+
+
+class Mover(StrEnum):
+    """Who moves a step on."""
+
+    WORKER = "worker"  # a worker job runs it: one short BMC call or file operation, then the next step
+    WAIT = "wait"  # the machine's call ends it (installer callback, agent registration, first boot)
+    AGENT = "agent"  # the agent asks for it as a task and reports its result
+
+
+@dataclass(frozen=True)
+class StepKindSpec:
+    kind: str  # the value stored in Step.kind
+    phase: InstallState  # the install's state while this step is current
+    mover: Mover
+    # Worker steps: ``run(install, step) -> dict`` or its dotted path (installs/steps.py): one short call,
+    # safe to run twice; it raises steps.StepFailed, or returns {"skipped": why} when there is nothing to do.
+    runner: str | Callable[..., dict] = ""
+    # Steps that wait for the machine: the setting that says how long (seconds), and how the install
+    # fails when the wait is over. The message may use {host}, {minutes} and {task}.
+    deadline_setting: str = ""
+    timeout_reason: str = ""  # CamelCase
+    timeout_message: str = ""
+    # The install methods whose plans have this step; empty: every method.
+    methods: frozenset[str] = field(default_factory=frozenset)
+    # Install methods for which this worker step is a wait for the machine instead (its runner unused).
+    waits_for: frozenset[str] = field(default_factory=frozenset)
+    # What people see; blank means the kind's StepKind label. May use {task} (agent tasks).
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            if self.kind not in StepKind.values:
+                raise ValueError(f"step kind {self.kind!r} is not a StepKind: give it a label")
+            object.__setattr__(self, "label", StepKind(self.kind).label)
+        if self.mover == Mover.WORKER and not self.runner:
+            raise ValueError(f"worker step kind {self.kind!r} needs a runner")
+        if (self.mover != Mover.WORKER or self.waits_for) and not (
+            self.deadline_setting and self.timeout_reason and self.timeout_message
+        ):
+            raise ValueError(f"step kind {self.kind!r} waits for the machine: give its deadline and timeout failure")
+
+    def planned_for(self, method: str) -> bool:
+        return not self.methods or method in self.methods
+
+    def mover_for(self, method: str) -> Mover:
+        """Who moves this step on in an install of ``method``."""
+        return Mover.WAIT if method in self.waits_for else self.mover
+
+    def deadline_s(self, mover: Mover) -> float:
+        """How long a step may stay started: a worker's run is bounded by one setting for every kind
+        (the sweeper retries it when its worker died); the machine gets the kind's own deadline."""
+        if mover == Mover.WORKER:
+            return settings.STEP_RUN_TIMEOUT_S
+        return getattr(settings, self.deadline_setting)
+
+    def run(self, install, step) -> dict:
+        run = import_string(self.runner) if isinstance(self.runner, str) else self.runner
+        return run(install, step)
+
+    def title(self, task: str = "") -> str:
+        return self.label.format(task=task.replace("_", " "))
+
+    def timeout(self, *, host: str, minutes: int | str, task: str = "") -> tuple[str, str]:
+        """The reason and message an install fails with when this step's wait is over."""
+        return self.timeout_reason, self.timeout_message.format(host=host, minutes=minutes, task=task.replace("_", " "))
+
+
+# The methods that boot an installer which calls back (every method but writing an image).
+INSTALLER_METHODS = frozenset(InstallMethod.values) - {InstallMethod.IMAGE}
+
+# In plan order.
+KINDS: dict[str, StepKindSpec] = {
+    spec.kind: spec
+    for spec in (
+        StepKindSpec(StepKind.CHECK_BMC, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.check_bmc"),
+        StepKindSpec(
+            StepKind.WRITE_BOOT_CONFIG, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.write_boot_config"
+        ),
+        StepKindSpec(StepKind.SET_BOOT_PXE, InstallState.POWERING, Mover.WORKER, runner="installs.steps.set_boot_pxe"),
+        StepKindSpec(StepKind.POWER_CYCLE, InstallState.POWERING, Mover.WORKER, runner="installs.steps.power_cycle"),
+        StepKindSpec(
+            StepKind.WAIT_BOOT,
+            InstallState.BOOTING,
+            Mover.WAIT,
+            deadline_setting="INSTALL_BOOT_DEADLINE_S",
+            timeout_reason="BootTimeout",
+            timeout_message=(
+                "{host} did not start the installer or agent within {minutes} minutes of its power cycle. "
+                "Check its console: does it PXE-boot from the right NIC, get a DHCP answer and fetch its boot config?"
+            ),
+        ),
+        StepKindSpec(
+            StepKind.WAIT_INSTALLER,
+            InstallState.INSTALLING,
+            Mover.WAIT,
+            methods=INSTALLER_METHODS,
+            deadline_setting="INSTALL_INSTALLER_DEADLINE_S",
+            timeout_reason="InstallerTimeout",
+            timeout_message=(
+                "The installer on {host} did not report finishing within {minutes} minutes. "
+                "Check its console or the log."
+            ),
+        ),
+        StepKindSpec(
+            StepKind.AGENT_TASK,  # one step per task of the plan (installs/plan.py agent_tasks)
+            InstallState.INSTALLING,
+            Mover.AGENT,
+            methods=frozenset({InstallMethod.IMAGE}),
+            deadline_setting="INSTALL_AGENT_TASK_DEADLINE_S",
+            timeout_reason="AgentTaskTimeout",
+            timeout_message="The agent's {task} on {host} did not finish within {minutes} minutes.",
+            label="Agent: {task}",
+        ),
+        StepKindSpec(
+            StepKind.REMOVE_BOOT_CONFIG,
+            InstallState.FINALIZING,
+            Mover.WORKER,
+            runner="installs.steps.remove_boot_config",
+        ),
+        StepKindSpec(
+            StepKind.SET_BOOT_DISK, InstallState.FINALIZING, Mover.WORKER, runner="installs.steps.set_boot_disk"
+        ),
+        StepKindSpec(
+            StepKind.REBOOT,
+            InstallState.FINALIZING,
+            Mover.WORKER,
+            runner="installs.steps.reboot",
+            methods=frozenset({InstallMethod.IMAGE}),  # installers reboot themselves when done
+        ),
+        StepKindSpec(
+            StepKind.VERIFY,
+            InstallState.VERIFYING,
+            # The BMC says the machine is on; an image's installed OS calls back at its first boot instead.
+            Mover.WORKER,
+            runner="installs.steps.verify",
+            waits_for=frozenset({InstallMethod.IMAGE}),
+            deadline_setting="INSTALL_VERIFY_DEADLINE_S",
+            timeout_reason="InstalledOSSilent",
+            timeout_message=(
+                "{host} did not call back from its installed OS within {minutes} minutes of rebooting. "
+                "Check its console: it may be booting another disk or stuck at the firmware."
+            ),
+        ),
+        # Through the site's jump host when one is configured; skipped with the reason otherwise.
+        StepKindSpec(StepKind.VERIFY_SSH, InstallState.VERIFYING, Mover.WORKER, runner="installs.steps.verify_ssh"),
+    )
+}
+
+
+def spec(kind: str) -> StepKindSpec:
+    return KINDS[kind]
