@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 
+import redis
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -45,13 +46,13 @@ def healthz(request):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         report["database"] = {"ok": True}
-    except Exception as exc:
+    except DatabaseError as exc:
         report["database"] = {"ok": False, "error": type(exc).__name__}
     try:
         conn = queues.connection()
         conn.ping()
         report["redis"] = {"ok": True}
-    except Exception as exc:
+    except (redis.RedisError, OSError) as exc:
         conn = None
         report["redis"] = {"ok": False, "error": type(exc).__name__}
     report["sites"] = {}
