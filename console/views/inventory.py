@@ -19,14 +19,11 @@ from audit.service import Actor
 from console.filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
 from core.edge import int_param
 from installs.models import ACTIVE_STATES, Install
-from installs.render import PREVIEW_FILES
+from installs.render import PREVIEW_FILES, previews_for
 from inventory import power, services
 from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
-# Which preview files each install method serves (installs.render.PREVIEW_FILES names).
-BOOT_FILES = ("pxelinux", "grub", "ipxe")
-ANSWER_FILES = {"preseed": "preseed", "kickstart": "kickstart", "user-data": "autoinstall", "meta-data": "autoinstall"}
 # Bulk actions offered on the list, with what they say in the confirm dialog.
 ACTIONS = {
     "install": "Install with profile",
@@ -271,10 +268,7 @@ def machine_detail(request, hostname: str):
             "active_install": next((i for i in installs if i.is_active), None),
             "facts": machine.facts or {},
             "profiles": list(OSProfile.objects.order_by("name").only("name", "method", "description")),
-            "previews": [
-                (p, [f for f in PREVIEW_FILES if f in BOOT_FILES or ANSWER_FILES.get(f) == p.method])
-                for p in OSProfile.objects.order_by("name").only("name", "method")
-            ]
+            "previews": [(p, previews_for(p.method)) for p in OSProfile.objects.order_by("name").only("name", "method")]
             if has_role(request.user, Role.TECHNICIAN)
             else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),

@@ -183,7 +183,7 @@ def render_answers(stub: Stub, profile_name: str) -> None:
         hostname="lab01", domain="lab", mac=MACS[0], base_url=stub.url, token=TOKEN,
         callback_token=CALLBACK_TOKEN, disk="/dev/sda", root_password_hash="$6$x$y",
     )  # fmt: skip
-    names = pxe.ANSWER_FILES[pxe.Method(profile["method"])]
+    names = [file.name for file in pxe.answer_files(profile["method"])]
     for name in names:
         source = META_DATA_TEMPLATE if name == "meta-data" else profile["template"]
         stub.answers[name] = pxe.render_template(source, context)
