@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -16,7 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
-from console.filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows
+from console.filters import SORTS, MachineQuery, machine_queryset, page_rows
+from core.csv_export import streaming_csv
 from core.edge import int_param
 from installs.models import ACTIVE_STATES, Install
 from installs.render import PREVIEW_FILES, previews_for
@@ -107,26 +106,13 @@ def _bmc_address(machine) -> str:
         return ""
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @require_GET
 @require_role(Role.VIEWER)
 def machine_export(request):
     """The current view (filters, search and sort; every page) as CSV, streamed."""
     machines = machine_queryset(MachineQuery.from_params(request.GET))
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow([name for name, _ in CSV_COLUMNS])
-        for machine in machines.iterator(chunk_size=2000):
-            yield writer.writerow([csv_cell(get(machine)) for _, get in CSV_COLUMNS])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="machines.csv"'
-    return response
+    rows = ([get(machine) for _, get in CSV_COLUMNS] for machine in machines.iterator(chunk_size=2000))
+    return streaming_csv([name for name, _ in CSV_COLUMNS], rows, filename="machines.csv")
 
 
 def expected_confirmation(action: str, machines: list) -> str:
