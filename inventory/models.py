@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
-from provisioner import pxe
+from provisioner import bmc, pxe
 
 from . import crypto
 from .fields import HostnameField, IPAddressField, MACAddressField
@@ -73,10 +73,8 @@ class MachineStatus(models.TextChoices):
     MAINTENANCE = "maintenance"  # taken out of service by a person
 
 
-class PowerState(models.TextChoices):
-    ON = "on"
-    OFF = "off"
-    UNKNOWN = "unknown"  # never read, or the BMC did not answer
+# The BMC layer's enums as choices: one list of values (provisioner.bmc.base says what each means).
+PowerState = models.TextChoices("PowerState", [(state.name, state.value) for state in bmc.PowerState])
 
 
 class Machine(models.Model):
@@ -238,10 +236,7 @@ class NIC(models.Model):
             raise ValidationError({"vlan": f"VLAN {self.vlan} is outside 1–4094."})
 
 
-class BmcDriver(models.TextChoices):
-    IPMI = "ipmi", "IPMI (iLO, iDRAC, generic)"
-    REDFISH = "redfish", "Redfish"
-    FAKE = "fake", "Fake (demo and tests)"
+BmcDriver = models.TextChoices("BmcDriver", [(name.name, (name.value, name.label)) for name in bmc.DriverName])
 
 
 class BMC(models.Model):
