@@ -32,10 +32,10 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from pydantic import ValidationError
 
-from core import edge
+from core import edge, problems
 
 from . import credentials, events, progress
-from .api import ProgressIn, invalid_body, refused, task_refused
+from .api import UNAUTHORIZED, ProgressIn, invalid_body, problem, refused, task_refused
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ class AgentProgressRoute:
         if data is None:
             return None, {}  # the client went away
         if isinstance(data, int):
-            return 413, {"message": f"The report is larger than {data} bytes."}
+            return problem(413, f"The report is larger than {data} bytes.")
         token = _bearer(scope)
         if not token:
-            return 401, {"detail": "Unauthorized"}
+            return UNAUTHORIZED
         report, refusal = None, None
         if not data:
             refusal = 400, invalid_body([{"loc": ("body", "body"), "msg": "Field required", "type": "missing"}])
@@ -92,7 +92,7 @@ class AgentProgressRoute:
         if refusal is not None:
             # Who asks comes first, as in the Django view: a stranger learns nothing about the body.
             if not await self._writer().store.authenticates(token):
-                return 401, {"detail": "Unauthorized"}
+                return UNAUTHORIZED
             return refusal
         outcome = await self._writer().submit(
             progress.ProgressReport(task_id, report.percent, report.message, report.log, token=token)
@@ -100,9 +100,9 @@ class AgentProgressRoute:
         if outcome == progress.Outcome.OK:
             return 200, {"ok": True}
         if outcome == progress.Outcome.UNAUTHORIZED:
-            return 401, {"detail": "Unauthorized"}
+            return UNAUTHORIZED
         if outcome == UNAVAILABLE:
-            return 503, {"message": "The report could not be stored just now; send it again."}
+            return problem(503, "The report could not be stored just now; send it again.")
         if outcome == UNSTORABLE:
             return 400, refused(edge.Refusal("body", "could not be stored", kind="unstorable"))
         return task_refused(outcome, task_id)
@@ -302,7 +302,7 @@ async def _read_body(receive, limit: int | None) -> bytes | int | None:
 async def _respond(send, status: int, body: dict) -> None:
     payload = json.dumps(body).encode()
     headers = [
-        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-type", b"application/json; charset=utf-8" if status < 400 else problems.MEDIA_TYPE.encode()),
         (b"content-length", str(len(payload)).encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"cache-control", b"no-store"),

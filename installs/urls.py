@@ -2,6 +2,7 @@ import re
 
 from django.urls import path, re_path
 
+from core import edge
 from provisioner.pxe import ANSWER_FILES
 
 from . import machine_views
@@ -23,3 +24,6 @@ urlpatterns = [
     ),
     path("api/agent/v1/", api.urls),
 ]
+
+# The installer callbacks answer in JSON, so what the edge refuses there is a problem document too.
+edge.answer_problems_in("installer-callback")

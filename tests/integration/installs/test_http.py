@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
 from audit.service import Actor
+from core import problems
 from installs import callbacks, engine, tokens
 from installs.models import Event, Install, InstallState, StepKind
 from inventory.models import OSProfile
@@ -201,7 +202,8 @@ def test_agent_api_refuses_missing_wrong_and_foreign_tokens(lab, client):
     # Another install's token works only for that install: it cannot register this machine.
     response = post(client, "register", facts(machine.pxe_nic.mac), other_token)
     assert response.status_code == 403
-    assert response.json()["message"] == f"booted on a machine that is not {other_machine.hostname}"
+    assert response["Content-Type"] == problems.MEDIA_TYPE and response.json()["reason"] == "WrongMachine"
+    assert response.json()["detail"] == f"booted on a machine that is not {other_machine.hostname}"
     other.refresh_from_db()
     assert (other.state, other.failure_reason) == (InstallState.FAILED, "WrongMachine")
     assert post(client, "heartbeat", {}, other_token).status_code == 401  # its install has ended
@@ -289,7 +291,7 @@ def test_agent_reports_that_cannot_be_stored_are_400_naming_the_field(lab, clien
     data = body if isinstance(body, str) else json.dumps(body)
     response = client.post(API + f"tasks/{task_id}/{path}", data=data, content_type="application/json", **bearer(token))
     assert response.status_code == 400, response.content[:300]
-    assert response.json()["field"] == field and response.json()["message"].startswith(field)
+    assert response.json()["field"] == field and response.json()["detail"].startswith(field)
     assert unchanged(install) == before
 
 

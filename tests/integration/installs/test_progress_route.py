@@ -18,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from config.asgi import application
+from core import problems
 from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
 from tests.integration.installs.test_http import API, armed, bearer, post, register
@@ -91,7 +92,7 @@ def test_answers_exactly_as_the_django_view(lab, client):
         view = client.post(API + f"tasks/{task_id}/progress", data="{}", content_type=content_type, **bearer(token))
         status, answer, _ = via_route(f"tasks/{task_id}/progress", "{}", token, content_type)
         assert (status, answer) == (view.status_code, view.json()) and status == 415, content_type
-    assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, {"detail": "Unauthorized"})
+    assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, problems.problem(401, "Unauthorized"))
     # The two accepted reports (view, route) each stored a progress event and a log event.
     kinds = list(Event.objects.filter(install=install, step__isnull=False).values_list("kind", flat=True))
     assert (kinds.count(EventKind.PROGRESS), kinds.count(EventKind.LOG)) == (2, 2)
@@ -110,7 +111,7 @@ def test_a_body_over_the_upload_limit_is_refused(lab, client, settings):
     install, token, task_id = running_task(lab, client)
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     status, answer, _ = via_route(f"tasks/{task_id}/progress", {"log": ["x" * 100] * 20}, token)
-    assert status == 413 and "1000 bytes" in answer["message"]
+    assert status == 413 and "1000 bytes" in answer["detail"]
 
 
 def test_concurrent_reports_are_each_stored_once_in_order(lab, client):
@@ -213,7 +214,7 @@ def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(la
         return lost, again
 
     (status, answer, headers), again = asyncio.run(scenario())
-    assert status == 503 and headers[b"retry-after"] == b"1" and "send it again" in answer["message"]
+    assert status == 503 and headers[b"retry-after"] == b"1" and "send it again" in answer["detail"]
     assert again[0] == 200
     assert not Event.objects.filter(install=install, message="lost").exists()
     assert Event.objects.filter(install=install, message="again").count() == 1

@@ -82,7 +82,8 @@ class Stub:
             if call == "register" and headers.get("Authorization") == f"Bearer {TOKEN}":
                 with self.changed:
                     if self.boot_spent:
-                        return 403, b'{"reason": "BootCredentialReused", "message": "used"}', "application/json"
+                        refusal = b'{"status": 403, "reason": "BootCredentialReused", "detail": "used"}'
+                        return 403, refusal, "application/problem+json"
                     self.boot_spent = True
                 handover = {"token": AGENT_TOKEN, "callback_token": CALLBACK_TOKEN}
                 return js({"install": 1, "hostname": "lab01", "heartbeat_s": 30, **handover})
