@@ -192,12 +192,19 @@ def test_agent_api_runs_an_image_install(lab, client):
     assert Install.objects.get(pk=install.pk).state == InstallState.VERIFYING
     schema = client.get(API + "openapi.json").json()
     assert "/api/agent/v1/tasks/{task_id}/result" in schema["paths"]
+    problem = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            errors = {status: answer for status, answer in operation["responses"].items() if int(status) >= 400}
+            assert {"400", "401"} <= errors.keys(), (method, path)
+            assert all(answer["content"] == problem for answer in errors.values()), (method, path)
 
 
 def test_agent_api_refuses_missing_wrong_and_foreign_tokens(lab, client):
     machine, install, token = armed(lab, lab.image_profile())
     other_machine, other, other_token = armed(lab, lab.image_profile())
     assert client.post(API + "heartbeat").status_code == 401
+    assert client.post(API + "heartbeat").json() == problems.problem(401, "Unauthorized")
     assert post(client, "heartbeat", {}, "y" * 64).status_code == 401
     # Another install's token works only for that install: it cannot register this machine.
     response = post(client, "register", facts(machine.pxe_nic.mac), other_token)
