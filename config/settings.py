@@ -298,6 +298,9 @@ SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)  # one shi
 X_FRAME_OPTIONS = "DENY"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Django's documented hook for configuring logging: the dictConfig below, plus redaction of every record as it
+# is made (core/redaction.py), so no handler or capture, ours or a library's, ever sees an install credential.
+LOGGING_CONFIG = "core.redaction.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
