@@ -18,10 +18,9 @@ from datetime import datetime
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Path, Query, Schema, Status
-from ninja.errors import HttpError, ValidationError
+from ninja import Field, Path, Query, Schema, Status
+from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, SessionAuth
 
 from accounts.api_tokens import user_for_key
@@ -69,19 +68,13 @@ def _viewer_document(view):
     return wrapped
 
 
-class RestApi(NinjaAPI):
-    def get_openapi_schema(self, **kwargs):
-        schema = super().get_openapi_schema(**kwargs)
-        problems.document(
-            schema,
-            {
-                400: "Invalid input, named in field; nothing was written.",
-                401: "No valid API token or session.",
-                403: "The token's user lacks the role this needs.",
-                415: "The body was not sent as application/json; nothing was written.",
-            },
-        )
-        return schema
+class RestApi(edge.ProblemApi):
+    refusals = {
+        400: "Invalid input, named in field; nothing was written.",
+        401: "No valid API token or session.",
+        403: "The token's user lacks the role this needs.",
+        415: "The body was not sent as application/json; nothing was written.",
+    }
 
 
 api = RestApi(
@@ -92,35 +85,9 @@ api = RestApi(
     "that names the field, before any write.",
     urls_namespace="api-v1",
     auth=[ApiTokenAuth(), SessionAuth(csrf=True)],
-    parser=edge.JsonObjectParser(),
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
     docs_decorator=_viewer_document,
 )
-
-
-edge.answer_problems_in(api.urls_namespace)
-
-
-@api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError):
-    return problems.respond(problems.from_validation_errors(exc.errors))
-
-
-@api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError):
-    if refusal := edge.refusal_of(exc):
-        return problems.respond(problems.from_refusal(refusal))
-    return problems.response(exc.status_code, str(exc), problems=getattr(exc, "problems", []))
-
-
-@api.exception_handler(edge.Refusal)
-def _refused_in_a_view(request, exc: edge.Refusal):
-    return problems.respond(problems.from_refusal(exc, "query" if exc.kind == "unknown_parameter" else "body"))
-
-
-@api.exception_handler(Http404)
-def _not_found(request, exc: Http404):
-    return problems.response(404, str(exc) or "Not Found")
 
 
 def _need(request, role: Role):

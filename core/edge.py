@@ -27,8 +27,10 @@ from collections.abc import Iterable
 from functools import wraps
 from typing import Annotated
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 from pydantic import AfterValidator, Field
 
@@ -259,6 +261,50 @@ DbId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 # A count stored in an integer column.
 DbCount = Annotated[int, Field(ge=1, le=INT_MAX)]
 Page = Annotated[int, Field(ge=1, le=PAGE_MAX)]
+
+
+# --- the APIs -------------------------------------------------------------------------------
+
+
+class ProblemApi(NinjaAPI):
+    """A django-ninja API whose every refusal is a problem document (core/problems.py): invalid input, input
+    refused here, its own HttpErrors (with ``problems`` when they carry them) and 404s, and what the
+    middleware refuses on its routes. ``refusals`` are the answers every operation can give, for its
+    OpenAPI document. Bodies are read by load_json_object."""
+
+    refusals: dict[int, str] = {}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("parser", JsonObjectParser())
+        super().__init__(**kwargs)
+        answer_problems_in(self.urls_namespace)
+        self.add_exception_handler(ValidationError, self._invalid)
+        self.add_exception_handler(HttpError, self._http_error)
+        self.add_exception_handler(Refusal, self._refused)
+        self.add_exception_handler(Http404, self._not_found)
+
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        problems.document(schema, self.refusals)
+        return schema
+
+    @staticmethod
+    def _invalid(request, exc: ValidationError):
+        return problems.respond(problems.from_validation_errors(exc.errors))
+
+    @staticmethod
+    def _http_error(request, exc: HttpError):
+        if refusal := refusal_of(exc):
+            return problems.respond(problems.from_refusal(refusal))
+        return problems.response(exc.status_code, str(exc), problems=getattr(exc, "problems", []))
+
+    @staticmethod
+    def _refused(request, exc: Refusal):
+        return problems.respond(problems.from_refusal(exc, "query" if exc.kind == "unknown_parameter" else "body"))
+
+    @staticmethod
+    def _not_found(request, exc: Http404):
+        return problems.response(404, str(exc) or "Not Found")
 
 
 # --- the middleware ---------------------------------------------------------------------------

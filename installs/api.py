@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from ninja import Field, NinjaAPI, Path, Query, Schema, Status
-from ninja.errors import HttpError, ValidationError
+from ninja import Field, Path, Query, Schema, Status
 from ninja.security import HttpBearer
 from pydantic import field_validator
 
@@ -55,18 +54,12 @@ class BootCredentialOrAgentToken(HttpBearer):
         return None
 
 
-class AgentApi(NinjaAPI):
-    def get_openapi_schema(self, **kwargs):
-        schema = super().get_openapi_schema(**kwargs)
-        problems.document(
-            schema,
-            {
-                400: "Invalid input, named in field; nothing was written.",
-                401: "No install token, or its install has ended.",
-                415: "The body was not sent as application/json; nothing was written.",
-            },
-        )
-        return schema
+class AgentApi(edge.ProblemApi):
+    refusals = {
+        400: "Invalid input, named in field; nothing was written.",
+        401: "No install token, or its install has ended.",
+        415: "The body was not sent as application/json; nothing was written.",
+    }
 
 
 api = AgentApi(
@@ -75,7 +68,6 @@ api = AgentApi(
     description="What the agent inside the memory OS calls. See docs/agent-api.md.",
     urls_namespace="agent-api-v1",
     auth=InstallToken(),
-    parser=edge.JsonObjectParser(),
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
 )
 
@@ -96,26 +88,6 @@ def problem(status: int, detail: str, **extra) -> tuple[int, dict]:
 
 
 UNAUTHORIZED = problem(401, "Unauthorized")
-
-
-edge.answer_problems_in(api.urls_namespace)
-
-
-@api.exception_handler(edge.Refusal)
-def _refused_in_a_view(request, exc: edge.Refusal):
-    return problems.respond(refused(exc, "query" if exc.kind == "unknown_parameter" else "body"))
-
-
-@api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError):
-    return problems.respond(invalid_body(exc.errors))
-
-
-@api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError):
-    if refusal := edge.refusal_of(exc):
-        return problems.respond(refused(refusal))
-    return problems.response(exc.status_code, str(exc))
 
 
 class Disk(Schema):
