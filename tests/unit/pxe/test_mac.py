@@ -15,8 +15,18 @@ def test_accepted_spellings_normalise_to_lower_colon_form(value):
 
 @pytest.mark.parametrize(
     "value",
-    ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa:bb-cc:dd:ee:ff", "gg:bb:cc:dd:ee:ff", "aabb.ccdd.eeff.0011",
-     "aabbccddeef", "aa:bb:cc:dd:ee:ff/../x", None, 0xAABBCCDDEEFF],
+    [
+        "",
+        "aa:bb:cc:dd:ee",
+        "aa:bb:cc:dd:ee:ff:00",
+        "aa:bb-cc:dd:ee:ff",
+        "gg:bb:cc:dd:ee:ff",
+        "aabb.ccdd.eeff.0011",
+        "aabbccddeef",
+        "aa:bb:cc:dd:ee:ff/../x",
+        None,
+        0xAABBCCDDEEFF,
+    ],
 )
 def test_malformed_mac_is_refused_naming_the_value(value):
     with pytest.raises(ValueError) as excinfo:
