@@ -39,7 +39,8 @@ class JumpHost(models.Model):
     )
     port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)
-    private_key_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
+    # Gives has_private_key and get_private_key() (for the transport only); set_private_key is below.
+    private_key_ciphertext = crypto.EncryptedTextField(describe=lambda hop: f"private key of jump host {hop.alias}")
     host_key = models.TextField(
         validators=[validate_host_keys],
         help_text="The jump host's public host key(s), pinned: known_hosts lines, ssh-keyscan output or the "
@@ -69,17 +70,9 @@ class JumpHost(models.Model):
         """The Host name of this hop in the exported ssh_config."""
         return f"jump-{self.site.slug}-{self.order}"
 
-    @property
-    def has_private_key(self) -> bool:
-        return bool(self.private_key_ciphertext)
-
     def set_private_key(self, plaintext: str) -> None:
         keys.parse_private_key(plaintext)  # refuse to store what the transport could not load
-        self.private_key_ciphertext = crypto.encrypt(plaintext)
-
-    def get_private_key(self) -> str:
-        """The plaintext key, for the transport only. Raises crypto.FieldDecryptError."""
-        return crypto.decrypt(self.private_key_ciphertext, what=f"private key of jump host {self.alias}")
+        self._meta.get_field("private_key_ciphertext").store(self, plaintext)
 
     def pinned_keys(self):
         return keys.parse_host_keys(self.host_key)
@@ -102,7 +95,10 @@ class SiteLogin(models.Model):
     port = models.PositiveIntegerField(
         default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)], help_text="SSH port of the machines."
     )
-    private_key_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
+    # Gives has_private_key and get_private_key() (for the transport only); set_private_key is below.
+    private_key_ciphertext = crypto.EncryptedTextField(
+        describe=lambda login: f"machine login key of site {login.site.slug}"
+    )
     public_key = models.TextField(
         editable=False, blank=True, help_text="The public half; installs add it to the login user's authorized_keys."
     )
@@ -119,16 +115,9 @@ class SiteLogin(models.Model):
     def __repr__(self):
         return f"<SiteLogin {self.pk}: site={self.site_id} user={self.username!r} port={self.port}>"
 
-    @property
-    def has_private_key(self) -> bool:
-        return bool(self.private_key_ciphertext)
-
     def set_private_key(self, plaintext: str) -> None:
         self.public_key = keys.public_key_line(plaintext, comment=f"provisioner@{self.site.slug}")
-        self.private_key_ciphertext = crypto.encrypt(plaintext)
-
-    def get_private_key(self) -> str:
-        return crypto.decrypt(self.private_key_ciphertext, what=f"machine login key of site {self.site.slug}")
+        self._meta.get_field("private_key_ciphertext").store(self, plaintext)
 
 
 class HostKeySource(models.TextChoices):

@@ -6,8 +6,4 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit"
 
     def ready(self):
-        from core.redaction import install_record_factory
-
         from . import signals  # noqa: F401  (connects login/logout recording)
-
-        install_record_factory()

@@ -69,7 +69,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "config.apps.AdminConfig",  # django.contrib.admin, with the site of config/admin.py
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -302,6 +302,9 @@ SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)  # one shi
 X_FRAME_OPTIONS = "DENY"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Django's documented hook for configuring logging: the dictConfig below, plus redaction of every record as it
+# is made (core/redaction.py), so no handler or capture, ours or a library's, ever sees an install credential.
+LOGGING_CONFIG = "core.redaction.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

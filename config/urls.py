@@ -2,20 +2,9 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from accounts.roles import Role, has_role
-from accounts.throttle import ThrottledAdminAuthenticationForm, ThrottledLoginView, answers_429
+from accounts.throttle import ThrottledLoginView
 
 from . import health
-
-# The admin site is for the admin role (inventory, profiles, credentials, users), not for is_staff.
-admin.site.has_permission = lambda request: has_role(request.user, Role.ADMIN)
-admin.site.site_header = "provisioner"
-admin.site.site_title = "provisioner"
-admin.site.index_title = "Inventory and administration"
-# The admin site's own login page counts and refuses failed logins as ours does; without this it was a way
-# around the lockout for staff accounts.
-admin.site.login_form = ThrottledAdminAuthenticationForm
-admin.site.login = answers_429(admin.site.login)
 
 urlpatterns = [
     path("login/", ThrottledLoginView.as_view(), name="login"),

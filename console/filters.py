@@ -120,15 +120,6 @@ def machine_queryset(query: MachineQuery):
     return machines.order_by(*order)
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value) -> str:
-    """A CSV cell a spreadsheet will not evaluate: text starting like a formula gets a leading quote."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def page_rows(query: MachineQuery, page_number, per_page: int):
     """One page of the list: the page's ids first (the deep OFFSET of page 150 then skips bare ids, not
     rows with their subqueries evaluated), then those machines with everything the page shows."""

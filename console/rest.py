@@ -6,10 +6,10 @@ endpoint checks the same role as the matching page, and every write goes through
 function as the page, which audits it. Responses list their fields: the install plan and token
 are never among them.
 
-Every refusal has one shape, ``Problem``: ``detail`` (a sentence), ``field`` (the parameter at fault,
-``body`` for the body as a whole), ``errors`` (each problem with its location) and ``problems`` (the
-reasons a 409 lists). Invalid input is a 400, a body not sent as application/json a 415, and both
-come before any write (core/edge.py).
+Every refusal is a ``Problem`` (RFC 9457 problem details, application/problem+json; core/problems.py):
+``detail`` (a sentence), ``field`` (the parameter at fault, ``body`` for the body as a whole), ``errors``
+(each problem with its location) and ``problems`` (the reasons a 409 lists). Invalid input is a 400, a
+body not sent as application/json a 415, and both come before any write (core/edge.py).
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from datetime import datetime
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Path, Query, Schema, Status
-from ninja.errors import HttpError, ValidationError
+from ninja import Field, Path, Query, Schema, Status
+from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, SessionAuth
 
 from accounts.api_tokens import user_for_key
 from accounts.roles import Role, has_role
 from audit.service import Actor
 from console.filters import MachineQuery, machine_queryset
-from core import edge
+from core import edge, problems
 from core.edge import BIGINT_MAX, DbCount, DbId, Page, Text
+from core.problems import Problem
 from installs import batches as batch_service
 from installs import engine
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install
@@ -53,26 +53,6 @@ class ApiTokenAuth(APIKeyHeader):
         return user
 
 
-class ProblemItem(Schema):
-    loc: list[str]
-    msg: str
-    type: str
-
-
-class Problem(Schema):
-    """Every refusal of the REST API."""
-
-    detail: str
-    field: str = ""
-    errors: list[ProblemItem] = []
-    problems: list[str] = []
-
-
-def _problem(status: int, detail: str, **extra) -> JsonResponse:
-    body = Problem(detail=detail, **extra).model_dump()
-    return JsonResponse(body, status=status, headers={"Cache-Control": "no-store"})
-
-
 def _viewer_document(view):
     """The OpenAPI document, for a viewer's API token (scripts) or session (people, sent to log in first)."""
 
@@ -82,72 +62,34 @@ def _viewer_document(view):
         if user is None and "Authorization" not in request.headers:
             return redirect_to_login(request.get_full_path())
         if user is None:
-            return _problem(401, "Unauthorized")
+            return problems.response(401, "Unauthorized")
         if not has_role(user, Role.VIEWER):
-            return _problem(403, f"This needs the {Role.VIEWER.label} role.")
+            return problems.response(403, f"This needs the {Role.VIEWER.label} role.")
         return view(request, *args, **kwargs)
 
     return wrapped
 
 
-class RestApi(NinjaAPI):
-    def get_openapi_schema(self, **kwargs):
-        schema = super().get_openapi_schema(**kwargs)
-        edge.document_refusals(
-            schema,
-            Problem,
-            {
-                400: "Invalid input, named in field; nothing was written.",
-                401: "No valid API token or session.",
-                403: "The token's user lacks the role this needs.",
-                415: "The body was not sent as application/json; nothing was written.",
-            },
-        )
-        return schema
+class RestApi(edge.ProblemApi):
+    refusals = {
+        400: "Invalid input, named in field; nothing was written.",
+        401: "No valid API token or session.",
+        403: "The token's user lacks the role this needs.",
+        415: "The body was not sent as application/json; nothing was written.",
+    }
 
 
 api = RestApi(
     title="provisioner API",
     version="1",
     description="Machines, installs and batches for automation. Same roles as the web pages. "
-    "Every refusal is a Problem; invalid input is a 400 that names the field, before any write.",
+    "Every refusal is a Problem (RFC 9457 problem details, application/problem+json); invalid input is a 400 "
+    "that names the field, before any write.",
     urls_namespace="api-v1",
     auth=[ApiTokenAuth(), SessionAuth(csrf=True)],
-    parser=edge.JsonObjectParser(),
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
     docs_decorator=_viewer_document,
 )
-
-
-def _refused_at_the_edge(refusal: edge.Refusal, source: str) -> JsonResponse:
-    return _problem(refusal.status, refusal.message, field=refusal.field, errors=refusal.errors(source))
-
-
-edge.respond_in(api.urls_namespace, _refused_at_the_edge)
-
-
-@api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError):
-    errors = edge.plain_errors(exc.errors)
-    field, message = edge.first_error(errors)
-    return _problem(400, message, field=field, errors=errors)
-
-
-@api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError):
-    if refusal := edge.refusal_of(exc):
-        return _refused_at_the_edge(refusal, "body")
-    return _problem(exc.status_code, str(exc), problems=getattr(exc, "problems", []))
-
-
-@api.exception_handler(edge.Refusal)
-def _refused_in_a_view(request, exc: edge.Refusal):
-    return _refused_at_the_edge(exc, "query" if exc.kind == "unknown_parameter" else "body")
-
-
-@api.exception_handler(Http404)
-def _not_found(request, exc: Http404):
-    return _problem(404, str(exc) or "Not Found")
 
 
 def _need(request, role: Role):

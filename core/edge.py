@@ -14,7 +14,8 @@ download, or no answer at all. Here each is a 4xx that names the field, before a
   documents say what is refused.
 
 Invalid input is a 400 everywhere (the pages, the REST API, the agent API); a body that is not
-declared as JSON a 415. Each API words the answer its own way (``respond_in``).
+declared as JSON a 415. The APIs and the installer callbacks answer as problem details (core/problems.py,
+``answer_problems_in``); the pages with a line of text.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import wraps
 from typing import Annotated
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 from pydantic import AfterValidator, Field
+
+from core import problems
 
 # PostgreSQL's integer and bigint (ids are BigAutoField).
 INT_MAX = 2**31 - 1
@@ -230,55 +235,6 @@ def refusal_of(exc: BaseException) -> Refusal | None:
     return cause if isinstance(cause, Refusal) else None
 
 
-# --- the APIs' answers ------------------------------------------------------------------------
-
-_SOURCES = ("body", "query", "path", "header", "cookie", "form")
-
-
-def plain_errors(errors) -> list[dict]:
-    """Validation errors as plain JSON: location, message, type (never the input, which may be what
-    could not be stored, or a secret)."""
-    return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in errors
-    ]
-
-
-def field_of(loc: list[str]) -> str:
-    """The field a location names, as a client spells it: ``facts.nics.0.mac``, ``page``, ``hostname``.
-    (ninja puts a body under its parameter's name, ``body``, after the source.)"""
-    parts = list(loc)
-    if parts and parts[0] in _SOURCES:
-        if parts.pop(0) == "body" and parts[:1] == ["body"]:
-            parts.pop(0)
-    return ".".join(parts)
-
-
-def first_error(errors: list[dict]) -> tuple[str, str]:
-    """The first field at fault and a sentence about it."""
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    field = field_of(first["loc"])
-    return field, f"{field or 'body'}: {first['msg']}"
-
-
-def document_refusals(schema: dict, model, answers: dict[int, str]) -> None:
-    """Add answers every operation of an OpenAPI document can give, with ``model`` as their body; 415
-    only where the operation takes a body."""
-    definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(definition.pop("$defs", {}))
-    components.setdefault(model.__name__, definition)
-    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            responses = operation.setdefault("responses", {})
-            for status, description in answers.items():
-                if status == 415 and "requestBody" not in operation:
-                    continue
-                if status not in responses and str(status) not in responses:
-                    responses[status] = {"description": description, "content": content}
-
-
 # --- schema types -----------------------------------------------------------------------------
 
 
@@ -307,16 +263,62 @@ DbCount = Annotated[int, Field(ge=1, le=INT_MAX)]
 Page = Annotated[int, Field(ge=1, le=PAGE_MAX)]
 
 
+# --- the APIs -------------------------------------------------------------------------------
+
+
+class ProblemApi(NinjaAPI):
+    """A django-ninja API whose every refusal is a problem document (core/problems.py): invalid input, input
+    refused here, its own HttpErrors (with ``problems`` when they carry them) and 404s, and what the
+    middleware refuses on its routes. ``refusals`` are the answers every operation can give, for its
+    OpenAPI document. Bodies are read by load_json_object."""
+
+    refusals: dict[int, str] = {}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("parser", JsonObjectParser())
+        super().__init__(**kwargs)
+        answer_problems_in(self.urls_namespace)
+        self.add_exception_handler(ValidationError, self._invalid)
+        self.add_exception_handler(HttpError, self._http_error)
+        self.add_exception_handler(Refusal, self._refused)
+        self.add_exception_handler(Http404, self._not_found)
+
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        problems.document(schema, self.refusals)
+        return schema
+
+    @staticmethod
+    def _invalid(request, exc: ValidationError):
+        return problems.respond(problems.from_validation_errors(exc.errors))
+
+    @staticmethod
+    def _http_error(request, exc: HttpError):
+        if refusal := refusal_of(exc):
+            return problems.respond(problems.from_refusal(refusal))
+        return problems.response(exc.status_code, str(exc), problems=getattr(exc, "problems", []))
+
+    @staticmethod
+    def _refused(request, exc: Refusal):
+        return problems.respond(problems.from_refusal(exc, "query" if exc.kind == "unknown_parameter" else "body"))
+
+    @staticmethod
+    def _not_found(request, exc: Http404):
+        return problems.response(404, str(exc) or "Not Found")
+
+
 # --- the middleware ---------------------------------------------------------------------------
 
-# URL namespace of an API -> how it words a refusal (an HttpResponse); everything else gets plain text.
-_responders: dict[str, Callable[[Refusal, str], HttpResponse]] = {}
+# URL namespaces (the APIs) and URL names (the installer callbacks) whose refusals are problem details
+# (core/problems.py); every other page gets a line of text.
+_problem_routes: set[str] = set()
 
 
-def respond_in(namespace: str, responder: Callable[[Refusal, str], HttpResponse]) -> None:
-    """Have refusals of requests to the URL namespace ``namespace`` answered by ``responder(refusal, source)``
-    (source: path, query or form)."""
-    _responders[namespace] = responder
+def answer_problems_in(name: str) -> None:
+    """Have refusals of requests to the URL namespace or URL name ``name`` answered as problem details."""
+    if not name:
+        raise ValueError("a route without a name cannot be told apart from the pages")
+    _problem_routes.add(name)
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -334,13 +336,10 @@ class EdgeMiddleware:
         response = self.get_response(request)
         if response.status_code == 405 and response.get("Content-Type", "").startswith("text/"):
             # An API's own words for a method it does not serve (django-ninja's is a line of text).
-            responder = self._responder(request)
-            if responder is not None:
+            if self._answers_problems(request):
                 allowed = response.get("Allow", "")
                 refusal = Refusal("method", f"{request.method} is not served here; use {allowed}", status=405)
-                refused = responder(refusal, "method")
-                refused["Allow"] = allowed
-                return refused
+                return problems.respond(problems.from_refusal(refusal, "method"), headers={"Allow": allowed})
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
@@ -365,14 +364,13 @@ class EdgeMiddleware:
         return None
 
     @staticmethod
-    def _responder(request):
+    def _answers_problems(request) -> bool:
         match = getattr(request, "resolver_match", None)
-        return _responders.get(match.namespace) if match else None
+        return match is not None and (match.namespace in _problem_routes or match.url_name in _problem_routes)
 
     def refuse(self, request, refusal: Refusal, source: str) -> HttpResponse:
-        responder = self._responder(request)
-        if responder is not None:
-            return responder(refusal, source)
+        if self._answers_problems(request):
+            return problems.respond(problems.from_refusal(refusal, source))
         return HttpResponse(f"Refused: {refusal.message}.\n", status=refusal.status, content_type="text/plain")
 
 

@@ -7,6 +7,7 @@ carries the agent and callback tokens (and the agent's key) as JSON. Every log l
 """
 
 import logging
+import logging.config
 import re
 
 _PATTERNS = [
@@ -46,6 +47,12 @@ class RedactingStream:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+def configure_logging(config: dict) -> None:
+    """settings.LOGGING_CONFIG: apply settings.LOGGING, then redact every record when it is made."""
+    logging.config.dictConfig(config)
+    install_record_factory()
 
 
 def install_record_factory() -> None:

@@ -1,8 +1,9 @@
 """The agent API, v1 (docs/agent-api.md). The agent in the memory OS registers with the boot credential
 from its kernel command line, which that registration spends, and pulls its tasks with the agent token
 the registration answer hands it. Bodies are validated before anything is written, and an invalid one
-gets a 400 that names the field (``{"field", "message", "errors"}``), as does anything the database could
-not store (core/edge.py); a body not sent as application/json gets a 415 of the same shape."""
+gets a 400 that names the field, as does anything the database could not store (core/edge.py); a body not
+sent as application/json gets a 415. Every error answer is a problem document (RFC 9457,
+application/problem+json; core/problems.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.http import JsonResponse
 from ninja import Field, NinjaAPI, Path, Query, Schema, Status
-from ninja.errors import HttpError, ValidationError
 from ninja.security import HttpBearer
 from pydantic import field_validator
 
-from core import edge
+from core import edge, problems
 from core.edge import Text
+from core.problems import Problem
 from inventory.validators import normalise_mac
 from provisioner import pxe
 
@@ -54,37 +54,24 @@ class BootCredentialOrAgentToken(HttpBearer):
         return None
 
 
-class InvalidOut(Schema):
-    """The answer to input refused before anything was written."""
+class AgentApi(edge.ProblemApi):
+    refusals = {
+        400: "Invalid input, named in field; nothing was written.",
+        401: "No install token, or its install has ended.",
+        415: "The body was not sent as application/json; nothing was written.",
+    }
 
-    field: str
-    message: str
-    errors: list[dict]
-
-
-class UnauthorizedOut(Schema):
-    detail: str
-
-
-class AgentApi(NinjaAPI):
     def get_openapi_schema(self, *, path_prefix=None, path_params=None):
-        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
-        # The progress operation, answered in front of Django (installs/ingest.py): see _progress_document.
+        # NinjaAPI's document, with the progress operation added before the refusals are documented on
+        # every operation: progress is answered in front of Django (installs/ingest.py), see _progress_document.
+        schema = NinjaAPI.get_openapi_schema(self, path_prefix=path_prefix, path_params=path_params)
         if path_prefix is None:
             path_prefix = self.get_root_path(path_params or {})
         progress_schema = _progress_document.get_openapi_schema(path_prefix=path_prefix)
         schema["paths"].update(progress_schema["paths"])
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(progress_schema.get("components", {}).get("schemas", {}))
-        edge.document_refusals(
-            schema,
-            InvalidOut,
-            {
-                400: "Invalid input, named in field; nothing was written.",
-                415: "The body was not sent as application/json; nothing was written.",
-            },
-        )
-        edge.document_refusals(schema, UnauthorizedOut, {401: "No install token, or its install has ended."})
+        problems.document(schema, self.refusals)
         return schema
 
 
@@ -94,44 +81,26 @@ api = AgentApi(
     description="What the agent inside the memory OS calls. See docs/agent-api.md.",
     urls_namespace="agent-api-v1",
     auth=InstallToken(),
-    parser=edge.JsonObjectParser(),
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
 )
 
 
 def invalid_body(errors) -> dict:
     """The 400 answer for a body that failed validation: the first field at fault, named."""
-    errors = edge.plain_errors(errors)
-    field, message = edge.first_error(errors)
-    return {"field": field, "message": message, "errors": errors}
+    return problems.from_validation_errors(errors)
 
 
 def refused(refusal: edge.Refusal, source: str = "body") -> dict:
-    """The answer to input refused at the edge (core/edge.py), in the shape of invalid_body."""
-    return {"field": refusal.field, "message": refusal.message, "errors": refusal.errors(source)}
+    """The answer to input refused at the edge (core/edge.py)."""
+    return problems.from_refusal(refusal, source)
 
 
-edge.respond_in(
-    api.urls_namespace, lambda refusal, source: JsonResponse(refused(refusal, source), status=refusal.status)
-)
+def problem(status: int, detail: str, **extra) -> tuple[int, dict]:
+    """Any other refusal of the agent API: its status and problem document."""
+    return status, problems.problem(status, detail, **extra)
 
 
-@api.exception_handler(edge.Refusal)
-def _refused_in_a_view(request, exc: edge.Refusal):
-    source = "query" if exc.kind == "unknown_parameter" else "body"
-    return api.create_response(request, refused(exc, source), status=exc.status)
-
-
-@api.exception_handler(ValidationError)
-def _invalid(request, exc: ValidationError):
-    return api.create_response(request, invalid_body(exc.errors), status=400)
-
-
-@api.exception_handler(HttpError)
-def _http_error(request, exc: HttpError):
-    if refusal := edge.refusal_of(exc):
-        return api.create_response(request, refused(refusal), status=refusal.status)
-    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+UNAUTHORIZED = problem(401, "Unauthorized")
 
 
 class Disk(Schema):
@@ -191,11 +160,6 @@ class RegisterOut(Schema):
     callback_token: str | None = None
 
 
-class ErrorOut(Schema):
-    reason: str = ""
-    message: str
-
-
 class HeartbeatOut(Schema):
     ok: bool
     cancel: bool
@@ -239,7 +203,7 @@ class NextQuery(Schema):
     wait: int = Field(0, ge=0, le=LONG_POLL_MAX_S)
 
 
-@api.post("register", auth=BootCredentialOrAgentToken(), response={200: RegisterOut, 401: ErrorOut, 403: ErrorOut})
+@api.post("register", auth=BootCredentialOrAgentToken(), response={200: RegisterOut, 401: Problem, 403: Problem})
 def register(request, body: RegisterIn):
     registrant: Registrant = request.auth
     install = registrant.install
@@ -248,11 +212,11 @@ def register(request, body: RegisterIn):
             install.pk, body.facts.model_dump(), boot_credential=registrant.boot_credential, key=body.key
         )
     except callbacks.WrongMachine as exc:
-        return Status(403, {"reason": "WrongMachine", "message": str(exc)})
+        return problems.response(403, str(exc), reason="WrongMachine")
     except credentials.BootCredentialReused as exc:
-        return Status(403, {"reason": "BootCredentialReused", "message": str(exc)})
+        return problems.response(403, str(exc), reason="BootCredentialReused")
     except callbacks.InstallEnded:
-        return Status(401, {"reason": "InstallEnded", "message": "The install has ended."})
+        return problems.response(401, "The install has ended.", reason="InstallEnded")
     answer = {
         "install": install.pk,
         "hostname": install.machine.hostname,
@@ -286,21 +250,21 @@ def next_task(request, query: Query[NextQuery]):
 
 def task_refused(outcome: str, task_id: str) -> tuple[int, dict]:
     if outcome == progress.Outcome.UNKNOWN_TASK:
-        return 404, ErrorOut(message=f"No task {task_id} in this install.").dict()
-    return 409, ErrorOut(message=f"Task {task_id} is not the install's current task.").dict()
+        return problem(404, f"No task {task_id} in this install.")
+    return problem(409, f"Task {task_id} is not the install's current task.")
 
 
 def _task_call(fn, *args):
     try:
         fn(*args)
     except callbacks.UnknownTask:
-        return Status(*task_refused(progress.Outcome.UNKNOWN_TASK, args[1]))
+        return problems.respond(task_refused(progress.Outcome.UNKNOWN_TASK, args[1])[1])
     except callbacks.NotCurrentTask:
-        return Status(*task_refused(progress.Outcome.NOT_CURRENT, args[1]))
+        return problems.respond(task_refused(progress.Outcome.NOT_CURRENT, args[1])[1])
     return Status(200, {"ok": True})
 
 
-@api.post("tasks/{task_id}/result", response={200: OkOut, 404: ErrorOut, 409: ErrorOut})
+@api.post("tasks/{task_id}/result", response={200: OkOut, 404: Problem, 409: Problem})
 def result(request, task_id: Path[Text], body: ResultIn):
     return _task_call(callbacks.agent_result, request.auth.pk, task_id, body.ok, body.reason, body.message, body.output)
 
@@ -313,7 +277,7 @@ _progress_document = NinjaAPI(urls_namespace="agent-api-v1-progress", auth=Insta
 
 @_progress_document.post(
     "tasks/{task_id}/progress",
-    response={200: ProgressOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 503: ErrorOut},
+    response={200: ProgressOut, 404: Problem, 409: Problem, 413: Problem, 503: Problem},
     operation_id="installs_api_task_progress",
     description="Answered once the report is stored; 413 past the upload limit; 503 (Retry-After) when the "
     "database could not be reached: send it again.",

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
+from inventory import protection
 from inventory.models import Machine, MachineStatus, OSProfile
 
 from . import tokens
@@ -87,11 +88,9 @@ def _accept(
     problems = []
     if len(machines) != len(set(machine_ids)):
         problems.append("Some of the machines no longer exist.")
-    protected = [m.hostname for m in machines if m.protected]
+    protected = protection.refused(machines, "install")
     if protected:
-        problems.append(
-            f"Protected, install refused: {', '.join(protected)}. Unprotect with a reason first if this is intended."
-        )
+        problems.append(protection.refusal_message(protected, "install"))
     for busy in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine"):
         problems.append(_holder(busy))
     planned = []

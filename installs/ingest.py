@@ -39,10 +39,10 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from pydantic import ValidationError
 
-from core import edge
+from core import edge, problems
 
 from . import events, progress
-from .api import ProgressIn, invalid_body, refused, task_refused
+from .api import UNAUTHORIZED, ProgressIn, invalid_body, problem, refused, task_refused
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,10 @@ class AgentProgressRoute:
         if data is None:
             return None, {}  # the client went away
         if isinstance(data, int):
-            return 413, {"message": f"The report is larger than {data} bytes."}
+            return problem(413, f"The report is larger than {data} bytes.")
         token = _bearer(scope)
         if not token:
-            return 401, {"detail": "Unauthorized"}
+            return UNAUTHORIZED
         writer = self._writer()
         report, refusal = None, None
         if not data:
@@ -123,7 +123,7 @@ class AgentProgressRoute:
             # Who asks comes first, as everywhere in the agent API: a stranger learns nothing about the body.
             try:
                 if not await writer.store.run(progress.holder(token)):
-                    return 401, {"detail": "Unauthorized"}
+                    return UNAUTHORIZED
             except (Unavailable, Unstorable):
                 return _UNAVAILABLE
             return refusal
@@ -133,7 +133,7 @@ class AgentProgressRoute:
         if outcome == progress.Outcome.OK:
             return 200, {"ok": True, "progress_s": writer.progress_s()}
         if outcome == progress.Outcome.UNAUTHORIZED:
-            return 401, {"detail": "Unauthorized"}
+            return UNAUTHORIZED
         if outcome == UNAVAILABLE:
             return _UNAVAILABLE
         if outcome == UNSTORABLE:
@@ -155,7 +155,7 @@ class AgentProgressRoute:
             self._writers.popitem()[1].close()
 
 
-_UNAVAILABLE = 503, {"message": "The report could not be stored just now; send it again."}
+_UNAVAILABLE = problem(503, "The report could not be stored just now; send it again.")
 
 
 def store_for_database(loop: asyncio.AbstractEventLoop) -> Store:
@@ -398,7 +398,7 @@ async def _read_body(receive, limit: int | None) -> bytes | int | None:
 async def _respond(send, status: int, body: dict) -> None:
     payload = json.dumps(body).encode()
     headers = [
-        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-type", b"application/json; charset=utf-8" if status < 400 else problems.MEDIA_TYPE.encode()),
         (b"content-length", str(len(payload)).encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"cache-control", b"no-store"),

@@ -1,19 +1,23 @@
 """HTTP endpoints machines call while they install: the iPXE boot script by MAC, answer files by the
 boot credential (spent by the fetch of the file that carries the callback token) and installer callbacks
 by the callback token. No sessions, no CSRF (machines have neither); the token is the key, a wrong or
-expired one gets a 404 with nothing written, and a spent boot credential a 403 that fails the install."""
+expired one gets a 404 with nothing written, and a spent boot credential a 403 that fails the install.
+
+The callbacks answer in JSON, and refuse as problem details (core/problems.py). The iPXE script and the
+answer files are read by firmware and installers, which show no body: their errors are a line of
+text/plain, for the person who fetches the URL with curl."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 
-from django.http import Http404, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import HttpResponse, HttpResponseForbidden, HttpResponseNotFound, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from core import edge
+from core import edge, problems
 from inventory.models import NIC
 from inventory.validators import normalise_mac
 from provisioner import pxe
@@ -74,9 +78,10 @@ def answer_file(request, token: str, name: str):
     """GET /i/<boot credential>/preseed.cfg | ks.cfg | user-data | meta-data."""
     install = credentials.boot_install(token)
     if install is None:
-        raise Http404("No active install for this token.")
+        return HttpResponseNotFound("No active install for this token.\n", content_type=TEXT)
     if not render.serves(install.plan, name):
-        raise Http404(f"A {install.plan.profile.method} install does not serve {name}.")
+        method = install.plan.profile.method
+        return HttpResponseNotFound(f"A {method} install does not serve {name}.\n", content_type=TEXT)
     answer = credentials.answer_file(install.pk, name)
     if isinstance(answer, credentials.BootCredentialReused):
         return HttpResponseForbidden(f"{answer}\n", content_type=TEXT)
@@ -103,13 +108,13 @@ def _callback_body(request) -> tuple[str, dict]:
 def installer_callback(request, token: str, kind: str):
     """POST (or GET, for installers with only wget) /i/<callback token>/events/<started|progress|finished|failed>."""
     if kind not in callbacks.INSTALLER_EVENT_KINDS:
-        raise Http404(f"Unknown event {kind}.")
+        return problems.response(404, f"Unknown event {kind}: expected {', '.join(callbacks.INSTALLER_EVENT_KINDS)}.")
     install = credentials.callback_install(token)
     if install is None:
-        raise Http404("No active install for this token.")
+        return problems.response(404, "No active install for this token.")
     try:
         message, data = _callback_body(request)
     except edge.Refusal as exc:
-        return HttpResponse(f"Refused: {exc.message}.\n", status=exc.status, content_type=TEXT)
+        return problems.respond(problems.from_refusal(exc))
     outcome = callbacks.installer_event(install.pk, kind, message[:2000], data)
     return JsonResponse({"ok": True, "outcome": outcome})

@@ -13,13 +13,8 @@ from .plan import Plan
 PREVIEW_TOKEN = "PREVIEW-BOOT-CREDENTIAL-not-real"
 PREVIEW_CALLBACK_TOKEN = "PREVIEW-CALLBACK-TOKEN-not-real"
 
-# File name → the install method that serves it.
-ANSWER_FILES = {
-    "preseed.cfg": pxe.Method.PRESEED,
-    "ks.cfg": pxe.Method.KICKSTART,
-    "user-data": pxe.Method.AUTOINSTALL,
-    "meta-data": pxe.Method.AUTOINSTALL,
-}
+# Boot-file previews: every profile has each of them, whatever its method.
+BOOT_PREVIEWS = {"pxelinux": pxe.Loader.PXELINUX, "grub": pxe.Loader.GRUB, "ipxe": pxe.Loader.IPXE}
 
 
 def boot_token(install) -> str:
@@ -80,7 +75,8 @@ def context(plan: Plan, token: str, callback_token: str) -> dict:
 
 def serves(plan: Plan, name: str) -> bool:
     """Whether the plan's install method serves the answer file ``name``."""
-    return ANSWER_FILES.get(name) == plan.profile.method
+    file = pxe.answer_file_named(name)
+    return file is not None and file.method == plan.profile.method
 
 
 def answer_file(plan: Plan, token: str, callback_token: str, name: str) -> str:
@@ -95,13 +91,18 @@ def answer_file(plan: Plan, token: str, callback_token: str, name: str) -> str:
     return pxe.render_template(plan.profile.template, values, template=f"profile {plan.profile.name}")
 
 
-PREVIEW_FILES = ("pxelinux", "grub", "ipxe", "preseed", "kickstart", "user-data", "meta-data")
+PREVIEW_FILES = (*BOOT_PREVIEWS, *(file.preview for file in pxe.ANSWER_FILES))
+
+
+def previews_for(method: str) -> list[str]:
+    """The previews a profile of ``method`` has: every boot file and its method's answer files."""
+    return [*BOOT_PREVIEWS, *(file.preview for file in pxe.answer_files(method))]
 
 
 def preview(plan: Plan, what: str) -> str:
-    """What the machine would receive, with placeholder tokens, for `manage.py render` and the machine page."""
-    loaders = {"pxelinux": pxe.Loader.PXELINUX, "grub": pxe.Loader.GRUB, "ipxe": pxe.Loader.IPXE}
-    if what in loaders:
-        return boot_file(plan, PREVIEW_TOKEN, loaders[what])
-    name = {"preseed": "preseed.cfg", "kickstart": "ks.cfg"}.get(what, what)
+    """What the machine would receive, with placeholder tokens, for `manage.py render` and the machine page.
+    Raises KeyError when ``what`` is no preview or the plan's method does not serve that file."""
+    if what in BOOT_PREVIEWS:
+        return boot_file(plan, PREVIEW_TOKEN, BOOT_PREVIEWS[what])
+    name = {file.preview: file.name for file in pxe.ANSWER_FILES}[what]
     return answer_file(plan, PREVIEW_TOKEN, PREVIEW_CALLBACK_TOKEN, name)

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from access import errors as access_errors
 from access.service import access_problem, verify_installed
-from inventory import power
+from inventory import power, protection
 from inventory.crypto import FieldDecryptError
 from inventory.models import Machine
 from provisioner import pxe
@@ -62,10 +62,11 @@ def _driver(install: Install):
 
 def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
     machine, driver = _driver(install)
-    if refuse_if_protected and machine.protected:
+    if refuse_if_protected and protection.refused([machine], refuse_if_protected):
         raise StepFailed(
             "MachineProtected",
-            f"{machine.hostname} was marked protected during the install: {refuse_if_protected} refused. "
+            f"{machine.hostname} was marked protected during the install: "
+            f"{protection.REFUSED_WHEN_PROTECTED[refuse_if_protected]} refused. "
             "Unprotect it with a reason and retry if this install is intended.",
         )
     try:
@@ -103,12 +104,12 @@ def write_boot_config(install: Install, step) -> dict:
 
 
 def set_boot_pxe(install: Install, step) -> dict:
-    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True), refuse_if_protected="network boot")
+    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True), refuse_if_protected="pxe")
     return {}
 
 
 def power_cycle(install: Install, step) -> dict:
-    machine, _ = _bmc(install, lambda d: d.power_cycle(), refuse_if_protected="power cycle")
+    machine, _ = _bmc(install, lambda d: d.power_cycle(), refuse_if_protected="cycle")
     power.note_power(machine.pk, PowerState.ON)
     return {}
 

@@ -1,12 +1,19 @@
+import re
+
 from django.urls import path, re_path
+
+from core import edge
+from provisioner.pxe import ANSWER_FILES
 
 from . import machine_views
 from .api import api
 
+ANSWER_FILE_NAMES = "|".join(re.escape(file.name) for file in ANSWER_FILES)
+
 urlpatterns = [
     path("boot/ipxe", machine_views.ipxe_script, name="boot-ipxe"),
     re_path(
-        r"^i/(?P<token>[A-Za-z0-9_-]{16,128})/(?P<name>preseed\.cfg|ks\.cfg|user-data|meta-data)$",
+        rf"^i/(?P<token>[A-Za-z0-9_-]{{16,128}})/(?P<name>{ANSWER_FILE_NAMES})$",
         machine_views.answer_file,
         name="answer-file",
     ),
@@ -17,3 +24,6 @@ urlpatterns = [
     ),
     path("api/agent/v1/", api.urls),
 ]
+
+# The installer callbacks answer in JSON, so what the edge refuses there is a problem document too.
+edge.answer_problems_in("installer-callback")

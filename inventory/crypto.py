@@ -4,17 +4,18 @@ MultiFernet over PROVISIONER_FIELD_KEYS: new values are encrypted with the first
 key decrypts, and rotate_all() re-encrypts every stored value under the first. A value that no key decrypts raises
 FieldDecryptError: the caller never gets ciphertext back as if it were the password.
 
-Every column holding such a value is an EncryptedTextField. That declaration is the registry key
-rotation works from (encrypted_fields()), so `manage.py rotate_field_keys` re-encrypts a secret added
-later without anyone remembering to extend it; a test checks that every value passed through encrypt()
-lands in such a column.
+Every column holding such a value is an EncryptedTextField, whose accessors are the only callers of
+encrypt() and decrypt(). That declaration is the registry key rotation works from (encrypted_fields()),
+so `manage.py rotate_field_keys` re-encrypts a secret added later without anyone remembering to extend
+it; a test checks that nothing else calls encrypt().
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
@@ -62,13 +63,50 @@ def decrypt(ciphertext: str, *, what: str = "secret") -> str:
 
 
 class EncryptedTextField(models.TextField):
-    """A column of Fernet ciphertext under PROVISIONER_FIELD_KEYS (the model encrypts and decrypts)."""
+    """A column of Fernet ciphertext under PROVISIONER_FIELD_KEYS: the one way a model stores a secret.
+
+    The attribute holds the ciphertext as stored. The field gives its model, the way Django adds
+    get_FOO_display(), ``has_<secret>`` (a property), ``set_<secret>(plaintext)`` and ``get_<secret>()``,
+    <secret> being the field's name without its ``_ciphertext`` ending. Decrypting on demand rather than on
+    load keeps a row whose key was lost listable and editable. ``describe(instance)`` names the secret in
+    a decrypt error. A model that checks a secret before storing it defines its own ``set_<secret>``, which
+    ends in ``store()``.
+    """
+
+    def __init__(self, *args, describe: Callable[[Any], str] | None = None, **kwargs):
+        self.describe = describe or (lambda instance: f"{self.name} of {instance}")
+        kwargs.setdefault("editable", False)
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
 
     def deconstruct(self):
         name, _, args, kwargs = super().deconstruct()
         # In the database it is plain text; encryption happens above it. Migrations see a TextField, so
         # marking an existing secret column encrypted changes no schema.
         return name, "django.db.models.TextField", args, kwargs
+
+    def contribute_to_class(self, cls, name, private_only=False):
+        super().contribute_to_class(cls, name, private_only=private_only)
+        secret = name.removesuffix("_ciphertext")
+        accessors = {
+            f"has_{secret}": property(lambda instance: self.is_set(instance)),
+            f"set_{secret}": lambda instance, plaintext: self.store(instance, plaintext),
+            f"get_{secret}": lambda instance: self.read(instance),
+        }
+        for attribute, accessor in accessors.items():
+            if attribute not in cls.__dict__:  # the model's own (checking) setter wins
+                setattr(cls, attribute, accessor)
+
+    def is_set(self, instance) -> bool:
+        return bool(getattr(instance, self.attname))
+
+    def store(self, instance, plaintext: str) -> None:
+        setattr(instance, self.attname, encrypt(plaintext))
+
+    def read(self, instance) -> str:
+        """The plaintext ("" when none is stored). Raises FieldDecryptError when no configured key decrypts it."""
+        ciphertext = getattr(instance, self.attname)
+        return decrypt(ciphertext, what=self.describe(instance)) if ciphertext else ""
 
 
 def encrypted_fields() -> list[EncryptedTextField]:

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
-from provisioner import pxe
+from provisioner import bmc, pxe
 
 from . import crypto
 from .fields import HostnameField, IPAddressField, MACAddressField
@@ -73,10 +73,8 @@ class MachineStatus(models.TextChoices):
     MAINTENANCE = "maintenance"  # taken out of service by a person
 
 
-class PowerState(models.TextChoices):
-    ON = "on"
-    OFF = "off"
-    UNKNOWN = "unknown"  # never read, or the BMC did not answer
+# The BMC layer's enums as choices: one list of values (provisioner.bmc.base says what each means).
+PowerState = models.TextChoices("PowerState", [(state.name, state.value) for state in bmc.PowerState])
 
 
 class Machine(models.Model):
@@ -238,10 +236,7 @@ class NIC(models.Model):
             raise ValidationError({"vlan": f"VLAN {self.vlan} is outside 1–4094."})
 
 
-class BmcDriver(models.TextChoices):
-    IPMI = "ipmi", "IPMI (iLO, iDRAC, generic)"
-    REDFISH = "redfish", "Redfish"
-    FAKE = "fake", "Fake (demo and tests)"
+BmcDriver = models.TextChoices("BmcDriver", [(name.name, (name.value, name.label)) for name in bmc.DriverName])
 
 
 class BMC(models.Model):
@@ -254,7 +249,8 @@ class BMC(models.Model):
     address = models.CharField(max_length=253, validators=[validate_bmc_address], help_text="IP address or DNS name.")
     port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)
-    password_ciphertext = crypto.EncryptedTextField(editable=False, blank=True)
+    # Gives has_password, set_password(plaintext) and get_password() (for the driver only).
+    password_ciphertext = crypto.EncryptedTextField(describe=lambda bmc: f"BMC password of {bmc.machine.hostname}")
     # What the last contact with the BMC showed (ping or power read), for the UI and alerts.
     reachable = models.BooleanField(null=True, editable=False, help_text="None: never contacted.")
     latency_ms = models.FloatField(null=True, editable=False)
@@ -273,20 +269,6 @@ class BMC(models.Model):
 
     def __repr__(self):
         return f"<BMC {self.pk}: {self.address}:{self.port} user={self.username!r}>"
-
-    @property
-    def has_password(self) -> bool:
-        return bool(self.password_ciphertext)
-
-    def set_password(self, plaintext: str) -> None:
-        self.password_ciphertext = crypto.encrypt(plaintext)
-
-    def get_password(self) -> str:
-        """The plaintext password, for the driver only. Raises crypto.FieldDecryptError when
-        no configured key decrypts it."""
-        if not self.password_ciphertext:
-            return ""
-        return crypto.decrypt(self.password_ciphertext, what=f"BMC password of {self.machine.hostname}")
 
 
 class InstallMethod(models.TextChoices):

@@ -17,13 +17,12 @@ from core import queues
 from provisioner.bmc import BmcError, BmcTarget, BootDevice, PowerState, get_driver
 from provisioner.bmc.guard import GuardedDriver
 
+from . import protection
 from .models import BMC, Machine
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
-# Actions that can take down a running system or lead to a reinstall: refused on protected machines.
-DESTRUCTIVE = frozenset({"off", "cycle", "pxe"})
 
 
 class PowerActionRefused(Exception):
@@ -74,11 +73,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     (whose message names the BMC, never the password); every attempt is audited."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
-    if action in DESTRUCTIVE and machine.protected:
+    if protection.refused([machine], action):
         record(actor, f"machine.{action}", machine, {"ok": False, "refused": "protected"})
-        raise PowerActionRefused(
-            f"{machine.hostname} is protected: '{action}' is refused. Unprotect it (with a reason) first."
-        )
+        raise PowerActionRefused(protection.refusal_message([machine], action))
     driver = driver_for(machine)
     started = time.monotonic()
     try:
@@ -181,18 +178,18 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
     each refused machine is audited as perform() audits it, whoever asked."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    protected = protection.refused(machines, action)
     refused = {
-        machine: "protected" if action in DESTRUCTIVE and machine.protected else "not_in_rack"
+        machine: "protected" if machine in protected else "not_in_rack"
         for machine in machines
-        if (action in DESTRUCTIVE and machine.protected) or machine.rack_id is None
+        if machine in protected or machine.rack_id is None
     }
     if refused:
         with transaction.atomic():
             for machine, why in refused.items():
                 record(actor, f"machine.{action}", machine, {"ok": False, "refused": why})
-        protected = [m.hostname for m, why in refused.items() if why == "protected"]
         if protected:
-            raise PowerActionRefused(f"Protected, '{action}' refused: {', '.join(protected)}.")
+            raise PowerActionRefused(protection.refusal_message(protected, action))
         raise PowerActionRefused(
             f"Not in a rack, so no site worker can reach their BMCs: {', '.join(m.hostname for m in refused)}."
         )

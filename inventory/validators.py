@@ -4,34 +4,25 @@ import re
 
 from django.core.exceptions import ValidationError
 
-_MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
-_MAC_FORMS = (
-    re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$"),  # aa:bb:cc:dd:ee:ff, aa-bb-...
-    re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$"),  # aabb.ccdd.eeff (Cisco)
-    _MAC_HEX,  # aabbccddeeff
-)
+from provisioner.pxe import mac as pxe_mac
+
+_MAC_MESSAGES = {
+    "malformed": "“%(value)s” is not a MAC address: expected six pairs of hex digits such as aa:bb:cc:dd:ee:ff.",
+    "not_unicast": "“%(value)s” is not a NIC's MAC address: it is a broadcast, multicast or all-zero address.",
+}
 
 # RFC 1123 host label: letters, digits and hyphens, 1-63 characters, no hyphen at either end.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
 def normalise_mac(value: str) -> str:
-    """Canonical form ``aa:bb:cc:dd:ee:ff`` of a MAC typed in any common notation."""
-    text = str(value).strip().lower()
-    if not any(form.match(text) for form in _MAC_FORMS):
-        raise ValidationError(
-            "“%(value)s” is not a MAC address: expected six pairs of hex digits such as aa:bb:cc:dd:ee:ff.",
-            code="invalid_mac",
-            params={"value": value},
-        )
-    digits = re.sub(r"[^0-9a-f]", "", text)
-    if digits == "000000000000" or digits == "ffffffffffff" or int(digits[1], 16) & 1:
-        raise ValidationError(
-            "“%(value)s” is not a NIC's MAC address: it is a broadcast, multicast or all-zero address.",
-            code="invalid_mac",
-            params={"value": value},
-        )
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    """Canonical form ``aa:bb:cc:dd:ee:ff`` of a MAC typed in any common notation (provisioner.pxe.mac's
+    rule), refusals as a ValidationError whose message names the value for the form or import row."""
+    try:
+        return pxe_mac.normalise_mac(str(value))
+    except pxe_mac.MacAddressError as exc:
+        message = _MAC_MESSAGES[exc.problem]
+    raise ValidationError(message, code="invalid_mac", params={"value": value})
 
 
 def validate_hostname(value: str) -> None:

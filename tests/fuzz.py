@@ -1,5 +1,6 @@
 """What every schemathesis run of ours checks of one answer: never a server error; a request outside the
-schema (schemathesis' negative cases) refused with a 4xx; and a refused request writes nothing."""
+schema (schemathesis' negative cases) refused with a 4xx; every refusal a problem document (RFC 9457,
+core/problems.py) naming its status; and a refused request writes nothing."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def _outside_schema(case, response) -> bool:
     return not undeclared or bool(undeclared & sent)
 
 
+def _header(response, name: str) -> str:
+    """One header of a schemathesis response (its headers: lower-case names, each a list of values)."""
+    values = {key.lower(): value for key, value in response.headers.items()}.get(name, [""])
+    return values[0] if isinstance(values, list) else values
+
+
 def check_answer(case, response, writes, before) -> str:
     """Assert the three rules for ``case``'s ``response``; ``writes()`` is what the database holds now and
     ``before`` what it held before the call. Returns the request in one line, for further messages."""
@@ -33,6 +40,11 @@ def check_answer(case, response, writes, before) -> str:
     negative = _outside_schema(case, response)
     if negative:
         assert 400 <= response.status_code < 500, f"a request outside the schema was accepted: {what}"
+    if response.status_code >= 400:
+        assert _header(response, "content-type") == "application/problem+json", what
+        body = response.json()
+        assert body["status"] == response.status_code and isinstance(body["detail"], str) and body["detail"], what
+        assert {"type", "title", "field", "errors", "problems"} <= body.keys(), what
     if negative or response.status_code in WRITE_NOTHING:
         assert writes() == before, what
     return what

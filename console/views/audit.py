@@ -1,22 +1,19 @@
 """The audit review page: filter, search, paginate, export what you see as CSV."""
 
-import csv
 from datetime import datetime, time
 
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.roles import Role, require_role
 from audit.models import ActorKind, AuditEntry
+from core.csv_export import streaming_csv
 from installs.models import Install
 from inventory.models import BMC, NIC, Machine
 
 PAGE_SIZE = 100
-# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _date(value: str, end: bool = False):
@@ -105,43 +102,14 @@ def audit_log(request):
     )
 
 
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @require_role(Role.VIEWER)
 def audit_export(request):
     """The filtered view as CSV, streamed, every cell formula-escaped."""
     entries, _ = filtered(request.GET)
-    writer = csv.writer(_Echo())
     header = ["time", "actor_kind", "actor", "action", "object_type", "object_id", "object", "details", "source_ip"]
-
-    def rows():
-        yield writer.writerow(header)
-        for e in entries.iterator(chunk_size=2000):
-            yield writer.writerow(
-                [
-                    _cell(v)
-                    for v in (
-                        e.at.isoformat(),
-                        e.actor_kind,
-                        e.actor_label,
-                        e.action,
-                        e.object_type,
-                        e.object_id,
-                        e.object_label,
-                        e.details,
-                        e.source_ip,
-                    )
-                ]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
-    return response
+    rows = (
+        (e.at.isoformat(), e.actor_kind, e.actor_label, e.action, e.object_type, e.object_id, e.object_label,
+         e.details, e.source_ip)
+        for e in entries.iterator(chunk_size=2000)
+    )  # fmt: skip
+    return streaming_csv(header, rows, filename=f"audit-{timezone.now():%Y%m%d-%H%M%S}.csv")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -16,21 +14,19 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
-from console.filters import SORTS, MachineQuery, csv_cell, machine_queryset, page_rows, with_last_install
+from console.filters import SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
+from core.csv_export import streaming_csv
 from core.edge import int_param
 from installs.batches import InstallRefused, request_installs
 from installs.engine import EngineError, cancel
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError, build_plan
-from installs.render import PREVIEW_FILES, preview
+from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import power, services
 from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 from provisioner.pxe import TemplateError
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
-# Which preview files each install method serves (installs.render.PREVIEW_FILES names).
-BOOT_FILES = ("pxelinux", "grub", "ipxe")
-ANSWER_FILES = {"preseed": "preseed", "kickstart": "kickstart", "user-data": "autoinstall", "meta-data": "autoinstall"}
 # Bulk actions offered on the list, with what they say in the confirm dialog.
 ACTIONS = {
     "install": "Install with profile",
@@ -114,26 +110,13 @@ def _bmc_address(machine) -> str:
         return ""
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @require_GET
 @require_role(Role.VIEWER)
 def machine_export(request):
     """The current view (filters, search and sort; every page) as CSV, streamed."""
     machines = machine_queryset(MachineQuery.from_params(request.GET))
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow([name for name, _ in CSV_COLUMNS])
-        for machine in machines.iterator(chunk_size=2000):
-            yield writer.writerow([csv_cell(get(machine)) for _, get in CSV_COLUMNS])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="machines.csv"'
-    return response
+    rows = ([get(machine) for _, get in CSV_COLUMNS] for machine in machines.iterator(chunk_size=2000))
+    return streaming_csv([name for name, _ in CSV_COLUMNS], rows, filename="machines.csv")
 
 
 def expected_confirmation(action: str, machines: list) -> str:
@@ -273,10 +256,7 @@ def machine_detail(request, hostname: str):
             "active_install": next((i for i in installs if i.is_active), None),
             "facts": machine.facts or {},
             "profiles": list(OSProfile.objects.order_by("name").only("name", "method", "description")),
-            "previews": [
-                (p, [f for f in PREVIEW_FILES if f in BOOT_FILES or ANSWER_FILES.get(f) == p.method])
-                for p in OSProfile.objects.order_by("name").only("name", "method")
-            ]
+            "previews": [(p, previews_for(p.method)) for p in OSProfile.objects.order_by("name").only("name", "method")]
             if has_role(request.user, Role.TECHNICIAN)
             else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),

@@ -41,12 +41,15 @@ class Refused(Exception):
 
 
 class Rejected(Exception):
-    """400, 404, 409: the control plane will not take this request however often it is sent."""
+    """400, 404, 409: the control plane will not take this request however often it is sent. ``body`` is its
+    problem document (RFC 9457): ``detail`` says why, ``field`` names the field at fault."""
 
     def __init__(self, status: int, body: dict):
-        super().__init__(f"HTTP {status}: {body}")
+        detail = str(body.get("detail") or body)
+        super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.body = body
+        self.detail = detail
 
 
 @dataclass
@@ -124,7 +127,7 @@ class Client:
             if status == 401:
                 raise Unauthorized(f"{method} {path}: 401") from None
             if status == 403:
-                raise Refused(str(payload.get("reason", "Forbidden")), str(payload.get("message", ""))) from None
+                raise Refused(str(payload.get("reason") or "Forbidden"), str(payload.get("detail", ""))) from None
             if status >= 500 or status in (408, 429):
                 raise NetworkError(f"{method} {path}: HTTP {status}") from None
             raise Rejected(status, payload) from None

@@ -8,7 +8,8 @@ and errors, whatever the protocol underneath.
         driver.set_boot_device(BootDevice.PXE, once=True)
         driver.power_on()
 
-Modules: ``base`` (the Protocol, target and enums), ``errors`` (retryable vs fatal), ``ipmi`` and
+Modules: ``base`` (the Protocol, target and enums: ``DriverName`` and
+``PowerState`` are also the values the inventory stores), ``errors`` (retryable vs fatal), ``ipmi`` and
 ``ipmi_loop`` (pyghmi, with our own deadlines), ``redfish`` (sushy), ``fake`` (in memory, for the demo and
 tests) and ``guard`` (one command in flight per BMC and a minimum interval, across processes, via Redis).
 """
@@ -17,14 +18,11 @@ from __future__ import annotations
 
 import sys
 
-from .base import DEFAULT_TIMEOUT_S, BmcDriver, BmcTarget, BootDevice, PowerState
+from .base import DEFAULT_TIMEOUT_S, BmcDriver, BmcTarget, BootDevice, DriverName, PowerState
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
-
-DRIVER_NAMES = ("ipmi", "redfish", "fake")
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "DRIVER_NAMES",
     "BmcAuthError",
     "BmcBusy",
     "BmcDriver",
@@ -34,6 +32,7 @@ __all__ = [
     "BmcUnreachable",
     "BmcUnsupported",
     "BootDevice",
+    "DriverName",
     "PowerState",
     "close_sessions",
     "get_driver",
@@ -57,7 +56,7 @@ def get_driver(name: str, target: BmcTarget) -> BmcDriver:
         from .fake import FakeDriver
 
         return FakeDriver(target)
-    raise ValueError(f"unknown BMC driver {name!r}; expected one of {', '.join(DRIVER_NAMES)}")
+    raise ValueError(f"unknown BMC driver {name!r}; expected one of {', '.join(DriverName)}")
 
 
 def close_sessions(timeout_s: float = 1.0) -> None:

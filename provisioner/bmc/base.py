@@ -10,10 +10,31 @@ from typing import Protocol, runtime_checkable
 DEFAULT_TIMEOUT_S = 5.0
 
 
+class DriverName(enum.StrEnum):
+    """The backends get_driver() knows; the inventory's BMC.driver column stores these values."""
+
+    IPMI = "ipmi"  # IPMI 2.0 over LAN (iLO, iDRAC, generic), through pyghmi
+    REDFISH = "redfish"  # DMTF Redfish over HTTPS, through sushy
+    FAKE = "fake"  # in memory, for the demo and tests
+
+    @property
+    def label(self) -> str:
+        return _DRIVER_LABELS[self]
+
+
+_DRIVER_LABELS = {
+    DriverName.IPMI: "IPMI (iLO, iDRAC, generic)",
+    DriverName.REDFISH: "Redfish",
+    DriverName.FAKE: "Fake (demo and tests)",
+}
+
+
 class PowerState(enum.StrEnum):
+    """Chassis power as a BMC reports it; the inventory's cached Machine.power_state stores these values."""
+
     ON = "on"  # chassis power is on
     OFF = "off"  # chassis power is off (standby power only)
-    UNKNOWN = "unknown"  # the BMC answered but did not say (e.g. Redfish "powering on")
+    UNKNOWN = "unknown"  # never read, the BMC did not answer, or it did not say (e.g. Redfish "powering on")
 
 
 class BootDevice(enum.StrEnum):

@@ -12,7 +12,8 @@ Why not pyghmi's synchronous API from the calling threads:
 So callers hand requests to this loop and wait on a future with their own deadline. The loop drives pyghmi's
 *asynchronous* session API (``onlogon`` and ``raw_command(callback=...)``), is woken directly when pyghmi's IO
 thread queues a packet, fires pyghmi's retry timers itself, keeps one logged-in session per BMC for reuse and
-logs it out when idle, and never calls into pyghmi code that waits.
+logs it out when idle, and never calls into pyghmi code that waits. Where that reaches into pyghmi's internals
+(a session subclass, its IO thread and queue, its state after a fork), it goes through pyghmi_patches.py.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import pyghmi.exceptions
 from pyghmi.ipmi.private import session as pyghmi_session
 from pyghmi.ipmi.private import util as pyghmi_util
 
+from . import pyghmi_patches
 from .base import BmcTarget
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable
+from .pyghmi_patches import AsyncPrivilegeSession
 
 log = logging.getLogger(__name__)
 
@@ -60,49 +63,6 @@ _AUTH_ERRORS = (
 _BUSY_ERRORS = ("insufficient resources",)
 
 
-class _Session(pyghmi_session.Session):
-    """pyghmi's session with the post-login privilege request made asynchronous.
-
-    pyghmi sends "set session privilege" synchronously from inside its packet handler, which would block this
-    loop (and stall on the race described above). On a timeout it also re-logs in by itself and then blocks
-    waiting for the old command's slot; here ``logontries = 0`` turns that off and the loop re-logs in
-    without blocking (see ``IpmiLoop._fire_retry_timers``).
-    """
-
-    def _req_priv_level(self):
-        self.logged = 1
-        self.logoutexpiry = None
-        self.maxtimeout = 4
-        self.logontries = 0
-        self.raw_command(
-            netfn=6, command=0x3B, data=[self.privlevel], callback=self._keepalive_wrapper(self._got_priv_level)
-        )
-
-    def _got_priv_level(self, response):
-        code = (response or {}).get("code")
-        if response is None or code == 0xFFFF or response.get("error") or code:
-            self.logged = 0
-            self.logging = False
-            if response is None or code == 0xFFFF:
-                self.onlogon({"error": "timeout waiting for the session privilege answer"})
-            else:
-                detail = response.get("error") or f"completion code 0x{code:02X}"
-                self.onlogon({"error": f"operator privilege refused ({detail})"})
-            return
-        self.logging = False
-        self.onlogon({"success": True})
-
-
-class _SignallingDeque(collections.deque):
-    """pyghmi's IO thread appends a session here when a packet for it arrives; wake our loop at once."""
-
-    def append(self, item):
-        super().append(item)
-        loop = _loop
-        if loop is not None:
-            loop.wake.set()
-
-
 @dataclass(eq=False)
 class _Request:
     netfn: int
@@ -126,7 +86,7 @@ class _Conn:
     username: bytes
     password: bytes = field(repr=False)
     endpoint: str
-    session: _Session | None = None
+    session: AsyncPrivilegeSession | None = None
     ready: bool = False
     generation: int = 0
     current: _Request | None = None
@@ -181,7 +141,7 @@ class IpmiLoop:
                 log.exception("IPMI loop step failed")
 
     def _step(self):
-        _ensure_io_thread()
+        pyghmi_patches.ensure_io_thread()
         with self._lock:
             incoming, self._incoming = self._incoming, []
             close_requests, self._close_requests = self._close_requests, []
@@ -320,7 +280,7 @@ class IpmiLoop:
             self._on_logon(conn, generation, response)
 
         try:
-            session = _Session(
+            session = AsyncPrivilegeSession(
                 bmc=conn.address,
                 userid=conn.username,
                 password=conn.password,
@@ -332,7 +292,7 @@ class IpmiLoop:
         except (pyghmi.exceptions.IpmiException, OSError) as exc:
             self._fail_all(conn, BmcUnreachable(conn.endpoint, f"cannot start an IPMI session: {exc}"))
             return
-        _kick_io_thread()
+        pyghmi_patches.kick_io_thread()
         conn.session = session
         if session.logged and not session.logging:
             # pyghmi handed back a live session it already had for these credentials.
@@ -413,28 +373,6 @@ def _resolve(target: BmcTarget) -> str:
     return infos[0][4][0]
 
 
-def _ensure_io_thread():
-    # pyghmi's IO thread dies on any exception (e.g. a KeyError when a session is logged out just as a packet
-    # for it arrives), and with it every IPMI answer in the process. Bring it back.
-    thread = pyghmi_session.iothread
-    if thread is not None and not thread.is_alive() and pyghmi_session.iosockets:
-        log.error("pyghmi's IPMI IO thread died; restarting it")
-        replacement = pyghmi_session.define_worker()()
-        replacement.daemon = True
-        pyghmi_session.iothread = replacement
-        replacement.start()
-
-
-def _kick_io_thread():
-    # pyghmi's IO thread selects on the socket list it saw last; a session may have just added a socket.
-    sockets = pyghmi_session.iosockets
-    if sockets and pyghmi_session.myself:
-        try:
-            sockets[0].sendto(b"\x01", (pyghmi_session.myself, sockets[0].getsockname()[1]))
-        except OSError:
-            pass
-
-
 _loop: IpmiLoop | None = None
 _loop_lock = threading.Lock()
 
@@ -459,35 +397,21 @@ def close_sessions(timeout_s: float = 1.0) -> None:
         _loop.close_idle_sessions(timeout_s)
 
 
-def _install_signalling_queue():
-    old = pyghmi_session.sessionqueue
-    if not isinstance(old, _SignallingDeque):
-        pyghmi_session.sessionqueue = _SignallingDeque(old)
+def _wake_loop() -> None:
+    loop = _loop
+    if loop is not None:
+        loop.wake.set()
 
 
 def _reset_after_fork():
-    """Give a forked child (e.g. an RQ work horse) a clean pyghmi: the parent's threads did not come along."""
+    """A forked child (e.g. an RQ work horse) starts without the parent's loop and with a clean pyghmi."""
     global _loop, _loop_lock
     _loop = None
     _loop_lock = threading.Lock()
-    ps = pyghmi_session
-    ps.iothread = None
-    ps.iothreadready = False
-    ps.iothreadwaiters = []
-    ps.ioqueue = collections.deque()
-    ps.iosockets = []
-    ps.selectdeadline = 0
-    ps.sessionqueue = _SignallingDeque()
-    ps.KEEPALIVE_SESSIONS = threading.RLock()
-    ps.WAITING_SESSIONS = threading.RLock()
-    for table in ("bmc_handlers", "waiting_sessions", "initting_sessions", "keepalive_sessions", "socketpool"):
-        getattr(ps.Session, table).clear()
-    ps.Session.iterwaiters.clear()
-    ps.Session.socketchecking = None
-    _Session.socketchecking = None
+    pyghmi_patches.reset_after_fork()
 
 
-_install_signalling_queue()
+pyghmi_patches.signal_packets_to(_wake_loop)
 atexit.register(close_sessions)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)

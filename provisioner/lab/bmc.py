@@ -4,16 +4,11 @@ It speaks real IPMI 2.0 / RMCP+ over UDP (pyghmi's client and ``ipmitool -I lanp
 power and boot state like a real BMC (a one-time boot device is consumed by the next power-on), can be slowed
 down or broken on purpose, and tells a simulated machine when it is powered on and from which device.
 
-pyghmi 1.6.19's ``Bmc``/``IpmiServer`` needs three fixes to serve pyghmi's own client, made here:
-
-* It answers every RMCP+ open-session request with "OK, SHA-1", whatever was proposed. pyghmi's client
-  proposes SHA-256 first, takes the "OK" as agreement and then fails RAKP2 with "Incorrect password".
-  We reject anything but cipher suite 3 (SHA-1 / SHA-1-96 / AES-CBC-128), so the client falls back.
-* It registers its socket with pyghmi's process-wide client IO thread and needs ``Bmc.listen()`` in the
-  same event loop, so it competes with (and can steal packets from) IPMI clients in the same process.
-  Each :class:`LoopbackBmc` has its own socket and thread instead, so several run side by side and stop.
-* An unknown user name is silently ignored (the client waits for a timeout); a real BMC answers RAKP2
-  with "unauthorized name", and so do we.
+pyghmi's ``Bmc``/``IpmiServer`` needs fixes to serve pyghmi's own client; they are in
+provisioner/bmc/pyghmi_patches.py with the client's, which says what each is for and when it can go. Here:
+only cipher suite 3 is accepted (so the client falls back to it), each :class:`LoopbackBmc` has its own
+socket and thread instead of pyghmi's shared client IO thread (so several run side by side and stop, and
+none steals an IPMI client's packets), and an unknown user name is answered, as a real BMC does.
 """
 
 from __future__ import annotations
@@ -31,18 +26,11 @@ from collections.abc import Callable
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import constants as pyghmi_constants
-from pyghmi.ipmi.private import serversession
-from pyghmi.ipmi.private import session as pyghmi_session
 
-from provisioner.bmc import BmcTarget, BootDevice
+from provisioner.bmc import BmcTarget, BootDevice, pyghmi_patches
 
 log = logging.getLogger(__name__)
 
-# RMCP+ open session status "no cipher suite match with proposed security algorithms".
-_RMCP_NO_CIPHER_MATCH = 0x11
-_RMCP_UNAUTHORIZED_NAME = 0x0D
-# Algorithms of cipher suite 3: HMAC-SHA1 authentication, HMAC-SHA1-96 integrity, AES-CBC-128 privacy.
-_SUITE_3 = (1, 1, 1)
 _MAX_SESSIONS = 64
 
 _DEVICE_BY_SELECTOR = {0x0: BootDevice.DEFAULT, 0x1: BootDevice.PXE, 0x2: BootDevice.DISK, 0x3: BootDevice.DISK}
@@ -57,19 +45,13 @@ _INVALID_DATA = 0xCC
 _NOT_IN_PRESENT_STATE = 0xD5
 
 
-class _LabSession(serversession.ServerSession):
-    # pyghmi leaves this unset when a client asks for callback/user privilege, then crashes replying.
-    clientpriv = 2
+class _LabSession(pyghmi_patches.ServerSession):
+    """A server session that counts password checks and can fail every login on purpose."""
 
     def _got_rakp1(self, data):
         self.bmc.login_attempts += 1
         username = bytes(data[28:]).decode("utf-8", errors="replace")
-        if self.authdata.get(username) is None:
-            clienttag = data[0]
-            payload = bytearray([clienttag, _RMCP_UNAUTHORIZED_NAME, 0, 0]) + self.clientsessionid
-            self.send_payload(payload, pyghmi_constants.payload_types["rakp2"], retry=False)
-            return
-        if self.bmc.reject_credentials:
+        if self.bmc.reject_credentials and self.authdata.get(username) is not None:
             # Sign RAKP2 with a key the client cannot know: it sees exactly what a wrong password looks like.
             self.authdata = {username: os.urandom(12).hex()}
         super()._got_rakp1(data)
@@ -239,24 +221,14 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
     def _open_session(self, request: bytearray, sockaddr) -> None:
         if len(request) < 32:
             return
-        proposed = (request[12], request[20], request[28])
-        if proposed != _SUITE_3:
-            reply = bytearray([request[0], _RMCP_NO_CIPHER_MATCH, 0, 0]) + request[4:8]
-            header = bytearray(b"\x06\x00\xff\x07\x06")
-            header.append(pyghmi_constants.payload_types["rmcpplusopenresponse"])
-            header += struct.pack("<IIH", 0, 0, len(reply))
-            self.serversocket.sendto(bytes(header + reply), sockaddr)
+        if pyghmi_patches.proposed_cipher_suite(request) != pyghmi_patches.CIPHER_SUITE_3:
+            pyghmi_patches.answer_no_cipher_match(self.serversocket, request, sockaddr)
             return
         self._forget_session(sockaddr)
         while len(self._sessions) >= _MAX_SESSIONS:
             self._sessions.popitem(last=False)
         session = _LabSession(self.authdata, self.kg, sockaddr, self.serversocket, request, self.uuid, bmc=self)
-        # ServerSession registers itself in pyghmi's client routing table; this BMC routes its own packets.
-        handlers = pyghmi_session.Session.bmc_handlers.get(sockaddr)
-        if handlers is not None and handlers.get(self.port) is session:
-            del handlers[self.port]
-            if not handlers:
-                pyghmi_session.Session.bmc_handlers.pop(sockaddr, None)
+        pyghmi_patches.unroute(session, sockaddr, self.port)  # this BMC routes its own packets
         self._sessions[sockaddr] = session
 
     def _forget_session(self, sockaddr) -> None:

@@ -4,15 +4,20 @@ Public API:
   BootEntry, Loader, render, tftp_path, render_ipxe_local      -- boot configs (pure)
   write, write_all, remove, write_defaults                      -- the site's TFTP root (atomic)
   install_context, render_template, kernel_cmdline, Method,
-  StaticAddress, TemplateError, ANSWER_FILES                    -- installer answer files
+  StaticAddress, TemplateError,
+  ANSWER_FILES, answer_files, answer_file_named                 -- installer answer files (which method serves which)
                                                                    (rendered within provisioner.pxe.sandbox's bounds)
   normalise_mac                                                 -- one spelling for every MAC
   provisioner.pxe.stock.STOCK_PROFILES                          -- stock OS profiles as plain dicts
 """
 
 from provisioner.pxe.answers import (
+    ANSWER_FILES,
+    AnswerFile,
     Method,
     StaticAddress,
+    answer_file_named,
+    answer_files,
     install_context,
     install_urls,
     kernel_cmdline,
@@ -31,21 +36,16 @@ from provisioner.pxe.mac import normalise_mac
 from provisioner.pxe.sandbox import TemplateError
 from provisioner.pxe.tftp import remove, write, write_all, write_defaults
 
-# The file name each method's installer fetches from /i/<token>/.
-ANSWER_FILES = {
-    Method.PRESEED: ("preseed.cfg",),
-    Method.KICKSTART: ("ks.cfg",),
-    Method.AUTOINSTALL: ("user-data", "meta-data"),
-    Method.IMAGE: (),
-}
-
 __all__ = [
     "ANSWER_FILES",
+    "AnswerFile",
     "BootEntry",
     "Loader",
     "Method",
     "StaticAddress",
     "TemplateError",
+    "answer_file_named",
+    "answer_files",
     "install_context",
     "install_urls",
     "kernel_cmdline",

@@ -25,6 +25,34 @@ class Method(StrEnum):
     IMAGE = "image"  # the memory OS boots and its agent writes an image
 
 
+@dataclass(frozen=True)
+class AnswerFile:
+    """One file an installer fetches from /i/<boot credential>/<name>."""
+
+    name: str  # the last part of its URL
+    method: Method  # the install method whose installer fetches it
+    preview: str  # what `manage.py render --file` and the machine page call it; its urls key with "_" for "-"
+
+
+# The one table of which answer files each install method serves: the URL route, the answer-file view, the
+# templates' urls and the previews all read it.
+ANSWER_FILES = (
+    AnswerFile("preseed.cfg", Method.PRESEED, "preseed"),
+    AnswerFile("ks.cfg", Method.KICKSTART, "kickstart"),
+    AnswerFile("user-data", Method.AUTOINSTALL, "user-data"),
+    AnswerFile("meta-data", Method.AUTOINSTALL, "meta-data"),
+)
+
+
+def answer_files(method: Method | str) -> tuple[AnswerFile, ...]:
+    """The answer files an install of `method` serves (none for an image install)."""
+    return tuple(file for file in ANSWER_FILES if file.method == method)
+
+
+def answer_file_named(name: str) -> AnswerFile | None:
+    return next((file for file in ANSWER_FILES if file.name == name), None)
+
+
 EVENT_KINDS = ("started", "progress", "finished", "failed")
 _HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -51,14 +79,9 @@ def _answer_urls(base_url: str, token: str) -> dict[str, str]:
         raise ValueError(f"base URL must be http(s)://host[/path]: {base_url!r}")
     _check_token(token, "boot credential")
     seed = f"{base_url.rstrip('/')}/i/{token}/"
-    return {
-        "base": base_url.rstrip("/"),
-        "seed": seed,
-        "preseed": f"{seed}preseed.cfg",
-        "kickstart": f"{seed}ks.cfg",
-        "user_data": f"{seed}user-data",
-        "meta_data": f"{seed}meta-data",
-    }
+    urls = {"base": base_url.rstrip("/"), "seed": seed}
+    urls.update({file.preview.replace("-", "_"): f"{seed}{file.name}" for file in ANSWER_FILES})
+    return urls
 
 
 def install_urls(base_url: str, token: str, callback_token: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from rq.registry import ScheduledJobRegistry
 from audit.models import AuditEntry
 from audit.service import Actor
 from core import queues
-from inventory import power
+from inventory import power, protection
 from inventory.models import BMC
 from provisioner.bmc import BmcAuthError, BootDevice
 from provisioner.bmc.fake import fake_bmc, reset_fakes
@@ -92,7 +92,8 @@ def test_protected_machine_refuses_destructive_actions_but_allows_status_and_on(
     machine.refresh_from_db()
     fake_bmc("127.0.9.1", 623).power = "on"
     for action in ("off", "cycle", "pxe"):
-        with pytest.raises(power.PowerActionRefused, match=f"is protected: '{action}' is refused"):
+        label = protection.REFUSED_WHEN_PROTECTED[action]
+        with pytest.raises(power.PowerActionRefused, match=f"Protected, {label} refused: {machine.hostname}\\."):
             power.perform(machine, action, Actor.system("test"))
     assert fake_bmc("127.0.9.1", 623).calls == []  # nothing reached the BMC
     assert power.perform(machine, "status", Actor.system("test")).endswith("power is on")

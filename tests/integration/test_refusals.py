@@ -97,7 +97,7 @@ def test_power_off_refused_on_the_machine_page_is_audited(page_client, protected
 
 
 def test_power_off_refused_on_the_command_line_is_audited_the_same_way(protected):
-    with pytest.raises(CommandError, match="is protected"):
+    with pytest.raises(CommandError, match="Protected, power off refused: db-01"):
         call_command("bmc", "db-01", "off")
     entry = the_power_refusal(protected, "off")
     assert (entry.actor_kind, entry.actor_label, entry.source_ip) == ("system", f"cli:{getpass.getuser()}", None)

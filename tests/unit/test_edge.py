@@ -117,11 +117,3 @@ def test_int_param_takes_ascii_digits_a_bigint_holds(value, expected):
 def test_int_param_with_a_smaller_column():
     assert edge.int_param(str(2**31), maximum=edge.INT_MAX) is None
     assert edge.int_param(str(2**31 - 1), maximum=edge.INT_MAX) == 2**31 - 1
-
-
-def test_field_names_as_a_client_spells_them():
-    assert edge.field_of(["body", "body", "facts", "nics", "0", "mac"]) == "facts.nics.0.mac"
-    assert edge.field_of(["query", "page"]) == "page"
-    assert edge.field_of(["path", "install_id"]) == "install_id"
-    assert edge.field_of(["body", "body"]) == ""
-    assert edge.field_of(["body", "facts", "disks", "0", "path"]) == "facts.disks.0.path"

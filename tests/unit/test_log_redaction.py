@@ -50,3 +50,23 @@ def test_daphne_access_log_and_log_records_are_masked(caplog):
     caplog.set_level(logging.INFO)
     logging.getLogger("provisioner.test").info("registration answer %s", {"token": AGENT})
     assert AGENT not in caplog.text
+
+
+def test_the_logging_settings_install_the_redaction():
+    """LOGGING_CONFIG, Django's hook run by django.setup() before any app loads, applies LOGGING and redacts
+    every record as it is made: a handler the settings never heard of (a library's, here) sees no token."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    before = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    try:
+        import_string(settings.LOGGING_CONFIG)(settings.LOGGING)
+        logging.getLogger("rq.worker").addHandler(handler)
+        logging.getLogger("rq.worker").warning("GET /i/%s/user-data", BOOT)
+    finally:
+        logging.getLogger("rq.worker").removeHandler(handler)
+        logging.setLogRecordFactory(before)
+    assert "/i/[token]/user-data" in out.getvalue() and BOOT not in out.getvalue()

@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
 from audit.service import Actor
+from core import problems
 from installs import callbacks, engine, tokens
 from installs.models import Event, Install, InstallState, StepKind
 from inventory.models import OSProfile
@@ -190,17 +191,25 @@ def test_agent_api_runs_an_image_install(lab, client):
     assert Install.objects.get(pk=install.pk).state == InstallState.VERIFYING
     schema = client.get(API + "openapi.json").json()
     assert "/api/agent/v1/tasks/{task_id}/result" in schema["paths"]
+    problem = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            errors = {status: answer for status, answer in operation["responses"].items() if int(status) >= 400}
+            assert {"400", "401"} <= errors.keys(), (method, path)
+            assert all(answer["content"] == problem for answer in errors.values()), (method, path)
 
 
 def test_agent_api_refuses_missing_wrong_and_foreign_tokens(lab, client):
     machine, install, token = armed(lab, lab.image_profile())
     other_machine, other, other_token = armed(lab, lab.image_profile())
     assert client.post(API + "heartbeat").status_code == 401
+    assert client.post(API + "heartbeat").json() == problems.problem(401, "Unauthorized")
     assert post(client, "heartbeat", {}, "y" * 64).status_code == 401
     # Another install's token works only for that install: it cannot register this machine.
     response = post(client, "register", facts(machine.pxe_nic.mac), other_token)
     assert response.status_code == 403
-    assert response.json()["message"] == f"booted on a machine that is not {other_machine.hostname}"
+    assert response["Content-Type"] == problems.MEDIA_TYPE and response.json()["reason"] == "WrongMachine"
+    assert response.json()["detail"] == f"booted on a machine that is not {other_machine.hostname}"
     other.refresh_from_db()
     assert (other.state, other.failure_reason) == (InstallState.FAILED, "WrongMachine")
     assert post(client, "heartbeat", {}, other_token).status_code == 401  # its install has ended
@@ -293,7 +302,7 @@ def test_agent_reports_that_cannot_be_stored_are_400_naming_the_field(lab, clien
         response = client.post(url, data=data, content_type="application/json", **bearer(token))
         status, answer = response.status_code, response.json()
     assert status == 400, answer
-    assert answer["field"] == field and answer["message"].startswith(field)
+    assert answer["field"] == field and answer["detail"].startswith(field)
     assert unchanged(install) == before
 
 

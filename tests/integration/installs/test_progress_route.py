@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.utils import timezone
 
+from core import problems
 from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
 from tests.integration.installs.asgi_client import ROUTE, asgi_post, via_route
@@ -66,19 +67,19 @@ def test_answers_as_the_agent_api_documents(lab, client):
         (f"tasks/{task_id}/progress", "[1, 2]", token, 400, "body"),
         (f"tasks/{task_id}/progress", "", token, 400, ""),
         # Who asks is checked before the body.
-        (f"tasks/{task_id}/progress", {"percent": 150}, "y" * 64, 401, {"detail": "Unauthorized"}),
-        (f"tasks/{task_id}/progress", {"percent": 5}, "y" * 64, 401, {"detail": "Unauthorized"}),
-        (f"tasks/{task_id}/progress", {"percent": 5}, "", 401, {"detail": "Unauthorized"}),
-        ("tasks/garbage/progress", {}, token, 404, {"reason": "", "message": "No task garbage in this install."}),
-        ("tasks/999999.1/progress", {}, token, 404, {"reason": "", "message": "No task 999999.1 in this install."}),
+        (f"tasks/{task_id}/progress", {"percent": 150}, "y" * 64, 401, problems.problem(401, "Unauthorized")),
+        (f"tasks/{task_id}/progress", {"percent": 5}, "y" * 64, 401, problems.problem(401, "Unauthorized")),
+        (f"tasks/{task_id}/progress", {"percent": 5}, "", 401, problems.problem(401, "Unauthorized")),
+        ("tasks/garbage/progress", {}, token, 404, problems.problem(404, "No task garbage in this install.")),
+        ("tasks/999999.1/progress", {}, token, 404, problems.problem(404, "No task 999999.1 in this install.")),
         # A digit to str.isdigit, not to int().
-        ("tasks/\u00b23.1/progress", {}, token, 404, {"reason": "", "message": "No task \u00b23.1 in this install."}),
+        ("tasks/\u00b23.1/progress", {}, token, 404, problems.problem(404, "No task \u00b23.1 in this install.")),
         (
             f"tasks/{step_id}.7/progress",
             {"percent": 5},
             token,
             409,
-            {"reason": "", "message": f"Task {step_id}.7 is not the install's current task."},
+            problems.problem(409, f"Task {step_id}.7 is not the install's current task."),
         ),
         (f"tasks/{task_id}/progress", {"percent": 5, "message": "a\u0000b"}, token, 400, "message"),
         (f"tasks/{task_id}/progress", {"log": ["ok", "\ud800"]}, token, 400, "log.1"),
@@ -95,8 +96,8 @@ def test_answers_as_the_agent_api_documents(lab, client):
             assert answer == (status, expected), (path, body[:100])
     for content_type in ("text/plain", ""):  # a JSON body must say it is one
         status, answer, _ = via_route(f"tasks/{task_id}/progress", "{}", token, content_type)
-        assert (status, answer["field"]) == (415, "body") and "application/json" in answer["message"], content_type
-    assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, {"detail": "Unauthorized"})
+        assert (status, answer["field"]) == (415, "body") and "application/json" in answer["detail"], content_type
+    assert via_route(f"tasks/{task_id}/progress", {}, None)[:2] == (401, problems.problem(401, "Unauthorized"))
     # The accepted report stored a progress event and a log event.
     kinds = list(Event.objects.filter(install=install, step__isnull=False).values_list("kind", flat=True))
     assert (kinds.count(EventKind.PROGRESS), kinds.count(EventKind.LOG)) == (1, 1)
@@ -141,7 +142,7 @@ def test_a_body_over_the_upload_limit_is_refused(lab, client, settings):
     install, token, task_id = running_task(lab, client)
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     status, answer, _ = via_route(f"tasks/{task_id}/progress", {"log": ["x" * 100] * 20}, token)
-    assert status == 413 and "1000 bytes" in answer["message"]
+    assert status == 413 and "1000 bytes" in answer["detail"]
 
 
 def test_concurrent_reports_are_each_stored_once_in_order(lab, client, route):
@@ -244,7 +245,7 @@ def test_a_lost_database_connection_answers_503_and_the_next_report_is_stored(la
         return lost, again
 
     (status, answer, headers), again = asyncio.run(scenario())
-    assert status == 503 and headers[b"retry-after"] == b"1" and "send it again" in answer["message"]
+    assert status == 503 and headers[b"retry-after"] == b"1" and "send it again" in answer["detail"]
     assert again[0] == 200
     assert not Event.objects.filter(install=install, message="lost").exists()
     assert Event.objects.filter(install=install, message="again").count() == 1

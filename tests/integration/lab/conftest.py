@@ -82,7 +82,8 @@ class Stub:
             if call == "register" and headers.get("Authorization") == f"Bearer {TOKEN}":
                 with self.changed:
                     if self.boot_spent:
-                        return 403, b'{"reason": "BootCredentialReused", "message": "used"}', "application/json"
+                        refusal = b'{"status": 403, "reason": "BootCredentialReused", "detail": "used"}'
+                        return 403, refusal, "application/problem+json"
                     self.boot_spent = True
                 handover = {"token": AGENT_TOKEN, "callback_token": CALLBACK_TOKEN}
                 return js({"install": 1, "hostname": "lab01", "heartbeat_s": 30, **handover})
@@ -183,7 +184,7 @@ def render_answers(stub: Stub, profile_name: str) -> None:
         hostname="lab01", domain="lab", mac=MACS[0], base_url=stub.url, token=TOKEN,
         callback_token=CALLBACK_TOKEN, disk="/dev/sda", root_password_hash="$6$x$y",
     )  # fmt: skip
-    names = pxe.ANSWER_FILES[pxe.Method(profile["method"])]
+    names = [file.name for file in pxe.answer_files(profile["method"])]
     for name in names:
         source = META_DATA_TEMPLATE if name == "meta-data" else profile["template"]
         stub.answers[name] = pxe.render_template(source, context)

@@ -13,6 +13,7 @@ from django.test import Client
 from accounts.api_tokens import ApiToken, create_token, hash_key
 from audit.models import AuditEntry
 from audit.service import Actor
+from core import problems
 from installs.models import Batch, BatchState, Event, EventKind, Install
 from tests.integration.ui.conftest import user_with_role
 
@@ -152,9 +153,10 @@ HUGE = "203708920034997109101105237721088"
 
 
 def is_problem(response, status: int, field: str | None = None) -> bool:
-    """The REST API's one error shape: a sentence in ``detail``; the parameter at fault in ``field``."""
+    """The one error shape (RFC 9457 problem details): a sentence in ``detail``; the parameter at fault in ``field``."""
     body = response.json()
-    ok = response.status_code == status and isinstance(body.get("detail"), str) and body["detail"]
+    ok = response.status_code == status == body.get("status") and isinstance(body.get("detail"), str) and body["detail"]
+    ok = ok and response["Content-Type"] == problems.MEDIA_TYPE and body["title"] and body["type"] == "about:blank"
     return bool(ok and (field is None or body.get("field") == field))
 
 
@@ -281,6 +283,11 @@ def test_openapi_document_is_readable_with_an_api_token_and_documents_refusals(s
             if operation.get("requestBody"):
                 assert {"400", "415"} <= operation["responses"].keys(), (method, path)
     problem = spec["components"]["schemas"]["Problem"]
-    assert {"detail", "field", "errors"} <= problem["properties"].keys()
+    assert {"type", "title", "status", "detail", "field", "errors", "problems"} <= problem["properties"].keys()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    assert set(answer["content"]) == {problems.MEDIA_TYPE}, (method, path, status)
     query = {p["name"]: p["schema"] for p in spec["paths"]["/api/v1/machines"]["get"]["parameters"]}
     assert query["page"]["maximum"] < 2**63 and "\\x00" in query["q"]["pattern"]

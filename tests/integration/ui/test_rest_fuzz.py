@@ -19,7 +19,4 @@ def test_rest_api_never_answers_with_a_server_error_and_refusals_write_nothing(c
         _, scene.key = token_client("technician")
     before = writes()
     response = case.call(base_url=live_server.url, headers={"Authorization": f"Token {scene.key}"}, timeout=30)
-    what = check_answer(case, response, writes, before)
-    if response.status_code >= 400:
-        body = response.json()
-        assert isinstance(body["detail"], str) and {"field", "errors", "problems"} <= body.keys(), what
+    check_answer(case, response, writes, before)

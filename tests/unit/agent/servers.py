@@ -155,7 +155,7 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
     def _answer(self, status: int, body: dict) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "application/json" if status < 400 else "application/problem+json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
@@ -175,17 +175,17 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization")
             boot = auth == f"Bearer {TOKEN}" and path == "register"
             if not (boot or auth == f"Bearer {AGENT_TOKEN}") or plan.revoked:
-                return self._answer(401, {"detail": "invalid token"})
+                return self._answer(401, problem(401, "Unauthorized"))
             plan.agent_token_used |= not boot
             if path in plan.bad_request:
-                return self._answer(400, {"field": "facts", "message": "invalid"})
+                return self._answer(400, problem(400, "facts: invalid", field="facts"))
             if path == "register":
                 if plan.register_503s:
                     plan.register_503s -= 1
                     return self._answer(503, {})
                 macs = {nic["mac"] for nic in body["facts"]["nics"]}
                 if plan.macs and not macs & set(plan.macs):
-                    refusal = {"reason": "WrongMachine", "message": "booted on a machine that is not web01"}
+                    refusal = problem(403, "booted on a machine that is not web01", reason="WrongMachine")
                     return self._answer(403, refusal)
                 answer = {"install": 12, "hostname": "web01", "heartbeat_s": plan.heartbeat_s}
                 if plan.progress_s is not None:
@@ -193,7 +193,7 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 if boot:
                     asks_again = plan.boot_spent and body.get("key") == plan.key and not plan.agent_token_used
                     if plan.boot_spent and not asks_again:
-                        refusal = {"reason": "BootCredentialReused", "message": "already used; install stopped"}
+                        refusal = problem(403, "already used; install stopped", reason="BootCredentialReused")
                         return self._answer(403, refusal)
                     plan.boot_spent, plan.key = True, body.get("key", "")
                     answer.update(token=AGENT_TOKEN, callback_token=CALLBACK_TOKEN)
@@ -223,13 +223,28 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                     plan.on_result(path.split("/")[1], body)
                 plan.results.setdefault(path.split("/")[1], []).append(body)
                 return self._answer(200, {"ok": True})
-            return self._answer(404, {})
+            return self._answer(404, problem(404, f"no {path} here"))
 
     def do_GET(self):
         self._handle("GET")
 
     def do_POST(self):
         self._handle("POST")
+
+
+def problem(status: int, detail: str, *, field: str = "", reason: str = "") -> dict:
+    """An error answer as the control plane gives it (core/problems.py)."""
+    title = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}[status]
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "field": field,
+        "errors": [],
+        "problems": [],
+        "reason": reason,
+    }
 
 
 def control_plane(plan: Plan, port: int = 0) -> tuple[_Server, str]:

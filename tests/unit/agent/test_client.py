@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from provisioner.agent.client import Backoff, jittered
+import pytest
+
+from provisioner.agent.client import Backoff, Client, Refused, Rejected, jittered
+from tests.unit.agent import servers
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,3 +35,22 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "provisioner.agent", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0 and done.stdout.strip() == "provisioner-agent 1"
+
+
+def test_refusals_are_read_from_the_problem_document():
+    server, url = servers.control_plane(servers.Plan(macs=("52:54:00:00:00:99",), bad_request={"heartbeat"}))
+    try:
+        client = Client(url, servers.TOKEN)
+        with pytest.raises(Refused) as refused:
+            client.register({"nics": [{"mac": "52:54:00:00:00:01"}]})
+        assert (refused.value.reason, refused.value.message) == (
+            "WrongMachine",
+            "booted on a machine that is not web01",
+        )
+        client.adopt(servers.AGENT_TOKEN)
+        with pytest.raises(Rejected) as rejected:
+            client.heartbeat()
+        assert (rejected.value.status, rejected.value.detail) == (400, "facts: invalid")
+        assert str(rejected.value) == "HTTP 400: facts: invalid"
+    finally:
+        server.shutdown()
