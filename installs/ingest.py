@@ -89,12 +89,16 @@ class AgentProgressRoute:
 
     async def __call__(self, scope, receive, send):
         match = None
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             path = scope["path"]
             root = scope.get("root_path", "")
             match = PATH.fullmatch(path[len(root) :] if root and path.startswith(root) else path)
         if match is None:
             return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            # Django serves nothing here: the route answers every method, as the rest of the agent API does.
+            refusal = edge.Refusal("method", f"{scope['method']} is not served here; use POST", status=405)
+            return await _respond(send, 405, refused(refusal, "method"), extra=[(b"allow", b"POST")])
         status, body = await self._handle(scope, receive, match["task_id"])
         if status is not None:
             await _respond(send, status, body)
@@ -395,7 +399,7 @@ async def _read_body(receive, limit: int | None) -> bytes | int | None:
             return b"".join(chunks)
 
 
-async def _respond(send, status: int, body: dict) -> None:
+async def _respond(send, status: int, body: dict, extra: list[tuple[bytes, bytes]] = ()) -> None:
     payload = json.dumps(body).encode()
     headers = [
         (b"content-type", b"application/json; charset=utf-8" if status < 400 else problems.MEDIA_TYPE.encode()),
@@ -405,5 +409,6 @@ async def _respond(send, status: int, body: dict) -> None:
     ]
     if status == 503:
         headers.append((b"retry-after", b"1"))
+    headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import HttpCommunicator
 from django.db import connection
 from django.utils import timezone
 
+from config.asgi import application
 from core import problems
 from installs import ingest, progress
 from installs.models import Event, EventKind, Install, Step, StepState
@@ -349,3 +351,20 @@ def test_a_group_that_fails_is_written_report_by_report_so_only_the_bad_one_fail
     for n, (install, _, _) in enumerate(agents):
         assert Event.objects.filter(install=install, kind=EventKind.PROGRESS, message=f"ok {n}").count() == 1
     assert not Event.objects.filter(install=bad_install, kind=EventKind.PROGRESS).exists()
+
+
+
+def test_other_methods_on_the_progress_path_get_a_405_problem(lab, client):
+    _, token, task_id = running_task(lab, client)
+
+    async def ask(method):
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        communicator = HttpCommunicator(application, method, f"{API}tasks/{task_id}/progress", headers=headers)
+        return await communicator.get_response()
+
+    for method in ("GET", "PUT", "TRACE"):
+        response = asyncio.run(ask(method))
+        headers = dict(response["headers"])
+        assert response["status"] == 405 and headers.get(b"allow") == b"POST", (method, response)
+        assert headers[b"content-type"] == b"application/problem+json", headers
+        assert json.loads(response["body"])["field"] == "method"
