@@ -34,8 +34,9 @@ test: $(VENV)/.installed-test
 	bash .ci/setup-cloud-init
 	$(VENV)/bin/ruff check .
 	PROVISIONER_DEV=1 PROVISIONER_VAR_DIR=$(CURDIR)/var/test $(PY) manage.py makemigrations --check --dry-run
-	@# The deployment checklist, under the environment a production start would have.
-	env -u PROVISIONER_DEV SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	@# The deployment checklist, under the environment a production start would have (a var dir of its
+	@# own: a `make run` up beside the tests must not lend it development mode through var/run.env).
+	env -u PROVISIONER_DEV PROVISIONER_VAR_DIR=$(CURDIR)/var/deploy-check SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	    PROVISIONER_FIELD_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
 	    ALLOWED_HOSTS=provisioner.example.net DATABASE_URL=$(TEST_DATABASE_URL) \
 	    $(PY) manage.py check --deploy --fail-level WARNING
