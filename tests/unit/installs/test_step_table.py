@@ -62,6 +62,9 @@ def test_every_step_kind_has_a_row_and_every_row_is_usable():
     for spec in KINDS.values():
         assert spec.phase in TRANSITIONS and spec.label
         if spec.mover == Mover.WORKER:
+            # Named by dotted path (the boundary test cannot read a string as an import): always a runner
+            # of installs.steps, never a module of another layer.
+            assert spec.runner.startswith("installs.steps."), spec.kind
             assert callable(import_string(spec.runner)), spec.kind
         if spec.mover != Mover.WORKER or spec.waits_for:
             assert isinstance(getattr(settings, spec.deadline_setting), int | float), spec.kind
