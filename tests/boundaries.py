@@ -46,6 +46,8 @@ class Import:
     target: str  # what it imports, resolved to a module where it names one
     line: int
     in_function: bool
+    # The package a ``from package import submodule`` runs first: an arrow for loops, not for the layer table.
+    package_first: bool = False
 
     def __str__(self) -> str:
         where = " (inside a function)" if self.in_function else ""
@@ -82,8 +84,8 @@ def imports(module: str, source: str, *, is_package: bool, known: Iterable[str])
     found: list[Import] = []
     package = module if is_package else module.rpartition(".")[0]
 
-    def add(name: str, node: ast.AST, in_function: bool) -> None:
-        found.append(Import(module, name, node.lineno, in_function))
+    def add(name: str, node: ast.AST, in_function: bool, package_first: bool = False) -> None:
+        found.append(Import(module, name, node.lineno, in_function, package_first))
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
@@ -101,7 +103,12 @@ def imports(module: str, source: str, *, is_package: bool, known: Iterable[str])
                 for alias in child.names:
                     # ``from pkg import name``: the submodule pkg.name when there is one, else pkg itself.
                     submodule = f"{origin}.{alias.name}"
-                    add(submodule if submodule in known else origin, child, in_function)
+                    if submodule in known:
+                        add(submodule, child, in_function)
+                        if origin != package or not is_package:
+                            add(origin, child, in_function, package_first=True)
+                    else:
+                        add(origin, child, in_function)
             elif (
                 isinstance(child, ast.Call)
                 and getattr(child.func, "attr", getattr(child.func, "id", "")) == "import_module"
@@ -134,7 +141,7 @@ def forbidden(found: Iterable[Import]) -> list[str]:
     problems = []
     for imp in found:
         source_layer = layer_of(imp.module)
-        if source_layer is None:
+        if source_layer is None or imp.package_first:
             continue
         target_top = top_level(imp.target)
         if target_top in PACKAGES:
@@ -156,12 +163,13 @@ def forbidden(found: Iterable[Import]) -> list[str]:
 def cycles(found: Iterable[Import]) -> list[list[str]]:
     """Groups of modules that import each other (strongly connected components of more than one).
 
-    A package's ``__init__`` that re-exports its own submodules is not a cycle with them: Python
-    runs the package first by design. Every other loop is."""
+    ``from package import submodule`` runs the package first, so it counts as an arrow to the package
+    too: a submodule that imports a sibling that way, while the package's ``__init__`` imports the
+    submodule, is a loop (import the sibling by its full name: ``import package.sibling as sibling``)."""
     graph: dict[str, set[str]] = {}
     for imp in found:
-        if imp.target == imp.module or imp.module.startswith(imp.target + "."):
-            continue  # a module reading its own package (the package ran first)
+        if imp.target == imp.module:
+            continue
         if top_level(imp.target) in PACKAGES:
             graph.setdefault(imp.module, set()).add(imp.target)
     index: dict[str, int] = {}

@@ -33,7 +33,8 @@ import pyghmi.exceptions
 from pyghmi.ipmi.private import session as pyghmi_session
 from pyghmi.ipmi.private import util as pyghmi_util
 
-from . import pyghmi_patches
+import provisioner.bmc.pyghmi_patches as pyghmi_patches
+
 from .base import BmcTarget
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable
 from .pyghmi_patches import AsyncPrivilegeSession

@@ -7,9 +7,9 @@ import re
 import shlex
 import stat
 
+import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
-from provisioner.agent.tasks import params as p
 
 MIB = 1024 * 1024
 

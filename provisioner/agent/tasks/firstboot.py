@@ -14,9 +14,9 @@ import os
 import re
 import uuid
 
+import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
-from provisioner.agent.tasks import params as p
 from provisioner.agent.tasks.target import _target_file, _write
 
 UNIT_NAME = "provisioner-first-boot.service"

@@ -20,9 +20,9 @@ import urllib.request
 import zlib
 from collections.abc import Iterator
 
+import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
-from provisioner.agent.tasks import params as p
 from provisioner.agent.tasks.disks import MIB, open_for_write
 
 CHUNK = MIB

@@ -12,10 +12,10 @@ import tempfile
 import threading
 import time
 
+import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.host import tool_env
 from provisioner.agent.results import TaskFailed, TaskResult
-from provisioner.agent.tasks import params as p
 
 # Between SIGTERM and SIGKILL for a script past its timeout.
 KILL_GRACE_S = 5

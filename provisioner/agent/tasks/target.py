@@ -14,9 +14,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
-from provisioner.agent.tasks import params as p
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
