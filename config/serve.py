@@ -1,9 +1,18 @@
 """Run daphne with install tokens masked in its access log: `python -m config.serve -b 127.0.0.1 -p 8000`.
 
 Takes daphne's own arguments; the application defaults to config.asgi:application.
+
+A stop is bounded: daphne cancels every open request and socket on SIGTERM and then waits, without a
+limit, for all of them to end, so one that does not end holds the restart (a deploy, or systemd's stop)
+for good. SERVE_STOP_GRACE_S after the stop began, whatever is left is dumped to stderr (every thread's
+stack, to find out what would not end) and the process exits.
 """
 
+import asyncio
+import faulthandler
+import os
 import sys
+import threading
 
 from daphne import http_protocol
 from daphne.cli import CommandLineInterface
@@ -26,12 +35,42 @@ def use_raw_bodies() -> None:
     http_protocol.WebRequest = RawBodyRequest  # daphne's HTTPFactory builds its requests from this name
 
 
+# Seconds daphne gets to end its requests and sockets once a stop began: long polls end within 30 s,
+# and systemd's default stop timeout is 90 s.
+STOP_GRACE_S = float(os.environ.get("SERVE_STOP_GRACE_S", "45"))
+
+
+def bound_the_stop(grace_s: float = STOP_GRACE_S) -> None:
+    """When the reactor begins to stop, give it ``grace_s``, then dump every thread's stack and exit."""
+    from twisted.internet import reactor  # daphne.server installed the asyncio reactor on import (above)
+
+    def watchdog() -> None:
+        threading.Event().wait(grace_s)
+        sys.stderr.write(f"daphne did not stop within {grace_s:g} s; what was still running:\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(all_threads=True)
+        loop = getattr(reactor, "_asyncioEventloop", None)
+        try:  # the coroutines that would not end; read from this thread, unlocked: a last look, best effort
+            for task in list(asyncio.all_tasks(loop)) if loop is not None else []:
+                task.print_stack(limit=8, file=sys.stderr)
+        except RuntimeError as exc:  # the loop's task set changed while read
+            sys.stderr.write(f"(tasks not listed: {exc})\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    def start() -> None:
+        threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
+
+    reactor.addSystemEventTrigger("before", "shutdown", start)
+
+
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a.endswith(":application") for a in argv):
         argv.append("config.asgi:application")
     sys.stdout = RedactingStream(sys.stdout)
     use_raw_bodies()
+    bound_the_stop()
     CommandLineInterface().run(argv)
 
 
