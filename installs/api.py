@@ -85,16 +85,6 @@ api = AgentApi(
 )
 
 
-def invalid_body(errors) -> dict:
-    """The 400 answer for a body that failed validation: the first field at fault, named."""
-    return problems.from_validation_errors(errors)
-
-
-def refused(refusal: edge.Refusal, source: str = "body") -> dict:
-    """The answer to input refused at the edge (core/edge.py)."""
-    return problems.from_refusal(refusal, source)
-
-
 def problem(status: int, detail: str, **extra) -> tuple[int, dict]:
     """Any other refusal of the agent API: its status and problem document."""
     return status, problems.problem(status, detail, **extra)

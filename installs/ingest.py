@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from core import edge, problems
 
 from . import events, progress
-from .api import UNAUTHORIZED, ProgressIn, invalid_body, problem, refused, task_refused
+from .api import UNAUTHORIZED, ProgressIn, problem, task_refused
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class AgentProgressRoute:
         if scope["method"] != "POST":
             # Django serves nothing here: the route answers every method, as the rest of the agent API does.
             refusal = edge.Refusal("method", f"{scope['method']} is not served here; use POST", status=405)
-            return await _respond(send, 405, refused(refusal, "method"), extra=[(b"allow", b"POST")])
+            return await _respond(send, 405, problems.from_refusal(refusal, "method"), extra=[(b"allow", b"POST")])
         status, body = await self._handle(scope, receive, match["task_id"])
         if status is not None:
             await _respond(send, status, body)
@@ -115,14 +115,15 @@ class AgentProgressRoute:
         writer = self._writer()
         report, refusal = None, None
         if not data:
-            refusal = 400, invalid_body([{"loc": ("body", "body"), "msg": "Field required", "type": "missing"}])
+            missing = {"loc": ("body", "body"), "msg": "Field required", "type": "missing"}
+            refusal = 400, problems.from_validation_errors([missing])
         else:
             try:
                 report = ProgressIn.model_validate(edge.load_json_object(data, _header(scope, b"content-type")))
             except edge.Refusal as exc:
-                refusal = exc.status, refused(exc)
+                refusal = exc.status, problems.from_refusal(exc)
             except ValidationError as exc:
-                refusal = 400, invalid_body(_in_body(exc.errors(include_url=False)))
+                refusal = 400, problems.from_validation_errors(_in_body(exc.errors(include_url=False)))
         if refusal is not None:
             # Who asks comes first, as everywhere in the agent API: a stranger learns nothing about the body.
             try:
@@ -141,7 +142,7 @@ class AgentProgressRoute:
         if outcome == UNAVAILABLE:
             return _UNAVAILABLE
         if outcome == UNSTORABLE:
-            return 400, refused(edge.Refusal("body", "could not be stored", kind="unstorable"))
+            return 400, problems.from_refusal(edge.Refusal("body", "could not be stored", kind="unstorable"))
         return task_refused(outcome, task_id)
 
     def _writer(self) -> _GroupWriter:
