@@ -256,7 +256,16 @@ def _task_call(fn, *args):
 
 @api.post("tasks/{task_id}/result", response={200: OkOut, 404: Problem, 409: Problem})
 def result(request, task_id: Path[Text], body: ResultIn):
-    return _task_call(callbacks.agent_result, request.auth.pk, task_id, body.ok, body.reason, body.message, body.output)
+    return _task_call(
+        callbacks.agent_result,
+        request.auth.pk,
+        task_id,
+        body.ok,
+        body.reason,
+        body.message,
+        body.output,
+        getattr(body, "retryable", False),
+    )
 
 
 # Progress reports are answered by installs/ingest.py in front of Django (config/asgi.py), never by a view

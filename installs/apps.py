@@ -8,4 +8,10 @@ class InstallsConfig(AppConfig):
     def ready(self):
         # Imported for its receiver: batches admit the next installs when one ends (engine.install_ended).
         # Here, because the models must be loaded first.
+        from inventory.models import PROFILE_CHECKS
+
         from . import batches  # noqa: F401
+        from .library import check_profile
+
+        if check_profile not in PROFILE_CHECKS:
+            PROFILE_CHECKS.append(check_profile)

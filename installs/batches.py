@@ -99,6 +99,8 @@ def _accept(
             planned.append((machine, build_plan(machine, profile)))
         except PlanError as exc:
             problems.extend(exc.messages)
+            if any("workflow" in m for m in exc.messages):
+                break  # the profile's workflow: the same for every machine, said once
     if problems:
         raise InstallRefused(problems)
 
@@ -122,7 +124,18 @@ def _accept(
                     **tokens.for_new_install(),
                 )
                 Step.objects.bulk_create(
-                    Step(install=install, order=i, kind=s.kind, task=s.task, params=s.params)
+                    Step(
+                        install=install,
+                        order=i,
+                        kind=s.kind,
+                        task=s.task,
+                        params=s.params,
+                        stage=s.stage,
+                        stage_name=s.stage_name[:100],
+                        parallel=s.parallel,
+                        name=s.name[:100],
+                        policy=s.policy,
+                    )
                     for i, s in enumerate(steps)
                 )
                 record(actor, "install.request", install, {"profile": profile.name, "batch": batch.pk})

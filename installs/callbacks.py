@@ -7,15 +7,18 @@ repeated call is harmless.
 
 from __future__ import annotations
 
+import time
+
 from django.db import transaction
 from django.utils import timezone
 
 from audit.service import Actor, record
 from inventory.models import Machine
 
-from . import credentials, engine
+from . import credentials, engine, hints, workflow
 from .events import emit
 from .models import EventKind, Install, Step
+from .plan import resolve_disks, storage_disks
 from .progress import parse_task_id
 from .states import ACTIVE_STATES, STEP_DONE_STATES, StepState
 from .stepkinds import StepKind
@@ -122,33 +125,110 @@ def _task_id(step: Step) -> str:
     return f"{step.pk}.{step.attempts}"
 
 
-def _resolve_params(install: Install, step: Step) -> dict:
-    """A blank disk in the plan means the machine's first disk, known from the registered facts."""
-    params = dict(step.params)
-    disks = [d for d in (install.machine.facts or {}).get("disks", []) if d.get("path")]
-    first = disks[0]["path"] if disks else ""
-    if "disk" in params and not params["disk"]:
-        params["disk"] = first
-    if "disks" in params:
-        params["disks"] = [d or first for d in params["disks"]]
+class ParamsUnusable(Exception):
+    """A task's params cannot be resolved on this machine (a hint matches no disk, a template fails)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def param_context(install: Install, facts: dict, storage_devices: list[str]) -> dict:
+    """What a workflow's param templates render from: the plan and the machine's registered facts."""
+    plan = install.plan
+    machine = plan.machine
+    return {
+        "machine": {
+            "hostname": install.machine.hostname, "short": machine.short, "domain": machine.domain,
+            "fqdn": machine.fqdn, "mac": machine.mac, "ip": machine.ip, "prefix": machine.prefix,
+            "gateway": machine.gateway, "dns": list(machine.dns),
+        },
+        "site": {"slug": plan.site.slug},
+        "profile": {"name": plan.profile.name, "method": plan.profile.method, "image_url": plan.profile.image_url},
+        "facts": {k: facts.get(k) for k in ("cpus", "memory_bytes", "disks", "nics", "efi", "dmi") if k in facts},
+        "storage": {
+            "layout": plan.flow.storage.layout if plan.flow.storage else "single",
+            "devices": storage_devices,
+            "array": "/dev/md0",
+        },
+    }  # fmt: skip
+
+
+_DISK_PARAMS = {"disk": False, "disks": True, "members": True}
+
+
+def resolve_params(install: Install, step: Step, facts: dict | None = None) -> dict:
+    """The params the agent gets: templates rendered, disk hints resolved to /dev paths from the registered
+    facts (a blank disk: the machine's first). Raises ParamsUnusable saying what and listing the disks."""
+    facts = install.machine.facts or {} if facts is None else facts
+    flow = install.plan.flow
+    try:
+        storage_devices = storage_disks(flow.storage, facts, install.plan.profile.target_disk) if facts else []
+        params = workflow.render_params(dict(step.params), param_context(install, facts, storage_devices))
+        for name, many in _DISK_PARAMS.items():
+            if name not in params:
+                continue
+            paths = resolve_disks(params[name], facts, f"{step.task}.{name}")
+            params[name] = paths if many else paths[0]
+    except hints.HintError as exc:
+        raise ParamsUnusable("DiskHintUnmatched", str(exc)) from None
+    except workflow.ParamRenderError as exc:
+        raise ParamsUnusable("TemplateError", f"the {step.task.replace('_', ' ')} params: {exc.reason}") from None
+    if step.task == "run_script":
+        params = {"script": params.get("body", ""), "name": params.get("script", ""),
+                  "timeout_s": params.get("timeout_s", 600)}  # fmt: skip
     return params
+
+
+def _refused_as_protected(install: Install, step: Step) -> str:
+    if (step.policy or {}).get("destructive") and install.machine.protected:
+        return (
+            f"{install.machine.hostname} was marked protected during the install: the agent's "
+            f"{step.task.replace('_', ' ')} destroys data and was refused. Unprotect it with a reason and retry if "
+            "this install is intended."
+        )
+    return ""
 
 
 @transaction.atomic
 def agent_next_task(install_id: int) -> dict:
     """What the agent should do now: {"task": {...}}, {"task": None, "retry_after_s": n}, or
-    {"task": None, "finished": True} when its part of the plan is over."""
+    {"task": None, "finished": True} when its part of the plan is over. In a parallel stage each call hands
+    out another of the stage's tasks while the earlier ones run."""
     install = engine.lock(install_id)
     Install.objects.filter(pk=install.pk).update(agent_seen_at=timezone.now())
-    step = engine.current_step(install)
-    if step is None or install.state not in ACTIVE_STATES:
+    steps = engine.current_steps(install)
+    if not steps or install.state not in ACTIVE_STATES:
         return {"task": None, "finished": True}
-    if step.kind != StepKind.AGENT_TASK:
-        later = install.steps.filter(kind=StepKind.AGENT_TASK, order__gt=step.order).exists()
-        return {"task": None, "retry_after_s": 2} if later else {"task": None, "finished": True}
-    if step.state == StepState.PENDING:
-        engine.dispatch(install, step, _resolve_params(install, step))
-    return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
+    agent_steps = [s for s in steps if s.kind == StepKind.AGENT_TASK]
+    now = timezone.now()
+    ready = [s for s in agent_steps if s.state == StepState.PENDING and not (s.not_before and s.not_before > now)]
+    if ready:
+        step = ready[0]
+        refusal = _refused_as_protected(install, step)
+        if refusal:
+            engine.fail(install, "MachineProtected", refusal, step=step, actor=agent_actor(install))
+            return {"task": None, "finished": True}
+        try:
+            params = resolve_params(install, step)
+        except ParamsUnusable as exc:
+            outcome = engine.fail_or_continue(install, step, exc.reason, exc.message)
+            return {"task": None, "finished": True} if outcome == "failed" else {"task": None, "retry_after_s": 1}
+        engine.dispatch(install, step, params)
+        return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
+    waiting = [s for s in agent_steps if s.state == StepState.PENDING]
+    if waiting:  # a retry's backoff
+        wait = min((s.not_before - now).total_seconds() for s in waiting)
+        return {"task": None, "retry_after_s": round(max(0.5, min(wait, 30)), 1)}
+    out = [s for s in agent_steps if s.state == StepState.DISPATCHED]
+    if out:
+        # Handed out before: again, so that an answer lost on the way is not lost for good (the agent never
+        # runs one task id twice). A parallel stage's, in turn.
+        step = out[int(time.monotonic() / 2) % len(out)]
+        return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
+    later = install.steps.filter(kind=StepKind.AGENT_TASK, order__gt=steps[-1].order).exists()
+    return {"task": None, "retry_after_s": 2} if later else {"task": None, "finished": True}
 
 
 class UnknownTask(Exception):
@@ -172,7 +252,9 @@ def _dispatched(install: Install, task_id: str) -> Step:
 
 
 @transaction.atomic
-def agent_result(install_id: int, task_id: str, ok: bool, reason: str, message: str, output: str) -> str:
+def agent_result(
+    install_id: int, task_id: str, ok: bool, reason: str, message: str, output: str, retryable: bool = False
+) -> str:
     install = engine.lock(install_id)
     step = _dispatched(install, task_id)
     if step.state in STEP_DONE_STATES:
@@ -184,11 +266,10 @@ def agent_result(install_id: int, task_id: str, ok: bool, reason: str, message: 
     if ok:
         engine.complete_step(install, step, {"output_tail": output[-2000:]}, message)  # worker steps may follow
         return "ok"
-    engine.fail(
-        install,
-        reason or "AgentTaskFailed",
-        f"The agent's {step.task.replace('_', ' ')} failed" + (f": {message}" if message else "."),
-        step=step,
-        actor=agent_actor(install),
-    )
-    return "failed"
+    text = f"The agent's {step.task.replace('_', ' ')} failed" + (f": {message}" if message else ".")
+    if retryable and step.attempts < engine.attempts_allowed(step):
+        engine.retry_later(install, step, text, reason or "AgentTaskFailed")
+        return "retry"
+    if retryable and step.attempts > 1:
+        text += f" Gave up after {step.attempts} attempts."
+    return engine.fail_or_continue(install, step, reason or "AgentTaskFailed", text, actor=agent_actor(install))

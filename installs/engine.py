@@ -242,7 +242,8 @@ def move_step(
         # A retried worker step keeps its first start; a wait or an agent task starts now.
         step.started_at = (step.started_at or now) if to == StepState.RUNNING else now
         mover = Mover.WORKER if to == StepState.RUNNING else Mover.WAIT
-        step.deadline_at = now + timedelta(seconds=KINDS[step.kind].deadline_s(mover))
+        timeout_s = (step.policy or {}).get("timeout_s") if mover == Mover.WAIT else None
+        step.deadline_at = now + timedelta(seconds=timeout_s or KINDS[step.kind].deadline_s(mover))
         fields += ["started_at", "deadline_at"]
     elif step.deadline_at is not None:
         step.deadline_at = None
@@ -265,11 +266,21 @@ def move_step(
         fields.append("not_before")
     step.save(update_fields=fields)
     if to in (StepState.WAITING, StepState.DISPATCHED):
-        install.deadline_at = step.deadline_at
-        install.save(update_fields=["deadline_at"])
-    elif to == StepState.SUCCEEDED and install.deadline_at is not None:
-        install.deadline_at = None
-        install.save(update_fields=["deadline_at"])
+        # Several tasks of a parallel stage may be out at once: the install shows the nearest deadline.
+        if install.deadline_at is None or step.deadline_at < install.deadline_at or not step.parallel:
+            install.deadline_at = step.deadline_at
+            install.save(update_fields=["deadline_at"])
+    elif to in STEP_DONE_STATES and install.deadline_at is not None:
+        nearest = (
+            install.steps.filter(state__in=(StepState.WAITING, StepState.DISPATCHED))
+            .exclude(pk=step.pk)
+            .order_by("deadline_at")
+            .values_list("deadline_at", flat=True)
+            .first()
+        )
+        if install.deadline_at != nearest:
+            install.deadline_at = nearest
+            install.save(update_fields=["deadline_at"])
 
 
 def skip_remaining(install: Install) -> None:
@@ -281,7 +292,19 @@ def skip_remaining(install: Install) -> None:
 
 
 def current_step(install: Install) -> Step | None:
+    """The first step not done: in a parallel stage, the first of those running at once."""
     return install.steps.exclude(state__in=STEP_DONE_STATES).order_by("order").first()
+
+
+def current_steps(install: Install) -> list[Step]:
+    """The steps that may run now: the first step not done, or, when it belongs to a parallel stage, every
+    step of that stage not done."""
+    first = current_step(install)
+    if first is None:
+        return []
+    if not first.parallel:
+        return [first]
+    return list(install.steps.filter(stage=first.stage).exclude(state__in=STEP_DONE_STATES).order_by("order"))
 
 
 def mover(install: Install, step: Step) -> Mover:
@@ -292,7 +315,7 @@ def mover(install: Install, step: Step) -> Mover:
 def enter(install: Install, step: Step) -> None:
     """Bring the locked install's state to the phase of ``step``, which becomes its current step."""
     phase = KINDS[step.kind].phase
-    if install.state != phase:
+    if phase is not None and install.state != phase:
         set_state(install, phase)
     if install.current_step != step.label:
         install.current_step = step.label
@@ -300,9 +323,10 @@ def enter(install: Install, step: Step) -> None:
 
 
 def _progress(install: Install, step: Step) -> None:
-    """Steps run in order, so the share done is the share of the plan up to this step."""
+    """The share of the plan's steps done."""
     total = install.plan.step_count or install.steps.count()
-    install.progress = min(99, int(100 * (step.order + 1) / max(1, total)))
+    done = install.steps.filter(state__in=STEP_DONE_STATES).count()
+    install.progress = min(99, int(100 * done / max(1, total)))
     install.save(update_fields=["progress"])
 
 
@@ -358,12 +382,13 @@ def _claim_locked(install: Install, *, may_run: bool = True):
     pending for a fresh job."""
     if install.state not in ACTIVE_STATES or install.state == InstallState.QUEUED:
         return "not active"
-    step = current_step(install)
-    if step is None:
-        _end(install, InstallState.SUCCEEDED, actor=SYSTEM)
+    steps = current_steps(install)
+    if not steps:
+        _end(install, InstallState.SUCCEEDED, actor=SYSTEM, message=_continued_note(install))
         return "succeeded"
-    if step.state != StepState.PENDING:
-        return f"{step.kind} is {step.state}"
+    step = _next_pending(install, steps)
+    if step is None:
+        return f"{steps[0].kind} is {steps[0].state}"
     now = timezone.now()
     if step.not_before and step.not_before > now:
         # Early (clock skew between the scheduler's host and the database's): come back then.
@@ -396,9 +421,79 @@ def _claim_locked(install: Install, *, may_run: bool = True):
     return install, step
 
 
-def _backoff_s(attempt: int) -> float:
-    base = min(settings.STEP_RETRY_MAX_S, settings.STEP_RETRY_BASE_S * 2 ** (attempt - 1))
+def _next_pending(install: Install, steps: list[Step]) -> Step | None:
+    """Of the steps that may run now, the one to claim: a worker's first (a parallel stage's BMC calls run
+    one after another in the job, each short), then the others in order. Agent steps of a parallel stage
+    are handed out as the agent asks (installs/callbacks.py)."""
+    pending = [s for s in steps if s.state == StepState.PENDING]
+    if not pending:
+        return None
+    workers = [s for s in pending if mover(install, s) == Mover.WORKER]
+    return (workers or pending)[0]
+
+
+def _continued_note(install: Install) -> str:
+    """What an install that went on past failed tasks says when it succeeds."""
+    continued = [s.label for s in install.steps.filter(state=StepState.FAILED)]
+    if not continued:
+        return ""
+    return f"Succeeded, but {len(continued)} task(s) failed and the workflow went on: " + "; ".join(continued)
+
+
+def attempts_allowed(step: Step) -> int:
+    """How many times a step may run: its workflow's retries + 1, or the setting for worker steps of plans
+    without a policy. Destructive tasks not safe to repeat run once."""
+    policy = step.policy or {}
+    if not policy:
+        return settings.STEP_MAX_ATTEMPTS if KINDS[step.kind].mover == Mover.WORKER else 1
+    if policy.get("destructive") and not policy.get("safe_to_repeat"):
+        return 1
+    retries = policy.get("retries") or 0
+    if KINDS[step.kind].mover == Mover.WORKER:
+        return max(settings.STEP_MAX_ATTEMPTS, retries + 1)
+    return retries + 1
+
+
+def _backoff_s(attempt: int, step: Step | None = None) -> float:
+    first = (step.policy or {}).get("backoff_s") if step is not None and step.policy else None
+    first = first or settings.STEP_RETRY_BASE_S
+    base = min(max(settings.STEP_RETRY_MAX_S, first), first * 2 ** (attempt - 1))
     return base * random.uniform(0.8, 1.2)  # jitter: a rack of failed BMCs must not retry in lockstep
+
+
+def fail_or_continue(install: Install, step: Step, reason: str, message: str, *, actor: Actor = SYSTEM) -> str:
+    """A step failed for good: the install fails, unless its workflow said to go on past it (marked)."""
+    if (step.policy or {}).get("on_failure") == "continue":
+        move_step(install, step, StepState.FAILED, message=message, result={**step.result, "reason": reason})
+        emit(
+            install,
+            EventKind.ALERT,
+            f"{step.label} failed and the workflow goes on: {message}",
+            step=step,
+            data={"reason": reason, "continued": True},
+        )
+        _progress(install, step)
+        enqueue_advance(install)
+        return "continued"
+    fail(install, reason, message, step=step, actor=actor)
+    return "failed"
+
+
+def retry_later(install: Install, step: Step, error_message: str, reason: str) -> float:
+    """Put a failed attempt back to pending with backoff; the caller checked attempts_allowed."""
+    delay = _backoff_s(step.attempts, step)
+    not_before = timezone.now() + timedelta(seconds=delay)
+    move_step(install, step, StepState.PENDING, message=error_message, not_before=not_before)
+    emit(
+        install,
+        EventKind.STEP,
+        f"{step.label}: attempt {step.attempts} of {attempts_allowed(step)} failed ({error_message}); "
+        f"retrying in {delay:.0f} s",
+        step=step,
+        data={"reason": reason, "retry_in_s": round(delay, 1)},
+    )
+    enqueue_advance(install, delay_s=delay)
+    return delay
 
 
 @transaction.atomic
@@ -418,26 +513,14 @@ def _settle(install_id: int, step_id: int, attempt: int, result: dict | None, er
     if error is None:
         succeed_step(install, step, result or {})
         return _claim_locked(install, may_run=may_run)  # the next step, in the same transaction
-    if error.retryable and step.attempts < settings.STEP_MAX_ATTEMPTS:
-        delay = _backoff_s(step.attempts)
-        not_before = timezone.now() + timedelta(seconds=delay)
-        move_step(install, step, StepState.PENDING, message=error.message, not_before=not_before)
-        emit(
-            install,
-            EventKind.STEP,
-            f"{step.label}: attempt {step.attempts} of {settings.STEP_MAX_ATTEMPTS} failed ({error.message}); "
-            f"retrying in {delay:.0f} s",
-            step=step,
-            data={"reason": error.reason, "retry_in_s": round(delay, 1)},
-        )
-        enqueue_advance(install, delay_s=delay)
+    if error.retryable and step.attempts < attempts_allowed(step):
+        retry_later(install, step, error.message, error.reason)
         return "retry"
     if error.retryable:
         message = f"{error.message} Gave up after {step.attempts} attempts."
     else:
         message = error.message
-    fail(install, error.reason, message, step=step)
-    return "failed"
+    return fail_or_continue(install, step, error.reason, message)
 
 
 def complete_wait(install: Install, kinds: tuple[str, ...], message: str = "", result: dict | None = None) -> bool:

@@ -6,6 +6,7 @@ functions that move installs and steps in installs/engine.py, the steps of each 
 """
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -145,6 +146,14 @@ class Step(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
+    # From the workflow (installs/workflow.py): the stage it belongs to, whether that stage runs its steps
+    # at once, the label people see, and its policy: timeout_s, retries, backoff_s, on_failure ("fail" or
+    # "continue"), destructive, safe_to_repeat. Steps of plans made before workflows: stage 0, serial, {}.
+    stage = models.PositiveSmallIntegerField(default=0)
+    stage_name = models.CharField(max_length=100, blank=True)
+    parallel = models.BooleanField(default=False)
+    name = models.CharField(max_length=100, blank=True)
+    policy = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["install", "order"]
@@ -159,7 +168,7 @@ class Step(models.Model):
 
     @property
     def label(self) -> str:
-        return KINDS[self.kind].title(self.task)
+        return self.name or KINDS[self.kind].title(self.task)
 
     @property
     def duration_s(self) -> float | None:
@@ -239,3 +248,56 @@ class PeriodicRun(models.Model):
 
     def __str__(self):
         return f"{self.name}: {self.runs} runs"
+
+
+class LibraryEntry(models.Model):
+    """A versioned, admin-managed document: every save of a changed body is a new version; old versions stay,
+    so an install's plan (which freezes what it used) can always be traced to what was written."""
+
+    name = models.CharField(
+        max_length=64,
+        validators=[
+            RegexValidator(
+                r"^[a-z0-9][a-z0-9._-]*$",
+                "“%(value)s” is not a name: use lower-case letters, digits, dots, hyphens and underscores.",
+            )
+        ],
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by_label = models.CharField(max_length=150, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+        ordering = ["name", "-version"]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+    @classmethod
+    def latest(cls, name: str):
+        return cls.objects.filter(name=name).order_by("-version").first()
+
+
+class Workflow(LibraryEntry):
+    """A workflow document (installs/workflow.py), checked when saved. Profiles name a workflow; an install
+    freezes the latest version's checked form in its plan."""
+
+    document = models.TextField(help_text="YAML: name, method, storage, stages (docs/workflows.md).")
+
+    class Meta(LibraryEntry.Meta):
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="workflow_name_version_unique")]
+
+
+class Script(LibraryEntry):
+    """A script workflows run in the memory OS (run_script, or a stage's before/after)."""
+
+    body = models.TextField(help_text="Starts with #!; runs as root in the memory OS; INSTALL_TARGET names the target.")
+    timeout_s = models.PositiveIntegerField(default=600, help_text="Stopped (SIGTERM, then SIGKILL) after this long.")
+    safe_to_repeat = models.BooleanField(
+        default=False, help_text="Running it twice does no harm: workflows may retry it."
+    )
+
+    class Meta(LibraryEntry.Meta):
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="script_name_version_unique")]

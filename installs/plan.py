@@ -22,10 +22,13 @@ from django.db.models.query_utils import DeferredAttribute
 from access.service import login_public_key
 from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
 
-from .stepkinds import KINDS, Mover
+from . import hints
+from . import workflow as wf
+from .taskkinds import Category
 
-# The shape to_json writes; from_json reads this one and every one before it.
-PLAN_VERSION = 1
+# The shape to_json writes; from_json reads this one and every one before it. Version 2 added the
+# workflow (frozen, with its scripts' bodies); a version 1 plan ran the stock workflow of its method.
+PLAN_VERSION = 2
 
 # The root password when a profile sets none: a crypt string no password can match, so root
 # can log in only with the profile's SSH keys.
@@ -85,6 +88,15 @@ class Plan:
     profile: ProfilePlan
     step_count: int = 0  # 0 in plans stored before it was recorded: count the steps
     version: int = PLAN_VERSION
+    workflow: wf.Workflow | None = None  # None: the stock workflow of the profile's method
+    # Installer methods: the disks of the workflow's storage layout, resolved when planned (an image install's
+    # agent tasks resolve theirs from the facts the agent registers with).
+    storage_devices: tuple[str, ...] = ()
+
+    @property
+    def flow(self) -> wf.Workflow:
+        """The workflow this install runs."""
+        return self.workflow or wf.stock(self.profile.method)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,15 +106,18 @@ class Plan:
             "bmc": dataclasses.asdict(self.bmc),
             "profile": {**dataclasses.asdict(self.profile), "ssh_keys": list(self.profile.ssh_keys)},
             "step_count": self.step_count,
+            "workflow": self.workflow.to_json() if self.workflow else None,
+            "storage_devices": list(self.storage_devices),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
         version = data.get("version", 1)
-        if version != PLAN_VERSION:
-            raise ValueError(f"plan version {version!r}: this release reads version {PLAN_VERSION}")
+        if version not in (1, PLAN_VERSION):
+            raise ValueError(f"plan version {version!r}: this release reads versions 1 to {PLAN_VERSION}")
         try:
             machine, profile = data["machine"], data["profile"]
+            flow = data.get("workflow")
             return cls(
                 site=SitePlan(**data["site"]),
                 machine=MachinePlan(**{**machine, "dns": tuple(machine["dns"])}),
@@ -110,6 +125,8 @@ class Plan:
                 profile=ProfilePlan(**{**profile, "ssh_keys": tuple(profile["ssh_keys"])}),
                 step_count=data.get("step_count", 0),
                 version=PLAN_VERSION,
+                workflow=wf.Workflow.from_json(flow) if flow else None,
+                storage_devices=tuple(data.get("storage_devices") or ()),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a version {PLAN_VERSION} plan: {exc}") from None
@@ -152,10 +169,26 @@ class PlanError(ValidationError):
     """The machine or profile cannot be installed as they are; the message says what to fix."""
 
 
-def build_plan(machine: Machine, profile: OSProfile, *, for_install: bool = True) -> Plan:
-    """The plan for installing ``profile`` on ``machine``. ``for_install=False`` (previews) does not
-    insist on what only a real install needs: a BMC and an image to write."""
+def build_plan(
+    machine: Machine, profile: OSProfile, *, for_install: bool = True, workflow: wf.Workflow | None = None
+) -> Plan:
+    """The plan for installing ``profile`` on ``machine``, running ``workflow`` (None: the profile's own, from
+    the library). ``for_install=False`` (previews) does not insist on what only a real install needs: a BMC
+    and an image to write."""
+    from .library import for_profile  # the library reads the models, which read this module
+
     problems = []
+    if workflow is None:
+        try:
+            workflow = for_profile(profile)
+        except wf.WorkflowInvalid as exc:
+            problems += [f"Profile {profile.name}'s workflow: {m}" for m in exc.messages]
+    storage_devices: tuple[str, ...] = ()
+    if workflow is not None and workflow.storage and profile.method != InstallMethod.IMAGE:
+        try:
+            storage_devices = tuple(storage_disks(workflow.storage, machine.facts or {}, profile.target_disk))
+        except hints.HintError as exc:
+            problems.append(f"{machine.hostname}: the workflow's storage disks: {exc}")
     nic = machine.pxe_nic
     if nic is None:
         problems.append(f"{machine.hostname} has no PXE NIC: mark the NIC it network-boots from.")
@@ -201,7 +234,47 @@ def build_plan(machine: Machine, profile: OSProfile, *, for_install: bool = True
             root_password_hash=profile.root_password_hash or LOCKED_ROOT_HASH,
             ssh_keys=_ssh_keys(profile, site),
         ),
+        workflow=workflow,
+        storage_devices=storage_devices,
     )
+
+
+def storage_disks(storage: wf.Storage | None, facts: dict, target_disk: str = "") -> list[str]:
+    """The /dev paths a storage layout's ``disks`` choose on a machine with ``facts``. Without facts, only
+    literal paths resolve. Raises hints.HintError naming what failed and listing the machine's disks."""
+    if storage is None or storage.disks is None:
+        return [target_disk] if target_disk else first_disk(facts)
+    return resolve_disks(storage.disks, facts, "storage.disks")
+
+
+def first_disk(facts: dict) -> list[str]:
+    disks = [d["path"] for d in facts.get("disks", []) if d.get("path")]
+    if not disks:
+        raise hints.HintError("no disk named and the machine has reported none: give a /dev path")
+    return disks[:1]
+
+
+def resolve_disks(value: Any, facts: dict, where: str) -> list[str]:
+    """Paths, hints or a list of both -> /dev paths, in order, without repeats."""
+    items = value if isinstance(value, list) else [value]
+    disks = facts.get("disks", [])
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            paths = [item] if item else first_disk(facts)
+        elif isinstance(item, dict):
+            paths = hints.literal_paths(item)
+            if paths is None:
+                if not disks:
+                    raise hints.HintError(
+                        f"{where}: the machine has reported no hardware facts yet, so a hint cannot choose its "
+                        "disks: name them by /dev path"
+                    )
+                paths = hints.resolve(item, disks, where=where)
+        else:
+            raise hints.HintError(f"{where}: {item!r} is neither a /dev path nor a hint")
+        out += [p for p in paths if p not in out]
+    return out
 
 
 def _ssh_keys(profile: OSProfile, site: Site) -> tuple[str, ...]:
@@ -218,41 +291,78 @@ class PlannedStep:
     kind: str  # a key of installs/stepkinds.py KINDS
     task: str = ""  # agent steps: the agent's task kind
     params: dict = field(default_factory=dict)
+    stage: int = 0
+    stage_name: str = ""
+    parallel: bool = False
+    name: str = ""
+    policy: dict = field(default_factory=dict)
 
 
 def plan_steps(plan: Plan) -> list[PlannedStep]:
-    """The ordered steps of a plan: the step kinds its method has, in the table's order, an agent
-    step for each of the agent's tasks."""
+    """The ordered steps of a plan: one per task of its workflow, stage by stage. Agent tasks get the
+    params the plan gives (the image, the network, the keys) under those the workflow wrote; disk hints and
+    templates are resolved when the agent asks for the task, from the facts it registered with."""
     steps = []
-    for spec in KINDS.values():
-        if not spec.planned_for(plan.profile.method):
-            continue
-        if spec.mover == Mover.AGENT:
-            steps += [PlannedStep(spec.kind, task, params) for task, params in agent_tasks(plan)]
-        else:
-            steps.append(PlannedStep(spec.kind))
+    flow = plan.flow
+    for index, stage, task in flow.tasks():
+        kind = task.kind
+        if kind.name == "ssh_keys" and not plan.profile.ssh_keys:
+            continue  # no keys to install: nothing for the agent to do
+        params = dict(task.params)
+        if kind.category == Category.AGENT:
+            params = {**agent_defaults(plan, flow, kind.name), **params}
+        policy = {
+            "timeout_s": task.timeout_s,
+            "retries": task.retries,
+            "backoff_s": task.backoff_s,
+            "on_failure": task.on_failure,
+            "destructive": kind.destructive,
+            "safe_to_repeat": kind.safe_to_repeat,
+        }
+        if kind.name == "run_script":
+            # The check let a script be retried only when it declared itself safe to repeat.
+            policy["safe_to_repeat"] = task.retries > 0
+        steps.append(
+            PlannedStep(
+                kind=kind.step_kind,
+                task=kind.name if kind.category == Category.AGENT else "",
+                params=params,
+                stage=index,
+                stage_name=stage.name,
+                parallel=stage.parallel,
+                name=task.name,
+                policy=policy,
+            )
+        )
     return steps
 
 
-def agent_tasks(plan: Plan) -> list[tuple[str, dict]]:
-    """The agent's work for an image install. A blank disk means the machine's first disk,
-    resolved from the facts the agent registers with."""
+def agent_defaults(plan: Plan, flow: wf.Workflow, task: str) -> dict:
+    """The params an agent task gets from the plan when the workflow leaves them out. A blank disk means the
+    machine's first disk, resolved from the facts the agent registers with."""
     profile, machine = plan.profile, plan.machine
-    disk = profile.target_disk
-    network = {"mac": machine.mac, "style": "netplan"}
-    if machine.ip:
-        network.update(address=machine.ip, prefix=machine.prefix, gateway=machine.gateway, dns=list(machine.dns))
-    tasks = [
-        ("wipe_disks", {"disks": [disk]}),
-        (
-            "write_image",
-            {"url": profile.image_url, "sha256": profile.image_sha256, "disk": disk, "compression": "auto"},
-        ),
-        ("configure_network", network),
-        ("set_hostname", {"hostname": machine.fqdn}),
-    ]
-    if profile.ssh_keys:
-        tasks.append(("ssh_keys", {"user": "root", "keys": list(profile.ssh_keys)}))
-    # Last: the installed OS calls back at its first boot, which is what the verify step waits for.
-    tasks.append(("first_boot_callback", {}))
-    return tasks
+    storage = flow.storage
+    raid = storage is not None and storage.layout != "single"
+    disks: Any = storage.disks if storage and storage.disks is not None else [profile.target_disk]
+    disk = "/dev/md0" if raid else (disks if isinstance(disks, dict) else disks[0] if disks else "")
+    if task == "wipe_disks":
+        return {"disks": disks}
+    if task == "raid":
+        return {"device": "/dev/md0", "level": {"raid1": 1, "raid10": 10}.get(storage.layout if storage else "", 1),
+                "members": disks, "metadata": "1.0"}  # fmt: skip
+    if task == "bootloader":
+        return {"device": "/dev/md0", "members": disks}
+    if task == "write_image":
+        return {"url": profile.image_url, "sha256": profile.image_sha256, "disk": disk, "compression": "auto"}
+    if task == "grow_root":
+        return {"disk": disk}
+    if task == "configure_network":
+        network = {"mac": machine.mac, "style": "netplan"}
+        if machine.ip:
+            network.update(address=machine.ip, prefix=machine.prefix, gateway=machine.gateway, dns=list(machine.dns))
+        return network
+    if task == "set_hostname":
+        return {"hostname": machine.fqdn}
+    if task == "ssh_keys":
+        return {"user": "root", "keys": list(profile.ssh_keys)}
+    return {}

@@ -77,6 +77,7 @@ STEP_TRANSITIONS: dict[str, frozenset[str]] = {
     # back to pending: a retry after a retryable error, a lost worker, or a job's step limit
     StepState.RUNNING: frozenset({StepState.PENDING, StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED}),
     StepState.WAITING: frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED}),
-    StepState.DISPATCHED: frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED}),
+    # back to pending: the agent reported a transient failure and the task's policy retries it (a new task id)
+    StepState.DISPATCHED: frozenset({StepState.PENDING, StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED}),
     **{state: frozenset() for state in STEP_DONE_STATES},
 }

@@ -1,12 +1,13 @@
 """Every kind of install step, described once.
 
-A row of KINDS says which installs have the step (the table's order is the plan's order), which
-install phase it belongs to, who moves it on (a worker runs it, the
+A row of KINDS says which install phase a step belongs to, who moves it on (a worker runs it, the
 machine's call ends its wait, or the agent pulls it), what a worker runs for it, how long the machine
-gets and how the install fails when it takes longer, and what people see it called. The plan, the
-engine, the callbacks, the sweeper and the pages read this table and nothing else about a kind.
+gets and how the install fails when it takes longer, and what people see it called. The engine, the
+callbacks, the sweeper and the pages read this table and nothing else about a kind. Which steps an
+install has is its workflow's to say (installs/workflow.py, installs/taskkinds.py).
 
-Adding a worker step is a row here and its runner function (docs/design.md, "Adding a step").
+Adding a worker step is a row here, its runner function and a row of installs/taskkinds.py that lets
+workflows name it (docs/design.md, "Adding a step").
 The rows below name their runners by dotted path, as periodic jobs are named (installs/periodic.py):
 the models read this table for a step's label and the runners use the models, so this module cannot
 import them. A row made elsewhere (a test) may give the function itself.
@@ -37,6 +38,9 @@ class StepKind(models.TextChoices):
     WRITE_BOOT_CONFIG = "write_boot_config", "Write the per-MAC boot config"
     SET_BOOT_PXE = "set_boot_pxe", "One-time boot from network"
     POWER_CYCLE = "power_cycle", "Power cycle"
+    POWER_ON = "power_on", "Power on"
+    POWER_OFF = "power_off", "Power off"
+    SET_BOOT_DEVICE = "set_boot_device", "Set the boot device"
     WAIT_BOOT = "wait_boot", "Wait for the installer or agent to start"
     WAIT_INSTALLER = "wait_installer", "Installer running"
     AGENT_TASK = "agent_task", "Agent task"
@@ -58,7 +62,9 @@ class Mover(StrEnum):
 @dataclass(frozen=True)
 class StepKindSpec:
     kind: str  # the value stored in Step.kind
-    phase: InstallState  # the install's state while this step is current
+    # The install's state while this step is current; None: whatever it is (a BMC call a workflow may
+    # place in any phase).
+    phase: InstallState | None
     mover: Mover
     # Worker steps: ``run(install, step) -> dict`` or its dotted path (installs/steps.py): one short call,
     # safe to run twice; it raises steps.StepFailed, or returns {"skipped": why} when there is nothing to do.
@@ -68,8 +74,6 @@ class StepKindSpec:
     deadline_setting: str = ""
     timeout_reason: str = ""  # CamelCase
     timeout_message: str = ""
-    # The install methods whose plans have this step; empty: every method.
-    methods: frozenset[str] = field(default_factory=frozenset)
     # Install methods for which this worker step is a wait for the machine instead (its runner unused).
     waits_for: frozenset[str] = field(default_factory=frozenset)
     # What people see; blank means the kind's StepKind label. May use {task} (agent tasks).
@@ -86,9 +90,6 @@ class StepKindSpec:
             self.deadline_setting and self.timeout_reason and self.timeout_message
         ):
             raise ValueError(f"step kind {self.kind!r} waits for the machine: give its deadline and timeout failure")
-
-    def planned_for(self, method: str) -> bool:
-        return not self.methods or method in self.methods
 
     def mover_for(self, method: str) -> Mover:
         """Who moves this step on in an install of ``method``."""
@@ -113,10 +114,8 @@ class StepKindSpec:
         return self.timeout_reason, self.timeout_message.format(host=host, minutes=minutes, task=task.replace("_", " "))
 
 
-# The methods that boot an installer which calls back (every method but writing an image).
-INSTALLER_METHODS = frozenset(InstallMethod.values) - {InstallMethod.IMAGE}
-
-# In plan order.
+# Which steps an install has, and in what order, is its workflow's to say (installs/workflow.py); a
+# workflow names tasks (installs/taskkinds.py), each run as a step of one of these kinds.
 KINDS: dict[str, StepKindSpec] = {
     spec.kind: spec
     for spec in (
@@ -126,6 +125,15 @@ KINDS: dict[str, StepKindSpec] = {
         ),
         StepKindSpec(StepKind.SET_BOOT_PXE, InstallState.POWERING, Mover.WORKER, runner="installs.steps.set_boot_pxe"),
         StepKindSpec(StepKind.POWER_CYCLE, InstallState.POWERING, Mover.WORKER, runner="installs.steps.power_cycle"),
+        # Only in workflows that name them: no stock workflow has these.
+        StepKindSpec(StepKind.POWER_ON, None, Mover.WORKER, runner="installs.steps.power_on"),
+        StepKindSpec(StepKind.POWER_OFF, None, Mover.WORKER, runner="installs.steps.power_off"),
+        StepKindSpec(
+            StepKind.SET_BOOT_DEVICE,
+            None,
+            Mover.WORKER,
+            runner="installs.steps.set_boot_device",
+        ),
         StepKindSpec(
             StepKind.WAIT_BOOT,
             InstallState.BOOTING,
@@ -141,7 +149,6 @@ KINDS: dict[str, StepKindSpec] = {
             StepKind.WAIT_INSTALLER,
             InstallState.INSTALLING,
             Mover.WAIT,
-            methods=INSTALLER_METHODS,
             deadline_setting="INSTALL_INSTALLER_DEADLINE_S",
             timeout_reason="InstallerTimeout",
             timeout_message=(
@@ -153,7 +160,6 @@ KINDS: dict[str, StepKindSpec] = {
             StepKind.AGENT_TASK,  # one step per task of the plan (installs/plan.py agent_tasks)
             InstallState.INSTALLING,
             Mover.AGENT,
-            methods=frozenset({InstallMethod.IMAGE}),
             deadline_setting="INSTALL_AGENT_TASK_DEADLINE_S",
             timeout_reason="AgentTaskTimeout",
             timeout_message="The agent's {task} on {host} did not finish within {minutes} minutes.",
@@ -173,7 +179,6 @@ KINDS: dict[str, StepKindSpec] = {
             InstallState.FINALIZING,
             Mover.WORKER,
             runner="installs.steps.reboot",
-            methods=frozenset({InstallMethod.IMAGE}),  # installers reboot themselves when done
         ),
         StepKindSpec(
             StepKind.VERIFY,

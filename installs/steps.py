@@ -114,6 +114,32 @@ def power_cycle(install: Install, step) -> dict:
     return {}
 
 
+def power_on(install: Install, step) -> dict:
+    machine, _ = _bmc(install, lambda d: d.power_on())
+    power.note_power(machine.pk, PowerState.ON)
+    return {}
+
+
+def power_off(install: Install, step) -> dict:
+    soft = bool(step.params.get("soft"))
+    machine, _ = _bmc(install, lambda d: d.power_off(soft=soft), refuse_if_protected="off")
+    if not soft:
+        power.note_power(machine.pk, PowerState.OFF)
+    return {"soft": soft}
+
+
+_BOOT_DEVICES = {"pxe": BootDevice.PXE, "disk": BootDevice.DISK}
+
+
+def set_boot_device(install: Install, step) -> dict:
+    device = _BOOT_DEVICES[step.params.get("device", "pxe")]
+    once = not step.params.get("persistent", False)
+    mode = step.params.get("mode", "auto")
+    protect = "pxe" if device == BootDevice.PXE else ""
+    _bmc(install, lambda d: d.set_boot_device(device, once=once, uefi=mode == "uefi"), refuse_if_protected=protect)
+    return {"device": str(device), "once": once, "mode": mode}
+
+
 def remove_boot_config(install: Install, step) -> dict:
     try:
         removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)

@@ -278,6 +278,11 @@ class InstallMethod(models.TextChoices):
     IMAGE = "image"  # the memory OS's agent writes a disk image
 
 
+# Checks other apps add to a profile's validation, each ``check(profile)`` raising ValidationError (installs:
+# the workflow a profile names exists and serves its method). Inventory cannot import them.
+PROFILE_CHECKS: list = []
+
+
 class OSProfile(models.Model):
     name = models.CharField(
         max_length=64,
@@ -310,6 +315,12 @@ class OSProfile(models.Model):
     legacy_anaconda = models.BooleanField(
         default=False, help_text="Kickstart for CentOS 7 and older: ks=/ksdevice= instead of inst.ks=/inst.ks.device=."
     )
+    workflow = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The workflow installs of this profile run (its latest version); blank: the stock workflow of the "
+        "method.",
+    )
 
     class Meta:
         verbose_name = "OS profile"
@@ -330,6 +341,8 @@ class OSProfile(models.Model):
             raise ValidationError({"template": f"A {self.method} profile needs its install template."})
         if self.method != InstallMethod.IMAGE:
             self._check_template()
+        for check in PROFILE_CHECKS:
+            check(self)
 
     def _check_template(self) -> None:
         """Render the template for an example machine with a static address (so every variable exists),

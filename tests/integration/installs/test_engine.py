@@ -269,7 +269,8 @@ def _bring_to(lab, stop_at):
         return machine, install
     lab.run_jobs()
     if stop_at == "verifying":
-        callbacks.agent_register(install.pk, {"nics": [{"mac": machine.pxe_nic.mac}]})
+        facts = {"nics": [{"mac": machine.pxe_nic.mac}], "disks": [{"path": "/dev/vda", "size_bytes": 10}]}
+        callbacks.agent_register(install.pk, facts)
         while task := callbacks.agent_next_task(install.pk)["task"]:
             callbacks.agent_result(install.pk, task["id"], True, "", "", "")
         lab.run_jobs()

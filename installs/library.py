@@ -1,0 +1,143 @@
+"""The workflow and script library: saving a version (checked first, audited), and what a profile's installs
+will run, frozen with the scripts it calls.
+
+Every path that saves a workflow or a script comes here: the admin, the REST API and ``manage.py workflow``.
+A save whose document did not change keeps the current version; a changed one becomes the next version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from audit.service import Actor, record
+from inventory.models import OSProfile
+
+from . import workflow as wf
+from .models import Script, Workflow
+
+
+class DbLibrary:
+    """What documents refer to, from the database (installs/workflow.py Library)."""
+
+    def script(self, ref: str) -> dict | None:
+        name, _, version = ref.partition("@")
+        rows = Script.objects.filter(name=name)
+        if version:
+            if not version.isdigit():
+                return None
+            row = rows.filter(version=int(version)).first()
+        else:
+            row = rows.order_by("-version").first()
+        if row is None:
+            return None
+        return {
+            "name": row.name,
+            "version": row.version,
+            "body": row.body,
+            "timeout_s": row.timeout_s,
+            "safe_to_repeat": row.safe_to_repeat,
+        }
+
+    def workflow_text(self, name: str) -> str | None:
+        if name in wf.stock_names().values():
+            method = "image" if name == "stock-image" else "preseed"
+            return wf.stock_text(method)
+        row = Workflow.latest(name)
+        return row.document if row else None
+
+
+def check(text: str) -> wf.Workflow:
+    return wf.check(text, DbLibrary())
+
+
+@transaction.atomic
+def save_workflow(text: str, actor: Actor) -> tuple[Workflow, bool]:
+    """Check and store a workflow document. Returns (the row, whether it is a new version)."""
+    checked = check(text)
+    if checked.name in wf.stock_names().values():
+        raise wf.WorkflowInvalid([f"line 1: {checked.name} is the stock workflow's name; choose another"])
+    current = Workflow.objects.select_for_update().filter(name=checked.name).order_by("-version").first()
+    if current is not None and current.document == text:
+        return current, False
+    row = Workflow.objects.create(
+        name=checked.name,
+        version=current.version + 1 if current else 1,
+        description=checked.description[:255],
+        document=text,
+        created_by_label=actor.label,
+    )
+    record(actor, "workflow.save", row, {"name": row.name, "version": row.version})
+    return row, True
+
+
+@transaction.atomic
+def save_script(
+    name: str, body: str, actor: Actor, *, description: str = "", timeout_s: int = 600, safe_to_repeat: bool = False
+) -> tuple[Script, bool]:
+    """Store a script; a changed body or setting is a new version. Raises ValidationError naming the field."""
+    candidate = Script(
+        name=name, body=body, description=description, timeout_s=timeout_s, safe_to_repeat=safe_to_repeat
+    )
+    candidate.full_clean(exclude=["version"])
+    current = Script.objects.select_for_update().filter(name=name).order_by("-version").first()
+    same = ("body", "description", "timeout_s", "safe_to_repeat")
+    if current is not None and all(getattr(current, f) == getattr(candidate, f) for f in same):
+        return current, False
+    candidate.version = current.version + 1 if current else 1
+    candidate.created_by_label = actor.label
+    candidate.save()
+    record(actor, "script.save", candidate, {"name": name, "version": candidate.version})
+    return candidate, True
+
+
+def for_profile(profile: OSProfile) -> wf.Workflow:
+    """The workflow installs of ``profile`` run, checked again now (a script it calls may have gone), its
+    version recorded, its scripts resolved to the exact versions. Raises WorkflowInvalid."""
+    if not profile.workflow:
+        return wf.stock(profile.method)
+    row = Workflow.latest(profile.workflow)
+    if row is None:
+        if profile.workflow in wf.stock_names().values():
+            return wf.stock(profile.method)
+        raise wf.WorkflowInvalid([f"profile {profile.name} names the workflow {profile.workflow!r}: there is none"])
+    checked = check(row.document)
+    if checked.methods and profile.method not in checked.methods:
+        serves = ", ".join(checked.methods)
+        raise wf.WorkflowInvalid([f"workflow {row.name} serves {serves} installs; {profile.name} is {profile.method}"])
+    return dataclasses.replace(freeze_scripts(checked), version=row.version)
+
+
+def freeze_scripts(checked: wf.Workflow) -> wf.Workflow:
+    """Each run_script task carries its script's body and exact version, so a later edit cannot change an
+    install already planned."""
+    library = DbLibrary()
+    stages = []
+    for stage in checked.stages:
+        tasks = []
+        for task in stage.tasks:
+            if task.task == "run_script" and "body" not in task.params:
+                script = library.script(str(task.params["script"]))
+                if script is None:
+                    raise wf.WorkflowInvalid([f"line {task.line}: no script {task.params['script']!r} in the library"])
+                params = {
+                    "script": f"{script['name']}@{script['version']}",
+                    "body": script["body"],
+                    "timeout_s": task.params.get("timeout", script["timeout_s"]),
+                }
+                task = dataclasses.replace(task, params=params)
+            tasks.append(task)
+        stages.append(dataclasses.replace(stage, tasks=tuple(tasks)))
+    return dataclasses.replace(checked, stages=tuple(stages))
+
+
+def check_profile(profile: OSProfile) -> None:
+    """OSProfile.clean's check: the workflow it names exists and serves its method."""
+    if not profile.workflow:
+        return
+    try:
+        for_profile(profile)
+    except wf.WorkflowInvalid as exc:
+        raise ValidationError({"workflow": exc.messages}) from None
