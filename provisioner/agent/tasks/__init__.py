@@ -53,7 +53,7 @@ def run_task(ctx: Context, kind: str, params: object) -> TaskResult:
     except TaskAborted:
         raise
     except TaskFailed as exc:
-        return TaskResult.failed(exc.reason, exc.message, exc.output)
+        return TaskResult.failed(exc.reason, exc.message, exc.output, retryable=exc.retryable)
     except Exception as exc:
         # A bug or an unexpected OS error: the install fails with the evidence instead of the agent dying.
         log.exception("task %s crashed", kind)
