@@ -80,6 +80,10 @@ class Host:
         """Devices stacked on `disk` (an assembled md array), which must be stopped before it is wiped."""
         return []
 
+    def efi(self) -> bool:
+        """The machine booted by UEFI (so its boot loader lives on an ESP, not in a disk's boot sectors)."""
+        raise NotImplementedError
+
     def release(self) -> None:
         """Undo what the host set up for tasks (a mounted target root) before the agent exits or the machine
         reboots."""
@@ -130,6 +134,9 @@ class RealHost(Host):
 
     def facts(self) -> dict:
         return facts.collect()
+
+    def efi(self) -> bool:
+        return facts.efi()
 
     def run(
         self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
@@ -271,6 +278,9 @@ class SandboxHost(Host):
 
     def facts(self) -> dict:
         return facts.collect_sandbox(self.root)
+
+    def efi(self) -> bool:
+        return facts.collect_sandbox(self.root)["efi"]
 
     def run(
         self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
