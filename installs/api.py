@@ -100,6 +100,8 @@ class Disk(Schema):
     model: Text = Field("", max_length=128)
     serial: Text = Field("", max_length=128)
     rotational: bool | None = None
+    # The kernel's wwid ("naa.5000c500a1b2c3d4", "eui.…", or a long "t10.ATA …" id); empty when it has none.
+    wwn: Text = Field("", max_length=256)
 
 
 class Nic(Schema):
@@ -129,6 +131,7 @@ class Facts(Schema):
     disks: list[Disk] = Field(default_factory=list, max_length=512)
     nics: list[Nic] = Field(..., min_length=1, max_length=128)
     dmi: Dmi = Field(default_factory=Dmi)
+    efi: bool = False  # the memory OS booted by UEFI
 
 
 class RegisterIn(Schema):
@@ -183,6 +186,9 @@ class ResultIn(Schema):
     reason: Text = Field("", max_length=64, pattern=r"^([A-Z][A-Za-z0-9]*)?$")
     message: Text = Field("", max_length=4000)
     output: Text = Field("", max_length=65536)
+    # The failure is transient (the network past the agent's own retries, a busy device): the step may be
+    # retried, as a new task id, if its policy allows.
+    retryable: bool = False
 
 
 class OkOut(Schema):

@@ -60,7 +60,9 @@ def disks(sys_root: Path = Path("/sys")) -> list[dict]:
         if sectors == 0:
             continue
         device = entry / "device"
-        serial = _read(device / "serial") or _read(entry / "serial") or _read(device / "wwid")
+        # NVMe keeps its world-wide id in the block device's own directory, SCSI/SATA in the device's.
+        wwn = _read(entry / "wwid") or _read(device / "wwid")
+        serial = _read(device / "serial") or _read(entry / "serial") or wwn
         found.append(
             {
                 "name": name,
@@ -70,6 +72,7 @@ def disks(sys_root: Path = Path("/sys")) -> list[dict]:
                 "model": _read(device / "model"),
                 "serial": serial,
                 "rotational": _read(entry / "queue/rotational") == "1",
+                "wwn": wwn,
             }
         )
     return found
@@ -106,6 +109,11 @@ def dmi(sys_root: Path = Path("/sys")) -> dict:
     }
 
 
+def efi(sys_root: Path = Path("/sys")) -> bool:
+    """Booted by UEFI: the kernel exposes the firmware's interface only then."""
+    return (sys_root / "firmware/efi").is_dir()
+
+
 def collect(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> dict:
     return {
         "cpus": cpus(sys_root),
@@ -113,14 +121,16 @@ def collect(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> d
         "disks": disks(sys_root),
         "nics": nics(sys_root),
         "dmi": dmi(sys_root),
+        "efi": efi(sys_root),
     }
 
 
 def collect_sandbox(root: Path) -> dict:
     """Facts of a sandbox machine: its disks are the image files, the rest comes from `DIR/machine.json`.
 
-    machine.json may set "cpus", "memory_bytes", "nics" and "dmi"; the host's own NICs are never reported,
-    since registering with them would claim to be another machine.
+    machine.json may set "cpus", "memory_bytes", "nics", "dmi", "efi", and per disk image "disks": {"sda":
+    {"model": .., "serial": .., "wwn": .., "rotational": ..}}; the host's own NICs are never reported, since
+    registering with them would claim to be another machine.
     """
     try:
         machine = json.loads((root / "machine.json").read_text())
@@ -129,14 +139,16 @@ def collect_sandbox(root: Path) -> dict:
     found_disks = []
     for image in sorted((root / "disks").glob("*.img")):
         name = image.name.removesuffix(".img")
+        declared = machine.get("disks", {}).get(name, {})
         found_disks.append(
             {
                 "name": name,
                 "path": f"/dev/{name}",
                 "size_bytes": image.stat().st_size,
-                "model": "sandbox disk image",
-                "serial": f"sandbox-{name}",
-                "rotational": False,
+                "model": str(declared.get("model", "sandbox disk image")),
+                "serial": str(declared.get("serial", f"sandbox-{name}")),
+                "rotational": bool(declared.get("rotational", False)),
+                "wwn": str(declared.get("wwn", "")),
             }
         )
     return {
@@ -153,4 +165,5 @@ def collect_sandbox(root: Path) -> dict:
             for i, nic in enumerate(machine.get("nics", []))
         ],
         "dmi": {"vendor": "", "product": "", "serial": "", **machine.get("dmi", {})},
+        "efi": bool(machine.get("efi", False)),
     }

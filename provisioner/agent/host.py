@@ -3,7 +3,8 @@
 Tasks never open a device path or run a device tool themselves; they ask the host. `RealHost` hands out the
 real paths. `SandboxHost` maps `/dev/<name>` to `DIR/disks/<name>.img`, refuses every other path, refuses to
 run a command that names anything under /dev, and records instead of running what needs real block devices
-(mdadm) or would stop the machine (reboot, poweroff). Swapping the host is the only difference between a
+(mdadm, mounts, a chroot into the target) or would stop the machine (reboot, poweroff); `mdadm --detail --brief`
+is answered from what the recorded `mdadm --create` made. Swapping the host is the only difference between a
 sandbox run and a real one, so the same task code is exercised.
 """
 
@@ -17,6 +18,7 @@ import shlex
 import stat
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # `/dev/sda`, `/dev/nvme0n1`, `/dev/md0`, `/dev/sda1`: one plain name under /dev, nothing that could climb out.
 _DEVICE_NAME = re.compile(r"^/dev/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
+# Sandbox arrays get a UUID derived from their members, as stable as a real array's across agent restarts.
+_SANDBOX_ARRAYS = uuid.UUID("1d7c3f0e-5b8a-4e29-9c61-0a4f2b7e8d35")
 
 
 class SandboxViolation(Exception):
@@ -52,8 +56,9 @@ class Host:
     def run(
         self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
     ) -> Completed:
-        """Run a tool. `block_devices`: the tool only works on real block devices, so the sandbox records the
-        command instead; `creates`: the (device, size) such a command brings into existence (an md array)."""
+        """Run a tool. `block_devices`: the tool only works on the machine itself (real block devices, mounts, a
+        chroot into the target), so the sandbox records the command instead; `creates`: the (device, size) such a
+        command brings into existence (an md array)."""
         raise NotImplementedError
 
     def target_root(self) -> Path:
@@ -79,6 +84,10 @@ class Host:
     def holders(self, disk: str) -> list[str]:
         """Devices stacked on `disk` (an assembled md array), which must be stopped before it is wiped."""
         return []
+
+    def efi(self) -> bool:
+        """The machine booted by UEFI (so its boot loader lives on an ESP, not in a disk's boot sectors)."""
+        raise NotImplementedError
 
     def release(self) -> None:
         """Undo what the host set up for tasks (a mounted target root) before the agent exits or the machine
@@ -130,6 +139,9 @@ class RealHost(Host):
 
     def facts(self) -> dict:
         return facts.collect()
+
+    def efi(self) -> bool:
+        return facts.efi()
 
     def run(
         self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
@@ -272,6 +284,9 @@ class SandboxHost(Host):
     def facts(self) -> dict:
         return facts.collect_sandbox(self.root)
 
+    def efi(self) -> bool:
+        return facts.collect_sandbox(self.root)["efi"]
+
     def run(
         self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
     ) -> Completed:
@@ -279,6 +294,10 @@ class SandboxHost(Host):
             self.record(argv)
             if creates:
                 self.create_disk(*creates)
+            if argv[:2] == ["mdadm", "--create"]:
+                self._remember_array(argv)
+            if argv[:3] == ["mdadm", "--detail", "--brief"]:
+                return self._describe_array(argv[-1])
             return Completed(0, "")
         for arg in argv:
             if self._names_host_device(arg):
@@ -296,6 +315,29 @@ class SandboxHost(Host):
             if real in ("/dev", "/sys", "/proc") or real.startswith(("/dev/", "/sys/", "/proc/")):
                 return True
         return False
+
+    def _remember_array(self, argv: list[str]) -> None:
+        arrays = self._arrays()
+        metadata = next((a.split("=", 1)[1] for a in argv if a.startswith("--metadata=")), "1.2")
+        members = [a for a in argv[3:] if not a.startswith("-")]
+        arrays[argv[2]] = {"metadata": metadata, "uuid": str(uuid.uuid5(_SANDBOX_ARRAYS, shlex.join(members)))}
+        (self.root / "arrays.json").write_text(json.dumps(arrays, sort_keys=True) + "\n")
+
+    def _arrays(self) -> dict:
+        try:
+            return json.loads((self.root / "arrays.json").read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _describe_array(self, device: str) -> Completed:
+        """What mdadm --detail --brief says of an array the sandbox's mdadm --create made (same line shape)."""
+        array = self._arrays().get(device)
+        if array is None:
+            return Completed(1, f"mdadm: cannot open {device}: No such file or directory\n")
+        uuid_hex = array["uuid"].replace("-", "")
+        mdadm_uuid = ":".join(uuid_hex[i : i + 8] for i in range(0, 32, 8))
+        name = f"sandbox:{device.removeprefix('/dev/md')}"
+        return Completed(0, f"ARRAY {device} metadata={array['metadata']} name={name} UUID={mdadm_uuid}\n")
 
     def record(self, argv: list[str]) -> None:
         with open(self.commands_log, "a") as f:

@@ -3,6 +3,7 @@
 One JSON object per line, appended and fsynced before the step it records takes effect: `started` before a
 task runs, `finished` (with its result) before the result is posted. A task id that comes back finished is
 answered with its stored result; one that was started but never finished is not run again if it is destructive.
+Several tasks may run at once: each records its own lines, and the guarantee holds for each task id.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The agent's main loop: register, pull a task, run it while reporting progress, post the result, repeat.
+"""The agent's main loop: register, pull tasks, run them while reporting progress, post each result, repeat.
 
-Threads: the main thread talks to the control plane (poll, progress, result); one thread runs the current task;
-one sends heartbeats. A task never waits for the network: its progress is buffered in a ProgressChannel and the
-main thread delivers it, with backoff, whenever the control plane is reachable again.
+Threads: the main thread talks to the control plane about what to do next (tasks/next, which it keeps polling
+while tasks run, for the other tasks of a parallel stage); each task runs in a thread of its own, next to a
+reporter thread that delivers that task's progress and then its result; one thread sends heartbeats. A task
+never waits for the network: its progress is buffered in its own ProgressChannel and its reporter delivers it,
+with backoff, whenever the control plane is reachable again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 import random
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.agent import credentials
@@ -37,8 +40,18 @@ DEFAULT_HEARTBEAT_S = 30
 MIN_INTERVAL_S = 0.05
 # How long an interrupted task gets to stop (run_script: SIGTERM, then SIGKILL after KILL_GRACE_S).
 ABORT_GRACE_S = 10
-# Pause before polling again when "nothing ready yet" comes without retry_after_s.
+# Pause before polling again when "nothing ready yet" comes without retry_after_s, or when the control plane
+# hands out a task that is already running here (one that runs its plan one task at a time does so).
 DEFAULT_RETRY_AFTER_S = 5
+# Tasks run at once: a parallel stage wipes every disk of the machine together; beyond this the disks' controller,
+# not the agent, is the bottleneck, and a plan that asks for more waits for a free slot.
+MAX_PARALLEL_TASKS = 16
+# Kinds whose result ends the agent's work (they act once reported, when nothing else runs): nothing new is
+# taken while one runs.
+FINAL_KINDS = frozenset({"reboot", "poweroff"})
+# How long an exiting agent waits for its reporters to stop: the task's own ABORT_GRACE_S, plus a request that was
+# already on its way.
+REPORTER_JOIN_S = ABORT_GRACE_S + 5
 
 
 def interval(value: object, default: float) -> float:
@@ -55,6 +68,17 @@ class _Stopped(Exception):
     pass
 
 
+@dataclass
+class _Running:
+    """A task being run here: its reporter thread, and what it ended with."""
+
+    task_id: str
+    kind: str
+    thread: threading.Thread | None = None
+    result: TaskResult | None = None
+    error: BaseException | None = None
+
+
 class Agent:
     def __init__(
         self,
@@ -66,6 +90,7 @@ class Agent:
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
         progress_interval_s: float = 1.0,
+        max_tasks: int = MAX_PARALLEL_TASKS,
         rng: random.Random | None = None,
     ):
         self.client = client
@@ -73,6 +98,7 @@ class Agent:
         self.state_dir = state_dir
         self.poll_wait_s = poll_wait_s
         self.progress_interval_s = progress_interval_s
+        self.max_tasks = max(1, max_tasks)
         self.rng = rng or random.Random()
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._stop = threading.Event()
@@ -80,12 +106,17 @@ class Agent:
         self._abort = threading.Event()
         self._ended = threading.Event()
         self.cancelled = threading.Event()
+        # Set whenever the main thread may have something to decide: a task ended, the agent is stopping.
+        self._wake = threading.Event()
+        # Touched by the main thread only.
+        self._running: dict[str, _Running] = {}
         self.journal: Journal | None = None
         self.heartbeat_s: float = DEFAULT_HEARTBEAT_S
 
     def stop(self) -> None:
         self._stop.set()
         self._abort.set()
+        self._wake.set()
 
     def _new_backoff(self) -> Backoff:
         return Backoff(*self._backoff, rng=self.rng)
@@ -103,6 +134,12 @@ class Agent:
     def _end(self) -> None:
         self._ended.set()
         self._abort.set()
+        self._wake.set()
+
+    def _wait_for_change(self, seconds: float | None) -> None:
+        """Until a task ends, the agent is interrupted, or `seconds` passed."""
+        self._wake.wait(seconds)
+        self._raise_if_interrupted()
 
     def _retry(self, what: str, call):
         """Call until the network lets it through; other errors are the caller's."""
@@ -146,6 +183,7 @@ class Agent:
             return EXIT_REJECTED
         finally:
             self._stop.set()
+            self._wind_down()
             if heartbeats is not None:
                 heartbeats.join(timeout=5)
             try:
@@ -172,10 +210,27 @@ class Agent:
         return answer
 
     def _loop(self) -> int:
+        then = None  # the action of a finished reboot or poweroff, taken once nothing else runs
+        plan_over = False
         while True:
-            if self.cancelled.is_set():
-                log.info("install cancelled: exiting")
+            self._wake.clear()
+            then = self._reap() or then
+            self._raise_if_interrupted()
+            final_running = any(entry.kind in FINAL_KINDS for entry in self._running.values())
+            if then is not None or plan_over or self.cancelled.is_set() or final_running:
+                if self._running:
+                    self._wait_for_change(None)
+                    continue
+                if then is not None:
+                    then()
+                elif self.cancelled.is_set():
+                    log.info("install cancelled: exiting")
+                else:
+                    log.info("the plan is over: exiting")
                 return EXIT_DONE
+            if len(self._running) >= self.max_tasks:
+                self._wait_for_change(None)
+                continue
             answer = self._retry("tasks/next", lambda: self.client.next_task(self.poll_wait_s))
             # A stop or a 401 heartbeat that came during the long poll wins over the task it brought.
             self._raise_if_interrupted()
@@ -185,18 +240,42 @@ class Agent:
                 task = None
             if task is None:
                 if answer.get("finished"):
-                    log.info("the plan is over: exiting")
-                    return EXIT_DONE
+                    plan_over = True
+                    continue
                 retry_after = max(MIN_INTERVAL_S, float(answer.get("retry_after_s") or DEFAULT_RETRY_AFTER_S))
-                self._sleep(jittered(retry_after, self.rng))
+                # A task that ends meanwhile may well have made the next one ready: ask at once then.
+                self._wait_for_change(jittered(retry_after, self.rng))
                 continue
             if self.cancelled.is_set():
                 log.info("install cancelled: not starting task %s", task.get("id"))
-                return EXIT_DONE
-            result = self._handle(task)
-            if result is not None and result.then is not None:
-                result.then()
-                return EXIT_DONE
+                continue
+            self._start(task)
+
+    def _reap(self):
+        """Forget the tasks that ended; the `then` of one that has it. A reporter's error (401, stop) is the
+        agent's."""
+        then = None
+        for task_id, entry in list(self._running.items()):
+            if entry.thread is not None and entry.thread.is_alive():
+                continue
+            del self._running[task_id]
+            if entry.error is not None:
+                raise entry.error
+            if entry.result is not None and entry.result.then is not None:
+                then = entry.result.then
+        return then
+
+    def _wind_down(self) -> None:
+        """On the way out: tasks still running stop (a script's children must not outlive the agent), and their
+        reporters with them."""
+        if not self._running:
+            return
+        self._abort.set()
+        deadline = time.monotonic() + REPORTER_JOIN_S
+        for entry in self._running.values():
+            if entry.thread is not None:
+                entry.thread.join(max(0.0, deadline - time.monotonic()))
+        self._running.clear()
 
     def _heartbeats(self) -> None:
         while not self._stop.wait(jittered(self.heartbeat_s, self.rng)):
@@ -213,40 +292,70 @@ class Agent:
                 log.warning("heartbeat rejected: %s", exc)
                 continue
             if answer.get("cancel") and not self.cancelled.is_set():
-                log.info("the control plane cancelled the install: stopping after the current task")
+                log.info("the control plane cancelled the install: stopping once the running tasks are done")
                 self.cancelled.set()
+                self._wake.set()
 
     # -- one task ---------------------------------------------------------------------------------------------
 
-    def _handle(self, task: dict) -> TaskResult | None:
+    def _start(self, task: dict) -> None:
+        """Decide what to do with a task handed out, and start its reporter thread.
+
+        The journal is consulted and written here, in the main thread, before the task starts: the decision
+        "never run a destructive task id twice" is taken for one task id at a time."""
         task_id = str(task.get("id") or "")
         kind = str(task.get("kind") or "")
         if not task_id:
             log.error("the control plane sent a task without an id: %r", task)
-            self._sleep(jittered(DEFAULT_RETRY_AFTER_S, self.rng))
-            return None
+            self._wait_for_change(jittered(DEFAULT_RETRY_AFTER_S, self.rng))
+            return
+        if task_id in self._running:
+            # A control plane that runs its plan one task at a time hands out the current task until its result
+            # is in: nothing new until a task here ends (or a while has passed).
+            self._wait_for_change(jittered(DEFAULT_RETRY_AFTER_S, self.rng))
+            return
         journal = self.journal
-        done = journal.finished(task_id)
-        if done is not None:
+        entry = _Running(task_id, kind)
+        prepared = journal.finished(task_id)
+        if prepared is not None:
             # Already ran (the agent restarted before its result got through): answer, never run again.
             log.info("task %s (%s) already finished here: sending its result again", task_id, kind)
-            if done.ok and kind in ("reboot", "poweroff"):
-                done.then = getattr(self.host, kind)
-            self._deliver(task_id, done)
-            return done
-        if journal.started(task_id) and kind in DESTRUCTIVE:
-            result = TaskResult.failed(
+            if prepared.ok and kind in FINAL_KINDS:
+                prepared.then = getattr(self.host, kind)
+            entry.result = prepared
+        elif journal.started(task_id) and kind in DESTRUCTIVE:
+            prepared = TaskResult.failed(
                 "TaskInterrupted",
                 f"the agent restarted while {kind} task {task_id} was running; it is not run twice",
             )
         else:
             journal.record_started(task_id, kind)
             log.info("task %s: %s", task_id, kind)
-            result = self._run(task_id, kind, task.get("params", {}))
-        journal.record_finished(task_id, result)
-        log.info("task %s: %s", task_id, "ok" if result.ok else f"failed: {result.reason}: {result.message}")
-        self._deliver(task_id, result)
-        return result
+        entry.thread = threading.Thread(
+            target=self._report, args=(entry, task.get("params", {}), prepared), name=f"report-{task_id}", daemon=True
+        )
+        self._running[task_id] = entry
+        entry.thread.start()
+
+    def _report(self, entry: _Running, params: object, prepared: TaskResult | None) -> None:
+        """A task's reporter thread: runs the task in a thread of its own unless its result is `prepared`, then
+        delivers its progress and its result."""
+        try:
+            if entry.result is not None:
+                self._deliver(entry.task_id, entry.result)
+                return
+            result = prepared or self._run(entry.task_id, entry.kind, params)
+            self.journal.record_finished(entry.task_id, result)
+            log.info("task %s: %s", entry.task_id, "ok" if result.ok else f"failed: {result.reason}: {result.message}")
+            entry.result = result
+            self._deliver(entry.task_id, result)
+        except Unauthorized as exc:
+            entry.error = exc
+            self._end()
+        except BaseException as exc:
+            entry.error = exc
+        finally:
+            self._wake.set()
 
     def _run(self, task_id: str, kind: str, params: object) -> TaskResult:
         channel = ProgressChannel()
@@ -283,6 +392,7 @@ class Agent:
         worker.join(ABORT_GRACE_S if self._abort.is_set() else None)
         if outcome.get("aborted") or worker.is_alive():
             self._raise_if_interrupted()
+            raise _Stopped  # the agent is going down for another reason (it crashed)
         return outcome["result"]
 
     def _send_progress(self, task_id: str, channel: ProgressChannel, worker: threading.Thread) -> None:

@@ -20,13 +20,16 @@ def tail(text: str, lines: int = OUTPUT_TAIL_LINES, chars: int = OUTPUT_TAIL_CHA
 
 
 class TaskFailed(Exception):
-    """Raised by a task to end it with a machine-readable reason and a message for people."""
+    """Raised by a task to end it with a machine-readable reason and a message for people. ``retryable``: the
+    failure is transient (the network stayed away past the task's own retries, a device was busy), so the same
+    task may well succeed later; the control plane decides by the step's policy whether to hand out a retry."""
 
-    def __init__(self, reason: str, message: str, output: str = ""):
+    def __init__(self, reason: str, message: str, output: str = "", *, retryable: bool = False):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
         self.output = output
+        self.retryable = retryable
 
 
 class TaskAborted(Exception):
@@ -39,12 +42,19 @@ class TaskResult:
     reason: str = ""
     message: str = ""
     output: str = ""
+    retryable: bool = False
     # Run after the result has been delivered (reboot, poweroff): the contract says report first, then act.
     then: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> dict:
         message = self.message if len(self.message) <= MESSAGE_CHARS else self.message[: MESSAGE_CHARS - 1] + "…"
-        return {"ok": self.ok, "reason": self.reason, "message": message, "output": tail(self.output)}
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "message": message,
+            "output": tail(self.output),
+            "retryable": self.retryable,
+        }
 
     @classmethod
     def from_body(cls, body: dict) -> TaskResult:
@@ -53,8 +63,9 @@ class TaskResult:
             reason=str(body.get("reason", "")),
             message=str(body.get("message", "")),
             output=str(body.get("output", "")),
+            retryable=bool(body.get("retryable")),
         )
 
     @classmethod
-    def failed(cls, reason: str, message: str, output: str = "") -> TaskResult:
-        return cls(ok=False, reason=reason, message=message, output=output)
+    def failed(cls, reason: str, message: str, output: str = "", *, retryable: bool = False) -> TaskResult:
+        return cls(ok=False, reason=reason, message=message, output=output, retryable=retryable)

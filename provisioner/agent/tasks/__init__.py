@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskAborted, TaskFailed, TaskResult
+from provisioner.agent.tasks.boot import bootloader
 from provisioner.agent.tasks.disks import partition, raid, wipe_disks
 from provisioner.agent.tasks.firstboot import first_boot_callback
 from provisioner.agent.tasks.image import write_image
@@ -28,6 +29,7 @@ TASKS: dict[str, TaskFunction] = {
     "raid": raid,
     "partition": partition,
     "write_image": write_image,
+    "bootloader": bootloader,
     "configure_network": configure_network,
     "set_hostname": set_hostname,
     "ssh_keys": ssh_keys,
@@ -38,7 +40,10 @@ TASKS: dict[str, TaskFunction] = {
 }
 
 # Kinds that are never started a second time for one task id, even after the agent restarts mid-task.
-DESTRUCTIVE = frozenset({"wipe_disks", "raid", "partition", "write_image", "run_script", "reboot", "poweroff"})
+# bootloader writes the members' boot sectors.
+DESTRUCTIVE = frozenset(
+    {"wipe_disks", "raid", "partition", "write_image", "bootloader", "run_script", "reboot", "poweroff"}
+)
 
 
 def run_task(ctx: Context, kind: str, params: object) -> TaskResult:
@@ -53,7 +58,7 @@ def run_task(ctx: Context, kind: str, params: object) -> TaskResult:
     except TaskAborted:
         raise
     except TaskFailed as exc:
-        return TaskResult.failed(exc.reason, exc.message, exc.output)
+        return TaskResult.failed(exc.reason, exc.message, exc.output, retryable=exc.retryable)
     except Exception as exc:
         # A bug or an unexpected OS error: the install fails with the evidence instead of the agent dying.
         log.exception("task %s crashed", kind)

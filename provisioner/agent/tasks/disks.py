@@ -34,7 +34,11 @@ RAID_LEVELS = {
     6: (4, lambda n: n - 2),
     10: (2, lambda n: n // 2),
 }
-_MD_DEVICE = re.compile(r"^/dev/md\d+$")
+MD_DEVICE = re.compile(r"^/dev/md\d+$")
+# md superblock versions: 1.2 sits 4 KiB from the start (mdadm's default); 1.0 sits at the end, so over whole
+# disks a RAID 1 member holds the array's data from offset 0 and its firmware boots it as if it were a plain disk
+# (its MBR and boot loader, or its ESP), with the other member missing.
+METADATA_VERSIONS = ("1.0", "1.2")
 
 
 def open_for_write(path: str) -> int:
@@ -45,7 +49,8 @@ def open_for_write(path: str) -> int:
     try:
         return os.open(path, flags)
     except OSError as exc:
-        raise TaskFailed("DiskBusy", f"cannot open {path} exclusively: {exc.strerror}") from exc
+        # Busy is often brief (udev probing a new table, an array still stopping): worth another attempt later.
+        raise TaskFailed("DiskBusy", f"cannot open {path} exclusively: {exc.strerror}", retryable=True) from exc
 
 
 def ensure_unused(path: str) -> None:
@@ -106,7 +111,7 @@ def wipe_disks(ctx: Context, params: dict) -> str:
 
 def raid(ctx: Context, params: dict) -> str:
     device = p.text(params, "device")
-    if not _MD_DEVICE.match(device):
+    if not MD_DEVICE.match(device):
         raise p.invalid("device", "must be /dev/mdN")
     level = params.get("level")
     if isinstance(level, str) and level.removeprefix("raid").isdigit():
@@ -117,17 +122,27 @@ def raid(ctx: Context, params: dict) -> str:
     least, capacity = RAID_LEVELS[level]
     if len(members) < least or len(set(members)) != len(members):
         raise p.invalid("members", f"RAID {level} needs at least {least} distinct members")
+    metadata = params.get("metadata", "1.2")
+    if isinstance(metadata, float):
+        metadata = f"{metadata:.1f}"  # 1.0 sent as a JSON number
+    if metadata not in METADATA_VERSIONS:
+        raise p.invalid("metadata", f"one of {list(METADATA_VERSIONS)} is required")
     paths = [ctx.host.device(m) for m in members]
     smallest = min(device_size(path) for path in paths)
     argv = [
         "mdadm", "--create", device, "--run", f"--level={level}", f"--raid-devices={len(paths)}",
-        "--metadata=1.2", *paths,
+        f"--metadata={metadata}", *paths,
     ]  # fmt: skip
-    ctx.progress(10, f"creating {device}")
+    ctx.progress(10, f"creating {device} (RAID {level}, metadata {metadata})")
     done = ctx.host.run(argv, block_devices=True, creates=(device, capacity(len(paths)) * smallest))
     if done.returncode != 0:
-        raise TaskFailed("RaidFailed", f"mdadm could not create {device}: {done.output.strip()}", done.output)
+        # A member still held (udev probing it, an old array not yet stopped) is worth another attempt later.
+        busy = "busy" in done.output.lower()
+        message = f"mdadm could not create {device}: {done.output.strip()}"
+        raise TaskFailed("RaidFailed", message, done.output, retryable=busy)
     ctx.host.device(device)
+    if metadata == "1.0":
+        ctx.log(f"{device}: superblocks at the end of the members; their data starts at offset 0")
     ctx.progress(100, f"{device} created")
     return f"{shlex.join(argv)}\n{done.output}".strip()
 

@@ -289,6 +289,7 @@ def _transfer(ctx: Context, url: str, image: _Image) -> None:
                 raise TaskFailed(
                     "ImageDownloadFailed",
                     f"{_safe(url)}: no data for {now - last_data:.0f} s over {failures} attempts, last: {exc}",
+                    retryable=True,
                 ) from None
             delay = min(RETRY_CAP_S, ctx.retry_base_s * 2 ** max(0, failures - 1), STALL_LIMIT_S)
             ctx.log(f"download interrupted at byte {image.received} ({exc}); retrying in {delay:.1f} s")

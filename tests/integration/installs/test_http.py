@@ -199,6 +199,21 @@ def test_agent_api_runs_an_image_install(lab, client):
             assert all(answer["content"] == problem for answer in errors.values()), (method, path)
 
 
+def test_agent_api_takes_world_wide_ids_uefi_and_retryable_failures(lab, client):
+    machine, install, boot = armed(lab, lab.image_profile())
+    body = facts(machine.pxe_nic.mac, efi=True)
+    body["facts"]["disks"][0]["wwn"] = "naa.5000c500a1b2c3d4"
+    token = post(client, "register", body, boot).json()["token"]
+    machine.refresh_from_db()
+    assert machine.facts["efi"] is True and machine.facts["disks"][0]["wwn"] == "naa.5000c500a1b2c3d4"
+    task = client.get(API + "tasks/next", {"wait": 0}, **bearer(token)).json()["task"]
+    failed = {"ok": False, "reason": "DiskBusy", "message": "busy", "retryable": True}
+    assert post(client, f"tasks/{task['id']}/result", failed, token).status_code == 200
+    schemas = client.get(API + "openapi.json").json()["components"]["schemas"]
+    assert schemas["ResultIn"]["properties"]["retryable"]["default"] is False
+    assert "wwn" in schemas["Disk"]["properties"] and schemas["Facts"]["properties"]["efi"]["default"] is False
+
+
 def test_agent_api_refuses_missing_wrong_and_foreign_tokens(lab, client):
     machine, install, token = armed(lab, lab.image_profile())
     other_machine, other, other_token = armed(lab, lab.image_profile())

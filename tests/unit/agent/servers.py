@@ -1,5 +1,6 @@
 """Two small HTTP servers on 127.0.0.1 for the agent tests: an image server (Range support and connection cuts
-toggled per test) and a stand-in control plane that speaks the agent API contract, for protocol behaviour only."""
+toggled per test) and a stand-in control plane that speaks the agent API contract, for protocol behaviour only:
+tasks/next long-polls, and hands out the tasks of a parallel stage while others run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,7 +105,12 @@ CALLBACK_TOKEN = "callback-5b2d3f9a7c1e-never-logged"
 
 @dataclass
 class Plan:
+    # In order; adjacent tasks with the same "stage" value form a parallel stage, handed out together (the key
+    # stays here: the agent is sent id, kind and params).
     tasks: list[dict] = field(default_factory=list)
+    # The control plane of before parallel stages: tasks/next hands out the current task again, at once, until
+    # its result is in.
+    rehand: bool = False
     heartbeat_s: float = 30
     # The progress interval register and each progress answer hand out (None: they say nothing).
     progress_s: float | None = None
@@ -133,11 +140,34 @@ class Plan:
     results: dict[str, list[dict]] = field(default_factory=dict)
     auth_headers: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization) of every request
+    handed: list[str] = field(default_factory=list)  # task ids in the order they were handed out
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        self.changed = threading.Condition(self.lock)
+
+    def done(self, task: dict) -> bool:
+        return any(r.get("ok") is not None for r in self.results.get(task["id"], []))
 
     def current(self) -> dict | None:
         for task in self.tasks:
-            if not any(r.get("ok") is not None for r in self.results.get(task["id"], [])):
+            if not self.done(task):
+                return task
+        return None
+
+    def ready(self) -> dict | None:
+        """The next task to hand out: one of the current stage not handed out yet (None: wait)."""
+        first = self.current()
+        if first is None:
+            return None
+        if self.rehand:
+            return first
+        stage = first.get("stage")
+        at = self.tasks.index(first)
+        for task in self.tasks[at:]:
+            if task is not first and (stage is None or task.get("stage") != stage):
+                break
+            if task["id"] not in self.handed and not self.done(task):
                 return task
         return None
 
@@ -198,6 +228,8 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                     plan.boot_spent, plan.key = True, body.get("key", "")
                     answer.update(token=AGENT_TOKEN, callback_token=CALLBACK_TOKEN)
                 plan.registered.append(body)
+                # A (re)starting agent holds no task: what was handed out before is handed out again.
+                plan.handed.clear()
                 if plan.lost_register_answers:
                     plan.lost_register_answers -= 1
                     _reset(self)
@@ -210,10 +242,21 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 if plan.idle_polls:
                     plan.idle_polls -= 1
                     return self._answer(200, {"task": None, "retry_after_s": 0.05})
-                task = plan.current()
-                if task is None:
-                    return self._answer(200, {"task": None, "finished": True})
-                return self._answer(200, {"task": task})
+                # A long poll: until a task is ready or `wait` seconds passed.
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                deadline = time.monotonic() + float(query.get("wait", ["0"])[0])
+                while True:
+                    if plan.current() is None:
+                        return self._answer(200, {"task": None, "finished": True})
+                    task = plan.ready()
+                    if task is not None:
+                        plan.handed.append(task["id"])
+                        sent = {key: task[key] for key in ("id", "kind", "params") if key in task}
+                        return self._answer(200, {"task": sent})
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return self._answer(200, {"task": None, "retry_after_s": 0.05})
+                    plan.changed.wait(min(left, 0.05))
             if path.startswith("tasks/") and path.endswith("/progress"):
                 plan.progress.append((path.split("/")[1], body))
                 paced = {} if plan.progress_s is None else {"progress_s": plan.progress_s}
@@ -222,6 +265,7 @@ class ControlPlaneHandler(BaseHTTPRequestHandler):
                 if plan.on_result is not None:
                     plan.on_result(path.split("/")[1], body)
                 plan.results.setdefault(path.split("/")[1], []).append(body)
+                plan.changed.notify_all()
                 return self._answer(200, {"ok": True})
             return self._answer(404, problem(404, f"no {path} here"))
 

@@ -289,3 +289,131 @@ def test_reboot_is_reported_before_it_happens_and_ends_the_loop(machine, plane, 
     assert seen == {"r1": False}
     assert (machine.root / "reboot-requested").exists()
     assert plan.paths().count("tasks/next") == 1
+
+
+# -- several tasks at once ---------------------------------------------------------------------------------------
+
+
+def staged(stage, task):
+    return {**task, "stage": stage}
+
+
+def test_a_parallel_stage_runs_its_tasks_at_once_each_with_its_own_reports(machine, plane, tmp_path):
+    met = tmp_path / "met"
+    met.mkdir()
+    # Each task waits for the other two to have started: run one after another, the first would time out.
+    text = "touch {met}/{name}\necho {name} started\nfor i in $(seq 100); do [ $(ls {met} | wc -l) -ge 3 ] && break; sleep 0.05; done\n[ $(ls {met} | wc -l) -ge 3 ] || exit 9\necho {name} done"  # noqa: E501
+    wipes = [staged("wipe", script(name, text.format(met=met, name=name))) for name in ("w1", "w2", "w3")]
+    plan = Plan(macs=(MAC,), tasks=[*wipes, script("after", f"ls {met} | wc -l")])
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    for name in ("w1", "w2", "w3"):
+        assert plan.results[name][0]["ok"] is True, plan.results[name]
+        lines = [line for tid, body in plan.progress if tid == name for line in body["log"]]
+        assert lines == [f"{name} started", f"{name} done"]
+    assert plan.results["after"][0]["output"].strip() == "3"
+    # The task after the stage was handed out only once the stage was over.
+    assert plan.handed[-1] == "after"
+
+
+def test_no_more_tasks_run_at_once_than_the_bound(machine, plane, tmp_path):
+    running, counts = tmp_path / "running", tmp_path / "counts"
+    running.mkdir()
+    text = "touch {r}/{n}\nls {r} | wc -l >> {c}\nsleep 0.3\nrm {r}/{n}"
+    tasks = [staged("s", script(f"t{i}", text.format(r=running, n=f"t{i}", c=counts))) for i in range(5)]
+    plan = Plan(macs=(MAC,), tasks=tasks)
+    agent = make_agent(plane(plan), machine, tmp_path / "state", max_tasks=2)
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert all(plan.results[f"t{i}"][0]["ok"] for i in range(5))
+    assert max(int(n) for n in counts.read_text().split()) == 2
+
+
+def test_a_reboot_waits_until_no_other_task_runs(machine, plane, tmp_path):
+    seen = {}
+    plan = Plan(macs=(MAC,), tasks=[staged("end", script("s1", "sleep 0.5\necho synced")),
+                                    staged("end", {"id": "r1", "kind": "reboot", "params": {}}),
+                                    script("t3", "echo never")])  # fmt: skip
+    plan.on_result = lambda tid, body: seen.setdefault(tid, (machine.root / "reboot-requested").exists())
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    # The reboot reported at once, but acted only after the script's result was in.
+    assert list(seen) == ["r1", "s1"] and seen == {"r1": False, "s1": False}
+    assert (machine.root / "reboot-requested").exists()
+    assert "t3" not in plan.handed  # nothing is taken once a reboot is on its way
+
+
+def test_cancel_lets_the_running_tasks_finish_and_takes_no_new_one(machine, plane, tmp_path):
+    plan = Plan(macs=(MAC,), heartbeat_s=0.1,
+                tasks=[staged("s", script("a", "echo a\nsleep 0.6\necho a-done")),
+                       staged("s", script("b", "echo b\nsleep 0.6\necho b-done")),
+                       script("c", "echo never")])  # fmt: skip
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    wait_for(lambda: {tid for tid, _ in plan.progress} >= {"a", "b"})
+    plan.cancel = True
+    assert finish(thread, outcome, agent) == loop.EXIT_DONE
+    assert plan.results["a"][0]["output"].endswith("a-done") and plan.results["b"][0]["output"].endswith("b-done")
+    # A poll already on its way may bring the next task; it is not started.
+    assert "c" not in plan.results and not any(tid == "c" for tid, _ in plan.progress)
+
+
+def test_a_task_handed_out_again_while_it_runs_is_not_started_twice(machine, plane, tmp_path):
+    counter = tmp_path / "runs"
+    plan = Plan(macs=(MAC,), rehand=True, tasks=[script("t1", f"echo ran >> {counter}\nsleep 0.5")])
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert counter.read_text() == "ran\n"
+    assert len(plan.results["t1"]) == 1
+    # Handed out, handed out again (the agent then waits for its task to end, not polling meanwhile), finished.
+    assert plan.paths().count("tasks/next") == 3
+
+
+def test_the_journal_decides_for_each_task_of_a_parallel_stage(machine, plane, tmp_path):
+    markers = {name: tmp_path / name for name in ("w1", "w2", "i1")}
+    state = tmp_path / "state"
+    state.mkdir()
+    stored = {"ok": False, "reason": "DiskBusy", "message": "busy", "output": "", "retryable": True}
+    (state / "journal-12.jsonl").write_text(
+        '{"event": "started", "id": "w1", "kind": "run_script"}\n'
+        '{"event": "started", "id": "w2", "kind": "run_script"}\n'
+        f'{{"event": "finished", "id": "w2", "result": {json.dumps(stored)}}}\n'
+    )
+    tasks = [staged("s", script(name, f"touch {markers[name]}")) for name in ("w1", "w2")]
+    plan = Plan(macs=(MAC,), tasks=[*tasks, staged("s", {"id": "i1", "kind": "inventory", "params": {}})])
+    agent = make_agent(plane(plan), machine, state)
+    assert finish(*run_agent(agent), agent) == loop.EXIT_DONE
+    assert (plan.results["w1"][0]["ok"], plan.results["w1"][0]["reason"]) == (False, "TaskInterrupted")
+    assert plan.results["w2"] == [stored]  # sent again as it was, retryable included
+    assert plan.results["i1"][0]["ok"] is True
+    assert not markers["w1"].exists() and not markers["w2"].exists()
+
+
+def test_parallel_tasks_run_through_an_outage_and_each_report_reaches_its_task(machine, plane, tmp_path):
+    done = {name: tmp_path / f"{name}-done" for name in ("p1", "p2")}
+    text = "for i in 1 2 3; do echo {n} line $i; sleep 0.05; done\ntouch {m}"
+    tasks = [staged("s", script(n, text.format(n=n, m=done[n]))) for n in ("p1", "p2")]
+    plan = Plan(macs=(MAC,), tasks=tasks, outage={"progress", "result"})
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    wait_for(lambda: all(m.exists() for m in done.values()))
+    assert plan.results == {}
+    plan.outage = set()
+    assert finish(thread, outcome, agent) == loop.EXIT_DONE
+    for name in ("p1", "p2"):
+        assert plan.results[name][0]["ok"] is True and plan.results[name][0]["retryable"] is False
+        delivered = [line for tid, body in plan.progress if tid == name for line in body["log"]]
+        assert delivered == [f"{name} line {i}" for i in (1, 2, 3)]
+
+
+def test_401_during_a_parallel_stage_stops_every_task(machine, plane, tmp_path):
+    tasks = [staged("s", script(n, f"echo {n} started\nsleep 20", timeout_s=60)) for n in ("a", "b")]
+    plan = Plan(macs=(MAC,), heartbeat_s=0.1, tasks=tasks)
+    agent = make_agent(plane(plan), machine, tmp_path / "state")
+    thread, outcome = run_agent(agent)
+    wait_for(lambda: {tid for tid, _ in plan.progress} >= {"a", "b"})
+    plan.revoked = True
+    began = time.monotonic()
+    assert finish(thread, outcome, agent) == loop.EXIT_INSTALL_ENDED
+    assert time.monotonic() - began < 3
+    assert plan.results == {}
+    assert not [t for t in threading.enumerate() if t.name.startswith(("task-", "report-"))]

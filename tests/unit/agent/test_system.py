@@ -67,7 +67,7 @@ def test_unknown_kind_and_non_object_params(ctx):
 def test_every_contract_kind_is_registered():
     assert set(TASKS) == {
         "inventory", "wipe_disks", "raid", "partition", "write_image", "configure_network", "set_hostname",
-        "ssh_keys", "run_script", "reboot", "poweroff", "first_boot_callback",
+        "ssh_keys", "run_script", "reboot", "poweroff", "first_boot_callback", "bootloader",
     }  # fmt: skip
 
 
@@ -77,3 +77,10 @@ def test_result_body_is_bounded(ctx):
     assert body["output"].splitlines()[0] == "line-100" and body["output"].splitlines()[-1] == "line-299"
     long = TaskResult.failed("PartitionFailed", "x" * 10000).body()
     assert len(long["message"]) == 2000 and long["message"].endswith("…")
+
+
+def test_a_failure_says_whether_it_is_worth_retrying(ctx):
+    assert run_task(ctx, "run_script", {"script": "exit 1"}).body()["retryable"] is False
+    transient = TaskResult.failed("DiskBusy", "cannot open /dev/sda exclusively", retryable=True)
+    assert transient.body()["retryable"] is True
+    assert TaskResult.from_body(transient.body()) == transient  # as the journal keeps it

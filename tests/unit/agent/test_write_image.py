@@ -133,6 +133,7 @@ def test_missing_image_fails_at_once(sandbox, ctx, images):
     result = run_task(ctx, "write_image", {"url": images.url + "/nope.xz", "sha256": SHA, "disk": "/dev/sda"})
     assert (result.ok, result.reason) == (False, "ImageDownloadFailed")
     assert "404" in result.message
+    assert result.retryable is False  # asking again later finds the same nothing
     assert len(images.requests) == 1
 
 
@@ -144,6 +145,7 @@ def test_a_server_that_never_delivers_fails_once_stalled_too_long(sandbox, ctx, 
     result = run_task(ctx, "write_image", {"url": _serve(images, "none"), "sha256": SHA, "disk": "/dev/sda"})
     assert (result.ok, result.reason) == (False, "ImageDownloadFailed")
     assert "no data for" in result.message
+    assert result.retryable is True  # the network, not the image: a later attempt may well get through
     assert 3 <= len(images.requests) < 100
     assert time.monotonic() - began < 3
 
