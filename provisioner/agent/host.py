@@ -9,6 +9,7 @@ only difference between a sandbox run and a real one, so the same task code is e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import shlex
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +83,12 @@ class Host:
 
     def deactivate_volume_groups(self) -> None:
         """Deactivate the volume groups logical_volumes activated, so their physical volumes can change."""
+
+    @contextlib.contextmanager
+    def mounted(self, device: str) -> Iterator[Path]:
+        """`device` mounted for the length of the block (a filesystem that only grows while mounted)."""
+        raise NotImplementedError
+        yield
 
     def target_root(self) -> Path:
         raise NotImplementedError
@@ -249,6 +257,20 @@ class RealHost(Host):
             found.append(storage.LogicalVolume(path, vg, name, int(size), fstype))
         return found
 
+    @contextlib.contextmanager
+    def mounted(self, device: str) -> Iterator[Path]:
+        mountpoint = self.state_dir / "mnt"
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        done = self.run(["mount", device, str(mountpoint)], timeout=120)
+        if done.returncode != 0:
+            raise TaskFailed("TargetMountFailed", f"mount {device} failed: {done.output.strip()}")
+        try:
+            yield mountpoint
+        finally:
+            done = self.run(["umount", str(mountpoint)], timeout=120)
+            if done.returncode != 0:
+                log.warning("could not unmount %s from %s: %s", device, mountpoint, done.output.strip())
+
     def deactivate_volume_groups(self) -> None:
         while self._active_vgs:
             vg = self._active_vgs.pop()
@@ -386,6 +408,14 @@ class SandboxHost(Host):
         scratch = self.root / "scratch"
         scratch.mkdir(exist_ok=True)
         return scratch
+
+    @contextlib.contextmanager
+    def mounted(self, device: str) -> Iterator[Path]:
+        mountpoint = self.root / "mnt"
+        mountpoint.mkdir(exist_ok=True)
+        self.record(["mount", device, str(mountpoint)])
+        yield mountpoint
+        self.record(["umount", str(mountpoint)])
 
     def partition_device(self, disk: str, number: int) -> str:
         # Never opened: a disk image file has no partition devices, so commands naming one are only recorded.

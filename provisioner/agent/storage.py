@@ -66,7 +66,8 @@ def read_table(host: Host, dev: str) -> Table:
     if done.returncode != 0:
         raise TaskFailed("TargetNotFound", f"{dev} has no partition table that sfdisk can read: {done.output.strip()}")
     try:
-        table = json.loads(done.output[done.output.index("{") :])["partitiontable"]
+        # The output carries sfdisk's warnings after the JSON (a GPT whose backup header is not at the disk's end).
+        table = json.JSONDecoder().raw_decode(done.output[done.output.index("{") :])[0]["partitiontable"]
         sector = int(table.get("sectorsize", 512))
         parts = []
         for entry in table.get("partitions", []):

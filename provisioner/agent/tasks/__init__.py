@@ -14,6 +14,7 @@ from provisioner.agent.context import Context
 from provisioner.agent.results import TaskAborted, TaskFailed, TaskResult
 from provisioner.agent.tasks.disks import partition, raid, wipe_disks
 from provisioner.agent.tasks.firstboot import first_boot_callback
+from provisioner.agent.tasks.grow import grow_root
 from provisioner.agent.tasks.image import write_image
 from provisioner.agent.tasks.system import inventory, poweroff, reboot, run_script
 from provisioner.agent.tasks.target import configure_network, set_hostname, ssh_keys
@@ -28,6 +29,7 @@ TASKS: dict[str, TaskFunction] = {
     "raid": raid,
     "partition": partition,
     "write_image": write_image,
+    "grow_root": grow_root,
     "configure_network": configure_network,
     "set_hostname": set_hostname,
     "ssh_keys": ssh_keys,
@@ -38,7 +40,9 @@ TASKS: dict[str, TaskFunction] = {
 }
 
 # Kinds that are never started a second time for one task id, even after the agent restarts mid-task.
-DESTRUCTIVE = frozenset({"wipe_disks", "raid", "partition", "write_image", "run_script", "reboot", "poweroff"})
+DESTRUCTIVE = frozenset(
+    {"wipe_disks", "raid", "partition", "write_image", "grow_root", "run_script", "reboot", "poweroff"}
+)
 
 
 def run_task(ctx: Context, kind: str, params: object) -> TaskResult:
