@@ -13,16 +13,26 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from provisioner.agent.results import TaskFailed
-
-if TYPE_CHECKING:  # the host calls into this module; at run time it only passes itself in
-    from provisioner.agent.host import Host
 
 ROOT_FILESYSTEMS = ("ext4", "xfs", "btrfs")
 LVM_MEMBER = "LVM2_member"
 _NODE_NUMBER = re.compile(r"(\d+)$")
+
+
+class Host(Protocol):
+    """What this module asks of provisioner.agent.host's hosts (which import this module, so it cannot import
+    them)."""
+
+    def device(self, path: str) -> str: ...
+
+    def run(self, argv: list[str], *, timeout: float = 600) -> object: ...
+
+    def partition_device(self, disk: str, number: int) -> str: ...
+
+    def logical_volumes(self, pv: str) -> list[LogicalVolume]: ...
 
 
 @dataclass(frozen=True)

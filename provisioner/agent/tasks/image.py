@@ -26,7 +26,7 @@ import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.host import Host
 from provisioner.agent.results import TaskFailed
-from provisioner.agent.tasks import codecs
+from provisioner.agent.tasks.codecs import Corrupt, Inflater, ZstdProcess, decoder
 from provisioner.agent.tasks.disks import MIB, open_for_write
 
 CHUNK = MIB
@@ -117,7 +117,7 @@ class _Image:
         self.compression = compression
         # Content-Length of the current answer, for the qcow2 room check.
         self.expected: int | None = None
-        self.decoder: codecs.Inflater | codecs.ZstdProcess | None = None
+        self.decoder: Inflater | ZstdProcess | None = None
         self.spool: _Spool | None = None
         self.restart()
 
@@ -160,13 +160,13 @@ class _Image:
         if kind == "qcow2":
             self.spool = _Spool(self.host.scratch_dir(), self.expected)
         else:
-            self.decoder = codecs.decoder(kind, self.host)
+            self.decoder = decoder(kind, self.host)
 
     def _decode(self, step, *args) -> None:
         try:
             for out in step(*args):
                 self._write(out)
-        except codecs.Corrupt as exc:
+        except Corrupt as exc:
             raise TaskFailed("ImageChecksumMismatch", str(exc)) from exc
 
     def _sniff(self, head: bytes) -> str:
