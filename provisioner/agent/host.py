@@ -10,6 +10,7 @@ sandbox run and a real one, so the same task code is exercised.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,10 +20,11 @@ import stat
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.agent import facts
+from provisioner.agent import facts, storage
 from provisioner.agent.results import TaskFailed
 
 log = logging.getLogger(__name__)
@@ -54,12 +56,43 @@ class Host:
         raise NotImplementedError
 
     def run(
-        self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 600,
+        block_devices: bool = False,
+        creates: tuple[str, int] = (),
+        input: str | None = None,
     ) -> Completed:
         """Run a tool. `block_devices`: the tool only works on the machine itself (real block devices, mounts, a
         chroot into the target), so the sandbox records the command instead; `creates`: the (device, size) such a
-        command brings into existence (an md array)."""
+        command brings into existence (an md array); `input`: its standard input."""
         raise NotImplementedError
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        """Start a tool that streams (a decompressor, a converter reporting progress); kwargs go to Popen."""
+        raise NotImplementedError
+
+    def scratch_dir(self) -> Path:
+        """Where a task may keep a large temporary file (a qcow2 image before conversion)."""
+        raise NotImplementedError
+
+    def partition_device(self, disk: str, number: int) -> str:
+        """The device of partition `number` of `disk`, as the kernel names it once it has re-read the table."""
+        raise NotImplementedError
+
+    def logical_volumes(self, pv: str) -> list[storage.LogicalVolume]:
+        """The logical volumes of the volume group on physical volume `pv`, activated (release deactivates)."""
+        return []
+
+    def deactivate_volume_groups(self) -> None:
+        """Deactivate the volume groups logical_volumes activated, so their physical volumes can change."""
+
+    @contextlib.contextmanager
+    def mounted(self, device: str) -> Iterator[Path]:
+        """`device` mounted for the length of the block (a filesystem that only grows while mounted)."""
+        raise NotImplementedError
+        yield
 
     def target_root(self) -> Path:
         raise NotImplementedError
@@ -105,17 +138,24 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def _run(argv: list[str], timeout: float) -> Completed:
+def _run(argv: list[str], timeout: float, input: str | None = None) -> Completed:
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     try:
         proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=timeout,
-            env=tool_env(),
-        )  # fmt: skip
+            argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=tool_env(), **stdin
+        )
     except FileNotFoundError as exc:
         raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
     except subprocess.TimeoutExpired as exc:
         raise TaskFailed("ToolTimedOut", f"{shlex.join(argv)} did not finish within {timeout:.0f} s") from exc
     return Completed(proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
+
+
+def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(argv, env=tool_env(), **kwargs)
+    except FileNotFoundError as exc:
+        raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
 
 
 class RealHost(Host):
@@ -125,6 +165,7 @@ class RealHost(Host):
         self.state_dir = state_dir
         self._target_dir = target_dir
         self._mounted: Path | None = None
+        self._active_vgs: list[str] = []
 
     def device(self, path: str) -> str:
         if not _DEVICE_NAME.match(path):
@@ -144,10 +185,24 @@ class RealHost(Host):
         return facts.efi()
 
     def run(
-        self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 600,
+        block_devices: bool = False,
+        creates: tuple[str, int] = (),
+        input: str | None = None,
     ) -> Completed:
         log.info("running %s", shlex.join(argv))
-        return _run(argv, timeout)
+        return _run(argv, timeout, input)
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        log.info("starting %s", shlex.join(argv))
+        return _popen(argv, **kwargs)
+
+    def scratch_dir(self) -> Path:
+        # In the memory OS the state directory is on the tmpfs root: the only space there is, RAM.
+        return self.state_dir
 
     def target_root(self) -> Path:
         if self._target_dir is not None:
@@ -160,31 +215,79 @@ class RealHost(Host):
         (self.state_dir / "target-disk").write_text(disk)
 
     def _mount_target(self) -> Path:
-        # The contract has no "mount" task: the root filesystem is the largest Linux filesystem on the disk that
-        # write_image filled.
+        # The contract has no "mount" task: the root filesystem is found on the disk that write_image filled.
         try:
             disk = (self.state_dir / "target-disk").read_text().strip()
         except FileNotFoundError as exc:
             raise TaskFailed("TargetNotFound", "no image was written yet, so there is no target root") from exc
         self.reread_partitions(disk)
-        name = os.path.basename(disk)
-        best: tuple[int, str] | None = None
-        for part in sorted(Path("/sys/block", name).glob(f"{name}*")):
-            dev = f"/dev/{part.name}"
-            fstype = self.run(["blkid", "-o", "value", "-s", "TYPE", dev], timeout=30).output.strip()
-            if fstype not in ("ext4", "xfs", "btrfs"):
-                continue
-            size = int((part / "size").read_text())
-            if best is None or size > best[0]:
-                best = (size, dev)
-        if best is None:
-            raise TaskFailed("TargetNotFound", f"no ext4, xfs or btrfs partition on {disk}")
+        root = storage.find_root(self, disk)
+        dev = root.lv.path if root.lv else self.partition_device(disk, root.partition.number)
         mountpoint = self.state_dir / "target"
         mountpoint.mkdir(parents=True, exist_ok=True)
-        done = self.run(["mount", best[1], str(mountpoint)], timeout=120)
+        done = self.run(["mount", dev, str(mountpoint)], timeout=120)
         if done.returncode != 0:
-            raise TaskFailed("TargetMountFailed", f"mount {best[1]} failed: {done.output.strip()}")
+            raise TaskFailed("TargetMountFailed", f"mount {dev} failed: {done.output.strip()}")
         return mountpoint
+
+    def partition_device(self, disk: str, number: int) -> str:
+        name = os.path.basename(disk)
+        for part in Path("/sys/block", name).glob(f"{name}*"):
+            try:
+                if int((part / "partition").read_text()) == number:
+                    return f"/dev/{part.name}"
+            except (FileNotFoundError, ValueError):
+                continue
+        raise TaskFailed("TargetNotFound", f"the kernel shows no partition {number} of {disk}")
+
+    def logical_volumes(self, pv: str) -> list[storage.LogicalVolume]:
+        done = self.run(["pvs", "--noheadings", "-o", "vg_name", pv], timeout=60)
+        vg = done.output.strip() if done.returncode == 0 else ""
+        if not vg:
+            log.warning("%s is an LVM physical volume in no volume group: %s", pv, done.output.strip())
+            return []
+        # Only this volume group: the memory OS may see other disks' groups, which are none of the task's business.
+        done = self.run(["vgchange", "--activate", "y", vg], timeout=120)
+        if done.returncode != 0:
+            raise TaskFailed("TargetNotFound", f"cannot activate volume group {vg} on {pv}: {done.output.strip()}")
+        if vg not in self._active_vgs:
+            self._active_vgs.append(vg)
+        self._optional(["udevadm", "settle"])
+        done = self.run(
+            ["lvs", "--noheadings", "--separator", "|", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size", vg],
+            timeout=60,
+        )
+        found = []
+        for line in done.output.splitlines() if done.returncode == 0 else []:
+            name, _, size = line.strip().partition("|")
+            if not name or not size.isdigit():
+                continue
+            # Device-mapper's own node: /dev/<vg>/<lv> is a udev symlink a memory OS without udev does not have.
+            path = f"/dev/mapper/{vg.replace('-', '--')}-{name.replace('-', '--')}"
+            fstype = self.run(["blkid", "-o", "value", "-s", "TYPE", path], timeout=30).output.strip()
+            found.append(storage.LogicalVolume(path, vg, name, int(size), fstype))
+        return found
+
+    @contextlib.contextmanager
+    def mounted(self, device: str) -> Iterator[Path]:
+        mountpoint = self.state_dir / "mnt"
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        done = self.run(["mount", device, str(mountpoint)], timeout=120)
+        if done.returncode != 0:
+            raise TaskFailed("TargetMountFailed", f"mount {device} failed: {done.output.strip()}")
+        try:
+            yield mountpoint
+        finally:
+            done = self.run(["umount", str(mountpoint)], timeout=120)
+            if done.returncode != 0:
+                log.warning("could not unmount %s from %s: %s", device, mountpoint, done.output.strip())
+
+    def deactivate_volume_groups(self) -> None:
+        while self._active_vgs:
+            vg = self._active_vgs.pop()
+            done = self.run(["vgchange", "--activate", "n", vg], timeout=120)
+            if done.returncode != 0:
+                log.warning("could not deactivate volume group %s: %s", vg, done.output.strip())
 
     def discard(self, device: str) -> bool:
         # Without --force, which would also drop blkdiscard's own exclusive open (its guard against mounted disks).
@@ -216,13 +319,15 @@ class RealHost(Host):
         return [f"/dev/{h}" for h in sorted(set(found))]
 
     def release(self) -> None:
-        if self._mounted is None:
-            return
-        # A clean unmount leaves no journal to replay on the installed system's first boot.
-        done = self.run(["umount", str(self._mounted)], timeout=120)
-        if done.returncode != 0:
-            log.warning("could not unmount the target root %s: %s", self._mounted, done.output.strip())
-        self._mounted = None
+        if self._mounted is not None:
+            # A clean unmount leaves no journal to replay on the installed system's first boot.
+            done = self.run(["umount", str(self._mounted)], timeout=120)
+            if done.returncode != 0:
+                log.warning("could not unmount the target root %s: %s", self._mounted, done.output.strip())
+            self._mounted = None
+        # An active group holds its disk: the next task's exclusive open, and the installed system's own
+        # activation at boot, want it let go.
+        self.deactivate_volume_groups()
 
     def reboot(self) -> None:
         self.release()
@@ -288,7 +393,13 @@ class SandboxHost(Host):
         return facts.collect_sandbox(self.root)["efi"]
 
     def run(
-        self, argv: list[str], *, timeout: float = 600, block_devices: bool = False, creates: tuple[str, int] = ()
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 600,
+        block_devices: bool = False,
+        creates: tuple[str, int] = (),
+        input: str | None = None,
     ) -> Completed:
         if block_devices:
             self.record(argv)
@@ -299,10 +410,35 @@ class SandboxHost(Host):
             if argv[:3] == ["mdadm", "--detail", "--brief"]:
                 return self._describe_array(argv[-1])
             return Completed(0, "")
+        self._check(argv)
+        return _run(argv, timeout, input)
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        self._check(argv)
+        return _popen(argv, **kwargs)
+
+    def _check(self, argv: list[str]) -> None:
         for arg in argv:
             if self._names_host_device(arg):
                 raise SandboxViolation(f"refusing to run {shlex.join(argv)} in sandbox mode: it names {arg}")
-        return _run(argv, timeout)
+
+    def scratch_dir(self) -> Path:
+        scratch = self.root / "scratch"
+        scratch.mkdir(exist_ok=True)
+        return scratch
+
+    @contextlib.contextmanager
+    def mounted(self, device: str) -> Iterator[Path]:
+        mountpoint = self.root / "mnt"
+        mountpoint.mkdir(exist_ok=True)
+        self.record(["mount", device, str(mountpoint)])
+        yield mountpoint
+        self.record(["umount", str(mountpoint)])
+
+    def partition_device(self, disk: str, number: int) -> str:
+        # Never opened: a disk image file has no partition devices, so commands naming one are only recorded.
+        self.device(disk)
+        return f"{disk}p{number}" if disk[-1].isdigit() else f"{disk}{number}"
 
     def _names_host_device(self, arg: str) -> bool:
         # `--device=/dev/sda` or `1:/dev/sda` hide a path inside an option; look at every path-like piece.

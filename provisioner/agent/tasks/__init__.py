@@ -15,6 +15,7 @@ from provisioner.agent.results import TaskAborted, TaskFailed, TaskResult
 from provisioner.agent.tasks.boot import bootloader
 from provisioner.agent.tasks.disks import partition, raid, wipe_disks
 from provisioner.agent.tasks.firstboot import first_boot_callback
+from provisioner.agent.tasks.grow import grow_root
 from provisioner.agent.tasks.image import write_image
 from provisioner.agent.tasks.system import inventory, poweroff, reboot, run_script
 from provisioner.agent.tasks.target import configure_network, set_hostname, ssh_keys
@@ -30,6 +31,7 @@ TASKS: dict[str, TaskFunction] = {
     "partition": partition,
     "write_image": write_image,
     "bootloader": bootloader,
+    "grow_root": grow_root,
     "configure_network": configure_network,
     "set_hostname": set_hostname,
     "ssh_keys": ssh_keys,
@@ -42,7 +44,7 @@ TASKS: dict[str, TaskFunction] = {
 # Kinds that are never started a second time for one task id, even after the agent restarts mid-task.
 # bootloader writes the members' boot sectors.
 DESTRUCTIVE = frozenset(
-    {"wipe_disks", "raid", "partition", "write_image", "bootloader", "run_script", "reboot", "poweroff"}
+    {"wipe_disks", "raid", "partition", "write_image", "grow_root", "bootloader", "run_script", "reboot", "poweroff"}
 )
 
 

@@ -66,8 +66,8 @@ def test_unknown_kind_and_non_object_params(ctx):
 
 def test_every_contract_kind_is_registered():
     assert set(TASKS) == {
-        "inventory", "wipe_disks", "raid", "partition", "write_image", "configure_network", "set_hostname",
-        "ssh_keys", "run_script", "reboot", "poweroff", "first_boot_callback", "bootloader",
+        "inventory", "wipe_disks", "raid", "partition", "write_image", "grow_root", "configure_network",
+        "set_hostname", "ssh_keys", "run_script", "reboot", "poweroff", "first_boot_callback", "bootloader",
     }  # fmt: skip
 
 
