@@ -1,7 +1,8 @@
 """One disk layout, rendered for each installer: d-i's partman lines, kickstart's part/raid/logvol commands and
 subiquity's curtin storage actions. Pure functions of a Layout; no Django here.
 
-Every layout gives each member disk the same GPT partitions, in this order:
+Every layout gives each member disk the same GPT partitions, in this order (kickstart on a BIOS machine's RAID
+members: an MBR label and no BIOS boot partition, see kickstart()):
   1. the firmware's boot partition: a 1 MiB BIOS boot partition (GRUB's core image on a GPT disk), or with
      efi=True a 512 MiB EFI system partition;
   2. /boot, 1 GiB ext4: on RAID layouts a RAID 1 across every member (also for RAID 10), so GRUB reads it
@@ -251,10 +252,14 @@ def kickstart(layout: Layout) -> str:
     the /boot array by itself."""
     names = [_name(device) for device in layout.devices]
     drives = ",".join(names)
+    # pykickstart refuses a second biosboot partition (it takes "biosboot" for a mount point named twice), so
+    # a BIOS machine's RAID members get an MBR label instead: GRUB's core image goes in the gap after the MBR of
+    # each, and no partition is needed for it. That label limits those disks to 2 TiB.
+    label = "msdos" if layout.raid and not layout.efi else "gpt"
     lines = [
         f"ignoredisk --only-use={drives}",
         "zerombr",
-        f"clearpart --all --initlabel --disklabel=gpt --drives={drives}",
+        f"clearpart --all --initlabel --disklabel={label} --drives={drives}",
     ]
     fs = layout.filesystem
     root_fs = f"--fstype={fs}"
@@ -282,8 +287,6 @@ def kickstart(layout: Layout) -> str:
         if layout.efi:
             esp = members(1, f"--size={ESP_MIB}")
             lines.append(f"raid /boot/efi --device=efi --level=RAID1 --fstype=efi {' '.join(esp)}")
-        else:
-            lines += [f"part biosboot --fstype=biosboot --size={BIOS_BOOT_MIB} --ondisk={name}" for name in names]
         boot = members(2, f"--size={BOOT_MIB}")
         lines.append(f"raid /boot --device=boot --level=RAID1 --fstype=ext4 {' '.join(boot)}")
         if layout.swap_partition:
