@@ -5,6 +5,10 @@ QEMU's user network) -> the `finished` callback -> the installed Debian boots fr
 
 Opt-in within `make e2e` (PROVISIONER_E2E_INSTALLER=1): a whole Debian install takes longer than the rest of the
 run. Each phase is logged with its time in var/e2e/installer-raid1/timeline.log.
+
+d-i fetches most of itself (anna, partman, grub-installer...) as udebs from the archive's debian-installer index,
+so the archive must carry them: where it lacks one, d-i stops at "Download installer components" about two minutes
+in, and the test fails there, naming the question (a question d-i asks at critical priority ends the run at once).
 """
 
 from __future__ import annotations
