@@ -49,6 +49,16 @@ def boot_file(plan: Plan, token: str, loader: pxe.Loader) -> str:
     return pxe.render(boot_entry(plan, token, loader))
 
 
+def storage(plan: Plan) -> pxe.Layout | None:
+    """The disk layout the plan's answer file lays out. Until plans carry a layout of their own, a profile's
+    target disk may name several disks, separated by spaces, to mirror them (RAID 1); one disk, or none (the
+    machine's first, /dev/sda) is None: install_context's single-disk default."""
+    disks = plan.profile.target_disk.split() or ["/dev/sda"]
+    if len(disks) > 1:
+        return pxe.Layout("raid1", tuple(disks))
+    return None
+
+
 def context(plan: Plan, token: str, callback_token: str) -> dict:
     profile, machine = plan.profile, plan.machine
     network = None
@@ -66,10 +76,11 @@ def context(plan: Plan, token: str, callback_token: str) -> dict:
         base_url=plan.site.base_url,
         token=token,
         callback_token=callback_token,
-        disk=profile.target_disk or "/dev/sda",
+        disk=(profile.target_disk.split() or ["/dev/sda"])[0],
         root_password_hash=profile.root_password_hash,
         ssh_keys=profile.ssh_keys,
         network=network,
+        storage=storage(plan),
     )
 
 

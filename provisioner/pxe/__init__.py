@@ -7,6 +7,7 @@ Public API:
   StaticAddress, TemplateError,
   ANSWER_FILES, answer_files, answer_file_named                 -- installer answer files (which method serves which)
                                                                    (rendered within provisioner.pxe.sandbox's bounds)
+  Layout, provisioner.pxe.storage                               -- one disk layout, rendered for each installer
   normalise_mac                                                 -- one spelling for every MAC
   provisioner.pxe.stock.STOCK_PROFILES                          -- stock OS profiles as plain dicts
 """
@@ -34,12 +35,14 @@ from provisioner.pxe.bootconfig import (
 )
 from provisioner.pxe.mac import normalise_mac
 from provisioner.pxe.sandbox import TemplateError
+from provisioner.pxe.storage import Layout
 from provisioner.pxe.tftp import remove, write, write_all, write_defaults
 
 __all__ = [
     "ANSWER_FILES",
     "AnswerFile",
     "BootEntry",
+    "Layout",
     "Loader",
     "Method",
     "StaticAddress",

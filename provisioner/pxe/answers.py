@@ -16,6 +16,8 @@ from typing import Any
 
 from provisioner.pxe.mac import normalise_mac
 from provisioner.pxe.sandbox import render as render_bounded
+from provisioner.pxe.storage import Layout, single
+from provisioner.pxe.storage import context as storage_context
 
 
 class Method(StrEnum):
@@ -132,13 +134,16 @@ def install_context(
     ssh_keys: Iterable[str] = (),
     network: StaticAddress | None = None,
     timezone: str = "Etc/UTC",
+    storage: Layout | None = None,
 ) -> dict[str, Any]:
     """The plain dict every answer-file template renders from. `token` is the boot credential (in the
     answer files' own URLs), `callback_token` the one the installer's callbacks carry.
 
     Keys: hostname, domain, fqdn, mac, disk, disk_name, root_password_hash, ssh_keys, timezone, instance_id,
     network (None for DHCP, else address/prefix/netmask/cidr/gateway/dns/ipv6), urls (base, seed, preseed,
-    kickstart, user_data, meta_data, events.started|progress|finished|failed).
+    kickstart, user_data, meta_data, events.started|progress|finished|failed), storage (the disk layout:
+    kind, devices, lvm, efi, and its renderings preseed, kickstart and autoinstall; see
+    provisioner.pxe.storage). Without `storage` the layout is provisioner.pxe.storage.single(disk).
     """
     _check_hostname(hostname, domain)
     if not re.fullmatch(r"/dev/[A-Za-z0-9/_.:-]+", disk):
@@ -163,6 +168,7 @@ def install_context(
         "instance_id": "i-" + hashlib.sha256(token.encode()).hexdigest()[:16],
         "network": _network(network),
         "urls": install_urls(base_url, token, callback_token),
+        "storage": storage_context(storage or single(disk)),
     }
 
 

@@ -7,6 +7,10 @@ does a monitor `system_reset` when the boot order QEMU runs with is still the wa
 (starting QEMU happens in a detached child, after ipmi_sim has its answer);
 "off" is the monitor's `quit`. Every action is appended to events.log with its time, for the test's timeline.
 
+The machine has one or more disks (config "disks": name, image file, serial), each in a slot of its own; config
+"attached" names those plugged in at the next power-on (all when absent), so a test can pull a disk out of a
+RAID 1 pair, the others keeping their slots, as a technician would. QEMU runs under KVM when config "accel" says so.
+
 Standard library only: ipmi_sim runs it with the test's interpreter but none of its imports.
 """
 
@@ -62,10 +66,15 @@ def _wanted_mode(state: Path) -> str:
 def qemu_argv(config: dict, mode: str) -> list[str]:
     net_first = mode == "network"
     uefi = config["firmware"] == "uefi"
+    accel = config.get("accel", "tcg")
+    attached = set(config.get("attached") or [disk["name"] for disk in config["disks"]])
+    plugged = [(slot, disk) for slot, disk in enumerate(config["disks"]) if disk["name"] in attached]
+    # Boot order: the NIC first for a network boot, else the disks in slot order and the NIC after them.
+    nic_index = 1 if net_first else len(plugged) + 1
     argv = [
         "qemu-system-x86_64",
         "-name", "e2e-vm",
-        "-machine", "q35,accel=tcg" if uefi else "pc,accel=tcg",
+        "-machine", f"q35,accel={accel}" if uefi else f"pc,accel={accel}",
         "-m", str(config.get("memory_mib", 1024)),
         "-smp", "1",
         "-nodefaults", "-display", "none",
@@ -73,10 +82,15 @@ def qemu_argv(config: dict, mode: str) -> list[str]:
         "-chardev", f"file,id=ser0,path={config['serial']},append=on", "-serial", "chardev:ser0",
         "-monitor", f"unix:{config['monitor']},server=on,wait=off",
         "-netdev", f"user,id=n0,tftp={config['tftp_root']},bootfile={config['bootfile']}",
-        "-device", f"e1000,netdev=n0,mac={config['mac']},bootindex={1 if net_first else 2}",
-        "-drive", f"file={config['disk']},if=none,id=d0,format=qcow2",
-        "-device", f"ide-hd,drive=d0,bus=ide.0,bootindex={2 if net_first else 1}",
+        "-device", f"e1000,netdev=n0,mac={config['mac']},bootindex={nic_index}",
     ]  # fmt: skip
+    for order, (slot, disk) in enumerate(plugged, start=2 if net_first else 1):
+        # One disk per IDE channel (the pc machine has two, q35's AHCI six), the master of each: a disk keeps its
+        # channel when another is pulled, and the serial is what the installed OS reports it booted from.
+        argv += [
+            "-drive", f"file={disk['file']},if=none,id=d{slot},format=qcow2",
+            "-device", f"ide-hd,drive=d{slot},bus=ide.{slot},serial={disk['serial']},bootindex={order}",
+        ]  # fmt: skip
     if uefi:
         argv += [
             "-drive", f"if=pflash,format=raw,readonly=on,file={config['ovmf_code']}",

@@ -92,8 +92,10 @@ def _prerequisites():
         pytest.fail(f"missing {', '.join(missing)}: run .ci/e2e-setup as root")
     if os.geteuid() != 0:
         pytest.fail("the end-to-end test builds the memory OS with debootstrap and needs root")
+    # The run drops and re-creates its database: one named for end-to-end runs only (prove2e, or another
+    # ending in e2e for a second run beside it).
     database = os.environ.get("DATABASE_URL", "")
-    if not database.startswith("postgres") or not database.rstrip("/").endswith("/prove2e"):
+    if not database.startswith("postgres") or not database.rstrip("/").rsplit("/", 1)[-1].endswith("e2e"):
         pytest.fail("run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/prove2e (see docs/memory-os.md)")
 
 
@@ -242,7 +244,7 @@ class Machine:
             "mac": mac,
             "tftp_root": str(tftp_root),
             "bootfile": "pxelinux.0" if firmware == "bios" else "grubx64.efi",
-            "disk": str(self.disk),
+            "disks": [{"name": "a", "file": str(self.disk), "serial": "E2E-DISK-A"}],
             "serial": str(self.serial),
             "monitor": str(self.state / "monitor.sock"),
             "pidfile": str(self.state / "qemu.pid"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.pxe import StaticAddress, install_context
+from provisioner.pxe import Layout, StaticAddress, install_context
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -29,7 +29,7 @@ SSH_KEYS = (
 GUESSED_NIC_NAMES = ("eth0", "eth1", "eno1", "eno2", "ens1", "ens3", "enp2s0", "em1")
 
 
-def context(*, static: bool = True) -> dict:
+def context(*, static: bool = True, storage: Layout | None = None) -> dict:
     network = StaticAddress("192.0.2.50", 24, "192.0.2.1", ("192.0.2.2", "192.0.2.3")) if static else None
     return install_context(
         hostname="node01",
@@ -42,6 +42,7 @@ def context(*, static: bool = True) -> dict:
         root_password_hash=ROOT_HASH,
         ssh_keys=SSH_KEYS,
         network=network,
+        storage=storage,
     )
 
 

@@ -170,4 +170,5 @@ def test_every_golden_file_is_still_checked():
         "pxelinux-01-mac.cfg", "grub.cfg-01-mac", "install.ipxe", "pxelinux-default.cfg", "grub.cfg-default",
         "local.ipxe", "ubuntu-24.04-autoinstall-meta-data.txt", "dnsmasq-owning.conf", "dnsmasq-proxy.conf",
     } | {f"{p}-{kind}.txt" for p in profiles for kind in ("static", "dhcp")}
+    expected |= {f"storage-{name}.txt" for name in ("single-default", "raid1-bios", "raid10-lvm-efi-swap")}
     assert {p.name for p in GOLDEN_DIR.iterdir()} == expected

@@ -1,0 +1,24 @@
+"""Which disk layout an install's answer file gets from its plan (installs/render.py storage)."""
+
+from installs import render
+from provisioner.pxe.stock import stock_profile
+from tests.unit.installs.test_step_table import a_plan
+
+TOKEN = "boot-0123456789abcdefABCDEF"
+CALLBACK = "cb-0123456789abcdefABCDEF"
+
+
+def test_one_target_disk_or_none_is_the_single_disk_default():
+    assert render.storage(a_plan(target_disk="")) is None
+    assert render.storage(a_plan(target_disk="/dev/nvme0n1")) is None
+    storage = render.context(a_plan(target_disk="/dev/nvme0n1"), TOKEN, CALLBACK)["storage"]
+    assert storage["kind"] == "single" and storage["devices"] == ["/dev/nvme0n1"]
+
+
+def test_several_target_disks_are_mirrored_and_the_preseed_says_so():
+    plan = a_plan(target_disk="/dev/sda /dev/sdb", template=stock_profile("debian-12-preseed")["template"])
+    layout = render.storage(plan)
+    assert (layout.kind, layout.devices) == ("raid1", ("/dev/sda", "/dev/sdb"))
+    text = render.answer_file(plan, TOKEN, CALLBACK, "preseed.cfg")
+    assert "d-i partman-auto/method string raid" in text
+    assert "d-i grub-installer/bootdev string /dev/sda /dev/sdb" in text
