@@ -21,8 +21,9 @@ from . import tokens
 from .engine import StaleTransition, enqueue_advance, install_ended, lock, set_state
 from .engine import cancel as cancel_install
 from .events import emit
+from .library import plan_for
 from .models import Batch, BatchState, EventKind, Install, Step
-from .plan import PlanError, build_plan, plan_steps
+from .plan import PlanError, plan_steps
 from .states import ACTIVE_STATES, TERMINAL_STATES, InstallState
 
 
@@ -96,7 +97,7 @@ def _accept(
     planned = []
     for machine in machines:
         try:
-            planned.append((machine, build_plan(machine, profile)))
+            planned.append((machine, plan_for(machine, profile)))
         except PlanError as exc:
             problems.extend(exc.messages)
             if any("workflow" in m for m in exc.messages):

@@ -17,6 +17,7 @@ from inventory.models import OSProfile
 
 from . import workflow as wf
 from .models import Script, Workflow
+from .plan import Plan, PlanError, build_plan
 
 
 class DbLibrary:
@@ -131,6 +132,15 @@ def freeze_scripts(checked: wf.Workflow) -> wf.Workflow:
             tasks.append(task)
         stages.append(dataclasses.replace(stage, tasks=tuple(tasks)))
     return dataclasses.replace(checked, stages=tuple(stages))
+
+
+def plan_for(machine, profile: OSProfile, *, for_install: bool = True) -> Plan:
+    """The plan for installing ``profile`` on ``machine`` with the profile's workflow. Raises PlanError."""
+    try:
+        flow = for_profile(profile)
+    except wf.WorkflowInvalid as exc:
+        raise PlanError([f"Profile {profile.name}'s workflow: {m}" for m in exc.messages]) from None
+    return build_plan(machine, profile, for_install=for_install, workflow=flow)
 
 
 def check_profile(profile: OSProfile) -> None:

@@ -172,17 +172,12 @@ class PlanError(ValidationError):
 def build_plan(
     machine: Machine, profile: OSProfile, *, for_install: bool = True, workflow: wf.Workflow | None = None
 ) -> Plan:
-    """The plan for installing ``profile`` on ``machine``, running ``workflow`` (None: the profile's own, from
-    the library). ``for_install=False`` (previews) does not insist on what only a real install needs: a BMC
-    and an image to write."""
-    from .library import for_profile  # the library reads the models, which read this module
-
+    """The plan for installing ``profile`` on ``machine``, running ``workflow`` (None: the stock workflow of its
+    method; installs/library.py plan_for gives the profile's own). ``for_install=False`` (previews) does not
+    insist on what only a real install needs: a BMC and an image to write."""
     problems = []
     if workflow is None:
-        try:
-            workflow = for_profile(profile)
-        except wf.WorkflowInvalid as exc:
-            problems += [f"Profile {profile.name}'s workflow: {m}" for m in exc.messages]
+        workflow = wf.stock(profile.method)
     storage_devices: tuple[str, ...] = ()
     if workflow is not None and workflow.storage and profile.method != InstallMethod.IMAGE:
         try:

@@ -50,13 +50,15 @@ def boot_file(plan: Plan, token: str, loader: pxe.Loader) -> str:
 
 
 def storage(plan: Plan) -> pxe.Layout | None:
-    """The disk layout the plan's answer file lays out. Until plans carry a layout of their own, a profile's
-    target disk may name several disks, separated by spaces, to mirror them (RAID 1); one disk, or none (the
-    machine's first, /dev/sda) is None: install_context's single-disk default."""
-    disks = plan.profile.target_disk.split() or ["/dev/sda"]
-    if len(disks) > 1:
-        return pxe.Layout("raid1", tuple(disks))
-    return None
+    """The disk layout the plan's answer file lays out: its workflow's storage, on the disks resolved when the
+    install was planned. None (no storage in the workflow): install_context's single-disk default."""
+    layout = plan.flow.storage
+    if layout is None:
+        return None
+    devices = plan.storage_devices or (plan.profile.target_disk or "/dev/sda",)
+    return pxe.Layout(
+        layout.layout, tuple(devices), lvm=layout.lvm, filesystem=layout.filesystem, swap_mib=layout.swap_mib
+    )
 
 
 def context(plan: Plan, token: str, callback_token: str) -> dict:
@@ -76,7 +78,7 @@ def context(plan: Plan, token: str, callback_token: str) -> dict:
         base_url=plan.site.base_url,
         token=token,
         callback_token=callback_token,
-        disk=(profile.target_disk.split() or ["/dev/sda"])[0],
+        disk=profile.target_disk or "/dev/sda",
         root_password_hash=profile.root_password_hash,
         ssh_keys=profile.ssh_keys,
         network=network,

@@ -19,8 +19,9 @@ from core.csv_export import streaming_csv
 from core.edge import int_param
 from installs.batches import InstallRefused, request_installs
 from installs.engine import EngineError, cancel
+from installs.library import plan_for
 from installs.models import ACTIVE_STATES, Install
-from installs.plan import PlanError, build_plan
+from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import power, services
 from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
@@ -312,7 +313,7 @@ def machine_preview(request, hostname: str, profile: str, what: str):
     machine = _machine_or_404(hostname)
     profile_row = get_object_or_404(OSProfile, name=profile)
     try:
-        text = preview(build_plan(machine, profile_row, for_install=False), what)
+        text = preview(plan_for(machine, profile_row, for_install=False), what)
     except PlanError as exc:
         text, status = "Cannot plan an install:\n" + "\n".join(exc.messages) + "\n", 409
     except KeyError:

@@ -132,8 +132,14 @@ def _inventory(port: int, tftp_root: Path, bmc_port: int) -> None:
     bmc = BMC(machine=machine, driver="ipmi", address="127.0.0.1", port=bmc_port, username=IPMI_USER)
     bmc.set_password(IPMI_PASSWORD)
     bmc.save()
-    # The stock profile and template; two target disks are mirrored (installs.render.storage).
-    OSProfile.objects.filter(name=PROFILE).update(target_disk=" ".join(DISKS), root_password_hash=ROOT_HASH)
+    # The stock profile and template, running a workflow that mirrors the two disks (RAID 1).
+    from audit.service import Actor
+    from installs import library, workflow
+
+    text = workflow.stock_text("preseed").replace("name: stock-installer", "name: raid1-installer")
+    text = text.replace("stages:", "storage:\n  layout: raid1\n  disks: [" + ", ".join(DISKS) + "]\nstages:", 1)
+    library.save_workflow(text, Actor.system("e2e"))
+    OSProfile.objects.filter(name=PROFILE).update(workflow="raid1-installer", root_password_hash=ROOT_HASH)
 
 
 @pytest.fixture

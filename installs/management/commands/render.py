@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from installs import render
-from installs.plan import PlanError, build_plan
+from installs.library import plan_for
+from installs.plan import PlanError
 from inventory.models import Machine, OSProfile
 from provisioner.pxe import TemplateError
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         if profile_obj is None:
             raise CommandError(f"No profile named {profile}.")
         try:
-            plan = build_plan(machine, profile_obj, for_install=False)
+            plan = plan_for(machine, profile_obj, for_install=False)
             self.stdout.write(render.preview(plan, what), ending="")
         except PlanError as exc:
             raise CommandError(" ".join(exc.messages)) from None

@@ -1,6 +1,8 @@
 """Which disk layout an install's answer file gets from its plan (installs/render.py storage)."""
 
-from installs import render
+import dataclasses
+
+from installs import render, workflow
 from provisioner.pxe.stock import stock_profile
 from tests.unit.installs.test_step_table import a_plan
 
@@ -15,8 +17,14 @@ def test_one_target_disk_or_none_is_the_single_disk_default():
     assert storage["kind"] == "single" and storage["devices"] == ["/dev/nvme0n1"]
 
 
-def test_several_target_disks_are_mirrored_and_the_preseed_says_so():
-    plan = a_plan(target_disk="/dev/sda /dev/sdb", template=stock_profile("debian-12-preseed")["template"])
+def test_a_workflow_mirroring_two_disks_lays_out_raid1_in_the_preseed():
+    text = workflow.stock_text("preseed").replace("name: stock-installer", "name: mirrored")
+    text = text.replace("stages:", "storage:\n  layout: raid1\n  disks: {count: 2}\nstages:", 1)
+    plan = dataclasses.replace(
+        a_plan(template=stock_profile("debian-12-preseed")["template"]),
+        workflow=workflow.check(text),
+        storage_devices=("/dev/sda", "/dev/sdb"),  # what the hint chose from the machine's facts when planned
+    )
     layout = render.storage(plan)
     assert (layout.kind, layout.devices) == ("raid1", ("/dev/sda", "/dev/sdb"))
     text = render.answer_file(plan, TOKEN, CALLBACK, "preseed.cfg")
