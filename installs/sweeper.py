@@ -38,7 +38,7 @@ def _expire_wait(install_id: int, step_id: int) -> None:
             return
         minutes = max(1, round((step.deadline_at - step.started_at).total_seconds() / 60)) if step.started_at else "?"
         reason, message = KINDS[step.kind].timeout(host=install.machine.hostname, minutes=minutes, task=step.task)
-        engine.fail(install, reason, message, step=step)
+        engine.fail_or_continue(install, step, reason, message)
 
 
 def _recover_lost_worker(install_id: int, step_id: int) -> None:
