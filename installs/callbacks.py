@@ -15,10 +15,9 @@ from django.utils import timezone
 from audit.service import Actor, record
 from inventory.models import Machine
 
-from . import credentials, engine, hints, workflow
+from . import credentials, engine, resolve
 from .events import emit
 from .models import EventKind, Install, Step
-from .plan import resolve_disks, storage_disks
 from .progress import parse_task_id
 from .states import ACTIVE_STATES, STEP_DONE_STATES, StepState
 from .stepkinds import StepKind
@@ -125,60 +124,10 @@ def _task_id(step: Step) -> str:
     return f"{step.pk}.{step.attempts}"
 
 
-class ParamsUnusable(Exception):
-    """A task's params cannot be resolved on this machine (a hint matches no disk, a template fails)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def param_context(install: Install, facts: dict, storage_devices: list[str]) -> dict:
-    """What a workflow's param templates render from: the plan and the machine's registered facts."""
-    plan = install.plan
-    machine = plan.machine
-    return {
-        "machine": {
-            "hostname": install.machine.hostname, "short": machine.short, "domain": machine.domain,
-            "fqdn": machine.fqdn, "mac": machine.mac, "ip": machine.ip, "prefix": machine.prefix,
-            "gateway": machine.gateway, "dns": list(machine.dns),
-        },
-        "site": {"slug": plan.site.slug},
-        "profile": {"name": plan.profile.name, "method": plan.profile.method, "image_url": plan.profile.image_url},
-        "facts": {k: facts.get(k) for k in ("cpus", "memory_bytes", "disks", "nics", "efi", "dmi") if k in facts},
-        "storage": {
-            "layout": plan.flow.storage.layout if plan.flow.storage else "single",
-            "devices": storage_devices,
-            "array": "/dev/md0",
-        },
-    }  # fmt: skip
-
-
-_DISK_PARAMS = {"disk": False, "disks": True, "members": True}
-
-
-def resolve_params(install: Install, step: Step, facts: dict | None = None) -> dict:
-    """The params the agent gets: templates rendered, disk hints resolved to /dev paths from the registered
-    facts (a blank disk: the machine's first). Raises ParamsUnusable saying what and listing the disks."""
-    facts = install.machine.facts or {} if facts is None else facts
-    flow = install.plan.flow
-    try:
-        storage_devices = storage_disks(flow.storage, facts, install.plan.profile.target_disk) if facts else []
-        params = workflow.render_params(dict(step.params), param_context(install, facts, storage_devices))
-        for name, many in _DISK_PARAMS.items():
-            if name not in params:
-                continue
-            paths = resolve_disks(params[name], facts, f"{step.task}.{name}")
-            params[name] = paths if many else paths[0]
-    except hints.HintError as exc:
-        raise ParamsUnusable("DiskHintUnmatched", str(exc)) from None
-    except workflow.ParamRenderError as exc:
-        raise ParamsUnusable("TemplateError", f"the {step.task.replace('_', ' ')} params: {exc.reason}") from None
-    if step.task == "run_script":
-        params = {"script": params.get("body", ""), "name": params.get("script", ""),
-                  "timeout_s": params.get("timeout_s", 600)}  # fmt: skip
-    return params
+def resolve_params(install: Install, step: Step) -> dict:
+    """The params the agent gets for ``step``, from the facts the machine registered with."""
+    return resolve.task_params(install.plan, install.machine.hostname, install.machine.facts or {}, step.task,
+                               step.params)  # fmt: skip
 
 
 def _refused_as_protected(install: Install, step: Step) -> str:
@@ -212,7 +161,7 @@ def agent_next_task(install_id: int) -> dict:
             return {"task": None, "finished": True}
         try:
             params = resolve_params(install, step)
-        except ParamsUnusable as exc:
+        except resolve.ParamsUnusable as exc:
             outcome = engine.fail_or_continue(install, step, exc.reason, exc.message)
             return {"task": None, "finished": True} if outcome == "failed" else {"task": None, "retry_after_s": 1}
         engine.dispatch(install, step, params)

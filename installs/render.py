@@ -4,11 +4,13 @@ the boot credential only; answer files carry the callback token too (installs/to
 
 from __future__ import annotations
 
+import json
+
 from provisioner import pxe
 from provisioner.pxe.stock import META_DATA_TEMPLATE
 
-from . import tokens
-from .plan import Plan
+from . import resolve, tokens
+from .plan import Plan, plan_steps
 
 PREVIEW_TOKEN = "PREVIEW-BOOT-CREDENTIAL-not-real"
 PREVIEW_CALLBACK_TOKEN = "PREVIEW-CALLBACK-TOKEN-not-real"
@@ -104,17 +106,66 @@ def answer_file(plan: Plan, token: str, callback_token: str, name: str) -> str:
     return pxe.render_template(plan.profile.template, values, template=f"profile {plan.profile.name}")
 
 
-PREVIEW_FILES = (*BOOT_PREVIEWS, *(file.preview for file in pxe.ANSWER_FILES))
+WORKFLOW_PREVIEW = "workflow"
+PREVIEW_FILES = (WORKFLOW_PREVIEW, *BOOT_PREVIEWS, *(file.preview for file in pxe.ANSWER_FILES))
 
 
 def previews_for(method: str) -> list[str]:
-    """The previews a profile of ``method`` has: every boot file and its method's answer files."""
-    return [*BOOT_PREVIEWS, *(file.preview for file in pxe.answer_files(method))]
+    """The previews a profile of ``method`` has: its workflow as this machine would run it, every boot file
+    and its method's answer files."""
+    return [WORKFLOW_PREVIEW, *BOOT_PREVIEWS, *(file.preview for file in pxe.answer_files(method))]
 
 
-def preview(plan: Plan, what: str) -> str:
+def workflow_preview(plan: Plan, hostname: str, facts: dict) -> str:
+    """The workflow as this machine would run it: stage by stage, each agent task with the params the agent
+    would get (disk hints resolved against the machine's last registered facts, templates rendered), or why
+    they cannot be resolved."""
+    flow = plan.flow
+    version = f" v{flow.version}" if flow.version else ""
+    lines = [f"# workflow {flow.name}{version} for {hostname} ({plan.profile.method})"]
+    if not facts.get("disks"):
+        lines.append("# no hardware facts registered yet: disk hints resolve when the agent registers")
+    if flow.storage:
+        where = ", ".join(plan.storage_devices) or "resolved by the agent's tasks"
+        lines.append(f"# storage: {flow.storage.layout}{' on LVM' if flow.storage.lvm else ''}, disks: {where}")
+    stage = None
+    for step in plan_steps(plan):
+        if step.stage != stage:
+            stage = step.stage
+            lines.append(f"\nstage {stage + 1}: {step.stage_name}{' (parallel)' if step.parallel else ''}")
+        policy = step.policy
+        notes = [f"retries {policy['retries']}"] if policy.get("retries") else []
+        if policy.get("timeout_s"):
+            notes.append(f"timeout {policy['timeout_s']} s")
+        if policy.get("on_failure") == "continue":
+            notes.append("on failure: continue")
+        if policy.get("destructive"):
+            notes.append("destructive")
+        lines.append(f"  - {step.name}" + (f"  [{', '.join(notes)}]" if notes else ""))
+        if step.task:
+            try:
+                params = step.params
+                if facts.get("disks"):
+                    params = resolve.task_params(plan, hostname, facts, step.task, step.params)
+            except resolve.ParamsUnusable as exc:
+                lines.append(f"      CANNOT RESOLVE ({exc.reason}): {exc.message}")
+                continue
+            if step.task == "run_script":
+                body = str(params.get("script") or params.get("body") or "")
+                params = {k: v for k, v in params.items() if k not in ("script", "body")} | {
+                    "script_lines": len(body.splitlines())
+                }
+            lines.append(f"      params: {json.dumps(params, sort_keys=True)}")
+        elif step.params:
+            lines.append(f"      params: {json.dumps(step.params, sort_keys=True)}")
+    return "\n".join(lines) + "\n"
+
+
+def preview(plan: Plan, what: str, *, hostname: str = "", facts: dict | None = None) -> str:
     """What the machine would receive, with placeholder tokens, for `manage.py render` and the machine page.
     Raises KeyError when ``what`` is no preview or the plan's method does not serve that file."""
+    if what == WORKFLOW_PREVIEW:
+        return workflow_preview(plan, hostname or plan.machine.hostname, facts or {})
     if what in BOOT_PREVIEWS:
         return boot_file(plan, PREVIEW_TOKEN, BOOT_PREVIEWS[what])
     name = {file.preview: file.name for file in pxe.ANSWER_FILES}[what]

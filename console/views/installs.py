@@ -45,6 +45,17 @@ def install_list(request):
     )
 
 
+def stages_of(steps) -> list[dict]:
+    """The install's steps grouped by workflow stage, in order: {name, parallel, steps}. Steps of plans made
+    before workflows are all in stage 0 and serial: one stage."""
+    stages: list[dict] = []
+    for step in steps:
+        if not stages or stages[-1]["index"] != step.stage:
+            stages.append({"index": step.stage, "name": step.stage_name, "parallel": step.parallel, "steps": []})
+        stages[-1]["steps"].append(step)
+    return stages
+
+
 @require_GET
 @require_role(Role.VIEWER)
 def install_detail(request, install_id: int):
@@ -54,6 +65,7 @@ def install_detail(request, install_id: int):
     live = {
         "install": install,
         "steps": steps,
+        "stages": stages_of(steps),
         "can_cancel": can_act and install.state in ACTIVE_STATES,
         "can_retry": can_act and install.state in TERMINAL_STATES,
         "terminal": install.state in TERMINAL_STATES,

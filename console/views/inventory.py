@@ -313,7 +313,8 @@ def machine_preview(request, hostname: str, profile: str, what: str):
     machine = _machine_or_404(hostname)
     profile_row = get_object_or_404(OSProfile, name=profile)
     try:
-        text = preview(plan_for(machine, profile_row, for_install=False), what)
+        plan = plan_for(machine, profile_row, for_install=False)
+        text = preview(plan, what, hostname=machine.hostname, facts=machine.facts or {})
     except PlanError as exc:
         text, status = "Cannot plan an install:\n" + "\n".join(exc.messages) + "\n", 409
     except KeyError:

@@ -27,7 +27,8 @@ class Command(BaseCommand):
             raise CommandError(f"No profile named {profile}.")
         try:
             plan = plan_for(machine, profile_obj, for_install=False)
-            self.stdout.write(render.preview(plan, what), ending="")
+            text = render.preview(plan, what, hostname=machine.hostname, facts=machine.facts or {})
+            self.stdout.write(text, ending="")
         except PlanError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         except KeyError:

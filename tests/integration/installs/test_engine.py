@@ -174,7 +174,8 @@ def test_agent_task_failure_fails_the_install_with_its_reason(lab):
     machine = lab.machine()
     install = lab.install([machine], lab.image_profile())
     lab.run_jobs()
-    callbacks.agent_register(install.pk, {"nics": [{"mac": machine.pxe_nic.mac}]})
+    facts = {"nics": [{"mac": machine.pxe_nic.mac}], "disks": [{"path": "/dev/vda", "size_bytes": 10}]}
+    callbacks.agent_register(install.pk, facts)
     task = callbacks.agent_next_task(install.pk)["task"]
     callbacks.agent_result(install.pk, task["id"], True, "", "", "")
     task = callbacks.agent_next_task(install.pk)["task"]
