@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, dashboard, installs, inventory
+from .views import audit, dashboard, installs, inventory, profiles
 
 inventory_pages = (
     [
@@ -41,6 +41,10 @@ install_pages = [
     path("installs/<int:install_id>/retry", installs.install_retry, name="install-retry"),
     path("batches/<int:batch_id>/<str:action>", installs.batch_action, name="batch-action"),
     path("alerts/<int:alert_id>/acknowledge", installs.alert_acknowledge, name="alert-acknowledge"),
+    path("profiles/", profiles.profile_list, name="profile-list"),
+    path("profiles/<str:name>/", profiles.profile_detail, name="profile-detail"),
+    path("workflows/", profiles.workflow_list, name="workflow-list"),
+    path("workflows/<str:name>/", profiles.workflow_detail, name="workflow-detail"),
 ]
 
 urlpatterns = [

@@ -79,6 +79,10 @@ def scene(db):
     for i in range(3):
         Event.objects.create(install=running, kind=EventKind.LOG, message=f"line {i}")
     alert = Alert.objects.create(install=failed, machine=idle, reason="InstallerFailed", message="disk full")
+    from installs import library, workflow
+
+    text = workflow.stock_text("preseed").replace("name: stock-installer", "name: scene-flow")
+    library.save_workflow(text, Actor.system("test"))
 
     class Scene:
         pass

@@ -45,6 +45,10 @@ def page_urls(s) -> list[str]:
         reverse("install-detail", args=[s.running.pk]),
         reverse("install-detail", args=[s.failed.pk]),
         reverse("accounts:token-list"),
+        reverse("profile-list"),
+        reverse("profile-detail", args=[s.profile.name]),
+        reverse("workflow-list"),
+        reverse("workflow-detail", args=["scene-flow"]),
     ]
 
 
