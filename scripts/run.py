@@ -249,6 +249,7 @@ def main() -> int:
                 env.setdefault(name, str(seconds))
             inventory = start_lab(supervisor, env, args.port)
             manage(env, "load_demo", "--lab-inventory", str(inventory))
+            manage(env, "load_demo_workflows")
 
         supervisor.start(
             "daphne",

@@ -67,15 +67,18 @@ def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
     assert "Lab site 'lab'" in capsys.readouterr().out
     machines = list(Machine.objects.filter(rack__site__slug="lab").select_related("bmc").order_by("hostname"))
     assert machines and all(m.bmc.driver == "ipmi" for m in machines)
-    healthy = [m for m in machines if "faults" not in m.hostname][:2]
+    healthy = [m for m in machines if "faults" not in m.hostname][:3]
     # The BMCs are real IPMI over UDP: read one's power state as the dashboard would.
     assert power.perform(healthy[0], "status", Actor.system("test")).endswith("power is off")
 
+    call_command("load_demo_workflows")
     image = OSProfile.objects.get(name="lab-demo-image")
     preseed = OSProfile.objects.get(name="debian-12-preseed")
+    scripted = OSProfile.objects.get(name="lab-demo-scripted")
     installs = [
         request_installs([healthy[0].pk], image, Actor.system("test")).installs.get(),
         request_installs([healthy[1].pk], preseed, Actor.system("test")).installs.get(),
+        request_installs([healthy[2].pk], scripted, Actor.system("test")).installs.get(),
     ]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -84,6 +87,12 @@ def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
             break
         time.sleep(0.5)
     details = [(i.machine.hostname, i.state, i.failure_reason, i.failure_message) for i in Install.objects.all()]
-    assert states == [InstallState.SUCCEEDED, InstallState.SUCCEEDED], details
+    assert states == [InstallState.SUCCEEDED] * 3, details
+    # The workflow's survey stage ran its two agent tasks at once, and its scripts' output is in the log.
+    survey = installs[2].steps.filter(stage_name="survey")
+    assert survey.count() == 2 and all(s.parallel and s.state == "succeeded" for s in survey)
+    log = "\n".join(installs[2].events.filter(kind="log").values_list("message", flat=True))
+    for line in ("disk report for", "pre-install: ok", "post-install: ok"):
+        assert line in log, log[-2000:]
     tftp = Path(Machine.objects.get(pk=healthy[0].pk).rack.site.tftp_root)
     assert not list(tftp.rglob("*01-52-*"))  # no per-MAC config left behind
