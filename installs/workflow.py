@@ -274,9 +274,11 @@ class _Checker:
         layout = value.get("layout", "single")
         if layout not in LAYOUTS:
             self.problem((*path, "layout"), f"storage.layout: one of {', '.join(LAYOUTS)}")
+            layout = "single"  # a list or mapping here must not reach the checks below as a dict key
         filesystem = value.get("filesystem", "ext4")
         if filesystem not in FILESYSTEMS:
             self.problem((*path, "filesystem"), f"storage.filesystem: one of {', '.join(FILESYSTEMS)}")
+            filesystem = "ext4"
         lvm = value.get("lvm", False)
         if not isinstance(lvm, bool):
             self.problem((*path, "lvm"), "storage.lvm: true or false")
@@ -590,7 +592,9 @@ def _disk_count(disks) -> int | None:
     if isinstance(disks, list):
         return len(disks)
     if isinstance(disks, dict):
-        return disks.get("count")
+        count = disks.get("count")
+        # A malformed count is the hint check's to report; comparing it here would raise.
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
     return None
 
 
