@@ -517,7 +517,8 @@ class _Checker:
                 self._disks(value, path, where)
             return
         if not ok[spec.type](value):
-            expected = f"one of {', '.join(spec.choices)}" if spec.choices else f"a {spec.type}"
+            article = "an" if spec.type[0] in "aeiou" else "a"
+            expected = f"one of {', '.join(spec.choices)}" if spec.choices else f"{article} {spec.type}"
             self.problem(path, f"{where}: {value!r} is not {expected}")
             return
         if spec.type == ParamType.SCRIPT and self.library.script(value) is None:
@@ -656,13 +657,25 @@ def render_many(sources: list[str], context: dict) -> list[str]:
     try:
         text = render_template(joined, context, template="workflow params")
     except TemplateError as exc:
-        index = _index_at_line(sources, exc.lineno)
-        raise ParamRenderError(index, exc.reason) from None
+        raise _which_failed(sources, context, exc) from None
     out = []
     for i in range(len(sources)):
         start = text.index(_MARK.format(i)) + len(_MARK.format(i))
         out.append(text[start : text.index(_MARK.format(i + 1), start)])
     return out
+
+
+def _which_failed(sources: list[str], context: dict, error: TemplateError) -> ParamRenderError:
+    """Which source made the joined render fail. Sources without newlines all sit on the joined template's
+    first line, so its error line cannot tell them apart: render them one at a time (only on this failing
+    path). An error none of them gives alone (a bound on the whole) falls back to the line."""
+    if len(sources) > 1:
+        for index, source in enumerate(sources):
+            try:
+                render_template(source, context, template="workflow params")
+            except TemplateError as exc:
+                return ParamRenderError(index, exc.reason)
+    return ParamRenderError(_index_at_line(sources, error.lineno), error.reason)
 
 
 def _index_at_line(sources: list[str], line: int | None) -> int:
