@@ -126,8 +126,8 @@ def resolve(hint: dict, disks: list[dict], *, where: str = "hint") -> list[str]:
     chosen.sort(key=lambda d: (int(d.get("size_bytes") or 0), _name(d)))
     count = hint.get("count")
     if not chosen or (count and len(chosen) < count):
-        wanted = f"{count} disks" if count else "a disk"
-        raise HintError(f"{where}: no {wanted} match {_show(hint)}; the machine has: {describe(disks)}")
+        found = f"only {len(chosen)} of the {count} disks wanted match" if chosen else "no disk matches"
+        raise HintError(f"{where}: {found} {_show(hint)}; the machine has: {describe(disks)}")
     if count:
         chosen = chosen[:count]
     elif not hint.get("all"):
