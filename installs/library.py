@@ -102,7 +102,13 @@ def for_profile(profile: OSProfile) -> wf.Workflow:
     row = Workflow.latest(profile.workflow)
     if row is None:
         if profile.workflow in wf.stock_names().values():
-            return wf.stock(profile.method)
+            stock = wf.stock(profile.method)
+            if stock.name != profile.workflow:  # stock-image named by an installer profile, or the reverse
+                serves = ", ".join(wf.check(DbLibrary().workflow_text(profile.workflow)).methods)
+                raise wf.WorkflowInvalid(
+                    [f"workflow {profile.workflow} serves {serves} installs; {profile.name} is {profile.method}"]
+                )
+            return stock
         raise wf.WorkflowInvalid([f"profile {profile.name} names the workflow {profile.workflow!r}: there is none"])
     checked = check(row.document)
     if checked.methods and profile.method not in checked.methods:
