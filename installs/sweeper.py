@@ -70,9 +70,16 @@ def _silent_agent(install_id: int) -> None:
         cutoff = timezone.now() - timedelta(seconds=settings.AGENT_SILENCE_S)
         if install.state not in ACTIVE_STATES or not install.agent_seen_at or install.agent_seen_at > cutoff:
             return
-        step = engine.current_step(install)
-        if step is None or step.kind != StepKind.AGENT_TASK or step.state != StepState.DISPATCHED:
+        # In a parallel stage the first step not done may be a sibling waiting out a retry's backoff: look at
+        # every step that may run now for one the agent holds.
+        out = [
+            s
+            for s in engine.current_steps(install)
+            if s.kind == StepKind.AGENT_TASK and s.state == StepState.DISPATCHED
+        ]
+        if not out:
             return
+        step = out[0]
         engine.fail(
             install,
             "AgentLost",
