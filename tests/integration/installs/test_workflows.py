@@ -3,15 +3,17 @@ to the agent, retries and what a failure does, protection, disk hints, templates
 freezing what it runs."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from audit.models import AuditEntry
 from audit.service import Actor
 from installs import callbacks, library
 from installs import workflow as wf
-from installs.models import Alert, Event, EventKind, InstallState, Script, StepState
+from installs.models import Alert, Event, EventKind, Install, InstallState, Script, StepState
 from installs.models import Workflow as WorkflowRow
 from installs.sweeper import sweep
 from inventory.services import set_protected
@@ -364,3 +366,37 @@ def test_a_profile_naming_the_stock_workflow_of_another_method_is_refused(lab):
     image.workflow = "stock-image"
     image.full_clean()
     assert library.for_profile(image) == wf.stock("image")
+
+
+def test_a_silent_agent_is_noticed_while_a_parallel_sibling_waits_out_its_backoff(lab, settings):
+    settings.STEP_RETRY_BASE_S = 600  # the first wipe's retry is far off
+    stage = (
+        "  - name: wipe\n    run: parallel\n    tasks:\n"
+        "      - {task: wipe_disks, retries: 1, params: {disks: /dev/vda}}\n"
+        "      - {task: wipe_disks, params: {disks: /dev/vdb}}\n"
+    )
+    machine, install = booted(lab, document("wipe-silent", stage + WRITE))
+    first = callbacks.agent_next_task(install.pk)["task"]
+    callbacks.agent_next_task(install.pk)
+    assert callbacks.agent_result(install.pk, first["id"], False, "WipeFailed", "busy", "", retryable=True) == "retry"
+    assert step_of(install, "wipe_disks", 0).state == StepState.PENDING
+    assert step_of(install, "wipe_disks", 1).state == StepState.DISPATCHED
+    silent_since = timezone.now() - timedelta(seconds=settings.AGENT_SILENCE_S + 5)
+    Install.objects.filter(pk=install.pk).update(agent_seen_at=silent_since)
+    assert sweep()["silent_agents"] == 1
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "AgentLost")
+    assert "while running wipe disks" in install.failure_message
+
+
+def test_an_agent_silent_while_holding_a_task_fails_the_install_and_one_heard_from_does_not(lab, settings):
+    machine, install = booted(lab, document("plain", WRITE))
+    callbacks.agent_next_task(install.pk)
+    assert sweep()["silent_agents"] == 0  # just heard from
+    Install.objects.filter(pk=install.pk).update(
+        agent_seen_at=timezone.now() - timedelta(seconds=settings.AGENT_SILENCE_S + 5)
+    )
+    assert sweep()["silent_agents"] == 1
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "AgentLost")
+    assert step_of(install, "write_image").state == StepState.FAILED
