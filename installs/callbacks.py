@@ -126,6 +126,10 @@ def _task_id(step: Step) -> str:
 
 def resolve_params(install: Install, step: Step) -> dict:
     """The params the agent gets for ``step``, from the facts the machine registered with."""
+    if step.attempts:
+        # A retry: dispatch stored the resolved params in place of the workflow's, and resolving those again
+        # is not the same (a script's body is already under "script"). The retry runs what the first got.
+        return dict(step.params)
     return resolve.task_params(install.plan, install.machine.hostname, install.machine.facts or {}, step.task,
                                step.params)  # fmt: skip
 
