@@ -400,3 +400,16 @@ def test_an_agent_silent_while_holding_a_task_fails_the_install_and_one_heard_fr
     install.refresh_from_db()
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "AgentLost")
     assert step_of(install, "write_image").state == StepState.FAILED
+
+
+def test_a_retried_script_is_handed_out_again_with_its_body(lab):
+    library.save_script("survey", "#!/bin/sh\nlsblk\n", ADMIN, safe_to_repeat=True, timeout_s=120)
+    stage = "  - name: survey\n    tasks:\n      - {task: run_script, retries: 1, params: {script: survey}}\n"
+    machine, install = booted(lab, document("survey-twice", stage + WRITE))
+    first = callbacks.agent_next_task(install.pk)["task"]
+    expected = {"script": "#!/bin/sh\nlsblk\n", "name": "survey@1", "timeout_s": 120}
+    assert first["params"] == expected
+    assert callbacks.agent_result(install.pk, first["id"], False, "ScriptFailed", "", "", retryable=True) == "retry"
+    time.sleep(0.1)  # the conftest's backoff is a few hundredths of a second
+    again = callbacks.agent_next_task(install.pk)["task"]
+    assert again["id"] != first["id"] and again["params"] == expected
