@@ -386,6 +386,12 @@ class _Checker:
         except WorkflowInvalid as exc:
             self.problem(path, f"include {name}: " + "; ".join(exc.messages))
             return []
+        # The included document was checked for its own methods: its tasks must also run in this one's.
+        for _, _, task in included.tasks():
+            off = [m for m in methods if task.kind.methods and m not in task.kind.methods]
+            if off:
+                self.problem(path, f"include {name}: its {task.task} does not run in {off[0]} installs")
+                return []
         line = self.line(*path)
         return [
             Stage(f"{name}: {s.name}", s.parallel, tuple(_at(t, line) for t in s.tasks), line) for s in included.stages
