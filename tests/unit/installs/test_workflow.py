@@ -461,3 +461,18 @@ def test_a_before_script_not_in_the_library_is_refused_at_its_line():
                                       "      - wipe_disks"))  # fmt: skip
     assert problems(text) == [f"line {line_of(text, 'before:')}: run_script.script: no script 'nope' in the script "
                               "library"]  # fmt: skip
+
+
+def test_an_included_workflows_tasks_must_run_in_the_including_workflows_methods():
+    agent_only = BOOT.replace("name: lab", "name: agent-wipe") + "  - name: wipe\n    tasks: [wipe_disks]\n"
+    preseed = (
+        "name: outer\nmethod: preseed\nstages:\n  - include: agent-wipe\n"
+        "  - name: install\n    tasks: [wait_installer]\n"
+        "  - name: finish\n    tasks: [remove_boot_config, set_boot_disk]\n  - name: verify\n    tasks: [verify]\n"
+    )
+    library = StubLibrary(workflows={"agent-wipe": agent_only})
+    assert problems(preseed, library) == ["line 4: include agent-wipe: its wipe_disks does not run in preseed installs"]
+    # Tasks of every method come in.
+    generic = BOOT.replace("name: lab", "name: boot-any").replace("method: image", "method: [image, preseed]")
+    flow = wf.check(preseed.replace("agent-wipe", "boot-any"), StubLibrary(workflows={"boot-any": generic}))
+    assert [s.name for s in flow.stages][:2] == ["boot-any: boot", "install"]
