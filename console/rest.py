@@ -26,6 +26,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Query, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, SessionAuth
+from pydantic import StrictBool, StrictInt
 
 from accounts.api_tokens import user_for_key
 from accounts.roles import Role, has_role
@@ -596,8 +597,8 @@ class ScriptIn(Schema):
     name: LibraryName
     body: Text = Field(..., min_length=1, max_length=wf.MAX_DOCUMENT)
     description: Text = Field("", max_length=255)
-    timeout_s: int = Field(600, ge=1, le=wf.MAX_TIMEOUT_S)
-    safe_to_repeat: bool = False
+    timeout_s: StrictInt = Field(600, ge=1, le=wf.MAX_TIMEOUT_S)
+    safe_to_repeat: StrictBool = False  # not 0 or "no": a script's safety is said, not guessed
 
 
 class ScriptSavedOut(Schema):

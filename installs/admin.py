@@ -64,14 +64,23 @@ class _LibraryAdmin(admin.ModelAdmin):
             self.message_user(request, f"Saved as version {row.version}; version {before} is kept as it was.")
 
 
+def _as_sent(text: str) -> str:
+    """A textarea's text as the other doors store it: browsers send CRLF line ends."""
+    return text.replace("\r\n", "\n")
+
+
 class WorkflowForm(forms.ModelForm):
+    # Not stripped: the version stored is the document as written (a save of the same text is no new version).
+    document = forms.CharField(
+        widget=forms.Textarea(attrs=_CODE), strip=False, help_text=Workflow.document.field.help_text
+    )
+
     class Meta:
         model = Workflow
         fields = ("document",)
-        widgets = {"document": forms.Textarea(attrs=_CODE)}
 
     def clean_document(self):
-        text = self.cleaned_data["document"]
+        text = _as_sent(self.cleaned_data["document"])
         try:
             checked = library.check(text)
         except wf.WorkflowInvalid as exc:
@@ -106,10 +115,14 @@ class WorkflowAdmin(_LibraryAdmin):
 
 
 class ScriptForm(forms.ModelForm):
+    body = forms.CharField(widget=forms.Textarea(attrs=_CODE), strip=False, help_text=Script.body.field.help_text)
+
     class Meta:
         model = Script
         fields = ("name", "description", "body", "timeout_s", "safe_to_repeat")
-        widgets = {"body": forms.Textarea(attrs=_CODE)}
+
+    def clean_body(self):
+        return _as_sent(self.cleaned_data["body"])
 
 
 @admin.register(Script)

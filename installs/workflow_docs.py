@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
-
 from inventory.models import InstallMethod
 
 from . import hints, taskkinds
 from . import workflow as wf
 from .taskkinds import Category, ParamType
 from .workflow_schema import required_params, schema_text
+
+# The checkout the committed files live in.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 _CATEGORIES = {
     Category.AGENT: "agent (run by the agent in the memory OS; image installs)",
@@ -33,7 +34,7 @@ def files() -> dict[str, str]:
 
 def write(base: Path | None = None) -> list[str]:
     """Write the files that differ; return their paths."""
-    base = base or Path(settings.BASE_DIR)
+    base = base or PROJECT_DIR
     written = []
     for name, text in files().items():
         path = base / name
@@ -45,7 +46,7 @@ def write(base: Path | None = None) -> list[str]:
 
 def stale(base: Path | None = None) -> list[str]:
     """The generated files that are missing or differ from what the table gives now."""
-    base = base or Path(settings.BASE_DIR)
+    base = base or PROJECT_DIR
     return [name for name, text in files().items() if not (base / name).exists() or (base / name).read_text() != text]
 
 
