@@ -47,6 +47,12 @@ def test_stock_workflows_validate_against_the_schema(validator):
         wf.check(path.read_text())  # and the checker agrees
 
 
+def test_the_documented_examples_validate_against_the_schema(validator):
+    for path in sorted((ROOT / "docs/examples").glob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        assert validator.is_valid(document), (path.name, [e.message for e in validator.iter_errors(document)])
+
+
 def test_a_document_with_storage_scripts_hints_and_templates_validates(validator):
     text = """
 name: raid-web
