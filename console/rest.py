@@ -14,25 +14,31 @@ body not sent as application/json a 415, and both come before any write (core/ed
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import wraps
+from typing import Annotated
 
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Query, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, SessionAuth
+from pydantic import StrictBool, StrictInt
 
 from accounts.api_tokens import user_for_key
 from accounts.roles import Role, has_role
 from audit.service import Actor
 from console.filters import MachineQuery, machine_queryset
 from core import edge, problems
-from core.edge import BIGINT_MAX, DbCount, DbId, Page, Text
+from core.edge import BIGINT_MAX, INT_MAX, DbCount, DbId, Page, Text
 from core.problems import Problem
 from installs import batches as batch_service
-from installs import engine
-from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install
+from installs import engine, library, workflow_schema
+from installs import workflow as wf
+from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
 from inventory.models import Machine, OSProfile
 
 from .queries import installs_for_pages
@@ -78,13 +84,20 @@ class RestApi(edge.ProblemApi):
         415: "The body was not sent as application/json; nothing was written.",
     }
 
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        workflow_schema.add_to_openapi(schema)  # what POST workflows takes as text, for editors and scripts
+        return schema
+
 
 api = RestApi(
     title="provisioner API",
     version="1",
-    description="Machines, installs and batches for automation. Same roles as the web pages. "
+    description="Machines, installs, batches, and the workflow and script library, for automation. Same roles "
+    "as the web pages; the library is written by admins. "
     "Every refusal is a Problem (RFC 9457 problem details, application/problem+json); invalid input is a 400 "
-    "that names the field, before any write.",
+    "that names the field, before any write. A workflow document is YAML text whose structure is the "
+    "WorkflowDocument schema.",
     urls_namespace="api-v1",
     auth=[ApiTokenAuth(), SessionAuth(csrf=True)],
     docs_url=None,  # the interactive page loads from a CDN the datacentre network cannot reach
@@ -521,6 +534,217 @@ def resume_batch(request, batch_id: Path[DbId], body: WhyIn = None):
 @api.post("batches/{batch_id}/cancel", response={200: BatchOut, 409: Problem}, tags=["batches"])
 def cancel_batch(request, batch_id: Path[DbId], body: WhyIn = None):
     return _set_batch(request, batch_id, BatchState.CANCELLED, body.why if body else "")
+
+
+# --- the workflow and script library ----------------------------------------------------------
+# Read by viewers; written by admins, as in the admin site (a workflow decides what every install of the
+# profiles naming it does to a machine, as the profile itself does). Every save goes through
+# installs/library.py, which checks and audits it; a changed document or script is a new version.
+
+LibraryName = Annotated[Text, Field(min_length=1, max_length=64)]
+_LINE = re.compile(r"^line (\d+): (.*)$", re.S)
+
+
+class WorkflowOut(Schema):
+    name: str
+    version: int
+    description: str
+    created_at: datetime
+    created_by: str
+
+
+class WorkflowDetailOut(WorkflowOut):
+    document: str = Field(..., description="YAML; its structure is the WorkflowDocument schema.")
+    versions: list[int]
+
+
+class WorkflowIn(Schema):
+    document: Text = Field(
+        ..., min_length=1, max_length=wf.MAX_DOCUMENT, description="YAML text of a WorkflowDocument."
+    )
+
+
+class WorkflowSavedOut(Schema):
+    name: str
+    version: int
+    new_version: bool = Field(..., description="False: the document was the latest version's, kept as it is.")
+
+
+class WorkflowCheckOut(Schema):
+    ok: bool
+    name: str
+    methods: list[str]
+    stages: int
+    tasks: int
+
+
+class ScriptOut(Schema):
+    name: str
+    version: int
+    description: str
+    timeout_s: int
+    safe_to_repeat: bool
+    created_at: datetime
+    created_by: str
+
+
+class ScriptDetailOut(ScriptOut):
+    body: str
+    versions: list[int]
+
+
+class ScriptIn(Schema):
+    name: LibraryName
+    body: Text = Field(..., min_length=1, max_length=wf.MAX_DOCUMENT)
+    description: Text = Field("", max_length=255)
+    timeout_s: StrictInt = Field(600, ge=1, le=wf.MAX_TIMEOUT_S)
+    safe_to_repeat: StrictBool = False  # not 0 or "no": a script's safety is said, not guessed
+
+
+class ScriptSavedOut(Schema):
+    name: str
+    version: int
+    new_version: bool
+
+
+class VersionQuery(Schema):
+    version: int | None = Field(None, ge=1, le=INT_MAX, description="A version; the latest when left out.")
+
+
+def _entry(row) -> dict:
+    data = {
+        "name": row.name,
+        "version": row.version,
+        "description": row.description,
+        "created_at": row.created_at,
+        "created_by": row.created_by_label,
+    }
+    if isinstance(row, Script):
+        data.update(timeout_s=row.timeout_s, safe_to_repeat=row.safe_to_repeat)
+    return data
+
+
+def _latest_each(model):
+    """The latest version of every name, without the (long) text."""
+    text = "document" if model is Workflow else "body"
+    return model.objects.order_by("name", "-version").distinct("name").defer(text)
+
+
+def _version(model, name: str, version: int | None):
+    rows = model.objects.filter(name=name)
+    row = rows.filter(version=version).first() if version else rows.order_by("-version").first()
+    if row is None:
+        raise HttpError(404, f"No {model._meta.verbose_name} {name!r}" + (f" version {version}." if version else "."))
+    versions = list(rows.order_by("version").values_list("version", flat=True))
+    return row, versions
+
+
+def _invalid_document(exc: wf.WorkflowInvalid):
+    """A 400 naming each problem of the document with its line."""
+    errors = []
+    for message in exc.messages:
+        match = _LINE.match(message)
+        line, reason = (int(match.group(1)), match.group(2)) if match else (None, message)
+        errors.append({"loc": ["body", "body", "document"], "msg": reason, "type": "workflow_invalid", "line": line})
+    detail = f"document: {'; '.join(exc.messages)}"
+    return problems.response(400, detail, field="document", errors=errors)
+
+
+def _invalid_fields(exc: ValidationError):
+    errors = [
+        {"loc": ["body", "body", field], "msg": message, "type": "value_error"}
+        for field, messages in exc.message_dict.items()
+        for message in messages
+    ]
+    field = problems.field_of(errors[0]["loc"]) if errors else "body"
+    return problems.response(400, f"{field}: {errors[0]['msg'] if errors else exc}", field=field, errors=errors)
+
+
+def _saved_at_once() -> HttpError:
+    return _RefusedError(["Another save of this name was made at the same moment; send it again."])
+
+
+@api.get("workflows", response=list[WorkflowOut], tags=["library"])
+def list_workflows(request):
+    """The latest version of each workflow of the library, by name (the stock workflows are not rows)."""
+    _need(request, Role.VIEWER)
+    return [_entry(w) for w in _latest_each(Workflow)]
+
+
+@api.post(
+    "workflows/check", response={200: WorkflowCheckOut, 400: Problem}, tags=["library"], operation_id="check_workflow"
+)
+def check_workflow(request, body: WorkflowIn):
+    """Check a document as saving it would, against the library as it is now; nothing is written."""
+    _need(request, Role.VIEWER)
+    try:
+        checked = library.check(body.document)
+    except wf.WorkflowInvalid as exc:
+        return _invalid_document(exc)
+    return {
+        "ok": True,
+        "name": checked.name,
+        "methods": list(checked.methods),
+        "stages": len(checked.stages),
+        "tasks": sum(1 for _ in checked.tasks()),
+    }
+
+
+@api.get("workflows/{name}", response=WorkflowDetailOut, tags=["library"])
+def get_workflow(request, name: Path[LibraryName], query: Query[VersionQuery]):
+    _need(request, Role.VIEWER)
+    row, versions = _version(Workflow, name, query.version)
+    return {**_entry(row), "document": row.document, "versions": versions}
+
+
+@api.post("workflows", response={200: WorkflowSavedOut, 201: WorkflowSavedOut, 400: Problem, 409: Problem},
+          tags=["library"])  # fmt: skip
+def save_workflow(request, body: WorkflowIn):
+    """Check and save a document under the name it gives: 201 with the new version, or 200 when it is the
+    latest version's document already. A refused document is a 400 whose ``errors`` give each problem's line."""
+    _need(request, Role.ADMIN)
+    try:
+        row, new = library.save_workflow(body.document, _actor(request))
+    except wf.WorkflowInvalid as exc:
+        return _invalid_document(exc)
+    except IntegrityError:
+        raise _saved_at_once() from None
+    return Status(201 if new else 200, {"name": row.name, "version": row.version, "new_version": new})
+
+
+@api.get("scripts", response=list[ScriptOut], tags=["library"])
+def list_scripts(request):
+    """The latest version of each script, by name; bodies are in each script's own answer."""
+    _need(request, Role.VIEWER)
+    return [_entry(s) for s in _latest_each(Script)]
+
+
+@api.get("scripts/{name}", response=ScriptDetailOut, tags=["library"])
+def get_script(request, name: Path[LibraryName], query: Query[VersionQuery]):
+    _need(request, Role.VIEWER)
+    row, versions = _version(Script, name, query.version)
+    return {**_entry(row), "body": row.body, "versions": versions}
+
+
+@api.post("scripts", response={200: ScriptSavedOut, 201: ScriptSavedOut, 400: Problem, 409: Problem},
+          tags=["library"])  # fmt: skip
+def save_script(request, body: ScriptIn):
+    """Save a script: 201 with the new version, or 200 when nothing changed from the latest version."""
+    _need(request, Role.ADMIN)
+    try:
+        row, new = library.save_script(
+            body.name,
+            body.body,
+            _actor(request),
+            description=body.description,
+            timeout_s=body.timeout_s,
+            safe_to_repeat=body.safe_to_repeat,
+        )
+    except ValidationError as exc:
+        return _invalid_fields(exc)
+    except IntegrityError:
+        raise _saved_at_once() from None
+    return Status(201 if new else 200, {"name": row.name, "version": row.version, "new_version": new})
 
 
 edge.refuse_undeclared_query(api)

@@ -36,6 +36,7 @@ class ProblemError(Schema):
     loc: list[str]
     msg: str
     type: str
+    line: int | None = None  # where a document sent as text is wrong (a workflow's YAML): its line, from 1
 
 
 class Problem(Schema):

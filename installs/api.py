@@ -21,7 +21,7 @@ from core.problems import Problem
 from inventory.validators import normalise_mac
 from provisioner import pxe
 
-from . import callbacks, credentials, progress
+from . import callbacks, credentials, progress, workflow_schema
 from .models import ACTIVE_STATES, Install
 
 LONG_POLL_MAX_S = 30
@@ -72,6 +72,8 @@ class AgentApi(edge.ProblemApi):
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(progress_schema.get("components", {}).get("schemas", {}))
         problems.document(schema, self.refusals)
+        # The workflows whose tasks the agent runs, described for the same readers as its API.
+        workflow_schema.add_to_openapi(schema)
         return schema
 
 

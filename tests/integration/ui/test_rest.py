@@ -14,7 +14,7 @@ from accounts.api_tokens import ApiToken, create_token, hash_key
 from audit.models import AuditEntry
 from audit.service import Actor
 from core import problems
-from installs.models import Batch, BatchState, Event, EventKind, Install
+from installs.models import Batch, BatchState, Event, EventKind, Install, Script, Workflow
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
@@ -167,6 +167,8 @@ def writes():
         Batch.objects.count(),
         AuditEntry.objects.count(),
         Event.objects.count(),
+        Workflow.objects.count(),
+        Script.objects.count(),
         sorted(Install.objects.values_list("pk", "state")),
         sorted(Batch.objects.values_list("pk", "state")),
     )

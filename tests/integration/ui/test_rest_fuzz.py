@@ -20,3 +20,18 @@ def test_rest_api_never_answers_with_a_server_error_and_refusals_write_nothing(c
     before = writes()
     response = case.call(base_url=live_server.url, headers={"Authorization": f"Token {scene.key}"}, timeout=30)
     check_answer(case, response, writes, before)
+
+
+# The library is written by admins: its operations again with an admin's token, so that documents and
+# scripts reach the checker and the library (a technician's are refused before).
+library = schema.include(tag="library")
+
+
+@library.parametrize()
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_library_operations_as_an_admin_never_answer_with_a_server_error(case, scene, live_server):
+    if not hasattr(scene, "admin_key"):
+        _, scene.admin_key = token_client("admin")
+    before = writes()
+    response = case.call(base_url=live_server.url, headers={"Authorization": f"Token {scene.admin_key}"}, timeout=30)
+    check_answer(case, response, writes, before)

@@ -95,6 +95,8 @@ def endpoints(s, rq):
         ("alert ack", "post", reverse("alert-acknowledge", args=[s.alert.pk]), {}, "technician"),
         ("admin", "get", "/admin/", None, "admin"),
         ("admin machines", "get", "/admin/inventory/machine/", None, "admin"),
+        ("admin workflows", "get", "/admin/installs/workflow/", None, "admin"),
+        ("admin scripts", "get", "/admin/installs/script/add/", None, "admin"),
         ("rq queues", "get", reverse("django_rq:home"), None, "admin"),
         ("rq queue", "get", reverse("django_rq:jobs", args=[0]), None, "admin"),
         ("rq finished", "get", reverse("django_rq:finished_jobs", args=[0]), None, "admin"),
@@ -126,6 +128,12 @@ def endpoints(s, rq):
         ("api retry", "post", f"/api/v1/installs/{i}/retry", {}, "technician"),
         ("api pause", "post", f"/api/v1/batches/{s.batch.pk}/pause", {}, "technician"),
         ("api resume", "post", f"/api/v1/batches/{s.batch.pk}/resume", {}, "technician"),
+        ("api workflows", "get", "/api/v1/workflows", None, "viewer"),
+        ("api workflow", "get", "/api/v1/workflows/none", None, "viewer"),
+        ("api workflow check", "post", "/api/v1/workflows/check", {"document": "name: x"}, "viewer"),
+        ("api workflow save", "post", "/api/v1/workflows", {"document": "name: x"}, "admin"),
+        ("api scripts", "get", "/api/v1/scripts", None, "viewer"),
+        ("api script save", "post", "/api/v1/scripts", {"name": "x", "body": "#!/bin/sh\n"}, "admin"),
     ]
     return pages, api
 
