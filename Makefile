@@ -45,10 +45,14 @@ test: $(VENV)/.installed-test
 	    $(VENV)/bin/pytest
 
 # A real virtual machine installed over PXE and IPMI (QEMU, the memory OS, ipmi_sim): docs/memory-os.md.
+# A second run beside it needs its own database (named *e2e: the run drops it), Redis database and E2E_DIR.
+E2E_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/prove2e
+E2E_REDIS_URL    ?= redis://127.0.0.1:6379/8
+E2E_DIR          ?= $(CURDIR)/var/e2e
 e2e: $(VENV)/.installed-test
 	bash .ci/e2e-setup
-	PROVISIONER_E2E=1 PROVISIONER_DEV=1 PROVISIONER_VAR_DIR=$(CURDIR)/var/e2e-state \
-	    DATABASE_URL=postgres://postgres@127.0.0.1:5432/prove2e REDIS_URL=redis://127.0.0.1:6379/8 \
+	PROVISIONER_E2E=1 PROVISIONER_DEV=1 PROVISIONER_VAR_DIR=$(E2E_DIR)-state PROVISIONER_E2E_DIR=$(E2E_DIR) \
+	    DATABASE_URL=$(E2E_DATABASE_URL) REDIS_URL=$(E2E_REDIS_URL) \
 	    $(VENV)/bin/pytest tests/e2e -s -p no:cacheprovider
 
 bench: $(VENV)/.installed-test

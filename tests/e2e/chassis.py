@@ -111,7 +111,10 @@ def power_on(state: Path, config: dict) -> None:
     (state / "mode").write_text(mode)
     if mode == "network":
         (state / "boot").write_text("default\n")
-    _log(state, f"power-on boot={mode}")
+    disks = ""
+    if config.get("attached") is not None:
+        disks = " disks=" + (",".join(config["attached"]) or "none")
+    _log(state, f"power-on boot={mode}{disks}")
 
 
 def power_off(state: Path, pid: int) -> None:

@@ -1,11 +1,12 @@
-"""A real machine in a box for the end-to-end install: QEMU (TCG) behind OpenIPMI's ipmi_sim, PXE-booting from the
-site's TFTP root over QEMU's user-mode network, and the dashboard running for real (daphne + RQ worker on
-PostgreSQL and Redis) as subprocesses.
+"""A real machine in a box for the end-to-end install: QEMU (KVM when /dev/kvm opens, else TCG) behind OpenIPMI's
+ipmi_sim, PXE-booting from the site's TFTP root over QEMU's user-mode network, and the dashboard running for real
+(daphne + RQ worker on PostgreSQL and Redis) as subprocesses.
 
 The VM test is collected only with PROVISIONER_E2E=1 (`make e2e`): it needs root, QEMU and a built memory OS,
 and takes minutes. test_builder.py (the builder's pure parts) runs in `make test` too.
-The run's files (serial console, QEMU and BMC events, dashboard logs, timeline) stay in var/e2e/<firmware>/ so a
-failure can be read afterwards.
+The run's files (serial console, QEMU and BMC events, dashboard logs, timeline) stay in var/e2e/<lab>/ so a
+failure can be read afterwards. PROVISIONER_E2E_DIR moves var/e2e, so two runs on one machine (each with its own
+database and Redis database) keep apart: every port they listen on is a free one picked at start.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,9 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 E2E = os.environ.get("PROVISIONER_E2E") == "1"
 collect_ignore_glob = [] if E2E else ["test_vm_*.py"]
 
-RUN_DIR = ROOT / "var" / "e2e"
+RUN_DIR = Path(os.environ.get("PROVISIONER_E2E_DIR") or ROOT / "var" / "e2e")
 CACHE_DIR = ROOT / "var" / "memory-os"
-MACS = {"bios": "52:54:00:e2:e0:01", "uefi": "52:54:00:e2:e0:02"}
 IPMI_USER = "admin"
 IPMI_PASSWORD = "E2e-bmc-pw-5Rt"
 SITE = "e2e"
@@ -40,6 +41,49 @@ GUEST_HOST = "10.0.2.2"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 TOOLS = ("qemu-system-x86_64", "qemu-img", "ipmi_sim", "debootstrap", "syslinux", "mcopy", "mkfs.vfat", "sfdisk")
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """One VM of the run: its firmware, its disks (names; each a blank 512 MiB disk in a slot of its own) and the
+    inventory it gets (MAC, host name and rack position differ between labs: they share the database)."""
+
+    name: str
+    firmware: str
+    mac: str
+    position_u: int
+    disks: tuple[str, ...] = ("a",)
+
+    @property
+    def hostname(self) -> str:
+        return f"e2e-{self.name}"
+
+
+LABS = {
+    "bios": LabSpec("bios", "bios", "52:54:00:e2:e0:01", 1),
+    "uefi": LabSpec("uefi", "uefi", "52:54:00:e2:e0:02", 2),
+    "raid1-bios": LabSpec("raid1-bios", "bios", "52:54:00:e2:e0:03", 3, disks=("a", "b")),
+}
+
+
+def kvm_usable() -> bool:
+    """KVM backed by the CPU's own virtualization (vmx or svm among its flags) and a /dev/kvm that opens. A
+    /dev/kvm without them (a paravirtual KVM such as PVM inside a cloud VM) runs SeaBIOS but stops with an
+    "emulation failure" when iPXE switches modes."""
+    try:
+        flags = {word for line in open("/proc/cpuinfo") if line.startswith("flags") for word in line.split()}
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError:
+        return False
+    return bool(flags & {"vmx", "svm"})
+
+
+# PROVISIONER_E2E_ACCEL=tcg forces software emulation on a machine whose KVM is there but misbehaves.
+ACCEL = os.environ.get("PROVISIONER_E2E_ACCEL") or ("kvm" if kvm_usable() else "tcg")
+
+
+def disk_serial(name: str) -> str:
+    return f"E2E-DISK-{name.upper()}"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -229,7 +273,7 @@ class ImageServer:
 class Machine:
     """The VM behind its BMC: ipmi_sim on a loopback UDP port whose chassis control starts and stops QEMU."""
 
-    def __init__(self, run: Path, firmware: str, tftp_root: Path, mac: str):
+    def __init__(self, run: Path, firmware: str, tftp_root: Path, mac: str, disks: tuple[str, ...] = ("a",)):
         self.run = run
         self.firmware = firmware
         self.state = run / "bmc"
@@ -237,14 +281,16 @@ class Machine:
         self.port = free_port(socket.SOCK_DGRAM)
         self.serial = run / "serial.log"
         self.serial.write_text("")
-        self.disk = run / "disk.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.disk), "512M"], check=True)
+        self.disks = {name: run / f"disk-{name}.qcow2" for name in disks}
+        for path in self.disks.values():
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "512M"], check=True)
         config = {
             "firmware": firmware,
+            "accel": ACCEL,
             "mac": mac,
             "tftp_root": str(tftp_root),
             "bootfile": "pxelinux.0" if firmware == "bios" else "grubx64.efi",
-            "disks": [{"name": "a", "file": str(self.disk), "serial": "E2E-DISK-A"}],
+            "disks": [{"name": n, "file": str(path), "serial": disk_serial(n)} for n, path in self.disks.items()],
             "serial": str(self.serial),
             "monitor": str(self.state / "monitor.sock"),
             "pidfile": str(self.state / "qemu.pid"),
@@ -296,6 +342,16 @@ class Machine:
                 raise RuntimeError("ipmi_sim did not start")
             time.sleep(0.05)
 
+    def attach(self, *names: str) -> None:
+        """Plug in only these disks at the next power-on (all of them when none is named)."""
+        unknown = set(names) - set(self.disks)
+        if unknown:
+            raise ValueError(f"no disk {sorted(unknown)} in this machine: it has {sorted(self.disks)}")
+        path = self.state / "config.json"
+        config = json.loads(path.read_text())
+        config["attached"] = list(names) if names else None
+        path.write_text(json.dumps(config, indent=2))
+
     def bmc(self):
         from provisioner.bmc import BmcTarget, get_driver
 
@@ -334,9 +390,11 @@ def prepare_tftp_root(tftp_root: Path, memory_os, firmware: str) -> None:
 
 @pytest.fixture
 def lab(request, database, memory_os, django_db_blocker):
-    """Everything for one install of one VM: returns a dict of the pieces; tears all of it down afterwards."""
-    firmware = request.param
-    run = RUN_DIR / firmware
+    """Everything for one install of one VM: returns a dict of the pieces; tears all of it down afterwards.
+    Parametrized indirectly with a key of LABS."""
+    spec = LABS[request.param]
+    firmware = spec.firmware
+    run = RUN_DIR / spec.name
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     timeline = Timeline(run / "timeline.log")
@@ -349,11 +407,15 @@ def lab(request, database, memory_os, django_db_blocker):
     image, sha256 = build_disk(run / "www", CACHE_DIR, images.url("first-boot"))
     timeline.mark("image built", f"{image.stat().st_size} bytes compressed, sha256 {sha256[:12]}")
     services = Services(run).start()
-    hostname, mac = f"e2e-{firmware}", MACS[firmware]
-    machine = Machine(run, firmware, tftp_root, mac)
+    hostname, mac = spec.hostname, spec.mac
+    machine = Machine(run, firmware, tftp_root, mac, spec.disks)
     with django_db_blocker.unblock():
-        _inventory(hostname, mac, services.port, tftp_root, machine.port, images.url(image.name), sha256)
-    timeline.mark("dashboard up", f"daphne 127.0.0.1:{services.port}, worker for {SITE}, BMC udp {machine.port}")
+        _inventory(spec, services.port, tftp_root, machine.port, images.url(image.name), sha256)
+    timeline.mark(
+        "dashboard up",
+        f"daphne 127.0.0.1:{services.port}, worker for {SITE}, BMC udp {machine.port}, QEMU {ACCEL}, "
+        f"{len(spec.disks)} disk(s)",
+    )
     try:
         yield {
             "run": run,
@@ -363,6 +425,7 @@ def lab(request, database, memory_os, django_db_blocker):
             "services": services,
             "machine": machine,
             "firmware": firmware,
+            "spec": spec,
             "hostname": hostname,
             "mac": mac,
             "blocker": django_db_blocker,
@@ -373,7 +436,7 @@ def lab(request, database, memory_os, django_db_blocker):
         images.stop()
 
 
-def _inventory(hostname: str, mac: str, port: int, tftp_root: Path, bmc_port: int, image_url: str, sha256: str) -> None:
+def _inventory(spec: LabSpec, port: int, tftp_root: Path, bmc_port: int, image_url: str, sha256: str) -> None:
     from inventory.models import BMC, NIC, Machine, MachineStatus, OSProfile, Rack, Site
     from inventory.stock import sync_stock_profiles
     from provisioner.memory_os.build import PROFILE
@@ -385,9 +448,9 @@ def _inventory(hostname: str, mac: str, port: int, tftp_root: Path, bmc_port: in
     )
     rack, _ = Rack.objects.get_or_create(site=site, name="vm", defaults={"height_u": 42})
     machine = Machine.objects.create(
-        hostname=hostname, rack=rack, position_u=1 if mac.endswith("1") else 2, height_u=1, status=MachineStatus.READY
+        hostname=spec.hostname, rack=rack, position_u=spec.position_u, height_u=1, status=MachineStatus.READY
     )
-    NIC.objects.create(machine=machine, name="pxe", mac=mac, is_pxe=True)
+    NIC.objects.create(machine=machine, name="pxe", mac=spec.mac, is_pxe=True)
     bmc = BMC(machine=machine, driver="ipmi", address="127.0.0.1", port=bmc_port, username=IPMI_USER)
     bmc.set_password(IPMI_PASSWORD)
     bmc.save()

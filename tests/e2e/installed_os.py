@@ -6,11 +6,16 @@ responder's initramfs; partition 2, ext4 labelled "root", is the root the agent 
 filesystem) and writes /etc/hostname and the network config into. Built without mounting anything: mkfs -d,
 mtools and syslinux's FAT installer work on image files.
 
-At first boot the responder loads the disk and NIC drivers, mounts the ext4 root read-only, prints the host
-name and network config the agent wrote, brings up the NIC named by MAC in that config with DHCP, and POSTs
-<base>/i/<token>/events/finished, as the systemd unit of the agent's first_boot_callback task would. The URL comes
-from that task's /etc/provisioner/first-boot on the root; for a plan without the task, from the test's helper at
-`e2e.firstboot=` on its kernel command line.
+At first boot the responder loads the disk and NIC drivers, prints the disks it sees by their serials, mounts
+the ext4 root read-only, prints the disk that root sits on, the host name and network config the agent wrote,
+brings up the NIC named by MAC in that config with DHCP, and POSTs <base>/i/<token>/events/finished, as the
+systemd unit of the agent's first_boot_callback task would. The URL comes from that task's
+/etc/provisioner/first-boot on the root; for a plan without the task, from the test's helper at `e2e.firstboot=`
+on its kernel command line.
+
+Written onto a RAID 1 with metadata 1.0 (its superblock at the end of each member), every member holds the
+image from sector 0: its loader boots from either disk alone, and the kernel, which assembles no array here,
+reads each member's partition table directly, so LABEL=root is found on whichever disk is present.
 """
 
 from __future__ import annotations
@@ -52,12 +57,29 @@ exec </dev/console >/dev/console 2>&1
 say() { echo "installed-os: $*"; }
 say "booted from the disk, kernel $(uname -r)"
 while read -r module; do insmod "/modules/$module" 2>/dev/null; done </modules/order
+# A disk's serial as its firmware reports it: SCSI VPD page 0x80 (libata fills it from ATA IDENTIFY), after its
+# 4-byte header; virtio disks have a serial attribute of their own.
+serial_of() {
+    if [ -r "/sys/block/$1/device/vpd_pg80" ]; then
+        tail -c +5 "/sys/block/$1/device/vpd_pg80" | tr -d '\000' | tr -s ' ' | sed 's/^ //; s/ $//'
+    else
+        cat "/sys/block/$1/serial" 2>/dev/null
+    fi
+}
 root=""
 for i in $(seq 1 30); do
     root=$(findfs LABEL=root 2>/dev/null) && break
     sleep 1
 done
+disks=""
+for dev in /sys/block/*; do
+    [ -e "$dev/device" ] && disks="$disks ${dev##*/}=$(serial_of "${dev##*/}")"
+done
+say "disks${disks:- none}"
 [ -n "$root" ] || { say "FAILED: no root filesystem"; exec sh; }
+# The partition's sysfs directory sits inside its disk's.
+disk=$(basename "$(dirname "$(readlink -f "/sys/class/block/${root##*/}")")")
+say "root $root on disk $disk, serial $(serial_of "$disk")"
 mount -t ext4 -o ro "$root" /target || { say "FAILED: cannot mount $root"; exec sh; }
 say "root $root, hostname $(cat /target/etc/hostname 2>/dev/null)"
 hostname "$(cat /target/etc/hostname 2>/dev/null || echo installed)"
