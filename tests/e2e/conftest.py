@@ -63,6 +63,7 @@ LABS = {
     "bios": LabSpec("bios", "bios", "52:54:00:e2:e0:01", 1),
     "uefi": LabSpec("uefi", "uefi", "52:54:00:e2:e0:02", 2),
     "raid1-bios": LabSpec("raid1-bios", "bios", "52:54:00:e2:e0:03", 3, disks=("a", "b")),
+    "raid1-uefi": LabSpec("raid1-uefi", "uefi", "52:54:00:e2:e0:04", 4, disks=("a", "b")),
 }
 
 
