@@ -1,6 +1,6 @@
-"""A real machine in a box for the end-to-end install: QEMU (KVM when /dev/kvm opens, else TCG) behind OpenIPMI's
-ipmi_sim, PXE-booting from the site's TFTP root over QEMU's user-mode network, and the dashboard running for real
-(daphne + RQ worker on PostgreSQL and Redis) as subprocesses.
+"""A real machine in a box for the end-to-end install: QEMU (KVM on hardware virtualization, else TCG) behind
+OpenIPMI's ipmi_sim, PXE-booting from the site's TFTP root over QEMU's user-mode network, and the dashboard running
+for real (daphne + RQ worker on PostgreSQL and Redis) as subprocesses.
 
 The VM test is collected only with PROVISIONER_E2E=1 (`make e2e`): it needs root, QEMU and a built memory OS,
 and takes minutes. test_builder.py (the builder's pure parts) runs in `make test` too.
@@ -274,9 +274,13 @@ class ImageServer:
 class Machine:
     """The VM behind its BMC: ipmi_sim on a loopback UDP port whose chassis control starts and stops QEMU."""
 
-    def __init__(self, run: Path, firmware: str, tftp_root: Path, mac: str, disks: tuple[str, ...] = ("a",)):
+    def __init__(
+        self, run: Path, firmware: str, tftp_root: Path, mac: str, disks: tuple[str, ...] = ("a",),
+        *, disk_size: str = "512M", memory_mib: int = 1024,
+    ):  # fmt: skip
         self.run = run
         self.firmware = firmware
+        self.accel = ACCEL
         self.state = run / "bmc"
         self.state.mkdir()
         self.port = free_port(socket.SOCK_DGRAM)
@@ -284,10 +288,11 @@ class Machine:
         self.serial.write_text("")
         self.disks = {name: run / f"disk-{name}.qcow2" for name in disks}
         for path in self.disks.values():
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "512M"], check=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), disk_size], check=True)
         config = {
             "firmware": firmware,
             "accel": ACCEL,
+            "memory_mib": memory_mib,
             "mac": mac,
             "tftp_root": str(tftp_root),
             "bootfile": "pxelinux.0" if firmware == "bios" else "grubx64.efi",

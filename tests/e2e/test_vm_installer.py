@@ -13,11 +13,9 @@ in, and the test fails there, naming the question (a question d-i asks at critic
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from tests.e2e.conftest import (
     Services,
     Timeline,
 )
-from tests.e2e.test_vm_install import BmcWatcher
+from tests.e2e.watch import BmcWatcher
 
 pytestmark = [
     pytest.mark.slow,
@@ -72,35 +70,10 @@ INSTALLER_PHASES = [
 
 
 class InstallerMachine(Machine):
-    """conftest's VM behind its BMC with two blank disks big enough for Debian, more memory and KVM when it opens."""
+    """conftest's VM behind its BMC with two blank disks big enough for Debian and more memory."""
 
     def __init__(self, run: Path, tftp_root: Path):
-        super().__init__(run, "bios", tftp_root, MAC)
-        self.disk.unlink()
-        self.disks = {name: run / f"disk-{name}.qcow2" for name in ("a", "b")}
-        for path in self.disks.values():
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), DISK_SIZE], check=True)
-        path = self.state / "config.json"
-        config = json.loads(path.read_text())
-        config["disks"] = [
-            {"name": name, "file": str(file), "serial": f"E2E-DISK-{name.upper()}"} for name, file in self.disks.items()
-        ]
-        config["memory_mib"] = MEMORY_MIB
-        config["accel"] = "kvm" if _kvm_usable() else "tcg"
-        path.write_text(json.dumps(config, indent=2))
-        self.accel = config["accel"]
-
-
-def _kvm_usable() -> bool:
-    """KVM on hardware virtualisation. A /dev/kvm without vmx or svm (kvm_pvm, as on some cloud sandboxes) opens
-    but stops dead in the firmware's real-mode code: iPXE hangs at its Ctrl-B prompt and a kernel loaded
-    directly prints nothing, so such a machine runs the VM under TCG."""
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-    except OSError:
-        return False
-    flags = Path("/proc/cpuinfo").read_text()
-    return bool(re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M))
+        super().__init__(run, "bios", tftp_root, MAC, ("a", "b"), disk_size=DISK_SIZE, memory_mib=MEMORY_MIB)
 
 
 def _tftp_root(tftp_root: Path) -> None:
