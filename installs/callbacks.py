@@ -214,7 +214,8 @@ def agent_result(
         return "duplicate"
     if step.state != StepState.DISPATCHED:
         raise NotCurrentTask(task_id)
-    if output:
+    if output and not install.events.filter(step=step, kind=EventKind.LOG).exists():
+        # The task's output, unless its lines already came, streamed with its progress (a script's do).
         emit(install, EventKind.LOG, output[-10000:], step=step, data={"output": True})
     if ok:
         engine.complete_step(install, step, {"output_tail": output[-2000:]}, message)  # worker steps may follow

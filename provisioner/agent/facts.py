@@ -47,6 +47,17 @@ def memory_bytes(proc_root: Path = Path("/proc")) -> int:
     return 0
 
 
+def _vpd_serial(device: Path) -> str:
+    """A SCSI or SATA disk's serial number, as the drive reports it: the Unit Serial Number VPD page (0x80),
+    its 4-byte header dropped. What a technician reads off the label; the wwid holds it only inside a
+    vendor-prefixed string."""
+    try:
+        page = (device / "vpd_pg80").read_bytes()
+    except OSError:
+        return ""
+    return page[4:].decode("ascii", "replace").strip(" \x00")
+
+
 def disks(sys_root: Path = Path("/sys")) -> list[dict]:
     found = []
     for entry in sorted((sys_root / "block").glob("*")):
@@ -62,7 +73,7 @@ def disks(sys_root: Path = Path("/sys")) -> list[dict]:
         device = entry / "device"
         # NVMe keeps its world-wide id in the block device's own directory, SCSI/SATA in the device's.
         wwn = _read(entry / "wwid") or _read(device / "wwid")
-        serial = _read(device / "serial") or _read(entry / "serial") or wwn
+        serial = _read(device / "serial") or _read(entry / "serial") or _vpd_serial(device) or wwn
         found.append(
             {
                 "name": name,

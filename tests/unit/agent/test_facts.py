@@ -73,6 +73,17 @@ def test_a_disk_without_a_world_wide_id_and_a_bios_machine(tmp_path):
     assert found["efi"] is False
 
 
+def test_a_sata_disk_without_a_serial_file_reports_the_serial_of_its_vpd_page(tmp_path):
+    """libata exposes no device/serial: the drive's own serial is on VPD page 0x80, not the wwid's T10 string."""
+    sys_root, proc_root = tmp_path / "sys", tmp_path / "proc"
+    _write(sys_root / "block/sda/size", "2048\n")
+    _write(sys_root / "block/sda/device/wwid", "t10.ATA     QEMU HARDDISK                           E2E-DISK-A\n")
+    (sys_root / "block/sda/device/vpd_pg80").write_bytes(b"\x00\x80\x00\x14" + b"          E2E-DISK-A")
+    _write(proc_root / "meminfo", "MemTotal: 1 kB\n")
+    disk = facts.collect(sys_root, proc_root)["disks"][0]
+    assert disk["serial"] == "E2E-DISK-A" and disk["wwn"].startswith("t10.ATA")
+
+
 def test_collect_on_this_host_has_the_contract_shape():
     found = facts.collect()
     assert found["cpus"] >= 1 and found["memory_bytes"] > 0
