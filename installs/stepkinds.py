@@ -35,6 +35,7 @@ class StepKind(models.TextChoices):
     """What a Step row holds in ``kind``; a kind's choice label is what people see, unless its row says."""
 
     CHECK_BMC = "check_bmc", "Check the BMC"
+    HARDWARE_RAID = "hardware_raid", "Build a hardware RAID volume"
     WRITE_BOOT_CONFIG = "write_boot_config", "Write the per-MAC boot config"
     SET_BOOT_PXE = "set_boot_pxe", "One-time boot from network"
     POWER_CYCLE = "power_cycle", "Power cycle"
@@ -120,6 +121,11 @@ KINDS: dict[str, StepKindSpec] = {
     spec.kind: spec
     for spec in (
         StepKindSpec(StepKind.CHECK_BMC, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.check_bmc"),
+        # Before the boot: the power cycle that boots the agent or installer is also the reset that makes a
+        # controller build a volume requested for OnReset, and what boots then sees the volume as its disk.
+        StepKindSpec(
+            StepKind.HARDWARE_RAID, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.hardware_raid"
+        ),
         StepKindSpec(
             StepKind.WRITE_BOOT_CONFIG, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.write_boot_config"
         ),

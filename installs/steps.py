@@ -15,7 +15,15 @@ from inventory import power, protection
 from inventory.crypto import FieldDecryptError
 from inventory.models import Machine
 from provisioner import pxe
-from provisioner.bmc import BmcAuthError, BmcError, BmcUnsupported, BootDevice, PowerState
+from provisioner.bmc import (
+    BmcAuthError,
+    BmcError,
+    BmcUnsupported,
+    BootDevice,
+    PowerState,
+    RaidLevel,
+    VolumeRequest,
+)
 
 from . import render
 from .events import emit
@@ -80,6 +88,51 @@ def check_bmc(install: Install, step) -> dict:
     machine, latency = _bmc(install, lambda d: d.ping())
     power.note_contact(machine.bmc.pk, ok=True, latency_s=latency)
     return {"latency_ms": round(latency * 1000, 1)}
+
+
+def hardware_raid(install: Install, step) -> dict:
+    """Build the step's volume through the BMC; a volume of its name already there is success (a retry after a
+    worker died mid-call finds the one it made)."""
+    params = step.params
+    drives = params.get("drives")
+    # Worker steps get their params as the workflow wrote them: a template is not rendered for a BMC call.
+    if params.get("level") not in RaidLevel.__members__ or not (
+        drives is None or drives == "all" or (isinstance(drives, list) and all(isinstance(d, str) for d in drives))
+    ):
+        raise StepFailed(
+            "HardwareRaidParamsInvalid",
+            f"hardware_raid needs a level ({', '.join(RaidLevel)}) and drives as a list of drive ids or all, "
+            f"not level={params.get('level')!r}, drives={drives!r}.",
+        )
+    request = VolumeRequest(
+        level=RaidLevel(params["level"]),
+        name=params.get("name") or "system",
+        drives=None if drives is None else ("all",) if drives == "all" else tuple(drives),
+        capacity_bytes=params.get("capacity_bytes"),
+        controller=params.get("controller") or None,
+    )
+    machine, result = _bmc(install, lambda d: d.create_volume(request), refuse_if_protected="raid")
+    where = f"{request.name!r} on controller {result.controller}"
+    if not result.created:
+        return {"skipped": f"{where} is already there (volume {result.volume}): nothing sent"}
+    if result.task:
+        when = "at the next reset" if result.apply_time == "OnReset" else "as a task of the BMC"
+        emit(
+            install,
+            EventKind.STEP,
+            f"{request.level} volume {where} accepted; the controller builds it {when}",
+            step=step,
+        )
+    else:
+        emit(install, EventKind.STEP, f"{request.level} volume {where} created: {result.volume}", step=step)
+    out = {"controller": result.controller, "volume": result.volume, "level": str(request.level)}
+    if result.drives:
+        out["drives"] = list(result.drives)
+    if result.task:
+        out["task"] = result.task
+    if result.apply_time:
+        out["apply_time"] = result.apply_time
+    return out
 
 
 def write_boot_config(install: Install, step) -> dict:

@@ -36,6 +36,7 @@ class ParamType(StrEnum):
     SCRIPT = "script"  # a script of the library: name or name@version
     CHOICE = "choice"
     MAPPING = "mapping"
+    DRIVE_IDS = "list of drive ids or all"  # the BMC's drive ids (Redfish Drive.Id), or "all"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,26 @@ TASKS: dict[str, TaskKind] = {
             "check_bmc", Category.OUT_OF_BAND, StepKind.CHECK_BMC,
             "Check that the machine's BMC answers, with its credentials.",
             provides=frozenset({"bmc"}),
+        ),
+        TaskKind(
+            "hardware_raid", Category.OUT_OF_BAND, StepKind.HARDWARE_RAID,
+            "Build a volume (virtual disk) on the machine's RAID controller through the BMC's Redfish storage "
+            "service, before the machine boots, so the agent or installer sees it as one disk. Nothing is sent "
+            "when the controller already has a volume of that name. A BMC that builds volumes only at a reset "
+            "(OnReset) builds it at the power cycle that follows. Redfish only; refused on protected machines.",
+            params=(
+                Param("level", ParamType.CHOICE, "RAID level (Redfish RAIDType)", required=True,
+                      choices=("RAID0", "RAID1", "RAID5", "RAID10")),
+                Param("drives", ParamType.DRIVE_IDS,
+                      "the BMC's drive ids (e.g. Disk.Bay.0), or all for every drive of the controller; left out, "
+                      "the controller chooses"),
+                Param("name", ParamType.STRING, "the volume's name; a volume of this name already there is kept",
+                      default="system"),
+                Param("controller", ParamType.STRING,
+                      "the BMC's storage id (e.g. RAID.Integrated.1-1); left out, the only one with drives"),
+                Param("capacity_bytes", ParamType.INTEGER, "the volume's size; left out, all the drives give"),
+            ),
+            destructive=True,
         ),
         TaskKind(
             "write_boot_config", Category.CONTROL, StepKind.WRITE_BOOT_CONFIG,

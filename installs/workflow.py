@@ -26,6 +26,7 @@ import yaml
 from django.core.exceptions import ValidationError
 
 from inventory.models import InstallMethod
+from provisioner.bmc import RaidLevel, raid_drive_count_problem
 from provisioner.pxe import TemplateError, render_template
 
 from . import hints, taskkinds
@@ -498,6 +499,8 @@ class _Checker:
                 continue
             self._param_value(kind, spec, value, here)
             out[key] = value
+        if kind.name == "hardware_raid":
+            self._hardware_raid(out, path)
         for spec in kind.params:
             if spec.required and spec.name not in out and not _from_storage(kind.name, spec.name, storage):
                 self.problem(path[:-1], f"{kind.name} needs the parameter {spec.name!r}: {spec.doc}")
@@ -515,6 +518,9 @@ class _Checker:
             ParamType.SCRIPT: lambda v: isinstance(v, str),
             ParamType.CHOICE: lambda v: str(v) in spec.choices,
             ParamType.MAPPING: lambda v: isinstance(v, dict),
+            ParamType.DRIVE_IDS: lambda v: (
+                v == "all" or (isinstance(v, list) and v and all(isinstance(i, str) and i.strip() for i in v))
+            ),
         }
         if spec.type in (ParamType.DISK, ParamType.DISKS):
             if spec.type == ParamType.DISK and isinstance(value, list):
@@ -529,6 +535,17 @@ class _Checker:
             return
         if spec.type == ParamType.SCRIPT and self.library.script(value) is None:
             self.problem(path, f"{where}: no script {value!r} in the script library")
+
+    def _hardware_raid(self, params, path) -> None:
+        """A listed set of drives must be enough for the level, and name each drive once."""
+        level, drives = params.get("level"), params.get("drives")
+        if level not in RaidLevel.__members__ or not isinstance(drives, list) or not drives:
+            return  # what is wrong with them is reported already
+        if len(set(drives)) != len(drives):
+            self.problem((*path, "drives"), "hardware_raid.drives: a drive is listed twice")
+        problem = raid_drive_count_problem(RaidLevel(level), len(drives))
+        if problem:
+            self.problem((*path, "drives"), f"hardware_raid.drives: {problem}")
 
     def _order(self, workflow: Workflow) -> None:
         """Every task's needs met by what runs before it; waits alone; phases only forward."""

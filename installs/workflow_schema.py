@@ -54,6 +54,9 @@ def _param(spec: taskkinds.Param, prefix: str) -> dict:
         ParamType.SCRIPT: {"type": "string", "pattern": r"^[a-z0-9][a-z0-9._-]*(@[0-9]+)?$"},
         ParamType.CHOICE: {"anyOf": [{"enum": _choice(spec.choices)}, template]},
         ParamType.MAPPING: {"type": "object"},
+        ParamType.DRIVE_IDS: {
+            "anyOf": [{"const": "all"}, {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}]
+        },
     }[spec.type]
     schema = {"description": spec.doc, **typed}
     if spec.default is not None:

@@ -15,6 +15,7 @@ REFUSED_WHEN_PROTECTED = {
     "cycle": "power cycle",
     "pxe": "network boot",
     "install": "install",
+    "raid": "hardware RAID",
 }
 
 

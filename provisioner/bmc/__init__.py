@@ -8,7 +8,10 @@ and errors, whatever the protocol underneath.
         driver.set_boot_device(BootDevice.PXE, once=True)
         driver.power_on()
 
-Modules: ``base`` (the Protocol, target and enums: ``DriverName`` and
+Hardware RAID is a capability of its own (``StorageDriver``: ``storage()`` and ``create_volume()``); only the
+Redfish driver has it, the others raise :class:`BmcUnsupported` saying so.
+
+Modules: ``base`` (the Protocols, target and enums: ``DriverName`` and
 ``PowerState`` are also the values the inventory stores), ``errors`` (retryable vs fatal), ``ipmi`` and
 ``ipmi_loop`` (pyghmi, with our own deadlines), ``redfish`` (sushy), ``fake`` (in memory, for the demo and
 tests) and ``guard`` (one command in flight per BMC and a minimum interval, across processes, via Redis).
@@ -18,7 +21,22 @@ from __future__ import annotations
 
 import sys
 
-from .base import DEFAULT_TIMEOUT_S, BmcDriver, BmcTarget, BootDevice, DriverName, PowerState
+from .base import (
+    DEFAULT_TIMEOUT_S,
+    BmcDriver,
+    BmcTarget,
+    BootDevice,
+    Drive,
+    DriverName,
+    PowerState,
+    RaidLevel,
+    StorageController,
+    StorageDriver,
+    Volume,
+    VolumeRequest,
+    VolumeResult,
+    raid_drive_count_problem,
+)
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
 
 __all__ = [
@@ -32,10 +50,18 @@ __all__ = [
     "BmcUnreachable",
     "BmcUnsupported",
     "BootDevice",
+    "Drive",
     "DriverName",
     "PowerState",
+    "RaidLevel",
+    "StorageController",
+    "StorageDriver",
+    "Volume",
+    "VolumeRequest",
+    "VolumeResult",
     "close_sessions",
     "get_driver",
+    "raid_drive_count_problem",
 ]
 
 

@@ -96,3 +96,100 @@ class BmcDriver(Protocol):
 
     def ping(self) -> float:
         """Seconds one authenticated round trip took; raises if unreachable or credentials are rejected."""
+
+
+# -- hardware RAID: a capability only some drivers have ---------------------------------------------------------
+
+
+class RaidLevel(enum.StrEnum):
+    """The RAID levels a volume may be built with; the values are Redfish's ``RAIDType``."""
+
+    RAID0 = "RAID0"  # striped, no redundancy
+    RAID1 = "RAID1"  # mirrored
+    RAID5 = "RAID5"  # striped with one drive's worth of parity
+    RAID10 = "RAID10"  # striped over mirrored pairs
+
+    @property
+    def min_drives(self) -> int:
+        return _MIN_DRIVES[self]
+
+
+_MIN_DRIVES = {RaidLevel.RAID0: 1, RaidLevel.RAID1: 2, RaidLevel.RAID5: 3, RaidLevel.RAID10: 4}
+
+
+def raid_drive_count_problem(level: RaidLevel, count: int) -> str:
+    """Why ``count`` drives cannot make a ``level`` volume, or "" when they can."""
+    level = RaidLevel(level)
+    if count < level.min_drives:
+        return f"{level} needs at least {level.min_drives} drives, not {count}"
+    if level == RaidLevel.RAID10 and count % 2:
+        return f"RAID10 mirrors drives in pairs: it needs an even number of drives, not {count}"
+    return ""
+
+
+@dataclass(frozen=True)
+class Drive:
+    """A physical drive behind a storage controller, as the BMC names it."""
+
+    id: str  # the BMC's drive id (Redfish ``Drive.Id``), what a hardware_raid task lists
+    name: str = ""
+    capacity_bytes: int | None = None
+    media_type: str = ""  # "HDD", "SSD", or "" when not said
+    serial: str = ""
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A logical drive (virtual disk) a controller presents to the machine."""
+
+    id: str
+    name: str = ""
+    raid_level: str = ""  # a RaidLevel value, another Redfish RAIDType, or "" when the BMC does not say
+    capacity_bytes: int | None = None
+    drives: tuple[str, ...] = ()  # drive ids, when the BMC links them
+
+
+@dataclass(frozen=True)
+class StorageController:
+    """One storage subsystem (Redfish ``Storage``): its drives and the volumes built over them."""
+
+    id: str  # the BMC's id (Redfish ``Storage.Id``), what a hardware_raid task names as ``controller``
+    name: str = ""
+    raid_levels: tuple[str, ...] = ()  # what the controller says it supports; empty when it does not say
+    drives: tuple[Drive, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """What a caller asks a controller to build; ``drives`` None lets the controller choose."""
+
+    level: RaidLevel
+    name: str
+    drives: tuple[str, ...] | None = None
+    capacity_bytes: int | None = None
+    controller: str | None = None  # a StorageController.id; None: the only controller with drives
+
+
+@dataclass(frozen=True)
+class VolumeResult:
+    """What a create_volume call did."""
+
+    controller: str
+    volume: str  # the new (or already present) volume's id; "" while the BMC still applies the request
+    drives: tuple[str, ...] = ()  # the drives asked for; empty when the controller chose
+    created: bool = True  # False: a volume of that name was already there, nothing sent
+    # The BMC took the request as a task (HTTP 202): its monitor's path, and when the BMC applies it.
+    task: str = ""
+    apply_time: str = ""  # Redfish OperationApplyTime sent ("OnReset"), or "" for the service's default
+
+
+@runtime_checkable
+class StorageDriver(Protocol):
+    """Hardware RAID through the BMC; drivers without a storage service raise BmcUnsupported from both."""
+
+    def storage(self) -> list[StorageController]:
+        """Every storage controller with its drives and volumes."""
+
+    def create_volume(self, request: VolumeRequest) -> VolumeResult:
+        """Build a volume; a volume of the same name on the controller already is success (nothing sent)."""

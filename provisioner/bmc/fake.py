@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .base import BmcTarget, BootDevice, PowerState
+from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
 
 FAULT_UNREACHABLE = "unreachable"
@@ -64,6 +64,9 @@ def reset_fakes() -> None:
     """Forget every fake BMC (tests call this between cases)."""
     with _registry_lock:
         _registry.clear()
+
+
+NO_STORAGE = "the fake driver has no storage service: hardware RAID needs Redfish"
 
 
 class FakeDriver:
@@ -125,3 +128,9 @@ class FakeDriver:
         started = time.monotonic()
         self._enter("ping")
         return time.monotonic() - started
+
+    def storage(self) -> list[StorageController]:
+        raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def create_volume(self, request: VolumeRequest) -> VolumeResult:
+        raise BmcUnsupported(self.target.endpoint, NO_STORAGE)

@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 
-from .base import BmcDriver, BootDevice, PowerState
+from .base import BmcDriver, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcBusy
 
 DEFAULT_KEY_PREFIX = "provisioner:bmc:"
@@ -23,6 +23,9 @@ POLL_S = 0.01
 # A guarded call makes at most this many BMC round trips (power cycle: status, then reset or power on;
 # Redfish reset fallback: status, restart, off, on), so the lock outlives a live holder.
 _CALLS_PER_COMMAND = 4
+# Reading storage or creating a volume walks the Redfish tree: the system, each storage subsystem, its
+# volumes (and, for a listing, its drives), then the POST and the new volume read back.
+_CALLS_PER_STORAGE_COMMAND = 24
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
@@ -55,15 +58,17 @@ class GuardedDriver:
         # A crashed holder must not wedge the BMC forever: the lock expires after the longest legal command.
         ttl = lock_ttl_s if lock_ttl_s is not None else self.target.timeout_s * _CALLS_PER_COMMAND + 1.0
         self._lock_ttl_ms = max(1, int(ttl * 1000))
+        ttl = lock_ttl_s if lock_ttl_s is not None else self.target.timeout_s * _CALLS_PER_STORAGE_COMMAND + 1.0
+        self._storage_lock_ttl_ms = max(1, int(ttl * 1000))
         self._release = redis.register_script(_RELEASE)
 
     def __repr__(self) -> str:
         return f"GuardedDriver({self.driver!r}, min_interval_s={self.min_interval_s:g})"
 
-    def _acquire(self) -> str:
+    def _acquire(self, lock_ttl_ms: int) -> str:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + self.max_wait_s
-        while not self._redis.set(self._lock_key, token, nx=True, px=self._lock_ttl_ms):
+        while not self._redis.set(self._lock_key, token, nx=True, px=lock_ttl_ms):
             if time.monotonic() + POLL_S > deadline:
                 # No retry hint: the lock's expiry is the worst case for a live holder, not an estimate.
                 raise BmcBusy(self.target.endpoint, "another command to this BMC is still running")
@@ -78,8 +83,8 @@ class GuardedDriver:
             time.sleep(wait_s)
         return token
 
-    def _guarded(self, method: str, *args, **kwargs):
-        token = self._acquire()
+    def _guarded(self, method: str, *args, _storage: bool = False, **kwargs):
+        token = self._acquire(self._storage_lock_ttl_ms if _storage else self._lock_ttl_ms)
         try:
             return getattr(self.driver, method)(*args, **kwargs)
         finally:
@@ -106,3 +111,9 @@ class GuardedDriver:
 
     def ping(self) -> float:
         return self._guarded("ping")
+
+    def storage(self) -> list[StorageController]:
+        return self._guarded("storage", _storage=True)
+
+    def create_volume(self, request: VolumeRequest) -> VolumeResult:
+        return self._guarded("create_volume", request, _storage=True)

@@ -6,7 +6,7 @@ import time
 
 from pyghmi.ipmi.private.constants import ipmi_completion_codes
 
-from .base import BmcTarget, BootDevice, PowerState
+from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
 from .ipmi_loop import get_loop
 
@@ -34,6 +34,9 @@ _DEVICE_BY_SELECTOR = {0x0: BootDevice.DEFAULT, 0x1: BootDevice.PXE, 0x2: BootDe
 # Completion codes that mean "not now" rather than "never".
 _BUSY_CODES = {0xC0, 0xC3, 0xCE, 0xCF}
 _PRIVILEGE_CODES = {0xD4}
+
+
+NO_STORAGE = "the IPMI driver has no storage service: hardware RAID needs Redfish"
 
 
 class IpmiDriver:
@@ -112,3 +115,9 @@ class IpmiDriver:
         started = time.monotonic()
         self._call("get device id", NETFN_APP, CMD_GET_DEVICE_ID)
         return time.monotonic() - started
+
+    def storage(self) -> list[StorageController]:
+        raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def create_volume(self, request: VolumeRequest) -> VolumeResult:
+        raise BmcUnsupported(self.target.endpoint, NO_STORAGE)

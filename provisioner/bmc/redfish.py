@@ -9,8 +9,19 @@ import requests
 import sushy
 from sushy import exceptions as sushy_exc
 from sushy.auth import BasicAuth
+from sushy.taskmonitor import TaskMonitor
 
-from .base import BmcTarget, BootDevice, PowerState
+from .base import (
+    BmcTarget,
+    BootDevice,
+    Drive,
+    PowerState,
+    StorageController,
+    Volume,
+    VolumeRequest,
+    VolumeResult,
+    raid_drive_count_problem,
+)
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
 
 _POWER = {sushy.PowerState.ON: PowerState.ON, sushy.PowerState.OFF: PowerState.OFF}
@@ -159,3 +170,120 @@ class RedfishDriver:
         started = time.monotonic()
         self._run("ping", lambda: self._system())
         return time.monotonic() - started
+
+    # -- hardware RAID ---------------------------------------------------------------------------------------
+
+    def _storages(self) -> list:
+        # Storage resources whose ids we pick by: the Redfish spec makes a resource's Id the last segment of
+        # its path, so drive ids come from the links alone, without one GET per drive.
+        return list(self._system().storage.get_members())
+
+    def storage(self) -> list[StorageController]:
+        def read():
+            out = []
+            for stg in self._storages():
+                drives = tuple(
+                    Drive(
+                        id=d.identity,
+                        name=d.name or "",
+                        capacity_bytes=d.capacity_bytes,
+                        media_type=str(d.media_type or ""),
+                        serial=d.serial_number or "",
+                    )
+                    for d in stg.drives
+                )
+                levels: list[str] = []
+                for ctl in stg.storage_controllers:
+                    levels += [t.value for t in ctl.raid_types or () if t.value not in levels]
+                out.append(
+                    StorageController(
+                        id=stg.identity,
+                        name=stg.name or "",
+                        raid_levels=tuple(levels),
+                        drives=drives,
+                        volumes=tuple(_volume(v) for v in _volumes(stg)),
+                    )
+                )
+            return out
+
+        return self._run("read storage", read)
+
+    def create_volume(self, request: VolumeRequest) -> VolumeResult:
+        return self._run(f"create {request.level} volume {request.name!r}", lambda: self._create_volume(request))
+
+    def _create_volume(self, request: VolumeRequest) -> VolumeResult:
+        endpoint = self.target.endpoint
+        storages = self._storages()
+        if request.controller is not None:
+            stg = next((s for s in storages if s.identity == request.controller), None)
+            if stg is None:
+                known = ", ".join(s.identity for s in storages) or "none"
+                raise BmcUnsupported(endpoint, f"no storage controller {request.controller!r} (it has: {known})")
+        else:
+            with_drives = [s for s in storages if s.drives_identities]
+            if len(with_drives) != 1:
+                known = ", ".join(s.identity for s in with_drives) or "none"
+                raise BmcUnsupported(
+                    endpoint, f"{len(with_drives)} storage controllers have drives ({known}): name the controller"
+                )
+            stg = with_drives[0]
+        drive_paths = {path.rstrip("/").rsplit("/", 1)[-1]: path for path in stg.drives_identities or ()}
+        for vol in _volumes(stg):
+            if vol.name == request.name:
+                return VolumeResult(stg.identity, vol.identity, created=False)
+        if request.drives is None:
+            wanted: tuple[str, ...] = ()
+        else:
+            wanted = tuple(drive_paths) if request.drives == ("all",) else request.drives
+            unknown = [d for d in wanted if d not in drive_paths]
+            if unknown:
+                raise BmcUnsupported(
+                    endpoint,
+                    f"controller {stg.identity!r} has no drive {', '.join(map(repr, unknown))} "
+                    f"(it has: {', '.join(drive_paths) or 'none'})",
+                )
+            problem = raid_drive_count_problem(request.level, len(wanted))
+            if problem:
+                raise BmcUnsupported(endpoint, f"controller {stg.identity!r}: {problem}")
+        payload: dict = {"Name": request.name, "RAIDType": str(request.level)}
+        if wanted:
+            payload["Links"] = {"Drives": [{"@odata.id": drive_paths[d]} for d in wanted]}
+        if request.capacity_bytes is not None:
+            payload["CapacityBytes"] = request.capacity_bytes
+        apply_time = _apply_time(stg.volumes)
+        applied = apply_time.value if apply_time is not None else ""
+        # Never sushy's blocking wait: a BMC that takes the request as a task (HTTP 202) is left to apply it, at
+        # once or when the machine next resets (the power cycle that boots the agent).
+        created = stg.volumes.create(payload, apply_time=apply_time)
+        if isinstance(created, TaskMonitor):
+            return VolumeResult(stg.identity, "", wanted, task=created.task_monitor_uri, apply_time=applied)
+        return VolumeResult(stg.identity, created.identity if created is not None else "", wanted, apply_time=applied)
+
+
+def _volumes(stg) -> list:
+    try:
+        return list(stg.volumes.get_members())
+    except sushy_exc.MissingAttributeError:
+        return []  # a storage subsystem without a Volumes collection holds no volumes
+
+
+def _volume(vol) -> Volume:
+    links = (vol.json.get("Links") or {}).get("Drives") or []
+    drives = tuple(str(link.get("@odata.id", "")).rstrip("/").rsplit("/", 1)[-1] for link in links)
+    return Volume(
+        id=vol.identity,
+        name=vol.name or "",
+        raid_level=vol.raid_type.value if vol.raid_type else "",
+        capacity_bytes=vol.capacity_bytes,
+        drives=drives,
+    )
+
+
+def _apply_time(volumes):
+    """OnReset when the BMC says it cannot build a volume at once (many PERC and iLO controllers), else None:
+    the service's own default."""
+    support = volumes.operation_apply_time_support
+    values = set(support.supported_values or ()) if support else set()
+    if values and sushy.ApplyTime.IMMEDIATE.value not in values and sushy.ApplyTime.ON_RESET.value in values:
+        return sushy.ApplyTime.ON_RESET
+    return None

@@ -3,6 +3,7 @@ Redfish emulator and the machine's Redis. Plain helpers and fixtures; no mocks o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -206,17 +207,77 @@ REDFISH_PASSWORD = "Rf-pw-3Kz?"
 
 # sushy-tools' fake driver applies a power change 1-11 s after the request, at random (it imitates slow
 # hardware). Pin it to the minimum so a change lands within a second and the tests stay fast.
+#
+# Its Storage, Drives and Volumes come from the config file, but a volume exists only once the systems driver's
+# find_or_create_storage_volume says so, and only the libvirt driver has one (it makes a libvirt volume); the
+# fake driver answers 501 to every POST to Volumes, and even a GET of a configured volume. So the fake systems
+# get a backend here: a volume gets a unique id (the emulator's own is the pid and the second, which two volumes
+# made within one second share) and, left without a size, its RAID level's capacity over its drives, as a
+# controller computes it. The emulator keeps only a volume's Name, VolumeType and CapacityBytes, so each POST
+# body is also written to a journal: what the BMC was told, for the tests to read.
 _EMULATOR = (
-    "import sys\n"
+    "import itertools, json, os, sys\n"
+    "import flask\n"
     "from sushy_tools.emulator.resources.systems import fakedriver\n"
     "class _Fastest:\n"
     "    @staticmethod\n"
     "    def randint(low, high):\n"
     "        return low\n"
     "fakedriver.random = _Fastest\n"
+    "_ids = itertools.count(1)\n"
+    "def _capacity(body):\n"
+    "    sizes = [DRIVE_BYTES for _ in (body.get('Links') or {}).get('Drives') or ()]\n"
+    "    level = body.get('RAIDType')\n"
+    "    if not sizes: return 0\n"
+    "    if level == 'RAID0': return sum(sizes)\n"
+    "    if level == 'RAID1': return min(sizes)\n"
+    "    if level == 'RAID5': return (len(sizes) - 1) * min(sizes)\n"
+    "    return len(sizes) // 2 * min(sizes)\n"
+    "def _volume(self, data):\n"
+    "    if flask.request.method == 'POST':\n"
+    "        body = flask.request.get_json()\n"
+    "        data['Id'] = 'Volume%d' % next(_ids)\n"
+    "        if data.get('CapacityBytes') is None: data['CapacityBytes'] = _capacity(body)\n"
+    "        with open(os.environ['EMULATOR_JOURNAL'], 'a') as journal:\n"
+    "            journal.write(json.dumps({'path': flask.request.path, 'body': body}) + '\\n')\n"
+    "    return data['Id']\n"
+    "DRIVE_BYTES = int(os.environ['EMULATOR_DRIVE_BYTES'])\n"
+    "fakedriver.FakeDriver.find_or_create_storage_volume = _volume\n"
     "from sushy_tools.emulator.main import main\n"
     "sys.exit(main())\n"
 )
+
+FAKE_SYSTEM = "27946b59-9e44-4fa7-8e91-f3527a1ef094"  # sushy-tools' default fake system
+DRIVE_BYTES = 899_527_000_000
+# Two storage subsystems: "RAID.Integrated.1-1" (the PERC-like one, four drives) and "AHCI.1" (two drives).
+STORAGE = {
+    "RAID.Integrated.1-1": ["Disk.Bay.0", "Disk.Bay.1", "Disk.Bay.2", "Disk.Bay.3"],
+    "AHCI.1": ["Disk.Direct.0", "Disk.Direct.1"],
+}
+
+
+def _storage_config() -> str:
+    storage = {
+        FAKE_SYSTEM: [
+            {
+                "Id": sid,
+                "Name": f"{sid} storage",
+                "StorageControllers": [{"MemberId": "0", "Name": f"{sid} controller", "SpeedGbps": 12}],
+                "Drives": drives,
+            }
+            for sid, drives in STORAGE.items()
+        ]
+    }
+    drives = {
+        (FAKE_SYSTEM, sid): [{"Id": d, "Name": d, "CapacityBytes": DRIVE_BYTES, "Protocol": "SAS"} for d in ids]
+        for sid, ids in STORAGE.items()
+    }
+    volumes = {(FAKE_SYSTEM, sid): [] for sid in STORAGE}
+    return (
+        f"SUSHY_EMULATOR_STORAGE = {storage!r}\n"
+        f"SUSHY_EMULATOR_DRIVES = {drives!r}\n"
+        f"SUSHY_EMULATOR_VOLUMES = {volumes!r}\n"
+    )
 
 
 class RedfishEmulator:
@@ -224,15 +285,22 @@ class RedfishEmulator:
         import bcrypt
 
         self.port = free_port(socket.SOCK_STREAM)
+        self.journal = workdir / "volumes.jsonl"
+        self.journal.write_text("")
         digest = bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         (workdir / "htpasswd").write_text(f"{REDFISH_USER}:{digest}\n")
-        (workdir / "emulator.conf").write_text(f"SUSHY_EMULATOR_AUTH_FILE = {str(workdir / 'htpasswd')!r}\n")
+        # Its own state directory: the default is one under /tmp that every emulator on the machine shares.
+        (workdir / "emulator.conf").write_text(
+            f"SUSHY_EMULATOR_AUTH_FILE = {str(workdir / 'htpasswd')!r}\n"
+            f"SUSHY_EMULATOR_STATE_DIR = {str(workdir / 'state')!r}\n" + _storage_config()
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-c", _EMULATOR, "--fake", "-i", "127.0.0.1", "-p", str(self.port),
              "--config", str(workdir / "emulator.conf")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "EMULATOR_JOURNAL": str(self.journal), "EMULATOR_DRIVE_BYTES": str(DRIVE_BYTES)},
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while True:
@@ -246,6 +314,10 @@ class RedfishEmulator:
 
     def target(self, timeout_s: float = 3.0, password: str = REDFISH_PASSWORD) -> BmcTarget:
         return BmcTarget("127.0.0.1", self.port, REDFISH_USER, password, timeout_s=timeout_s)
+
+    def posted_volumes(self) -> list[dict]:
+        """Every POST to a Volumes collection so far, in order: ``{"path": ..., "body": ...}``."""
+        return [json.loads(line) for line in self.journal.read_text().splitlines()]
 
     def stop(self) -> None:
         self.process.terminate()

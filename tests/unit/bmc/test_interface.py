@@ -20,7 +20,11 @@ from provisioner.bmc import (
     BmcUnsupported,
     BootDevice,
     PowerState,
+    RaidLevel,
+    StorageDriver,
+    VolumeRequest,
     get_driver,
+    raid_drive_count_problem,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -98,3 +102,33 @@ def test_bmc_and_lab_load_no_django_in_a_fresh_interpreter():
 def test_target_refuses_nonsense(address, port, timeout_s):
     with pytest.raises(ValueError):
         BmcTarget(address, port, "admin", SECRET, timeout_s=timeout_s)
+
+
+@pytest.mark.parametrize(("name", "label"), [("ipmi", "IPMI"), ("fake", "fake")])
+def test_drivers_without_a_storage_service_refuse_hardware_raid_saying_it_needs_redfish(name, label):
+    # Refused before any traffic: nothing listens on this port, and the error is not "unreachable".
+    driver = get_driver(name, BmcTarget("127.0.0.1", 1, "admin", SECRET, timeout_s=0.2))
+    assert isinstance(driver, StorageDriver)
+    request = VolumeRequest(RaidLevel.RAID1, "system", ("Disk.Bay.0", "Disk.Bay.1"))
+    for call in (driver.storage, lambda: driver.create_volume(request)):
+        with pytest.raises(BmcUnsupported) as refused:
+            call()
+        assert str(refused.value) == (
+            f"BMC 127.0.0.1:1: the {label} driver has no storage service: hardware RAID needs Redfish"
+        )
+        assert not refused.value.retryable and refused.value.reason == "BmcUnsupported"
+
+
+@pytest.mark.parametrize(
+    ("level", "count", "problem"),
+    [
+        (RaidLevel.RAID0, 1, ""),
+        (RaidLevel.RAID1, 1, "RAID1 needs at least 2 drives, not 1"),
+        (RaidLevel.RAID1, 2, ""),
+        (RaidLevel.RAID5, 2, "RAID5 needs at least 3 drives, not 2"),
+        (RaidLevel.RAID10, 6, ""),
+        (RaidLevel.RAID10, 5, "RAID10 mirrors drives in pairs: it needs an even number of drives, not 5"),
+    ],
+)
+def test_raid_drive_counts(level, count, problem):
+    assert raid_drive_count_problem(level, count) == problem

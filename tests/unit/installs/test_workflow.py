@@ -476,3 +476,68 @@ def test_an_included_workflows_tasks_must_run_in_the_including_workflows_methods
     generic = BOOT.replace("name: lab", "name: boot-any").replace("method: image", "method: [image, preseed]")
     flow = wf.check(preseed.replace("agent-wipe", "boot-any"), StubLibrary(workflows={"boot-any": generic}))
     assert [s.name for s in flow.stages][:2] == ["boot-any: boot", "install"]
+
+
+# --- hardware RAID through the BMC -------------------------------------------------------------------------
+
+RAID_BOOT = BOOT.replace(
+    "      - write_boot_config\n",
+    "      - write_boot_config\n"
+    "      - task: hardware_raid\n"
+    "        params: {level: RAID1, drives: [Disk.Bay.0, Disk.Bay.1], controller: RAID.Integrated.1-1}\n",
+)
+
+
+def test_a_document_with_hardware_raid_checks_for_images_and_installers():
+    text = RAID_BOOT + INSTALL + FINISH
+    workflow = wf.check(text, LIBRARY)
+    raid = next(t for _, _, t in workflow.tasks() if t.task == "hardware_raid")
+    params = {"level": "RAID1", "drives": ["Disk.Bay.0", "Disk.Bay.1"], "controller": "RAID.Integrated.1-1"}
+    assert (raid.params, raid.line) == (params, line_of(text, "task: hardware_raid"))
+    installer = (
+        (wf.STOCK_DIR / "installer.yaml")
+        .read_text()
+        .replace(
+            "      - write_boot_config\n",
+            "      - write_boot_config\n      - {task: hardware_raid, params: {level: RAID5, drives: all}}\n",
+        )
+    )
+    assert [t.task for _, _, t in wf.check(installer, LIBRARY).tasks()][:3] == [
+        "check_bmc",
+        "write_boot_config",
+        "hardware_raid",
+    ]
+    kind = taskkinds.get("hardware_raid")
+    assert kind.destructive and kind.category == taskkinds.Category.OUT_OF_BAND and not kind.methods
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("{level: RAID1, drives: [Disk.Bay.0]}", "hardware_raid.drives: RAID1 needs at least 2 drives, not 1"),
+        ("{level: RAID10, drives: [a, b, c, d, e]}", "RAID10 mirrors drives in pairs: it needs an even number"),
+        ("{level: RAID1, drives: [a, a]}", "hardware_raid.drives: a drive is listed twice"),
+        ("{level: RAID6, drives: all}", "hardware_raid.level: 'RAID6' is not one of RAID0, RAID1, RAID5, RAID10"),
+        ("{level: RAID1, drives: some}", "hardware_raid.drives: 'some' is not a list of drive ids or all"),
+        ("{level: RAID1, drives: []}", "hardware_raid.drives: [] is not a list of drive ids or all"),
+        ("{drives: all}", "hardware_raid needs the parameter 'level'"),
+    ],
+)
+def test_hardware_raid_params_are_checked_with_their_line(params, message):
+    text = with_stage(INSTALL).replace(
+        "      - check_bmc\n", f"      - check_bmc\n      - {{task: hardware_raid, params: {params}}}\n"
+    )
+    found = problems(text)
+    assert len(found) == 1 and message in found[0], found
+    assert found[0].startswith(f"line {line_of(text, 'hardware_raid')}: ")
+
+
+def test_hardware_raid_after_the_power_cycle_belongs_before_it():
+    text = with_stage(INSTALL).replace(
+        "      - wait_boot\n",
+        "      - wait_boot\n  - name: late\n    tasks: [{task: hardware_raid, params: {level: RAID0}}]\n",
+    )
+    assert problems(text) == [
+        f"line {line_of(text, 'hardware_raid')}: hardware_raid belongs before the task at line "
+        f"{line_of(text, 'wait_boot')}: phases only go forward"
+    ]
