@@ -85,7 +85,8 @@ def test_secrets_never_leak_during_a_full_install(lab, canary_machine, client, c
     lab.run_jobs()
     image_nonce = Install.objects.get(pk=image.pk).token_nonce
     image_boot = tokens.boot_token(image_nonce)
-    hello = {"facts": {"nics": [{"mac": image_machine.pxe_nic.mac}]}, "key": "K" * 43}
+    disks = [{"path": "/dev/sda", "size_bytes": 10**10}]
+    hello = {"facts": {"nics": [{"mac": image_machine.pxe_nic.mac}], "disks": disks}, "key": "K" * 43}
     register = client.post(
         "/api/agent/v1/register", hello, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {image_boot}"
     )
