@@ -293,7 +293,7 @@ class Workflow(LibraryEntry):
 class Script(LibraryEntry):
     """A script workflows run in the memory OS (run_script, or a stage's before/after)."""
 
-    body = models.TextField(help_text="Starts with #!; runs as root in the memory OS; INSTALL_TARGET names the target.")
+    body = models.TextField(help_text="Starts with #! (else run by /bin/sh), as root in the memory OS.")
     timeout_s = models.PositiveIntegerField(default=600, help_text="Stopped (SIGTERM, then SIGKILL) after this long.")
     safe_to_repeat = models.BooleanField(
         default=False, help_text="Running it twice does no harm: workflows may retry it."

@@ -240,7 +240,7 @@ TASKS: dict[str, TaskKind] = {
         TaskKind(
             "run_script", Category.AGENT, StepKind.AGENT_TASK,
             "Run a script of the library in the memory OS, its output streamed into the install log. "
-            "INSTALL_TARGET names the installed system's root once an image is written.",
+            "It runs as root with the agent's tools on PATH and no install token in its environment.",
             params=(
                 Param("script", ParamType.SCRIPT, "name or name@version of a library script", required=True),
                 Param("timeout", ParamType.INTEGER, "seconds; the script's own when left out"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -771,5 +770,3 @@ def stock(method: str) -> Workflow:
 def stock_names() -> dict[str, str]:
     return {InstallMethod.IMAGE: "stock-image", **{m: "stock-installer" for m in InstallMethod.values if m != "image"}}
 
-
-Resolver = Callable[[str], str | None]

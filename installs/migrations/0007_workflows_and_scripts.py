@@ -82,7 +82,7 @@ class Migration(migrations.Migration):
                 (
                     "body",
                     models.TextField(
-                        help_text="Starts with #!; runs as root in the memory OS; INSTALL_TARGET names the target."
+                        help_text="Starts with #! (else run by /bin/sh), as root in the memory OS."
                     ),
                 ),
                 (
