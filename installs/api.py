@@ -133,7 +133,7 @@ class Facts(Schema):
     disks: list[Disk] = Field(default_factory=list, max_length=512)
     nics: list[Nic] = Field(..., min_length=1, max_length=128)
     dmi: Dmi = Field(default_factory=Dmi)
-    efi: bool = False  # the memory OS booted by UEFI
+    efi: bool | None = None  # the memory OS booted by UEFI; absent: not known (the machine's boot mode stays)
 
 
 class RegisterIn(Schema):

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.service import Actor, record
-from inventory.models import Machine
+from inventory.models import BootMode, Machine
 
 from . import credentials, engine, resolve
 from .events import emit
@@ -108,7 +108,11 @@ def _register(install_id: int, facts: dict, boot_credential: bool, key: str):
     now = timezone.now()
     install.agent_seen_at = now
     install.save(update_fields=["agent_seen_at"])
-    Machine.objects.filter(pk=install.machine_id).update(facts=facts)
+    learned = {}
+    if isinstance(facts.get("efi"), bool):
+        # The memory OS booted the way the firmware does: what every later boot-device request asks for.
+        learned["boot_mode"] = BootMode.UEFI if facts["efi"] else BootMode.LEGACY
+    Machine.objects.filter(pk=install.machine_id).update(facts=facts, **learned)
     record(actor, "agent.register", install, {"macs": sorted(macs)})
     engine.complete_wait(install, (StepKind.WAIT_BOOT,), "the agent registered")
     return handover, None

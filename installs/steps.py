@@ -84,6 +84,11 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
         raise bmc_failure(exc, machine.hostname) from None
 
 
+def _uefi(install: Install) -> bool | None:
+    """The machine's boot mode as it is now (set in inventory, or learned when its agent registered)."""
+    return Machine.objects.get(pk=install.machine_id).uefi
+
+
 def check_bmc(install: Install, step) -> dict:
     machine, latency = _bmc(install, lambda d: d.ping())
     power.note_contact(machine.bmc.pk, ok=True, latency_s=latency)
@@ -157,7 +162,8 @@ def write_boot_config(install: Install, step) -> dict:
 
 
 def set_boot_pxe(install: Install, step) -> dict:
-    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True), refuse_if_protected="pxe")
+    uefi = _uefi(install)
+    _bmc(install, lambda d: d.set_boot_device(BootDevice.PXE, once=True, uefi=uefi), refuse_if_protected="pxe")
     return {}
 
 
@@ -189,7 +195,8 @@ def set_boot_device(install: Install, step) -> dict:
     once = not step.params.get("persistent", False)
     mode = step.params.get("mode", "auto")
     protect = "pxe" if device == BootDevice.PXE else ""
-    _bmc(install, lambda d: d.set_boot_device(device, once=once, uefi=mode == "uefi"), refuse_if_protected=protect)
+    uefi = {"uefi": True, "legacy": False}.get(mode, _uefi(install))
+    _bmc(install, lambda d: d.set_boot_device(device, once=once, uefi=uefi), refuse_if_protected=protect)
     return {"device": str(device), "once": once, "mode": mode}
 
 
@@ -206,7 +213,7 @@ def remove_boot_config(install: Install, step) -> dict:
 
 
 def set_boot_disk(install: Install, step) -> dict:
-    _bmc(install, lambda d: d.set_boot_device(BootDevice.DISK, once=False))
+    _bmc(install, lambda d: d.set_boot_device(BootDevice.DISK, once=False, uefi=_uefi(install)))
     return {}
 
 

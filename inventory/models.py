@@ -77,6 +77,14 @@ class MachineStatus(models.TextChoices):
 PowerState = models.TextChoices("PowerState", [(state.name, state.value) for state in bmc.PowerState])
 
 
+class BootMode(models.TextChoices):
+    """How the machine's firmware boots: what every boot-device request asks the BMC for."""
+
+    UNKNOWN = "", "unknown (the BMC's mode is left alone)"
+    UEFI = "uefi", "UEFI"
+    LEGACY = "legacy", "legacy BIOS"
+
+
 class Machine(models.Model):
     hostname = HostnameField(unique=True, validators=[validate_hostname])
     rack = models.ForeignKey(Rack, null=True, blank=True, on_delete=models.PROTECT, related_name="machines")
@@ -96,6 +104,13 @@ class Machine(models.Model):
     power_state = models.CharField(max_length=8, choices=PowerState.choices, default=PowerState.UNKNOWN)
     power_state_at = models.DateTimeField(null=True, blank=True, help_text="When the power state was last read.")
     facts = models.JSONField(default=dict, blank=True, help_text="Hardware facts reported by the agent.")
+    boot_mode = models.CharField(
+        max_length=8,
+        choices=BootMode.choices,
+        default=BootMode.UNKNOWN,
+        blank=True,
+        help_text="Set here, or learned when the agent registers (it booted by UEFI or not).",
+    )
 
     class Meta:
         ordering = ["hostname"]
@@ -122,6 +137,11 @@ class Machine(models.Model):
 
     def get_absolute_url(self):
         return reverse("admin:inventory_machine_change", args=[self.pk])
+
+    @property
+    def uefi(self) -> bool | None:
+        """What boot-device requests ask for: True UEFI, False legacy, None (unknown) the BMC's mode unchanged."""
+        return {BootMode.UEFI: True, BootMode.LEGACY: False}.get(self.boot_mode)
 
     @property
     def top_u(self) -> int | None:

@@ -79,7 +79,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     driver = driver_for(machine)
     started = time.monotonic()
     try:
-        result = _run(driver, action)
+        result = _run(driver, action, machine.uefi)
     except BmcError as exc:
         note_contact(machine.bmc.pk, ok=False, error=str(exc))
         if action != "status":
@@ -95,7 +95,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     return _describe(machine, action, result)
 
 
-def _run(driver, action: str):
+def _run(driver, action: str, uefi: bool | None = None):
     if action == "status":
         return driver.power_state()
     if action == "on":
@@ -105,9 +105,9 @@ def _run(driver, action: str):
     if action == "cycle":
         return driver.power_cycle()
     if action == "pxe":
-        return driver.set_boot_device(BootDevice.PXE, once=True)
+        return driver.set_boot_device(BootDevice.PXE, once=True, uefi=uefi)
     if action == "disk":
-        return driver.set_boot_device(BootDevice.DISK, once=False)
+        return driver.set_boot_device(BootDevice.DISK, once=False, uefi=uefi)
     return driver.ping()
 
 

@@ -90,7 +90,10 @@ class BmcDriver(Protocol):
     def power_cycle(self) -> None:
         """Power on if off, hard reset if on."""
 
-    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None: ...
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool | None = None) -> None:
+        """Boot from ``device`` next time (``once``) or from now on. ``uefi``: the firmware boot mode to ask for,
+        True for UEFI, False for legacy BIOS; None leaves the machine's mode as it is where the BMC can (a
+        machine whose mode is not known must not be switched)."""
 
     def get_boot_device(self) -> BootDevice: ...
 

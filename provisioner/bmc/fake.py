@@ -26,7 +26,7 @@ class FakeBmc:
     power: PowerState = PowerState.OFF
     boot_device: BootDevice = BootDevice.DEFAULT
     boot_once: bool = True
-    boot_uefi: bool = False
+    boot_uefi: bool | None = None  # None: the mode was left as it was
     #: When set, any other password is rejected as a real BMC would.
     password: str | None = None
     #: Added to every call; a delay past the target's timeout turns into a timeout.
@@ -113,7 +113,7 @@ class FakeDriver:
             self.bmc.power = PowerState.ON
             self.bmc._boot()
 
-    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool | None = None) -> None:
         self._enter("set_boot_device")
         if device not in (BootDevice.PXE, BootDevice.DISK):
             raise BmcUnsupported(self.target.endpoint, f"cannot set boot device {device!s}")

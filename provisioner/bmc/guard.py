@@ -103,7 +103,7 @@ class GuardedDriver:
     def power_cycle(self) -> None:
         self._guarded("power_cycle")
 
-    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool | None = None) -> None:
         self._guarded("set_boot_device", device, once=once, uefi=uefi)
 
     def get_boot_device(self) -> BootDevice:

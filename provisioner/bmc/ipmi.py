@@ -95,7 +95,8 @@ class IpmiDriver:
         else:
             self.power_on()
 
-    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool | None = None) -> None:
+        # IPMI's boot flags carry the EFI bit in every request; unknown (None) asks for legacy, as before.
         device = BootDevice(device)
         if device not in _SELECTOR_BY_DEVICE:
             raise BmcUnsupported(self.target.endpoint, f"cannot set boot device {device}")

@@ -148,12 +148,16 @@ class RedfishDriver:
             self._reset("power off for reset", sushy.ResetType.FORCE_OFF)
             self._reset("power on after reset", sushy.ResetType.ON)
 
-    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool = False) -> None:
+    def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool | None = None) -> None:
         device = BootDevice(device)
         if device not in _SOURCE_BY_DEVICE:
             raise BmcUnsupported(self.target.endpoint, f"cannot set boot device {device}")
         enabled = sushy.BootSourceOverrideEnabled.ONCE if once else sushy.BootSourceOverrideEnabled.CONTINUOUS
-        mode = sushy.BootSourceOverrideMode.UEFI if uefi else sushy.BootSourceOverrideMode.LEGACY
+        # None: no BootSourceOverrideMode in the request, so the BMC keeps the mode it has (a UEFI-only server
+        # refuses Legacy with HTTP 400; another would switch to it).
+        mode = None
+        if uefi is not None:
+            mode = sushy.BootSourceOverrideMode.UEFI if uefi else sushy.BootSourceOverrideMode.LEGACY
         self._run(
             f"set boot device {device}",
             lambda: self._system().set_system_boot_options(_SOURCE_BY_DEVICE[device], enabled=enabled, mode=mode),

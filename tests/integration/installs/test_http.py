@@ -206,12 +206,14 @@ def test_agent_api_takes_world_wide_ids_uefi_and_retryable_failures(lab, client)
     token = post(client, "register", body, boot).json()["token"]
     machine.refresh_from_db()
     assert machine.facts["efi"] is True and machine.facts["disks"][0]["wwn"] == "naa.5000c500a1b2c3d4"
+    assert machine.boot_mode == "uefi"  # learned: every later boot-device request asks for UEFI
     task = client.get(API + "tasks/next", {"wait": 0}, **bearer(token)).json()["task"]
     failed = {"ok": False, "reason": "DiskBusy", "message": "busy", "retryable": True}
     assert post(client, f"tasks/{task['id']}/result", failed, token).status_code == 200
     schemas = client.get(API + "openapi.json").json()["components"]["schemas"]
     assert schemas["ResultIn"]["properties"]["retryable"]["default"] is False
-    assert "wwn" in schemas["Disk"]["properties"] and schemas["Facts"]["properties"]["efi"]["default"] is False
+    # efi left out is "not known", which leaves the machine's boot mode as it is.
+    assert "wwn" in schemas["Disk"]["properties"] and schemas["Facts"]["properties"]["efi"].get("default") is None
 
 
 def test_agent_api_refuses_missing_wrong_and_foreign_tokens(lab, client):
