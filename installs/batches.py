@@ -21,7 +21,7 @@ from . import tokens
 from .engine import StaleTransition, enqueue_advance, install_ended, lock, set_state
 from .engine import cancel as cancel_install
 from .events import emit
-from .library import plan_for
+from .library import plan_for, profile_flow
 from .models import Batch, BatchState, EventKind, Install, Step
 from .plan import PlanError, plan_steps
 from .states import ACTIVE_STATES, TERMINAL_STATES, InstallState
@@ -95,13 +95,16 @@ def _accept(
     for busy in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine"):
         problems.append(_holder(busy))
     planned = []
-    for machine in machines:
-        try:
-            planned.append((machine, plan_for(machine, profile)))
-        except PlanError as exc:
-            problems.extend(exc.messages)
-            if any("workflow" in m for m in exc.messages):
-                break  # the profile's workflow: the same for every machine, said once
+    try:
+        flow = profile_flow(profile)  # checked once: the same for every machine of the request
+    except PlanError as exc:
+        problems.extend(exc.messages)
+    else:
+        for machine in machines:
+            try:
+                planned.append((machine, plan_for(machine, profile, flow=flow)))
+            except PlanError as exc:
+                problems.extend(exc.messages)
     if problems:
         raise InstallRefused(problems)
 

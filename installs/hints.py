@@ -38,7 +38,7 @@ class HintError(ValueError):
 
 
 def parse_size(text: str | int) -> tuple[str, int]:
-    """ "">=100GiB"" -> (">=", 107374182400). A bare number is bytes."""
+    """A size as a hint gives it: ">=100GiB" -> (">=", 107374182400). A bare number is bytes."""
     if isinstance(text, bool):
         raise HintError(f"size: {text!r} is not a size")
     if isinstance(text, int):

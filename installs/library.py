@@ -140,13 +140,18 @@ def freeze_scripts(checked: wf.Workflow) -> wf.Workflow:
     return dataclasses.replace(checked, stages=tuple(stages))
 
 
-def plan_for(machine, profile: OSProfile, *, for_install: bool = True) -> Plan:
-    """The plan for installing ``profile`` on ``machine`` with the profile's workflow. Raises PlanError."""
+def profile_flow(profile: OSProfile) -> wf.Workflow:
+    """for_profile, its refusal as a PlanError: what an install request says when the workflow cannot run."""
     try:
-        flow = for_profile(profile)
+        return for_profile(profile)
     except wf.WorkflowInvalid as exc:
         raise PlanError([f"Profile {profile.name}'s workflow: {m}" for m in exc.messages]) from None
-    return build_plan(machine, profile, for_install=for_install, workflow=flow)
+
+
+def plan_for(machine, profile: OSProfile, *, for_install: bool = True, flow: wf.Workflow | None = None) -> Plan:
+    """The plan for installing ``profile`` on ``machine`` with the profile's workflow (``flow``, when the
+    caller already resolved it for several machines). Raises PlanError."""
+    return build_plan(machine, profile, for_install=for_install, workflow=flow or profile_flow(profile))
 
 
 def check_profile(profile: OSProfile) -> None:
