@@ -259,13 +259,18 @@ class NIC(models.Model):
 BmcDriver = models.TextChoices("BmcDriver", [(name.name, (name.value, name.label)) for name in bmc.DriverName])
 
 
+def bmc_driver_choices() -> list[tuple[str, str]]:
+    """Every registered driver (built in and plug-ins): a callable, so installing a driver needs no migration."""
+    return bmc.registry.choices()
+
+
 class BMC(models.Model):
     """The out-of-band controller of a machine. Its password is encrypted at rest and write-only."""
 
     audit_secret_fields = {"password_ciphertext": "password"}
 
     machine = models.OneToOneField(Machine, on_delete=models.CASCADE, related_name="bmc")
-    driver = models.CharField(max_length=16, choices=BmcDriver.choices, default=BmcDriver.IPMI)
+    driver = models.CharField(max_length=16, choices=bmc_driver_choices, default=BmcDriver.IPMI)
     address = models.CharField(max_length=253, validators=[validate_bmc_address], help_text="IP address or DNS name.")
     port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
     username = models.CharField(max_length=64)

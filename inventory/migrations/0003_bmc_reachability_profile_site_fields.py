@@ -4,60 +4,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inventory', '0002_rack_no_overlap'),
+        ("inventory", "0002_rack_no_overlap"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='bmc',
-            name='checked_at',
+            model_name="bmc",
+            name="checked_at",
             field=models.DateTimeField(editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='bmc',
-            name='consecutive_failures',
+            model_name="bmc",
+            name="consecutive_failures",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='bmc',
-            name='last_error',
+            model_name="bmc",
+            name="last_error",
             field=models.CharField(blank=True, editable=False, max_length=500),
         ),
         migrations.AddField(
-            model_name='bmc',
-            name='latency_ms',
+            model_name="bmc",
+            name="latency_ms",
             field=models.FloatField(editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='bmc',
-            name='reachable',
-            field=models.BooleanField(editable=False, help_text='None: never contacted.', null=True),
+            model_name="bmc",
+            name="reachable",
+            field=models.BooleanField(editable=False, help_text="None: never contacted.", null=True),
         ),
         migrations.AddField(
-            model_name='osprofile',
-            name='legacy_anaconda',
-            field=models.BooleanField(default=False, help_text='Kickstart for CentOS 7 and older: ks=/ksdevice= instead of inst.ks=/inst.ks.device=.'),
+            model_name="osprofile",
+            name="legacy_anaconda",
+            field=models.BooleanField(
+                default=False,
+                help_text="Kickstart for CentOS 7 and older: ks=/ksdevice= instead of inst.ks=/inst.ks.device=.",
+            ),
         ),
         migrations.AddField(
-            model_name='osprofile',
-            name='root_password_hash',
-            field=models.CharField(blank=True, help_text="crypt(3) hash such as $6$...; blank locks root's password (log in with the SSH keys).", max_length=255),
+            model_name="osprofile",
+            name="root_password_hash",
+            field=models.CharField(
+                blank=True,
+                help_text="crypt(3) hash such as $6$...; blank locks root's password (log in with the SSH keys).",
+                max_length=255,
+            ),
         ),
         migrations.AddField(
-            model_name='osprofile',
-            name='ssh_authorized_keys',
-            field=models.TextField(blank=True, help_text='One public key per line, installed for root.'),
+            model_name="osprofile",
+            name="ssh_authorized_keys",
+            field=models.TextField(blank=True, help_text="One public key per line, installed for root."),
         ),
         migrations.AddField(
-            model_name='site',
-            name='dns_servers',
-            field=models.CharField(blank=True, help_text='Comma-separated resolvers for machines with static addresses.', max_length=200),
+            model_name="site",
+            name="dns_servers",
+            field=models.CharField(
+                blank=True, help_text="Comma-separated resolvers for machines with static addresses.", max_length=200
+            ),
         ),
         migrations.AddField(
-            model_name='site',
-            name='domain',
+            model_name="site",
+            name="domain",
             field=models.CharField(blank=True, help_text="DNS domain of the site's machines.", max_length=200),
         ),
     ]

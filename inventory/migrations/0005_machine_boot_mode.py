@@ -4,15 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inventory', '0004_osprofile_workflow'),
+        ("inventory", "0004_osprofile_workflow"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='machine',
-            name='boot_mode',
-            field=models.CharField(blank=True, choices=[('', "unknown (the BMC's mode is left alone)"), ('uefi', 'UEFI'), ('legacy', 'legacy BIOS')], default='', help_text='Set here, or learned when the agent registers (it booted by UEFI or not).', max_length=8),
+            model_name="machine",
+            name="boot_mode",
+            field=models.CharField(
+                blank=True,
+                choices=[("", "unknown (the BMC's mode is left alone)"), ("uefi", "UEFI"), ("legacy", "legacy BIOS")],
+                default="",
+                help_text="Set here, or learned when the agent registers (it booted by UEFI or not).",
+                max_length=8,
+            ),
         ),
     ]

@@ -11,6 +11,10 @@ and errors, whatever the protocol underneath.
 Hardware RAID is a capability of its own (``StorageDriver``: ``storage()`` and ``create_volume()``); only the
 Redfish driver has it, the others raise :class:`BmcUnsupported` saying so.
 
+Which drivers exist and what each can do (power, boot device, boot mode, virtual media, console, sensors,
+event log, BIOS settings, hardware RAID) is the ``registry``'s: built-in drivers plus any a package adds
+under the ``provisioner.drivers`` entry point (docs/drivers.md).
+
 Modules: ``base`` (the Protocols, target and enums: ``DriverName`` and
 ``PowerState`` are also the values the inventory stores), ``errors`` (retryable vs fatal), ``ipmi`` and
 ``ipmi_loop`` (pyghmi, with our own deadlines), ``redfish`` (sushy), ``fake`` (in memory, for the demo and
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import sys
 
+from . import registry
 from .base import (
     DEFAULT_TIMEOUT_S,
     BmcDriver,
@@ -37,7 +42,16 @@ from .base import (
     VolumeResult,
     raid_drive_count_problem,
 )
-from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
+from .errors import (
+    BmcAuthError,
+    BmcBusy,
+    BmcError,
+    BmcTimeout,
+    BmcUnreachable,
+    BmcUnsupported,
+    CapabilityMissing,
+)
+from .registry import Capability, DriverInfo
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -50,7 +64,10 @@ __all__ = [
     "BmcUnreachable",
     "BmcUnsupported",
     "BootDevice",
+    "Capability",
+    "CapabilityMissing",
     "Drive",
+    "DriverInfo",
     "DriverName",
     "PowerState",
     "RaidLevel",
@@ -66,23 +83,11 @@ __all__ = [
 
 
 def get_driver(name: str, target: BmcTarget) -> BmcDriver:
-    """The driver called ``name`` ("ipmi", "redfish" or "fake") for ``target``.
+    """The driver called ``name`` (built in: "ipmi", "redfish", "fake"; or a plug-in's) for ``target``.
 
     Backends are imported on first use so that, say, the fake driver never loads pyghmi or sushy.
     """
-    if name == "ipmi":
-        from .ipmi import IpmiDriver
-
-        return IpmiDriver(target)
-    if name == "redfish":
-        from .redfish import RedfishDriver
-
-        return RedfishDriver(target)
-    if name == "fake":
-        from .fake import FakeDriver
-
-        return FakeDriver(target)
-    raise ValueError(f"unknown BMC driver {name!r}; expected one of {', '.join(DriverName)}")
+    return registry.info(name).build(target)
 
 
 def close_sessions(timeout_s: float = 1.0) -> None:

@@ -11,7 +11,7 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 class DriverName(enum.StrEnum):
-    """The backends get_driver() knows; the inventory's BMC.driver column stores these values."""
+    """The built-in backends (registry.BUILT_IN); the inventory's BMC.driver column also takes plug-ins' names."""
 
     IPMI = "ipmi"  # IPMI 2.0 over LAN (iLO, iDRAC, generic), through pyghmi
     REDFISH = "redfish"  # DMTF Redfish over HTTPS, through sushy

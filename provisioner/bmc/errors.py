@@ -58,3 +58,16 @@ class BmcUnsupported(BmcError):
     """The BMC refused the command (not implemented, bad request, not in this state)."""
 
     reason = "BmcUnsupported"
+
+
+class CapabilityMissing(BmcUnsupported):
+    """The machine's driver does not declare what was asked of it; refused before any BMC is contacted."""
+
+    reason = "CapabilityMissing"
+
+    def __init__(self, endpoint: str, detail: str):
+        super().__init__(endpoint, detail)
+        self.args = (detail,)
+
+    def __str__(self) -> str:
+        return self.detail

@@ -95,8 +95,9 @@ class SiteDhcp:
         if not isinstance(self.site, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.site):
             raise ValueError(f"site slug may hold only letters, digits, '-' and '_': {self.site!r}")
         if not isinstance(self.interface, str) or not _INTERFACE.fullmatch(self.interface):
-            raise ValueError(f"interface is not a Linux interface name (at most 15 of A-Z a-z 0-9 _ . -): "
-                             f"{self.interface!r}")
+            raise ValueError(
+                f"interface is not a Linux interface name (at most 15 of A-Z a-z 0-9 _ . -): {self.interface!r}"
+            )
         server = _ipv4(self.server_ip, "server IP")
         object.__setattr__(self, "server_ip", str(server))
         self._check_tftp_root()
@@ -162,16 +163,15 @@ class SiteDhcp:
             raise ValueError(f"server IP {server} is not in the proxy subnet {subnet}")
         given = [name for name in ("router", "dns_servers", "domain") if getattr(self, name)]
         if given:
-            raise ValueError(
-                f"{', '.join(given)} cannot be set in proxy mode: the existing DHCP server sends those"
-            )
+            raise ValueError(f"{', '.join(given)} cannot be set in proxy mode: the existing DHCP server sends those")
         object.__setattr__(self, "proxy_subnet", str(subnet))
 
     def _check_lease_time(self) -> None:
         match = _LEASE.fullmatch(str(self.lease_time))
         if not match:
-            raise ValueError(f"lease time must be seconds or a number with s/m/h/d/w, or 'infinite': "
-                             f"{self.lease_time!r}")
+            raise ValueError(
+                f"lease time must be seconds or a number with s/m/h/d/w, or 'infinite': {self.lease_time!r}"
+            )
         if match["n"] is not None and int(match["n"]) * _LEASE_UNITS[match["unit"]] < MIN_LEASE_SECONDS:
             raise ValueError(f"lease time {self.lease_time!r} is shorter than dnsmasq's minimum of two minutes")
 

@@ -58,9 +58,7 @@ def write(tftp_root: str | os.PathLike[str], entry: BootEntry) -> Path:
     return path
 
 
-def write_all(
-    tftp_root: str | os.PathLike[str], *, mac: str, kernel: str, initrd: str, cmdline: str
-) -> list[Path]:
+def write_all(tftp_root: str | os.PathLike[str], *, mac: str, kernel: str, initrd: str, cmdline: str) -> list[Path]:
     """Write the per-MAC config for every TFTP loader.
 
     The control plane rarely knows whether a machine will PXE-boot in BIOS or UEFI mode (firmware settings
