@@ -243,8 +243,17 @@ _EMULATOR = (
     "    return data['Id']\n"
     "DRIVE_BYTES = int(os.environ['EMULATOR_DRIVE_BYTES'])\n"
     "fakedriver.FakeDriver.find_or_create_storage_volume = _volume\n"
-    "from sushy_tools.emulator.main import main\n"
-    "sys.exit(main())\n"
+    "from sushy_tools.emulator import main as _main\n"
+    # The emulator keeps BootSourceOverrideEnabled at Continuous whatever it is sent: what the BMC was asked
+    # is read from this journal of every change request instead.
+    "@_main.app.before_request\n"
+    "def _journal_changes():\n"
+    "    if flask.request.method in ('PATCH', 'POST'):\n"
+    "        with open(os.environ['EMULATOR_REQUESTS'], 'a') as journal:\n"
+    "            body = flask.request.get_json(silent=True)\n"
+    "            journal.write(json.dumps({'method': flask.request.method, 'path': flask.request.path,\n"
+    "                                      'body': body}) + '\\n')\n"
+    "sys.exit(_main.main())\n"
 )
 
 FAKE_SYSTEM = "27946b59-9e44-4fa7-8e91-f3527a1ef094"  # sushy-tools' default fake system
@@ -287,6 +296,8 @@ class RedfishEmulator:
         self.port = free_port(socket.SOCK_STREAM)
         self.journal = workdir / "volumes.jsonl"
         self.journal.write_text("")
+        self.requests_journal = workdir / "requests.jsonl"
+        self.requests_journal.write_text("")
         digest = bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         (workdir / "htpasswd").write_text(f"{REDFISH_USER}:{digest}\n")
         # Its own state directory: the default is one under /tmp that every emulator on the machine shares.
@@ -300,7 +311,8 @@ class RedfishEmulator:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "EMULATOR_JOURNAL": str(self.journal), "EMULATOR_DRIVE_BYTES": str(DRIVE_BYTES)},
+            env={**os.environ, "EMULATOR_JOURNAL": str(self.journal), "EMULATOR_DRIVE_BYTES": str(DRIVE_BYTES),
+                 "EMULATOR_REQUESTS": str(self.requests_journal)},
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while True:
@@ -318,6 +330,10 @@ class RedfishEmulator:
     def posted_volumes(self) -> list[dict]:
         """Every POST to a Volumes collection so far, in order: ``{"path": ..., "body": ...}``."""
         return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+    def changes(self) -> list[dict]:
+        """Every PATCH and POST the emulator received, in order: ``{"method", "path", "body"}``."""
+        return [json.loads(line) for line in self.requests_journal.read_text().splitlines()]
 
     def stop(self) -> None:
         self.process.terminate()
