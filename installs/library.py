@@ -43,9 +43,8 @@ class DbLibrary:
         }
 
     def workflow_text(self, name: str) -> str | None:
-        if name in wf.stock_names().values():
-            method = "image" if name == "stock-image" else "preseed"
-            return wf.stock_text(method)
+        if wf.is_stock(name):
+            return wf.stock_text_named(name)
         row = Workflow.latest(name)
         return row.document if row else None
 
@@ -58,7 +57,7 @@ def check(text: str) -> wf.Workflow:
 def save_workflow(text: str, actor: Actor) -> tuple[Workflow, bool]:
     """Check and store a workflow document. Returns (the row, whether it is a new version)."""
     checked = check(text)
-    if checked.name in wf.stock_names().values():
+    if wf.is_stock(checked.name):
         raise wf.WorkflowInvalid([f"line 1: {checked.name} is the stock workflow's name; choose another"])
     current = Workflow.objects.select_for_update().filter(name=checked.name).order_by("-version").first()
     if current is not None and current.document == text:
@@ -101,10 +100,10 @@ def for_profile(profile: OSProfile) -> wf.Workflow:
         return wf.stock(profile.method)
     row = Workflow.latest(profile.workflow)
     if row is None:
-        if profile.workflow in wf.stock_names().values():
-            stock = wf.stock(profile.method)
-            if stock.name != profile.workflow:  # stock-image named by an installer profile, or the reverse
-                serves = ", ".join(wf.check(DbLibrary().workflow_text(profile.workflow)).methods)
+        if wf.is_stock(profile.workflow):
+            stock = wf.check(wf.stock_text_named(profile.workflow))
+            if profile.method not in stock.methods:  # stock-image named by an installer profile, or the reverse
+                serves = ", ".join(stock.methods)
                 raise wf.WorkflowInvalid(
                     [f"workflow {profile.workflow} serves {serves} installs; {profile.name} is {profile.method}"]
                 )

@@ -211,8 +211,11 @@ class Scheduler(CronScheduler):
             close_old_connections()
             slugs = sorted(Site.objects.values_list("slug", flat=True))
         except DatabaseError as exc:  # keep serving the queues known so far
-            log.warning("scheduler: cannot read the sites (%s); keeping the %d queues known", type(exc).__name__,
-                        len(self.queue_names))
+            log.warning(
+                "scheduler: cannot read the sites (%s); keeping the %d queues known",
+                type(exc).__name__,
+                len(self.queue_names),
+            )
             close_old_connections()
             return self.queue_names or (queues.DEFAULT_QUEUE,)
         self.queue_names = (queues.DEFAULT_QUEUE, *(queues.site_queue_name(s) for s in slugs))

@@ -21,6 +21,7 @@ from django.db.models.query_utils import DeferredAttribute
 
 from access.service import login_public_key
 from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
+from provisioner.bmc import registry
 
 from . import hints
 from . import workflow as wf
@@ -169,6 +170,25 @@ class PlanError(ValidationError):
     """The machine or profile cannot be installed as they are; the message says what to fix."""
 
 
+def _capability_problems(machine: Machine, workflow: wf.Workflow) -> list[str]:
+    """Each task of ``workflow`` the machine's out-of-band driver cannot do, once per missing capability."""
+    have = registry.capabilities(machine.bmc.driver)
+    problems = {}
+    for _, stage, task in workflow.tasks():
+        for capability in sorted(task.kind.capabilities - have):
+            problems.setdefault(
+                capability,
+                f"{registry.refusal(machine.bmc.driver, capability, machine.hostname)} Workflow {workflow.name} needs "
+                + (
+                    f"it for “{task.name}” ({task.task})"
+                    if task.name and task.name != task.task
+                    else f"it for {task.task}"
+                )
+                + f" in stage “{stage.name}”.",
+            )
+    return list(problems.values())
+
+
 def build_plan(
     machine: Machine, profile: OSProfile, *, for_install: bool = True, workflow: wf.Workflow | None = None
 ) -> Plan:
@@ -195,6 +215,8 @@ def build_plan(
             problems.append(f"{machine.hostname} has no BMC: add its address and credentials.")
     if machine.rack_id is None:
         problems.append(f"{machine.hostname} is not in a rack, so provisioner does not know its site.")
+    if bmc is not None and workflow is not None:
+        problems.extend(_capability_problems(machine, workflow))
     if for_install and profile.method == InstallMethod.IMAGE and not (profile.image_url and profile.image_sha256):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:

@@ -23,9 +23,11 @@ from provisioner.bmc import (
     PowerState,
     RaidLevel,
     VolumeRequest,
+    registry,
 )
+from provisioner.pxe import iso
 
-from . import render
+from . import media, render
 from .events import emit
 from .models import EventKind, Install
 
@@ -68,7 +70,7 @@ def _driver(install: Install):
         raise StepFailed("BmcCredentialsUnreadable", str(exc)) from None
 
 
-def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
+def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: registry.Capability | None = None):
     machine, driver = _driver(install)
     if refuse_if_protected and protection.refused([machine], refuse_if_protected):
         raise StepFailed(
@@ -76,6 +78,13 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
             f"{machine.hostname} was marked protected during the install: "
             f"{protection.REFUSED_WHEN_PROTECTED[refuse_if_protected]} refused. "
             "Unprotect it with a reason and retry if this install is intended.",
+        )
+    if capability is not None and capability not in registry.capabilities(machine.bmc.driver):
+        # The plan checked the driver; this is the machine's driver now, which an edit may have changed.
+        raise StepFailed(
+            "CapabilityMissing",
+            registry.refusal(machine.bmc.driver, capability, machine.hostname)
+            + " Nothing was sent to the BMC; use a workflow without this task, or change the machine's BMC driver.",
         )
     try:
         return machine, call(driver)
@@ -116,7 +125,12 @@ def hardware_raid(install: Install, step) -> dict:
         capacity_bytes=params.get("capacity_bytes"),
         controller=params.get("controller") or None,
     )
-    machine, result = _bmc(install, lambda d: d.create_volume(request), refuse_if_protected="raid")
+    machine, result = _bmc(
+        install,
+        lambda d: d.create_volume(request),
+        refuse_if_protected="raid",
+        capability=registry.Capability.HARDWARE_RAID,
+    )
     where = f"{request.name!r} on controller {result.controller}"
     if not result.created:
         return {"skipped": f"{where} is already there (volume {result.volume}): nothing sent"}
@@ -187,14 +201,16 @@ def power_off(install: Install, step) -> dict:
     return {"soft": soft}
 
 
-_BOOT_DEVICES = {"pxe": BootDevice.PXE, "disk": BootDevice.DISK}
+_BOOT_DEVICES = {"pxe": BootDevice.PXE, "disk": BootDevice.DISK, "cd": BootDevice.CD}
+# Booting anything but the disk starts an install: protected machines refuse it.
+_PROTECT_BOOT = {BootDevice.PXE: "pxe", BootDevice.CD: "media"}
 
 
 def set_boot_device(install: Install, step) -> dict:
     device = _BOOT_DEVICES[step.params.get("device", "pxe")]
     once = not step.params.get("persistent", False)
     mode = step.params.get("mode", "auto")
-    protect = "pxe" if device == BootDevice.PXE else ""
+    protect = _PROTECT_BOOT.get(device, "")
     uefi = {"uefi": True, "legacy": False}.get(mode, _uefi(install))
     _bmc(install, lambda d: d.set_boot_device(device, once=once, uefi=uefi), refuse_if_protected=protect)
     return {"device": str(device), "once": once, "mode": mode}
@@ -210,6 +226,52 @@ def remove_boot_config(install: Install, step) -> dict:
             retryable=True,
         ) from None
     return {"removed": [str(p) for p in removed]}
+
+
+def insert_media(install: Install, step) -> dict:
+    """Build the install's ISO into the site's TFTP root and have the BMC attach it by URL. Safe to run twice:
+    the ISO is rebuilt in place and the BMC holding that URL already is success."""
+    plan = install.plan
+    root = plan.site.tftp_root
+    try:
+        path = iso.build(
+            media.iso_path(install),
+            kernel=iso.source_file(root, plan.profile.kernel, "kernel"),
+            initrd=iso.source_file(root, plan.profile.initrd, "initrd"),
+            mac=plan.machine.mac,
+            cmdline=media.cmdline(plan, render.boot_token(install)),
+        )
+    except iso.IsoBuildError as exc:
+        raise StepFailed("MediaBuildFailed", f"Could not build the virtual media ISO: {exc}.") from None
+    except ValueError as exc:
+        raise StepFailed("BootConfigInvalid", f"The profile's boot settings are not usable: {exc}") from None
+    except OSError as exc:
+        raise StepFailed(
+            "MediaWriteFailed",
+            f"Could not write the virtual media ISO into {root}: {exc.strerror or exc}.",
+            retryable=True,
+        ) from None
+    url = media.iso_url(install)
+    _bmc(
+        install,
+        lambda d: d.insert_media(url),
+        refuse_if_protected="media",
+        capability=registry.Capability.VIRTUAL_MEDIA,
+    )
+    # The URL is no credential, but it opens the ISO, which holds one: the step's result shows its size only.
+    return {"iso_bytes": path.stat().st_size}
+
+
+def eject_media(install: Install, step) -> dict:
+    """Eject the virtual CD and remove the install's ISO; both done already is success."""
+    _, ejected = _bmc(install, lambda d: d.eject_media(), capability=registry.Capability.VIRTUAL_MEDIA)
+    try:
+        removed = iso.remove(install.plan.site.tftp_root, media.iso_name(install))
+    except OSError as exc:
+        raise StepFailed(
+            "MediaRemoveFailed", f"Could not remove the virtual media ISO: {exc.strerror or exc}.", retryable=True
+        ) from None
+    return {"ejected": ejected, "iso_removed": removed}
 
 
 def set_boot_disk(install: Install, step) -> dict:

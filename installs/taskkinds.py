@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from inventory.models import InstallMethod
+from provisioner.bmc.registry import Capability
 
 from .stepkinds import StepKind
 
@@ -68,6 +69,9 @@ class TaskKind:
     # The task waits for the machine: it must run alone (a serial stage).
     waits: bool = False
     default_retries: int = 0
+    # What the machine's out-of-band driver must be able to do (provisioner.bmc.registry): an install of a
+    # workflow holding this task is refused, before it starts, on a machine whose driver lacks any of them.
+    capabilities: frozenset[Capability] = frozenset()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -107,12 +111,21 @@ TASKS: dict[str, TaskKind] = {
                       "the BMC's storage id (e.g. RAID.Integrated.1-1); left out, the only one with drives"),
                 Param("capacity_bytes", ParamType.INTEGER, "the volume's size; left out, all the drives give"),
             ),
-            destructive=True,
+            destructive=True, capabilities=frozenset({Capability.HARDWARE_RAID}),
         ),
         TaskKind(
             "write_boot_config", Category.CONTROL, StepKind.WRITE_BOOT_CONFIG,
             "Write the per-MAC pxelinux, GRUB and iPXE configs that boot the profile's kernel and initrd.",
             provides=frozenset({"boot_config"}),
+        ),
+        TaskKind(
+            "insert_media", Category.OUT_OF_BAND, StepKind.INSERT_MEDIA,
+            "For sites without DHCP or PXE on the provisioning network: build this install's ISO (the profile's "
+            "kernel and initrd from the TFTP root, and the command line a network boot would get, with the "
+            "machine's static address for the agent) and have the BMC attach it as a virtual CD by URL. Follow it "
+            "with set_boot_device {device: cd}. The ISO is removed and the media ejected when the install ends, "
+            "however it ends. Needs a driver with virtual media (Redfish); refused on protected machines.",
+            provides=frozenset({"boot_config", "media"}), capabilities=frozenset({Capability.VIRTUAL_MEDIA}),
         ),
         TaskKind(
             "set_boot_pxe", Category.OUT_OF_BAND, StepKind.SET_BOOT_PXE,
@@ -137,10 +150,11 @@ TASKS: dict[str, TaskKind] = {
         ),
         TaskKind(
             "set_boot_device", Category.OUT_OF_BAND, StepKind.SET_BOOT_DEVICE,
-            "Set the machine's boot device through the BMC.",
+            "Set the machine's boot device through the BMC. cd boots the virtual CD an insert_media task attached. "
+            "Network and CD boots are refused on protected machines.",
             params=(
                 Param("device", ParamType.CHOICE, "where to boot from", required=True,
-                      choices=("pxe", "disk")),
+                      choices=("pxe", "disk", "cd")),
                 Param("persistent", ParamType.BOOLEAN, "for every boot, not only the next", default=False),
                 Param("mode", ParamType.CHOICE, "firmware boot mode to ask for", default="auto",
                       choices=("auto", "uefi", "legacy")),
@@ -256,6 +270,11 @@ TASKS: dict[str, TaskKind] = {
         TaskKind(
             "remove_boot_config", Category.CONTROL, StepKind.REMOVE_BOOT_CONFIG,
             "Remove the per-MAC boot configs (also done when the install ends, however it ends).",
+        ),
+        TaskKind(
+            "eject_media", Category.OUT_OF_BAND, StepKind.EJECT_MEDIA,
+            "Eject the virtual CD and remove this install's ISO (also done when the install ends, however it ends).",
+            capabilities=frozenset({Capability.VIRTUAL_MEDIA}),
         ),
         TaskKind(
             "set_boot_disk", Category.OUT_OF_BAND, StepKind.SET_BOOT_DISK,

@@ -14,6 +14,7 @@ REFUSED_WHEN_PROTECTED = {
     "off": "power off",
     "cycle": "power cycle",
     "pxe": "network boot",
+    "media": "virtual media boot",
     "install": "install",
     "raid": "hardware RAID",
 }
