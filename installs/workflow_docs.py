@@ -141,5 +141,8 @@ def task_reference() -> str:
         for method, words in extra:
             facts.append(f"- needs in {method} installs, too: {_words(words)}")
         facts.append(f"- provides: {_words(kind.provides)}")
+        if kind.capabilities:
+            needed = ", ".join(c.label for c in sorted(kind.capabilities))
+            facts.append(f"- the machine's BMC driver must do: {needed} (refused when the install is requested)")
         out += ["", f"## {kind.name}", "", kind.doc, "", *facts, "", *_params(kind)]
     return "\n".join(out) + "\n"
