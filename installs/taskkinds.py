@@ -158,7 +158,8 @@ TASKS: dict[str, TaskKind] = {
                 Param("device", ParamType.CHOICE, "where to boot from", required=True,
                       choices=("pxe", "disk")),
                 Param("persistent", ParamType.BOOLEAN, "for every boot, not only the next", default=False),
-                Param("mode", ParamType.CHOICE, "firmware boot mode to ask for", default="auto",
+                Param("mode", ParamType.CHOICE, "firmware boot mode to ask for; uefi and legacy need a driver with "
+                      "boot_mode, auto passes the machine's recorded mode where the driver has it", default="auto",
                       choices=("auto", "uefi", "legacy")),
             ),
             capabilities=frozenset({Capability.BOOT_DEVICE}),
