@@ -21,11 +21,10 @@ from django.db.models.query_utils import DeferredAttribute
 
 from access.service import login_public_key
 from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
-from provisioner.bmc import registry
 
 from . import hints
 from . import workflow as wf
-from .taskkinds import Category
+from .taskkinds import TASKS, Category
 
 # The shape to_json writes; from_json reads this one and every one before it. Version 2 added the
 # workflow (frozen, with its scripts' bodies); a version 1 plan ran the stock workflow of its method.
@@ -172,18 +171,19 @@ class PlanError(ValidationError):
 
 def _capability_problems(machine: Machine, workflow: wf.Workflow) -> list[str]:
     """Each task of ``workflow`` the machine's out-of-band driver cannot do, once per missing capability."""
-    have = registry.capabilities(machine.bmc.driver)
+    from inventory import power
+
+    have = power.capabilities_of(machine)
     problems = {}
     for _, stage, task in workflow.tasks():
-        for capability in sorted(task.kind.capabilities - have):
+        kind = TASKS.get(task.task)
+        if kind is None:
+            continue
+        for capability in sorted(kind.capabilities_for(task.params) - have):
             problems.setdefault(
                 capability,
-                f"{registry.refusal(machine.bmc.driver, capability, machine.hostname)} Workflow {workflow.name} needs "
-                + (
-                    f"it for “{task.name}” ({task.task})"
-                    if task.name and task.name != task.task
-                    else f"it for {task.task}"
-                )
+                f"{power.refusal(machine, capability)} Workflow {workflow.name} needs it for "
+                + (f"“{task.name}” ({task.task})" if task.name and task.name != task.task else task.task)
                 + f" in stage “{stage.name}”.",
             )
     return list(problems.values())

@@ -20,10 +20,10 @@ from provisioner.bmc import (
     BmcError,
     BmcUnsupported,
     BootDevice,
+    Capability,
     PowerState,
     RaidLevel,
     VolumeRequest,
-    registry,
 )
 from provisioner.pxe import iso
 
@@ -70,7 +70,7 @@ def _driver(install: Install):
         raise StepFailed("BmcCredentialsUnreadable", str(exc)) from None
 
 
-def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: registry.Capability | None = None):
+def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: Capability | None = None):
     machine, driver = _driver(install)
     if refuse_if_protected and protection.refused([machine], refuse_if_protected):
         raise StepFailed(
@@ -79,11 +79,11 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: r
             f"{protection.REFUSED_WHEN_PROTECTED[refuse_if_protected]} refused. "
             "Unprotect it with a reason and retry if this install is intended.",
         )
-    if capability is not None and capability not in registry.capabilities(machine.bmc.driver):
+    if capability is not None and capability not in power.capabilities_of(machine):
         # The plan checked the driver; this is the machine's driver now, which an edit may have changed.
         raise StepFailed(
             "CapabilityMissing",
-            registry.refusal(machine.bmc.driver, capability, machine.hostname)
+            power.refusal(machine, capability)
             + " Nothing was sent to the BMC; use a workflow without this task, or change the machine's BMC driver.",
         )
     try:
@@ -94,8 +94,10 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: r
 
 
 def _uefi(install: Install) -> bool | None:
-    """The machine's boot mode as it is now (set in inventory, or learned when its agent registered)."""
-    return Machine.objects.get(pk=install.machine_id).uefi
+    """The machine's boot mode as it is now (set in inventory, or learned when its agent registered); None
+    (leave the firmware's mode alone) when its driver does not declare the boot-mode capability."""
+    machine = Machine.objects.select_related("bmc").get(pk=install.machine_id)
+    return machine.uefi if Capability.BOOT_MODE in power.capabilities_of(machine) else None
 
 
 def check_bmc(install: Install, step) -> dict:
@@ -129,7 +131,7 @@ def hardware_raid(install: Install, step) -> dict:
         install,
         lambda d: d.create_volume(request),
         refuse_if_protected="raid",
-        capability=registry.Capability.HARDWARE_RAID,
+        capability=Capability.HARDWARE_RAID,
     )
     where = f"{request.name!r} on controller {result.controller}"
     if not result.created:
@@ -256,7 +258,7 @@ def insert_media(install: Install, step) -> dict:
         install,
         lambda d: d.insert_media(url),
         refuse_if_protected="media",
-        capability=registry.Capability.VIRTUAL_MEDIA,
+        capability=Capability.VIRTUAL_MEDIA,
     )
     # The URL is no credential, but it opens the ISO, which holds one: the step's result shows its size only.
     return {"iso_bytes": path.stat().st_size}
@@ -264,7 +266,7 @@ def insert_media(install: Install, step) -> dict:
 
 def eject_media(install: Install, step) -> dict:
     """Eject the virtual CD and remove the install's ISO; both done already is success."""
-    _, ejected = _bmc(install, lambda d: d.eject_media(), capability=registry.Capability.VIRTUAL_MEDIA)
+    _, ejected = _bmc(install, lambda d: d.eject_media(), capability=Capability.VIRTUAL_MEDIA)
     try:
         removed = iso.remove(install.plan.site.tftp_root, media.iso_name(install))
     except OSError as exc:
