@@ -261,6 +261,12 @@ class StartIn(Schema):
     max_per_site: DbCount | None = None
     max_per_rack: DbCount | None = None
     stagger_s: float | None = Field(None, ge=0, le=600)
+    boot: Literal["", "network", "virtual-media"] = Field(
+        "",
+        description="Boot the machines from the network or from virtual media (an ISO the BMC attaches, for sites "
+        "without DHCP or PXE) instead of as the profile's workflow says; a profile with a workflow of its own must "
+        "already boot so.",
+    )
 
 
 class WhyIn(Schema):
@@ -508,6 +514,7 @@ def _start(request, body: StartIn) -> Batch:
             max_per_site=body.max_per_site,
             max_per_rack=body.max_per_rack,
             stagger_s=body.stagger_s,
+            boot=body.boot,
         )
     except batch_service.InstallRefused as exc:
         raise _refused(exc) from None
