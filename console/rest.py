@@ -177,9 +177,9 @@ class DriverOut(Schema):
 
 
 class PowerIn(Schema):
-    action: Literal["status", "on", "off", "cycle", "pxe", "disk", "ping"] = Field(
+    action: Literal["status", "on", "off", "cycle", "pxe", "disk", "ping", "media", "eject"] = Field(
         description="status, on, off, cycle; pxe (boot from the network once), disk (boot from disk from now on); "
-        "ping (the BMC)."
+        "ping (the BMC); media (what the virtual CD holds), eject (empty it; drivers with virtual media)."
     )
 
 

@@ -205,7 +205,7 @@ def power_off(install: Install, step) -> dict:
 
 _BOOT_DEVICES = {"pxe": BootDevice.PXE, "disk": BootDevice.DISK, "cd": BootDevice.CD}
 # Booting anything but the disk starts an install: protected machines refuse it.
-_PROTECT_BOOT = {BootDevice.PXE: "pxe", BootDevice.CD: "media"}
+_PROTECT_BOOT = {BootDevice.PXE: "pxe", BootDevice.CD: "cd"}
 
 
 def set_boot_device(install: Install, step) -> dict:
@@ -257,7 +257,7 @@ def insert_media(install: Install, step) -> dict:
     _bmc(
         install,
         lambda d: d.insert_media(url),
-        refuse_if_protected="media",
+        refuse_if_protected="cd",
         capability=Capability.VIRTUAL_MEDIA,
     )
     # The URL is no credential, but it opens the ISO, which holds one: the step's result shows its size only.

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
+from core.redaction import redact_text
 from provisioner.bmc import BmcError, BmcTarget, BootDevice, Capability, PowerState, get_driver, registry
 from provisioner.bmc.guard import GuardedDriver
 
@@ -22,7 +23,7 @@ from .models import BMC, Machine
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
+ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping", "media", "eject")
 #: What each action needs of the machine's driver; offered (UI) and accepted (API, CLI) only where declared.
 ACTION_CAPABILITY = {
     "status": Capability.POWER,
@@ -32,6 +33,8 @@ ACTION_CAPABILITY = {
     "pxe": Capability.BOOT_DEVICE,
     "disk": Capability.BOOT_DEVICE,
     "ping": Capability.POWER,
+    "media": Capability.VIRTUAL_MEDIA,  # what the virtual CD holds
+    "eject": Capability.VIRTUAL_MEDIA,  # empty it (an install ejects its own; this is for media left behind)
 }
 
 
@@ -118,7 +121,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
         result = _run(driver, action, uefi)
     except BmcError as exc:
         note_contact(machine.bmc.pk, ok=False, error=str(exc))
-        if action != "status":
+        if action not in ("status", "media"):
             record(actor, f"machine.{action}", machine, {"ok": False, "reason": exc.reason, "error": str(exc)})
         raise
     note_contact(machine.bmc.pk, ok=True, latency_s=result if action == "ping" else time.monotonic() - started)
@@ -126,7 +129,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
         note_power(machine.pk, result)
     elif action in ("on", "off"):
         note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
-    if action != "status":
+    if action not in ("status", "media"):
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)
 
@@ -144,6 +147,10 @@ def _run(driver, action: str, uefi: bool | None = None):
         return driver.set_boot_device(BootDevice.PXE, once=True, uefi=uefi)
     if action == "disk":
         return driver.set_boot_device(BootDevice.DISK, once=False, uefi=uefi)
+    if action == "media":
+        return driver.media()
+    if action == "eject":
+        return driver.eject_media()
     return driver.ping()
 
 
@@ -156,6 +163,13 @@ def _describe(machine: Machine, action: str, result) -> str:
         "pxe": lambda: f"{machine.hostname}: will boot from the network once, at its next start",
         "disk": lambda: f"{machine.hostname}: boots from disk",
         "ping": lambda: f"{machine.hostname}: BMC answered in {result * 1000:.1f} ms",
+        # An install's ISO name opens the ISO, which holds its boot credential: masked as in the logs.
+        "media": lambda: (
+            f"{machine.hostname}: virtual CD ({result.device}) holds {redact_text(result.image) or result.image_name}"
+            if result.inserted
+            else f"{machine.hostname}: virtual CD ({result.device}) is empty"
+        ),
+        "eject": lambda: f"{machine.hostname}: " + ("virtual media ejected" if result else "no virtual media to eject"),
     }[action]()
 
 

@@ -36,6 +36,7 @@ ACTIONS = {
     "off": "Power off",
     "cycle": "Power cycle",
     "pxe": "Boot to PXE once",
+    "eject": "Eject virtual media",
     "cancel": "Cancel install",
 }
 # Actions that can wipe or take down a machine: the technician types the hostname (one machine)

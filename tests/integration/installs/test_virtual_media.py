@@ -5,16 +5,21 @@ install ends, whether it succeeded, failed or was cancelled."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
+from django.core.management import call_command
 
+from audit.models import AuditEntry
 from audit.service import Actor
 from installs import callbacks, engine, media, render
 from installs.batches import InstallRefused
 from installs.models import InstallState, StepState
+from inventory import power
+from inventory.services import set_protected
 from provisioner.bmc.redfish import RedfishDriver
 from tests.integration.bmc.conftest import FAKE_SYSTEM, RedfishEmulator
 from tests.integration.installs.test_hardware_raid import on_redfish
@@ -192,3 +197,31 @@ def test_a_kernel_given_as_a_url_fails_the_install_saying_why(site_lab, redfish_
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "MediaBuildFailed")
     assert "is a URL" in install.failure_message and "built from files in the TFTP root" in install.failure_message
     assert cd_of(redfish_emulator)["Inserted"] is False  # nothing was inserted
+
+
+def test_a_technician_reads_and_ejects_media_left_behind(site_lab, redfish_emulator):
+    lab = site_lab
+    machine, install = booted_to_the_agent(lab, redfish_emulator)
+    actor = Actor.system("tech")
+    line = power.perform(machine, "media", actor)
+    assert line == f"{machine.hostname}: virtual CD (Cd) holds {lab.site.base_url}/boot/media/{install.pk}-[name].iso"
+    assert media.iso_name(install) not in line  # the name opens the ISO, which holds the boot credential
+    out = io.StringIO()
+    call_command("bmc", machine.hostname, "eject", stdout=out)
+    assert "virtual media ejected" in out.getvalue()
+    assert cd_of(redfish_emulator)["Inserted"] is False
+    assert power.perform(machine, "eject", actor) == f"{machine.hostname}: no virtual media to eject"
+    assert AuditEntry.objects.filter(action="machine.eject", object_id=str(machine.pk)).count() == 2
+
+
+def test_a_machine_protected_before_its_media_is_inserted_refuses_it(site_lab, redfish_emulator):
+    lab = site_lab
+    machine = lab.machine()
+    on_redfish(machine, redfish_emulator)
+    install = lab.install([machine], vmedia_profile(lab))
+    set_protected(machine.pk, True, actor=Actor.system("admin"), reason="went into production")
+    lab.run_jobs()
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "MachineProtected")
+    assert "boot from a CD or virtual media refused" in install.failure_message
+    assert cd_of(redfish_emulator)["Inserted"] is False
