@@ -566,8 +566,9 @@ def cleanup(install_id: int) -> str:
     install = Install.objects.select_related("machine").get(pk=install_id)
     newer = Install.objects.filter(machine_id=install.machine_id, state__in=ACTIVE_STATES).exclude(pk=install_id)
     if newer.exists():
-        # Late (a lost job queued again): the machine's boot config and boot device belong to its new
-        # install now, and removing them would make that one fail.
+        # Late (a lost job queued again): the machine's boot config, boot device and virtual CD belong to its
+        # new install now, and removing them would make that one fail. This install's own ISO is no one else's.
+        iso.remove(install.plan.site.tftp_root, media.iso_name(install))
         Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
         return "a newer install owns the machine's boot config"
     removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)

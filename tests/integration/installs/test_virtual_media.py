@@ -225,3 +225,19 @@ def test_a_machine_protected_before_its_media_is_inserted_refuses_it(site_lab, r
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "MachineProtected")
     assert "boot from a CD or virtual media refused" in install.failure_message
     assert cd_of(redfish_emulator)["Inserted"] is False
+
+
+def test_a_late_cleanup_leaves_the_next_installs_media_alone(site_lab, redfish_emulator):
+    lab = site_lab
+    machine, first = booted_to_the_agent(lab, redfish_emulator)
+    engine.cancel(first.pk, actor=Actor.system("test"))
+    lab.run_jobs()  # the first install's cleanup
+    second = lab.install([machine], vmedia_profile(lab))
+    lab.run_jobs()
+    second.refresh_from_db()
+    assert second.state == InstallState.BOOTING, second.failure_message
+    media.iso_path(first).write_bytes(b"left behind")  # as if the first cleanup had died before removing it
+    assert engine.cleanup(first.pk) == "a newer install owns the machine's boot config"  # a lost job, run late
+    assert not media.iso_path(first).exists()
+    assert media.iso_path(second).exists()
+    assert cd_of(redfish_emulator)["Image"] == media.iso_url(second)
