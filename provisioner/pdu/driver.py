@@ -15,7 +15,7 @@ import time
 from provisioner.bmc.base import BootDevice, PowerState
 from provisioner.bmc.errors import CapabilityMissing
 
-from . import snmp
+from .snmp import MISSING, get, set_integers
 from .errors import OutletMissing, PduUnsupported, PduWriteNotApplied
 from .profiles import SYS_UPTIME, VendorProfile
 from .target import PduTarget
@@ -57,10 +57,10 @@ class PduOutletDriver:
 
     def _states(self) -> list[PowerState | int]:
         """Each outlet's state; a value the profile does not know is returned as the raw int."""
-        values = snmp.get(self.target, [self.profile.state_oid_of(o) for o in self.outlets])
+        values = get(self.target, [self.profile.state_oid_of(o) for o in self.outlets])
         states = []
         for outlet, value in zip(self.outlets, values, strict=True):
-            if value is snmp.MISSING:
+            if value is MISSING:
                 raise self._missing(outlet)
             if not isinstance(value, int):
                 raise PduUnsupported(self.target.endpoint, f"outlet {outlet} state reads {value!r}, not a number")
@@ -86,20 +86,20 @@ class PduOutletDriver:
         """Seconds one authenticated round trip took; also checks that the outlets exist."""
         started = time.monotonic()
         oids = [SYS_UPTIME, *(self.profile.state_oid_of(o) for o in self.outlets)]
-        values = snmp.get(self.target, oids)
+        values = get(self.target, oids)
         for outlet, value in zip(self.outlets, values[1:], strict=True):
-            if value is snmp.MISSING:
+            if value is MISSING:
                 raise self._missing(outlet)
         return time.monotonic() - started
 
     # -- writes ------------------------------------------------------------------------------------------
 
     def _command(self, value: int, accept: set) -> None:
-        answers = snmp.set_integers(
+        answers = set_integers(
             self.target, [self.profile.command_oid_of(o) for o in self.outlets], [value] * len(self.outlets)
         )
         for outlet, answer in zip(self.outlets, answers, strict=True):
-            if answer is snmp.MISSING:
+            if answer is MISSING:
                 raise self._missing(outlet)
         deadline = time.monotonic() + min(VERIFY_S, self.target.timeout_s)
         while True:
