@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 APPS = ("accounts", "access", "audit", "inventory", "installs")
-EDGE = ("provisioner.bmc", "provisioner.pdu", "provisioner.pxe", "provisioner.agent", "provisioner.lab", "provisioner.memory_os")
+EDGE = (
+    "provisioner.bmc",
+    "provisioner.pdu",
+    "provisioner.pxe",
+    "provisioner.agent",
+    "provisioner.lab",
+    "provisioner.memory_os",
+)
 
 # layer -> the other layers it may import. Read downwards: config wires everything; the console
 # combines apps; an app imports only the apps below it; core and the hardware edge import no app.

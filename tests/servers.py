@@ -216,9 +216,11 @@ def pdu_recording(name: str, directory: Path, relay_dir: Path) -> Path:
 
 
 class Snmpsim:
-    """snmpsim-command-responder on 127.0.0.1 serving the PDU recordings: each under its name as the v2c
-    community (and SNMPv3 context), and to one v3 user with SHA authentication and AES privacy."""
+    """snmpsim-command-responder on 127.0.0.1 serving the PDU recordings: each under its COMMUNITY (v2c), which
+    is also its SNMPv3 context name, and to one v3 user with SHA authentication and AES privacy."""
 
+    # Each recording is served under a distinctive community, so a leak into text is easy to spot.
+    COMMUNITY = {"apc": "apc-Comm-7Kp", "tripplite": "tl-Comm-3Wd"}
     V3_USER = "provisioner"
     V3_AUTH_KEY = "pdu-auth-key-Kq81"
     V3_PRIV_KEY = "pdu-priv-key-Zt27"
@@ -235,7 +237,7 @@ class Snmpsim:
 
     def start(self):
         for name in PDU_RECORDINGS:
-            pdu_recording(name, self.data, self.relays)
+            pdu_recording(name, self.data, self.relays).rename(self.data / f"{self.COMMUNITY[name]}.snmprec")
         responder = Path(sys.executable).parent / "snmpsim-command-responder"
         cmd = [
             str(responder),

@@ -4,17 +4,19 @@ power path when a BMC hangs.
 Plain Python, no Django: the control plane passes a :class:`PduTarget`, a vendor profile and the outlet
 numbers, and gets back the BMC layer's PowerState and error taxonomy.
 
+    from provisioner.pdu.driver import PduOutletDriver
+
     driver = PduOutletDriver(PduTarget("10.0.0.9", community=secret), profile("apc"), outlets=(3,))
     driver.power_cycle()
 
 Modules: ``profiles`` (per vendor: state and command OIDs and values), ``target`` (address and
 credentials), ``snmp`` (pysnmp on an event loop of our own, with bounded waits), ``driver`` (the outlet
-driver), ``errors`` (the BMC taxonomy, worded for a PDU).
+driver), ``errors`` (the BMC taxonomy, worded for a PDU). The package itself does not import ``driver``, so
+the inventory can read profiles and build targets without loading pysnmp.
 """
 
 from __future__ import annotations
 
-from .driver import MAX_OUTLETS, PduOutletDriver
 from .errors import (
     OutletMissing,
     PduAuthError,
@@ -28,13 +30,11 @@ from .profiles import PROFILES, VendorProfile, profile
 from .target import AuthProtocol, PduTarget, PrivProtocol, SnmpVersion
 
 __all__ = [
-    "MAX_OUTLETS",
     "PROFILES",
     "AuthProtocol",
     "OutletMissing",
     "PduAuthError",
     "PduError",
-    "PduOutletDriver",
     "PduTarget",
     "PduTimeout",
     "PduUnreachable",

@@ -15,9 +15,9 @@ import time
 from provisioner.bmc.base import BootDevice, PowerState
 from provisioner.bmc.errors import CapabilityMissing
 
-from .snmp import MISSING, get, set_integers
 from .errors import OutletMissing, PduUnsupported, PduWriteNotApplied
 from .profiles import SYS_UPTIME, VendorProfile
+from .snmp import MISSING, get, set_integers
 from .target import PduTarget
 
 #: After a write, how long the outlet may take to show its new state (some relays switch in sequence).

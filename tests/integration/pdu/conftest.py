@@ -18,11 +18,13 @@ def snmpsim(tmp_path_factory):
     sim.stop()
 
 
-def v2c(sim: Snmpsim, community: str, **kw) -> PduTarget:
+def v2c(sim: Snmpsim, name: str, **kw) -> PduTarget:
+    """The recording ``name`` (or, for a name the simulator does not serve, that string as the community)."""
+    community = sim.COMMUNITY.get(name, name)
     return PduTarget("127.0.0.1", sim.port, community=community, timeout_s=kw.pop("timeout_s", 2.0), **kw)
 
 
-def v3(sim: Snmpsim, context: str, **kw) -> PduTarget:
+def v3(sim: Snmpsim, name: str, **kw) -> PduTarget:
     target = PduTarget(
         "127.0.0.1",
         sim.port,
@@ -30,7 +32,7 @@ def v3(sim: Snmpsim, context: str, **kw) -> PduTarget:
         user=sim.V3_USER,
         auth_key=sim.V3_AUTH_KEY,
         priv_key=sim.V3_PRIV_KEY,
-        context=context,
+        context=sim.COMMUNITY[name],
         timeout_s=2.0,
     )
     return dataclasses.replace(target, **kw)

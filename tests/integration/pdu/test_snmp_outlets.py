@@ -14,11 +14,12 @@ from provisioner.bmc.errors import BmcAuthError, BmcUnsupported, CapabilityMissi
 from provisioner.pdu import (
     OutletMissing,
     PduAuthError,
-    PduOutletDriver,
+    PduTarget,
     PduTimeout,
     profile,
     snmp,
 )
+from provisioner.pdu.driver import PduOutletDriver
 from tests.servers import free_udp_port
 
 from .conftest import v2c, v3
@@ -125,7 +126,7 @@ def test_a_wrong_community_is_a_timeout_that_says_so(snmpsim):
 
 
 def test_a_dead_port_times_out_within_the_deadline():
-    target = v2c(type("Dead", (), {"port": free_udp_port()}), "apc", timeout_s=0.8)
+    target = PduTarget("127.0.0.1", free_udp_port(), community="public", timeout_s=0.8)
     started = time.monotonic()
     with pytest.raises(PduTimeout) as caught:
         PduOutletDriver(target, profile("apc"), 1).power_on()
