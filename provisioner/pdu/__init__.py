@@ -26,10 +26,11 @@ from .errors import (
     PduUnsupported,
     PduWriteNotApplied,
 )
-from .profiles import PROFILES, VendorProfile, profile
+from .profiles import MAX_OUTLETS, PROFILES, VendorProfile, profile
 from .target import AuthProtocol, PduTarget, PrivProtocol, SnmpVersion
 
 __all__ = [
+    "MAX_OUTLETS",
     "PROFILES",
     "AuthProtocol",
     "OutletMissing",

@@ -16,7 +16,7 @@ from provisioner.bmc.base import BootDevice, PowerState
 from provisioner.bmc.errors import CapabilityMissing
 
 from .errors import OutletMissing, PduUnsupported, PduWriteNotApplied
-from .profiles import SYS_UPTIME, VendorProfile
+from .profiles import MAX_OUTLETS, SYS_UPTIME, VendorProfile
 from .snmp import MISSING, get, set_integers
 from .target import PduTarget
 
@@ -24,8 +24,6 @@ from .target import PduTarget
 VERIFY_S = 2.0
 #: Between two reads while waiting for it.
 VERIFY_POLL_S = 0.2
-#: The most outlets one machine may draw from (dual power supplies, or a chassis with four).
-MAX_OUTLETS = 4
 
 
 class PduOutletDriver:

@@ -15,6 +15,8 @@ from types import MappingProxyType
 
 from provisioner.bmc.base import PowerState
 
+#: The most outlets one machine may draw from (dual power supplies, or a chassis with four).
+MAX_OUTLETS = 4
 #: SNMPv2-MIB sysUpTime.0: what ping reads (every agent has it).
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 
