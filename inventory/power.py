@@ -14,8 +14,16 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
-from provisioner.bmc import BmcError, BmcTarget, BmcUnreachable, BootDevice, Capability, PowerState, get_driver
-from provisioner.bmc.errors import CapabilityMissing
+from provisioner.bmc import (
+    BmcError,
+    BmcTarget,
+    BmcUnreachable,
+    BootDevice,
+    Capability,
+    PowerState,
+    get_driver,
+    registry,
+)
 from provisioner.bmc.guard import GuardedDriver
 
 from . import protection
@@ -25,9 +33,23 @@ from .outlets import OutletPower, outlets_of
 log = logging.getLogger(__name__)
 
 ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
-# What a PDU outlet can do for a machine; and what it takes over when the BMC hangs.
-OUTLET_ACTIONS = ("status", "on", "off", "cycle", "ping")
+# A PDU outlet switches power and nothing else; it takes these over when the BMC does not answer.
+OUTLET_CAPABILITIES = frozenset({Capability.POWER})
 FALLBACK_ACTIONS = ("on", "off", "cycle")
+#: What each action needs of the machine's driver; offered (UI) and accepted (API, CLI) only where declared.
+ACTION_CAPABILITY = {
+    "status": Capability.POWER,
+    "on": Capability.POWER,
+    "off": Capability.POWER,
+    "cycle": Capability.POWER,
+    "pxe": Capability.BOOT_DEVICE,
+    "disk": Capability.BOOT_DEVICE,
+    "ping": Capability.POWER,
+}
+
+
+def can(machine: Machine, action: str) -> bool:
+    return ACTION_CAPABILITY[action] in capabilities_of(machine)
 
 
 class PowerActionRefused(Exception):
@@ -36,6 +58,30 @@ class PowerActionRefused(Exception):
 
 def target_for(bmc: BMC) -> BmcTarget:
     return BmcTarget(bmc.address, bmc.port, bmc.username, bmc.get_password(), timeout_s=settings.BMC_TIMEOUT_S)
+
+
+def capabilities_of(machine: Machine) -> frozenset[Capability]:
+    """What the machine's out-of-band path can do (its BMC driver's declared capabilities); power alone for a
+    machine that has only PDU outlets; nothing without either."""
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        return OUTLET_CAPABILITIES if machine.pdu_outlets.exists() else frozenset()
+    return registry.capabilities(bmc.driver)
+
+
+def refusal(machine: Machine, capability: Capability) -> str:
+    """Why ``machine`` cannot do ``capability``, in a technician's words."""
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        if machine.pdu_outlets.exists():
+            return (
+                f"{machine.hostname} has no BMC, only PDU outlets, which can do {Capability.POWER.label} only, "
+                f"not {capability.label}."
+            )
+        return f"{machine.hostname} has no BMC configured, so it cannot do {capability.label}."
+    return registry.refusal(bmc.driver, capability, machine.hostname)
 
 
 def driver_for(machine: Machine) -> GuardedDriver:
@@ -81,6 +127,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     if protection.refused([machine], action):
         record(actor, f"machine.{action}", machine, {"ok": False, "refused": "protected"})
         raise PowerActionRefused(protection.refusal_message([machine], action))
+    if not can(machine, action):
+        record(actor, f"machine.{action}", machine, {"ok": False, "refused": "capability"})
+        raise PowerActionRefused(refusal(machine, ACTION_CAPABILITY[action]))
     if getattr(machine, "bmc", None) is None:  # the reverse one-to-one raises an AttributeError when absent
         outlets = _outlets(machine)
         if outlets is None:
@@ -89,7 +138,8 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     driver = driver_for(machine)
     started = time.monotonic()
     try:
-        result = _run(driver, action, machine.uefi)
+        uefi = machine.uefi if Capability.BOOT_MODE in capabilities_of(machine) else None
+        result = _run(driver, action, uefi)
     except BmcError as exc:
         note_contact(machine.bmc.pk, ok=False, error=str(exc))
         # A BMC that hangs does not stop a technician from switching the machine: its outlets can.
@@ -124,14 +174,6 @@ def _perform_on_outlets(
     via = {"via": "pdu", "outlets": outlets.label}
     if bmc_error is not None:
         via |= {"fallback": True, "bmc_reason": bmc_error.reason, "bmc_error": str(bmc_error)}
-    if action not in OUTLET_ACTIONS:
-        exc = CapabilityMissing(
-            outlets.label,
-            f"{machine.hostname} has no BMC, only {outlets.label}, which can do {Capability.POWER.label} only: "
-            f"{'boot from the network' if action == 'pxe' else 'boot from disk'} needs a BMC.",
-        )
-        record(actor, f"machine.{action}", machine, {"ok": False, "refused": exc.reason, **via})
-        raise exc
     try:
         result = _run(outlets, action)
     except BmcError as exc:
@@ -257,10 +299,11 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     protected = protection.refused(machines, action)
+    incapable = [machine for machine in machines if not can(machine, action)]
     refused = {
-        machine: "protected" if machine in protected else "not_in_rack"
+        machine: "protected" if machine in protected else "capability" if machine in incapable else "not_in_rack"
         for machine in machines
-        if machine in protected or machine.rack_id is None
+        if machine in protected or machine in incapable or machine.rack_id is None
     }
     if refused:
         with transaction.atomic():
@@ -268,6 +311,8 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
                 record(actor, f"machine.{action}", machine, {"ok": False, "refused": why})
         if protected:
             raise PowerActionRefused(protection.refusal_message(protected, action))
+        if incapable:
+            raise PowerActionRefused(" ".join(refusal(m, ACTION_CAPABILITY[action]) for m in incapable))
         raise PowerActionRefused(
             f"Not in a rack, so no site worker can reach their BMCs: {', '.join(m.hostname for m in refused)}."
         )

@@ -15,7 +15,7 @@ from audit.models import AuditEntry
 from audit.service import Actor
 from inventory import power, protection
 from inventory.models import PduOutlet
-from provisioner.bmc import BmcTimeout, CapabilityMissing
+from provisioner.bmc import BmcTimeout, Capability
 from provisioner.pdu import OutletMissing, profile, snmp
 from tests import redis_claim
 from tests.conftest import make_bmc, make_machine, make_pdu, make_rack
@@ -107,12 +107,18 @@ def test_a_machine_without_a_bmc_is_powered_through_its_outlet(snmpsim, name, ve
 
 def test_boot_devices_are_refused_clearly_for_an_outlet_only_machine(snmpsim):
     machine = outlet_machine(sim_pdu(snmpsim), 12)
-    with pytest.raises(CapabilityMissing) as caught:
+    assert power.capabilities_of(machine) == {Capability.POWER}
+    with pytest.raises(power.PowerActionRefused) as caught:
         power.perform(machine, "pxe", Actor.system("test"))
-    assert "has no BMC" in str(caught.value) and "boot from the network needs a BMC" in str(caught.value)
+    assert str(caught.value) == (
+        f"{machine.hostname} has no BMC, only PDU outlets, which can do power on, off, cycle and status only, "
+        "not boot from network or disk."
+    )
     entry = audit_of(machine)[-1]
     assert entry.action == "machine.pxe" and entry.details["ok"] is False
-    assert entry.details["refused"] == "CapabilityMissing"
+    assert entry.details["refused"] == "capability"
+    with pytest.raises(power.PowerActionRefused, match="not boot from network or disk"):
+        power.enqueue_actions([machine], "disk", Actor.system("test"))
 
 
 def test_a_protected_machine_refuses_off_through_its_outlet_too(snmpsim):
@@ -183,7 +189,7 @@ def test_the_cli_powers_an_outlet_only_machine(snmpsim, capsys):
     call_command("bmc", machine.hostname, "off")
     assert "powered off (through PDU cli-pdu outlet 9)" in capsys.readouterr().out
     assert state(snmpsim, "apc", "apc", 9) == 2
-    with pytest.raises(CommandError, match="boot from disk needs a BMC"):
+    with pytest.raises(CommandError, match="only PDU outlets"):
         call_command("bmc", machine.hostname, "disk")
 
 
