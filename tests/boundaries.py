@@ -41,7 +41,13 @@ ALLOWED: dict[str, set[str]] = {
     "provisioner.pxe": set(),
     "provisioner.agent": set(),
     "provisioner.memory_os": {"provisioner.agent", "provisioner.pxe"},
-    "provisioner.lab": {"provisioner.agent", "provisioner.bmc", "provisioner.pxe", "provisioner.memory_os"},
+    "provisioner.lab": {
+        "provisioner.agent",
+        "provisioner.bmc",
+        "provisioner.pdu",
+        "provisioner.pxe",
+        "provisioner.memory_os",
+    },
 }
 PACKAGES = ("config", "console", "core", *APPS, "provisioner")
 # What the hardware edge never imports, whatever the layer table says: the web stack.
