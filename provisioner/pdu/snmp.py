@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 
 from pysnmp.hlapi.v3arch import asyncio as hlapi
@@ -65,10 +66,12 @@ class _Loop:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine = None
+        self._pid = 0
 
     def submit(self, coro_factory, timeout_s: float):
         with self._lock:
-            if self._loop is None or not self._loop.is_running():
+            # A forked child (an RQ work horse) inherits the loop object but not the thread that ran it.
+            if self._loop is None or self._pid != os.getpid() or not self._loop.is_running():
                 self._start()
         future = asyncio.run_coroutine_threadsafe(self._call(coro_factory), self._loop)
         try:
@@ -95,6 +98,7 @@ class _Loop:
         started.wait(5)
         self._loop = loop
         self._engine = None
+        self._pid = os.getpid()
 
 
 _LOOP = _Loop()

@@ -4,6 +4,7 @@ over SNMP v2c and v3. Every write is read back, by the driver and again here by 
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -113,6 +114,8 @@ def test_wrong_v3_credentials_are_an_auth_error_at_once(snmpsim, change, words):
     for secret in (snmpsim.V3_AUTH_KEY, snmpsim.V3_PRIV_KEY, *change.values()):
         assert secret not in str(caught.value) and secret not in repr(caught.value)
     assert read(v2c(snmpsim, "apc"), "apc", 1) == 1  # nothing was switched
+    # The same user with the right keys works at once afterwards: the rejected keys are not kept.
+    assert PduOutletDriver(v3(snmpsim, "apc"), profile("apc"), 1).power_state() is PowerState.ON
 
 
 def test_a_wrong_community_is_a_timeout_that_says_so(snmpsim):
@@ -123,6 +126,21 @@ def test_a_wrong_community_is_a_timeout_that_says_so(snmpsim):
     assert caught.value.retryable
     assert "community is wrong" in str(caught.value)
     assert community not in str(caught.value) and community not in repr(caught.value)
+
+
+def test_a_forked_child_gets_a_loop_of_its_own(snmpsim):
+    """An RQ worker forks a work horse per job: the child must not wait on the parent's loop thread."""
+    target = v2c(snmpsim, "apc")
+    PduOutletDriver(target, profile("apc"), 1).power_state()  # the parent's loop is running
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = PduOutletDriver(target, profile("apc"), 1).power_state() is PowerState.ON
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_dead_port_times_out_within_the_deadline():
