@@ -52,7 +52,7 @@ class PduForm(forms.ModelForm):
     """The community and the SNMPv3 keys are write-only: never rendered back; left blank they keep the stored
     ones. What the chosen SNMP version needs must be stored or given here."""
 
-    community = _secret("community", "SNMP v2c. Write-only; leave blank to keep the stored one.")
+    community = _secret("Community", "SNMP v2c. Write-only; leave blank to keep the stored one.")
     auth_key = _secret("SNMPv3 authentication key", "Write-only, 8 characters or more; blank keeps the stored one.")
     priv_key = _secret("SNMPv3 privacy key", "Write-only, 8 characters or more; blank keeps the stored one.")
 
