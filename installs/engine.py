@@ -27,8 +27,10 @@ from rq.exceptions import DuplicateJobError
 
 from audit.service import Actor, record
 from core import queues
+from inventory import power
 from inventory.models import MachineStatus
 from provisioner import pxe
+from provisioner.bmc import Capability
 from provisioner.pxe import iso
 
 from . import media
@@ -581,7 +583,9 @@ def cleanup(install_id: int) -> str:
     if media_inserted:
         if iso.remove(install.plan.site.tftp_root, media.iso_name(install)):
             notes.append("virtual media ISO removed")
-        if not install.steps.filter(kind=StepKind.EJECT_MEDIA, state=StepState.SUCCEEDED).exists():
+        ejected = install.steps.filter(kind=StepKind.EJECT_MEDIA, state=StepState.SUCCEEDED).exists()
+        # A driver without virtual media was refused before anything was inserted: nothing to eject.
+        if not ejected and Capability.VIRTUAL_MEDIA in power.capabilities_of(install.machine):
             try:
                 if runners.eject_media(install, None)["ejected"]:
                     notes.append("virtual media ejected")

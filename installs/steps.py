@@ -72,6 +72,16 @@ def _driver(install: Install):
 
 def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: Capability | None = None):
     machine, driver = _driver(install)
+    _refuse(machine, refuse_if_protected, capability)
+    try:
+        return machine, call(driver)
+    except BmcError as exc:
+        power.note_contact(machine.bmc.pk, ok=False, error=str(exc))
+        raise bmc_failure(exc, machine.hostname) from None
+
+
+def _refuse(machine: Machine, refuse_if_protected: str = "", capability: Capability | None = None) -> None:
+    """StepFailed when the machine's protection or its driver refuses what a step is about to do."""
     if refuse_if_protected and protection.refused([machine], refuse_if_protected):
         raise StepFailed(
             "MachineProtected",
@@ -86,11 +96,6 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: C
             power.refusal(machine, capability)
             + " Nothing was sent to the BMC; use a workflow without this task, or change the machine's BMC driver.",
         )
-    try:
-        return machine, call(driver)
-    except BmcError as exc:
-        power.note_contact(machine.bmc.pk, ok=False, error=str(exc))
-        raise bmc_failure(exc, machine.hostname) from None
 
 
 def _uefi(install: Install) -> bool | None:
@@ -235,6 +240,8 @@ def insert_media(install: Install, step) -> dict:
     the ISO is rebuilt in place and the BMC holding that URL already is success."""
     plan = install.plan
     root = plan.site.tftp_root
+    # Refused before the ISO is built: a protected machine or a driver without virtual media gets nothing.
+    _refuse(Machine.objects.select_related("bmc").get(pk=install.machine_id), "cd", Capability.VIRTUAL_MEDIA)
     try:
         path = iso.build(
             media.iso_path(install),

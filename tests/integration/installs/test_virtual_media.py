@@ -15,10 +15,12 @@ from django.core.management import call_command
 
 from audit.models import AuditEntry
 from audit.service import Actor
-from installs import callbacks, engine, media, render
+from installs import callbacks, engine, library, media, render
+from installs import workflow as wf
 from installs.batches import InstallRefused
 from installs.models import InstallState, StepState
 from inventory import power
+from inventory.models import BMC
 from inventory.services import set_protected
 from provisioner.bmc.redfish import RedfishDriver
 from tests.integration.bmc.conftest import FAKE_SYSTEM, RedfishEmulator
@@ -225,6 +227,27 @@ def test_a_machine_protected_before_its_media_is_inserted_refuses_it(site_lab, r
     assert (install.state, install.failure_reason) == (InstallState.FAILED, "MachineProtected")
     assert "boot from a CD or virtual media refused" in install.failure_message
     assert cd_of(redfish_emulator)["Inserted"] is False
+    assert not media.iso_path(install).exists()  # refused before the ISO was built
+
+
+def test_a_driver_changed_after_the_request_is_refused_before_anything_is_built(site_lab):
+    lab = site_lab
+    machine = lab.machine()
+    # Without check_bmc, which would time out first against an IPMI address nothing answers at.
+    text = wf.stock_text_named("stock-image-virtual-media").replace("name: stock-image-virtual-media", "name: no-check")
+    library.save_workflow(text.replace("      - check_bmc\n", ""), Actor.system("admin"))
+    profile = vmedia_profile(lab)
+    profile.workflow = "no-check"
+    profile.save()
+    install = lab.install([machine], profile)
+    BMC.objects.filter(machine=machine).update(driver="ipmi")
+    lab.run_jobs()  # the insert is refused, then the cleanup
+    install.refresh_from_db()
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "CapabilityMissing")
+    assert "cannot do virtual media" in install.failure_message and "Nothing was sent" in install.failure_message
+    assert not media.iso_path(install).exists()
+    assert install.cleaned_at is not None
+    assert not install.events.filter(message__contains="Could not eject").exists()  # nothing was inserted
 
 
 def test_a_late_cleanup_leaves_the_next_installs_media_alone(site_lab, redfish_emulator):
