@@ -50,6 +50,10 @@ class _LabSession(pyghmi_patches.ServerSession):
 
     def _got_rakp1(self, data):
         self.bmc.login_attempts += 1
+        if self.bmc.lose_login_answers > 0:
+            # The password was checked (and counted), but the answer is lost on the way back.
+            self.bmc.lose_login_answers -= 1
+            return
         username = bytes(data[28:]).decode("utf-8", errors="replace")
         if self.bmc.reject_credentials and self.authdata.get(username) is not None:
             # Sign RAKP2 with a key the client cannot know: it sees exactly what a wrong password looks like.
@@ -66,7 +70,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
     Faults, all changeable while running: ``latency_s`` (delay before each answer), ``drop_packets``
     (probability 0..1 of ignoring a packet; 1 means silent), ``drop_next`` (ignore that many next packets),
     ``reject_credentials`` (every login fails as
-    with a wrong password) and :meth:`die` (the BMC is gone: socket closed, nothing answers).
+    with a wrong password), ``lose_login_answers`` (that many next logins are checked but never answered)
+    and :meth:`die` (the BMC is gone: socket closed, nothing answers).
 
     Hooks: ``on_power_on`` callbacks get the :class:`BootDevice` the machine boots from (at power-on and at
     reset); ``on_power_off`` callbacks get nothing. They run in the BMC thread after the answer is sent.
@@ -109,6 +114,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         #: Ignore exactly this many next packets (deterministic loss for tests).
         self.drop_next = 0
         self.reject_credentials = False
+        #: Check the next this many logins' passwords but lose the answer (RAKP2), as a lossy network would.
+        self.lose_login_answers = 0
         self.on_power_on: list[Callable[[BootDevice], None]] = []
         self.on_power_off: list[Callable[[], None]] = []
 
