@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import BMC
+from .models import BMC, Site
 from .validators import normalise_mac
 
 
@@ -25,6 +25,33 @@ class BMCForm(forms.ModelForm):
         if commit:
             bmc.save()
         return bmc
+
+
+class SiteForm(forms.ModelForm):
+    """The site's default BMC password is write-only, like a BMC's: left blank it keeps the stored one."""
+
+    bmc_password = forms.CharField(
+        label="Default BMC password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. For every BMC of the site that has no password of its own. Leave blank to keep it.",
+    )
+    clear_bmc_password = forms.BooleanField(label="Clear the default BMC password", required=False)
+
+    class Meta:
+        model = Site
+        fields = ["slug", "name", "tftp_root", "base_url", "domain", "dns_servers", "bmc_username"]
+
+    def save(self, commit=True):
+        site = super().save(commit=False)
+        if self.cleaned_data.get("bmc_password"):
+            site.set_bmc_password(self.cleaned_data["bmc_password"])
+        elif self.cleaned_data.get("clear_bmc_password"):
+            site.bmc_password_ciphertext = ""
+        if commit:
+            site.save()
+        return site
 
 
 class NICInlineFormSet(forms.BaseInlineFormSet):

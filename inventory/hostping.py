@@ -9,6 +9,7 @@ demand (enqueue_host_pings, audited). The pinging itself is provisioner/bmc/host
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -129,7 +130,7 @@ def enqueue_host_pings(machines: list[Machine], actor: Actor) -> list[str]:
         for machine in machines:
             record(actor, "machine.host_ping", machine, {"queued": True})
         for slug, ids in by_site.items():
-            job_id = f"host-ping-{slug}-{timezone.now().timestamp():.6f}"
+            job_id = f"host-ping-{slug}-{time.time_ns()}"
             queues.on_commit(
                 job_id,
                 lambda slug=slug, ids=ids, job_id=job_id: queues.site_queue(slug).enqueue(
