@@ -17,7 +17,7 @@ import time
 from django.conf import settings
 
 from core import queues
-from provisioner.bmc import BmcTarget, PowerState
+from provisioner.bmc import BmcTarget, Capability, PowerState, registry
 from provisioner.bmc import sweep as bmc_sweep
 from provisioner.bmc.guard import BulkGuard
 
@@ -53,6 +53,8 @@ def sweep_site(slug: str) -> str:
     site = machines[0].rack.site if machines else None  # one instance: its default password is decrypted once
     for machine in machines:
         bmc = machine.bmc
+        if Capability.POWER not in registry.capabilities(bmc.driver):
+            continue  # a driver that cannot read power (or is no longer installed): nothing to sweep
         try:
             username, password, _ = bmc.credentials(site)
             target = BmcTarget(bmc.address, bmc.port, username, password, timeout_s=settings.BMC_TIMEOUT_S)

@@ -25,6 +25,7 @@ from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import credentials_check, hostping, power, services
 from inventory.models import BMC, CredentialCheck, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from provisioner.bmc import registry
 from provisioner.pxe import TemplateError
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
@@ -279,7 +280,16 @@ def machine_detail(request, hostname: str):
             else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),
             "is_admin": has_role(request.user, Role.ADMIN),
-            "actions": ACTIONS,
+            # Only what the machine's driver declares; the rest would be refused anyway.
+            "actions": {
+                key: label
+                for key, label in ACTIONS.items()
+                if key not in power.ACTION_CAPABILITY or power.can(machine, key)
+            },
+            "driver": registry.drivers().get(bmc.driver) if bmc else None,
+            "capabilities": [
+                (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
+            ],
             "confirm_typed": sorted(CONFIRM_TYPED),
         },
     )
