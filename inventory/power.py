@@ -252,7 +252,7 @@ def power_sync() -> int:
     for i, slug in enumerate(slugs):
         queues.site_queue(slug).enqueue_in(
             timedelta(seconds=i * spacing),
-            "inventory.power_sweep.sweep_site",
+            "inventory.power_sweep.sweep_site",  # by name: power_sweep imports this module
             slug,
             job_id=f"power-sweep-{slug}",
             result_ttl=3600,

@@ -10,6 +10,7 @@ from core import queues
 from inventory import power, power_sweep
 from inventory.models import BMC, Machine
 from provisioner.bmc import close_sessions
+from provisioner.bmc.fake import fake_bmc, reset_fakes
 from provisioner.bmc.guard import GuardedDriver
 from provisioner.bmc.ipmi import IpmiDriver
 from provisioner.lab.bmc import LoopbackFleet
@@ -27,6 +28,7 @@ def _settings(settings):
     settings.BMC_TIMEOUT_S = 1.0
     settings.BMC_UNREACHABLE_AFTER = 1
     redis_claim.flush()
+    reset_fakes()
     yield
     close_sessions()
     redis_claim.flush()
@@ -113,3 +115,20 @@ def test_a_bmc_held_by_another_command_is_left_for_the_next_sweep(fleet):
     assert [c[:2] for c in fleet.bmcs[3].commands] == []
     # The sweep released every lock it took: a command right after it gets through.
     assert power.perform(machines[4], "status", power.Actor.system("test")).startswith(machines[4].hostname)
+
+
+def test_drivers_without_a_bulk_read_are_swept_through_the_pool(settings):
+    settings.BMC_UNREACHABLE_AFTER = 2
+    rack = make_rack()
+    machines = [make_machine(rack=rack, position_u=i + 1) for i in range(3)]
+    for i, machine in enumerate(machines):
+        make_bmc(machine, driver="fake", address=f"127.0.7.{i + 1}")
+    fake_bmc("127.0.7.1", 623).power = "on"
+    fake_bmc("127.0.7.3", 623).fault = "unreachable"
+    assert power_sweep.sweep_site(rack.site.slug).startswith(f"{rack.site.slug}: 2 read, 1 failed")
+    assert [Machine.objects.get(pk=m.pk).power_state for m in machines] == ["on", "off", "unknown"]
+    dead = BMC.objects.get(machine=machines[2])
+    assert (dead.reachable, dead.consecutive_failures) == (None, 1)  # one failure is not yet an outage
+    power_sweep.sweep_site(rack.site.slug)
+    dead.refresh_from_db()
+    assert (dead.reachable, dead.consecutive_failures) == (False, 2)
