@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
-from provisioner.bmc import BmcError, BmcTarget, BootDevice, Capability, PowerState, get_driver, registry
+from provisioner.bmc import BmcAuthError, BmcError, BmcTarget, BootDevice, Capability, PowerState, get_driver, registry
 from provisioner.bmc.guard import GuardedDriver
 
 from . import bulk, protection
@@ -49,7 +49,13 @@ def target_for(bmc: BMC) -> BmcTarget:
     machine = bmc.machine
     site = machine.rack.site if machine.rack_id is not None else None
     username, password, _ = bmc.credentials(site)
-    return BmcTarget(bmc.address, bmc.port, username, password, timeout_s=settings.BMC_TIMEOUT_S)
+    target = BmcTarget(bmc.address, bmc.port, username, password, timeout_s=settings.BMC_TIMEOUT_S)
+    if not username:  # never the anonymous user some BMCs accept
+        raise BmcAuthError(target.endpoint, NO_USER)
+    return target
+
+
+NO_USER = "no user to log in as: set the BMC's own user or its site's default BMC user"
 
 
 def capabilities_of(machine: Machine) -> frozenset[Capability]:

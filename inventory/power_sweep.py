@@ -22,7 +22,7 @@ from provisioner.bmc import sweep as bmc_sweep
 from provisioner.bmc.guard import BulkGuard
 
 from .models import Machine
-from .power import Contact, note_contacts, note_powers
+from .power import NO_USER, Contact, note_contacts, note_powers
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def sweep_site(slug: str) -> str:
         )
         .order_by("pk")
     )
-    sweep, problems = [], []
+    sweep, problems, unusable = [], [], []
     seen: set[str] = set()
     site = machines[0].rack.site if machines else None  # one instance: its default password is decrypted once
     for machine in machines:
@@ -62,12 +62,16 @@ def sweep_site(slug: str) -> str:
             log.warning("power sweep of %s skipped: %s", machine.hostname, exc)
             problems.append(machine.hostname)
             continue
+        if not username:
+            unusable.append(Contact(bmc.pk, False, error=f"BMC {target.endpoint}: {NO_USER}"))
+            continue
         if target.endpoint in seen:  # two machines naming one BMC: read it once
             continue
         seen.add(target.endpoint)
         sweep.append((machine, bmc, target))
     if not sweep:
-        return f"{slug}: no BMC to read"
+        note_contacts(unusable)
+        return f"{slug}: no BMC to read" + (f", {len(unusable)} without a user" if unusable else "")
     others = sum(1 for _, bmc, _ in sweep if bmc.driver != "ipmi")
     # The locks must outlive the sweep: IPMI BMCs are read together (one timeout), the rest a pool at a time.
     lock_ttl_s = settings.BMC_TIMEOUT_S * (2 + math.ceil(others / bmc_sweep.THREADS)) + 1.0
@@ -82,7 +86,7 @@ def sweep_site(slug: str) -> str:
         readings = bmc_sweep.read_power_states([(bmc.driver, target) for _, bmc, target in sweep])
     finally:
         guard.release(held)
-    contacts, states = [], {}
+    contacts, states = list(unusable), {}
     for (machine, bmc, _), reading in zip(sweep, readings, strict=True):
         contacts.append(Contact(bmc.pk, reading.ok, error="" if reading.ok else str(reading.error)))
         if reading.ok:

@@ -132,3 +132,15 @@ def test_drivers_without_a_bulk_read_are_swept_through_the_pool(settings):
     power_sweep.sweep_site(rack.site.slug)
     dead.refresh_from_db()
     assert (dead.reachable, dead.consecutive_failures) == (False, 2)
+
+
+def test_a_bmc_with_no_user_anywhere_is_never_tried_as_the_anonymous_user(fleet):
+    rack = make_rack()  # a site without default credentials
+    machine = make_machine(rack=rack, position_u=1)
+    BMC.objects.create(machine=machine, driver="ipmi", address="127.0.0.1", port=fleet.bmcs[0].port, username="")
+    assert power_sweep.sweep_site(rack.site.slug) == f"{rack.site.slug}: no BMC to read, 1 without a user"
+    bmc = BMC.objects.get(machine=machine)
+    assert bmc.consecutive_failures == 1 and power.NO_USER in bmc.last_error
+    with pytest.raises(power.BmcAuthError, match="no user to log in as"):
+        power.perform(machine, "status", power.Actor.system("test"))
+    assert fleet.bmcs[0].login_attempts == 0
