@@ -221,6 +221,9 @@ HOST_PING_TIMEOUT_S = env.float("HOST_PING_TIMEOUT_S", default=1.0)
 # auto: an unprivileged ICMP socket where net.ipv4.ping_group_range covers the worker's group, else the ping
 # binary; socket or binary to insist on one.
 HOST_PING_METHOD = env.str("HOST_PING_METHOD", default="auto")
+# Seconds one SNMP request to a PDU may take (one retry included). PDUs' network cards answer in
+# milliseconds; UDP loses a packet now and then, and the retry covers that.
+PDU_TIMEOUT_S = env.float("PDU_TIMEOUT_S", default=3.0)
 
 # --- Installs -------------------------------------------------------------------------------
 # How long a machine may take from power cycle to the installer's or agent's first call: POST on

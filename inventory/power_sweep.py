@@ -22,14 +22,23 @@ from provisioner.bmc import sweep as bmc_sweep
 from provisioner.bmc.guard import BulkGuard
 
 from .models import Machine
-from .power import NO_USER, Contact, note_contacts, note_powers
+from .power import NO_USER, Contact, note_contacts, note_powers, refresh_power_state
 
 log = logging.getLogger(__name__)
 
 
 def sweep_site(slug: str) -> str:
-    """RQ job: read the power of every machine of site ``slug`` that has a BMC. Failures are counted on
-    their BMCs, never raised: one dead BMC is a fact to show, not a reason to fail the sweep."""
+    """RQ job: read the power of every machine of site ``slug``: through its BMC, or through its PDU outlets
+    where it has no BMC. Failures are counted on their BMCs, never raised: one dead BMC is a fact to show,
+    not a reason to fail the sweep."""
+    summary = _sweep_bmcs(slug)
+    outlet_only = Machine.objects.filter(rack__site__slug=slug, bmc__isnull=True, pdu_outlets__isnull=False)
+    # Machines without a BMC are few (PDU outlets only): read one after another, as refresh_power_state does.
+    read = [refresh_power_state(pk) for pk in outlet_only.distinct().order_by("pk").values_list("pk", flat=True)]
+    return summary + (f"; {len(read)} through PDU outlets" if read else "")
+
+
+def _sweep_bmcs(slug: str) -> str:
     machines = list(
         Machine.objects.filter(rack__site__slug=slug, bmc__isnull=False)
         .select_related("bmc", "rack__site")
