@@ -15,8 +15,6 @@ its site's worker, one job per site; the report is the CredentialCheck's rows.
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
@@ -30,8 +28,6 @@ from provisioner.bmc.guard import BulkGuard
 
 from . import bulk
 from .models import BMC, CredentialCheck, CredentialCheckResult, CredentialResult, Machine
-
-log = logging.getLogger(__name__)
 
 MAX_MACHINES = 5000
 

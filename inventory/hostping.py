@@ -8,7 +8,6 @@ demand (enqueue_host_pings, audited). The pinging itself is provisioner/bmc/host
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import timedelta
 
@@ -23,8 +22,6 @@ from provisioner.bmc import hostping
 
 from . import bulk
 from .models import NIC, Machine, primary_address
-
-log = logging.getLogger(__name__)
 
 NO_ADDRESS = "no address: give the machine's primary NIC an IP address"
 
