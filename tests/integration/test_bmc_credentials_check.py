@@ -10,6 +10,7 @@ from audit.service import Actor
 from inventory import credentials_check, power
 from inventory.models import BMC, CredentialCheck, CredentialResult
 from provisioner.bmc import BmcAuthError, close_sessions
+from provisioner.bmc.pyghmi_patches import AsyncPrivilegeSession
 from provisioner.lab.bmc import LoopbackBmc
 from tests import redis_claim
 from tests.conftest import make_bmc, make_machine, make_rack
@@ -141,3 +142,20 @@ def test_the_command_tests_a_site_and_prints_the_report(sim, capsys, django_capt
     assert f"{good.hostname}  ok" in out and f"{bad.hostname}  rejected" in out
     assert "1 ok, 1 rejected" in out
     assert CredentialResult.REJECTED in BMC.objects.values_list("credentials_result", flat=True)
+
+
+def test_against_ipmi_sim_a_rejection_sends_one_rakp1(sim, monkeypatch, django_capture_on_commit_callbacks):
+    """Counted on our side, at the one place pyghmi sends the message that makes a BMC check a password."""
+    sent = []
+    original = AsyncPrivilegeSession._send_rakp1
+
+    def counting(session):
+        sent.append(session.port)
+        return original(session)
+
+    monkeypatch.setattr(AsyncPrivilegeSession, "_send_rakp1", counting)
+    rack = site_rack(password="wrong-site-password")
+    machine = machine_with(rack, sim.port, 1)
+    _, results = run_check([machine], django_capture_on_commit_callbacks)
+    assert results[machine.hostname].result == "rejected"
+    assert sent == [sim.port]
