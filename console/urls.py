@@ -13,6 +13,8 @@ inventory_pages = (
         path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
         path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
         path("machines/<str:hostname>/ping", inventory.machine_ping, name="machine-ping"),
+        path("machines/<str:hostname>/health", inventory.machine_health_refresh, name="machine-health-refresh"),
+        path("machines/<str:hostname>/sel-clear", inventory.machine_sel_clear, name="machine-sel-clear"),
         path(
             "machines/<str:hostname>/preview/<str:profile>/<str:what>",
             inventory.machine_preview,

@@ -77,6 +77,12 @@ SCHEDULE: tuple[Periodic, ...] = (
         "POWER_SYNC_INTERVAL_S",
         "re-reads every machine's power state, spread over the period",
     ),
+    Periodic(
+        "health_sync",
+        "inventory.health.health_sync",
+        "HEALTH_SYNC_INTERVAL_S",
+        "re-reads every machine's sensors and event log, spread over the period",
+    ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}
 
@@ -211,8 +217,11 @@ class Scheduler(CronScheduler):
             close_old_connections()
             slugs = sorted(Site.objects.values_list("slug", flat=True))
         except DatabaseError as exc:  # keep serving the queues known so far
-            log.warning("scheduler: cannot read the sites (%s); keeping the %d queues known", type(exc).__name__,
-                        len(self.queue_names))
+            log.warning(
+                "scheduler: cannot read the sites (%s); keeping the %d queues known",
+                type(exc).__name__,
+                len(self.queue_names),
+            )
             close_old_connections()
             return self.queue_names or (queues.DEFAULT_QUEUE,)
         self.queue_names = (queues.DEFAULT_QUEUE, *(queues.site_queue_name(s) for s in slugs))

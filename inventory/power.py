@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.service import Actor, record
@@ -17,8 +17,8 @@ from core import queues
 from provisioner.bmc import BmcError, BmcTarget, BootDevice, PowerState, get_driver
 from provisioner.bmc.guard import GuardedDriver
 
-from . import protection
-from .models import BMC, Machine
+from . import alerting, protection
+from .models import BMC, Machine, MachineStatus
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,55 @@ def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error
         )
         return
     rows.update(consecutive_failures=F("consecutive_failures") + 1, checked_at=now, last_error=error[:500])
-    rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).update(reachable=False)
+    # Only the read that flips it to unreachable alerts; the ones after it find it unreachable already.
+    if (
+        rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER)
+        .exclude(reachable=False)
+        .update(reachable=False)
+    ):
+        machine_id, hostname = BMC.objects.filter(pk=bmc_id).values_list("machine_id", "machine__hostname").first()
+        alerting.alert(
+            machine_id,
+            alerting.BMC_UNREACHABLE,
+            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
+            f"{error[:300]}",
+        )
 
 
-def note_power(machine_id: int, state: PowerState | str) -> None:
-    Machine.objects.filter(pk=machine_id).update(power_state=str(state), power_state_at=timezone.now())
+# Set when one of our power actions starts on a machine and left to expire, so a power read that lands between
+# the BMC's answer and our note of the new state is not taken for a change made outside provisioner. Outlives
+# the longest action (a power cycle's round trips, each up to BMC_TIMEOUT_S, plus the guard's wait).
+_OURS_KEY = "provisioner:power-ours:{}"
+_OURS_TTL_S = 60
+
+
+def note_power(machine_id: int, state: PowerState | str, *, ours: bool = False) -> None:
+    """Cache a machine's power state. A read (``ours`` False) that finds it on where we had it off, or off
+    where we had it on, while no install holds the machine and no power action of ours is running on it,
+    means someone changed it outside provisioner: a machine alert (inventory/alerting.py)."""
+    state = str(state)
+    now = timezone.now()
+    rows = Machine.objects.filter(pk=machine_id)
+    known = (PowerState.ON, PowerState.OFF)
+    if ours or state not in known:
+        rows.update(power_state=state, power_state_at=now)
+        return
+    # One query when nothing changed (the common case): the update matches only when this is no surprise.
+    unsurprising = Q(power_state=state) | ~Q(power_state__in=known) | Q(status=MachineStatus.INSTALLING)
+    if rows.filter(unsurprising).update(power_state=state, power_state_at=now):
+        return
+    before = rows.values_list("power_state", "hostname").first()
+    if before is None:
+        return
+    rows.update(power_state=state, power_state_at=now)
+    if queues.connection().exists(_OURS_KEY.format(machine_id)):
+        return
+    alerting.alert(
+        machine_id,
+        alerting.POWER_CHANGED,
+        f"{before[1]} is powered {state}, but provisioner had it {before[0]} and neither an install nor a power "
+        "action of ours changed it: someone or something else did (the BMC's own interface, a PDU, the OS).",
+    )
 
 
 def perform(machine: Machine, action: str, actor: Actor) -> str:
@@ -78,6 +122,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
         raise PowerActionRefused(protection.refusal_message([machine], action))
     driver = driver_for(machine)
     started = time.monotonic()
+    changes_power = action in ("on", "off", "cycle")
+    if changes_power:
+        queues.connection().set(_OURS_KEY.format(machine.pk), "1", ex=_OURS_TTL_S)
     try:
         result = _run(driver, action, machine.uefi)
     except BmcError as exc:
@@ -88,8 +135,8 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     note_contact(machine.bmc.pk, ok=True, latency_s=result if action == "ping" else time.monotonic() - started)
     if isinstance(result, PowerState):
         note_power(machine.pk, result)
-    elif action in ("on", "off"):
-        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    elif changes_power:
+        note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
     if action != "status":
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)

@@ -23,9 +23,14 @@ from installs.library import plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
-from inventory import power, services
-from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from inventory import health, power, services
+from inventory.models import BMC, Machine, MachineHealth, MachineStatus, OSProfile, PowerState, Rack, Site
+from provisioner.bmc import BmcError, Capability
+from provisioner.bmc.health import worst
 from provisioner.pxe import TemplateError
+
+#: Event log entries the machine page shows (the API gives all that were kept).
+EVENTS_SHOWN = 25
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Bulk actions offered on the list, with what they say in the confirm dialog.
@@ -246,12 +251,20 @@ def machine_detail(request, hostname: str):
         )
         .order_by("-id")[:50]
     )
+    machine_health = MachineHealth.objects.filter(machine=machine).first()
+    sensors = health.sensors_of(machine_health)
     return render(
         request,
         "inventory/machine_detail.html",
         {
             "machine": machine,
             "bmc": bmc,
+            "health": machine_health,
+            "sensors": sensors,
+            "sensors_health": worst(s.health for s in sensors),
+            "events": health.events_of(machine_health, EVENTS_SHOWN),
+            "has_sensors": health.can(machine, Capability.SENSORS),
+            "has_event_log": health.can(machine, Capability.EVENT_LOG),
             "nics": list(machine.nics.all()),
             "installs": installs,
             "active_install": next((i for i in installs if i.is_active), None),
@@ -299,6 +312,37 @@ def machine_ping(request, hostname: str):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Ping of {machine.hostname}'s BMC queued; reload in a moment for the result.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_health_refresh(request, hostname: str):
+    """Read sensors and the event log now, on the site's worker; the page shows the result when it lands."""
+    machine = _machine_or_404(hostname)
+    try:
+        health.enqueue_refresh(machine)
+    except (power.PowerActionRefused, BmcError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Reading {machine.hostname}'s sensors and event log; reload in a moment.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_sel_clear(request, hostname: str):
+    """Clear the BMC's system event log (audited), on the site's worker. The form asks for the hostname."""
+    machine = _machine_or_404(hostname)
+    if request.POST.get("confirm", "").strip() != machine.hostname:
+        messages.error(request, f"Type {machine.hostname} to confirm clearing its event log.")
+        return redirect("inventory:machine-detail", hostname=machine.hostname)
+    try:
+        health.enqueue_clear(machine, Actor.for_user(request.user))
+    except (power.PowerActionRefused, BmcError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Clearing {machine.hostname}'s event log on its site worker; reload in a moment.")
     return redirect("inventory:machine-detail", hostname=machine.hostname)
 
 
