@@ -76,9 +76,9 @@ def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error
         )
 
 
-# Set when one of our power actions starts on a machine and left to expire, so a power read that lands between
-# the BMC's answer and our note of the new state is not taken for a change made outside provisioner. Outlives
-# the longest action (a power cycle's round trips, each up to BMC_TIMEOUT_S, plus the guard's wait).
+# Set while one of our power actions runs on a machine, so a power read that lands between the BMC's answer and
+# our note of the new state is not taken for a change made outside provisioner. Removed once noted; expires by
+# itself after a failed action, outliving the longest (a cycle's round trips, BMC_TIMEOUT_S each, and the guard).
 _OURS_KEY = "provisioner:power-ours:{}"
 _OURS_TTL_S = 60
 
@@ -137,6 +137,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
         note_power(machine.pk, result)
     elif changes_power:
         note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
+        queues.connection().delete(_OURS_KEY.format(machine.pk))
     if action != "status":
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)
