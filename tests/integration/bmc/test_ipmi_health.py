@@ -132,3 +132,24 @@ def test_a_bmc_without_sensors_or_sel_answers_with_none(ipmi_sim):
         assert driver.events() == []
     except BmcUnsupported as exc:  # no SEL device at all: refused in words naming the command
         assert "SEL info" in str(exc)
+
+
+def test_the_lab_bmc_serves_sensors_that_follow_power_and_a_sel_that_clears(loopback_bmc):
+    """The demo's BMCs (provisioner/lab/bmc_health.py): a second IPMI peer, cross-checked with ipmitool."""
+    bmc = loopback_bmc()
+    driver = get_driver("ipmi", bmc.target())
+    off = {r.name: r for r in driver.sensors()}
+    assert off["Inlet Temp"].value == 22.0 and off["CPU1 Temp"].value is None
+    assert off["CPU1 Temp"].health == Health.UNKNOWN and off["CPU1 Temp"].upper_critical == 95.0
+    bmc.powered_on = True
+    on = {r.name: r for r in driver.sensors()}
+    assert (on["CPU1 Temp"].value, on["Fan1 RPM"].value, on["12V"].value) == (46.0, 6000.0, 12.12)
+    assert "CPU1 Temp        | 46.000" in ipmitool(bmc.port, "sensor", "list")
+    entries = driver.events()
+    assert [e.severity for e in entries] == [Health.OK, Health.OK, Health.WARNING, Health.OK]
+    assert entries[2].sensor == "CPU2 Temp" and entries[2].at is not None
+    bmc.health.add_event(0x01, 0x02, 0x01, (0x59, 97, 95))  # CPU1 upper critical going high
+    assert driver.events()[-1].message == "Upper critical, reading 97 °C, threshold 95 °C"
+    assert len(ipmitool(bmc.port, "sel", "list").splitlines()) == 5
+    assert driver.clear_events() == 5
+    assert bmc.health.sel == [] and ipmitool(bmc.port, "sel", "list").strip() in ("", "SEL has no entries")
