@@ -223,6 +223,28 @@ def sensors_of(health: MachineHealth | None) -> list[SensorReading]:
     return [SensorReading.from_dict(d) for d in (health.sensors if health else [])]
 
 
+def _g(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def sensor_rows(readings: list[SensorReading]) -> list[dict]:
+    """What the machine page's table shows of each reading: numbers as the BMC gave them (no trailing zeros),
+    thresholds as "critical / warning" pairs, lower and upper."""
+    rows = []
+    for r in readings:
+        lower = " / ".join(_g(v) or "–" for v in (r.lower_critical, r.lower_non_critical))
+        upper = " / ".join(_g(v) or "–" for v in (r.upper_non_critical, r.upper_critical))
+        rows.append(
+            {
+                "sensor": r,
+                "reading": f"{_g(r.value)} {r.unit}".strip() if r.value is not None else "",
+                "lower": "" if lower == "– / –" else lower,
+                "upper": "" if upper == "– / –" else upper,
+            }
+        )
+    return rows
+
+
 def events_of(health: MachineHealth | None, newest: int | None = None) -> list[LogEntry]:
     """The stored entries, newest first."""
     entries = [LogEntry.from_dict(d) for d in reversed(health.events if health else [])]

@@ -260,7 +260,7 @@ def machine_detail(request, hostname: str):
             "machine": machine,
             "bmc": bmc,
             "health": machine_health,
-            "sensors": sensors,
+            "sensors": health.sensor_rows(sensors),
             "sensors_health": worst(s.health for s in sensors),
             "events": health.events_of(machine_health, EVENTS_SHOWN),
             "has_sensors": health.can(machine, Capability.SENSORS),

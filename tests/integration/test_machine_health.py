@@ -240,7 +240,7 @@ def test_machine_page_shows_what_was_read_and_never_calls_the_bmc(client):
     html = client.get(f"/machines/{machine.hostname}/").content.decode()
     assert len(fake_bmc("127.0.7.9", 623).calls) == calls  # the page reads the database only
     assert "CPU1 Temp" in html and "Upper non-critical going high" in html and "Clear event log" in html
-    assert ">95<" in html  # CPU1's upper critical threshold
+    assert "85 / 95" in html  # CPU1 Temp: upper warning / upper critical
     # Refresh: queued for the site's worker, which reads.
     response = client.post(f"/machines/{machine.hostname}/health")
     assert response.status_code == 302 and len(fake_bmc("127.0.7.9", 623).calls) == calls
