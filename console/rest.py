@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import wraps
-from typing import Annotated
+from typing import Annotated, Literal
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
@@ -41,7 +41,7 @@ from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
 from inventory import health, power
 from inventory.models import Machine, MachineHealth, OSProfile
-from provisioner.bmc import BmcError
+from provisioner.bmc import BmcError, registry
 
 from .queries import installs_for_pages
 
@@ -162,6 +162,31 @@ class MachineDetailOut(MachineOut):
     facts: dict
     nics: list[NicOut]
     bmc: BmcOut | None = None
+    capabilities: list[str] = Field(
+        default_factory=list, description="What the machine's out-of-band driver can do (see GET drivers)."
+    )
+
+
+class DriverOut(Schema):
+    name: str
+    label: str
+    capabilities: list[str]
+    default_port: int
+    description: str
+    origin: str = Field(description='"built-in", or the package that registered the driver.')
+
+
+class PowerIn(Schema):
+    action: Literal["status", "on", "off", "cycle", "pxe", "disk", "ping"] = Field(
+        description="status, on, off, cycle; pxe (boot from the network once), disk (boot from disk from now on); "
+        "ping (the BMC)."
+    )
+
+
+class PowerQueuedOut(Schema):
+    job: str = Field(description="The site worker's job id.")
+    action: str
+    machine: str
 
 
 class SensorOut(Schema):
@@ -412,7 +437,38 @@ def get_machine(request, hostname: Path[Text]):
             "checked_at": bmc.checked_at,
         }
     )
+    data["capabilities"] = sorted(power.capabilities_of(machine))
     return data
+
+
+@api.post("machines/{hostname}/power", response={202: PowerQueuedOut, 409: Problem}, tags=["machines"])
+def machine_power(request, hostname: Path[Text], body: PowerIn):
+    """Queue a power or boot-device action on the machine's site worker (audited there). Refused (409) on a
+    protected machine for off, cycle and pxe, and where the machine's driver cannot do it."""
+    _need(request, Role.TECHNICIAN)
+    machine = get_object_or_404(Machine.objects.select_related("rack__site", "bmc"), hostname=hostname)
+    try:
+        (job,) = power.enqueue_actions([machine], body.action, _actor(request))
+    except power.PowerActionRefused as exc:
+        raise _RefusedError([str(exc)]) from None
+    return Status(202, {"job": job, "action": body.action, "machine": machine.hostname})
+
+
+@api.get("drivers", response=list[DriverOut], tags=["machines"])
+def list_drivers(request):
+    """Every out-of-band driver installed here (built in and plug-ins) and what each can do."""
+    _need(request, Role.VIEWER)
+    return [
+        {
+            "name": d.name,
+            "label": d.label,
+            "capabilities": sorted(d.capabilities),
+            "default_port": d.default_port,
+            "description": d.description,
+            "origin": d.origin,
+        }
+        for d in registry.drivers().values()
+    ]
 
 
 def _machine_health(hostname: str) -> tuple[Machine, MachineHealth | None]:

@@ -1,5 +1,7 @@
 from django import forms
 
+from provisioner.bmc import registry
+
 from .models import BMC
 from .validators import normalise_mac
 
@@ -17,6 +19,15 @@ class BMCForm(forms.ModelForm):
     class Meta:
         model = BMC
         fields = ["driver", "address", "port", "username"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # What each driver can do, read from the registry each time: a plug-in installed since shows up.
+        self.fields["driver"].help_text = " · ".join(
+            f"{d.label}: {', '.join(d.capability_labels) or 'nothing declared'}"
+            + ("" if d.origin == "built-in" else f" (plug-in from {d.origin})")
+            for d in registry.drivers().values()
+        )
 
     def save(self, commit=True):
         bmc = super().save(commit=False)

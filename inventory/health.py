@@ -22,7 +22,7 @@ from provisioner.bmc.health import Health, LogEntry, SensorReading
 
 from . import alerting
 from .models import BMC, Machine, MachineHealth
-from .power import PowerActionRefused, driver_for, note_contact
+from .power import PowerActionRefused, capabilities_of, driver_for, note_contact
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def _bmc_or_refuse(machine: Machine) -> BMC:
 
 
 def can(machine: Machine, capability: Capability) -> bool:
-    bmc = getattr(machine, "bmc", None)
-    return bmc is not None and capability in registry.capabilities(bmc.driver)
+    return capability in capabilities_of(machine)
 
 
 def _key(entry: dict) -> tuple:

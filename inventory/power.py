@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
-from provisioner.bmc import BmcError, BmcTarget, BootDevice, PowerState, get_driver
+from provisioner.bmc import BmcError, BmcTarget, BootDevice, Capability, PowerState, get_driver, registry
 from provisioner.bmc.guard import GuardedDriver
 
 from . import alerting, protection
@@ -23,6 +23,20 @@ from .models import BMC, Machine, MachineStatus
 log = logging.getLogger(__name__)
 
 ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
+#: What each action needs of the machine's driver; offered (UI) and accepted (API, CLI) only where declared.
+ACTION_CAPABILITY = {
+    "status": Capability.POWER,
+    "on": Capability.POWER,
+    "off": Capability.POWER,
+    "cycle": Capability.POWER,
+    "pxe": Capability.BOOT_DEVICE,
+    "disk": Capability.BOOT_DEVICE,
+    "ping": Capability.POWER,
+}
+
+
+def can(machine: Machine, action: str) -> bool:
+    return ACTION_CAPABILITY[action] in capabilities_of(machine)
 
 
 class PowerActionRefused(Exception):
@@ -31,6 +45,24 @@ class PowerActionRefused(Exception):
 
 def target_for(bmc: BMC) -> BmcTarget:
     return BmcTarget(bmc.address, bmc.port, bmc.username, bmc.get_password(), timeout_s=settings.BMC_TIMEOUT_S)
+
+
+def capabilities_of(machine: Machine) -> frozenset[Capability]:
+    """What the machine's out-of-band path can do (its BMC driver's declared capabilities); nothing without one."""
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        return frozenset()
+    return registry.capabilities(bmc.driver)
+
+
+def refusal(machine: Machine, capability: Capability) -> str:
+    """Why ``machine`` cannot do ``capability``, in a technician's words."""
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        return f"{machine.hostname} has no BMC configured, so it cannot do {capability.label}."
+    return registry.refusal(bmc.driver, capability, machine.hostname)
 
 
 def driver_for(machine: Machine) -> GuardedDriver:
@@ -120,13 +152,17 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     if protection.refused([machine], action):
         record(actor, f"machine.{action}", machine, {"ok": False, "refused": "protected"})
         raise PowerActionRefused(protection.refusal_message([machine], action))
+    if not can(machine, action):
+        record(actor, f"machine.{action}", machine, {"ok": False, "refused": "capability"})
+        raise PowerActionRefused(refusal(machine, ACTION_CAPABILITY[action]))
     driver = driver_for(machine)
     started = time.monotonic()
     changes_power = action in ("on", "off", "cycle")
     if changes_power:
         queues.connection().set(_OURS_KEY.format(machine.pk), "1", ex=_OURS_TTL_S)
     try:
-        result = _run(driver, action, machine.uefi)
+        uefi = machine.uefi if Capability.BOOT_MODE in capabilities_of(machine) else None
+        result = _run(driver, action, uefi)
     except BmcError as exc:
         note_contact(machine.bmc.pk, ok=False, error=str(exc))
         if action != "status":
@@ -227,10 +263,11 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     protected = protection.refused(machines, action)
+    incapable = [machine for machine in machines if not can(machine, action)]
     refused = {
-        machine: "protected" if machine in protected else "not_in_rack"
+        machine: "protected" if machine in protected else "capability" if machine in incapable else "not_in_rack"
         for machine in machines
-        if machine in protected or machine.rack_id is None
+        if machine in protected or machine in incapable or machine.rack_id is None
     }
     if refused:
         with transaction.atomic():
@@ -238,6 +275,8 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
                 record(actor, f"machine.{action}", machine, {"ok": False, "refused": why})
         if protected:
             raise PowerActionRefused(protection.refusal_message(protected, action))
+        if incapable:
+            raise PowerActionRefused(" ".join(refusal(m, ACTION_CAPABILITY[action]) for m in incapable))
         raise PowerActionRefused(
             f"Not in a rack, so no site worker can reach their BMCs: {', '.join(m.hostname for m in refused)}."
         )

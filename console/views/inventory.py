@@ -25,7 +25,7 @@ from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import health, power, services
 from inventory.models import BMC, Machine, MachineHealth, MachineStatus, OSProfile, PowerState, Rack, Site
-from provisioner.bmc import BmcError, Capability
+from provisioner.bmc import BmcError, Capability, registry
 from provisioner.bmc.health import worst
 from provisioner.pxe import TemplateError
 
@@ -275,7 +275,16 @@ def machine_detail(request, hostname: str):
             else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),
             "is_admin": has_role(request.user, Role.ADMIN),
-            "actions": ACTIONS,
+            # Only what the machine's driver declares; the rest would be refused anyway.
+            "actions": {
+                key: label
+                for key, label in ACTIONS.items()
+                if key not in power.ACTION_CAPABILITY or power.can(machine, key)
+            },
+            "driver": registry.drivers().get(bmc.driver) if bmc else None,
+            "capabilities": [
+                (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
+            ],
             "confirm_typed": sorted(CONFIRM_TYPED),
         },
     )
