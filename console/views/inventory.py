@@ -26,7 +26,7 @@ from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import health, power, services
 from inventory.models import BMC, Machine, MachineHealth, MachineStatus, OSProfile, PowerState, Rack, Site
 from provisioner.bmc import BmcError, Capability, registry
-from provisioner.bmc.health import worst
+from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
 
 #: Event log entries the machine page shows (the API gives all that were kept).
@@ -261,7 +261,10 @@ def machine_detail(request, hostname: str):
             "bmc": bmc,
             "health": machine_health,
             "sensors": health.sensor_rows(sensors),
-            "sensors_health": worst(s.health for s in sensors),
+            # A powered-off server reads only its standby sensors: judge by what it could read.
+            "sensors_health": worst(s.health for s in sensors if s.health != Health.UNKNOWN)
+            if any(s.health != Health.UNKNOWN for s in sensors)
+            else Health.UNKNOWN,
             "events": health.events_of(machine_health, EVENTS_SHOWN),
             "has_sensors": health.can(machine, Capability.SENSORS),
             "has_event_log": health.can(machine, Capability.EVENT_LOG),
