@@ -18,6 +18,7 @@ INVALID_COMMAND = 0xC1
 NOT_PRESENT = 0xCB
 INVALID_DATA = 0xCC
 RESERVATION_CANCELLED = 0xC5
+CANNOT_RETURN_BYTES = 0xCA
 
 NETFN_SENSOR = 0x04
 NETFN_STORAGE = 0x0A
@@ -87,6 +88,9 @@ class LabHealth:
         self._sdr = [s.sdr(i + 1) for i, s in enumerate(sensors)]
         self._lock = threading.Lock()
         self._reservation = 0
+        #: Like many BMCs' message buffers: Get SDR asking for more bytes than this is refused (0xCA), so the
+        #: reader must read records in pieces under a reservation. None: whole records in one reply.
+        self.max_sdr_read: int | None = None
         now = time.time() if now is None else now
         day = 86400
         # The log a machine that has run a while has: its power supply seen, a warm afternoon, the log's clear.
@@ -123,7 +127,11 @@ class LabHealth:
             self._reservation = (self._reservation + 1) & 0xFFFF or 1
             return OK, list(struct.pack("<H", self._reservation))
         if command == 0x23 and len(data) >= 6:  # Get SDR
-            _, record_id, offset, count = struct.unpack("<HHBB", data[:6])
+            reservation, record_id, offset, count = struct.unpack("<HHBB", data[:6])
+            if self.max_sdr_read is not None and count > self.max_sdr_read:
+                return CANNOT_RETURN_BYTES, []
+            if offset and reservation != self._reservation:
+                return RESERVATION_CANCELLED, []
             index = 0 if record_id == 0 else record_id - 1
             if not 0 <= index < len(self._sdr):
                 return NOT_PRESENT, []

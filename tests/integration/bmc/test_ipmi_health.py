@@ -153,3 +153,16 @@ def test_the_lab_bmc_serves_sensors_that_follow_power_and_a_sel_that_clears(loop
     assert len(ipmitool(bmc.port, "sel", "list").splitlines()) == 5
     assert driver.clear_events() == 5
     assert bmc.health.sel == [] and ipmitool(bmc.port, "sel", "list").strip() in ("", "SEL has no entries")
+
+
+def test_a_bmc_that_sends_records_only_in_pieces_is_read_in_pieces_under_a_reservation(loopback_bmc):
+    bmc = loopback_bmc()
+    bmc.health.max_sdr_read = 16  # refuses "the whole record" (FFh) with 0xCA, as many BMCs do
+    ipmi_health.forget_sdr()
+    readings = get_driver("ipmi", bmc.target()).sensors()
+    assert [r.name for r in readings] == [
+        "Inlet Temp", "CPU1 Temp", "CPU2 Temp", "Fan1 RPM", "Fan2 RPM", "12V", "PSU1 Input",
+    ]  # fmt: skip
+    assert readings[-1].upper_critical == 255.0
+    reserved = [c for c in bmc.commands if c[:2] == (0x0A, 0x22)]
+    assert len(reserved) == 1  # one reservation served every piece of every record
