@@ -216,6 +216,9 @@ HEALTH_SYNC_INTERVAL_S = env.int("HEALTH_SYNC_INTERVAL_S", default=900)
 # After this many consecutive failed reads a BMC is shown as unreachable; one lost UDP packet
 # on a busy management network is not an outage.
 BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)
+# Seconds one SNMP request to a PDU may take (one retry included). PDUs' network cards answer in
+# milliseconds; UDP loses a packet now and then, and the retry covers that.
+PDU_TIMEOUT_S = env.float("PDU_TIMEOUT_S", default=3.0)
 
 # --- Installs -------------------------------------------------------------------------------
 # How long a machine may take from power cycle to the installer's or agent's first call: POST on

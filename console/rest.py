@@ -138,6 +138,15 @@ class BmcOut(Schema):
     checked_at: datetime | None = None
 
 
+class PduOutletOut(Schema):
+    pdu: str = Field(description="The PDU's name.")
+    outlet: int
+    address: str
+    port: int
+    profile: str = Field(description="The vendor profile (which MIB switches the outlet).")
+    snmp_version: str
+
+
 class MachineOut(Schema):
     id: int
     hostname: str
@@ -164,6 +173,10 @@ class MachineDetailOut(MachineOut):
     bmc: BmcOut | None = None
     capabilities: list[str] = Field(
         default_factory=list, description="What the machine's out-of-band driver can do (see GET drivers)."
+    )
+    pdu_outlets: list[PduOutletOut] = Field(
+        default_factory=list,
+        description="PDU outlets feeding the machine: its power path without a BMC, the fallback when the BMC hangs.",
     )
 
 
@@ -438,6 +451,17 @@ def get_machine(request, hostname: Path[Text]):
         }
     )
     data["capabilities"] = sorted(power.capabilities_of(machine))
+    data["pdu_outlets"] = [
+        {
+            "pdu": o.pdu.name,
+            "outlet": o.outlet,
+            "address": o.pdu.address,
+            "port": o.pdu.port,
+            "profile": o.pdu.profile,
+            "snmp_version": o.pdu.snmp_version,
+        }
+        for o in machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")
+    ]
     return data
 
 

@@ -285,6 +285,7 @@ def machine_detail(request, hostname: str):
                 if key not in power.ACTION_CAPABILITY or power.can(machine, key)
             },
             "driver": registry.drivers().get(bmc.driver) if bmc else None,
+            "outlets": list(machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")),
             "capabilities": [
                 (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
             ],
@@ -323,7 +324,8 @@ def machine_ping(request, hostname: str):
     except power.PowerActionRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Ping of {machine.hostname}'s BMC queued; reload in a moment for the result.")
+        path = "BMC" if getattr(machine, "bmc", None) is not None else "PDU"
+        messages.success(request, f"Ping of {machine.hostname}'s {path} queued; reload in a moment for the result.")
     return redirect("inventory:machine-detail", hostname=machine.hostname)
 
 

@@ -14,8 +14,9 @@ HEALTH_ACTIONS = ("sensors", "events", "sel-clear")
 
 class Command(BaseCommand):
     help = (
-        "Out-of-band action on one machine: status, on, off, cycle, pxe (next boot from network), disk, ping; "
-        "sensors and events (read now), sel-clear (clear the system event log; audited)."
+        "Out-of-band action on one machine: status, on, off, cycle, pxe (next boot from network), disk, ping. "
+        "Through its BMC; through its PDU outlets when it has no BMC, or for on/off/cycle when the BMC hangs. "
+        "sensors and events (read from the BMC now), sel-clear (clear its system event log; audited)."
     )
 
     def add_arguments(self, parser):
