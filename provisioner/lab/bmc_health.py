@@ -24,7 +24,7 @@ NETFN_SENSOR = 0x04
 NETFN_STORAGE = 0x0A
 
 UNIT_CELSIUS, UNIT_VOLTS, UNIT_RPM = 1, 4, 18
-TYPE_TEMPERATURE, TYPE_VOLTAGE, TYPE_FAN = 0x01, 0x02, 0x04
+TYPE_TEMPERATURE, TYPE_VOLTAGE, TYPE_FAN, TYPE_POWER_SUPPLY = 0x01, 0x02, 0x04, 0x08
 
 
 @dataclass
@@ -61,6 +61,31 @@ class LabSensor:
         return struct.pack("<HBBB", record_id, 0x51, 0x01, len(body)) + body
 
 
+@dataclass
+class LabDiscreteSensor:
+    """A sensor-specific discrete sensor (event/reading type 6Fh): ``states`` is its asserted offsets, a bit each
+    (for a power supply, bit 0 is "presence detected" and bit 1 "failure detected")."""
+
+    number: int
+    name: str
+    sensor_type: int
+    states: int
+    entity: int = 0x0A
+
+    def sdr(self, record_id: int) -> bytes:
+        """Its compact sensor record (IPMI 2.0 table 43-2)."""
+        name = self.name.encode()
+        body = bytes(
+            [
+                0x20, 0x00, self.number, self.entity, 0x01, 0x7F, 0x40, self.sensor_type, 0x6F,
+                0xFF, 0x7F, 0xFF, 0x7F, 0xFF, 0x7F,
+                0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0xC0 | len(name), *name,
+            ]
+        )  # fmt: skip
+        return struct.pack("<HBBB", record_id, 0x51, 0x02, len(body)) + body
+
+
 DEMO_SENSORS = (
     LabSensor(1, "Inlet Temp", TYPE_TEMPERATURE, UNIT_CELSIUS, 23, 22, (3, 0, 42, 47)),
     LabSensor(2, "CPU1 Temp", TYPE_TEMPERATURE, UNIT_CELSIUS, 46, None, (0, 0, 85, 95)),
@@ -69,6 +94,7 @@ DEMO_SENSORS = (
     LabSensor(5, "Fan2 RPM", TYPE_FAN, UNIT_RPM, 118, None, (17, 12, 0, 0), m=50, entity=0x1D),
     LabSensor(6, "12V", TYPE_VOLTAGE, UNIT_VOLTS, 202, None, (190, 180, 210, 220), m=6, r_exp=-2),
     LabSensor(7, "PSU1 Input", TYPE_VOLTAGE, UNIT_VOLTS, 230, 230, (190, 180, 250, 255), entity=0x0A),
+    LabDiscreteSensor(8, "PSU1 Status", TYPE_POWER_SUPPLY, 0x01),
 )
 
 
@@ -96,7 +122,7 @@ class LabHealth:
         # The log a machine that has run a while has: its power supply seen, a warm afternoon, the log's clear.
         self.sel: list[bytes] = []
         self.add_event(0x10, 0x00, 0x6F, (0x02, 0xFF, 0xFF), stamp=int(now - 30 * day))  # log area reset/cleared
-        self.add_event(0x08, 0x30, 0x6F, (0x00, 0xFF, 0xFF), stamp=int(now - 30 * day + 60))  # PSU presence
+        self.add_event(0x08, 0x08, 0x6F, (0x00, 0xFF, 0xFF), stamp=int(now - 30 * day + 60))  # PSU1 presence
         self.add_event(0x01, 0x03, 0x01, (0x57, 86, 85), stamp=int(now - 3 * day))  # CPU2 upper non-critical
         self.add_event(0x01, 0x03, 0x81, (0x57, 80, 85), stamp=int(now - 3 * day + 420))  # ... deasserted
 
@@ -173,6 +199,10 @@ class LabHealth:
             return INVALID_COMMAND, []
         if sensor is None:
             return NOT_PRESENT, []
+        if isinstance(sensor, LabDiscreteSensor):
+            if command == 0x27:
+                return INVALID_COMMAND, []
+            return OK, [0, 0xC0, sensor.states & 0xFF, 0x80 | (sensor.states >> 8 & 0x7F)]
         if command == 0x27:  # Get Sensor Thresholds: mask, LNC, LC, LNR, UNC, UC, UNR
             lnc, lc, unc, uc = sensor.thresholds
             mask = sum(1 << bit for bit, raw in zip((0, 1, 3, 4), sensor.thresholds, strict=True) if raw)

@@ -142,10 +142,16 @@ def test_the_lab_bmc_serves_sensors_that_follow_power_and_a_sel_that_clears(loop
     bmc.powered_on = True
     on = {r.name: r for r in driver.sensors()}
     assert (on["CPU1 Temp"].value, on["Fan1 RPM"].value, on["12V"].value) == (46.0, 6000.0, 12.12)
+    # A discrete sensor (compact record): its asserted states, and their severity.
+    assert (on["PSU1 Status"].value, on["PSU1 Status"].states, on["PSU1 Status"].health) == (None, ("Present",), "ok")
+    bmc.health.sensors[8].states = 0x03  # present, and failed
+    psu = next(r for r in driver.sensors() if r.name == "PSU1 Status")
+    assert (psu.health, psu.states) == (Health.CRITICAL, ("Present", "Failure"))
     assert "CPU1 Temp        | 46.000" in ipmitool(bmc.port, "sensor", "list")
     entries = driver.events()
     assert [e.severity for e in entries] == [Health.OK, Health.OK, Health.WARNING, Health.OK]
     assert entries[2].sensor == "CPU2 Temp" and entries[2].at is not None
+    assert (entries[1].sensor, entries[1].message) == ("PSU1 Status", "Present")
     bmc.health.add_event(0x01, 0x02, 0x01, (0x59, 97, 95))  # CPU1 upper critical going high
     assert driver.events()[-1].message == "Upper critical, reading 97 °C, threshold 95 °C"
     assert len(ipmitool(bmc.port, "sel", "list").splitlines()) == 5
@@ -159,8 +165,8 @@ def test_a_bmc_that_sends_records_only_in_pieces_is_read_in_pieces_under_a_reser
     ipmi_health.forget_sdr()
     readings = get_driver("ipmi", bmc.target()).sensors()
     assert [r.name for r in readings] == [
-        "Inlet Temp", "CPU1 Temp", "CPU2 Temp", "Fan1 RPM", "Fan2 RPM", "12V", "PSU1 Input",
+        "Inlet Temp", "CPU1 Temp", "CPU2 Temp", "Fan1 RPM", "Fan2 RPM", "12V", "PSU1 Input", "PSU1 Status",
     ]  # fmt: skip
-    assert readings[-1].upper_critical == 255.0
+    assert readings[-2].upper_critical == 255.0
     reserved = [c for c in bmc.commands if c[:2] == (0x0A, 0x22)]
     assert len(reserved) == 1  # one reservation served every piece of every record
