@@ -39,9 +39,9 @@ from installs import batches as batch_service
 from installs import engine, library, workflow_schema
 from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
-from inventory import power
-from inventory.models import Machine, OSProfile
-from provisioner.bmc import registry
+from inventory import credentials_check, health, hostping, power
+from inventory.models import CredentialCheck, Machine, MachineHealth, OSProfile
+from provisioner.bmc import BmcError, registry
 
 from .queries import installs_for_pages
 
@@ -136,6 +136,18 @@ class BmcOut(Schema):
     reachable: bool | None = None
     latency_ms: float | None = None
     checked_at: datetime | None = None
+    last_error: str = ""
+    credentials: str = Field("", description="Whose credentials it logs in with: machine, site, or a mix.")
+    credentials_result: str = Field("", description="The last credential test: ok, rejected, unreachable, skipped.")
+    credentials_checked_at: datetime | None = None
+
+
+class HostOut(Schema):
+    address: str | None = Field(None, description="The primary NIC's address, which is pinged.")
+    reachable: bool | None = Field(None, description="The last ping's answer; null: never pinged or no address.")
+    latency_ms: float | None = None
+    checked_at: datetime | None = None
+    last_error: str = ""
 
 
 class PduOutletOut(Schema):
@@ -161,6 +173,8 @@ class MachineOut(Schema):
     protected: bool
     power_state: str
     power_state_at: datetime | None = None
+    bmc_reachable: bool | None = None
+    host_reachable: bool | None = None
     pxe_mac: str | None = None
     last_install_id: int | None = None
     last_install_state: str | None = None
@@ -171,6 +185,7 @@ class MachineDetailOut(MachineOut):
     facts: dict
     nics: list[NicOut]
     bmc: BmcOut | None = None
+    host: HostOut
     capabilities: list[str] = Field(
         default_factory=list, description="What the machine's out-of-band driver can do (see GET drivers)."
     )
@@ -200,6 +215,44 @@ class PowerQueuedOut(Schema):
     job: str = Field(description="The site worker's job id.")
     action: str
     machine: str
+
+
+class SensorOut(Schema):
+    name: str
+    kind: str
+    value: float | None = None
+    unit: str
+    health: str = Field(description="ok, warning, critical or unknown (no reading).")
+    lower_critical: float | None = None
+    lower_non_critical: float | None = None
+    upper_non_critical: float | None = None
+    upper_critical: float | None = None
+    states: list[str]
+
+
+class SensorsOut(Schema):
+    read_at: datetime | None = Field(None, description="When the site's worker read them; null: never.")
+    error: str = Field(description="Why the last read failed (the readings are then the previous ones).")
+    sensors: list[SensorOut]
+
+
+class LogEntryOut(Schema):
+    id: str
+    at: datetime | None = Field(None, description="null: the BMC logged it before its clock was set.")
+    severity: str
+    message: str
+    sensor: str
+
+
+class EventsOut(Schema):
+    read_at: datetime | None = None
+    error: str
+    total: int = Field(description="Entries the BMC's log held when read; the newest 200 are kept.")
+    events: list[LogEntryOut] = Field(description="Newest first.")
+
+
+class QueuedOut(Schema):
+    job: str = Field(description="The RQ job on the machine's site queue; the machine's health shows the result.")
 
 
 class MachinePage(Schema):
@@ -325,6 +378,8 @@ def _machine(m: Machine) -> dict:
         "protected": m.protected,
         "power_state": m.power_state,
         "power_state_at": m.power_state_at,
+        "bmc_reachable": getattr(getattr(m, "bmc", None), "reachable", None),
+        "host_reachable": m.host_reachable,
         "pxe_mac": m.pxe_mac,
         "last_install_id": m.last_install_id,
         "last_install_state": m.last_install_state,
@@ -416,8 +471,19 @@ def get_machine(request, hostname: Path[Text]):
             "reachable": bmc.reachable,
             "latency_ms": bmc.latency_ms,
             "checked_at": bmc.checked_at,
+            "last_error": bmc.last_error,
+            "credentials": _credential_source(bmc),
+            "credentials_result": bmc.credentials_result,
+            "credentials_checked_at": bmc.credentials_checked_at,
         }
     )
+    data["host"] = {
+        "address": machine.host_address,
+        "reachable": machine.host_reachable,
+        "latency_ms": machine.host_latency_ms,
+        "checked_at": machine.host_checked_at,
+        "last_error": machine.host_last_error,
+    }
     data["capabilities"] = sorted(power.capabilities_of(machine))
     data["pdu_outlets"] = [
         {
@@ -431,6 +497,15 @@ def get_machine(request, hostname: Path[Text]):
         for o in machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")
     ]
     return data
+
+
+def _credential_source(bmc) -> str:
+    own_user, own_password = bool(bmc.username), bmc.has_password
+    if own_user and own_password:
+        return "machine"
+    if not own_user and not own_password:
+        return "site"
+    return "machine user, site password" if own_user else "site user, machine password"
 
 
 @api.post("machines/{hostname}/power", response={202: PowerQueuedOut, 409: Problem}, tags=["machines"])
@@ -461,6 +536,58 @@ def list_drivers(request):
         }
         for d in registry.drivers().values()
     ]
+
+
+def _machine_health(hostname: str) -> tuple[Machine, MachineHealth | None]:
+    machine = get_object_or_404(Machine.objects.select_related("bmc", "rack__site"), hostname=hostname)
+    return machine, MachineHealth.objects.filter(machine=machine).first()
+
+
+@api.get("machines/{hostname}/sensors", response=SensorsOut, tags=["machines"])
+def machine_sensors(request, hostname: Path[Text]):
+    """The sensors as the site's worker last read them (POST .../health/refresh reads them again)."""
+    _need(request, Role.VIEWER)
+    _, row = _machine_health(hostname)
+    return {
+        "read_at": row.sensors_read_at if row else None,
+        "error": row.sensors_error if row else "",
+        "sensors": [s.as_dict() for s in health.sensors_of(row)],
+    }
+
+
+@api.get("machines/{hostname}/events", response=EventsOut, tags=["machines"])
+def machine_events(request, hostname: Path[Text]):
+    """The system event log as the site's worker last read it, newest entry first."""
+    _need(request, Role.VIEWER)
+    _, row = _machine_health(hostname)
+    return {
+        "read_at": row.events_read_at if row else None,
+        "error": row.events_error if row else "",
+        "total": row.events_total if row else 0,
+        "events": [e.as_dict() for e in health.events_of(row)],
+    }
+
+
+@api.post("machines/{hostname}/health/refresh", response={202: QueuedOut, 409: Problem}, tags=["machines"])
+def refresh_machine_health(request, hostname: Path[Text]):
+    """Read the machine's sensors and event log again, on its site's worker."""
+    _need(request, Role.TECHNICIAN)
+    machine, _ = _machine_health(hostname)
+    try:
+        return Status(202, {"job": health.enqueue_refresh(machine)})
+    except (power.PowerActionRefused, BmcError) as exc:
+        raise _RefusedError([str(exc)]) from None
+
+
+@api.post("machines/{hostname}/events/clear", response={202: QueuedOut, 409: Problem}, tags=["machines"])
+def clear_machine_events(request, hostname: Path[Text]):
+    """Clear the BMC's system event log, on the machine's site worker; audited as machine.sel_clear."""
+    _need(request, Role.TECHNICIAN)
+    machine, _ = _machine_health(hostname)
+    try:
+        return Status(202, {"job": health.enqueue_clear(machine, _actor(request))})
+    except (power.PowerActionRefused, BmcError) as exc:
+        raise _RefusedError([str(exc)]) from None
 
 
 # --- installs -------------------------------------------------------------------------------
@@ -834,6 +961,91 @@ def save_script(request, body: ScriptIn):
     except IntegrityError:
         raise _saved_at_once() from None
     return Status(201 if new else 200, {"name": row.name, "version": row.version, "new_version": new})
+
+
+# --- reachability and credentials: host ping and the one-attempt credential test --------------------------
+
+
+class MachinesIn(Schema):
+    machines: list[Text] = Field(..., min_length=1, max_length=credentials_check.MAX_MACHINES, description="Hostnames.")
+
+
+class QueuedOut(Schema):
+    jobs: list[str]
+
+
+class CredentialRowOut(Schema):
+    machine: str
+    result: str = Field(..., description="ok, rejected, unreachable or skipped; empty while pending.")
+    source: str
+    username: str
+    detail: str
+    checked_at: datetime | None = None
+
+
+class CredentialTestOut(Schema):
+    id: int
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    results: list[CredentialRowOut]
+
+
+def _named_machines(hostnames: list[str]) -> list[Machine]:
+    found = {m.hostname: m for m in Machine.objects.select_related("rack__site").filter(hostname__in=hostnames)}
+    missing = sorted(set(hostnames) - set(found))
+    if missing:
+        raise HttpError(404, f"No such machine(s): {', '.join(missing[:20])}.")
+    return [found[h] for h in dict.fromkeys(hostnames)]
+
+
+def _credential_test(check: CredentialCheck) -> dict:
+    return {
+        "id": check.pk,
+        "requested_by": check.requested_by_label,
+        "created_at": check.created_at,
+        "finished_at": check.finished_at,
+        "results": [
+            {
+                "machine": r.machine.hostname,
+                "result": r.result,
+                "source": r.source,
+                "username": r.username,
+                "detail": r.detail,
+                "checked_at": r.checked_at,
+            }
+            for r in credentials_check.report(check)
+        ],
+    }
+
+
+@api.post("host-pings", response={202: QueuedOut, 409: Problem}, tags=["machines"])
+def ping_hosts(request, body: MachinesIn):
+    """Ping these machines' hosts now from their sites' workers; the results land in each machine's ``host``."""
+    _need(request, Role.TECHNICIAN)
+    try:
+        jobs = hostping.enqueue_host_pings(_named_machines(body.machines), _actor(request))
+    except hostping.HostPingRefused as exc:
+        raise _RefusedError([str(exc)]) from None
+    return Status(202, {"jobs": jobs})
+
+
+@api.post("credential-tests", response={201: CredentialTestOut, 409: Problem}, tags=["machines"])
+def start_credential_test(request, body: MachinesIn):
+    """Test the BMC credentials of these machines: one login attempt per BMC, never repeated (no lockout),
+    run by their sites' workers. Poll GET credential-tests/{id} until ``finished_at`` is set."""
+    _need(request, Role.TECHNICIAN)
+    try:
+        check = credentials_check.start(_named_machines(body.machines), _actor(request))
+    except credentials_check.CheckRefused as exc:
+        raise _RefusedError([str(exc)]) from None
+    return Status(201, _credential_test(check))
+
+
+@api.get("credential-tests/{check_id}", response=CredentialTestOut, tags=["machines"])
+def get_credential_test(request, check_id: Path[DbId]):
+    _need(request, Role.VIEWER)
+    return _credential_test(get_object_or_404(CredentialCheck, pk=check_id))
 
 
 edge.refuse_undeclared_query(api)

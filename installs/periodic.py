@@ -75,7 +75,19 @@ SCHEDULE: tuple[Periodic, ...] = (
         "power_sync",
         "inventory.power.power_sync",
         "POWER_SYNC_INTERVAL_S",
-        "re-reads every machine's power state, spread over the period",
+        "re-reads every machine's power state, one sweep per site, the sites spread over the period",
+    ),
+    Periodic(
+        "host_ping",
+        "inventory.hostping.host_ping_sync",
+        "HOST_PING_INTERVAL_S",
+        "pings every machine's host address from its site's worker, the sites spread over the period",
+    ),
+    Periodic(
+        "health_sync",
+        "inventory.health.health_sync",
+        "HEALTH_SYNC_INTERVAL_S",
+        "re-reads every machine's sensors and event log, spread over the period",
     ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from audit.service import Actor, record
 from core import queues
 from core.redaction import redact_text
 from provisioner.bmc import (
+    BmcAuthError,
     BmcError,
     BmcTarget,
     BmcUnreachable,
@@ -27,8 +29,8 @@ from provisioner.bmc import (
 )
 from provisioner.bmc.guard import GuardedDriver
 
-from . import protection
-from .models import BMC, Machine
+from . import alerting, bulk, protection
+from .models import BMC, Machine, MachineStatus
 from .outlets import OutletPower, outlets_of
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,17 @@ class PowerActionRefused(Exception):
 
 
 def target_for(bmc: BMC) -> BmcTarget:
-    return BmcTarget(bmc.address, bmc.port, bmc.username, bmc.get_password(), timeout_s=settings.BMC_TIMEOUT_S)
+    """The BMC's address with its credentials: its own, or its site's defaults where it has none."""
+    machine = bmc.machine
+    site = machine.rack.site if machine.rack_id is not None else None
+    username, password, _ = bmc.credentials(site)
+    target = BmcTarget(bmc.address, bmc.port, username, password, timeout_s=settings.BMC_TIMEOUT_S)
+    if not username:  # never the anonymous user some BMCs accept
+        raise BmcAuthError(target.endpoint, NO_USER)
+    return target
+
+
+NO_USER = "no user to log in as: set the BMC's own user or its site's default BMC user"
 
 
 def capabilities_of(machine: Machine) -> frozenset[Capability]:
@@ -115,11 +127,138 @@ def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error
         )
         return
     rows.update(consecutive_failures=F("consecutive_failures") + 1, checked_at=now, last_error=error[:500])
-    rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).update(reachable=False)
+    # Only the read that flips it to unreachable alerts; the ones after it find it unreachable already.
+    if (
+        rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER)
+        .exclude(reachable=False)
+        .update(reachable=False)
+    ):
+        machine_id, hostname = BMC.objects.filter(pk=bmc_id).values_list("machine_id", "machine__hostname").first()
+        alerting.alert(
+            machine_id,
+            alerting.BMC_UNREACHABLE,
+            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
+            f"{error[:300]}",
+        )
 
 
-def note_power(machine_id: int, state: PowerState | str) -> None:
-    Machine.objects.filter(pk=machine_id).update(power_state=str(state), power_state_at=timezone.now())
+# Set while one of our power actions runs on a machine, so a power read that lands between the BMC's answer and
+# our note of the new state is not taken for a change made outside provisioner. Removed once noted; expires by
+# itself after a failed action, outliving the longest (a cycle's round trips, BMC_TIMEOUT_S each, and the guard).
+_OURS_KEY = "provisioner:power-ours:{}"
+_OURS_TTL_S = 60
+
+
+def note_power(machine_id: int, state: PowerState | str, *, ours: bool = False) -> None:
+    """Cache a machine's power state. A read (``ours`` False) that finds it on where we had it off, or off
+    where we had it on, while no install holds the machine and no power action of ours is running on it,
+    means someone changed it outside provisioner: a machine alert (inventory/alerting.py)."""
+    state = str(state)
+    now = timezone.now()
+    rows = Machine.objects.filter(pk=machine_id)
+    known = (PowerState.ON, PowerState.OFF)
+    if ours or state not in known:
+        rows.update(power_state=state, power_state_at=now)
+        return
+    # One query when nothing changed (the common case): the update matches only when this is no surprise.
+    unsurprising = Q(power_state=state) | ~Q(power_state__in=known) | Q(status=MachineStatus.INSTALLING)
+    if rows.filter(unsurprising).update(power_state=state, power_state_at=now):
+        return
+    before = rows.values_list("power_state", "hostname").first()
+    if before is None:
+        return
+    rows.update(power_state=state, power_state_at=now)
+    if queues.connection().exists(_OURS_KEY.format(machine_id)):
+        return
+    alerting.alert(machine_id, alerting.POWER_CHANGED, _power_changed_message(before[1], state, before[0]))
+
+
+def _power_changed_message(hostname: str, state, before: str) -> str:
+    return (
+        f"{hostname} is powered {state}, but provisioner had it {before} and neither an install nor a power "
+        "action of ours changed it: someone or something else did (the BMC's own interface, a PDU, the OS)."
+    )
+
+
+# Bulk twins of note_contact and note_power, for a sweep of a whole site: the same columns and rules in a
+# fixed number of queries. Whatever reacts to a contact or a power reading (alerts) hooks here as well.
+
+
+@dataclass(frozen=True)
+class Contact:
+    bmc_id: int
+    ok: bool
+    latency_s: float | None = None
+    error: str = ""
+
+
+def note_contacts(contacts: list[Contact]) -> set[int]:
+    """note_contact for many BMCs at once; returns the ids of those that are now unreachable."""
+    now = bulk.timestamp(timezone.now())
+    answered = [(c.bmc_id, None if c.latency_s is None else round(c.latency_s * 1000, 2)) for c in contacts if c.ok]
+    bulk.update_rows(
+        BMC,
+        answered,
+        ("integer", "double precision"),
+        "reachable = TRUE, latency_ms = v.column2, checked_at = %s, consecutive_failures = 0, last_error = ''",
+        (now,),
+    )
+    failed = [(c.bmc_id, c.error[:500]) for c in contacts if not c.ok]
+    if not failed:
+        return set()
+    bulk.update_rows(
+        BMC,
+        failed,
+        ("integer", "varchar(500)"),
+        "consecutive_failures = consecutive_failures + 1, checked_at = %s, last_error = v.column2",
+        (now,),
+    )
+    rows = BMC.objects.filter(pk__in=[pk for pk, _ in failed])
+    down = set(rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).values_list("pk", flat=True))
+    # As in note_contact: only the reading that flips a BMC to unreachable alerts.
+    flipped = list(
+        BMC.objects.filter(pk__in=down).exclude(reachable=False).values_list("pk", "machine_id", "machine__hostname")
+    )
+    BMC.objects.filter(pk__in=down).update(reachable=False)
+    errors = dict(failed)
+    for bmc_id, machine_id, hostname in flipped:
+        alerting.alert(
+            machine_id,
+            alerting.BMC_UNREACHABLE,
+            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
+            f"{errors[bmc_id][:300]}",
+        )
+    return down
+
+
+def note_powers(states: dict[int, PowerState | str]) -> None:
+    """note_power for many machines at once ({machine id: state}): one query per distinct state."""
+    now = timezone.now()
+    known = (PowerState.ON, PowerState.OFF)
+    # What note_power calls a surprise: a known state turned into the other known one, no install holding the
+    # machine. One query finds them all (none, usually); the alert waits for the update below.
+    candidates = [pk for pk, state in states.items() if str(state) in known]
+    surprises = [
+        (pk, hostname, before)
+        for pk, hostname, before in Machine.objects.filter(pk__in=candidates, power_state__in=known)
+        .exclude(status=MachineStatus.INSTALLING)
+        .values_list("pk", "hostname", "power_state")
+        if before != str(states[pk])
+    ]
+    by_state: dict[str, list[int]] = {}
+    for machine_id, state in states.items():
+        by_state.setdefault(str(state), []).append(machine_id)
+    for state, ids in by_state.items():
+        Machine.objects.filter(pk__in=ids).update(power_state=state, power_state_at=now)
+    if not surprises:
+        return
+    redis = queues.connection()
+    ours = redis.mget([_OURS_KEY.format(pk) for pk, _, _ in surprises])
+    for (machine_id, hostname, before), mark in zip(surprises, ours, strict=True):
+        if mark is None:
+            alerting.alert(
+                machine_id, alerting.POWER_CHANGED, _power_changed_message(hostname, states[machine_id], before)
+            )
 
 
 def perform(machine: Machine, action: str, actor: Actor) -> str:
@@ -140,6 +279,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
         return _perform_on_outlets(machine, action, actor, outlets)
     driver = driver_for(machine)
     started = time.monotonic()
+    changes_power = action in ("on", "off", "cycle")
+    if changes_power:
+        queues.connection().set(_OURS_KEY.format(machine.pk), "1", ex=_OURS_TTL_S)
     try:
         uefi = machine.uefi if Capability.BOOT_MODE in capabilities_of(machine) else None
         result = _run(driver, action, uefi)
@@ -156,8 +298,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     note_contact(machine.bmc.pk, ok=True, latency_s=result if action == "ping" else time.monotonic() - started)
     if isinstance(result, PowerState):
         note_power(machine.pk, result)
-    elif action in ("on", "off"):
-        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    elif changes_power:
+        note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
+        queues.connection().delete(_OURS_KEY.format(machine.pk))
     if action not in ("status", "media"):
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)
@@ -177,6 +320,9 @@ def _perform_on_outlets(
     via = {"via": "pdu", "outlets": outlets.label}
     if bmc_error is not None:
         via |= {"fallback": True, "bmc_reason": bmc_error.reason, "bmc_error": str(bmc_error)}
+    changes_power = action in ("on", "off", "cycle")
+    if changes_power:
+        queues.connection().set(_OURS_KEY.format(machine.pk), "1", ex=_OURS_TTL_S)
     try:
         result = _run(outlets, action)
     except BmcError as exc:
@@ -187,8 +333,9 @@ def _perform_on_outlets(
         raise
     if isinstance(result, PowerState):
         note_power(machine.pk, result)
-    elif action in ("on", "off"):
-        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    elif changes_power:
+        note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
+        queues.connection().delete(_OURS_KEY.format(machine.pk))
     if action != "status":
         record(actor, f"machine.{action}", machine, {"ok": True, **via})
     line = _describe(machine, action, result)
@@ -281,26 +428,27 @@ def _refresh_from_outlets(machine: Machine) -> str | None:
 
 
 def power_sync() -> int:
-    """Periodic job (installs/periodic.py): enqueue a power read of every machine on its site's queue,
-    spread evenly over POWER_SYNC_INTERVAL_S (a few BMCs at a time, never all at once)."""
+    """Periodic job (installs/periodic.py): one sweep job per site on the site's queue, which reads every
+    machine's power there at once (inventory/power_sweep.py), the sites spread evenly over
+    POWER_SYNC_INTERVAL_S. Returns the number of sites."""
     interval = settings.POWER_SYNC_INTERVAL_S
-    machines = list(
+    slugs = list(
         Machine.objects.filter(Q(bmc__isnull=False) | Q(pdu_outlets__isnull=False), rack__isnull=False)
+        .order_by("rack__site__slug")
+        .values_list("rack__site__slug", flat=True)
         .distinct()
-        .order_by("pk")
-        .values_list("pk", "rack__site__slug")
     )
-    spacing = interval / max(1, len(machines))
-    for i, (machine_id, slug) in enumerate(machines):
+    spacing = interval / max(1, len(slugs))
+    for i, slug in enumerate(slugs):
         queues.site_queue(slug).enqueue_in(
             timedelta(seconds=i * spacing),
-            refresh_power_state,
-            machine_id,
-            job_id=f"power-refresh-{machine_id}",
-            result_ttl=0,
+            "inventory.power_sweep.sweep_site",  # by name: power_sweep imports this module
+            slug,
+            job_id=f"power-sweep-{slug}",
+            result_ttl=3600,
             failure_ttl=3600,
         )
-    return len(machines)
+    return len(slugs)
 
 
 # --- actions requested from the UI or API: audited now, run by the site's worker ------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,10 +23,24 @@ from installs.library import BOOTS, plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
-from inventory import power, services
-from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
-from provisioner.bmc import registry
+from inventory import credentials_check, health, hostping, power, services
+from inventory.models import (
+    BMC,
+    CredentialCheck,
+    Machine,
+    MachineHealth,
+    MachineStatus,
+    OSProfile,
+    PowerState,
+    Rack,
+    Site,
+)
+from provisioner.bmc import BmcError, Capability, registry
+from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
+
+#: Event log entries the machine page shows (the API gives all that were kept).
+EVENTS_SHOWN = 25
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Bulk actions offered on the list, with what they say in the confirm dialog.
@@ -38,6 +52,8 @@ ACTIONS = {
     "pxe": "Boot to PXE once",
     "eject": "Eject virtual media",
     "cancel": "Cancel install",
+    "host_ping": "Ping hosts",
+    "credentials": "Test BMC credentials (one login each)",
 }
 # Actions that can wipe or take down a machine: the technician types the hostname (one machine)
 # or the number of machines (several) to show they read the list.
@@ -177,12 +193,27 @@ def machine_action(request):
             status=status,
         )
     actor = Actor.for_user(request.user)
-    _perform(request, action, machines, profile, actor, boot=boot)
-    return redirect(back)
+    return redirect(_perform(request, action, machines, profile, actor, boot=boot) or back)
 
 
-def _perform(request, action: str, machines: list, profile, actor: Actor, *, boot: str = "") -> None:
-
+def _perform(request, action: str, machines: list, profile, actor: Actor, *, boot: str = "") -> str | None:
+    """Do the bulk action; returns where to go next when not back to the list."""
+    if action == "host_ping":
+        try:
+            hostping.enqueue_host_pings(machines, actor)
+        except hostping.HostPingRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Ping of {len(machines)} host(s) queued on their site workers.")
+        return None
+    if action == "credentials":
+        try:
+            check = credentials_check.start(machines, actor)
+        except credentials_check.CheckRefused as exc:
+            messages.error(request, str(exc))
+            return None
+        messages.success(request, f"Testing the BMC credentials of {len(machines)} machine(s): one login each.")
+        return reverse("inventory:credential-check", args=[check.pk])
     if action == "install":
         try:
             batch = request_installs(
@@ -191,9 +222,9 @@ def _perform(request, action: str, machines: list, profile, actor: Actor, *, boo
         except InstallRefused as exc:
             for problem in exc.args[0]:
                 messages.error(request, problem)
-            return
+            return None
         messages.success(request, f"{len(machines)} install(s) of {profile.name} requested as {batch}.")
-        return
+        return None
     if action == "cancel":
         active = {i.machine_id: i.pk for i in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES)}
         done = 0
@@ -208,12 +239,12 @@ def _perform(request, action: str, machines: list, profile, actor: Actor, *, boo
                 messages.warning(request, f"{machine.hostname}: {exc}")
         if done:
             messages.success(request, f"Cancelled {done} install(s).")
-        return
+        return None
     try:
         power.enqueue_actions(machines, action, actor)
     except power.PowerActionRefused as exc:
         messages.error(request, str(exc))
-        return
+        return None
     messages.success(request, f"{ACTIONS[action]}: queued for {len(machines)} machine(s) on their site workers.")
 
 
@@ -257,12 +288,23 @@ def machine_detail(request, hostname: str):
         )
         .order_by("-id")[:50]
     )
+    machine_health = MachineHealth.objects.filter(machine=machine).first()
+    sensors = health.sensors_of(machine_health)
     return render(
         request,
         "inventory/machine_detail.html",
         {
             "machine": machine,
             "bmc": bmc,
+            "health": machine_health,
+            "sensors": health.sensor_rows(sensors),
+            # A powered-off server reads only its standby sensors: judge by what it could read.
+            "sensors_health": worst(s.health for s in sensors if s.health != Health.UNKNOWN)
+            if any(s.health != Health.UNKNOWN for s in sensors)
+            else Health.UNKNOWN,
+            "events": health.events_of(machine_health, EVENTS_SHOWN),
+            "has_sensors": health.can(machine, Capability.SENSORS),
+            "has_event_log": health.can(machine, Capability.EVENT_LOG),
             "nics": list(machine.nics.all()),
             "installs": installs,
             "active_install": next((i for i in installs if i.is_active), None),
@@ -325,6 +367,64 @@ def machine_ping(request, hostname: str):
     return redirect("inventory:machine-detail", hostname=machine.hostname)
 
 
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_host_ping(request, hostname: str):
+    machine = _machine_or_404(hostname)
+    try:
+        hostping.enqueue_host_pings([machine], Actor.for_user(request.user))
+    except hostping.HostPingRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Ping of {machine.hostname}'s host queued; reload in a moment for the result.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def credential_check(request, check_id: int):
+    """A credential test's report: one row per machine, filled in as the site workers finish."""
+    check = get_object_or_404(CredentialCheck, pk=check_id)
+    rows = credentials_check.report(check)
+    counts = {r: sum(1 for row in rows if row.result == r) for r in ("ok", "rejected", "unreachable", "skipped")}
+    return render(
+        request,
+        "inventory/credential_check.html",
+        {"check": check, "rows": rows, "counts": counts, "pending": sum(1 for row in rows if not row.result)},
+    )
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_health_refresh(request, hostname: str):
+    """Read sensors and the event log now, on the site's worker; the page shows the result when it lands."""
+    machine = _machine_or_404(hostname)
+    try:
+        health.enqueue_refresh(machine)
+    except (power.PowerActionRefused, BmcError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Reading {machine.hostname}'s sensors and event log; reload in a moment.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_sel_clear(request, hostname: str):
+    """Clear the BMC's system event log (audited), on the site's worker. The form asks for the hostname."""
+    machine = _machine_or_404(hostname)
+    if request.POST.get("confirm", "").strip() != machine.hostname:
+        messages.error(request, f"Type {machine.hostname} to confirm clearing its event log.")
+        return redirect("inventory:machine-detail", hostname=machine.hostname)
+    try:
+        health.enqueue_clear(machine, Actor.for_user(request.user))
+    except (power.PowerActionRefused, BmcError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Clearing {machine.hostname}'s event log on its site worker; reload in a moment.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
 @require_GET
 @require_role(Role.TECHNICIAN)
 def machine_preview(request, hostname: str, profile: str, what: str):
@@ -373,14 +473,30 @@ def rack_drawing(rack: Rack, machines: list) -> dict:
                 "state": state,
                 "install": m.last_install_id if m.last_install_state in ACTIVE_STATES else None,
                 "text_y": height - (m.position_u + m.height_u - 1) * U_PX + m.height_u * U_PX / 2 + 4,
+                **_reach_dots(m),
             }
         )
     return {"rack": rack, "height": height, "units": units, "boxes": boxes}
 
 
+def _reach_dots(machine) -> dict:
+    """Each box's two reachability dots: the BMC's (last contact) and the host's (last ping)."""
+
+    def say(value, unknown):
+        return ("none", unknown) if value is None else ("up", "answers") if value else ("down", "not answering")
+
+    bmc_dot, bmc_reach = say(getattr(machine, "bmc_reachable", None), "never contacted")
+    host_dot, host_reach = say(machine.host_reachable, "not pinged")
+    return {"bmc_dot": bmc_dot, "bmc_reach": bmc_reach, "host_dot": host_dot, "host_reach": host_reach}
+
+
 def _racks_with_machines(racks):
 
-    machines = with_last_install(Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status"))
+    machines = with_last_install(
+        Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status", "host_reachable").annotate(
+            bmc_reachable=F("bmc__reachable")
+        )
+    )
     return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
 
 

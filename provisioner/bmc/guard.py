@@ -16,6 +16,7 @@ import uuid
 
 from .base import BmcDriver, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcBusy
+from .health import HEALTH_BUDGET_S, LogEntry, SensorReading
 from .media import Media
 
 DEFAULT_KEY_PREFIX = "provisioner:bmc:"
@@ -62,6 +63,9 @@ class GuardedDriver:
         self._lock_ttl_ms = max(1, int(ttl * 1000))
         ttl = lock_ttl_s if lock_ttl_s is not None else self.target.timeout_s * _CALLS_PER_STORAGE_COMMAND + 1.0
         self._storage_lock_ttl_ms = max(1, int(ttl * 1000))
+        # Sensors and the event log: many short round trips under the driver's own overall budget.
+        ttl = lock_ttl_s if lock_ttl_s is not None else HEALTH_BUDGET_S + self.target.timeout_s + 1.0
+        self._health_lock_ttl_ms = max(1, int(ttl * 1000))
         self._release = redis.register_script(_RELEASE)
 
     def __repr__(self) -> str:
@@ -85,8 +89,9 @@ class GuardedDriver:
             time.sleep(wait_s)
         return token
 
-    def _guarded(self, method: str, *args, _storage: bool = False, **kwargs):
-        token = self._acquire(self._storage_lock_ttl_ms if _storage else self._lock_ttl_ms)
+    def _guarded(self, method: str, *args, _storage: bool = False, _slow: bool = False, **kwargs):
+        ttl_ms = self._storage_lock_ttl_ms if _storage else self._health_lock_ttl_ms if _slow else self._lock_ttl_ms
+        token = self._acquire(ttl_ms)
         try:
             return getattr(self.driver, method)(*args, **kwargs)
         finally:
@@ -128,3 +133,55 @@ class GuardedDriver:
 
     def eject_media(self) -> bool:
         return self._guarded("eject_media", _storage=True)
+
+    def sensors(self) -> list[SensorReading]:
+        return self._guarded("sensors", _slow=True)
+
+    def events(self) -> list[LogEntry]:
+        return self._guarded("events", _slow=True)
+
+    def clear_events(self) -> int:
+        return self._guarded("clear_events", _slow=True)
+
+
+class BulkGuard:
+    """The guard's lock and cool-down for many BMCs at once, in two Redis round trips: for a sweep that
+    reads a whole site in one go. Same keys as :class:`GuardedDriver`, so a sweep and a technician's command
+    never have two commands in flight to one BMC; a BMC whose lock is held is left out of this sweep (its
+    holder is talking to it now) rather than waited for.
+    """
+
+    def __init__(self, redis, *, min_interval_s: float, lock_ttl_s: float, key_prefix: str = DEFAULT_KEY_PREFIX):
+        self._redis = redis
+        self._prefix = key_prefix
+        self.min_interval_s = min_interval_s
+        self._lock_ttl_ms = max(1, int(lock_ttl_s * 1000))
+        self._release = redis.register_script(_RELEASE)
+
+    def acquire(self, endpoints: list[str]) -> tuple[dict[str, str], float]:
+        """Lock what is free: returns {endpoint: token} and the longest cool-down (seconds) still running on
+        one of them, which the caller waits out before its first command."""
+        tokens = {endpoint: uuid.uuid4().hex for endpoint in endpoints}
+        pipe = self._redis.pipeline(transaction=False)
+        for endpoint, token in tokens.items():
+            pipe.set(f"{self._prefix}lock:{endpoint}", token, nx=True, px=self._lock_ttl_ms)
+            pipe.pttl(f"{self._prefix}cooldown:{endpoint}")
+        replies = pipe.execute()
+        held, cooldown_ms = {}, 0
+        for index, (endpoint, token) in enumerate(tokens.items()):
+            if replies[2 * index]:
+                held[endpoint] = token
+                cooldown_ms = max(cooldown_ms, replies[2 * index + 1] or 0)
+        return held, cooldown_ms / 1000
+
+    def release(self, held: dict[str, str]) -> None:
+        """Unlock and start each BMC's cool-down, as GuardedDriver does after every command."""
+        interval_ms = int(self.min_interval_s * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        for endpoint, token in held.items():
+            self._release(
+                keys=[f"{self._prefix}lock:{endpoint}", f"{self._prefix}cooldown:{endpoint}"],
+                args=[token, interval_ms],
+                client=pipe,
+            )
+        pipe.execute()
