@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("installs", "0008_step_kind_hardware_raid"),
+        ("installs", "0009_alert_one_open_per_machine_reason"),
     ]
 
     operations = [
