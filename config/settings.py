@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "inventory",
     "installs",
     "access",
+    "serialconsole",
     "console",
 ]
 
@@ -213,6 +214,17 @@ POWER_SYNC_INTERVAL_S = env.int("POWER_SYNC_INTERVAL_S", default=300)
 # After this many consecutive failed reads a BMC is shown as unreachable; one lost UDP packet
 # on a busy management network is not an outage.
 BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)
+
+# --- Serial console (served by the web process: serialconsole/hub.py) -------------------------
+# After the last browser leaves, SOL stays active this long: a page reload or a flaky link
+# reconnects to the same session instead of re-activating SOL (a few BMCs take seconds to).
+CONSOLE_IDLE_GRACE_S = env.float("CONSOLE_IDLE_GRACE_S", default=15.0)
+# Output kept for a browser that joins a running session, so it sees the screen it joins.
+CONSOLE_BACKLOG_BYTES = env.int("CONSOLE_BACKLOG_BYTES", default=64 * 1024)
+# A recording stops growing here (a machine stuck printing a kernel oops loop must not fill the disk).
+CONSOLE_RECORDING_MAX_BYTES = env.int("CONSOLE_RECORDING_MAX_BYTES", default=20 * 1024 * 1024)
+# Where recordings (asciicast v2 files, one per session) live.
+CONSOLE_DIR = Path(env.str("CONSOLE_DIR", default=str(VAR_DIR / "console")))
 
 # --- Installs -------------------------------------------------------------------------------
 # How long a machine may take from power cycle to the installer's or agent's first call: POST on

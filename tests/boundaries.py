@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-APPS = ("accounts", "access", "audit", "inventory", "installs")
+APPS = ("accounts", "access", "audit", "inventory", "installs", "serialconsole")
 EDGE = ("provisioner.bmc", "provisioner.pxe", "provisioner.agent", "provisioner.lab", "provisioner.memory_os")
 
 # layer -> the other layers it may import. Read downwards: config wires everything; the console
@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "console": {*APPS, "core", *EDGE},
     "installs": {"inventory", "access", "audit", "accounts", "core", *EDGE},
     "access": {"inventory", "audit", "accounts", "core", *EDGE},
+    "serialconsole": {"inventory", "audit", "accounts", "core", *EDGE},
     "inventory": {"audit", "accounts", "core", *EDGE},
     "accounts": {"audit", "core"},
     "audit": {"core"},

@@ -27,6 +27,8 @@ from inventory import power, services
 from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 from provisioner.pxe import TemplateError
 
+from .serial import machine_panel
+
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Bulk actions offered on the list, with what they say in the confirm dialog.
 ACTIONS = {
@@ -262,6 +264,7 @@ def machine_detail(request, hostname: str):
             else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),
             "is_admin": has_role(request.user, Role.ADMIN),
+            "console": machine_panel(machine, bmc, request.user),
             "actions": ACTIONS,
             "confirm_typed": sorted(CONFIRM_TYPED),
         },

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
+from .serial import FakeSerialConsole
 
 FAULT_UNREACHABLE = "unreachable"
 FAULT_AUTH = "auth"
@@ -134,3 +135,8 @@ class FakeDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def console(self, label: str = "") -> FakeSerialConsole:
+        """A simulated serial console: a login prompt and a tiny shell that echoes."""
+        self._enter("console")
+        return FakeSerialConsole(label or "demo")

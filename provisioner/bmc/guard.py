@@ -117,3 +117,8 @@ class GuardedDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         return self._guarded("create_volume", request, _storage=True)
+
+    def console(self, label: str = ""):
+        # Not guarded: a console is one long session of its own (SOL has its own session slot), not a command,
+        # and holding the command lock for its lifetime would stop power actions while someone watches.
+        return self.driver.console(label)

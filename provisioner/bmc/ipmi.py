@@ -9,6 +9,7 @@ from pyghmi.ipmi.private.constants import ipmi_completion_codes
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
 from .ipmi_loop import get_loop
+from .serial import IpmiSerialConsole
 
 NETFN_CHASSIS = 0x00
 NETFN_APP = 0x06
@@ -122,3 +123,7 @@ class IpmiDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def console(self, label: str = "") -> IpmiSerialConsole:
+        """Serial-over-LAN (not started: the caller awaits ``start()``); ``label`` is for the fake driver."""
+        return IpmiSerialConsole(self.target)

@@ -1,0 +1,114 @@
+"""One IPMI Serial-over-LAN session in a process of its own: ``python -m provisioner.bmc.sol_child``.
+
+Why a child process: pyghmi's ``Console`` waits for each acknowledgement inside ``Session.wait_for_rsp``, which
+serves every pyghmi session in the process. In the web process that would take packets (and run callbacks)
+belonging to the IPMI loop's sessions on another thread, which the loop forbids (ipmi_loop.py). Here pyghmi has
+the process to itself and runs the way its own ``pyghmicons`` runs it: an input thread calling ``send_data``,
+the main thread turning pyghmi's loop.
+
+The parent (provisioner.bmc.serial.IpmiSerialConsole) writes one JSON line with the target (the password
+travels here, never on the command line or in the environment), then the console's input bytes; closing
+stdin ends the session (SOL deactivated, session logged out). On stdout the child writes frames: one kind
+byte, a 4-byte big-endian length, the payload:
+
+    r  ready: SOL is active
+    d  bytes from the machine's serial port
+    i  a notice from the BMC (UTF-8), e.g. the machine powered off
+    e  the session failed or ended: JSON {"reason": <BmcError reason>, "detail": <text>}; the child exits
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import threading
+import time
+
+FRAME = struct.Struct(">cI")
+#: Longest wait for SOL to come up; the parent applies its own deadline too.
+CONNECT_S = 15.0
+
+_out_lock = threading.Lock()
+
+
+def write_frame(kind: bytes, payload: bytes) -> None:
+    with _out_lock:
+        os.write(1, FRAME.pack(kind, len(payload)) + payload)
+
+
+def fail(reason: str, detail: str) -> None:
+    write_frame(b"e", json.dumps({"reason": reason, "detail": detail}).encode())
+    os._exit(1)
+
+
+def classify(text: str) -> str:
+    """Our error taxonomy for pyghmi's SOL error strings (provisioner.bmc.errors)."""
+    lowered = text.lower()
+    if "active for another client" in lowered or "maximum sol session" in lowered:
+        return "BmcBusy"
+    if "sol is disabled" in lowered or "encryption" in lowered or "insufficient privilege" in lowered:
+        return "BmcUnsupported"
+    # The login taxonomy lives with the IPMI loop; imported here, in the child only.
+    from provisioner.bmc.ipmi_loop import classify_login_error
+
+    return classify_login_error("", "", text).reason
+
+
+def main() -> int:
+    config = json.loads(sys.stdin.buffer.readline())
+    from pyghmi.ipmi import console as pyghmi_console
+
+    state = {"sol": None}
+
+    def on_output(data):
+        if isinstance(data, dict):
+            if "error" in data:
+                detail = str(data["error"])
+                fail(classify(detail), detail)
+            elif "info" in data:
+                write_frame(b"i", str(data["info"]).encode())
+            return
+        write_frame(b"d", data if isinstance(data, bytes) else str(data).encode())
+
+    try:
+        sol = pyghmi_console.Console(
+            bmc=config["address"],
+            userid=config["username"],
+            password=config["password"],
+            iohandler=on_output,
+            port=int(config["port"]),
+        )
+    except Exception as exc:  # pyghmi raises plain exceptions for unreachable addresses
+        fail("BmcUnreachable", f"cannot start the SOL session: {exc}")
+    state["sol"] = sol
+    deadline = time.monotonic() + float(config.get("timeout_s", CONNECT_S))
+    while not sol.connected and not sol.broken:
+        if time.monotonic() > deadline:
+            fail("BmcTimeout", "SOL did not come up in time")
+        pyghmi_console.Console.wait_for_rsp(0.1)
+    write_frame(b"r", b"")
+
+    def pump_input():
+        while True:
+            data = os.read(0, 4096)
+            if not data:
+                break
+            sol.send_data(data)
+        try:
+            session = sol.ipmi_session
+            sol.close()  # deactivates the SOL payload
+            if session is not None:
+                session.sol_handler = None
+                session.logout()
+        finally:
+            os._exit(0)
+
+    threading.Thread(target=pump_input, name="sol-input", daemon=True).start()
+    while True:
+        pyghmi_console.Console.wait_for_rsp(0.5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
