@@ -77,6 +77,8 @@ class ConsoleHub:
     reader: asyncio.Task | None = None
     idle_timer: asyncio.TimerHandle | None = None
     ending: bool = False
+    #: Set once the session is settled (console closed, recording closed, row and audit written).
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- opening ------------------------------------------------------------------------------------------------
 
@@ -215,6 +217,7 @@ class ConsoleHub:
         for member in list(self.members):
             await member.viewer.console_ended(message or EndReason(reason).label)
         self.members.clear()
+        self.ended.set()
 
     # -- helpers ------------------------------------------------------------------------------------------------
 

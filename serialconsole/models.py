@@ -37,6 +37,9 @@ class ConsoleSession(models.Model):
     def __str__(self) -> str:
         return f"console session {self.pk} on {self.hostname}"
 
+    def get_absolute_url(self) -> str:
+        return reverse("console-replay", args=[self.pk])
+
     @property
     def active(self) -> bool:
         return self.ended_at is None
@@ -44,6 +47,3 @@ class ConsoleSession(models.Model):
     @property
     def cast_path(self):
         return settings.CONSOLE_DIR / f"session-{self.pk}.cast"
-
-    def get_absolute_url(self) -> str:
-        return reverse("console-replay", args=[self.pk])

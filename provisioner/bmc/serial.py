@@ -23,9 +23,7 @@ from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable,
 #: Seconds the child gets to deactivate SOL and log out once told to stop, before it is killed.
 CLOSE_GRACE_S = 5.0
 
-_ERRORS = {
-    cls.reason: cls for cls in (BmcError, BmcUnreachable, BmcTimeout, BmcBusy, BmcAuthError, BmcUnsupported)
-}
+_ERRORS = {cls.reason: cls for cls in (BmcError, BmcUnreachable, BmcTimeout, BmcBusy, BmcAuthError, BmcUnsupported)}
 
 
 @runtime_checkable

@@ -43,17 +43,18 @@ def fail(reason: str, detail: str) -> None:
     os._exit(1)
 
 
-def classify(text: str) -> str:
-    """Our error taxonomy for pyghmi's SOL error strings (provisioner.bmc.errors)."""
+def classify(text: str, username: str) -> tuple[str, str]:
+    """Our error taxonomy (provisioner.bmc.errors) for pyghmi's SOL error strings: (reason, detail)."""
     lowered = text.lower()
     if "active for another client" in lowered or "maximum sol session" in lowered:
-        return "BmcBusy"
+        return "BmcBusy", text
     if "sol is disabled" in lowered or "encryption" in lowered or "insufficient privilege" in lowered:
-        return "BmcUnsupported"
+        return "BmcUnsupported", text
     # The login taxonomy lives with the IPMI loop; imported here, in the child only.
     from provisioner.bmc.ipmi_loop import classify_login_error
 
-    return classify_login_error("", "", text).reason
+    error = classify_login_error("", username, text)
+    return error.reason, error.detail
 
 
 def main() -> int:
@@ -65,8 +66,7 @@ def main() -> int:
     def on_output(data):
         if isinstance(data, dict):
             if "error" in data:
-                detail = str(data["error"])
-                fail(classify(detail), detail)
+                fail(*classify(str(data["error"]), config["username"]))
             elif "info" in data:
                 write_frame(b"i", str(data["info"]).encode())
             return

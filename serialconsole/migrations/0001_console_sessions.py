@@ -6,36 +6,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('inventory', '0006_bmc_driver_registry'),
+        ("inventory", "0006_bmc_driver_registry"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ConsoleSession',
+            name="ConsoleSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hostname', models.CharField(max_length=255)),
-                ('driver', models.CharField(max_length=16)),
-                ('opened_by_label', models.CharField(max_length=150)),
-                ('started_at', models.DateTimeField(auto_now_add=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('end_reason', models.CharField(blank=True, choices=[('idle', 'last viewer left'), ('ended', 'ended by the BMC'), ('failed', 'could not connect'), ('shutdown', 'web process stopped')], max_length=16)),
-                ('end_message', models.CharField(blank=True, max_length=500)),
-                ('bytes_out', models.BigIntegerField(default=0)),
-                ('bytes_in', models.BigIntegerField(default=0)),
-                ('cast_bytes', models.BigIntegerField(default=0)),
-                ('truncated', models.BooleanField(default=False)),
-                ('machine', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='inventory.machine')),
-                ('opened_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("hostname", models.CharField(max_length=255)),
+                ("driver", models.CharField(max_length=16)),
+                ("opened_by_label", models.CharField(max_length=150)),
+                ("started_at", models.DateTimeField(auto_now_add=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "end_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("idle", "last viewer left"),
+                            ("ended", "ended by the BMC"),
+                            ("failed", "could not connect"),
+                            ("shutdown", "web process stopped"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("end_message", models.CharField(blank=True, max_length=500)),
+                ("bytes_out", models.BigIntegerField(default=0)),
+                ("bytes_in", models.BigIntegerField(default=0)),
+                ("cast_bytes", models.BigIntegerField(default=0)),
+                ("truncated", models.BooleanField(default=False)),
+                (
+                    "machine",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="inventory.machine",
+                    ),
+                ),
+                (
+                    "opened_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-started_at',),
-                'indexes': [models.Index(fields=['machine', '-started_at'], name='console_session_machine')],
+                "ordering": ("-started_at",),
+                "indexes": [models.Index(fields=["machine", "-started_at"], name="console_session_machine")],
             },
         ),
     ]
