@@ -42,6 +42,7 @@ from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Sc
 from inventory.models import Machine, OSProfile
 
 from .queries import installs_for_pages
+from .rest_serial import router as serial_router
 
 
 class ApiTokenAuth(APIKeyHeader):
@@ -747,4 +748,5 @@ def save_script(request, body: ScriptIn):
     return Status(201 if new else 200, {"name": row.name, "version": row.version, "new_version": new})
 
 
+api.add_router("", serial_router)
 edge.refuse_undeclared_query(api)
