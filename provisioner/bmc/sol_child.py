@@ -26,6 +26,11 @@ import sys
 import threading
 import time
 
+from pyghmi.ipmi import console as pyghmi_console
+from pyghmi.ipmi.private.constants import ipmi_completion_codes
+
+from provisioner.bmc.ipmi_loop import classify_login_error
+
 FRAME = struct.Struct(">cI")
 #: Longest wait for SOL to come up; the parent applies its own deadline too.
 CONNECT_S = 15.0
@@ -48,20 +53,28 @@ def classify(text: str, username: str) -> tuple[str, str]:
     lowered = text.lower()
     if "active for another client" in lowered or "maximum sol session" in lowered:
         return "BmcBusy", text
-    if "sol is disabled" in lowered or "encryption" in lowered or "insufficient privilege" in lowered:
+    if "sol is disabled" in lowered or "encryption" in lowered:
         return "BmcUnsupported", text
-    # The login taxonomy lives with the IPMI loop; imported here, in the child only.
-    from provisioner.bmc.ipmi_loop import classify_login_error
-
+    # A completion code in answer to "activate payload": the BMC has no SOL (or not for this account).
+    if text in ipmi_completion_codes.values():
+        return "BmcUnsupported", f"the BMC refused to activate serial-over-LAN ({text})"
     error = classify_login_error("", username, text)
     return error.reason, error.detail
 
 
-def main() -> int:
-    config = json.loads(sys.stdin.buffer.readline())
-    from pyghmi.ipmi import console as pyghmi_console
+def read_config() -> dict:
+    # Byte by byte, unbuffered: what follows the line is keystrokes, read with os.read by the input thread.
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            break
+        line += byte
+    return json.loads(line)
 
-    state = {"sol": None}
+
+def main() -> int:
+    config = read_config()
 
     def on_output(data):
         if isinstance(data, dict):
@@ -82,7 +95,6 @@ def main() -> int:
         )
     except Exception as exc:  # pyghmi raises plain exceptions for unreachable addresses
         fail("BmcUnreachable", f"cannot start the SOL session: {exc}")
-    state["sol"] = sol
     deadline = time.monotonic() + float(config.get("timeout_s", CONNECT_S))
     while not sol.connected and not sol.broken:
         if time.monotonic() > deadline:

@@ -10,6 +10,7 @@ import pty
 import select
 import subprocess
 import time
+import tty
 
 import pytest
 
@@ -37,6 +38,9 @@ class IpmitoolSol:
     def __init__(self, port: int):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: ipmitool, password through the environment (-E), never argv
+            # Raw from the start: ipmitool makes its terminal raw only once SOL is up, and until then the line
+            # discipline would turn a "\r" typed early into "\n".
+            tty.setraw(0)
             os.environ["IPMI_PASSWORD"] = IPMI_PASSWORD
             argv = ["ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", str(port), "-U", IPMI_USER]
             os.execvp("ipmitool", [*argv, "-E", "sol", "activate"])
