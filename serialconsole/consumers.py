@@ -40,6 +40,7 @@ CONTROL_FRAME_MAX = 256
 class SerialConsoleConsumer(AsyncWebsocketConsumer):
     member: hub.Member | None = None
     console: hub.ConsoleHub | None = None
+    gone = False  # the browser left (perhaps while the console was still being opened)
 
     async def connect(self):
         user = self.scope.get("user")
@@ -57,12 +58,18 @@ class SerialConsoleConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client")
         source_ip.set(client[0] if client else None)
         try:
-            self.console, self.member = await hub.join(machine_id, self, user, Actor.for_user(user))
+            console, member = await hub.join(machine_id, self, user, Actor.for_user(user))
         except (hub.ConsoleRefused, BmcError) as exc:
             await self.send(text_data=json.dumps({"type": "error", "message": str(exc)}))
             await self.close(code=CLOSE_REFUSED)
+            return
+        if self.gone:  # left while SOL came up: do not hold the console for a browser that is not there
+            await console.remove(member)
+            return
+        self.console, self.member = console, member
 
     async def disconnect(self, code):
+        self.gone = True
         if self.console is not None and self.member is not None:
             console, self.console = self.console, None
             await console.remove(self.member)

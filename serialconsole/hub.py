@@ -119,7 +119,7 @@ class ConsoleHub:
             self._mark(f"{member.label} has the keyboard")
         await self._audit(member.actor, "machine.console.open", {"as": role})
         for chunk in list(self.backlog):
-            await member.viewer.send_output(chunk)
+            await _deliver(member, member.viewer.send_output(chunk))
         await self._publish()
 
     async def remove(self, member: Member) -> None:
@@ -167,9 +167,8 @@ class ConsoleHub:
         watching = [m.label for m in self.members]
         for member in list(self.members):
             you = "writer" if member is self.writer else "watcher"
-            await member.viewer.send_state(
-                {"type": "state", "session": self.session_id, "writer": writer, "you": you, "viewers": watching}
-            )
+            state = {"type": "state", "session": self.session_id, "writer": writer, "you": you, "viewers": watching}
+            await _deliver(member, member.viewer.send_state(state))
 
     # -- the serial port ----------------------------------------------------------------------------------------
 
@@ -190,7 +189,7 @@ class ConsoleHub:
             while self.backlog_size > settings.CONSOLE_BACKLOG_BYTES and len(self.backlog) > 1:
                 self.backlog_size -= len(self.backlog.popleft())
             for member in list(self.members):
-                await member.viewer.send_output(data)
+                await _deliver(member, member.viewer.send_output(data))
         if not self.ending:
             asyncio.ensure_future(self.end(EndReason.ENDED, console.ended or "the console ended"))
 
@@ -215,7 +214,7 @@ class ConsoleHub:
         actor = self.members[0].actor if self.members else Actor.system("console")
         await database_sync_to_async(_end)(self.session_id, actor, reason, message, self._counts())
         for member in list(self.members):
-            await member.viewer.console_ended(message or EndReason(reason).label)
+            await _deliver(member, member.viewer.console_ended(message or EndReason(reason).label))
         self.members.clear()
         self.ended.set()
 
@@ -227,6 +226,14 @@ class ConsoleHub:
 
     async def _audit(self, actor: Actor, action: str, details: dict) -> None:
         await database_sync_to_async(_audit)(self.machine_id, actor, action, {"session": self.session_id, **details})
+
+
+async def _deliver(member: Member, sending) -> None:
+    """One browser's send; a socket that broke must not keep the others from theirs (it leaves on its own)."""
+    try:
+        await sending
+    except Exception:
+        log.warning("console: could not send to %s's browser", member.label, exc_info=True)
 
 
 _hubs: dict[int, ConsoleHub] = {}

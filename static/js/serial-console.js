@@ -46,8 +46,11 @@
     root.dataset.role = "closed";
     if (!finished) say("Disconnected (" + e.code + "). Reload to reconnect.", "error");
   });
+  // A paste goes in slices: the server takes at most 4096 bytes a frame (the serial port is slow anyway).
   term.onData(function (data) {
-    if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(data));
+    if (ws.readyState !== WebSocket.OPEN) return;
+    var bytes = encoder.encode(data);
+    for (var i = 0; i < bytes.length; i += 1024) ws.send(bytes.subarray(i, i + 1024));
   });
   take.addEventListener("click", function () {
     if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "take" }));
