@@ -214,6 +214,9 @@ POWER_SYNC_INTERVAL_S = env.int("POWER_SYNC_INTERVAL_S", default=300)
 # After this many consecutive failed reads a BMC is shown as unreachable; one lost UDP packet
 # on a busy management network is not an outage.
 BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)
+# Seconds one SNMP request to a PDU may take (one retry included). PDUs' network cards answer in
+# milliseconds; UDP loses a packet now and then, and the retry covers that.
+PDU_TIMEOUT_S = env.float("PDU_TIMEOUT_S", default=3.0)
 
 # --- Serial console (served by the web process: serialconsole/hub.py) -------------------------
 # After the last browser leaves, SOL stays active this long: a page reload or a flaky link

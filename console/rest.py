@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import wraps
-from typing import Annotated
+from typing import Annotated, Literal
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
@@ -39,7 +39,9 @@ from installs import batches as batch_service
 from installs import engine, library, workflow_schema
 from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
+from inventory import power
 from inventory.models import Machine, OSProfile
+from provisioner.bmc import registry
 
 from .queries import installs_for_pages
 from .rest_serial import router as serial_router
@@ -137,6 +139,15 @@ class BmcOut(Schema):
     checked_at: datetime | None = None
 
 
+class PduOutletOut(Schema):
+    pdu: str = Field(description="The PDU's name.")
+    outlet: int
+    address: str
+    port: int
+    profile: str = Field(description="The vendor profile (which MIB switches the outlet).")
+    snmp_version: str
+
+
 class MachineOut(Schema):
     id: int
     hostname: str
@@ -161,6 +172,35 @@ class MachineDetailOut(MachineOut):
     facts: dict
     nics: list[NicOut]
     bmc: BmcOut | None = None
+    capabilities: list[str] = Field(
+        default_factory=list, description="What the machine's out-of-band driver can do (see GET drivers)."
+    )
+    pdu_outlets: list[PduOutletOut] = Field(
+        default_factory=list,
+        description="PDU outlets feeding the machine: its power path without a BMC, the fallback when the BMC hangs.",
+    )
+
+
+class DriverOut(Schema):
+    name: str
+    label: str
+    capabilities: list[str]
+    default_port: int
+    description: str
+    origin: str = Field(description='"built-in", or the package that registered the driver.')
+
+
+class PowerIn(Schema):
+    action: Literal["status", "on", "off", "cycle", "pxe", "disk", "ping"] = Field(
+        description="status, on, off, cycle; pxe (boot from the network once), disk (boot from disk from now on); "
+        "ping (the BMC)."
+    )
+
+
+class PowerQueuedOut(Schema):
+    job: str = Field(description="The site worker's job id.")
+    action: str
+    machine: str
 
 
 class MachinePage(Schema):
@@ -373,7 +413,49 @@ def get_machine(request, hostname: Path[Text]):
             "checked_at": bmc.checked_at,
         }
     )
+    data["capabilities"] = sorted(power.capabilities_of(machine))
+    data["pdu_outlets"] = [
+        {
+            "pdu": o.pdu.name,
+            "outlet": o.outlet,
+            "address": o.pdu.address,
+            "port": o.pdu.port,
+            "profile": o.pdu.profile,
+            "snmp_version": o.pdu.snmp_version,
+        }
+        for o in machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")
+    ]
     return data
+
+
+@api.post("machines/{hostname}/power", response={202: PowerQueuedOut, 409: Problem}, tags=["machines"])
+def machine_power(request, hostname: Path[Text], body: PowerIn):
+    """Queue a power or boot-device action on the machine's site worker (audited there). Refused (409) on a
+    protected machine for off, cycle and pxe, and where the machine's driver cannot do it."""
+    _need(request, Role.TECHNICIAN)
+    machine = get_object_or_404(Machine.objects.select_related("rack__site", "bmc"), hostname=hostname)
+    try:
+        (job,) = power.enqueue_actions([machine], body.action, _actor(request))
+    except power.PowerActionRefused as exc:
+        raise _RefusedError([str(exc)]) from None
+    return Status(202, {"job": job, "action": body.action, "machine": machine.hostname})
+
+
+@api.get("drivers", response=list[DriverOut], tags=["machines"])
+def list_drivers(request):
+    """Every out-of-band driver installed here (built in and plug-ins) and what each can do."""
+    _need(request, Role.VIEWER)
+    return [
+        {
+            "name": d.name,
+            "label": d.label,
+            "capabilities": sorted(d.capabilities),
+            "default_port": d.default_port,
+            "description": d.description,
+            "origin": d.origin,
+        }
+        for d in registry.drivers().values()
+    ]
 
 
 # --- installs -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
 
 from . import hints
 from . import workflow as wf
-from .taskkinds import Category
+from .taskkinds import TASKS, Category
 
 # The shape to_json writes; from_json reads this one and every one before it. Version 2 added the
 # workflow (frozen, with its scripts' bodies); a version 1 plan ran the stock workflow of its method.
@@ -169,6 +169,26 @@ class PlanError(ValidationError):
     """The machine or profile cannot be installed as they are; the message says what to fix."""
 
 
+def _capability_problems(machine: Machine, workflow: wf.Workflow) -> list[str]:
+    """Each task of ``workflow`` the machine's out-of-band driver cannot do, once per missing capability."""
+    from inventory import power
+
+    have = power.capabilities_of(machine)
+    problems = {}
+    for _, stage, task in workflow.tasks():
+        kind = TASKS.get(task.task)
+        if kind is None:
+            continue
+        for capability in sorted(kind.capabilities_for(task.params) - have):
+            problems.setdefault(
+                capability,
+                f"{power.refusal(machine, capability)} Workflow {workflow.name} needs it for "
+                + (f"“{task.name}” ({task.task})" if task.name and task.name != task.task else task.task)
+                + f" in stage “{stage.name}”.",
+            )
+    return list(problems.values())
+
+
 def build_plan(
     machine: Machine, profile: OSProfile, *, for_install: bool = True, workflow: wf.Workflow | None = None
 ) -> Plan:
@@ -195,6 +215,8 @@ def build_plan(
             problems.append(f"{machine.hostname} has no BMC: add its address and credentials.")
     if machine.rack_id is None:
         problems.append(f"{machine.hostname} is not in a rack, so provisioner does not know its site.")
+    if bmc is not None and workflow is not None:
+        problems.extend(_capability_problems(machine, workflow))
     if for_install and profile.method == InstallMethod.IMAGE and not (profile.image_url and profile.image_sha256):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:

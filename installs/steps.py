@@ -20,6 +20,7 @@ from provisioner.bmc import (
     BmcError,
     BmcUnsupported,
     BootDevice,
+    Capability,
     PowerState,
     RaidLevel,
     VolumeRequest,
@@ -85,8 +86,10 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
 
 
 def _uefi(install: Install) -> bool | None:
-    """The machine's boot mode as it is now (set in inventory, or learned when its agent registered)."""
-    return Machine.objects.get(pk=install.machine_id).uefi
+    """The machine's boot mode as it is now (set in inventory, or learned when its agent registered); None
+    (leave the firmware's mode alone) when its driver does not declare the boot-mode capability."""
+    machine = Machine.objects.select_related("bmc").get(pk=install.machine_id)
+    return machine.uefi if Capability.BOOT_MODE in power.capabilities_of(machine) else None
 
 
 def check_bmc(install: Install, step) -> dict:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from inventory.models import InstallMethod
+from provisioner.bmc.registry import Capability
 
 from .stepkinds import StepKind
 
@@ -68,9 +69,18 @@ class TaskKind:
     # The task waits for the machine: it must run alone (a serial stage).
     waits: bool = False
     default_retries: int = 0
+    # What the machine's out-of-band driver must be able to do (provisioner.bmc.registry): an install of a
+    # workflow holding this task is refused, before it starts, on a machine whose driver lacks any of them.
+    capabilities: frozenset[Capability] = frozenset()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+    def capabilities_for(self, params: dict) -> frozenset[Capability]:
+        """What this task, with these params, needs of the machine's driver."""
+        if self.name == "set_boot_device" and params.get("mode") in ("uefi", "legacy"):
+            return self.capabilities | {Capability.BOOT_MODE}
+        return self.capabilities
 
 
 IMAGE = frozenset({InstallMethod.IMAGE})
@@ -88,6 +98,7 @@ TASKS: dict[str, TaskKind] = {
             "check_bmc", Category.OUT_OF_BAND, StepKind.CHECK_BMC,
             "Check that the machine's BMC answers, with its credentials.",
             provides=frozenset({"bmc"}),
+            capabilities=frozenset({Capability.POWER}),
         ),
         TaskKind(
             "hardware_raid", Category.OUT_OF_BAND, StepKind.HARDWARE_RAID,
@@ -108,6 +119,7 @@ TASKS: dict[str, TaskKind] = {
                 Param("capacity_bytes", ParamType.INTEGER, "the volume's size; left out, all the drives give"),
             ),
             destructive=True,
+            capabilities=frozenset({Capability.HARDWARE_RAID}),
         ),
         TaskKind(
             "write_boot_config", Category.CONTROL, StepKind.WRITE_BOOT_CONFIG,
@@ -118,15 +130,18 @@ TASKS: dict[str, TaskKind] = {
             "set_boot_pxe", Category.OUT_OF_BAND, StepKind.SET_BOOT_PXE,
             "Tell the BMC to boot from the network once. Refused on protected machines.",
             destructive=True, provides=frozenset({"netboot"}),
+            capabilities=frozenset({Capability.BOOT_DEVICE}),
         ),
         TaskKind(
             "power_cycle", Category.OUT_OF_BAND, StepKind.POWER_CYCLE,
             "Power cycle the machine (on when it is off). Refused on protected machines.",
             destructive=True, provides=frozenset({"powered"}),
+            capabilities=frozenset({Capability.POWER}),
         ),
         TaskKind(
             "power_on", Category.OUT_OF_BAND, StepKind.POWER_ON, "Power the machine on (nothing when it is on).",
             provides=frozenset({"powered"}),
+            capabilities=frozenset({Capability.POWER}),
         ),
         TaskKind(
             "power_off", Category.OUT_OF_BAND, StepKind.POWER_OFF,
@@ -134,6 +149,7 @@ TASKS: dict[str, TaskKind] = {
             params=(Param("soft", ParamType.BOOLEAN, "ask the OS to shut down (ACPI) instead of cutting power",
                           default=False),),
             destructive=True,
+            capabilities=frozenset({Capability.POWER}),
         ),
         TaskKind(
             "set_boot_device", Category.OUT_OF_BAND, StepKind.SET_BOOT_DEVICE,
@@ -142,9 +158,11 @@ TASKS: dict[str, TaskKind] = {
                 Param("device", ParamType.CHOICE, "where to boot from", required=True,
                       choices=("pxe", "disk")),
                 Param("persistent", ParamType.BOOLEAN, "for every boot, not only the next", default=False),
-                Param("mode", ParamType.CHOICE, "firmware boot mode to ask for", default="auto",
+                Param("mode", ParamType.CHOICE, "firmware boot mode to ask for; uefi and legacy need a driver with "
+                      "boot_mode, auto passes the machine's recorded mode where the driver has it", default="auto",
                       choices=("auto", "uefi", "legacy")),
             ),
+            capabilities=frozenset({Capability.BOOT_DEVICE}),
         ),
         TaskKind(
             "wait_boot", Category.CONTROL, StepKind.WAIT_BOOT,
@@ -260,11 +278,13 @@ TASKS: dict[str, TaskKind] = {
         TaskKind(
             "set_boot_disk", Category.OUT_OF_BAND, StepKind.SET_BOOT_DISK,
             "Tell the BMC to boot from the disk from now on.",
+            capabilities=frozenset({Capability.BOOT_DEVICE}),
         ),
         TaskKind(
             "reboot", Category.OUT_OF_BAND, StepKind.REBOOT,
             "Power cycle into the installed system (installers reboot by themselves).",
             needs=frozenset({"target"}), methods=IMAGE, provides=frozenset({"rebooted"}),
+            capabilities=frozenset({Capability.POWER}),
         ),
         TaskKind(
             "verify", Category.CONTROL, StepKind.VERIFY,

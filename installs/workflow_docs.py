@@ -134,6 +134,9 @@ def task_reference() -> str:
             facts.append(f"- retries when the workflow gives none: {kind.default_retries}")
         if kind.waits:
             facts.append("- waits for the machine: runs alone, in a serial stage; `on_failure: continue` is refused")
+        if kind.capabilities:
+            names = ", ".join(f"`{c}`" for c in sorted(kind.capabilities))
+            facts.append(f"- the machine's driver must be able to do: {names} ([docs/drivers.md](drivers.md))")
         facts.append(f"- needs: {_words(kind.needs)}")
         extra = sorted(
             ((m, w) for (name, m), w in taskkinds.METHOD_NEEDS.items() if name == kind.name), key=lambda e: e[0]

@@ -1,9 +1,10 @@
 from django.contrib import admin
 
 from audit.admin_mixins import AuditedAdminMixin
+from provisioner.pdu import MAX_OUTLETS
 
-from .forms import BMCForm, NICInlineFormSet, mac_search_term
-from .models import BMC, NIC, Machine, OSProfile, Rack, Site
+from .forms import BMCForm, NICInlineFormSet, PduForm, PduOutletInlineFormSet, mac_search_term
+from .models import BMC, NIC, Machine, OSProfile, Pdu, PduOutlet, Rack, Site
 
 
 @admin.register(Site)
@@ -42,6 +43,50 @@ class BMCInline(admin.StackedInline):
         return obj.has_password if obj and obj.pk else False
 
 
+class PduOutletInline(admin.TabularInline):
+    model = PduOutlet
+    formset = PduOutletInlineFormSet
+    extra = 0
+    max_num = MAX_OUTLETS
+    fields = ("pdu", "outlet")
+    autocomplete_fields = ("pdu",)
+    verbose_name_plural = "PDU outlets (power without a BMC, or when the BMC hangs; one per power supply)"
+
+
+@admin.register(Pdu)
+class PduAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    form = PduForm
+    list_display = ("name", "site", "address", "port", "profile", "outlet_count", "snmp_version")
+    list_filter = ("site", "profile", "snmp_version")
+    list_select_related = ("site",)
+    search_fields = ("name", "address", "site__slug")
+    autocomplete_fields = ("site",)
+    readonly_fields = ("secrets_stored",)
+    fieldsets = (
+        (None, {"fields": ("site", "name", "address", "port", "profile", "outlet_count")}),
+        ("SNMP", {"fields": ("snmp_version", "community", "secrets_stored")}),
+        (
+            "SNMPv3",
+            {"fields": ("v3_user", "v3_auth_protocol", "auth_key", "v3_priv_protocol", "priv_key", "v3_context")},
+        ),
+    )
+
+    @admin.display(description="secrets stored")
+    def secrets_stored(self, obj):
+        if not obj or not obj.pk:
+            return "none yet"
+        stored = [
+            name
+            for name, has in (
+                ("community", obj.has_community),
+                ("authentication key", obj.has_auth_key),
+                ("privacy key", obj.has_priv_key),
+            )
+            if has
+        ]
+        return ", ".join(stored) or "none"
+
+
 @admin.register(Machine)
 class MachineAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("hostname", "rack", "position_u", "status", "protected", "power_state", "vendor", "model", "serial")
@@ -49,7 +94,7 @@ class MachineAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_select_related = ("rack__site",)
     search_fields = ("hostname", "nics__mac", "serial", "bmc__address")
     autocomplete_fields = ("rack",)
-    inlines = [NICInline, BMCInline]
+    inlines = [NICInline, BMCInline, PduOutletInline]
     readonly_fields = ("power_state", "power_state_at", "facts")
     fieldsets = (
         (None, {"fields": ("hostname", "status", "protected")}),

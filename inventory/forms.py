@@ -1,6 +1,8 @@
 from django import forms
 
-from .models import BMC
+from provisioner.bmc import registry
+
+from .models import BMC, Pdu
 from .validators import normalise_mac
 
 
@@ -18,6 +20,15 @@ class BMCForm(forms.ModelForm):
         model = BMC
         fields = ["driver", "address", "port", "username"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # What each driver can do, read from the registry each time: a plug-in installed since shows up.
+        self.fields["driver"].help_text = " · ".join(
+            f"{d.label}: {', '.join(d.capability_labels) or 'nothing declared'}"
+            + ("" if d.origin == "built-in" else f" (plug-in from {d.origin})")
+            for d in registry.drivers().values()
+        )
+
     def save(self, commit=True):
         bmc = super().save(commit=False)
         if self.cleaned_data.get("password"):
@@ -25,6 +36,73 @@ class BMCForm(forms.ModelForm):
         if commit:
             bmc.save()
         return bmc
+
+
+def _secret(label: str, help_text: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=help_text,
+    )
+
+
+class PduForm(forms.ModelForm):
+    """The community and the SNMPv3 keys are write-only: never rendered back; left blank they keep the stored
+    ones. What the chosen SNMP version needs must be stored or given here."""
+
+    community = _secret("Community", "SNMP v2c. Write-only; leave blank to keep the stored one.")
+    auth_key = _secret("SNMPv3 authentication key", "Write-only, 8 characters or more; blank keeps the stored one.")
+    priv_key = _secret("SNMPv3 privacy key", "Write-only, 8 characters or more; blank keeps the stored one.")
+
+    class Meta:
+        model = Pdu
+        fields = [
+            "site",
+            "name",
+            "address",
+            "port",
+            "profile",
+            "outlet_count",
+            "snmp_version",
+            "v3_user",
+            "v3_auth_protocol",
+            "v3_priv_protocol",
+            "v3_context",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        for key in ("auth_key", "priv_key"):
+            if cleaned.get(key) and len(cleaned[key]) < 8:
+                self.add_error(key, "SNMPv3 keys have at least 8 characters.")
+        if cleaned.get("community") and any(c in cleaned["community"] for c in "\x00\r\n"):
+            self.add_error("community", "A community cannot hold NUL or line breaks.")
+        return cleaned
+
+    def _post_clean(self):
+        super()._post_clean()
+        pdu = self.instance
+        for key in ("community", "auth_key", "priv_key"):
+            if self.cleaned_data.get(key):
+                getattr(pdu, f"set_{key}")(self.cleaned_data[key])
+        for field, problem in pdu.credential_problems().items():
+            self.add_error(field, problem)
+
+
+class PduOutletInlineFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        if any(self.errors):
+            return
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        seen = set()
+        for f in kept:
+            key = (f.cleaned_data.get("pdu"), f.cleaned_data.get("outlet"))
+            if key in seen:
+                raise forms.ValidationError(f"{key[0]} outlet {key[1]} is entered twice.")
+            seen.add(key)
 
 
 class NICInlineFormSet(forms.BaseInlineFormSet):

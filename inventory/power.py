@@ -9,28 +9,79 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
-from provisioner.bmc import BmcError, BmcTarget, BootDevice, PowerState, get_driver
+from provisioner.bmc import (
+    BmcError,
+    BmcTarget,
+    BmcUnreachable,
+    BootDevice,
+    Capability,
+    PowerState,
+    get_driver,
+    registry,
+)
 from provisioner.bmc.guard import GuardedDriver
 
 from . import protection
 from .models import BMC, Machine
+from .outlets import OutletPower, outlets_of
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
+# A PDU outlet switches power and nothing else; it takes these over when the BMC does not answer.
+OUTLET_CAPABILITIES = frozenset({Capability.POWER})
+FALLBACK_ACTIONS = ("on", "off", "cycle")
+#: What each action needs of the machine's driver; offered (UI) and accepted (API, CLI) only where declared.
+ACTION_CAPABILITY = {
+    "status": Capability.POWER,
+    "on": Capability.POWER,
+    "off": Capability.POWER,
+    "cycle": Capability.POWER,
+    "pxe": Capability.BOOT_DEVICE,
+    "disk": Capability.BOOT_DEVICE,
+    "ping": Capability.POWER,
+}
+
+
+def can(machine: Machine, action: str) -> bool:
+    return ACTION_CAPABILITY[action] in capabilities_of(machine)
 
 
 class PowerActionRefused(Exception):
-    """The action is not allowed on this machine (protected, or no BMC configured)."""
+    """The action is not allowed on this machine (protected, or neither a BMC nor a PDU outlet configured)."""
 
 
 def target_for(bmc: BMC) -> BmcTarget:
     return BmcTarget(bmc.address, bmc.port, bmc.username, bmc.get_password(), timeout_s=settings.BMC_TIMEOUT_S)
+
+
+def capabilities_of(machine: Machine) -> frozenset[Capability]:
+    """What the machine's out-of-band path can do (its BMC driver's declared capabilities); power alone for a
+    machine that has only PDU outlets; nothing without either."""
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        return OUTLET_CAPABILITIES if machine.pdu_outlets.exists() else frozenset()
+    return registry.capabilities(bmc.driver)
+
+
+def refusal(machine: Machine, capability: Capability) -> str:
+    """Why ``machine`` cannot do ``capability``, in a technician's words."""
+    try:
+        bmc = machine.bmc
+    except BMC.DoesNotExist:
+        if machine.pdu_outlets.exists():
+            return (
+                f"{machine.hostname} has no BMC, only PDU outlets, which can do {Capability.POWER.label} only, "
+                f"not {capability.label}."
+            )
+        return f"{machine.hostname} has no BMC configured, so it cannot do {capability.label}."
+    return registry.refusal(bmc.driver, capability, machine.hostname)
 
 
 def driver_for(machine: Machine) -> GuardedDriver:
@@ -76,12 +127,26 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     if protection.refused([machine], action):
         record(actor, f"machine.{action}", machine, {"ok": False, "refused": "protected"})
         raise PowerActionRefused(protection.refusal_message([machine], action))
+    if not can(machine, action):
+        record(actor, f"machine.{action}", machine, {"ok": False, "refused": "capability"})
+        raise PowerActionRefused(refusal(machine, ACTION_CAPABILITY[action]))
+    if getattr(machine, "bmc", None) is None:  # the reverse one-to-one raises an AttributeError when absent
+        outlets = _outlets(machine)
+        if outlets is None:
+            raise PowerActionRefused(f"{machine.hostname} has no BMC and no PDU outlet configured.") from None
+        return _perform_on_outlets(machine, action, actor, outlets)
     driver = driver_for(machine)
     started = time.monotonic()
     try:
-        result = _run(driver, action, machine.uefi)
+        uefi = machine.uefi if Capability.BOOT_MODE in capabilities_of(machine) else None
+        result = _run(driver, action, uefi)
     except BmcError as exc:
         note_contact(machine.bmc.pk, ok=False, error=str(exc))
+        # A BMC that hangs does not stop a technician from switching the machine: its outlets can.
+        if action in FALLBACK_ACTIONS and isinstance(exc, BmcUnreachable):
+            outlets = _outlets(machine)
+            if outlets is not None:
+                return _perform_on_outlets(machine, action, actor, outlets, bmc_error=exc)
         if action != "status":
             record(actor, f"machine.{action}", machine, {"ok": False, "reason": exc.reason, "error": str(exc)})
         raise
@@ -93,6 +158,42 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     if action != "status":
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)
+
+
+def _outlets(machine: Machine) -> OutletPower | None:
+    try:
+        return outlets_of(machine)
+    except ValueError as exc:  # a PDU row without the credentials its SNMP version needs
+        raise PowerActionRefused(f"{machine.hostname}: {exc}") from None
+
+
+def _perform_on_outlets(
+    machine: Machine, action: str, actor: Actor, outlets: OutletPower, *, bmc_error: BmcError | None = None
+) -> str:
+    """``action`` through the machine's PDU outlets: it has no BMC, or (``bmc_error``) its BMC did not answer."""
+    via = {"via": "pdu", "outlets": outlets.label}
+    if bmc_error is not None:
+        via |= {"fallback": True, "bmc_reason": bmc_error.reason, "bmc_error": str(bmc_error)}
+    try:
+        result = _run(outlets, action)
+    except BmcError as exc:
+        if action != "status" or bmc_error is not None:
+            record(actor, f"machine.{action}", machine, {"ok": False, "reason": exc.reason, "error": str(exc), **via})
+        if bmc_error is not None:
+            raise type(exc)(exc.endpoint, f"{exc.detail} (tried after the BMC failed: {bmc_error})") from None
+        raise
+    if isinstance(result, PowerState):
+        note_power(machine.pk, result)
+    elif action in ("on", "off"):
+        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    if action != "status":
+        record(actor, f"machine.{action}", machine, {"ok": True, **via})
+    line = _describe(machine, action, result)
+    if action == "ping":
+        line = f"{machine.hostname}: {outlets.label} answered in {result * 1000:.1f} ms"
+    if bmc_error is not None:
+        return f"{line} through {outlets.label}, because the BMC did not answer ({bmc_error})"
+    return f"{line} (through {outlets.label})"
 
 
 def _run(driver, action: str, uefi: bool | None = None):
@@ -129,9 +230,11 @@ def _describe(machine: Machine, action: str, result) -> str:
 def refresh_power_state(machine_id: int) -> str | None:
     """RQ job: read one machine's power state into the cache. Failures are counted, not raised:
     a BMC that is down is a fact to show, not a job to retry."""
-    machine = Machine.objects.select_related("bmc").filter(pk=machine_id, bmc__isnull=False).first()
+    machine = Machine.objects.select_related("bmc").filter(pk=machine_id).first()
     if machine is None:
         return None
+    if getattr(machine, "bmc", None) is None:
+        return _refresh_from_outlets(machine)
     try:
         state = driver_for(machine).power_state()
     except BmcError as exc:
@@ -147,12 +250,29 @@ def refresh_power_state(machine_id: int) -> str | None:
     return f"{machine.hostname}: {state}"
 
 
+def _refresh_from_outlets(machine: Machine) -> str | None:
+    outlets = outlets_of(machine)
+    if outlets is None:
+        return None
+    try:
+        state = outlets.power_state()
+    except BmcError as exc:
+        note_power(machine.pk, PowerState.UNKNOWN)  # no BMC to count failures on; an old reading would mislead
+        return f"{machine.hostname}: {exc}"
+    except Exception as exc:  # a broken key or row must not stop the sweep of the others
+        log.warning("power refresh of %s failed: %s", machine.hostname, exc)
+        return f"{machine.hostname}: {exc}"
+    note_power(machine.pk, state)
+    return f"{machine.hostname}: {state} ({outlets.label})"
+
+
 def power_sync() -> int:
     """Periodic job (installs/periodic.py): enqueue a power read of every machine on its site's queue,
     spread evenly over POWER_SYNC_INTERVAL_S (a few BMCs at a time, never all at once)."""
     interval = settings.POWER_SYNC_INTERVAL_S
     machines = list(
-        Machine.objects.filter(bmc__isnull=False, rack__isnull=False)
+        Machine.objects.filter(Q(bmc__isnull=False) | Q(pdu_outlets__isnull=False), rack__isnull=False)
+        .distinct()
         .order_by("pk")
         .values_list("pk", "rack__site__slug")
     )
@@ -179,10 +299,11 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     protected = protection.refused(machines, action)
+    incapable = [machine for machine in machines if not can(machine, action)]
     refused = {
-        machine: "protected" if machine in protected else "not_in_rack"
+        machine: "protected" if machine in protected else "capability" if machine in incapable else "not_in_rack"
         for machine in machines
-        if machine in protected or machine.rack_id is None
+        if machine in protected or machine in incapable or machine.rack_id is None
     }
     if refused:
         with transaction.atomic():
@@ -190,6 +311,8 @@ def enqueue_actions(machines, action: str, actor: Actor) -> list[str]:
                 record(actor, f"machine.{action}", machine, {"ok": False, "refused": why})
         if protected:
             raise PowerActionRefused(protection.refusal_message(protected, action))
+        if incapable:
+            raise PowerActionRefused(" ".join(refusal(m, ACTION_CAPABILITY[action]) for m in incapable))
         raise PowerActionRefused(
             f"Not in a rack, so no site worker can reach their BMCs: {', '.join(m.hostname for m in refused)}."
         )

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 APPS = ("accounts", "access", "audit", "inventory", "installs", "serialconsole")
-EDGE = ("provisioner.bmc", "provisioner.pxe", "provisioner.agent", "provisioner.lab", "provisioner.memory_os")
+EDGE = (
+    "provisioner.bmc",
+    "provisioner.pdu",
+    "provisioner.pxe",
+    "provisioner.agent",
+    "provisioner.lab",
+    "provisioner.memory_os",
+)
 
 # layer -> the other layers it may import. Read downwards: config wires everything; the console
 # combines apps; an app imports only the apps below it; core and the hardware edge import no app.
@@ -31,10 +38,17 @@ ALLOWED: dict[str, set[str]] = {
     "audit": {"core"},
     "core": set(),
     "provisioner.bmc": set(),
+    "provisioner.pdu": {"provisioner.bmc"},  # a PDU outlet speaks the BMC driver's power half and errors
     "provisioner.pxe": set(),
     "provisioner.agent": set(),
     "provisioner.memory_os": {"provisioner.agent", "provisioner.pxe"},
-    "provisioner.lab": {"provisioner.agent", "provisioner.bmc", "provisioner.pxe", "provisioner.memory_os"},
+    "provisioner.lab": {
+        "provisioner.agent",
+        "provisioner.bmc",
+        "provisioner.pdu",
+        "provisioner.pxe",
+        "provisioner.memory_os",
+    },
 }
 PACKAGES = ("config", "console", "core", *APPS, "provisioner")
 # What the hardware edge never imports, whatever the layer table says: the web stack.

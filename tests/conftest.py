@@ -61,6 +61,18 @@ def make_bmc(machine=None, *, password="s3cret-bmc-pw", **kw):
     return bmc
 
 
+def make_pdu(site=None, *, community="pdu-community-x9", **kw):
+    from inventory.models import Pdu
+
+    n = next(_seq)
+    defaults = {"name": f"pdu-{n}", "address": "127.0.0.1", "port": 161, "profile": "apc", "outlet_count": 16}
+    pdu = Pdu(site=site or make_site(), **{**defaults, **kw})
+    if community:
+        pdu.set_community(community)
+    pdu.save()
+    return pdu
+
+
 def make_user(username=None, *, superuser=False, password="correct horse battery staple"):
     from django.contrib.auth import get_user_model
 

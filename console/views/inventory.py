@@ -25,6 +25,7 @@ from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import power, services
 from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from provisioner.bmc import registry
 from provisioner.pxe import TemplateError
 
 from .serial import machine_panel
@@ -265,7 +266,17 @@ def machine_detail(request, hostname: str):
             "can_act": has_role(request.user, Role.TECHNICIAN),
             "is_admin": has_role(request.user, Role.ADMIN),
             "console": machine_panel(machine, bmc, request.user),
-            "actions": ACTIONS,
+            # Only what the machine's driver declares; the rest would be refused anyway.
+            "actions": {
+                key: label
+                for key, label in ACTIONS.items()
+                if key not in power.ACTION_CAPABILITY or power.can(machine, key)
+            },
+            "driver": registry.drivers().get(bmc.driver) if bmc else None,
+            "outlets": list(machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")),
+            "capabilities": [
+                (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
+            ],
             "confirm_typed": sorted(CONFIRM_TYPED),
         },
     )
@@ -301,7 +312,8 @@ def machine_ping(request, hostname: str):
     except power.PowerActionRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Ping of {machine.hostname}'s BMC queued; reload in a moment for the result.")
+        path = "BMC" if getattr(machine, "bmc", None) is not None else "PDU"
+        messages.success(request, f"Ping of {machine.hostname}'s {path} queued; reload in a moment for the result.")
     return redirect("inventory:machine-detail", hostname=machine.hostname)
 
 

@@ -310,6 +310,21 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         for hook in self.on_power_off:
             hook()
 
+    def mains(self, powered: bool) -> None:
+        """The machine's PDU outlet was switched. Cut: it loses power at once, whatever it ran. Restored: its
+        firmware powers it on and boots, as servers set to "restore on AC power" do. Hooks run in the caller's
+        thread."""
+        if not powered:
+            self.host_power_off()
+            return
+        with self._state_lock:
+            if self.powered_on:
+                return
+            self.powered_on = True
+            device = self._next_boot_device()
+        for hook in self.on_power_on:
+            hook(device)
+
     def _set_boot_options(self, data) -> int:
         parameter = data[0] & 0x7F
         if parameter in (0, 3, 4):  # set-in-progress, boot info acknowledge, boot initiator info

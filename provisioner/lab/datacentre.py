@@ -31,6 +31,7 @@ from provisioner.lab.bmc import LoopbackBmc
 from provisioner.lab.firmware import Firmware
 from provisioner.lab.image import DemoImage, FileServer, build_demo_image
 from provisioner.lab.machine import DEFAULT_DISK_BYTES, SMALL_DISK_BYTES, LabMachine
+from provisioner.lab.pdu import LoopbackPdu
 from provisioner.pxe.mac import normalise_mac
 from provisioner.pxe.stock import stock_profiles
 
@@ -146,6 +147,8 @@ class Lab:
         self.machines: dict[str, LabMachine] = {}
         self.image: DemoImage | None = None
         self.files: FileServer | None = None
+        self.pdus: dict[str, LoopbackPdu] = {}  # one switched PDU per rack, by name
+        self.outlets: dict[str, tuple[str, int]] = {}  # hostname -> (PDU name, outlet)
         self.started_at = 0.0
 
     # -- secrets ----------------------------------------------------------------------------------------------
@@ -180,6 +183,7 @@ class Lab:
                 self.machines[spec.hostname] = self._machine(spec, index, seed, agent)
             for machine in self.machines.values():
                 machine.start()
+            self._start_pdus(seed)
             for spec in config.machines:
                 if "bmc_dead" in spec.faults:
                     self.machines[spec.hostname].bmc.die()
@@ -189,6 +193,24 @@ class Lab:
             self.stop()
             raise
         return self
+
+    def _start_pdus(self, seed: bytes) -> None:
+        """A switched PDU per rack feeding each machine from an outlet: cutting it cuts the machine's mains."""
+        by_rack: dict[str, list[MachineConfig]] = {}
+        for spec in self.config.machines:
+            by_rack.setdefault(spec.rack, []).append(spec)
+        for rack, specs in sorted(by_rack.items()):
+            name = f"{rack}-pdu"
+            community = "lab-" + hmac.new(seed, name.encode(), hashlib.sha256).hexdigest()[:16]
+            pdu = LoopbackPdu(community, outlets=max(24, len(specs))).start()
+            bmcs = {}
+            for outlet, spec in enumerate(specs, start=1):
+                self.outlets[spec.hostname] = (name, outlet)
+                bmcs[outlet] = self.machines[spec.hostname].bmc
+            pdu.on_switch.append(
+                lambda outlet, powered, bmcs=bmcs: bmcs[outlet].mains(powered) if outlet in bmcs else None
+            )
+            self.pdus[name] = pdu
 
     def _stock_boot_files(self) -> None:
         """Stand-ins for the kernels and initrds a site's PXE server carries for the stock profiles, so that a
@@ -240,6 +262,9 @@ class Lab:
         if self.files is not None:
             self.files.stop()
             self.files = None
+        for pdu in self.pdus.values():
+            pdu.stop()
+        self.pdus = {}
         self.config.inventory_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Lab:
@@ -280,6 +305,9 @@ class Lab:
                     },
                     "faults": list(spec.faults),
                     "workdir": str(machine.workdir),
+                    "pdu_outlets": [dict(zip(("pdu", "outlet"), self.outlets[spec.hostname], strict=True))]
+                    if spec.hostname in self.outlets
+                    else [],
                 }
             )
         image = self.image
@@ -298,6 +326,18 @@ class Lab:
                 "compression": "gz",
             },
             "racks": [{"name": name, "height_u": RACK_HEIGHT_U} for name in racks],
+            "pdus": [
+                {
+                    "name": name,
+                    "rack": name.removesuffix("-pdu"),
+                    "address": pdu.address,
+                    "port": pdu.port,
+                    "profile": "apc",
+                    "outlet_count": len(pdu.powered),
+                    "community": pdu.community,
+                }
+                for name, pdu in self.pdus.items()
+            ],
             "machines": machines,
         }
 

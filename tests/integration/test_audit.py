@@ -95,6 +95,8 @@ def test_admin_add_change_delete_are_audited_with_a_field_diff(admin_client):
             "nics-0-is_pxe": "on",
             "bmc-TOTAL_FORMS": 0,
             "bmc-INITIAL_FORMS": 0,
+            "pdu_outlets-TOTAL_FORMS": 0,
+            "pdu_outlets-INITIAL_FORMS": 0,
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -121,6 +123,8 @@ def test_admin_add_change_delete_are_audited_with_a_field_diff(admin_client):
         "nics-0-is_pxe": "on",
         "bmc-TOTAL_FORMS": 0,
         "bmc-INITIAL_FORMS": 0,
+        "pdu_outlets-TOTAL_FORMS": 0,
+        "pdu_outlets-INITIAL_FORMS": 0,
     }
     assert admin_client.post(f"/admin/inventory/machine/{machine.pk}/change/", change).status_code == 302
     entry = AuditEntry.objects.get(action="inventory.machine.change")
@@ -150,6 +154,8 @@ def test_admin_refuses_malformed_input_with_the_field_and_value(admin_client):
             "nics-1-ip": "10.0.0.300",
             "bmc-TOTAL_FORMS": 0,
             "bmc-INITIAL_FORMS": 0,
+            "pdu_outlets-TOTAL_FORMS": 0,
+            "pdu_outlets-INITIAL_FORMS": 0,
         },
     )
     page = response.content.decode()
@@ -177,6 +183,8 @@ def test_admin_requires_exactly_one_pxe_nic(admin_client):
         "nics-1-is_pxe": "on",
         "bmc-TOTAL_FORMS": 0,
         "bmc-INITIAL_FORMS": 0,
+        "pdu_outlets-TOTAL_FORMS": 0,
+        "pdu_outlets-INITIAL_FORMS": 0,
     }
     response = admin_client.post("/admin/inventory/machine/add/", form)
     assert "Mark exactly one NIC as the PXE NIC" in response.content.decode()

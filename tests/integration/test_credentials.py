@@ -102,6 +102,8 @@ def test_admin_sets_a_new_password_and_blank_keeps_the_old(admin_client):
         "nics-0-is_pxe": "on",
         "bmc-TOTAL_FORMS": 1,
         "bmc-INITIAL_FORMS": 0,
+        "pdu_outlets-TOTAL_FORMS": 0,
+        "pdu_outlets-INITIAL_FORMS": 0,
         "bmc-0-driver": "ipmi",
         "bmc-0-address": "10.1.2.3",
         "bmc-0-port": 623,
@@ -116,6 +118,8 @@ def test_admin_sets_a_new_password_and_blank_keeps_the_old(admin_client):
     form.update(
         {
             "bmc-INITIAL_FORMS": 1,
+            "pdu_outlets-TOTAL_FORMS": 0,
+            "pdu_outlets-INITIAL_FORMS": 0,
             "bmc-0-id": bmc.pk,
             "bmc-0-machine": machine.pk,
             "bmc-0-password": "",

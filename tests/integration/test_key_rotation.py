@@ -20,8 +20,8 @@ from django.db import connection
 from access.models import JumpHost, SiteLogin
 from audit.models import AuditEntry
 from inventory import crypto
-from inventory.models import BMC
-from tests.conftest import make_bmc, make_site
+from inventory.models import BMC, Pdu
+from tests.conftest import make_bmc, make_pdu, make_site
 from tests.integration.access import sshd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,20 +64,28 @@ def secrets(transactional_db, settings, tmp_path):
     login = SiteLogin(site=site)
     login.set_private_key(private)
     login.save()
-    return {"bmc": bmc, "hop": hop, "login": login, "private": private}
+    pdu = make_pdu(site, community="pdu-community-1")
+    pdu_v3 = make_pdu(site, community="", snmp_version="v3", v3_user="ops")
+    pdu_v3.set_auth_key("pdu-auth-key-1")
+    pdu_v3.set_priv_key("pdu-priv-key-1")
+    pdu_v3.save()
+    return {"bmc": bmc, "hop": hop, "login": login, "private": private, "pdu": pdu, "pdu_v3": pdu_v3}
 
 
 def everything_decrypts(secrets) -> None:
     assert BMC.objects.get(pk=secrets["bmc"].pk).get_password() == "bmc-secret-1"
     assert JumpHost.objects.get(pk=secrets["hop"].pk).get_private_key() == secrets["private"]
     assert SiteLogin.objects.get(pk=secrets["login"].pk).get_private_key() == secrets["private"]
+    assert Pdu.objects.get(pk=secrets["pdu"].pk).get_community() == "pdu-community-1"
+    pdu_v3 = Pdu.objects.get(pk=secrets["pdu_v3"].pk)
+    assert (pdu_v3.get_auth_key(), pdu_v3.get_priv_key()) == ("pdu-auth-key-1", "pdu-priv-key-1")
 
 
 def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alone(secrets, settings):
     # 1. New key first, old key still listed, on every host; 2. rotate.
     rotated = manage("rotate_field_keys", keys=[NEW, OLD])
     assert rotated.returncode == 0, rotated.stderr
-    assert "Re-encrypted 3 stored secret(s)" in rotated.stdout
+    assert "Re-encrypted 6 stored secret(s)" in rotated.stdout
     assert "1 access.jumphost.private_key_ciphertext" in rotated.stdout
     # 3. The old key dropped: each secret decrypts under the new key alone.
     settings.PROVISIONER_FIELD_KEYS = [NEW]
@@ -85,16 +93,19 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     assert Fernet(NEW).decrypt(raw(SiteLogin, secrets["login"].pk, "private_key_ciphertext").encode())
     # 4. The check the runbook runs before restarting without the old key.
     checked = manage("rotate_field_keys", "--check", keys=[NEW])
-    assert checked.returncode == 0 and "All 3 stored secret(s) decrypt" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and "All 6 stored secret(s) decrypt" in checked.stdout, checked.stderr
     # The check does check: with only the old key, nothing decrypts any more and it says which.
     stale = manage("rotate_field_keys", "--check", keys=[OLD])
-    assert stale.returncode != 0 and "3 stored secret(s) cannot be decrypted" in stale.stderr
+    assert stale.returncode != 0 and "6 stored secret(s) cannot be decrypted" in stale.stderr
     assert "machines of dc1" in stale.stderr and "jump-dc1-1" in stale.stderr
     entry = AuditEntry.objects.get(action="crypto.keys_rotated")
     assert entry.details["counts"] == [
         ["access.jumphost.private_key_ciphertext", 1],
         ["access.sitelogin.private_key_ciphertext", 1],
         ["inventory.bmc.password_ciphertext", 1],
+        ["inventory.pdu.auth_key_ciphertext", 1],
+        ["inventory.pdu.community_ciphertext", 1],
+        ["inventory.pdu.priv_key_ciphertext", 1],
     ]
 
 

@@ -10,7 +10,10 @@ from provisioner.bmc import BmcError
 
 
 class Command(BaseCommand):
-    help = "Out-of-band action on one machine: status, on, off, cycle, pxe (next boot from network), disk, ping."
+    help = (
+        "Out-of-band action on one machine: status, on, off, cycle, pxe (next boot from network), disk, ping. "
+        "Through its BMC; through its PDU outlets when it has no BMC, or for on/off/cycle when the BMC hangs."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("hostname")

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from audit.service import Actor, record
-from inventory.models import BMC, NIC, BmcDriver, Machine, MachineStatus, OSProfile, Rack, Site
+from inventory.models import BMC, NIC, BmcDriver, Machine, MachineStatus, OSProfile, Pdu, PduOutlet, Rack, Site
 from inventory.stock import sync_stock_profiles
 
 RACKS = ("r01", "r02")
@@ -93,6 +93,23 @@ class Command(BaseCommand):
             racks[r["name"]], _ = Rack.objects.update_or_create(
                 site=site, name=r["name"], defaults={"height_u": r["height_u"]}
             )
+        pdus = {}
+        for p in data.get("pdus", []):
+            pdu, _ = Pdu.objects.update_or_create(
+                site=site,
+                name=p["name"],
+                defaults={
+                    "address": p["address"],
+                    "port": p["port"],
+                    "profile": p["profile"],
+                    "outlet_count": p["outlet_count"],
+                    "snmp_version": "v2c",
+                },
+            )
+            if not pdu.has_community or pdu.get_community() != p["community"]:
+                pdu.set_community(p["community"])
+                pdu.save(update_fields=["community_ciphertext"])
+            pdus[p["name"]] = pdu
         created = 0
         for m in data["machines"]:
             fields = {
@@ -119,6 +136,9 @@ class Command(BaseCommand):
             if not bmc.has_password or bmc.get_password() != b["password"]:
                 bmc.set_password(b["password"])
                 bmc.save(update_fields=["password_ciphertext"])
+            for o in m.get("pdu_outlets", []):
+                PduOutlet.objects.filter(pdu=pdus[o["pdu"]], outlet=o["outlet"]).exclude(machine=machine).delete()
+                PduOutlet.objects.get_or_create(machine=machine, pdu=pdus[o["pdu"]], outlet=o["outlet"])
         profiles = sync_stock_profiles()
         image = data["image"]
         stock_image = OSProfile.objects.get(name="memory-os-image")
