@@ -8,8 +8,10 @@ audited against the machine.
 
 The hub lives in the daphne process that serves the websockets (one per deployment: deploy/systemd). Its state
 is in memory, by design: a console is a live connection to a BMC, not a row. When the last browser leaves, SOL
-stays active for CONSOLE_IDLE_GRACE_S, then is deactivated. All of this runs on daphne's event loop; the ORM
-calls go through database_sync_to_async.
+stays active for CONSOLE_IDLE_GRACE_S, then is deactivated. When daphne stops or dies, each SOL helper sees its
+stdin close and deactivates SOL itself; the sessions it left open are marked ended ("web process stopped") when
+the next web process opens its first console. All of this runs on daphne's event loop; the ORM calls go through
+database_sync_to_async.
 """
 
 from __future__ import annotations
@@ -264,13 +266,6 @@ async def join(machine_id: int, viewer: Viewer, user, actor: Actor) -> tuple[Con
 
 def running(machine_id: int) -> ConsoleHub | None:
     return _hubs.get(machine_id)
-
-
-async def shutdown() -> None:
-    """End every session (daphne is stopping): SOL deactivated, recordings closed, rows settled."""
-    for hub in list(_hubs.values()):
-        if hub.starting is not None and hub.starting.done() and not hub.starting.exception():
-            await hub.end(EndReason.SHUTDOWN, "the web process stopped")
 
 
 # -- database side (run in a thread) ------------------------------------------------------------------------

@@ -93,3 +93,4 @@ def test_type_into_the_console_and_see_the_echo(browser, console_server, sol_sim
     assert "theo took the keyboard from tina" in replay.inner_text("[data-cast-markers]")
     replay.screenshot(path=str(SCREENSHOTS / "serial-console-replay.png"))
     assert blocked == []
+    assert sol_sim.password not in console_server.log.read_text()

@@ -235,3 +235,32 @@ def test_the_fake_console_is_a_little_shell(db):
         await socket.comm.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_a_console_that_dies_ends_the_session_for_everyone_watching(sol_sim):
+    machine = ipmi_machine(sol_sim)
+    tech = session_cookie(user_with_role("technician", "tess"))
+
+    async def scenario():
+        socket = await connect(f"/ws/machines/{machine.hostname}/console/", tech)
+        await socket.until_notice(type="state", you="writer")
+        console = hub.running(machine.pk)
+        console.console._proc.kill()  # the SOL helper dies, as when the BMC drops the session
+        ended = await socket.until_notice(type="ended")
+        await socket.until_notice(type="closed", code=4000)
+        await asyncio.wait_for(console.ended.wait(), 10)
+        return ended["message"]
+
+    message = async_to_sync(scenario)()
+    assert message == "the serial-over-LAN session ended"
+    session = ConsoleSession.objects.get(machine=machine)
+    assert session.end_reason == EndReason.ENDED and session.end_message == message
+    assert hub.running(machine.pk) is None
+
+
+def test_sessions_a_dead_web_process_left_open_are_settled(db):
+    machine = make_machine()
+    open_one = ConsoleSession.objects.create(machine=machine, hostname=machine.hostname, driver="ipmi")
+    assert hub.settle_orphans() == 1
+    open_one.refresh_from_db()
+    assert open_one.end_reason == EndReason.SHUTDOWN and open_one.ended_at is not None
