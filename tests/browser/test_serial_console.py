@@ -94,3 +94,23 @@ def test_type_into_the_console_and_see_the_echo(browser, console_server, sol_sim
     replay.screenshot(path=str(SCREENSHOTS / "serial-console-replay.png"))
     assert blocked == []
     assert sol_sim.password not in console_server.log.read_text()
+
+
+def test_the_demo_console_is_a_little_shell(browser, console_server):
+    machine = make_machine(hostname="demo-a-01")
+    make_bmc(machine, driver="fake", port=1623)
+    user_with_role("technician", "tina")
+    page = login(browser, console_server, "tina")
+    page.goto(console_server.url + "/machines/demo-a-01/console/")
+    page.wait_for_function(
+        "() => document.querySelector('.serial-console .xterm-rows').innerText.includes('demo-a-01 login:')"
+    )
+    page.click(".serial-console .xterm")
+    for line in ("tina", "any password", "help", "echo it works"):
+        page.keyboard.type(line)
+        page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('.serial-console .xterm-rows').innerText.includes('it works\\ntina@demo-a-01')"
+    )
+    assert "any password" not in screen_text(page)
+    page.screenshot(path=str(SCREENSHOTS / "serial-console-demo.png"))
