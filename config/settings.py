@@ -214,6 +214,14 @@ POWER_SYNC_INTERVAL_S = env.int("POWER_SYNC_INTERVAL_S", default=300)
 # After this many consecutive failed reads a BMC is shown as unreachable; one lost UDP packet
 # on a busy management network is not an outage.
 BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)
+# Host ping (ICMP echo to each machine's primary address, from its site's worker). Every host is pinged
+# this often, one job per site; a sweep lasts about one timeout however many hosts are silent.
+HOST_PING_INTERVAL_S = env.int("HOST_PING_INTERVAL_S", default=300)
+# A host on the same fabric answers in well under a millisecond; a second covers a busy one.
+HOST_PING_TIMEOUT_S = env.float("HOST_PING_TIMEOUT_S", default=1.0)
+# auto: an unprivileged ICMP socket where net.ipv4.ping_group_range covers the worker's group, else the ping
+# binary; socket or binary to insist on one.
+HOST_PING_METHOD = env.str("HOST_PING_METHOD", default="auto")
 # Seconds one SNMP request to a PDU may take (one retry included). PDUs' network cards answer in
 # milliseconds; UDP loses a packet now and then, and the retry covers that.
 PDU_TIMEOUT_S = env.float("PDU_TIMEOUT_S", default=3.0)

@@ -39,8 +39,8 @@ from installs import batches as batch_service
 from installs import engine, library, workflow_schema
 from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
-from inventory import power
-from inventory.models import Machine, OSProfile
+from inventory import credentials_check, hostping, power
+from inventory.models import CredentialCheck, Machine, OSProfile
 from provisioner.bmc import registry
 
 from .queries import installs_for_pages
@@ -137,6 +137,18 @@ class BmcOut(Schema):
     reachable: bool | None = None
     latency_ms: float | None = None
     checked_at: datetime | None = None
+    last_error: str = ""
+    credentials: str = Field("", description="Whose credentials it logs in with: machine, site, or a mix.")
+    credentials_result: str = Field("", description="The last credential test: ok, rejected, unreachable, skipped.")
+    credentials_checked_at: datetime | None = None
+
+
+class HostOut(Schema):
+    address: str | None = Field(None, description="The primary NIC's address, which is pinged.")
+    reachable: bool | None = Field(None, description="The last ping's answer; null: never pinged or no address.")
+    latency_ms: float | None = None
+    checked_at: datetime | None = None
+    last_error: str = ""
 
 
 class PduOutletOut(Schema):
@@ -162,6 +174,8 @@ class MachineOut(Schema):
     protected: bool
     power_state: str
     power_state_at: datetime | None = None
+    bmc_reachable: bool | None = None
+    host_reachable: bool | None = None
     pxe_mac: str | None = None
     last_install_id: int | None = None
     last_install_state: str | None = None
@@ -172,6 +186,7 @@ class MachineDetailOut(MachineOut):
     facts: dict
     nics: list[NicOut]
     bmc: BmcOut | None = None
+    host: HostOut
     capabilities: list[str] = Field(
         default_factory=list, description="What the machine's out-of-band driver can do (see GET drivers)."
     )
@@ -320,6 +335,8 @@ def _machine(m: Machine) -> dict:
         "protected": m.protected,
         "power_state": m.power_state,
         "power_state_at": m.power_state_at,
+        "bmc_reachable": getattr(getattr(m, "bmc", None), "reachable", None),
+        "host_reachable": m.host_reachable,
         "pxe_mac": m.pxe_mac,
         "last_install_id": m.last_install_id,
         "last_install_state": m.last_install_state,
@@ -411,8 +428,19 @@ def get_machine(request, hostname: Path[Text]):
             "reachable": bmc.reachable,
             "latency_ms": bmc.latency_ms,
             "checked_at": bmc.checked_at,
+            "last_error": bmc.last_error,
+            "credentials": _credential_source(bmc),
+            "credentials_result": bmc.credentials_result,
+            "credentials_checked_at": bmc.credentials_checked_at,
         }
     )
+    data["host"] = {
+        "address": machine.host_address,
+        "reachable": machine.host_reachable,
+        "latency_ms": machine.host_latency_ms,
+        "checked_at": machine.host_checked_at,
+        "last_error": machine.host_last_error,
+    }
     data["capabilities"] = sorted(power.capabilities_of(machine))
     data["pdu_outlets"] = [
         {
@@ -426,6 +454,15 @@ def get_machine(request, hostname: Path[Text]):
         for o in machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")
     ]
     return data
+
+
+def _credential_source(bmc) -> str:
+    own_user, own_password = bool(bmc.username), bmc.has_password
+    if own_user and own_password:
+        return "machine"
+    if not own_user and not own_password:
+        return "site"
+    return "machine user, site password" if own_user else "site user, machine password"
 
 
 @api.post("machines/{hostname}/power", response={202: PowerQueuedOut, 409: Problem}, tags=["machines"])
@@ -828,6 +865,91 @@ def save_script(request, body: ScriptIn):
     except IntegrityError:
         raise _saved_at_once() from None
     return Status(201 if new else 200, {"name": row.name, "version": row.version, "new_version": new})
+
+
+# --- reachability and credentials: host ping and the one-attempt credential test --------------------------
+
+
+class MachinesIn(Schema):
+    machines: list[Text] = Field(..., min_length=1, max_length=credentials_check.MAX_MACHINES, description="Hostnames.")
+
+
+class QueuedOut(Schema):
+    jobs: list[str]
+
+
+class CredentialRowOut(Schema):
+    machine: str
+    result: str = Field(..., description="ok, rejected, unreachable or skipped; empty while pending.")
+    source: str
+    username: str
+    detail: str
+    checked_at: datetime | None = None
+
+
+class CredentialTestOut(Schema):
+    id: int
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    results: list[CredentialRowOut]
+
+
+def _named_machines(hostnames: list[str]) -> list[Machine]:
+    found = {m.hostname: m for m in Machine.objects.select_related("rack__site").filter(hostname__in=hostnames)}
+    missing = sorted(set(hostnames) - set(found))
+    if missing:
+        raise HttpError(404, f"No such machine(s): {', '.join(missing[:20])}.")
+    return [found[h] for h in dict.fromkeys(hostnames)]
+
+
+def _credential_test(check: CredentialCheck) -> dict:
+    return {
+        "id": check.pk,
+        "requested_by": check.requested_by_label,
+        "created_at": check.created_at,
+        "finished_at": check.finished_at,
+        "results": [
+            {
+                "machine": r.machine.hostname,
+                "result": r.result,
+                "source": r.source,
+                "username": r.username,
+                "detail": r.detail,
+                "checked_at": r.checked_at,
+            }
+            for r in credentials_check.report(check)
+        ],
+    }
+
+
+@api.post("host-pings", response={202: QueuedOut, 409: Problem}, tags=["machines"])
+def ping_hosts(request, body: MachinesIn):
+    """Ping these machines' hosts now from their sites' workers; the results land in each machine's ``host``."""
+    _need(request, Role.TECHNICIAN)
+    try:
+        jobs = hostping.enqueue_host_pings(_named_machines(body.machines), _actor(request))
+    except hostping.HostPingRefused as exc:
+        raise _RefusedError([str(exc)]) from None
+    return Status(202, {"jobs": jobs})
+
+
+@api.post("credential-tests", response={201: CredentialTestOut, 409: Problem}, tags=["machines"])
+def start_credential_test(request, body: MachinesIn):
+    """Test the BMC credentials of these machines: one login attempt per BMC, never repeated (no lockout),
+    run by their sites' workers. Poll GET credential-tests/{id} until ``finished_at`` is set."""
+    _need(request, Role.TECHNICIAN)
+    try:
+        check = credentials_check.start(_named_machines(body.machines), _actor(request))
+    except credentials_check.CheckRefused as exc:
+        raise _RefusedError([str(exc)]) from None
+    return Status(201, _credential_test(check))
+
+
+@api.get("credential-tests/{check_id}", response=CredentialTestOut, tags=["machines"])
+def get_credential_test(request, check_id: Path[DbId]):
+    _need(request, Role.VIEWER)
+    return _credential_test(get_object_or_404(CredentialCheck, pk=check_id))
 
 
 api.add_router("", serial_router)

@@ -13,6 +13,8 @@ inventory_pages = (
         path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
         path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
         path("machines/<str:hostname>/ping", inventory.machine_ping, name="machine-ping"),
+        path("machines/<str:hostname>/host-ping", inventory.machine_host_ping, name="machine-host-ping"),
+        path("credential-tests/<int:check_id>/", inventory.credential_check, name="credential-check"),
         path(
             "machines/<str:hostname>/preview/<str:profile>/<str:what>",
             inventory.machine_preview,

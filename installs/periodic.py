@@ -75,7 +75,13 @@ SCHEDULE: tuple[Periodic, ...] = (
         "power_sync",
         "inventory.power.power_sync",
         "POWER_SYNC_INTERVAL_S",
-        "re-reads every machine's power state, spread over the period",
+        "re-reads every machine's power state, one sweep per site, the sites spread over the period",
+    ),
+    Periodic(
+        "host_ping",
+        "inventory.hostping.host_ping_sync",
+        "HOST_PING_INTERVAL_S",
+        "pings every machine's host address from its site's worker, the sites spread over the period",
     ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}
@@ -211,8 +217,11 @@ class Scheduler(CronScheduler):
             close_old_connections()
             slugs = sorted(Site.objects.values_list("slug", flat=True))
         except DatabaseError as exc:  # keep serving the queues known so far
-            log.warning("scheduler: cannot read the sites (%s); keeping the %d queues known", type(exc).__name__,
-                        len(self.queue_names))
+            log.warning(
+                "scheduler: cannot read the sites (%s); keeping the %d queues known",
+                type(exc).__name__,
+                len(self.queue_names),
+            )
             close_old_connections()
             return self.queue_names or (queues.DEFAULT_QUEUE,)
         self.queue_names = (queues.DEFAULT_QUEUE, *(queues.site_queue_name(s) for s in slugs))

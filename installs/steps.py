@@ -67,6 +67,8 @@ def _driver(install: Install):
         raise StepFailed("NoBmc", str(exc)) from None
     except FieldDecryptError as exc:
         raise StepFailed("BmcCredentialsUnreadable", str(exc)) from None
+    except BmcAuthError as exc:  # no user of its own nor at its site (power.target_for)
+        raise StepFailed("BmcNoUser", f"{machine.hostname}: {exc}") from None
 
 
 def _bmc(install: Install, call, *, refuse_if_protected: str = ""):

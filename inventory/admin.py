@@ -3,15 +3,32 @@ from django.contrib import admin
 from audit.admin_mixins import AuditedAdminMixin
 from provisioner.pdu import MAX_OUTLETS
 
-from .forms import BMCForm, NICInlineFormSet, PduForm, PduOutletInlineFormSet, mac_search_term
+from .forms import BMCForm, NICInlineFormSet, PduForm, PduOutletInlineFormSet, SiteForm, mac_search_term
 from .models import BMC, NIC, Machine, OSProfile, Pdu, PduOutlet, Rack, Site
 
 
 @admin.register(Site)
 class SiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("slug", "name", "tftp_root", "base_url")
+    form = SiteForm
+    list_display = ("slug", "name", "tftp_root", "base_url", "bmc_username")
     search_fields = ("slug", "name")
     prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("default_bmc_password_set",)
+    fieldsets = (
+        (None, {"fields": ("slug", "name", "tftp_root", "base_url", "domain", "dns_servers")}),
+        (
+            "Default BMC credentials",
+            {
+                "fields": ("bmc_username", "bmc_password", "clear_bmc_password", "default_bmc_password_set"),
+                "description": "Used by every BMC of the site that has no user or password of its own; a BMC's "
+                "own credentials win.",
+            },
+        ),
+    )
+
+    @admin.display(description="default password stored", boolean=True)
+    def default_bmc_password_set(self, obj):
+        return obj.has_bmc_password if obj and obj.pk else False
 
 
 @admin.register(Rack)

@@ -2,7 +2,7 @@ from django import forms
 
 from provisioner.bmc import registry
 
-from .models import BMC, Pdu
+from .models import BMC, Pdu, Site
 from .validators import normalise_mac
 
 
@@ -36,6 +36,33 @@ class BMCForm(forms.ModelForm):
         if commit:
             bmc.save()
         return bmc
+
+
+class SiteForm(forms.ModelForm):
+    """The site's default BMC password is write-only, like a BMC's: left blank it keeps the stored one."""
+
+    bmc_password = forms.CharField(
+        label="Default BMC password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. For every BMC of the site that has no password of its own. Leave blank to keep it.",
+    )
+    clear_bmc_password = forms.BooleanField(label="Clear the default BMC password", required=False)
+
+    class Meta:
+        model = Site
+        fields = ["slug", "name", "tftp_root", "base_url", "domain", "dns_servers", "bmc_username"]
+
+    def save(self, commit=True):
+        site = super().save(commit=False)
+        if self.cleaned_data.get("bmc_password"):
+            site.set_bmc_password(self.cleaned_data["bmc_password"])
+        elif self.cleaned_data.get("clear_bmc_password"):
+            site.bmc_password_ciphertext = ""
+        if commit:
+            site.save()
+        return site
 
 
 def _secret(label: str, help_text: str) -> forms.CharField:

@@ -22,6 +22,8 @@ MAX_RACK_U = 60
 class Site(models.Model):
     """A datacentre (or a room of one) with its own PXE server and RQ worker."""
 
+    audit_secret_fields = {"bmc_password_ciphertext": "bmc_password"}
+
     slug = models.SlugField(max_length=50, unique=True, help_text="Short name; the site's job queue is site-<slug>.")
     name = models.CharField(max_length=100)
     tftp_root = models.CharField(
@@ -33,6 +35,13 @@ class Site(models.Model):
     domain = models.CharField(max_length=200, blank=True, help_text="DNS domain of the site's machines.")
     dns_servers = models.CharField(
         max_length=200, blank=True, help_text="Comma-separated resolvers for machines with static addresses."
+    )
+    # Default BMC credentials: a BMC with no user (or no password) of its own logs in with the site's.
+    bmc_username = models.CharField(
+        "default BMC user", max_length=64, blank=True, help_text="For every BMC of the site that names no user."
+    )
+    bmc_password_ciphertext = crypto.EncryptedTextField(
+        describe=lambda site: f"default BMC password of site {site.slug}"
     )
 
     class Meta:
@@ -104,6 +113,11 @@ class Machine(models.Model):
     power_state = models.CharField(max_length=8, choices=PowerState.choices, default=PowerState.UNKNOWN)
     power_state_at = models.DateTimeField(null=True, blank=True, help_text="When the power state was last read.")
     facts = models.JSONField(default=dict, blank=True, help_text="Hardware facts reported by the agent.")
+    # What the last ICMP echo to the host (its primary NIC's address) showed, from the site's worker.
+    host_reachable = models.BooleanField(null=True, editable=False, help_text="None: never pinged, or no address.")
+    host_latency_ms = models.FloatField(null=True, editable=False)
+    host_checked_at = models.DateTimeField(null=True, editable=False)
+    host_last_error = models.CharField(max_length=500, blank=True, editable=False)
     boot_mode = models.CharField(
         max_length=8,
         choices=BootMode.choices,
@@ -189,6 +203,16 @@ class Machine(models.Model):
                 return nic
         return None
 
+    @property
+    def host_address(self) -> str | None:
+        """The host's address for ping: the primary NIC's (the PXE NIC's, else the first with one)."""
+        return primary_address(self.nics.all())
+
+
+def primary_address(nics) -> str | None:
+    with_ip = sorted((nic for nic in nics if nic.ip), key=lambda nic: (not nic.is_pxe, nic.mac))
+    return with_ip[0].ip if with_ip else None
+
 
 class NIC(models.Model):
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="nics")
@@ -264,6 +288,13 @@ def bmc_driver_choices() -> list[tuple[str, str]]:
     return bmc.registry.choices()
 
 
+class CredentialResult(models.TextChoices):
+    OK = "ok"  # the BMC accepted the credentials
+    REJECTED = "rejected"  # the BMC refused them (wrong user or password, or too little privilege)
+    UNREACHABLE = "unreachable"  # no answer, or the login could not finish: nothing is known of the credentials
+    SKIPPED = "skipped"  # not tried: no credentials to try, or another command held the BMC
+
+
 class BMC(models.Model):
     """The out-of-band controller of a machine. Its password is encrypted at rest and write-only."""
 
@@ -273,7 +304,8 @@ class BMC(models.Model):
     driver = models.CharField(max_length=16, choices=bmc_driver_choices, default=BmcDriver.IPMI)
     address = models.CharField(max_length=253, validators=[validate_bmc_address], help_text="IP address or DNS name.")
     port = models.PositiveIntegerField(default=623, validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    username = models.CharField(max_length=64)
+    username = models.CharField(max_length=64, blank=True, help_text="Blank: the site's default BMC user.")
+    # Blank (with a blank username or not): the site's default BMC password.
     # Gives has_password, set_password(plaintext) and get_password() (for the driver only).
     password_ciphertext = crypto.EncryptedTextField(describe=lambda bmc: f"BMC password of {bmc.machine.hostname}")
     # What the last contact with the BMC showed (ping or power read), for the UI and alerts.
@@ -282,6 +314,9 @@ class BMC(models.Model):
     checked_at = models.DateTimeField(null=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     last_error = models.CharField(max_length=500, blank=True, editable=False)
+    # The last credential test: one login attempt, never repeated (inventory/credentials_check.py).
+    credentials_result = models.CharField(max_length=12, choices=CredentialResult.choices, blank=True, editable=False)
+    credentials_checked_at = models.DateTimeField(null=True, editable=False)
 
     class Meta:
         verbose_name = "BMC"
@@ -294,6 +329,61 @@ class BMC(models.Model):
 
     def __repr__(self):
         return f"<BMC {self.pk}: {self.address}:{self.port} user={self.username!r}>"
+
+    def credentials(self, site: Site | None) -> tuple[str, str, str]:
+        """(username, password, where they come from): each from the BMC when it has its own, else from
+        ``site``'s defaults. The source is "machine", "site" or "machine user, site password" (and the reverse).
+        The site's password is decrypted once per Site instance: a sweep passes one instance for all its BMCs."""
+        own_user, own_password = bool(self.username), self.has_password
+        username = self.username or (site.bmc_username if site else "")
+        if own_password:
+            password = self.get_password()
+        elif site is None:
+            password = ""
+        else:
+            if "_default_bmc_password" not in site.__dict__:
+                site.__dict__["_default_bmc_password"] = site.get_bmc_password()
+            password = site.__dict__["_default_bmc_password"]
+        if own_user and own_password:
+            source = "machine"
+        elif not own_user and not own_password:
+            source = "site"
+        else:
+            source = "machine user, site password" if own_user else "site user, machine password"
+        return username, password, source
+
+
+class CredentialCheck(models.Model):
+    """One "test credentials" request over some machines; its rows are the report."""
+
+    requested_by_label = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"credential test {self.pk}"
+
+
+class CredentialCheckResult(models.Model):
+    run = models.ForeignKey(CredentialCheck, on_delete=models.CASCADE, related_name="results")
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="+")
+    result = models.CharField(max_length=12, choices=CredentialResult.choices, blank=True)  # blank: not run yet
+    source = models.CharField(max_length=40, blank=True, help_text="Whose credentials were tried.")
+    username = models.CharField(max_length=64, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "machine__hostname"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "machine"], name="credential_check_result_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.machine_id}: {self.result or 'pending'}"
 
 
 MAX_PDU_OUTLETS = 96

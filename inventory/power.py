@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.utils import timezone
 from audit.service import Actor, record
 from core import queues
 from provisioner.bmc import (
+    BmcAuthError,
     BmcError,
     BmcTarget,
     BmcUnreachable,
@@ -26,7 +28,7 @@ from provisioner.bmc import (
 )
 from provisioner.bmc.guard import GuardedDriver
 
-from . import protection
+from . import bulk, protection
 from .models import BMC, Machine
 from .outlets import OutletPower, outlets_of
 
@@ -57,7 +59,17 @@ class PowerActionRefused(Exception):
 
 
 def target_for(bmc: BMC) -> BmcTarget:
-    return BmcTarget(bmc.address, bmc.port, bmc.username, bmc.get_password(), timeout_s=settings.BMC_TIMEOUT_S)
+    """The BMC's address with its credentials: its own, or its site's defaults where it has none."""
+    machine = bmc.machine
+    site = machine.rack.site if machine.rack_id is not None else None
+    username, password, _ = bmc.credentials(site)
+    target = BmcTarget(bmc.address, bmc.port, username, password, timeout_s=settings.BMC_TIMEOUT_S)
+    if not username:  # never the anonymous user some BMCs accept
+        raise BmcAuthError(target.endpoint, NO_USER)
+    return target
+
+
+NO_USER = "no user to log in as: set the BMC's own user or its site's default BMC user"
 
 
 def capabilities_of(machine: Machine) -> frozenset[Capability]:
@@ -117,6 +129,55 @@ def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error
 
 def note_power(machine_id: int, state: PowerState | str) -> None:
     Machine.objects.filter(pk=machine_id).update(power_state=str(state), power_state_at=timezone.now())
+
+
+# Bulk twins of note_contact and note_power, for a sweep of a whole site: the same columns and rules in a
+# fixed number of queries. Whatever reacts to a contact or a power reading (alerts) hooks here as well.
+
+
+@dataclass(frozen=True)
+class Contact:
+    bmc_id: int
+    ok: bool
+    latency_s: float | None = None
+    error: str = ""
+
+
+def note_contacts(contacts: list[Contact]) -> set[int]:
+    """note_contact for many BMCs at once; returns the ids of those that are now unreachable."""
+    now = bulk.timestamp(timezone.now())
+    answered = [(c.bmc_id, None if c.latency_s is None else round(c.latency_s * 1000, 2)) for c in contacts if c.ok]
+    bulk.update_rows(
+        BMC,
+        answered,
+        ("integer", "double precision"),
+        "reachable = TRUE, latency_ms = v.column2, checked_at = %s, consecutive_failures = 0, last_error = ''",
+        (now,),
+    )
+    failed = [(c.bmc_id, c.error[:500]) for c in contacts if not c.ok]
+    if not failed:
+        return set()
+    bulk.update_rows(
+        BMC,
+        failed,
+        ("integer", "varchar(500)"),
+        "consecutive_failures = consecutive_failures + 1, checked_at = %s, last_error = v.column2",
+        (now,),
+    )
+    rows = BMC.objects.filter(pk__in=[pk for pk, _ in failed])
+    down = set(rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).values_list("pk", flat=True))
+    BMC.objects.filter(pk__in=down).update(reachable=False)
+    return down
+
+
+def note_powers(states: dict[int, PowerState | str]) -> None:
+    """note_power for many machines at once ({machine id: state}): one query per distinct state."""
+    now = timezone.now()
+    by_state: dict[str, list[int]] = {}
+    for machine_id, state in states.items():
+        by_state.setdefault(str(state), []).append(machine_id)
+    for state, ids in by_state.items():
+        Machine.objects.filter(pk__in=ids).update(power_state=state, power_state_at=now)
 
 
 def perform(machine: Machine, action: str, actor: Actor) -> str:
@@ -267,26 +328,27 @@ def _refresh_from_outlets(machine: Machine) -> str | None:
 
 
 def power_sync() -> int:
-    """Periodic job (installs/periodic.py): enqueue a power read of every machine on its site's queue,
-    spread evenly over POWER_SYNC_INTERVAL_S (a few BMCs at a time, never all at once)."""
+    """Periodic job (installs/periodic.py): one sweep job per site on the site's queue, which reads every
+    machine's power there at once (inventory/power_sweep.py), the sites spread evenly over
+    POWER_SYNC_INTERVAL_S. Returns the number of sites."""
     interval = settings.POWER_SYNC_INTERVAL_S
-    machines = list(
+    slugs = list(
         Machine.objects.filter(Q(bmc__isnull=False) | Q(pdu_outlets__isnull=False), rack__isnull=False)
+        .order_by("rack__site__slug")
+        .values_list("rack__site__slug", flat=True)
         .distinct()
-        .order_by("pk")
-        .values_list("pk", "rack__site__slug")
     )
-    spacing = interval / max(1, len(machines))
-    for i, (machine_id, slug) in enumerate(machines):
+    spacing = interval / max(1, len(slugs))
+    for i, slug in enumerate(slugs):
         queues.site_queue(slug).enqueue_in(
             timedelta(seconds=i * spacing),
-            refresh_power_state,
-            machine_id,
-            job_id=f"power-refresh-{machine_id}",
-            result_ttl=0,
+            "inventory.power_sweep.sweep_site",  # by name: power_sweep imports this module
+            slug,
+            job_id=f"power-sweep-{slug}",
+            result_ttl=3600,
             failure_ttl=3600,
         )
-    return len(machines)
+    return len(slugs)
 
 
 # --- actions requested from the UI or API: audited now, run by the site's worker ------------

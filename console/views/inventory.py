@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,8 +23,8 @@ from installs.library import plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
-from inventory import power, services
-from inventory.models import BMC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
+from inventory import credentials_check, hostping, power, services
+from inventory.models import BMC, CredentialCheck, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
 from provisioner.bmc import registry
 from provisioner.pxe import TemplateError
 
@@ -39,6 +39,8 @@ ACTIONS = {
     "cycle": "Power cycle",
     "pxe": "Boot to PXE once",
     "cancel": "Cancel install",
+    "host_ping": "Ping hosts",
+    "credentials": "Test BMC credentials (one login each)",
 }
 # Actions that can wipe or take down a machine: the technician types the hostname (one machine)
 # or the number of machines (several) to show they read the list.
@@ -171,21 +173,36 @@ def machine_action(request):
             status=status,
         )
     actor = Actor.for_user(request.user)
-    _perform(request, action, machines, profile, actor)
-    return redirect(back)
+    return redirect(_perform(request, action, machines, profile, actor) or back)
 
 
-def _perform(request, action: str, machines: list, profile, actor: Actor) -> None:
-
+def _perform(request, action: str, machines: list, profile, actor: Actor) -> str | None:
+    """Do the bulk action; returns where to go next when not back to the list."""
+    if action == "host_ping":
+        try:
+            hostping.enqueue_host_pings(machines, actor)
+        except hostping.HostPingRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Ping of {len(machines)} host(s) queued on their site workers.")
+        return None
+    if action == "credentials":
+        try:
+            check = credentials_check.start(machines, actor)
+        except credentials_check.CheckRefused as exc:
+            messages.error(request, str(exc))
+            return None
+        messages.success(request, f"Testing the BMC credentials of {len(machines)} machine(s): one login each.")
+        return reverse("inventory:credential-check", args=[check.pk])
     if action == "install":
         try:
             batch = request_installs([m.pk for m in machines], profile, actor, name=request.POST.get("name", "")[:100])
         except InstallRefused as exc:
             for problem in exc.args[0]:
                 messages.error(request, problem)
-            return
+            return None
         messages.success(request, f"{len(machines)} install(s) of {profile.name} requested as {batch}.")
-        return
+        return None
     if action == "cancel":
         active = {i.machine_id: i.pk for i in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES)}
         done = 0
@@ -200,12 +217,12 @@ def _perform(request, action: str, machines: list, profile, actor: Actor) -> Non
                 messages.warning(request, f"{machine.hostname}: {exc}")
         if done:
             messages.success(request, f"Cancelled {done} install(s).")
-        return
+        return None
     try:
         power.enqueue_actions(machines, action, actor)
     except power.PowerActionRefused as exc:
         messages.error(request, str(exc))
-        return
+        return None
     messages.success(request, f"{ACTIONS[action]}: queued for {len(machines)} machine(s) on their site workers.")
 
 
@@ -317,6 +334,33 @@ def machine_ping(request, hostname: str):
     return redirect("inventory:machine-detail", hostname=machine.hostname)
 
 
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_host_ping(request, hostname: str):
+    machine = _machine_or_404(hostname)
+    try:
+        hostping.enqueue_host_pings([machine], Actor.for_user(request.user))
+    except hostping.HostPingRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Ping of {machine.hostname}'s host queued; reload in a moment for the result.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def credential_check(request, check_id: int):
+    """A credential test's report: one row per machine, filled in as the site workers finish."""
+    check = get_object_or_404(CredentialCheck, pk=check_id)
+    rows = credentials_check.report(check)
+    counts = {r: sum(1 for row in rows if row.result == r) for r in ("ok", "rejected", "unreachable", "skipped")}
+    return render(
+        request,
+        "inventory/credential_check.html",
+        {"check": check, "rows": rows, "counts": counts, "pending": sum(1 for row in rows if not row.result)},
+    )
+
+
 @require_GET
 @require_role(Role.TECHNICIAN)
 def machine_preview(request, hostname: str, profile: str, what: str):
@@ -365,14 +409,30 @@ def rack_drawing(rack: Rack, machines: list) -> dict:
                 "state": state,
                 "install": m.last_install_id if m.last_install_state in ACTIVE_STATES else None,
                 "text_y": height - (m.position_u + m.height_u - 1) * U_PX + m.height_u * U_PX / 2 + 4,
+                **_reach_dots(m),
             }
         )
     return {"rack": rack, "height": height, "units": units, "boxes": boxes}
 
 
+def _reach_dots(machine) -> dict:
+    """Each box's two reachability dots: the BMC's (last contact) and the host's (last ping)."""
+
+    def say(value, unknown):
+        return ("none", unknown) if value is None else ("up", "answers") if value else ("down", "not answering")
+
+    bmc_dot, bmc_reach = say(getattr(machine, "bmc_reachable", None), "never contacted")
+    host_dot, host_reach = say(machine.host_reachable, "not pinged")
+    return {"bmc_dot": bmc_dot, "bmc_reach": bmc_reach, "host_dot": host_dot, "host_reach": host_reach}
+
+
 def _racks_with_machines(racks):
 
-    machines = with_last_install(Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status"))
+    machines = with_last_install(
+        Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status", "host_reachable").annotate(
+            bmc_reachable=F("bmc__reachable")
+        )
+    )
     return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
 
 

@@ -122,3 +122,46 @@ class GuardedDriver:
         # Not guarded: a console is one long session of its own (SOL has its own session slot), not a command,
         # and holding the command lock for its lifetime would stop power actions while someone watches.
         return self.driver.console(label)
+
+
+class BulkGuard:
+    """The guard's lock and cool-down for many BMCs at once, in two Redis round trips: for a sweep that
+    reads a whole site in one go. Same keys as :class:`GuardedDriver`, so a sweep and a technician's command
+    never have two commands in flight to one BMC; a BMC whose lock is held is left out of this sweep (its
+    holder is talking to it now) rather than waited for.
+    """
+
+    def __init__(self, redis, *, min_interval_s: float, lock_ttl_s: float, key_prefix: str = DEFAULT_KEY_PREFIX):
+        self._redis = redis
+        self._prefix = key_prefix
+        self.min_interval_s = min_interval_s
+        self._lock_ttl_ms = max(1, int(lock_ttl_s * 1000))
+        self._release = redis.register_script(_RELEASE)
+
+    def acquire(self, endpoints: list[str]) -> tuple[dict[str, str], float]:
+        """Lock what is free: returns {endpoint: token} and the longest cool-down (seconds) still running on
+        one of them, which the caller waits out before its first command."""
+        tokens = {endpoint: uuid.uuid4().hex for endpoint in endpoints}
+        pipe = self._redis.pipeline(transaction=False)
+        for endpoint, token in tokens.items():
+            pipe.set(f"{self._prefix}lock:{endpoint}", token, nx=True, px=self._lock_ttl_ms)
+            pipe.pttl(f"{self._prefix}cooldown:{endpoint}")
+        replies = pipe.execute()
+        held, cooldown_ms = {}, 0
+        for index, (endpoint, token) in enumerate(tokens.items()):
+            if replies[2 * index]:
+                held[endpoint] = token
+                cooldown_ms = max(cooldown_ms, replies[2 * index + 1] or 0)
+        return held, cooldown_ms / 1000
+
+    def release(self, held: dict[str, str]) -> None:
+        """Unlock and start each BMC's cool-down, as GuardedDriver does after every command."""
+        interval_ms = int(self.min_interval_s * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        for endpoint, token in held.items():
+            self._release(
+                keys=[f"{self._prefix}lock:{endpoint}", f"{self._prefix}cooldown:{endpoint}"],
+                args=[token, interval_ms],
+                client=pipe,
+            )
+        pipe.execute()

@@ -8,7 +8,7 @@ from pyghmi.ipmi.private.constants import ipmi_completion_codes
 
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
-from .ipmi_loop import get_loop
+from .ipmi_loop import get_loop, wait
 from .serial import IpmiSerialConsole
 
 NETFN_CHASSIS = 0x00
@@ -37,6 +37,27 @@ _BUSY_CODES = {0xC0, 0xC3, 0xCE, 0xCF}
 _PRIVILEGE_CODES = {0xD4}
 
 
+def _answer(target: BmcTarget, what: str, response: dict) -> bytes:
+    code = response.get("code", 0)
+    if code:
+        text = ipmi_completion_codes.get(code) or response.get("error") or "unknown"
+        detail = f"{what} refused with completion code 0x{code:02X} ({text})"
+        if code in _BUSY_CODES:
+            raise BmcBusy(target.endpoint, detail)
+        if code in _PRIVILEGE_CODES:
+            raise BmcAuthError(target.endpoint, f"{detail}; the account needs operator privilege")
+        if code == 0xFF:
+            raise BmcError(target.endpoint, detail)
+        raise BmcUnsupported(target.endpoint, detail)
+    return bytes(response.get("data", b""))
+
+
+def _power(data: bytes) -> PowerState:
+    if not data:
+        return PowerState.UNKNOWN
+    return PowerState.ON if data[0] & 0x01 else PowerState.OFF
+
+
 NO_STORAGE = "the IPMI driver has no storage service: hardware RAID needs Redfish"
 
 
@@ -52,25 +73,33 @@ class IpmiDriver:
     def _call(self, what: str, netfn: int, command: int, data: tuple[int, ...] = ()) -> bytes:
         # Looked up per call, not kept: after a fork (an RQ work horse) the child needs its own loop.
         response = get_loop().call(self.target, netfn, command, data)
-        code = response.get("code", 0)
-        if code:
-            text = ipmi_completion_codes.get(code) or response.get("error") or "unknown"
-            detail = f"{what} refused with completion code 0x{code:02X} ({text})"
-            if code in _BUSY_CODES:
-                raise BmcBusy(self.target.endpoint, detail)
-            if code in _PRIVILEGE_CODES:
-                raise BmcAuthError(self.target.endpoint, f"{detail}; the account needs operator privilege")
-            if code == 0xFF:
-                raise BmcError(self.target.endpoint, detail)
-            raise BmcUnsupported(self.target.endpoint, detail)
-        return bytes(response.get("data", b""))
+        return _answer(self.target, what, response)
 
     def power_state(self) -> PowerState:
         # Get Chassis Status is one round trip; pyghmi's get_power() costs two.
-        data = self._call("chassis status", NETFN_CHASSIS, CMD_CHASSIS_STATUS)
-        if not data:
-            return PowerState.UNKNOWN
-        return PowerState.ON if data[0] & 0x01 else PowerState.OFF
+        return _power(self._call("chassis status", NETFN_CHASSIS, CMD_CHASSIS_STATUS))
+
+    @staticmethod
+    def power_states(targets: list[BmcTarget]) -> list[PowerState | BmcError]:
+        """Read many BMCs' power at once through the one IPMI loop: every request in flight together, each
+        with its own deadline, so a dead BMC costs its timeout and delays no other. In ``targets``' order."""
+        loop = get_loop()
+        futures = loop.submit_many([(target, NETFN_CHASSIS, CMD_CHASSIS_STATUS, ()) for target in targets])
+        results: list[PowerState | BmcError] = []
+        for target, future in zip(targets, futures, strict=True):
+            try:
+                results.append(_power(_answer(target, "chassis status", wait(target, future))))
+            except BmcError as exc:
+                results.append(exc)
+        return results
+
+    def check_login(self) -> float:
+        """Log in afresh, with one password check at most, and ask for the device id: the credential test.
+        Returns the round-trip time; raises BmcAuthError when the BMC rejects the credentials."""
+        started = time.monotonic()
+        future = get_loop().submit(self.target, NETFN_APP, CMD_GET_DEVICE_ID, single_attempt=True)
+        _answer(self.target, "get device id", wait(self.target, future))
+        return time.monotonic() - started
 
     def _control(self, what: str, directive: int, settled: PowerState | None) -> None:
         try:

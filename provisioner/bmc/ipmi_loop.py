@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import ipaddress
 import logging
 import os
 import socket
@@ -62,6 +63,8 @@ _AUTH_ERRORS = (
 )
 # ... and "all session slots are taken": come back when the BMC has expired some.
 _BUSY_ERRORS = ("insufficient resources",)
+# pyghmi's login states after RAKP1 went out: the BMC may have checked the password already.
+_PASSWORD_CHECKED = ("EXPECTINGRAKP2", "EXPECTINGRAKP4")
 
 
 @dataclass(eq=False)
@@ -73,6 +76,8 @@ class _Request:
     deadline: float
     future: Future = field(default_factory=Future)
     resent_after_login: bool = False
+    #: Log in afresh for this request and make one password check at most (see ``submit``).
+    single_attempt: bool = False
 
     def timed_out(self, endpoint: str, what: str = "answer") -> BmcTimeout:
         return BmcTimeout(endpoint, f"no {what} within {self.timeout_s:g} s")
@@ -93,6 +98,8 @@ class _Conn:
     current: _Request | None = None
     queue: collections.deque = field(default_factory=collections.deque)
     last_used: float = 0.0
+    #: The request the session in progress was opened for (a single-attempt request needs its own login).
+    login_for: _Request | None = None
 
 
 class IpmiLoop:
@@ -109,18 +116,54 @@ class IpmiLoop:
 
     def call(self, target: BmcTarget, netfn: int, command: int, data: tuple[int, ...] = ()) -> dict:
         """Send one IPMI request and return pyghmi's response dict; raise a BmcError on no answer or no login."""
+        return wait(target, self.submit(target, netfn, command, data))
+
+    def submit(
+        self, target: BmcTarget, netfn: int, command: int, data: tuple[int, ...] = (), *, single_attempt: bool = False
+    ) -> Future:
+        """Hand one request to the loop without waiting: the future gets pyghmi's response dict or a BmcError
+        by ``target.timeout_s``. Many can be in flight at once (one per BMC at a time; the rest queue).
+
+        ``single_attempt`` is for testing credentials: the request logs in afresh (a live session proves
+        nothing about today's password) and the password is checked at most once. A login whose RAKP answer
+        is lost is not repeated but reported unreachable, because every repeat is one more failure towards
+        the account's lockout on a BMC that saw the first.
+        """
         started = time.monotonic()
         address = _resolve(target)
-        request = _Request(netfn, command, tuple(data), target.timeout_s, started + target.timeout_s)
+        request = _Request(
+            netfn,
+            command,
+            tuple(data),
+            target.timeout_s,
+            started + target.timeout_s,
+            resent_after_login=single_attempt,
+            single_attempt=single_attempt,
+        )
         key = (address, target.port, target.username, target.password)
         with self._lock:
             self._incoming.append((key, target, address, request))
         self.wake.set()
-        try:
-            # The loop fails the future at the deadline; the margin only covers a loop that died.
-            return request.future.result(timeout=target.timeout_s + 1.0)
-        except FutureTimeout:
-            raise BmcTimeout(target.endpoint, f"no answer within {target.timeout_s:g} s") from None
+        return request.future
+
+    def submit_many(self, requests: list[tuple[BmcTarget, int, int, tuple[int, ...]]]) -> list[Future]:
+        """``submit`` for many BMCs at once, waking the loop once: each item is (target, netfn, command, data).
+        A target whose address does not resolve gets a future that already holds its BmcUnreachable."""
+        entries, futures = [], []
+        now = time.monotonic()
+        for target, netfn, command, data in requests:
+            request = _Request(netfn, command, tuple(data), target.timeout_s, now + target.timeout_s)
+            futures.append(request.future)
+            try:
+                address = _resolve(target)
+            except BmcError as exc:
+                request.future.set_exception(exc)
+                continue
+            entries.append(((address, target.port, target.username, target.password), target, address, request))
+        with self._lock:
+            self._incoming.extend(entries)
+        self.wake.set()
+        return futures
 
     def close_idle_sessions(self, timeout_s: float = 1.0) -> bool:
         """Log out every session with nothing in flight; True once done (False if the loop did not get to it)."""
@@ -220,6 +263,21 @@ class IpmiLoop:
                     waiting.pop(session, None)
                     due.append((conn, session))
         for conn, session in due:
+            single = conn.login_for
+            if (
+                single is not None
+                and single.single_attempt
+                and not conn.ready
+                and session.sessioncontext in _PASSWORD_CHECKED
+                and conn.queue
+                and conn.queue[0] is single
+            ):
+                # pyghmi would start the login over: a second password check. Report, do not repeat.
+                conn.queue.popleft()
+                detail = "no answer to the login; not repeated, so as not to count twice towards a lockout"
+                _fail(single, BmcUnreachable(conn.endpoint, detail))
+                self._discard(conn)
+                continue
             request = conn.current
             if conn.ready and request is not None and not request.resent_after_login:
                 request.resent_after_login = True
@@ -244,6 +302,12 @@ class IpmiLoop:
 
     def _dispatch(self, conn: _Conn):
         session = conn.session
+        head = conn.queue[0]
+        if head.single_attempt and conn.login_for is not head:
+            # A live session proves nothing about today's password: log in again for this request.
+            self._discard(conn)
+            self._login(conn)
+            return
         if session is not None and (session.broken or (conn.ready and not session.logged)):
             self._discard(conn)
             session = None
@@ -275,6 +339,7 @@ class IpmiLoop:
     def _login(self, conn: _Conn):
         conn.generation += 1
         conn.ready = False
+        conn.login_for = conn.queue[0] if conn.queue else None
         generation = conn.generation
 
         def on_logon(response, conn=conn, generation=generation):
@@ -360,6 +425,15 @@ def classify_login_error(endpoint: str, username: str, error: str) -> BmcError:
     return BmcUnreachable(endpoint, f"login failed: {error}")
 
 
+def wait(target: BmcTarget, future: Future) -> dict:
+    """The result of a submitted request: pyghmi's response dict, or its BmcError raised."""
+    try:
+        # The loop fails the future at the deadline; the margin only covers a loop that died.
+        return future.result(timeout=target.timeout_s + 1.0)
+    except FutureTimeout:
+        raise BmcTimeout(target.endpoint, f"no answer within {target.timeout_s:g} s") from None
+
+
 def _fail(request: _Request, exc: BmcError):
     if not request.future.done():
         request.future.set_exception(exc)
@@ -367,6 +441,10 @@ def _fail(request: _Request, exc: BmcError):
 
 def _resolve(target: BmcTarget) -> str:
     # Resolve in the calling thread: a slow DNS lookup must not stall the loop that serves every BMC.
+    try:
+        return str(ipaddress.ip_address(target.address))  # the usual case, without the resolver's cost
+    except ValueError:
+        pass
     try:
         infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_DGRAM)
     except OSError as exc:

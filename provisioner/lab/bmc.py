@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -50,6 +50,10 @@ class _LabSession(pyghmi_patches.ServerSession):
 
     def _got_rakp1(self, data):
         self.bmc.login_attempts += 1
+        if self.bmc.lose_login_answers > 0:
+            # The password was checked (and counted), but the answer is lost on the way back.
+            self.bmc.lose_login_answers -= 1
+            return
         username = bytes(data[28:]).decode("utf-8", errors="replace")
         if self.bmc.reject_credentials and self.authdata.get(username) is not None:
             # Sign RAKP2 with a key the client cannot know: it sees exactly what a wrong password looks like.
@@ -66,7 +70,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
     Faults, all changeable while running: ``latency_s`` (delay before each answer), ``drop_packets``
     (probability 0..1 of ignoring a packet; 1 means silent), ``drop_next`` (ignore that many next packets),
     ``reject_credentials`` (every login fails as
-    with a wrong password) and :meth:`die` (the BMC is gone: socket closed, nothing answers).
+    with a wrong password), ``lose_login_answers`` (that many next logins are checked but never answered)
+    and :meth:`die` (the BMC is gone: socket closed, nothing answers).
 
     Hooks: ``on_power_on`` callbacks get the :class:`BootDevice` the machine boots from (at power-on and at
     reset); ``on_power_off`` callbacks get nothing. They run in the BMC thread after the answer is sent.
@@ -109,6 +114,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         #: Ignore exactly this many next packets (deterministic loss for tests).
         self.drop_next = 0
         self.reject_credentials = False
+        #: Check the next this many logins' passwords but lose the answer (RAKP2), as a lossy network would.
+        self.lose_login_answers = 0
         self.on_power_on: list[Callable[[BootDevice], None]] = []
         self.on_power_off: list[Callable[[], None]] = []
 
@@ -170,34 +177,46 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
     # -- network ---------------------------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        sock = self.serversocket
+        # selectors, not select.select: a lab of a thousand BMCs has file descriptors past FD_SETSIZE.
+        selector = selectors.DefaultSelector()
+        selector.register(self.serversocket, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
-                readable, _, _ = select.select([sock, self._wake_r], [], [])
+                ready = selector.select()
                 if self._stopping.is_set():
                     break
-                if sock not in readable:
-                    continue
-                try:
-                    data, sockaddr = sock.recvfrom(3000)
-                except OSError:
-                    continue
-                if self.drop_next > 0:
-                    self.drop_next -= 1
-                    continue
-                if self.drop_packets and random.random() < self.drop_packets:
-                    continue
-                if self.latency_s and self._stopping.wait(self.latency_s):
-                    break  # stop() must not wait out a long simulated latency
-                try:
-                    self._handle_packet(bytearray(data), sockaddr)
-                except Exception:  # a malformed packet must not kill the BMC
-                    log.exception("lab BMC %s:%s failed handling a packet", self.address, self.port)
-                self._run_hooks()
+                if any(key.fileobj is self.serversocket for key, _ in ready):
+                    self.receive()
         finally:
-            sock.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            selector.close()
+            self._close()
+
+    def receive(self) -> None:
+        """Read and answer one packet waiting on the socket (the serving thread's, or a fleet's, work)."""
+        try:
+            data, sockaddr = self.serversocket.recvfrom(3000)
+        except OSError:
+            return
+        if self._stopping.is_set():  # a fleet's member that was stopped (died): nothing answers
+            return
+        if self.drop_next > 0:
+            self.drop_next -= 1
+            return
+        if self.drop_packets and random.random() < self.drop_packets:
+            return
+        if self.latency_s and self._stopping.wait(self.latency_s):
+            return  # stop() must not wait out a long simulated latency
+        try:
+            self._handle_packet(bytearray(data), sockaddr)
+        except Exception:  # a malformed packet must not kill the BMC
+            log.exception("lab BMC %s:%s failed handling a packet", self.address, self.port)
+        self._run_hooks()
+
+    def _close(self) -> None:
+        self.serversocket.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _handle_packet(self, data: bytearray, sockaddr) -> None:
         if len(data) < 16 or data[0] != 6 or data[2:4] != b"\xff\x07":
@@ -349,3 +368,40 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
 def start_loopback_bmcs(count: int, **kwargs) -> list[LoopbackBmc]:
     """Start ``count`` BMCs on free ports (same keyword arguments as :class:`LoopbackBmc`)."""
     return [LoopbackBmc(**kwargs).start() for _ in range(count)]
+
+
+class LoopbackFleet:
+    """Many loopback BMCs served by one thread: a thousand threads would measure the scheduler, not the
+    client. Same BMCs and faults as :class:`LoopbackBmc`, except that a latency delays the whole fleet."""
+
+    def __init__(self, count: int, **kwargs):
+        self.bmcs = [LoopbackBmc(**kwargs) for _ in range(count)]
+        self._selector = selectors.DefaultSelector()
+        for bmc in self.bmcs:
+            self._selector.register(bmc.serversocket, selectors.EVENT_READ, bmc)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="lab-bmc-fleet", daemon=True)
+
+    def start(self) -> LoopbackFleet:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake_w.send(b"x")
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                for key, _ in self._selector.select():
+                    if key.data is not None and not self._stopping.is_set():
+                        key.data.receive()
+        finally:
+            self._selector.close()
+            for bmc in self.bmcs:
+                bmc._close()
+            self._wake_r.close()
+            self._wake_w.close()

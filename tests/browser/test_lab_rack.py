@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from installs.models import Install, InstallState
-from inventory.models import Machine
+from inventory.models import CredentialCheck, Machine
 from tests.integration.ui.conftest import user_with_role
 from tests.servers import ROOT, ControlPlane
 
@@ -98,5 +98,34 @@ def test_technician_installs_a_lab_rack_from_the_browser(browser, live, lab_rack
         assert page.locator("text=deployed").count() >= 3
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "lab-rack-installed.png"), full_page=True)
+    finally:
+        worker.stop()
+
+
+def test_technician_tests_the_racks_bmc_credentials_from_the_browser(browser, live, lab_rack, tmp_path):
+    user_with_role("technician", "tech")
+    worker = ControlPlane(tmp_path, "lab")
+    worker.start()
+    try:
+        page = login(browser, live, "tech")
+        page.goto(f"{live.url}/machines/?rack={lab_rack.pk}")
+        page.check("[data-select-all]")
+        page.select_option("form[data-confirm-action] select[name=action]", "credentials")
+        page.click("text=Take action…")
+        page.click("[data-ok]")
+        page.wait_for_selector("text=one login each")
+        assert "/credential-tests/" in page.url
+        wait_for(
+            lambda: CredentialCheck.objects.filter(finished_at__isnull=False).exists(),
+            timeout=60,
+            what="the site worker to finish the credential test",
+        )
+        page.reload()
+        results = {
+            row.locator("td").first.inner_text(): row.get_attribute("data-result")
+            for row in page.locator("tr[data-result]").all()
+        }
+        assert results == {m["hostname"]: "ok" for m in MACHINES[:3]} | {MACHINES[3]["hostname"]: "rejected"}
+        page.wait_for_selector("text=1 rejected")
     finally:
         worker.stop()

@@ -20,7 +20,7 @@ from django.db import connection
 from access.models import JumpHost, SiteLogin
 from audit.models import AuditEntry
 from inventory import crypto
-from inventory.models import BMC, Pdu
+from inventory.models import BMC, Pdu, Site
 from tests.conftest import make_bmc, make_pdu, make_site
 from tests.integration.access import sshd
 
@@ -56,7 +56,9 @@ def secrets(transactional_db, settings, tmp_path):
     settings.PROVISIONER_FIELD_KEYS = [OLD]
     private, _ = sshd.keygen(tmp_path / "key")
     _, host_pub = sshd.keygen(tmp_path / "host")
-    site = make_site(slug="dc1")
+    site = make_site(slug="dc1", bmc_username="admin")
+    site.set_bmc_password("site-bmc-secret")
+    site.save()
     bmc = make_bmc(password="bmc-secret-1")
     hop = JumpHost(site=site, order=1, address="192.0.2.1", username="jump", host_key=host_pub)
     hop.set_private_key(private)
@@ -69,11 +71,12 @@ def secrets(transactional_db, settings, tmp_path):
     pdu_v3.set_auth_key("pdu-auth-key-1")
     pdu_v3.set_priv_key("pdu-priv-key-1")
     pdu_v3.save()
-    return {"bmc": bmc, "hop": hop, "login": login, "private": private, "pdu": pdu, "pdu_v3": pdu_v3}
+    return {"bmc": bmc, "hop": hop, "login": login, "private": private, "pdu": pdu, "pdu_v3": pdu_v3, "site": site}
 
 
 def everything_decrypts(secrets) -> None:
     assert BMC.objects.get(pk=secrets["bmc"].pk).get_password() == "bmc-secret-1"
+    assert Site.objects.get(pk=secrets["site"].pk).get_bmc_password() == "site-bmc-secret"
     assert JumpHost.objects.get(pk=secrets["hop"].pk).get_private_key() == secrets["private"]
     assert SiteLogin.objects.get(pk=secrets["login"].pk).get_private_key() == secrets["private"]
     assert Pdu.objects.get(pk=secrets["pdu"].pk).get_community() == "pdu-community-1"
@@ -85,7 +88,7 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     # 1. New key first, old key still listed, on every host; 2. rotate.
     rotated = manage("rotate_field_keys", keys=[NEW, OLD])
     assert rotated.returncode == 0, rotated.stderr
-    assert "Re-encrypted 6 stored secret(s)" in rotated.stdout
+    assert "Re-encrypted 7 stored secret(s)" in rotated.stdout
     assert "1 access.jumphost.private_key_ciphertext" in rotated.stdout
     # 3. The old key dropped: each secret decrypts under the new key alone.
     settings.PROVISIONER_FIELD_KEYS = [NEW]
@@ -93,10 +96,10 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     assert Fernet(NEW).decrypt(raw(SiteLogin, secrets["login"].pk, "private_key_ciphertext").encode())
     # 4. The check the runbook runs before restarting without the old key.
     checked = manage("rotate_field_keys", "--check", keys=[NEW])
-    assert checked.returncode == 0 and "All 6 stored secret(s) decrypt" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and "All 7 stored secret(s) decrypt" in checked.stdout, checked.stderr
     # The check does check: with only the old key, nothing decrypts any more and it says which.
     stale = manage("rotate_field_keys", "--check", keys=[OLD])
-    assert stale.returncode != 0 and "6 stored secret(s) cannot be decrypted" in stale.stderr
+    assert stale.returncode != 0 and "7 stored secret(s) cannot be decrypted" in stale.stderr
     assert "machines of dc1" in stale.stderr and "jump-dc1-1" in stale.stderr
     entry = AuditEntry.objects.get(action="crypto.keys_rotated")
     assert entry.details["counts"] == [
@@ -106,6 +109,7 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
         ["inventory.pdu.auth_key_ciphertext", 1],
         ["inventory.pdu.community_ciphertext", 1],
         ["inventory.pdu.priv_key_ciphertext", 1],
+        ["inventory.site.bmc_password_ciphertext", 1],
     ]
 
 

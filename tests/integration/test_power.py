@@ -122,19 +122,20 @@ def test_unreachable_bmc_is_marked_after_repeated_failures(settings):
     assert (bmc.reachable, bmc.consecutive_failures, bmc.last_error, machine.power_state) == (True, 0, "", "on")
 
 
-def test_power_sync_spreads_reads_over_the_interval_on_each_site_queue(settings):
+def test_power_sync_spreads_one_sweep_per_site_over_the_interval_on_each_site_queue(settings):
     settings.POWER_SYNC_INTERVAL_S = 100
     machines = [make_machine() for _ in range(4)]
     for i, m in enumerate(machines):
         make_bmc(m, driver="fake", address=f"127.0.8.{i + 1}")
-    assert power.power_sync() == 4
+    make_bmc(make_machine(rack=machines[0].rack, position_u=5), driver="fake", address="127.0.8.9")
+    assert power.power_sync() == 4  # four sites; the fifth machine shares the first one's
     conn = queues.connection()
     offsets = []
     now = timezone.now().timestamp()
     for m in machines:
         registry = ScheduledJobRegistry(queue=queues.site_queue(m.rack.site.slug))
         [job_id] = registry.get_job_ids()
-        assert job_id == f"power-refresh-{m.pk}"
+        assert job_id == f"power-sweep-{m.rack.site.slug}"
         offsets.append(conn.zscore(registry.key, job_id) - now)
     offsets.sort()
     assert offsets[0] < 2 and 70 < offsets[-1] < 80  # 0, 25, 50, 75 s

@@ -101,7 +101,9 @@ def test_load_demo_is_idempotent(capsys):
     assert machines.count() == 8
     assert NIC.objects.filter(machine__in=machines, is_pxe=True).count() == 8
     assert {b.driver for b in BMC.objects.filter(machine__in=machines)} == {"fake"}
-    assert all(b.get_password() for b in BMC.objects.filter(machine__in=machines))
+    # Every BMC has credentials to log in with: its own, or (the second rack's) the site's defaults.
+    assert all(all(b.credentials(site)[:2]) for b in BMC.objects.filter(machine__in=machines))
+    assert {b.credentials(site)[2] for b in BMC.objects.filter(machine__in=machines)} == {"machine", "site"}
     names = set(OSProfile.objects.values_list("name", flat=True))
     assert {
         "ubuntu-24.04-autoinstall",

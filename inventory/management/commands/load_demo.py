@@ -34,6 +34,10 @@ class Command(BaseCommand):
         site, _ = Site.objects.update_or_create(
             slug="demo", defaults={"name": "Demo site", "tftp_root": str(tftp_root), "base_url": base_url}
         )
+        if not site.bmc_username:  # the last rack's BMCs log in with the site's default credentials
+            site.bmc_username = "admin"
+            site.set_bmc_password(DEMO_BMC_PASSWORD)
+            site.save(update_fields=["bmc_username", "bmc_password_ciphertext"])
         created = 0
         for r, rack_name in enumerate(RACKS, start=1):
             rack, _ = Rack.objects.get_or_create(site=site, name=rack_name, defaults={"height_u": 42})
@@ -52,17 +56,30 @@ class Command(BaseCommand):
                     },
                 )
                 created += was_created
-                NIC.objects.get_or_create(
-                    mac=f"52:54:00:00:{r:02x}:{m:02x}", defaults={"machine": machine, "name": "port 1", "is_pxe": True}
+                NIC.objects.get_or_create(  # a loopback address: the host ping answers
+                    mac=f"52:54:00:00:{r:02x}:{m:02x}",
+                    defaults={
+                        "machine": machine,
+                        "name": "port 1",
+                        "is_pxe": True,
+                        "ip": f"127.1.{r}.{m}",
+                        "prefix_len": 8,
+                    },
                 )
                 NIC.objects.get_or_create(
                     mac=f"52:54:00:01:{r:02x}:{m:02x}", defaults={"machine": machine, "name": "port 2"}
                 )
+                site_credentials = r == len(RACKS)
                 bmc, bmc_created = BMC.objects.get_or_create(
                     machine=machine,
-                    defaults={"driver": BmcDriver.FAKE, "address": f"127.0.{r}.{m}", "port": 623, "username": "admin"},
+                    defaults={
+                        "driver": BmcDriver.FAKE,
+                        "address": f"127.0.{r}.{m}",
+                        "port": 623,
+                        "username": "" if site_credentials else "admin",
+                    },
                 )
-                if bmc_created or not bmc.has_password:
+                if not site_credentials and (bmc_created or not bmc.has_password):
                     bmc.set_password(DEMO_BMC_PASSWORD)
                     bmc.save(update_fields=["password_ciphertext"])
         profiles = sync_stock_profiles()

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
 from audit.service import Actor
-from inventory import power, protection
-from inventory.models import PduOutlet
+from inventory import power, power_sweep, protection
+from inventory.models import Machine, PduOutlet
 from provisioner.bmc import BmcTimeout, Capability
 from provisioner.pdu import OutletMissing, profile, snmp
 from tests import redis_claim
@@ -197,6 +197,12 @@ def test_the_power_sync_reads_outlet_only_machines(snmpsim):
     machine = outlet_machine(sim_pdu(snmpsim), 16)  # recorded on
     pdu_name = machine.pdu_outlets.get().pdu.name
     assert power.refresh_power_state(machine.pk) == f"{machine.hostname}: on (PDU {pdu_name} outlet 16)"
+    machine.refresh_from_db()
+    assert machine.power_state == "on"
+    # The periodic sweep of the machine's site reads it the same way.
+    Machine.objects.filter(pk=machine.pk).update(power_state="unknown")
+    slug = machine.rack.site.slug
+    assert power_sweep.sweep_site(slug) == f"{slug}: no BMC to read; 1 through PDU outlets"
     machine.refresh_from_db()
     assert machine.power_state == "on"
 
