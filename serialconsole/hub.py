@@ -98,6 +98,17 @@ class ConsoleHub:
             max_bytes=settings.CONSOLE_RECORDING_MAX_BYTES,
         )
         self.reader = asyncio.create_task(self._read_forever())
+        # Armed until the first browser is added: one that went away while SOL came up must not leave it held.
+        self._arm_idle_timer()
+
+    def _arm_idle_timer(self) -> None:
+        if self.ending:
+            return
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.idle_timer = asyncio.get_running_loop().call_later(
+            settings.CONSOLE_IDLE_GRACE_S, lambda: asyncio.ensure_future(self.end(EndReason.IDLE, ""))
+        )
 
     def _counts(self) -> dict:
         recorder = self.recorder
@@ -136,11 +147,8 @@ class ConsoleHub:
                 self.writer = heir
                 self._mark(f"{heir.label} has the keyboard ({member.label} left)")
                 await self._audit(heir.actor, "machine.console.handover", {"from": member.label})
-        if not self.members and not self.ending:
-            loop = asyncio.get_running_loop()
-            self.idle_timer = loop.call_later(
-                settings.CONSOLE_IDLE_GRACE_S, lambda: asyncio.ensure_future(self.end(EndReason.IDLE, ""))
-            )
+        if not self.members:
+            self._arm_idle_timer()
         await self._publish()
 
     async def take(self, member: Member) -> None:
