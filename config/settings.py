@@ -211,6 +211,9 @@ BMC_MAX_WAIT_S = env.float("BMC_MAX_WAIT_S", default=15.0)
 # The power state of every machine is re-read this often (spread over the interval), so the
 # dashboard's power column is never older than this, as Ironic's power sync does.
 POWER_SYNC_INTERVAL_S = env.int("POWER_SYNC_INTERVAL_S", default=300)
+# Sensors and the system event log of every machine are re-read this often (spread over the interval, like the
+# power sync). A read is tens to hundreds of BMC round trips, and a new critical log entry alerts within this.
+HEALTH_SYNC_INTERVAL_S = env.int("HEALTH_SYNC_INTERVAL_S", default=900)
 # After this many consecutive failed reads a BMC is shown as unreachable; one lost UDP packet
 # on a busy management network is not an outage.
 BMC_UNREACHABLE_AFTER = env.int("BMC_UNREACHABLE_AFTER", default=3)

@@ -39,9 +39,9 @@ from installs import batches as batch_service
 from installs import engine, library, workflow_schema
 from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
-from inventory import credentials_check, hostping, power
-from inventory.models import CredentialCheck, Machine, OSProfile
-from provisioner.bmc import registry
+from inventory import credentials_check, health, hostping, power
+from inventory.models import CredentialCheck, Machine, MachineHealth, OSProfile
+from provisioner.bmc import BmcError, registry
 
 from .queries import installs_for_pages
 from .rest_serial import router as serial_router
@@ -216,6 +216,44 @@ class PowerQueuedOut(Schema):
     job: str = Field(description="The site worker's job id.")
     action: str
     machine: str
+
+
+class SensorOut(Schema):
+    name: str
+    kind: str
+    value: float | None = None
+    unit: str
+    health: str = Field(description="ok, warning, critical or unknown (no reading).")
+    lower_critical: float | None = None
+    lower_non_critical: float | None = None
+    upper_non_critical: float | None = None
+    upper_critical: float | None = None
+    states: list[str]
+
+
+class SensorsOut(Schema):
+    read_at: datetime | None = Field(None, description="When the site's worker read them; null: never.")
+    error: str = Field(description="Why the last read failed (the readings are then the previous ones).")
+    sensors: list[SensorOut]
+
+
+class LogEntryOut(Schema):
+    id: str
+    at: datetime | None = Field(None, description="null: the BMC logged it before its clock was set.")
+    severity: str
+    message: str
+    sensor: str
+
+
+class EventsOut(Schema):
+    read_at: datetime | None = None
+    error: str
+    total: int = Field(description="Entries the BMC's log held when read; the newest 200 are kept.")
+    events: list[LogEntryOut] = Field(description="Newest first.")
+
+
+class QueuedOut(Schema):
+    job: str = Field(description="The RQ job on the machine's site queue; the machine's health shows the result.")
 
 
 class MachinePage(Schema):
@@ -493,6 +531,58 @@ def list_drivers(request):
         }
         for d in registry.drivers().values()
     ]
+
+
+def _machine_health(hostname: str) -> tuple[Machine, MachineHealth | None]:
+    machine = get_object_or_404(Machine.objects.select_related("bmc", "rack__site"), hostname=hostname)
+    return machine, MachineHealth.objects.filter(machine=machine).first()
+
+
+@api.get("machines/{hostname}/sensors", response=SensorsOut, tags=["machines"])
+def machine_sensors(request, hostname: Path[Text]):
+    """The sensors as the site's worker last read them (POST .../health/refresh reads them again)."""
+    _need(request, Role.VIEWER)
+    _, row = _machine_health(hostname)
+    return {
+        "read_at": row.sensors_read_at if row else None,
+        "error": row.sensors_error if row else "",
+        "sensors": [s.as_dict() for s in health.sensors_of(row)],
+    }
+
+
+@api.get("machines/{hostname}/events", response=EventsOut, tags=["machines"])
+def machine_events(request, hostname: Path[Text]):
+    """The system event log as the site's worker last read it, newest entry first."""
+    _need(request, Role.VIEWER)
+    _, row = _machine_health(hostname)
+    return {
+        "read_at": row.events_read_at if row else None,
+        "error": row.events_error if row else "",
+        "total": row.events_total if row else 0,
+        "events": [e.as_dict() for e in health.events_of(row)],
+    }
+
+
+@api.post("machines/{hostname}/health/refresh", response={202: QueuedOut, 409: Problem}, tags=["machines"])
+def refresh_machine_health(request, hostname: Path[Text]):
+    """Read the machine's sensors and event log again, on its site's worker."""
+    _need(request, Role.TECHNICIAN)
+    machine, _ = _machine_health(hostname)
+    try:
+        return Status(202, {"job": health.enqueue_refresh(machine)})
+    except (power.PowerActionRefused, BmcError) as exc:
+        raise _RefusedError([str(exc)]) from None
+
+
+@api.post("machines/{hostname}/events/clear", response={202: QueuedOut, 409: Problem}, tags=["machines"])
+def clear_machine_events(request, hostname: Path[Text]):
+    """Clear the BMC's system event log, on the machine's site worker; audited as machine.sel_clear."""
+    _need(request, Role.TECHNICIAN)
+    machine, _ = _machine_health(hostname)
+    try:
+        return Status(202, {"job": health.enqueue_clear(machine, _actor(request))})
+    except (power.PowerActionRefused, BmcError) as exc:
+        raise _RefusedError([str(exc)]) from None
 
 
 # --- installs -------------------------------------------------------------------------------

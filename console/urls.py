@@ -15,6 +15,8 @@ inventory_pages = (
         path("machines/<str:hostname>/ping", inventory.machine_ping, name="machine-ping"),
         path("machines/<str:hostname>/host-ping", inventory.machine_host_ping, name="machine-host-ping"),
         path("credential-tests/<int:check_id>/", inventory.credential_check, name="credential-check"),
+        path("machines/<str:hostname>/health", inventory.machine_health_refresh, name="machine-health-refresh"),
+        path("machines/<str:hostname>/sel-clear", inventory.machine_sel_clear, name="machine-sel-clear"),
         path(
             "machines/<str:hostname>/preview/<str:profile>/<str:what>",
             inventory.machine_preview,

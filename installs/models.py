@@ -229,6 +229,15 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["acknowledged_at"], name="alert_open_idx")]
+        constraints = [
+            # A machine's own alerts (no install: BMC unreachable, event log, power) are raised on every read
+            # that sees the problem; one stays open until acknowledged, however often it is seen.
+            models.UniqueConstraint(
+                fields=["machine", "reason"],
+                condition=models.Q(install__isnull=True, acknowledged_at__isnull=True),
+                name="alert_one_open_per_machine_reason",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.reason}: {self.message[:60]}"

@@ -83,6 +83,12 @@ SCHEDULE: tuple[Periodic, ...] = (
         "HOST_PING_INTERVAL_S",
         "pings every machine's host address from its site's worker, the sites spread over the period",
     ),
+    Periodic(
+        "health_sync",
+        "inventory.health.health_sync",
+        "HEALTH_SYNC_INTERVAL_S",
+        "re-reads every machine's sensors and event log, spread over the period",
+    ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}
 

@@ -613,3 +613,23 @@ class OSProfile(models.Model):
             pxe.render_template(self.template, context, template=f"profile {self.name}")
         except pxe.TemplateError as exc:
             raise ValidationError({"template": f"For an example machine, {exc}"}) from None
+
+
+class MachineHealth(models.Model):
+    """What the machine's BMC last said about its sensors and its system event log, as the site's worker read
+    them (inventory/health.py): the machine page shows this, never a live BMC call."""
+
+    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, related_name="health")
+    sensors = models.JSONField(default=list, blank=True, help_text="SensorReading.as_dict() of each sensor.")
+    sensors_read_at = models.DateTimeField(null=True, blank=True)
+    sensors_error = models.CharField(max_length=500, blank=True)
+    events = models.JSONField(default=list, blank=True, help_text="The newest LogEntry.as_dict(), oldest first.")
+    events_total = models.PositiveIntegerField(default=0, help_text="Entries the BMC's log held when read.")
+    events_read_at = models.DateTimeField(null=True, blank=True)
+    events_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name_plural = "machine health"
+
+    def __str__(self):
+        return f"health of {self.machine.hostname}"

@@ -28,8 +28,8 @@ from provisioner.bmc import (
 )
 from provisioner.bmc.guard import GuardedDriver
 
-from . import bulk, protection
-from .models import BMC, Machine
+from . import alerting, bulk, protection
+from .models import BMC, Machine, MachineStatus
 from .outlets import OutletPower, outlets_of
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,57 @@ def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error
         )
         return
     rows.update(consecutive_failures=F("consecutive_failures") + 1, checked_at=now, last_error=error[:500])
-    rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).update(reachable=False)
+    # Only the read that flips it to unreachable alerts; the ones after it find it unreachable already.
+    if (
+        rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER)
+        .exclude(reachable=False)
+        .update(reachable=False)
+    ):
+        machine_id, hostname = BMC.objects.filter(pk=bmc_id).values_list("machine_id", "machine__hostname").first()
+        alerting.alert(
+            machine_id,
+            alerting.BMC_UNREACHABLE,
+            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
+            f"{error[:300]}",
+        )
 
 
-def note_power(machine_id: int, state: PowerState | str) -> None:
-    Machine.objects.filter(pk=machine_id).update(power_state=str(state), power_state_at=timezone.now())
+# Set while one of our power actions runs on a machine, so a power read that lands between the BMC's answer and
+# our note of the new state is not taken for a change made outside provisioner. Removed once noted; expires by
+# itself after a failed action, outliving the longest (a cycle's round trips, BMC_TIMEOUT_S each, and the guard).
+_OURS_KEY = "provisioner:power-ours:{}"
+_OURS_TTL_S = 60
+
+
+def note_power(machine_id: int, state: PowerState | str, *, ours: bool = False) -> None:
+    """Cache a machine's power state. A read (``ours`` False) that finds it on where we had it off, or off
+    where we had it on, while no install holds the machine and no power action of ours is running on it,
+    means someone changed it outside provisioner: a machine alert (inventory/alerting.py)."""
+    state = str(state)
+    now = timezone.now()
+    rows = Machine.objects.filter(pk=machine_id)
+    known = (PowerState.ON, PowerState.OFF)
+    if ours or state not in known:
+        rows.update(power_state=state, power_state_at=now)
+        return
+    # One query when nothing changed (the common case): the update matches only when this is no surprise.
+    unsurprising = Q(power_state=state) | ~Q(power_state__in=known) | Q(status=MachineStatus.INSTALLING)
+    if rows.filter(unsurprising).update(power_state=state, power_state_at=now):
+        return
+    before = rows.values_list("power_state", "hostname").first()
+    if before is None:
+        return
+    rows.update(power_state=state, power_state_at=now)
+    if queues.connection().exists(_OURS_KEY.format(machine_id)):
+        return
+    alerting.alert(machine_id, alerting.POWER_CHANGED, _power_changed_message(before[1], state, before[0]))
+
+
+def _power_changed_message(hostname: str, state, before: str) -> str:
+    return (
+        f"{hostname} is powered {state}, but provisioner had it {before} and neither an install nor a power "
+        "action of ours changed it: someone or something else did (the BMC's own interface, a PDU, the OS)."
+    )
 
 
 # Bulk twins of note_contact and note_power, for a sweep of a whole site: the same columns and rules in a
@@ -166,18 +212,50 @@ def note_contacts(contacts: list[Contact]) -> set[int]:
     )
     rows = BMC.objects.filter(pk__in=[pk for pk, _ in failed])
     down = set(rows.filter(consecutive_failures__gte=settings.BMC_UNREACHABLE_AFTER).values_list("pk", flat=True))
+    # As in note_contact: only the reading that flips a BMC to unreachable alerts.
+    flipped = list(
+        BMC.objects.filter(pk__in=down).exclude(reachable=False).values_list("pk", "machine_id", "machine__hostname")
+    )
     BMC.objects.filter(pk__in=down).update(reachable=False)
+    errors = dict(failed)
+    for bmc_id, machine_id, hostname in flipped:
+        alerting.alert(
+            machine_id,
+            alerting.BMC_UNREACHABLE,
+            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
+            f"{errors[bmc_id][:300]}",
+        )
     return down
 
 
 def note_powers(states: dict[int, PowerState | str]) -> None:
     """note_power for many machines at once ({machine id: state}): one query per distinct state."""
     now = timezone.now()
+    known = (PowerState.ON, PowerState.OFF)
+    # What note_power calls a surprise: a known state turned into the other known one, no install holding the
+    # machine. One query finds them all (none, usually); the alert waits for the update below.
+    candidates = [pk for pk, state in states.items() if str(state) in known]
+    surprises = [
+        (pk, hostname, before)
+        for pk, hostname, before in Machine.objects.filter(pk__in=candidates, power_state__in=known)
+        .exclude(status=MachineStatus.INSTALLING)
+        .values_list("pk", "hostname", "power_state")
+        if before != str(states[pk])
+    ]
     by_state: dict[str, list[int]] = {}
     for machine_id, state in states.items():
         by_state.setdefault(str(state), []).append(machine_id)
     for state, ids in by_state.items():
         Machine.objects.filter(pk__in=ids).update(power_state=state, power_state_at=now)
+    if not surprises:
+        return
+    redis = queues.connection()
+    ours = redis.mget([_OURS_KEY.format(pk) for pk, _, _ in surprises])
+    for (machine_id, hostname, before), mark in zip(surprises, ours, strict=True):
+        if mark is None:
+            alerting.alert(
+                machine_id, alerting.POWER_CHANGED, _power_changed_message(hostname, states[machine_id], before)
+            )
 
 
 def perform(machine: Machine, action: str, actor: Actor) -> str:
@@ -198,6 +276,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
         return _perform_on_outlets(machine, action, actor, outlets)
     driver = driver_for(machine)
     started = time.monotonic()
+    changes_power = action in ("on", "off", "cycle")
+    if changes_power:
+        queues.connection().set(_OURS_KEY.format(machine.pk), "1", ex=_OURS_TTL_S)
     try:
         uefi = machine.uefi if Capability.BOOT_MODE in capabilities_of(machine) else None
         result = _run(driver, action, uefi)
@@ -214,8 +295,9 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     note_contact(machine.bmc.pk, ok=True, latency_s=result if action == "ping" else time.monotonic() - started)
     if isinstance(result, PowerState):
         note_power(machine.pk, result)
-    elif action in ("on", "off"):
-        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    elif changes_power:
+        note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
+        queues.connection().delete(_OURS_KEY.format(machine.pk))
     if action != "status":
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)
@@ -235,6 +317,9 @@ def _perform_on_outlets(
     via = {"via": "pdu", "outlets": outlets.label}
     if bmc_error is not None:
         via |= {"fallback": True, "bmc_reason": bmc_error.reason, "bmc_error": str(bmc_error)}
+    changes_power = action in ("on", "off", "cycle")
+    if changes_power:
+        queues.connection().set(_OURS_KEY.format(machine.pk), "1", ex=_OURS_TTL_S)
     try:
         result = _run(outlets, action)
     except BmcError as exc:
@@ -245,8 +330,9 @@ def _perform_on_outlets(
         raise
     if isinstance(result, PowerState):
         note_power(machine.pk, result)
-    elif action in ("on", "off"):
-        note_power(machine.pk, PowerState.ON if action == "on" else PowerState.OFF)
+    elif changes_power:
+        note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
+        queues.connection().delete(_OURS_KEY.format(machine.pk))
     if action != "status":
         record(actor, f"machine.{action}", machine, {"ok": True, **via})
     line = _describe(machine, action, result)

@@ -20,7 +20,6 @@ def site_workers(sites) -> list[dict]:
     """Each site's RQ workers and queue depth, read from Redis (not the database). A site whose
     worker is gone still takes install requests; they wait in the queue, which is what this shows."""
 
-
     rows = []
     try:
         for site in sites:

@@ -23,12 +23,26 @@ from installs.library import plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
-from inventory import credentials_check, hostping, power, services
-from inventory.models import BMC, CredentialCheck, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
-from provisioner.bmc import registry
+from inventory import credentials_check, health, hostping, power, services
+from inventory.models import (
+    BMC,
+    CredentialCheck,
+    Machine,
+    MachineHealth,
+    MachineStatus,
+    OSProfile,
+    PowerState,
+    Rack,
+    Site,
+)
+from provisioner.bmc import BmcError, Capability, registry
+from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
 
 from .serial import machine_panel
+
+#: Event log entries the machine page shows (the API gives all that were kept).
+EVENTS_SHOWN = 25
 
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Bulk actions offered on the list, with what they say in the confirm dialog.
@@ -266,12 +280,23 @@ def machine_detail(request, hostname: str):
         )
         .order_by("-id")[:50]
     )
+    machine_health = MachineHealth.objects.filter(machine=machine).first()
+    sensors = health.sensors_of(machine_health)
     return render(
         request,
         "inventory/machine_detail.html",
         {
             "machine": machine,
             "bmc": bmc,
+            "health": machine_health,
+            "sensors": health.sensor_rows(sensors),
+            # A powered-off server reads only its standby sensors: judge by what it could read.
+            "sensors_health": worst(s.health for s in sensors if s.health != Health.UNKNOWN)
+            if any(s.health != Health.UNKNOWN for s in sensors)
+            else Health.UNKNOWN,
+            "events": health.events_of(machine_health, EVENTS_SHOWN),
+            "has_sensors": health.can(machine, Capability.SENSORS),
+            "has_event_log": health.can(machine, Capability.EVENT_LOG),
             "nics": list(machine.nics.all()),
             "installs": installs,
             "active_install": next((i for i in installs if i.is_active), None),
@@ -359,6 +384,37 @@ def credential_check(request, check_id: int):
         "inventory/credential_check.html",
         {"check": check, "rows": rows, "counts": counts, "pending": sum(1 for row in rows if not row.result)},
     )
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_health_refresh(request, hostname: str):
+    """Read sensors and the event log now, on the site's worker; the page shows the result when it lands."""
+    machine = _machine_or_404(hostname)
+    try:
+        health.enqueue_refresh(machine)
+    except (power.PowerActionRefused, BmcError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Reading {machine.hostname}'s sensors and event log; reload in a moment.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
+
+
+@require_POST
+@require_role(Role.TECHNICIAN)
+def machine_sel_clear(request, hostname: str):
+    """Clear the BMC's system event log (audited), on the site's worker. The form asks for the hostname."""
+    machine = _machine_or_404(hostname)
+    if request.POST.get("confirm", "").strip() != machine.hostname:
+        messages.error(request, f"Type {machine.hostname} to confirm clearing its event log.")
+        return redirect("inventory:machine-detail", hostname=machine.hostname)
+    try:
+        health.enqueue_clear(machine, Actor.for_user(request.user))
+    except (power.PowerActionRefused, BmcError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Clearing {machine.hostname}'s event log on its site worker; reload in a moment.")
+    return redirect("inventory:machine-detail", hostname=machine.hostname)
 
 
 @require_GET

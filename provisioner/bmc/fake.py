@@ -9,10 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
+from .health import Health, LogEntry, SensorKind, SensorReading, threshold_health
 from .serial import FakeSerialConsole
 
 FAULT_UNREACHABLE = "unreachable"
@@ -40,7 +42,19 @@ class FakeBmc:
     boots: list[BootDevice] = field(default_factory=list)
     #: Called with the boot device whenever the chassis powers on or resets.
     on_power_on: list[Callable[[BootDevice], None]] = field(default_factory=list)
+    #: The sensors as the BMC holds them; values drift a little on each read while powered on.
+    sensors: list[SensorReading] = field(default_factory=lambda: list(DEMO_SENSORS))
+    #: The system event log, oldest first.
+    sel: list[LogEntry] = field(default_factory=lambda: demo_sel())
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def log_event(self, message: str, severity: Health = Health.OK, sensor: str = "") -> LogEntry:
+        """Append an entry to the event log, as the BMC would when a sensor crosses a threshold."""
+        with self.lock:
+            next_id = max((int(e.id) for e in self.sel), default=0) + 1
+            entry = LogEntry(str(next_id), datetime.now(UTC).replace(microsecond=0), Health(severity), message, sensor)
+            self.sel.append(entry)
+            return entry
 
     def _boot(self) -> None:
         device = self.boot_device
@@ -49,6 +63,49 @@ class FakeBmc:
         self.boots.append(device)
         for callback in list(self.on_power_on):
             callback(device)
+
+
+def _sensor(name, kind, value, unit, lc=None, lnc=None, unc=None, uc=None) -> SensorReading:
+    return SensorReading(
+        name=name,
+        kind=kind,
+        value=value,
+        unit=unit,
+        health=threshold_health(value, lower_critical=lc, lower_non_critical=lnc, upper_non_critical=unc,
+                                upper_critical=uc),
+        lower_critical=lc,
+        lower_non_critical=lnc,
+        upper_non_critical=unc,
+        upper_critical=uc,
+    )  # fmt: skip
+
+
+# What a 1U server's BMC typically lists; the demo's machine pages show these.
+DEMO_SENSORS = (
+    _sensor("Inlet Temp", SensorKind.TEMPERATURE, 23.0, "°C", lc=-7, lnc=3, unc=42, uc=47),
+    _sensor("CPU1 Temp", SensorKind.TEMPERATURE, 48.0, "°C", unc=85, uc=95),
+    _sensor("CPU2 Temp", SensorKind.TEMPERATURE, 51.0, "°C", unc=85, uc=95),
+    _sensor("Fan1 RPM", SensorKind.FAN, 6120.0, "RPM", lc=600, lnc=840),
+    _sensor("Fan2 RPM", SensorKind.FAN, 6000.0, "RPM", lc=600, lnc=840),
+    _sensor("PSU1 Voltage", SensorKind.VOLTAGE, 230.0, "V", lc=180, lnc=190, unc=250, uc=264),
+    _sensor("12V", SensorKind.VOLTAGE, 12.1, "V", lc=10.8, lnc=11.4, unc=12.6, uc=13.2),
+    _sensor("System Power", SensorKind.POWER, 182.0, "W", unc=900, uc=1000),
+)
+
+
+STANDBY = ("Inlet", "PSU")
+
+
+def demo_sel() -> list[LogEntry]:
+    start = datetime(2026, 1, 5, 9, 12, tzinfo=UTC)
+    return [
+        LogEntry("1", start, Health.OK, "Event log cleared", "SEL"),
+        LogEntry("2", start + timedelta(minutes=3), Health.OK, "Power supply input restored", "PSU1 Status"),
+        LogEntry("3", start + timedelta(days=2, hours=4), Health.WARNING, "Upper non-critical going high",
+                 "CPU2 Temp"),
+        LogEntry("4", start + timedelta(days=2, hours=4, minutes=6), Health.OK,
+                 "Upper non-critical going high deasserted", "CPU2 Temp"),
+    ]  # fmt: skip
 
 
 _registry: dict[tuple[str, int], FakeBmc] = {}
@@ -129,6 +186,32 @@ class FakeDriver:
         started = time.monotonic()
         self._enter("ping")
         return time.monotonic() - started
+
+    def sensors(self) -> list[SensorReading]:
+        self._enter("sensors")
+        with self.bmc.lock:
+            readings = list(self.bmc.sensors)
+            if self.bmc.power != PowerState.ON:
+                # Powered off, a server's BMC reads only what has standby power (inlet, PSUs); the rest is absent.
+                return [
+                    r if r.name.startswith(STANDBY) else replace(r, value=None, health=Health.UNKNOWN) for r in readings
+                ]
+            return readings
+
+    def events(self) -> list[LogEntry]:
+        self._enter("events")
+        with self.bmc.lock:
+            return list(self.bmc.sel)
+
+    def clear_events(self) -> int:
+        self._enter("clear_events")
+        with self.bmc.lock:
+            count = len(self.bmc.sel)
+            self.bmc.sel.clear()
+            if count:
+                # Real BMCs log the clearing itself as the first entry of the new log.
+                self.bmc.log_event("Event log cleared", Health.OK, "SEL")
+            return count
 
     def storage(self) -> list[StorageController]:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)

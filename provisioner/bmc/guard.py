@@ -16,6 +16,7 @@ import uuid
 
 from .base import BmcDriver, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcBusy
+from .health import HEALTH_BUDGET_S, LogEntry, SensorReading
 
 DEFAULT_KEY_PREFIX = "provisioner:bmc:"
 #: How often a waiting caller looks at the lock again.
@@ -60,6 +61,9 @@ class GuardedDriver:
         self._lock_ttl_ms = max(1, int(ttl * 1000))
         ttl = lock_ttl_s if lock_ttl_s is not None else self.target.timeout_s * _CALLS_PER_STORAGE_COMMAND + 1.0
         self._storage_lock_ttl_ms = max(1, int(ttl * 1000))
+        # Sensors and the event log: many short round trips under the driver's own overall budget.
+        ttl = lock_ttl_s if lock_ttl_s is not None else HEALTH_BUDGET_S + self.target.timeout_s + 1.0
+        self._health_lock_ttl_ms = max(1, int(ttl * 1000))
         self._release = redis.register_script(_RELEASE)
 
     def __repr__(self) -> str:
@@ -83,8 +87,9 @@ class GuardedDriver:
             time.sleep(wait_s)
         return token
 
-    def _guarded(self, method: str, *args, _storage: bool = False, **kwargs):
-        token = self._acquire(self._storage_lock_ttl_ms if _storage else self._lock_ttl_ms)
+    def _guarded(self, method: str, *args, _storage: bool = False, _slow: bool = False, **kwargs):
+        ttl_ms = self._storage_lock_ttl_ms if _storage else self._health_lock_ttl_ms if _slow else self._lock_ttl_ms
+        token = self._acquire(ttl_ms)
         try:
             return getattr(self.driver, method)(*args, **kwargs)
         finally:
@@ -117,6 +122,15 @@ class GuardedDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         return self._guarded("create_volume", request, _storage=True)
+
+    def sensors(self) -> list[SensorReading]:
+        return self._guarded("sensors", _slow=True)
+
+    def events(self) -> list[LogEntry]:
+        return self._guarded("events", _slow=True)
+
+    def clear_events(self) -> int:
+        return self._guarded("clear_events", _slow=True)
 
     def console(self, label: str = ""):
         # Not guarded: a console is one long session of its own (SOL has its own session slot), not a command,

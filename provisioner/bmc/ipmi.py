@@ -6,8 +6,10 @@ import time
 
 from pyghmi.ipmi.private.constants import ipmi_completion_codes
 
+from . import ipmi_health
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
+from .health import LogEntry, SensorReading
 from .ipmi_loop import get_loop, wait
 from .serial import IpmiSerialConsole
 
@@ -43,12 +45,15 @@ def _answer(target: BmcTarget, what: str, response: dict) -> bytes:
         text = ipmi_completion_codes.get(code) or response.get("error") or "unknown"
         detail = f"{what} refused with completion code 0x{code:02X} ({text})"
         if code in _BUSY_CODES:
-            raise BmcBusy(target.endpoint, detail)
-        if code in _PRIVILEGE_CODES:
-            raise BmcAuthError(target.endpoint, f"{detail}; the account needs operator privilege")
-        if code == 0xFF:
-            raise BmcError(target.endpoint, detail)
-        raise BmcUnsupported(target.endpoint, detail)
+            exc = BmcBusy(target.endpoint, detail)
+        elif code in _PRIVILEGE_CODES:
+            exc = BmcAuthError(target.endpoint, f"{detail}; the account needs operator privilege")
+        elif code == 0xFF:
+            exc = BmcError(target.endpoint, detail)
+        else:
+            exc = BmcUnsupported(target.endpoint, detail)
+        exc.completion_code = code  # the health reads tell "no such record" from other refusals by it
+        raise exc
     return bytes(response.get("data", b""))
 
 
@@ -70,9 +75,13 @@ class IpmiDriver:
     def __repr__(self) -> str:
         return f"IpmiDriver({self.target.endpoint})"
 
-    def _call(self, what: str, netfn: int, command: int, data: tuple[int, ...] = ()) -> bytes:
+    def _call(
+        self, what: str, netfn: int, command: int, data: tuple[int, ...] = (), *, target: BmcTarget | None = None
+    ) -> bytes:
+        """One round trip; ``target`` may narrow the timeout (a call under an overall budget). A refusal carries
+        its IPMI completion code as ``completion_code``."""
         # Looked up per call, not kept: after a fork (an RQ work horse) the child needs its own loop.
-        response = get_loop().call(self.target, netfn, command, data)
+        response = get_loop().call(target or self.target, netfn, command, data)
         return _answer(self.target, what, response)
 
     def power_state(self) -> PowerState:
@@ -146,6 +155,15 @@ class IpmiDriver:
         started = time.monotonic()
         self._call("get device id", NETFN_APP, CMD_GET_DEVICE_ID)
         return time.monotonic() - started
+
+    def sensors(self) -> list[SensorReading]:
+        return ipmi_health.sensors(self)
+
+    def events(self) -> list[LogEntry]:
+        return ipmi_health.events(self)
+
+    def clear_events(self) -> int:
+        return ipmi_health.clear_events(self)
 
     def storage(self) -> list[StorageController]:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)

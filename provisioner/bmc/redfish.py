@@ -11,6 +11,7 @@ from sushy import exceptions as sushy_exc
 from sushy.auth import BasicAuth
 from sushy.taskmonitor import TaskMonitor
 
+from . import redfish_health
 from .base import (
     BmcTarget,
     BootDevice,
@@ -23,6 +24,7 @@ from .base import (
     raid_drive_count_problem,
 )
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
+from .health import LogEntry, SensorReading
 
 _POWER = {sushy.PowerState.ON: PowerState.ON, sushy.PowerState.OFF: PowerState.OFF}
 _SOURCE_BY_DEVICE = {BootDevice.PXE: sushy.BootSource.PXE, BootDevice.DISK: sushy.BootSource.HDD}
@@ -174,6 +176,17 @@ class RedfishDriver:
         started = time.monotonic()
         self._run("ping", lambda: self._system())
         return time.monotonic() - started
+
+    # -- sensors and the event log (redfish_health.py) ---------------------------------------------------------
+
+    def sensors(self) -> list[SensorReading]:
+        return self._run("read sensors", lambda: redfish_health.sensors(self))
+
+    def events(self) -> list[LogEntry]:
+        return self._run("read the event log", lambda: redfish_health.events(self))
+
+    def clear_events(self) -> int:
+        return self._run("clear the event log", lambda: redfish_health.clear_events(self))
 
     # -- hardware RAID ---------------------------------------------------------------------------------------
 

@@ -50,8 +50,8 @@ class Capability(enum.StrEnum):
     BOOT_MODE = "boot_mode"  # the UEFI / legacy flag of a boot override is honoured
     VIRTUAL_MEDIA = "virtual_media"  # insert an ISO by URL, boot from it, eject
     CONSOLE = "console"  # a serial console (IPMI Serial-over-LAN, Redfish's serial console)
-    SENSORS = "sensors"  # temperatures, fans, voltages with thresholds
-    EVENT_LOG = "event_log"  # the system event log, read and cleared
+    SENSORS = "sensors"  # temperatures, fans, voltages with thresholds: sensors() (health.HealthDriver)
+    EVENT_LOG = "event_log"  # the system event log: events(), clear_events() (health.HealthDriver)
     BIOS_SETTINGS = "bios_settings"  # firmware settings read and changed
     HARDWARE_RAID = "hardware_raid"  # storage controllers and volumes (StorageDriver)
 

@@ -29,6 +29,8 @@ from pyghmi.ipmi.private import constants as pyghmi_constants
 
 from provisioner.bmc import BmcTarget, BootDevice, pyghmi_patches
 
+from .bmc_health import LabHealth
+
 log = logging.getLogger(__name__)
 
 _MAX_SESSIONS = 64
@@ -118,6 +120,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self.lose_login_answers = 0
         self.on_power_on: list[Callable[[BootDevice], None]] = []
         self.on_power_off: list[Callable[[], None]] = []
+        #: Sensors, SDR and SEL (bmc_health.py), answered over IPMI like the rest.
+        self.health = LabHealth()
 
         self.powered_on = powered_on
         self.boot_flags = 0  # boot flags data byte 1: valid / persistent / EFI bits
@@ -271,6 +275,9 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
                 session.send_ipmi_response(code=_PARAM_NOT_SUPPORTED)
             else:
                 session.send_ipmi_response(data=[1, 5, self.boot_flags, self.boot_selector, 0, 0, 0])
+        elif netfn in (0x04, 0x0A):
+            code, response = self.health.handle(netfn, command, data, self.powered_on)
+            session.send_ipmi_response(code=code, data=response)
         else:
             session.send_ipmi_response(code=_INVALID_COMMAND)
 

@@ -144,3 +144,26 @@ def test_a_bmc_with_no_user_anywhere_is_never_tried_as_the_anonymous_user(fleet)
     with pytest.raises(power.BmcAuthError, match="no user to log in as"):
         power.perform(machine, "status", power.Actor.system("test"))
     assert fleet.bmcs[0].login_attempts == 0
+
+
+def test_the_sweep_raises_the_same_machine_alerts_as_single_reads_once_each(fleet):
+    from installs.models import Alert
+
+    site, machines = site_of(fleet)
+    power_sweep.sweep_site(site.slug)
+    assert not Alert.objects.exists()  # the first reading is no surprise
+
+    fleet.bmcs[1].powered_on = not fleet.bmcs[1].powered_on  # changed at the BMC, not by us
+    fleet.bmcs[4].die()
+    queues.connection().set(power._OURS_KEY.format(machines[2].pk), "1", ex=60)  # our own action is running
+    fleet.bmcs[2].powered_on = not fleet.bmcs[2].powered_on
+    power_sweep.sweep_site(site.slug)
+    power_sweep.sweep_site(site.slug)  # nothing new: no second alert of either kind
+
+    alerts = sorted(Alert.objects.values_list("machine_id", "reason"))
+    assert alerts == sorted([(machines[1].pk, "PowerChangedOutside"), (machines[4].pk, "BmcUnreachable")])
+    changed = Alert.objects.get(reason="PowerChangedOutside")
+    assert changed.message.startswith(f"{machines[1].hostname} is powered ")
+    unreachable = Alert.objects.get(reason="BmcUnreachable")
+    assert unreachable.message.startswith(f"The BMC of {machines[4].hostname} stopped answering")
+    assert PASSWORD not in changed.message + unreachable.message

@@ -127,12 +127,44 @@ class SerialPort:
             self.conn.close()
 
 
+def full_sensor_sdr(
+    number: int, name: str, sensor_type: int, unit: int, *, m: int = 1, r_exp: int = 0, entity: int = 0x07
+) -> str:
+    """An ipmi_sim ``main_sdr_add`` line: a full sensor record (IPMI 2.0 table 43-1) for a threshold sensor of
+    the BMC (0x20, LUN 0), unsigned readings, value = m * raw * 10^r_exp, thresholds readable and settable."""
+    name_bytes = name.encode()
+    body = [
+        0x20, 0x00, number, entity, 0x01,  # owner, LUN, number, entity id and instance
+        0x7F, 0x68,  # initialisation; capabilities: thresholds readable and settable (bits 3:2 = 10b)
+        sensor_type, 0x01,  # sensor type; event/reading type: threshold
+        0x95, 0x7A, 0x95, 0x7A,  # assertion/lower and deassertion/upper masks: LNC, LC, UNC, UC
+        0x1B, 0x1B,  # readable and settable thresholds: LNC, LC, UNC, UC
+        0x00, unit, 0x00,  # units: unsigned, no rate or modifier; base unit; modifier unit
+        0x00,  # linear
+        m & 0xFF, (m >> 8 & 0x03) << 6, 0x00, 0x00, 0x00,  # M, tolerance, B, accuracy, direction
+        (r_exp & 0x0F) << 4,  # R (result) exponent, B exponent 0
+        0x00, 0x00, 0xFF, 0x00, 0xFF, 0x00,  # flags, nominal, normal max/min, sensor max/min
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  # thresholds (ipmi_sim keeps its own: sensor_set_threshold)
+        0x00, 0x00, 0x00, 0x00, 0x00,  # hysteresis, reserved, OEM
+        0xC0 | len(name_bytes), *name_bytes,  # 8-bit ASCII id string
+    ]  # fmt: skip
+    record = [number, 0x00, 0x51, 0x01, len(body), *body]
+    return f"main_sdr_add 0x20 {' '.join(f'0x{b:02x}' for b in record)}"
+
+
 class IpmiSim:
-    """One ipmi_sim process on 127.0.0.1 with an RMCP+ admin user and a file-backed chassis; with a
-    ``serial`` port, serial-over-LAN to it."""
+    """One ipmi_sim process on 127.0.0.1 with an RMCP+ admin user and a file-backed chassis.
+
+    ``emu`` is added to the simulator's command file (ipmi_sim_cmd(5)): sensors, their SDRs and the event log
+    for the tests that need them (see test_ipmi_health.py). With a ``serial`` port, serial-over-LAN to it."""
 
     def __init__(
-        self, workdir: Path, port: int | None = None, password: str = IPMI_PASSWORD, serial: SerialPort | None = None
+        self,
+        workdir: Path,
+        port: int | None = None,
+        password: str = IPMI_PASSWORD,
+        emu: str = "",
+        serial: SerialPort | None = None,
     ):
         self.dir = workdir
         self.port = port or free_port()
@@ -169,7 +201,9 @@ class IpmiSim:
             + sol
         )
         (workdir / "sim.emu").write_text(
-            "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n"
+            "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n"
+            + (emu.rstrip("\n") + "\n" if emu else "")
+            + "mc_enable 0x20\n"
         )
 
     def start(self) -> IpmiSim:
@@ -325,6 +359,46 @@ _EMULATOR = (
     "sys.exit(main())\n"
 )
 
+# sushy-tools serves Thermal (temperatures and fans) but no system event log. Redfish BMCs serve the SEL as a
+# LogService of the system or of its manager; this adds one to the emulator's app, as iDRAC and OpenBMC shape it:
+# a LogServices link on the system, a "SEL" service with Entries and the ClearLog action. Its entries live in a
+# JSON file the tests write (EMULATOR_SEL), and ClearLog empties that file, so a test reads what the BMC holds.
+_EMULATOR_LOG_SERVICE = (
+    "import json, os\n"
+    "import flask\n"
+    "from sushy_tools.emulator import main as _main\n"
+    "_SEL = os.environ['EMULATOR_SEL']\n"
+    "_BASE = '/redfish/v1/Systems/<identity>/LogServices'\n"
+    "@_main.app.route(_BASE, methods=['GET'])\n"
+    "def _log_services(identity):\n"
+    "    base = '/redfish/v1/Systems/%s/LogServices' % identity\n"
+    "    return flask.jsonify({'@odata.id': base, 'Members': [{'@odata.id': base + '/SEL'}],\n"
+    "                          'Members@odata.count': 1})\n"
+    "@_main.app.route(_BASE + '/SEL', methods=['GET'])\n"
+    "def _sel_service(identity):\n"
+    "    base = '/redfish/v1/Systems/%s/LogServices/SEL' % identity\n"
+    "    return flask.jsonify({'@odata.id': base, 'Id': 'SEL', 'Name': 'System Event Log', 'LogEntryType': 'SEL',\n"
+    "        'Entries': {'@odata.id': base + '/Entries'},\n"
+    "        'Actions': {'#LogService.ClearLog': {'target': base + '/Actions/LogService.ClearLog'}}})\n"
+    "@_main.app.route(_BASE + '/SEL/Entries', methods=['GET'])\n"
+    "def _sel_entries(identity):\n"
+    "    with open(_SEL) as f: entries = json.load(f)\n"
+    "    return flask.jsonify({'@odata.id': flask.request.path, 'Members': entries,\n"
+    "                          'Members@odata.count': len(entries)})\n"
+    "@_main.app.route(_BASE + '/SEL/Actions/LogService.ClearLog', methods=['POST'])\n"
+    "def _sel_clear(identity):\n"
+    "    with open(_SEL, 'w') as f: json.dump([], f)\n"
+    "    return '', 204\n"
+    "@_main.app.after_request\n"
+    "def _link_log_services(response):\n"
+    "    parts = flask.request.path.rstrip('/').split('/')\n"
+    "    if flask.request.method == 'GET' and len(parts) == 5 and parts[3] == 'Systems' and response.is_json:\n"
+    "        body = response.get_json()\n"
+    "        body['LogServices'] = {'@odata.id': flask.request.path.rstrip('/') + '/LogServices'}\n"
+    "        response.set_data(json.dumps(body))\n"
+    "    return response\n"
+)
+
 FAKE_SYSTEM = "27946b59-9e44-4fa7-8e91-f3527a1ef094"  # sushy-tools' default fake system
 DRIVE_BYTES = 899_527_000_000
 # Two storage subsystems: "RAID.Integrated.1-1" (the PERC-like one, four drives) and "AHCI.1" (two drives).
@@ -365,6 +439,8 @@ class RedfishEmulator:
         self.port = free_port(socket.SOCK_STREAM)
         self.journal = workdir / "volumes.jsonl"
         self.journal.write_text("")
+        self.sel = workdir / "sel.json"
+        self.sel.write_text("[]")
         digest = bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         (workdir / "htpasswd").write_text(f"{REDFISH_USER}:{digest}\n")
         # Its own state directory: the default is one under /tmp that every emulator on the machine shares.
@@ -373,12 +449,13 @@ class RedfishEmulator:
             f"SUSHY_EMULATOR_STATE_DIR = {str(workdir / 'state')!r}\n" + _storage_config()
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _EMULATOR, "--fake", "-i", "127.0.0.1", "-p", str(self.port),
+            [sys.executable, "-c", _EMULATOR_LOG_SERVICE + _EMULATOR, "--fake", "-i", "127.0.0.1", "-p", str(self.port),
              "--config", str(workdir / "emulator.conf")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "EMULATOR_JOURNAL": str(self.journal), "EMULATOR_DRIVE_BYTES": str(DRIVE_BYTES)},
+            env={**os.environ, "EMULATOR_JOURNAL": str(self.journal), "EMULATOR_DRIVE_BYTES": str(DRIVE_BYTES),
+                 "EMULATOR_SEL": str(self.sel)},
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while True:
@@ -396,6 +473,14 @@ class RedfishEmulator:
     def posted_volumes(self) -> list[dict]:
         """Every POST to a Volumes collection so far, in order: ``{"path": ..., "body": ...}``."""
         return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+    def set_sel(self, entries: list[dict]) -> None:
+        """What the emulator's SEL holds: Redfish LogEntry objects."""
+        self.sel.write_text(json.dumps(entries))
+
+    @property
+    def sel_entries(self) -> list[dict]:
+        return json.loads(self.sel.read_text())
 
     def stop(self) -> None:
         self.process.terminate()
