@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
 from .health import Health, LogEntry, SensorKind, SensorReading, threshold_health
+from .serial import FakeSerialConsole
 
 FAULT_UNREACHABLE = "unreachable"
 FAULT_AUTH = "auth"
@@ -217,3 +218,8 @@ class FakeDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def console(self, label: str = "") -> FakeSerialConsole:
+        """A simulated serial console: a login prompt and a tiny shell that echoes."""
+        self._enter("console")
+        return FakeSerialConsole(label or "demo")

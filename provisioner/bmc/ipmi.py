@@ -11,6 +11,7 @@ from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRe
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
 from .health import LogEntry, SensorReading
 from .ipmi_loop import get_loop, wait
+from .serial import IpmiSerialConsole
 
 NETFN_CHASSIS = 0x00
 NETFN_APP = 0x06
@@ -169,3 +170,7 @@ class IpmiDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def console(self, label: str = "") -> IpmiSerialConsole:
+        """Serial-over-LAN (not started: the caller awaits ``start()``); ``label`` is for the fake driver."""
+        return IpmiSerialConsole(self.target)
