@@ -31,6 +31,9 @@ _BASE = {
     "frame-ancestors": "'none'",
 }
 _ADMIN = {**_BASE, "style-src": "'self' 'unsafe-inline'"}
+# A page whose response says ``csp_inline_styles = True`` (the serial console and its replay: xterm.js makes
+# <style> elements at run time) may use inline styles; its scripts are held to 'self' like every page's.
+_INLINE_STYLES = {**_BASE, "style-src": "'self' 'unsafe-inline'"}
 
 
 def _render(policy: dict[str, str]) -> str:
@@ -39,6 +42,7 @@ def _render(policy: dict[str, str]) -> str:
 
 POLICY = _render(_BASE)
 ADMIN_POLICY = _render(_ADMIN)
+INLINE_STYLES_POLICY = _render(_INLINE_STYLES)
 
 
 class ContentSecurityPolicyMiddleware:
@@ -50,7 +54,10 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
             admin = request.path.startswith(self.admin_prefixes)
-            response["Content-Security-Policy"] = ADMIN_POLICY if admin else POLICY
+            if getattr(response, "csp_inline_styles", False):
+                response["Content-Security-Policy"] = INLINE_STYLES_POLICY
+            else:
+                response["Content-Security-Policy"] = ADMIN_POLICY if admin else POLICY
         response.setdefault("X-Content-Type-Options", "nosniff")
         response.setdefault("Referrer-Policy", "same-origin")
         return response

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "inventory",
     "installs",
     "access",
+    "serialconsole",
     "console",
 ]
 
@@ -227,6 +228,17 @@ HOST_PING_METHOD = env.str("HOST_PING_METHOD", default="auto")
 # Seconds one SNMP request to a PDU may take (one retry included). PDUs' network cards answer in
 # milliseconds; UDP loses a packet now and then, and the retry covers that.
 PDU_TIMEOUT_S = env.float("PDU_TIMEOUT_S", default=3.0)
+
+# --- Serial console (served by the web process: serialconsole/hub.py) -------------------------
+# After the last browser leaves, SOL stays active this long: a page reload or a flaky link
+# reconnects to the same session instead of re-activating SOL (a few BMCs take seconds to).
+CONSOLE_IDLE_GRACE_S = env.float("CONSOLE_IDLE_GRACE_S", default=15.0)
+# Output kept for a browser that joins a running session, so it sees the screen it joins.
+CONSOLE_BACKLOG_BYTES = env.int("CONSOLE_BACKLOG_BYTES", default=64 * 1024)
+# A recording stops growing here (a machine stuck printing a kernel oops loop must not fill the disk).
+CONSOLE_RECORDING_MAX_BYTES = env.int("CONSOLE_RECORDING_MAX_BYTES", default=20 * 1024 * 1024)
+# Where recordings (asciicast v2 files, one per session) live.
+CONSOLE_DIR = Path(env.str("CONSOLE_DIR", default=str(VAR_DIR / "console")))
 
 # --- Installs -------------------------------------------------------------------------------
 # How long a machine may take from power cycle to the installer's or agent's first call: POST on

@@ -44,6 +44,7 @@ from inventory.models import CredentialCheck, Machine, MachineHealth, OSProfile
 from provisioner.bmc import BmcError, registry
 
 from .queries import installs_for_pages
+from .rest_serial import router as serial_router
 
 
 class ApiTokenAuth(APIKeyHeader):
@@ -1048,4 +1049,5 @@ def get_credential_test(request, check_id: Path[DbId]):
     return _credential_test(get_object_or_404(CredentialCheck, pk=check_id))
 
 
+api.add_router("", serial_router)
 edge.refuse_undeclared_query(api)

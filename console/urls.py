@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, dashboard, installs, inventory, profiles
+from .views import audit, dashboard, installs, inventory, profiles, serial
 
 inventory_pages = (
     [
@@ -36,6 +36,13 @@ audit_pages = (
     "audit",
 )
 
+# The serial console and its recordings (not namespaced: ConsoleSession.get_absolute_url uses console-replay).
+console_pages = [
+    path("machines/<str:hostname>/console/", serial.console_page, name="machine-console"),
+    path("console-sessions/<int:session_id>/", serial.replay_page, name="console-replay"),
+    path("console-sessions/<int:session_id>/session.cast", serial.cast_download, name="console-cast"),
+]
+
 # Install pages are not namespaced: Install.get_absolute_url uses install-detail.
 install_pages = [
     path("installs/", installs.install_list, name="install-list"),
@@ -59,4 +66,5 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include(inventory_pages)),
     *install_pages,
+    *console_pages,
 ]

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-APPS = ("accounts", "access", "audit", "inventory", "installs")
+APPS = ("accounts", "access", "audit", "inventory", "installs", "serialconsole")
 EDGE = (
     "provisioner.bmc",
     "provisioner.pdu",
@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "console": {*APPS, "core", *EDGE},
     "installs": {"inventory", "access", "audit", "accounts", "core", *EDGE},
     "access": {"inventory", "audit", "accounts", "core", *EDGE},
+    "serialconsole": {"inventory", "audit", "accounts", "core", *EDGE},
     "inventory": {"audit", "accounts", "core", *EDGE},
     "accounts": {"audit", "core"},
     "audit": {"core"},

@@ -39,6 +39,8 @@ from provisioner.bmc import BmcError, Capability, registry
 from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
 
+from .serial import machine_panel
+
 #: Event log entries the machine page shows (the API gives all that were kept).
 EVENTS_SHOWN = 25
 
@@ -316,6 +318,7 @@ def machine_detail(request, hostname: str):
             else [],
             "can_act": has_role(request.user, Role.TECHNICIAN),
             "is_admin": has_role(request.user, Role.ADMIN),
+            "console": machine_panel(machine, bmc, request.user),
             # Only what the machine's driver declares; the rest would be refused anyway.
             "actions": {
                 key: label

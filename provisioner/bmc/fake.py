@@ -16,6 +16,7 @@ from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRe
 from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
 from .health import Health, LogEntry, SensorKind, SensorReading, threshold_health
 from .media import Media, url_problem
+from .serial import FakeSerialConsole
 
 FAULT_UNREACHABLE = "unreachable"
 FAULT_AUTH = "auth"
@@ -238,3 +239,8 @@ class FakeDriver:
         with self.bmc.lock:
             had, self.bmc.media_image = bool(self.bmc.media_image), ""
         return had
+
+    def console(self, label: str = "") -> FakeSerialConsole:
+        """A simulated serial console: a login prompt and a tiny shell that echoes."""
+        self._enter("console")
+        return FakeSerialConsole(label or "demo")

@@ -143,6 +143,11 @@ class GuardedDriver:
     def clear_events(self) -> int:
         return self._guarded("clear_events", _slow=True)
 
+    def console(self, label: str = ""):
+        # Not guarded: a console is one long session of its own (SOL has its own session slot), not a command,
+        # and holding the command lock for its lifetime would stop power actions while someone watches.
+        return self.driver.console(label)
+
 
 class BulkGuard:
     """The guard's lock and cool-down for many BMCs at once, in two Redis round trips: for a sweep that

@@ -12,6 +12,7 @@ from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
 from .health import LogEntry, SensorReading
 from .ipmi_loop import get_loop, wait
 from .media import Media
+from .serial import IpmiSerialConsole
 
 NETFN_CHASSIS = 0x00
 NETFN_APP = 0x06
@@ -188,3 +189,7 @@ class IpmiDriver:
 
     def eject_media(self) -> bool:
         raise BmcUnsupported(self.target.endpoint, NO_MEDIA)
+
+    def console(self, label: str = "") -> IpmiSerialConsole:
+        """Serial-over-LAN (not started: the caller awaits ``start()``); ``label`` is for the fake driver."""
+        return IpmiSerialConsole(self.target)

@@ -3,6 +3,7 @@ Redfish emulator and the machine's Redis. Plain helpers and fixtures; no mocks o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -65,6 +67,66 @@ CHASSIS_SCRIPT = textwrap.dedent(
 )
 
 
+class SerialPort:
+    """The machine's serial port behind ipmi_sim's SOL: a TCP server the simulator connects to
+    (``sol "tcp:127.0.0.1:PORT"`` in lan.conf). What SOL delivers is kept in ``received``; ``send`` plays the
+    machine writing to its port; with ``echo`` it sends back every byte it receives, as a shell would."""
+
+    def __init__(self, echo: bool = False):
+        self.echo = echo
+        self.received = bytearray()
+        self.changed = threading.Condition()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conn: socket.socket | None = None
+        self._thread = threading.Thread(target=self._serve, name="serial-port", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with self.changed:
+                self.conn = conn
+                self.changed.notify_all()
+            while True:
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                with self.changed:
+                    self.received += data
+                    self.changed.notify_all()
+                if self.echo:
+                    conn.sendall(data)
+            conn.close()
+
+    def wait_connected(self, timeout: float = 10) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.conn is not None, timeout), "ipmi_sim never connected"
+
+    def wait_for(self, needle: bytes, timeout: float = 10) -> bytes:
+        with self.changed:
+            found = self.changed.wait_for(lambda: needle in self.received, timeout)
+            assert found, f"{needle!r} never reached the serial port; it got {bytes(self.received)!r}"
+            return bytes(self.received)
+
+    def send(self, data: bytes) -> None:
+        self.wait_connected()
+        self.conn.sendall(data)
+
+    def close(self) -> None:
+        self.server.close()
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.shutdown(socket.SHUT_RDWR)
+            self.conn.close()
+
+
 def full_sensor_sdr(
     number: int, name: str, sensor_type: int, unit: int, *, m: int = 1, r_exp: int = 0, entity: int = 0x07
 ) -> str:
@@ -94,12 +156,21 @@ class IpmiSim:
     """One ipmi_sim process on 127.0.0.1 with an RMCP+ admin user and a file-backed chassis.
 
     ``emu`` is added to the simulator's command file (ipmi_sim_cmd(5)): sensors, their SDRs and the event log
-    for the tests that need them (see test_ipmi_health.py)."""
+    for the tests that need them (see test_ipmi_health.py). With a ``serial`` port, serial-over-LAN to it."""
 
-    def __init__(self, workdir: Path, port: int | None = None, password: str = IPMI_PASSWORD, emu: str = ""):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        password: str = IPMI_PASSWORD,
+        emu: str = "",
+        serial: SerialPort | None = None,
+    ):
         self.dir = workdir
         self.port = port or free_port()
         self.password = password
+        self.serial = serial
+        sol = f'  sol "tcp:127.0.0.1:{serial.port}" 115200\n' if serial is not None else ""
         self.process: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "state").mkdir(exist_ok=True)
@@ -127,6 +198,7 @@ class IpmiSim:
                   user 2 true "{IPMI_USER}" "{password}" admin 10 none md2 md5 straight
                 """
             )
+            + sol
         )
         (workdir / "sim.emu").write_text(
             "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\n"
@@ -212,6 +284,16 @@ def ipmi_sim_factory(tmp_path):
 @pytest.fixture
 def ipmi_sim(ipmi_sim_factory) -> IpmiSim:
     return ipmi_sim_factory()
+
+
+@pytest.fixture
+def sol_sim(ipmi_sim_factory) -> IpmiSim:
+    """ipmi_sim with serial-over-LAN to an echoing serial port (``sol_sim.serial``), already connected."""
+    serial = SerialPort(echo=True)
+    sim = ipmi_sim_factory(serial=serial)
+    serial.wait_connected()
+    yield sim
+    serial.close()
 
 
 @pytest.fixture

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SerialConsoleConfig(AppConfig):
+    name = "serialconsole"
+    verbose_name = "Serial console"
