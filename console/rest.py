@@ -206,9 +206,9 @@ class DriverOut(Schema):
 
 
 class PowerIn(Schema):
-    action: Literal["status", "on", "off", "cycle", "pxe", "disk", "ping"] = Field(
+    action: Literal["status", "on", "off", "cycle", "pxe", "disk", "ping", "media", "eject"] = Field(
         description="status, on, off, cycle; pxe (boot from the network once), disk (boot from disk from now on); "
-        "ping (the BMC)."
+        "ping (the BMC); media (what the virtual CD holds), eject (empty it; drivers with virtual media)."
     )
 
 
@@ -328,6 +328,12 @@ class StartIn(Schema):
     max_per_site: DbCount | None = None
     max_per_rack: DbCount | None = None
     stagger_s: float | None = Field(None, ge=0, le=600)
+    boot: Literal["", "network", "virtual-media"] = Field(
+        "",
+        description="Boot the machines from the network or from virtual media (an ISO the BMC attaches, for sites "
+        "without DHCP or PXE) instead of as the profile's workflow says; a profile with a workflow of its own must "
+        "already boot so.",
+    )
 
 
 class WhyIn(Schema):
@@ -660,6 +666,7 @@ def _start(request, body: StartIn) -> Batch:
             max_per_site=body.max_per_site,
             max_per_rack=body.max_per_rack,
             stagger_s=body.stagger_s,
+            boot=body.boot,
         )
     except batch_service.InstallRefused as exc:
         raise _refused(exc) from None

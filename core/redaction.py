@@ -13,6 +13,8 @@ import re
 _PATTERNS = [
     (re.compile(r"/i/[A-Za-z0-9_-]{16,128}(?=/|\b)"), "/i/[token]"),
     (re.compile(r"(provisioner\.token=)\S+"), r"\1[token]"),
+    # A virtual media ISO's name is no token, but the ISO holds the boot credential until the machine spends it.
+    (re.compile(r"(/boot/media/\d+-)[0-9a-f]{40}"), r"\1[name]"),
     (re.compile(r"((?:Bearer|Token) )[A-Za-z0-9._~+/=-]{8,}"), r"\1[token]"),
     (re.compile(r"""(["']?\b(?:token|callback_token|key)["']?\s*[:=]\s*["'])[^"']{8,}(["'])"""), r"\1[token]\2"),
 ]

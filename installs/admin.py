@@ -85,7 +85,7 @@ class WorkflowForm(forms.ModelForm):
             checked = library.check(text)
         except wf.WorkflowInvalid as exc:
             raise ValidationError(exc.messages) from None
-        if checked.name in wf.stock_names().values():
+        if wf.is_stock(checked.name):
             raise ValidationError(f"line 1: {checked.name} is the stock workflow's name; choose another")
         if self.instance.pk and checked.name != self.instance.name:
             raise ValidationError(
@@ -167,7 +167,7 @@ class WorkflowChoiceForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         names = sorted(set(Workflow.objects.values_list("name", flat=True)))
         current = self.instance.workflow if self.instance else ""
-        stock = sorted(set(wf.stock_names().values()))
+        stock = sorted(wf.STOCK_FILES)
         choices = [("", "— the stock workflow of the method —")]
         choices += [(name, name) for name in names]
         choices += [(name, f"{name} (stock)") for name in stock]

@@ -21,7 +21,7 @@ from . import tokens
 from .engine import StaleTransition, enqueue_advance, install_ended, lock, set_state
 from .engine import cancel as cancel_install
 from .events import emit
-from .library import plan_for, profile_flow
+from .library import boots_by_media, plan_for, profile_flow
 from .models import Batch, BatchState, EventKind, Install, Step
 from .plan import PlanError, plan_steps
 from .states import ACTIVE_STATES, TERMINAL_STATES, InstallState
@@ -48,11 +48,14 @@ def request_installs(
     max_per_site: int | None = None,
     max_per_rack: int | None = None,
     stagger_s: float | None = None,
+    boot: str = "",
 ) -> Batch:
     """Accept installs of ``profile`` on the machines as one batch, or refuse them all with reasons.
+    ``boot`` (library.BOOTS) chooses a network or a virtual media boot over what the profile's workflow does.
     A refusal is audited here, whoever asked (page, REST, command line), after the request's own
     transaction has rolled back."""
-    options = {"name": name, "max_per_site": max_per_site, "max_per_rack": max_per_rack, "stagger_s": stagger_s}
+    options = {"name": name, "max_per_site": max_per_site, "max_per_rack": max_per_rack, "stagger_s": stagger_s,
+               "boot": boot}  # fmt: skip
     try:
         return _accept(machine_ids, profile, actor, **options)
     except InstallRefused as exc:
@@ -78,6 +81,7 @@ def _accept(
     max_per_site: int | None,
     max_per_rack: int | None,
     stagger_s: float | None,
+    boot: str,
 ) -> Batch:
     machines = list(
         Machine.objects.select_for_update(of=("self",))
@@ -96,7 +100,7 @@ def _accept(
         problems.append(_holder(busy))
     planned = []
     try:
-        flow = profile_flow(profile)  # checked once: the same for every machine of the request
+        flow = profile_flow(profile, boot)  # checked once: the same for every machine of the request
     except PlanError as exc:
         problems.extend(exc.messages)
     else:
@@ -142,7 +146,10 @@ def _accept(
                     )
                     for i, s in enumerate(steps)
                 )
-                record(actor, "install.request", install, {"profile": profile.name, "batch": batch.pk})
+                details = {"profile": profile.name, "batch": batch.pk}
+                if boot:
+                    details.update(boot=boot, workflow=flow.name)
+                record(actor, "install.request", install, details)
                 emit(install, EventKind.STATE, f"Requested by {actor.label}: {profile.name}", data={"to": "queued"})
     except IntegrityError:
         # Another request took one of these machines between our check and our insert.
@@ -251,6 +258,10 @@ def retry(install_id: int, actor: Actor) -> Batch:
     install = Install.objects.select_related("profile").get(pk=install_id)
     if install.state not in TERMINAL_STATES:
         raise InstallRefused([f"Install {install.pk} has not ended; cancel it first."])
-    batch = request_installs([install.machine_id], install.profile, actor, name=f"retry of install {install.pk}")
+    # A retry boots as the install did: by virtual media if it inserted media, as the profile says otherwise.
+    boot = "virtual-media" if boots_by_media(install.plan.flow) else ""
+    batch = request_installs(
+        [install.machine_id], install.profile, actor, name=f"retry of install {install.pk}", boot=boot
+    )
     record(actor, "install.retry", install, {"batch": batch.pk})
     return batch

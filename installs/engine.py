@@ -27,9 +27,13 @@ from rq.exceptions import DuplicateJobError
 
 from audit.service import Actor, record
 from core import queues
+from inventory import power
 from inventory.models import MachineStatus
 from provisioner import pxe
+from provisioner.bmc import Capability
+from provisioner.pxe import iso
 
+from . import media
 from . import steps as runners
 from .alerts import raise_alert
 from .events import emit
@@ -558,22 +562,42 @@ def _answered_early(install: Install, running: Step, kinds: tuple[str, ...], mes
 
 
 def cleanup(install_id: int) -> str:
-    """RQ job, after an install ends however it ends: the per-MAC boot config is gone and the
-    BMC's one-time boot no longer points at the network. Idempotent; RQ retries it on failure."""
+    """RQ job, after an install ends however it ends: the per-MAC boot config and the virtual media ISO are
+    gone, the virtual CD is ejected and the BMC's one-time boot no longer points at the network or the CD.
+    Idempotent; RQ retries it on failure."""
     install = Install.objects.select_related("machine").get(pk=install_id)
     newer = Install.objects.filter(machine_id=install.machine_id, state__in=ACTIVE_STATES).exclude(pk=install_id)
     if newer.exists():
-        # Late (a lost job queued again): the machine's boot config and boot device belong to its new
-        # install now, and removing them would make that one fail.
+        # Late (a lost job queued again): the machine's boot config, boot device and virtual CD belong to its
+        # new install now, and removing them would make that one fail. This install's own ISO is no one else's.
+        iso.remove(install.plan.site.tftp_root, media.iso_name(install))
         Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
         return "a newer install owns the machine's boot config"
     removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)
-    Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
-    armed = install.steps.filter(kind=StepKind.SET_BOOT_PXE, attempts__gt=0).exists()
-    disk_set = install.steps.filter(kind=StepKind.SET_BOOT_DISK, state=StepState.SUCCEEDED).exists()
     notes = []
     if removed:
         notes.append("per-MAC boot config removed")
+    # Virtual media: the ISO carries the boot credential as the per-MAC config does, and a CD left in would boot
+    # again at the next reset. Ejecting is retried like the boot device reset below; the ISO goes in any case.
+    media_inserted = install.steps.filter(kind=StepKind.INSERT_MEDIA, attempts__gt=0).exists()
+    if media_inserted:
+        if iso.remove(install.plan.site.tftp_root, media.iso_name(install)):
+            notes.append("virtual media ISO removed")
+        ejected = install.steps.filter(kind=StepKind.EJECT_MEDIA, state=StepState.SUCCEEDED).exists()
+        # A driver without virtual media was refused before anything was inserted: nothing to eject.
+        if not ejected and Capability.VIRTUAL_MEDIA in power.capabilities_of(install.machine):
+            try:
+                if runners.eject_media(install, None)["ejected"]:
+                    notes.append("virtual media ejected")
+            except runners.StepFailed as exc:
+                with transaction.atomic():
+                    emit(install, EventKind.ALERT, f"Could not eject the virtual media: {exc.message}")
+                if exc.retryable:
+                    raise  # RQ retries with backoff
+    Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
+    boot_set = install.steps.filter(kind=StepKind.SET_BOOT_DEVICE, attempts__gt=0, params__device__in=["pxe", "cd"])
+    armed = install.steps.filter(kind=StepKind.SET_BOOT_PXE, attempts__gt=0).exists() or boot_set.exists()
+    disk_set = install.steps.filter(kind=StepKind.SET_BOOT_DISK, state=StepState.SUCCEEDED).exists()
     if armed and not disk_set:
         try:
             runners.set_boot_disk(install, None)

@@ -43,9 +43,8 @@ class DbLibrary:
         }
 
     def workflow_text(self, name: str) -> str | None:
-        if name in wf.stock_names().values():
-            method = "image" if name == "stock-image" else "preseed"
-            return wf.stock_text(method)
+        if wf.is_stock(name):
+            return wf.stock_text_named(name)
         row = Workflow.latest(name)
         return row.document if row else None
 
@@ -58,7 +57,7 @@ def check(text: str) -> wf.Workflow:
 def save_workflow(text: str, actor: Actor) -> tuple[Workflow, bool]:
     """Check and store a workflow document. Returns (the row, whether it is a new version)."""
     checked = check(text)
-    if checked.name in wf.stock_names().values():
+    if wf.is_stock(checked.name):
         raise wf.WorkflowInvalid([f"line 1: {checked.name} is the stock workflow's name; choose another"])
     current = Workflow.objects.select_for_update().filter(name=checked.name).order_by("-version").first()
     if current is not None and current.document == text:
@@ -101,10 +100,10 @@ def for_profile(profile: OSProfile) -> wf.Workflow:
         return wf.stock(profile.method)
     row = Workflow.latest(profile.workflow)
     if row is None:
-        if profile.workflow in wf.stock_names().values():
-            stock = wf.stock(profile.method)
-            if stock.name != profile.workflow:  # stock-image named by an installer profile, or the reverse
-                serves = ", ".join(wf.check(DbLibrary().workflow_text(profile.workflow)).methods)
+        if wf.is_stock(profile.workflow):
+            stock = wf.check(wf.stock_text_named(profile.workflow))
+            if profile.method not in stock.methods:  # stock-image named by an installer profile, or the reverse
+                serves = ", ".join(stock.methods)
                 raise wf.WorkflowInvalid(
                     [f"workflow {profile.workflow} serves {serves} installs; {profile.name} is {profile.method}"]
                 )
@@ -140,12 +139,46 @@ def freeze_scripts(checked: wf.Workflow) -> wf.Workflow:
     return dataclasses.replace(checked, stages=tuple(stages))
 
 
-def profile_flow(profile: OSProfile) -> wf.Workflow:
-    """for_profile, its refusal as a PlanError: what an install request says when the workflow cannot run."""
+# How an install request may ask its machines to boot, whatever the profile's workflow does: blank keeps the
+# profile's; the others swap a stock workflow for its twin (a workflow of the library is never rewritten).
+BOOTS = {
+    "": "as the profile's workflow says",
+    "network": "from the network (PXE)",
+    "virtual-media": "from virtual media (the BMC attaches an ISO)",
+}
+_STOCK_BY_BOOT = {
+    ("network", True): "stock-image",
+    ("network", False): "stock-installer",
+    ("virtual-media", True): "stock-image-virtual-media",
+    ("virtual-media", False): "stock-installer-virtual-media",
+}
+
+
+def boots_by_media(flow: wf.Workflow) -> bool:
+    return any(task.task == "insert_media" for _, _, task in flow.tasks())
+
+
+def profile_flow(profile: OSProfile, boot: str = "") -> wf.Workflow:
+    """for_profile, its refusal as a PlanError: what an install request says when the workflow cannot run.
+    ``boot`` (a key of BOOTS) asks for a network or a virtual media boot: a profile running a stock workflow
+    gets the stock one that boots so; a profile with a workflow of its own must already boot so."""
+    if boot not in BOOTS:
+        raise PlanError([f"boot: {boot!r} is not one of {', '.join(b for b in BOOTS if b)} (or blank)"])
     try:
-        return for_profile(profile)
+        flow = for_profile(profile)
     except wf.WorkflowInvalid as exc:
         raise PlanError([f"Profile {profile.name}'s workflow: {m}" for m in exc.messages]) from None
+    if not boot or boots_by_media(flow) == (boot == "virtual-media"):
+        return flow
+    if not wf.is_stock(flow.name):
+        how = "inserts virtual media" if boots_by_media(flow) else "boots from the network"
+        raise PlanError(
+            [
+                f"Profile {profile.name} runs the workflow {flow.name}, which {how}: it cannot boot {BOOTS[boot]}. "
+                "Install without choosing the boot, or give the profile a workflow that boots so."
+            ]
+        )
+    return wf.check(wf.stock_text_named(_STOCK_BY_BOOT[(boot, profile.method == "image")]))
 
 
 def plan_for(machine, profile: OSProfile, *, for_install: bool = True, flow: wf.Workflow | None = None) -> Plan:

@@ -10,24 +10,33 @@ text/plain, for the person who fetches the URL with curl."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import replace
 
-from django.http import HttpResponse, HttpResponseForbidden, HttpResponseNotFound, JsonResponse
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+    JsonResponse,
+)
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
 
 from core import edge, problems
 from inventory.models import NIC
 from inventory.validators import normalise_mac
 from provisioner import pxe
 
-from . import callbacks, credentials, render
+from . import callbacks, credentials, media, render
 from .models import ACTIVE_STATES, Install, StepKind, StepState
 
 log = logging.getLogger(__name__)
 
 TEXT = "text/plain; charset=utf-8"
+ISO = "application/x-iso9660-image"
 MAX_CALLBACK_BODY = 64 * 1024
 
 
@@ -86,6 +95,66 @@ def answer_file(request, token: str, name: str):
     if isinstance(answer, credentials.BootCredentialReused):
         return HttpResponseForbidden(f"{answer}\n", content_type=TEXT)
     return HttpResponse(answer.body, status=answer.status, content_type=TEXT)
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _nonce_of_active(pk: int) -> str | None:
+    return Install.objects.filter(pk=pk, state__in=ACTIVE_STATES).values_list("token_nonce", flat=True).first()
+
+
+@never_cache
+@require_safe
+def media_iso(request, name: str):
+    """GET or HEAD /boot/media/<install id>-<name>.iso: an active install's virtual media ISO, for its BMC.
+
+    BMCs read an attached ISO in pieces as the machine asks for blocks (iDRAC, iLO and XCC send Range requests),
+    so a single byte range is answered with 206; anything else gets the whole file."""
+    install_id = media.install_id_for(name, _nonce_of_active)
+    if install_id is None:
+        return HttpResponseNotFound("No active install has this ISO.\n", content_type=TEXT)
+    install = Install.objects.get(pk=install_id)
+    try:
+        handle = media.iso_path(install).open("rb")
+    except (OSError, ValueError):
+        return HttpResponseNotFound("The ISO is not built (yet, or any more).\n", content_type=TEXT)
+    size = os.fstat(handle.fileno()).st_size
+    match = _RANGE.match(request.headers.get("Range", ""))
+    if match and (match[1] or match[2]):
+        if match[1]:
+            start, end = int(match[1]), min(int(match[2]) if match[2] else size - 1, size - 1)
+        else:  # bytes=-N: the last N bytes
+            start, end = max(0, size - int(match[2])), size - 1
+        if start > end or start >= size:
+            handle.close()
+            response = HttpResponse(status=416, content_type=TEXT)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        handle.seek(start)
+        response = FileResponse(_limited(handle, end - start + 1), status=206, content_type=ISO)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    else:
+        response = FileResponse(handle, content_type=ISO)
+        response["Content-Length"] = str(size)
+    response["Accept-Ranges"] = "bytes"
+    if request.method == "HEAD":
+        response.close()
+        return HttpResponse(status=response.status_code, headers=dict(response.headers))
+    return response
+
+
+def _limited(handle, length: int, block: int = 1 << 20):
+    try:
+        while length > 0:
+            chunk = handle.read(min(block, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
 
 
 def _callback_body(request) -> tuple[str, dict]:

@@ -37,6 +37,7 @@ class StepKind(models.TextChoices):
     CHECK_BMC = "check_bmc", "Check the BMC"
     HARDWARE_RAID = "hardware_raid", "Build a hardware RAID volume"
     WRITE_BOOT_CONFIG = "write_boot_config", "Write the per-MAC boot config"
+    INSERT_MEDIA = "insert_media", "Insert the virtual media ISO"
     SET_BOOT_PXE = "set_boot_pxe", "One-time boot from network"
     POWER_CYCLE = "power_cycle", "Power cycle"
     POWER_ON = "power_on", "Power on"
@@ -46,6 +47,7 @@ class StepKind(models.TextChoices):
     WAIT_INSTALLER = "wait_installer", "Installer running"
     AGENT_TASK = "agent_task", "Agent task"
     REMOVE_BOOT_CONFIG = "remove_boot_config", "Remove the per-MAC boot config"
+    EJECT_MEDIA = "eject_media", "Eject the virtual media"
     SET_BOOT_DISK = "set_boot_disk", "Boot device: disk"
     REBOOT = "reboot", "Reboot into the installed OS"
     VERIFY = "verify", "Verify the installed OS"
@@ -129,6 +131,9 @@ KINDS: dict[str, StepKindSpec] = {
         StepKindSpec(
             StepKind.WRITE_BOOT_CONFIG, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.write_boot_config"
         ),
+        # Virtual media stands in for the boot config where the network has no DHCP or PXE: the ISO carries
+        # what the per-MAC config would, and the BMC fetches it by URL.
+        StepKindSpec(StepKind.INSERT_MEDIA, InstallState.PREPARING, Mover.WORKER, runner="installs.steps.insert_media"),
         StepKindSpec(StepKind.SET_BOOT_PXE, InstallState.POWERING, Mover.WORKER, runner="installs.steps.set_boot_pxe"),
         StepKindSpec(StepKind.POWER_CYCLE, InstallState.POWERING, Mover.WORKER, runner="installs.steps.power_cycle"),
         # Only in workflows that name them: no stock workflow has these.
@@ -148,7 +153,8 @@ KINDS: dict[str, StepKindSpec] = {
             timeout_reason="BootTimeout",
             timeout_message=(
                 "{host} did not start the installer or agent within {minutes} minutes of its power cycle. "
-                "Check its console: does it PXE-boot from the right NIC, get a DHCP answer and fetch its boot config?"
+                "Check its console: does it PXE-boot from the right NIC, get a DHCP answer and fetch its boot config "
+                "(or, booting virtual media, start from the virtual CD and reach the site's URL)?"
             ),
         ),
         StepKindSpec(
@@ -177,6 +183,7 @@ KINDS: dict[str, StepKindSpec] = {
             Mover.WORKER,
             runner="installs.steps.remove_boot_config",
         ),
+        StepKindSpec(StepKind.EJECT_MEDIA, InstallState.FINALIZING, Mover.WORKER, runner="installs.steps.eject_media"),
         StepKindSpec(
             StepKind.SET_BOOT_DISK, InstallState.FINALIZING, Mover.WORKER, runner="installs.steps.set_boot_disk"
         ),

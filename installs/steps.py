@@ -25,8 +25,9 @@ from provisioner.bmc import (
     RaidLevel,
     VolumeRequest,
 )
+from provisioner.pxe import iso
 
-from . import render
+from . import media, render
 from .events import emit
 from .models import EventKind, Install
 
@@ -71,8 +72,18 @@ def _driver(install: Install):
         raise StepFailed("BmcNoUser", f"{machine.hostname}: {exc}") from None
 
 
-def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
+def _bmc(install: Install, call, *, refuse_if_protected: str = "", capability: Capability | None = None):
     machine, driver = _driver(install)
+    _refuse(machine, refuse_if_protected, capability)
+    try:
+        return machine, call(driver)
+    except BmcError as exc:
+        power.note_contact(machine.bmc.pk, ok=False, error=str(exc))
+        raise bmc_failure(exc, machine.hostname) from None
+
+
+def _refuse(machine: Machine, refuse_if_protected: str = "", capability: Capability | None = None) -> None:
+    """StepFailed when the machine's protection or its driver refuses what a step is about to do."""
     if refuse_if_protected and protection.refused([machine], refuse_if_protected):
         raise StepFailed(
             "MachineProtected",
@@ -80,11 +91,13 @@ def _bmc(install: Install, call, *, refuse_if_protected: str = ""):
             f"{protection.REFUSED_WHEN_PROTECTED[refuse_if_protected]} refused. "
             "Unprotect it with a reason and retry if this install is intended.",
         )
-    try:
-        return machine, call(driver)
-    except BmcError as exc:
-        power.note_contact(machine.bmc.pk, ok=False, error=str(exc))
-        raise bmc_failure(exc, machine.hostname) from None
+    if capability is not None and capability not in power.capabilities_of(machine):
+        # The plan checked the driver; this is the machine's driver now, which an edit may have changed.
+        raise StepFailed(
+            "CapabilityMissing",
+            power.refusal(machine, capability)
+            + " Nothing was sent to the BMC; use a workflow without this task, or change the machine's BMC driver.",
+        )
 
 
 def _uefi(install: Install) -> bool | None:
@@ -121,7 +134,12 @@ def hardware_raid(install: Install, step) -> dict:
         capacity_bytes=params.get("capacity_bytes"),
         controller=params.get("controller") or None,
     )
-    machine, result = _bmc(install, lambda d: d.create_volume(request), refuse_if_protected="raid")
+    machine, result = _bmc(
+        install,
+        lambda d: d.create_volume(request),
+        refuse_if_protected="raid",
+        capability=Capability.HARDWARE_RAID,
+    )
     where = f"{request.name!r} on controller {result.controller}"
     if not result.created:
         return {"skipped": f"{where} is already there (volume {result.volume}): nothing sent"}
@@ -192,14 +210,16 @@ def power_off(install: Install, step) -> dict:
     return {"soft": soft}
 
 
-_BOOT_DEVICES = {"pxe": BootDevice.PXE, "disk": BootDevice.DISK}
+_BOOT_DEVICES = {"pxe": BootDevice.PXE, "disk": BootDevice.DISK, "cd": BootDevice.CD}
+# Booting anything but the disk starts an install: protected machines refuse it.
+_PROTECT_BOOT = {BootDevice.PXE: "pxe", BootDevice.CD: "cd"}
 
 
 def set_boot_device(install: Install, step) -> dict:
     device = _BOOT_DEVICES[step.params.get("device", "pxe")]
     once = not step.params.get("persistent", False)
     mode = step.params.get("mode", "auto")
-    protect = "pxe" if device == BootDevice.PXE else ""
+    protect = _PROTECT_BOOT.get(device, "")
     uefi = {"uefi": True, "legacy": False}.get(mode, _uefi(install))
     _bmc(install, lambda d: d.set_boot_device(device, once=once, uefi=uefi), refuse_if_protected=protect)
     return {"device": str(device), "once": once, "mode": mode}
@@ -215,6 +235,54 @@ def remove_boot_config(install: Install, step) -> dict:
             retryable=True,
         ) from None
     return {"removed": [str(p) for p in removed]}
+
+
+def insert_media(install: Install, step) -> dict:
+    """Build the install's ISO into the site's TFTP root and have the BMC attach it by URL. Safe to run twice:
+    the ISO is rebuilt in place and the BMC holding that URL already is success."""
+    plan = install.plan
+    root = plan.site.tftp_root
+    # Refused before the ISO is built: a protected machine or a driver without virtual media gets nothing.
+    _refuse(Machine.objects.select_related("bmc").get(pk=install.machine_id), "cd", Capability.VIRTUAL_MEDIA)
+    try:
+        path = iso.build(
+            media.iso_path(install),
+            kernel=iso.source_file(root, plan.profile.kernel, "kernel"),
+            initrd=iso.source_file(root, plan.profile.initrd, "initrd"),
+            mac=plan.machine.mac,
+            cmdline=media.cmdline(plan, render.boot_token(install)),
+        )
+    except iso.IsoBuildError as exc:
+        raise StepFailed("MediaBuildFailed", f"Could not build the virtual media ISO: {exc}.") from None
+    except ValueError as exc:
+        raise StepFailed("BootConfigInvalid", f"The profile's boot settings are not usable: {exc}") from None
+    except OSError as exc:
+        raise StepFailed(
+            "MediaWriteFailed",
+            f"Could not write the virtual media ISO into {root}: {exc.strerror or exc}.",
+            retryable=True,
+        ) from None
+    url = media.iso_url(install)
+    _bmc(
+        install,
+        lambda d: d.insert_media(url),
+        refuse_if_protected="cd",
+        capability=Capability.VIRTUAL_MEDIA,
+    )
+    # The URL is no credential, but it opens the ISO, which holds one: the step's result shows its size only.
+    return {"iso_bytes": path.stat().st_size}
+
+
+def eject_media(install: Install, step) -> dict:
+    """Eject the virtual CD and remove the install's ISO; both done already is success."""
+    _, ejected = _bmc(install, lambda d: d.eject_media(), capability=Capability.VIRTUAL_MEDIA)
+    try:
+        removed = iso.remove(install.plan.site.tftp_root, media.iso_name(install))
+    except OSError as exc:
+        raise StepFailed(
+            "MediaRemoveFailed", f"Could not remove the virtual media ISO: {exc.strerror or exc}.", retryable=True
+        ) from None
+    return {"ejected": ejected, "iso_removed": removed}
 
 
 def set_boot_disk(install: Install, step) -> dict:

@@ -127,6 +127,15 @@ TASKS: dict[str, TaskKind] = {
             provides=frozenset({"boot_config"}),
         ),
         TaskKind(
+            "insert_media", Category.OUT_OF_BAND, StepKind.INSERT_MEDIA,
+            "For sites without DHCP or PXE on the provisioning network: build this install's ISO (the profile's "
+            "kernel and initrd from the TFTP root, and the command line a network boot would get, with the "
+            "machine's static address for the agent) and have the BMC attach it as a virtual CD by URL. Follow it "
+            "with set_boot_device {device: cd}. The ISO is removed and the media ejected when the install ends, "
+            "however it ends. Needs a driver with virtual media (Redfish); refused on protected machines.",
+            provides=frozenset({"boot_config", "media"}), capabilities=frozenset({Capability.VIRTUAL_MEDIA}),
+        ),
+        TaskKind(
             "set_boot_pxe", Category.OUT_OF_BAND, StepKind.SET_BOOT_PXE,
             "Tell the BMC to boot from the network once. Refused on protected machines.",
             destructive=True, provides=frozenset({"netboot"}),
@@ -153,10 +162,11 @@ TASKS: dict[str, TaskKind] = {
         ),
         TaskKind(
             "set_boot_device", Category.OUT_OF_BAND, StepKind.SET_BOOT_DEVICE,
-            "Set the machine's boot device through the BMC.",
+            "Set the machine's boot device through the BMC. cd boots the virtual CD an insert_media task attached. "
+            "Network and CD boots are refused on protected machines.",
             params=(
                 Param("device", ParamType.CHOICE, "where to boot from", required=True,
-                      choices=("pxe", "disk")),
+                      choices=("pxe", "disk", "cd")),
                 Param("persistent", ParamType.BOOLEAN, "for every boot, not only the next", default=False),
                 Param("mode", ParamType.CHOICE, "firmware boot mode to ask for; uefi and legacy need a driver with "
                       "boot_mode, auto passes the machine's recorded mode where the driver has it", default="auto",
@@ -274,6 +284,11 @@ TASKS: dict[str, TaskKind] = {
         TaskKind(
             "remove_boot_config", Category.CONTROL, StepKind.REMOVE_BOOT_CONFIG,
             "Remove the per-MAC boot configs (also done when the install ends, however it ends).",
+        ),
+        TaskKind(
+            "eject_media", Category.OUT_OF_BAND, StepKind.EJECT_MEDIA,
+            "Eject the virtual CD and remove this install's ISO (also done when the install ends, however it ends).",
+            capabilities=frozenset({Capability.VIRTUAL_MEDIA}),
         ),
         TaskKind(
             "set_boot_disk", Category.OUT_OF_BAND, StepKind.SET_BOOT_DISK,

@@ -12,6 +12,7 @@ ANSWER_FILE_NAMES = "|".join(re.escape(file.name) for file in ANSWER_FILES)
 
 urlpatterns = [
     path("boot/ipxe", machine_views.ipxe_script, name="boot-ipxe"),
+    re_path(r"^boot/media/(?P<name>[0-9]{1,18}-[0-9a-f]{40}\.iso)$", machine_views.media_iso, name="media-iso"),
     re_path(
         rf"^i/(?P<token>[A-Za-z0-9_-]{{16,128}})/(?P<name>{ANSWER_FILE_NAMES})$",
         machine_views.answer_file,

@@ -762,6 +762,24 @@ def stock_text(method: str) -> str:
     return (STOCK_DIR / f"{name}.yaml").read_text()
 
 
+# Every stock workflow a profile may name, by name: the method's default ones, and those that boot by virtual
+# media for sites without DHCP or PXE on the provisioning network.
+STOCK_FILES = {
+    "stock-image": "image.yaml",
+    "stock-installer": "installer.yaml",
+    "stock-image-virtual-media": "image-virtual-media.yaml",
+    "stock-installer-virtual-media": "installer-virtual-media.yaml",
+}
+
+
+def is_stock(name: str) -> bool:
+    return name in STOCK_FILES
+
+
+def stock_text_named(name: str) -> str:
+    return (STOCK_DIR / STOCK_FILES[name]).read_text()
+
+
 def stock(method: str) -> Workflow:
     """What an install of ``method`` does when its profile names no workflow: what installs always did."""
     return check(stock_text(method))
@@ -769,4 +787,3 @@ def stock(method: str) -> Workflow:
 
 def stock_names() -> dict[str, str]:
     return {InstallMethod.IMAGE: "stock-image", **{m: "stock-installer" for m in InstallMethod.values if m != "image"}}
-

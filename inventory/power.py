@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
+from core.redaction import redact_text
 from provisioner.bmc import (
     BmcAuthError,
     BmcError,
@@ -34,7 +35,7 @@ from .outlets import OutletPower, outlets_of
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping")
+ACTIONS = ("status", "on", "off", "cycle", "pxe", "disk", "ping", "media", "eject")
 # A PDU outlet switches power and nothing else; it takes these over when the BMC does not answer.
 OUTLET_CAPABILITIES = frozenset({Capability.POWER})
 FALLBACK_ACTIONS = ("on", "off", "cycle")
@@ -47,6 +48,8 @@ ACTION_CAPABILITY = {
     "pxe": Capability.BOOT_DEVICE,
     "disk": Capability.BOOT_DEVICE,
     "ping": Capability.POWER,
+    "media": Capability.VIRTUAL_MEDIA,  # what the virtual CD holds
+    "eject": Capability.VIRTUAL_MEDIA,  # empty it (an install ejects its own; this is for media left behind)
 }
 
 
@@ -289,7 +292,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
             outlets = _outlets(machine)
             if outlets is not None:
                 return _perform_on_outlets(machine, action, actor, outlets, bmc_error=exc)
-        if action != "status":
+        if action not in ("status", "media"):
             record(actor, f"machine.{action}", machine, {"ok": False, "reason": exc.reason, "error": str(exc)})
         raise
     note_contact(machine.bmc.pk, ok=True, latency_s=result if action == "ping" else time.monotonic() - started)
@@ -298,7 +301,7 @@ def perform(machine: Machine, action: str, actor: Actor) -> str:
     elif changes_power:
         note_power(machine.pk, PowerState.OFF if action == "off" else PowerState.ON, ours=True)
         queues.connection().delete(_OURS_KEY.format(machine.pk))
-    if action != "status":
+    if action not in ("status", "media"):
         record(actor, f"machine.{action}", machine, {"ok": True})
     return _describe(machine, action, result)
 
@@ -356,6 +359,10 @@ def _run(driver, action: str, uefi: bool | None = None):
         return driver.set_boot_device(BootDevice.PXE, once=True, uefi=uefi)
     if action == "disk":
         return driver.set_boot_device(BootDevice.DISK, once=False, uefi=uefi)
+    if action == "media":
+        return driver.media()
+    if action == "eject":
+        return driver.eject_media()
     return driver.ping()
 
 
@@ -368,6 +375,13 @@ def _describe(machine: Machine, action: str, result) -> str:
         "pxe": lambda: f"{machine.hostname}: will boot from the network once, at its next start",
         "disk": lambda: f"{machine.hostname}: boots from disk",
         "ping": lambda: f"{machine.hostname}: BMC answered in {result * 1000:.1f} ms",
+        # An install's ISO name opens the ISO, which holds its boot credential: masked as in the logs.
+        "media": lambda: (
+            f"{machine.hostname}: virtual CD ({result.device}) holds {redact_text(result.image) or result.image_name}"
+            if result.inserted
+            else f"{machine.hostname}: virtual CD ({result.device}) is empty"
+        ),
+        "eject": lambda: f"{machine.hostname}: " + ("virtual media ejected" if result else "no virtual media to eject"),
     }[action]()
 
 

@@ -14,6 +14,7 @@ REFUSED_WHEN_PROTECTED = {
     "off": "power off",
     "cycle": "power cycle",
     "pxe": "network boot",
+    "cd": "boot from a CD or virtual media",
     "install": "install",
     "raid": "hardware RAID",
 }

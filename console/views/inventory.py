@@ -19,7 +19,7 @@ from core.csv_export import streaming_csv
 from core.edge import int_param
 from installs.batches import InstallRefused, request_installs
 from installs.engine import EngineError, cancel
-from installs.library import plan_for
+from installs.library import BOOTS, plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
@@ -52,6 +52,7 @@ ACTIONS = {
     "off": "Power off",
     "cycle": "Power cycle",
     "pxe": "Boot to PXE once",
+    "eject": "Eject virtual media",
     "cancel": "Cancel install",
     "host_ping": "Ping hosts",
     "credentials": "Test BMC credentials (one login each)",
@@ -93,6 +94,7 @@ def machine_list(request):
             Machine.objects.exclude(vendor="").order_by("vendor").values_list("vendor", flat=True).distinct()
         ),
         "profiles": list(OSProfile.objects.order_by("name").values_list("name", flat=True)),
+        "boots": BOOTS,
         "per_page": per_page,
         "per_page_choices": PER_PAGE_CHOICES,
         "actions": ACTIONS,
@@ -163,10 +165,14 @@ def machine_action(request):
         messages.error(request, "No machines were selected.")
         return redirect(back)
     profile = None
+    boot = request.POST.get("boot", "")
     if action == "install":
         profile = OSProfile.objects.filter(name=request.POST.get("profile", "")).first()
         if profile is None:
             messages.error(request, "Choose the profile to install.")
+            return redirect(back)
+        if boot not in BOOTS:
+            messages.error(request, f"Boot: choose one of {', '.join(BOOTS.values())}.")
             return redirect(back)
     expected = expected_confirmation(action, machines)
     typed = request.POST.get("confirm", "").strip()
@@ -180,6 +186,8 @@ def machine_action(request):
                 "action_label": ACTIONS[action],
                 "machines": machines,
                 "profile": profile,
+                "boot": boot,
+                "boot_label": BOOTS.get(boot, ""),
                 "expected": expected,
                 "wrong": bool(request.POST.get("confirmed")),
                 "next": back,
@@ -187,10 +195,10 @@ def machine_action(request):
             status=status,
         )
     actor = Actor.for_user(request.user)
-    return redirect(_perform(request, action, machines, profile, actor) or back)
+    return redirect(_perform(request, action, machines, profile, actor, boot=boot) or back)
 
 
-def _perform(request, action: str, machines: list, profile, actor: Actor) -> str | None:
+def _perform(request, action: str, machines: list, profile, actor: Actor, *, boot: str = "") -> str | None:
     """Do the bulk action; returns where to go next when not back to the list."""
     if action == "host_ping":
         try:
@@ -210,7 +218,9 @@ def _perform(request, action: str, machines: list, profile, actor: Actor) -> str
         return reverse("inventory:credential-check", args=[check.pk])
     if action == "install":
         try:
-            batch = request_installs([m.pk for m in machines], profile, actor, name=request.POST.get("name", "")[:100])
+            batch = request_installs(
+                [m.pk for m in machines], profile, actor, name=request.POST.get("name", "")[:100], boot=boot
+            )
         except InstallRefused as exc:
             for problem in exc.args[0]:
                 messages.error(request, problem)
@@ -302,6 +312,7 @@ def machine_detail(request, hostname: str):
             "active_install": next((i for i in installs if i.is_active), None),
             "facts": machine.facts or {},
             "profiles": list(OSProfile.objects.order_by("name").only("name", "method", "description")),
+            "boots": BOOTS,
             "previews": [(p, previews_for(p.method)) for p in OSProfile.objects.order_by("name").only("name", "method")]
             if has_role(request.user, Role.TECHNICIAN)
             else [],

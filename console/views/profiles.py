@@ -23,7 +23,7 @@ def _flow(profile: OSProfile) -> tuple[wf.Workflow | None, str, list[str]]:
     if profile.workflow and flow.version:
         row = Workflow.objects.filter(name=flow.name, version=flow.version).first()
         return flow, row.document if row else "", []
-    return flow, wf.stock_text(profile.method), []
+    return flow, wf.stock_text_named(flow.name) if wf.is_stock(flow.name) else wf.stock_text(profile.method), []
 
 
 @require_GET

@@ -4,23 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('installs', '0003_one_shot_boot_credential'),
+        ("installs", "0003_one_shot_boot_credential"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PeriodicRun',
+            name="PeriodicRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('runs', models.PositiveBigIntegerField(default=0)),
-                ('failures', models.PositiveBigIntegerField(default=0)),
-                ('last_started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_finished_at', models.DateTimeField(blank=True, help_text='The last run that succeeded.', null=True)),
-                ('last_duration_ms', models.FloatField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=64, unique=True)),
+                ("runs", models.PositiveBigIntegerField(default=0)),
+                ("failures", models.PositiveBigIntegerField(default=0)),
+                ("last_started_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "last_finished_at",
+                    models.DateTimeField(blank=True, help_text="The last run that succeeded.", null=True),
+                ),
+                ("last_duration_ms", models.FloatField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
             ],
         ),
     ]

@@ -81,9 +81,7 @@ class Migration(migrations.Migration):
                 ("created_by_label", models.CharField(blank=True, editable=False, max_length=150)),
                 (
                     "body",
-                    models.TextField(
-                        help_text="Starts with #! (else run by /bin/sh), as root in the memory OS."
-                    ),
+                    models.TextField(help_text="Starts with #! (else run by /bin/sh), as root in the memory OS."),
                 ),
                 (
                     "timeout_s",

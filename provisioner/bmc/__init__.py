@@ -11,6 +11,9 @@ and errors, whatever the protocol underneath.
 Hardware RAID is a capability of its own (``StorageDriver``: ``storage()`` and ``create_volume()``); only the
 Redfish driver has it, the others raise :class:`BmcUnsupported` saying so.
 
+Virtual media is another (``media.VirtualMediaDriver``: ``insert_media(url)``, ``eject_media()``, ``media()``), with
+``BootDevice.CD`` to boot from it once; Redfish and the fake driver have it.
+
 Which drivers exist and what each can do (power, boot device, boot mode, virtual media, console, sensors,
 event log, BIOS settings, hardware RAID) is the ``registry``'s: built-in drivers plus any a package adds
 under the ``provisioner.drivers`` entry point (docs/drivers.md).
@@ -51,6 +54,7 @@ from .errors import (
     BmcUnsupported,
     CapabilityMissing,
 )
+from .media import Media, VirtualMediaDriver
 from .registry import Capability, DriverInfo
 
 __all__ = [
@@ -69,12 +73,14 @@ __all__ = [
     "Drive",
     "DriverInfo",
     "DriverName",
+    "Media",
     "PowerState",
     "RaidLevel",
     "StorageController",
     "StorageDriver",
     "Volume",
     "VolumeRequest",
+    "VirtualMediaDriver",
     "VolumeResult",
     "close_sessions",
     "get_driver",

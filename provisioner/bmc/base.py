@@ -40,8 +40,9 @@ class PowerState(enum.StrEnum):
 class BootDevice(enum.StrEnum):
     PXE = "pxe"  # network boot
     DISK = "disk"  # the default local disk
+    CD = "cd"  # the (virtual) CD/DVD drive: a BMC's virtual media, or a real optical drive
     DEFAULT = "default"  # no override set: the firmware's own boot order
-    OTHER = "other"  # an override we never set ourselves (CD, BIOS setup, ...); read-only
+    OTHER = "other"  # an override we never set ourselves (USB, BIOS setup, ...); read-only
 
 
 @dataclass(frozen=True)

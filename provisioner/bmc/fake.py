@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcAuthError, BmcTimeout, BmcUnreachable, BmcUnsupported
 from .health import Health, LogEntry, SensorKind, SensorReading, threshold_health
+from .media import Media, url_problem
 from .serial import FakeSerialConsole
 
 FAULT_UNREACHABLE = "unreachable"
@@ -36,6 +37,8 @@ class FakeBmc:
     delay_s: float = 0.0
     #: ``None``, ``"unreachable"`` or ``"auth"``.
     fault: str | None = None
+    #: The virtual CD: the URL inserted, "" when empty (the fake never fetches it).
+    media_image: str = ""
     #: Method names in call order, for assertions.
     calls: list[str] = field(default_factory=list)
     #: The device each power-on booted from, in order.
@@ -173,7 +176,7 @@ class FakeDriver:
 
     def set_boot_device(self, device: BootDevice, once: bool = True, uefi: bool | None = None) -> None:
         self._enter("set_boot_device")
-        if device not in (BootDevice.PXE, BootDevice.DISK):
+        if device not in (BootDevice.PXE, BootDevice.DISK, BootDevice.CD):
             raise BmcUnsupported(self.target.endpoint, f"cannot set boot device {device!s}")
         with self.bmc.lock:
             self.bmc.boot_device, self.bmc.boot_once, self.bmc.boot_uefi = BootDevice(device), once, uefi
@@ -218,6 +221,24 @@ class FakeDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def media(self) -> Media:
+        self._enter("media")
+        return Media(device="Cd", inserted=bool(self.bmc.media_image), image=self.bmc.media_image)
+
+    def insert_media(self, url: str) -> None:
+        self._enter("insert_media")
+        problem = url_problem(url)
+        if problem:
+            raise BmcUnsupported(self.target.endpoint, f"insert virtual media: {problem}")
+        with self.bmc.lock:
+            self.bmc.media_image = url
+
+    def eject_media(self) -> bool:
+        self._enter("eject_media")
+        with self.bmc.lock:
+            had, self.bmc.media_image = bool(self.bmc.media_image), ""
+        return had
 
     def console(self, label: str = "") -> FakeSerialConsole:
         """A simulated serial console: a login prompt and a tiny shell that echoes."""

@@ -17,6 +17,7 @@ import uuid
 from .base import BmcDriver, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcBusy
 from .health import HEALTH_BUDGET_S, LogEntry, SensorReading
+from .media import Media
 
 DEFAULT_KEY_PREFIX = "provisioner:bmc:"
 #: How often a waiting caller looks at the lock again.
@@ -25,7 +26,8 @@ POLL_S = 0.01
 # Redfish reset fallback: status, restart, off, on), so the lock outlives a live holder.
 _CALLS_PER_COMMAND = 4
 # Reading storage or creating a volume walks the Redfish tree: the system, each storage subsystem, its
-# volumes (and, for a listing, its drives), then the POST and the new volume read back.
+# volumes (and, for a listing, its drives), then the POST and the new volume read back. Virtual media walks the
+# system, its managers and their media devices, and some BMCs fetch the ISO inside the insert request.
 _CALLS_PER_STORAGE_COMMAND = 24
 
 _RELEASE = """
@@ -122,6 +124,15 @@ class GuardedDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         return self._guarded("create_volume", request, _storage=True)
+
+    def media(self) -> Media:
+        return self._guarded("media", _storage=True)
+
+    def insert_media(self, url: str) -> None:
+        self._guarded("insert_media", url, _storage=True)
+
+    def eject_media(self) -> bool:
+        return self._guarded("eject_media", _storage=True)
 
     def sensors(self) -> list[SensorReading]:
         return self._guarded("sensors", _slow=True)

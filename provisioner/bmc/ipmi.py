@@ -11,6 +11,7 @@ from .base import BmcTarget, BootDevice, PowerState, StorageController, VolumeRe
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcUnsupported
 from .health import LogEntry, SensorReading
 from .ipmi_loop import get_loop, wait
+from .media import Media
 from .serial import IpmiSerialConsole
 
 NETFN_CHASSIS = 0x00
@@ -31,8 +32,16 @@ BOOT_FLAG_VALID = 0x80
 BOOT_FLAG_PERSISTENT = 0x40
 BOOT_FLAG_EFI = 0x20
 # Boot device selector, bits 5:2 of boot flags data byte 2 (IPMI 2.0 table 28-14).
-_SELECTOR_BY_DEVICE = {BootDevice.PXE: 0x1, BootDevice.DISK: 0x2}
-_DEVICE_BY_SELECTOR = {0x0: BootDevice.DEFAULT, 0x1: BootDevice.PXE, 0x2: BootDevice.DISK, 0x3: BootDevice.DISK}
+# 0x5 is the CD/DVD drive: a real one, or the virtual CD some BMCs attach through their own web UI (IPMI has no
+# command to insert media; Redfish's virtual media is its own capability).
+_SELECTOR_BY_DEVICE = {BootDevice.PXE: 0x1, BootDevice.DISK: 0x2, BootDevice.CD: 0x5}
+_DEVICE_BY_SELECTOR = {
+    0x0: BootDevice.DEFAULT,
+    0x1: BootDevice.PXE,
+    0x2: BootDevice.DISK,
+    0x3: BootDevice.DISK,
+    0x5: BootDevice.CD,
+}
 
 # Completion codes that mean "not now" rather than "never".
 _BUSY_CODES = {0xC0, 0xC3, 0xCE, 0xCF}
@@ -64,6 +73,7 @@ def _power(data: bytes) -> PowerState:
 
 
 NO_STORAGE = "the IPMI driver has no storage service: hardware RAID needs Redfish"
+NO_MEDIA = "IPMI has no command to insert virtual media: it needs Redfish"
 
 
 class IpmiDriver:
@@ -170,6 +180,15 @@ class IpmiDriver:
 
     def create_volume(self, request: VolumeRequest) -> VolumeResult:
         raise BmcUnsupported(self.target.endpoint, NO_STORAGE)
+
+    def media(self) -> Media:
+        raise BmcUnsupported(self.target.endpoint, NO_MEDIA)
+
+    def insert_media(self, url: str) -> None:
+        raise BmcUnsupported(self.target.endpoint, NO_MEDIA)
+
+    def eject_media(self) -> bool:
+        raise BmcUnsupported(self.target.endpoint, NO_MEDIA)
 
     def console(self, label: str = "") -> IpmiSerialConsole:
         """Serial-over-LAN (not started: the caller awaits ``start()``); ``label`` is for the fake driver."""

@@ -25,12 +25,18 @@ from .base import (
 )
 from .errors import BmcAuthError, BmcBusy, BmcError, BmcTimeout, BmcUnreachable, BmcUnsupported
 from .health import LogEntry, SensorReading
+from .media import Media, url_problem
 
 _POWER = {sushy.PowerState.ON: PowerState.ON, sushy.PowerState.OFF: PowerState.OFF}
-_SOURCE_BY_DEVICE = {BootDevice.PXE: sushy.BootSource.PXE, BootDevice.DISK: sushy.BootSource.HDD}
+_SOURCE_BY_DEVICE = {
+    BootDevice.PXE: sushy.BootSource.PXE,
+    BootDevice.DISK: sushy.BootSource.HDD,
+    BootDevice.CD: sushy.BootSource.CD,
+}
 _DEVICE_BY_SOURCE = {
     sushy.BootSource.PXE: BootDevice.PXE,
     sushy.BootSource.HDD: BootDevice.DISK,
+    sushy.BootSource.CD: BootDevice.CD,
     sushy.BootSource.NONE: BootDevice.DEFAULT,
 }
 
@@ -176,6 +182,68 @@ class RedfishDriver:
         started = time.monotonic()
         self._run("ping", lambda: self._system())
         return time.monotonic() - started
+
+    # -- virtual media ---------------------------------------------------------------------------------------
+
+    def _virtual_cd(self):
+        """The virtual media device that takes a CD or DVD image. Newer services link VirtualMedia from the
+        system, older ones (iDRAC 8, iLO 5 before 2.x) only from its manager: the system first, as Ironic does."""
+        system = self._system()
+        collections = []
+        try:
+            collections.append(system.virtual_media)
+        except sushy_exc.MissingAttributeError:
+            pass
+        if not collections:
+            for manager in system.managers:
+                try:
+                    collections.append(manager.virtual_media)
+                except sushy_exc.MissingAttributeError:
+                    continue
+        optical = {sushy.VirtualMediaType.CD, sushy.VirtualMediaType.DVD}
+        for collection in collections:
+            for device in collection.get_members():
+                if optical & set(device.media_types or ()):
+                    return device
+        raise BmcUnsupported(self.target.endpoint, "the Redfish service has no virtual media device for a CD or DVD")
+
+    def media(self) -> Media:
+        def read():
+            device = self._virtual_cd()
+            return Media(
+                device=device.identity,
+                inserted=bool(device.inserted),
+                image=device.image or "",
+                image_name=device.image_name or "",
+            )
+
+        return self._run("read virtual media", read)
+
+    def insert_media(self, url: str) -> None:
+        problem = url_problem(url)
+        if problem:
+            raise BmcUnsupported(self.target.endpoint, f"insert virtual media: {problem}")
+
+        def insert():
+            device = self._virtual_cd()
+            if device.inserted and device.image == url:
+                return  # a retry after a worker died mid-call: the BMC holds it already
+            if device.inserted:
+                # Most BMCs refuse InsertMedia over an inserted image (HTTP 400 or 409): eject what is there.
+                device.eject_media()
+            device.insert_media(url, inserted=True, write_protected=True)
+
+        self._run("insert virtual media", insert)
+
+    def eject_media(self) -> bool:
+        def eject():
+            device = self._virtual_cd()
+            if not device.inserted and not device.image:
+                return False
+            device.eject_media()
+            return True
+
+        return self._run("eject virtual media", eject)
 
     # -- sensors and the event log (redfish_health.py) ---------------------------------------------------------
 

@@ -157,6 +157,7 @@ BUILT_IN: tuple[DriverInfo, ...] = (
                 Capability.POWER,
                 Capability.BOOT_DEVICE,
                 Capability.BOOT_MODE,
+                Capability.VIRTUAL_MEDIA,
                 Capability.CONSOLE,
                 Capability.SENSORS,
                 Capability.EVENT_LOG,

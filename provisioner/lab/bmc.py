@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 
 _MAX_SESSIONS = 64
 
-_DEVICE_BY_SELECTOR = {0x0: BootDevice.DEFAULT, 0x1: BootDevice.PXE, 0x2: BootDevice.DISK, 0x3: BootDevice.DISK}
+_DEVICE_BY_SELECTOR = {
+    0x0: BootDevice.DEFAULT,
+    0x1: BootDevice.PXE,
+    0x2: BootDevice.DISK,
+    0x3: BootDevice.DISK,
+    0x5: BootDevice.CD,
+}
 _BOOT_VALID = 0x80
 _BOOT_PERSISTENT = 0x40
 

@@ -56,8 +56,11 @@
       names.forEach(function (n) { var li = document.createElement("li"); li.textContent = n; list.appendChild(li); });
       var label = actionSelect.options[actionSelect.selectedIndex].text;
       var profile = form.querySelector("[name=profile]");
+      var boot = form.querySelector("[name=boot]");
+      var booting = action === "install" && boot && boot.value ? ", " + boot.options[boot.selectedIndex].text + "," : "";
       dialog.querySelector("[data-what]").textContent =
-        label + (action === "install" && profile ? " " + profile.value : "") + " on " + names.length + " machine(s):";
+        label + (action === "install" && profile ? " " + profile.value : "") + booting + " on " + names.length +
+        " machine(s):";
       var need = typed.indexOf(action) >= 0 ? (names.length === 1 ? names[0] : String(names.length)) : "";
       var box = dialog.querySelector("[data-typed-box]");
       var input = dialog.querySelector("[data-typed]");

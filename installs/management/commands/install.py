@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.service import Actor
 from installs.batches import InstallRefused, request_installs
+from installs.library import BOOTS
 from inventory.models import Machine, OSProfile
 
 
@@ -17,8 +18,15 @@ class Command(BaseCommand):
         parser.add_argument("--per-rack", type=int, help="At most this many installing at once per rack.")
         parser.add_argument("--stagger", type=float, help="Seconds between power-ons in one rack.")
         parser.add_argument("--name", default="", help="A name for the batch.")
+        parser.add_argument(
+            "--boot",
+            choices=[b for b in BOOTS if b],
+            default="",
+            help="Boot the machines from the network or from virtual media (an ISO the BMC attaches, for sites "
+            "without DHCP or PXE), whatever the profile's stock workflow does.",
+        )
 
-    def handle(self, *args, hostnames, profile, batch_size, per_rack, stagger, name, **options):
+    def handle(self, *args, hostnames, profile, batch_size, per_rack, stagger, name, boot, **options):
         profile_obj = OSProfile.objects.filter(name=profile).first()
         if profile_obj is None:
             known = ", ".join(OSProfile.objects.values_list("name", flat=True)) or "none"
@@ -37,6 +45,7 @@ class Command(BaseCommand):
                 max_per_site=batch_size,
                 max_per_rack=per_rack,
                 stagger_s=stagger,
+                boot=boot,
             )
         except InstallRefused as exc:
             raise CommandError("Refused:\n  " + "\n  ".join(exc.args[0])) from None

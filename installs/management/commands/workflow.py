@@ -87,9 +87,8 @@ class Command(BaseCommand):
         if row is not None:
             self.stdout.write(row.document, ending="" if row.document.endswith("\n") else "\n")
             return
-        stock = {v: k for k, v in wf.stock_names().items()}
-        if name in stock and not number:
-            self.stdout.write(wf.stock_text(stock[name]), ending="")
+        if wf.is_stock(name) and not number:
+            self.stdout.write(wf.stock_text_named(name), ending="")
             return
         raise CommandError(f"No workflow {name}" + (f" version {number}." if number else "."))
 

@@ -355,8 +355,17 @@ _EMULATOR = (
     "    return data['Id']\n"
     "DRIVE_BYTES = int(os.environ['EMULATOR_DRIVE_BYTES'])\n"
     "fakedriver.FakeDriver.find_or_create_storage_volume = _volume\n"
-    "from sushy_tools.emulator.main import main\n"
-    "sys.exit(main())\n"
+    "from sushy_tools.emulator import main as _main\n"
+    # The emulator keeps BootSourceOverrideEnabled at Continuous whatever it is sent: what the BMC was asked
+    # is read from this journal of every change request instead.
+    "@_main.app.before_request\n"
+    "def _journal_changes():\n"
+    "    if flask.request.method in ('PATCH', 'POST'):\n"
+    "        with open(os.environ['EMULATOR_REQUESTS'], 'a') as journal:\n"
+    "            body = flask.request.get_json(silent=True)\n"
+    "            journal.write(json.dumps({'method': flask.request.method, 'path': flask.request.path,\n"
+    "                                      'body': body}) + '\\n')\n"
+    "sys.exit(_main.main())\n"
 )
 
 # sushy-tools serves Thermal (temperatures and fans) but no system event log. Redfish BMCs serve the SEL as a
@@ -439,6 +448,8 @@ class RedfishEmulator:
         self.port = free_port(socket.SOCK_STREAM)
         self.journal = workdir / "volumes.jsonl"
         self.journal.write_text("")
+        self.requests_journal = workdir / "requests.jsonl"
+        self.requests_journal.write_text("")
         self.sel = workdir / "sel.json"
         self.sel.write_text("[]")
         digest = bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -455,7 +466,7 @@ class RedfishEmulator:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "EMULATOR_JOURNAL": str(self.journal), "EMULATOR_DRIVE_BYTES": str(DRIVE_BYTES),
-                 "EMULATOR_SEL": str(self.sel)},
+                 "EMULATOR_REQUESTS": str(self.requests_journal), "EMULATOR_SEL": str(self.sel)},
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while True:
@@ -473,6 +484,10 @@ class RedfishEmulator:
     def posted_volumes(self) -> list[dict]:
         """Every POST to a Volumes collection so far, in order: ``{"path": ..., "body": ...}``."""
         return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+    def changes(self) -> list[dict]:
+        """Every PATCH and POST the emulator received, in order: ``{"method", "path", "body"}``."""
+        return [json.loads(line) for line in self.requests_journal.read_text().splitlines()]
 
     def set_sel(self, entries: list[dict]) -> None:
         """What the emulator's SEL holds: Redfish LogEntry objects."""

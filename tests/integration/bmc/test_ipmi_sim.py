@@ -73,6 +73,14 @@ def test_set_boot_device_reaches_the_chassis(ipmi_sim):
     assert "Force Boot from default Hard-Drive" in ipmitool(ipmi_sim.port, "chassis", "bootparam", "get", "5")
 
 
+def test_boot_from_cd_reaches_the_chassis(ipmi_sim):
+    driver = get_driver("ipmi", ipmi_sim.target())
+    driver.set_boot_device(BootDevice.CD, once=True, uefi=True)
+    out = ipmitool(ipmi_sim.port, "chassis", "bootparam", "get", "5")
+    # The selector is what matters; the simulator keeps no flags byte (valid, persistent, EFI) of its own.
+    assert "Boot Device Selector : Force Boot from CD/DVD" in out
+
+
 def test_get_boot_device_reads_what_ipmitool_set(ipmi_sim):
     driver = get_driver("ipmi", ipmi_sim.target())
     ipmitool(ipmi_sim.port, "chassis", "bootdev", "pxe")

@@ -8,7 +8,8 @@ import pytest
 
 from audit.service import Actor
 from installs import library
-from installs.models import Event, InstallState, StepState
+from installs.batches import InstallRefused
+from installs.models import Event, Install, InstallState, StepState
 from inventory.services import set_protected
 from tests.integration.bmc.conftest import FAKE_SYSTEM, REDFISH_PASSWORD, REDFISH_USER, RedfishEmulator
 
@@ -88,14 +89,26 @@ def test_the_volume_is_built_through_redfish_before_the_power_cycle(lab, redfish
     ).exists()
 
 
-def test_a_bmc_without_a_storage_service_fails_the_install_saying_it_needs_redfish(lab):
+def test_a_bmc_without_a_storage_service_is_refused_when_the_install_is_requested(lab):
     machine = lab.machine()  # a fake BMC: no storage service
-    install = requested(lab, machine, "hw-raid-ipmi")
+    with pytest.raises(InstallRefused) as caught:
+        requested(lab, machine, "hw-raid-ipmi")
+    message = str(caught.value)
+    assert "the Fake (demo and tests) driver cannot do hardware RAID" in message and "hw-raid-ipmi" in message
+    assert not Install.objects.filter(machine=machine).exists()
+
+
+def test_a_driver_changed_after_the_request_fails_the_step_before_the_bmc_is_asked(lab, redfish_emulator):
+    machine = lab.machine()
+    on_redfish(machine, redfish_emulator)
+    install = requested(lab, machine, "hw-raid-changed")
+    bmc = machine.bmc
+    bmc.driver = "fake"
+    bmc.save()
     lab.run_jobs()
     install.refresh_from_db()
-    assert (install.state, install.failure_reason) == (InstallState.FAILED, "BmcUnsupported")
-    assert "hardware RAID needs Redfish" in install.failure_message
-    assert install.steps.get(kind="hardware_raid").attempts == 1  # refused, not retried
+    assert (install.state, install.failure_reason) == (InstallState.FAILED, "CapabilityMissing")
+    assert "cannot do hardware RAID" in install.failure_message and "Nothing was sent" in install.failure_message
     assert install.steps.get(kind="set_boot_pxe").state == StepState.SKIPPED  # never powered into the boot
 
 

@@ -353,7 +353,6 @@ def test_a_group_that_fails_is_written_report_by_report_so_only_the_bad_one_fail
     assert not Event.objects.filter(install=bad_install, kind=EventKind.PROGRESS).exists()
 
 
-
 def test_other_methods_on_the_progress_path_get_a_405_problem(lab, client):
     _, token, task_id = running_task(lab, client)
 

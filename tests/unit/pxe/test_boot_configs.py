@@ -171,4 +171,5 @@ def test_every_golden_file_is_still_checked():
         "local.ipxe", "ubuntu-24.04-autoinstall-meta-data.txt", "dnsmasq-owning.conf", "dnsmasq-proxy.conf",
     } | {f"{p}-{kind}.txt" for p in profiles for kind in ("static", "dhcp")}
     expected |= {f"storage-{name}.txt" for name in ("single-default", "raid1-bios", "raid10-lvm-efi-swap")}
+    expected |= {"iso-grub.cfg"}  # test_iso.py
     assert {p.name for p in GOLDEN_DIR.iterdir()} == expected
