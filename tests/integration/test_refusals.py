@@ -105,6 +105,7 @@ def test_power_off_refused_on_the_command_line_is_audited_the_same_way(protected
 
 def test_a_bulk_power_action_refused_for_one_machine_queues_nothing_and_says_which(page_client, protected):
     other = make_machine(protected.rack, hostname="web-01", position_u=5)
+    make_bmc(other, address="10.0.0.22")  # it could be cycled: only the protected one is refused
     page_client.post(
         "/machines/action", {"action": "cycle", "machine": [protected.pk, other.pk], "confirmed": "1", "confirm": "2"}
     )
