@@ -2,6 +2,7 @@
 its own machines, plus ``default`` for control-plane work (the periodic jobs, alerts)."""
 
 import logging
+from datetime import timedelta
 from functools import cache
 
 import redis
@@ -33,6 +34,23 @@ def get_queue(name: str = DEFAULT_QUEUE) -> Queue:
 
 def site_queue(slug: str) -> Queue:
     return get_queue(site_queue_name(slug))
+
+
+def spread(jobs: list[tuple[str, str]], interval_s: float, func, *, job_prefix: str, result_ttl: int) -> int:
+    """Queue ``func(arg)`` for each ``(site slug, arg)`` on that site's queue, spaced evenly over
+    ``interval_s`` so a periodic job never asks every BMC or host at once. The job id is ``job_prefix`` and
+    the argument: a job still waiting from the last period is replaced, not doubled. Returns how many."""
+    spacing = interval_s / max(1, len(jobs))
+    for i, (slug, arg) in enumerate(jobs):
+        site_queue(slug).enqueue_in(
+            timedelta(seconds=i * spacing),
+            func,
+            arg,
+            job_id=f"{job_prefix}{arg}",
+            result_ttl=result_ttl,
+            failure_ttl=3600,
+        )
+    return len(jobs)
 
 
 def on_commit(what: str, enqueue) -> None:

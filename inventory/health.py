@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -202,17 +201,10 @@ def health_sync() -> int:
         .order_by("pk")
         .values_list("pk", "rack__site__slug")
     )
-    spacing = interval / max(1, len(machines))
-    for i, (machine_id, slug) in enumerate(machines):
-        queues.site_queue(slug).enqueue_in(
-            timedelta(seconds=i * spacing),
-            refresh,
-            machine_id,
-            job_id=f"health-refresh-{machine_id}",
-            result_ttl=0,
-            failure_ttl=3600,
-        )
-    return len(machines)
+    return queues.spread(
+        [(slug, machine_id) for machine_id, slug in machines], interval, refresh, job_prefix="health-refresh-",
+        result_ttl=0,
+    )  # fmt: skip
 
 
 # --- what pages, the API and the CLI show ------------------------------------------------------------------

@@ -9,7 +9,6 @@ demand (enqueue_host_pings, audited). The pinging itself is provisioner/bmc/host
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -100,17 +99,10 @@ def host_ping_sync() -> int:
         .values_list("rack__site__slug", flat=True)
         .distinct()
     )
-    spacing = settings.HOST_PING_INTERVAL_S / max(1, len(slugs))
-    for i, slug in enumerate(slugs):
-        queues.site_queue(slug).enqueue_in(
-            timedelta(seconds=i * spacing),
-            ping_site,
-            slug,
-            job_id=f"host-ping-{slug}",
-            result_ttl=3600,
-            failure_ttl=3600,
-        )
-    return len(slugs)
+    return queues.spread(
+        [(slug, slug) for slug in slugs], settings.HOST_PING_INTERVAL_S, ping_site, job_prefix="host-ping-",
+        result_ttl=3600,
+    )  # fmt: skip
 
 
 def enqueue_host_pings(machines: list[Machine], actor: Actor) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -438,17 +437,11 @@ def power_sync() -> int:
         .values_list("rack__site__slug", flat=True)
         .distinct()
     )
-    spacing = interval / max(1, len(slugs))
-    for i, slug in enumerate(slugs):
-        queues.site_queue(slug).enqueue_in(
-            timedelta(seconds=i * spacing),
-            "inventory.power_sweep.sweep_site",  # by name: power_sweep imports this module
-            slug,
-            job_id=f"power-sweep-{slug}",
-            result_ttl=3600,
-            failure_ttl=3600,
-        )
-    return len(slugs)
+    # By name: power_sweep imports this module.
+    return queues.spread(
+        [(slug, slug) for slug in slugs], interval, "inventory.power_sweep.sweep_site", job_prefix="power-sweep-",
+        result_ttl=3600,
+    )  # fmt: skip
 
 
 # --- actions requested from the UI or API: audited now, run by the site's worker ------------
