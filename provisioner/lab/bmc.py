@@ -9,6 +9,9 @@ provisioner/bmc/pyghmi_patches.py with the client's, which says what each is for
 only cipher suite 3 is accepted (so the client falls back to it), each :class:`LoopbackBmc` has its own
 socket and thread instead of pyghmi's shared client IO thread (so several run side by side and stop, and
 none steals an IPMI client's packets), and an unknown user name is answered, as a real BMC does.
+
+Serial-over-LAN (payload type 1) and the machine's serial port behind it are in sol.py; this module hands it the
+payload commands and wakes its thread for serial output and retransmits.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pyghmi.ipmi.private import constants as pyghmi_constants
 from provisioner.bmc import BmcTarget, BootDevice, pyghmi_patches
 
 from .bmc_health import LabHealth
+from .sol import SerialShell, SolServer
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,12 @@ class _LabSession(pyghmi_patches.ServerSession):
             self.authdata = {username: os.urandom(12).hex()}
         super()._got_rakp1(data)
 
+    # pyghmi's packet handler reads these for SOL packets; a server session never sets them.
+    sol_handler = None
+    last_payload_type = None
+
     def close_server_session(self):
+        self.bmc.sol.end(self)
         self.bmc._forget_session(self.sockaddr)
 
 
@@ -142,8 +151,13 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self._sessions: OrderedDict[tuple, _LabSession] = OrderedDict()
         self._pending_hooks: list[Callable[[], None]] = []
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        #: The machine's serial port (sol.py) and Serial-over-LAN to it; a lab machine names and narrates it.
+        self.serial = SerialShell(f"lab-bmc-{self.port}", powered=lambda: self.powered_on)
+        self.sol = SolServer(self.serial, port=self.port, wake=self._wake)
 
     def __repr__(self) -> str:
         return f"LoopbackBmc({self.address}:{self.port}, power={'on' if self.powered_on else 'off'})"
@@ -155,13 +169,16 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self._thread.start()
         return self
 
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # full (the thread is awake anyway) or closed (stopped)
+            pass
+
     def stop(self) -> None:
         """Stop answering and release the port."""
         self._stopping.set()
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
+        self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
@@ -193,11 +210,18 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
-                ready = selector.select()
+                ready = selector.select(timeout=0.25 if self.sol.busy else None)
                 if self._stopping.is_set():
                     break
+                if any(key.fileobj is self._wake_r for key, _ in ready):
+                    try:
+                        self._wake_r.recv(4096)
+                    except OSError:
+                        pass
                 if any(key.fileobj is self.serversocket for key, _ in ready):
                     self.receive()
+                else:
+                    self.sol.tick()  # serial output to send, or an unacknowledged SOL packet
         finally:
             selector.close()
             self._close()
@@ -222,6 +246,7 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         except Exception:  # a malformed packet must not kill the BMC
             log.exception("lab BMC %s:%s failed handling a packet", self.address, self.port)
         self._run_hooks()
+        self.sol.tick()
 
     def _close(self) -> None:
         self.serversocket.close()
@@ -255,19 +280,22 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
             return
         self._forget_session(sockaddr)
         while len(self._sessions) >= _MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+            self.sol.end(self._sessions.popitem(last=False)[1])
         session = _LabSession(self.authdata, self.kg, sockaddr, self.serversocket, request, self.uuid, bmc=self)
         pyghmi_patches.unroute(session, sockaddr, self.port)  # this BMC routes its own packets
         self._sessions[sockaddr] = session
 
     def _forget_session(self, sockaddr) -> None:
-        self._sessions.pop(sockaddr, None)
+        session = self._sessions.pop(sockaddr, None)
+        if session is not None:
+            self.sol.end(session)
 
     # -- IPMI commands ---------------------------------------------------------------------------------------
 
     def handle_raw_request(self, request, session) -> None:
         netfn, command, data = request["netfn"], request["command"], request["data"]
         self.commands.append((netfn, command, data[0] if data else None))
+        self.sol.heard_from(session)
         if netfn == 6 and command == 0x01:
             self.send_device_id(session)
         elif netfn == 0 and command == 0x01:
@@ -284,6 +312,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         elif netfn in (0x04, 0x0A):
             code, response = self.health.handle(netfn, command, data, self.powered_on)
             session.send_ipmi_response(code=code, data=response)
+        elif self.sol.handle(netfn, command, data, session):
+            pass
         else:
             session.send_ipmi_response(code=_INVALID_COMMAND)
 

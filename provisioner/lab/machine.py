@@ -193,6 +193,8 @@ class LabMachine:
         ]
         machine = {"nics": nics, "dmi": self.dmi, "cpus": 8, "memory_bytes": 32 << 30}
         (self.workdir / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+        self.bmc.serial.hostname = self.hostname
+        self.bmc.serial.status = self._serial_status
         self.bmc.on_power_on.append(lambda device: self._queue.put(("boot", device)))
         self.bmc.on_power_off.append(lambda: self._queue.put(("off", None)))
         self._worker = threading.Thread(target=self._work, name=f"lab-{self.hostname}", daemon=True)
@@ -231,6 +233,20 @@ class LabMachine:
             self.events.append(event)
             self._changed.notify_all()
         log.debug("%s %s: %s", self.hostname, phase, detail)
+        if phase != "lab":
+            self.bmc.serial.print_line(f"[{phase}] {detail}" if detail else f"[{phase}]")
+        if phase == "disk-boot":
+            self.bmc.serial.login_prompt()
+
+    def _serial_status(self) -> str:
+        """What ``status`` on the machine's serial console says: its own power and boot state."""
+        bmc = self.bmc
+        last = bmc.boots[-1] if bmc.boots else "none yet"
+        return (
+            f"{self.hostname}: power {'on' if bmc.powered_on else 'off'}, last boot from {last}, "
+            f"next boot device {bmc.boot_device}, disk holds {self.installed_os() or 'no OS'}, "
+            f"PXE NIC {self.pxe_mac}"
+        )
 
     def phases(self) -> list[str]:
         with self._changed:
@@ -347,6 +363,7 @@ class LabMachine:
     # -- network boot ---------------------------------------------------------------------------------------
 
     def _netboot(self, generation: int) -> None:
+        self.bmc.serial.print_line(f"PXE boot from MAC {self.pxe_mac}")
         loaded, target = resolve(self.tftp_root, self.firmware, self.pxe_mac)
         missed = [name for name in loaded.asked if name != loaded.path]
         if missed:
@@ -470,6 +487,7 @@ class LabMachine:
         if installed is None:
             self._record("halted", "no bootable disk: the firmware stops at 'no boot device'")
             return
+        self.bmc.serial.print_line("booting from disk")
         self._record("disk-boot", f"installed OS ({installed}) booted")
         unit = self.target / FIRST_BOOT_UNIT
         wants = self.target / FIRST_BOOT_WANTS
