@@ -29,7 +29,7 @@ class PeriodicWatch:
         self.log_runs: dict[str, list[float]] = defaultdict(list)
         self.health_runs: dict[str, list[float]] = defaultdict(list)
         self.overdue_seen: dict[str, int] = defaultdict(int)
-        self._last: dict[str, tuple[int, str]] = {}
+        self._last: dict[str, tuple[int, str, float]] = {}  # runs, last run, when /healthz said so
         self.healthz_periodic = False
         self.since = time.monotonic()  # when the processes that run them were started
         self.lock = threading.Lock()
@@ -57,7 +57,7 @@ class PeriodicWatch:
                 self.overdue_seen[name] += 1
             runs, last = int(job.get("runs") or 0), str(job.get("last_run_at") or "")
             before = self._last.get(name)
-            self._last[name] = (runs, last)
+            self._last[name] = (runs, last, now)
             if before is None:
                 # Every run so far came after the stack started (a fresh database and Redis): only the last
                 # one's time is known, the others are put a period apart before it.
@@ -70,6 +70,13 @@ class PeriodicWatch:
                 new = runs or int(last != before[1])
             else:
                 new = int(last != before[1] and bool(last))
+            if new > 1:
+                # Runs that happened while /healthz did not answer (a web server restart): healthz gives only
+                # the last one's time; the worker's log saw each when it started, so take theirs.
+                seen = [t for t in self.log_runs.get(name, []) if before[2] < t <= now]
+                if len(seen) >= new:
+                    self.health_runs[name].extend(seen[-new:])
+                    continue
             self.health_runs[name].extend([_when(last, now)] * new)
 
     @property

@@ -45,6 +45,19 @@ def test_periodic_runs_from_healthz_count_increments_and_survive_a_counter_that_
     assert watch.every_s == {"sweep": 20}  # /healthz's word wins, and only its jobs are owed
 
 
+def test_runs_healthz_missed_while_the_web_server_was_down_keep_the_times_the_worker_log_saw(monkeypatch):
+    clock = iter([100.0, 101.0, 116.0, 131.0, 146.0, 150.0, 200.0])
+    monkeypatch.setattr("bench.soak.periodic.time.monotonic", lambda: next(clock))
+    watch = PeriodicWatch({"sweep": 15})  # 100: started
+    poll = {"every_s": 15, "runs": 1, "last_run_at": "2026-12-06T01:00:00Z", "overdue": False}
+    watch.health({"periodic": {"sweep": poll}})  # 101
+    for _ in range(3):  # 116, 131, 146: the worker ran it while /healthz did not answer
+        watch.worker_line("worker-control", RQ_SWEEP)
+    watch.health({"periodic": {"sweep": poll | {"runs": 4, "last_run_at": "2026-12-06T01:00:45Z"}}})  # 150
+    _, counted = watch.runs()
+    assert counted["sweep"][1:] == [116.0, 131.0, 146.0]  # not three runs at one moment: no false gap
+
+
 def test_a_periodic_job_that_ran_once_is_not_on_time_and_one_that_kept_its_period_is():
     start, end = 1000.0, 1180.0
     once = report.periodic_figures({"sweep": [1001.0]}, {"sweep": 15}, start, end, {})["sweep"]
