@@ -133,12 +133,13 @@ def note_contact(bmc_id: int, *, ok: bool, latency_s: float | None = None, error
         .update(reachable=False)
     ):
         machine_id, hostname = BMC.objects.filter(pk=bmc_id).values_list("machine_id", "machine__hostname").first()
-        alerting.alert(
-            machine_id,
-            alerting.BMC_UNREACHABLE,
-            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
-            f"{error[:300]}",
-        )
+        alerting.alert(machine_id, alerting.BMC_UNREACHABLE, _unreachable_message(hostname, error))
+
+
+def _unreachable_message(hostname: str, error: str) -> str:
+    # Reads that fail on rejected credentials count too (the BMC is of no use to us), but say so: it answers.
+    what = "answers but rejects its credentials" if "rejected" in error else "stopped answering"
+    return f"The BMC of {hostname} {what} ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): {error[:300]}"
 
 
 # Set while one of our power actions runs on a machine, so a power read that lands between the BMC's answer and
@@ -221,12 +222,7 @@ def note_contacts(contacts: list[Contact]) -> set[int]:
     BMC.objects.filter(pk__in=down).update(reachable=False)
     errors = dict(failed)
     for bmc_id, machine_id, hostname in flipped:
-        alerting.alert(
-            machine_id,
-            alerting.BMC_UNREACHABLE,
-            f"The BMC of {hostname} stopped answering ({settings.BMC_UNREACHABLE_AFTER} reads in a row failed): "
-            f"{errors[bmc_id][:300]}",
-        )
+        alerting.alert(machine_id, alerting.BMC_UNREACHABLE, _unreachable_message(hostname, errors[bmc_id]))
     return down
 
 

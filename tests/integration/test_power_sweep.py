@@ -167,3 +167,15 @@ def test_the_sweep_raises_the_same_machine_alerts_as_single_reads_once_each(flee
     unreachable = Alert.objects.get(reason="BmcUnreachable")
     assert unreachable.message.startswith(f"The BMC of {machines[4].hostname} stopped answering")
     assert PASSWORD not in changed.message + unreachable.message
+
+
+def test_a_bmc_that_rejects_the_password_is_said_to_answer_not_to_be_silent(fleet):
+    from installs.models import Alert
+
+    site, machines = site_of(fleet, site_defaults=False)
+    machines[3].bmc.set_password("not-the-password")
+    machines[3].bmc.save()
+    power_sweep.sweep_site(site.slug)
+    (alert,) = Alert.objects.filter(reason="BmcUnreachable")
+    assert alert.message.startswith(f"The BMC of {machines[3].hostname} answers but rejects its credentials")
+    assert "not-the-password" not in alert.message
