@@ -156,7 +156,42 @@ class IpmiSerialConsole:
 _HELP = b"commands: help, uname, uptime, whoami, echo TEXT, exit\r\n"
 
 
-class FakeSerialConsole:
+class LineDiscipline:
+    """What a getty's terminal line does with keystrokes: echo, backspace, ^C, a password typed unseen, CR LF
+    as one Enter, lines of at most MAX_LINE characters. The simulated consoles (the fake driver's, the lab
+    machines') give ``emit(bytes)``, ``_prompt()``, ``_enter(line)`` and ``_state`` ("password" hides input)."""
+
+    MAX_LINE = 256
+    _last = b""  # the previous key, to take CR LF as one Enter
+
+    def keys(self, data: bytes) -> None:
+        line, last = self._line, self._last
+        for byte in data:
+            char = bytes([byte])
+            if char in (b"\r", b"\n"):
+                if not (char == b"\n" and last == b"\r"):  # CR LF from a terminal is one Enter
+                    self.emit(b"\r\n")
+                    typed = line.decode(errors="replace")
+                    line.clear()
+                    self._enter(typed)
+            elif char in (b"\x7f", b"\x08"):
+                if line:
+                    line.pop()
+                    if self._state != "password":
+                        self.emit(b"\x08 \x08")
+            elif char == b"\x03":
+                line.clear()
+                self.emit(b"^C\r\n")
+                self._prompt()
+            elif byte >= 0x20 and len(line) < self.MAX_LINE:
+                line += char
+                if self._state != "password":
+                    self.emit(char)
+            last = char
+        self._last = last
+
+
+class FakeSerialConsole(LineDiscipline):
     """A simulated serial console: a getty-like login prompt (any name, any password) and a tiny shell."""
 
     def __init__(self, hostname: str = "demo"):
@@ -171,19 +206,19 @@ class FakeSerialConsole:
         return f"FakeSerialConsole({self.hostname})"
 
     async def start(self) -> None:
-        self._emit(f"\r\nDebian GNU/Linux 12 {self.hostname} ttyS0\r\n\r\n".encode())
+        self.emit(f"\r\nDebian GNU/Linux 12 {self.hostname} ttyS0\r\n\r\n".encode())
         self._prompt()
 
-    def _emit(self, data: bytes) -> None:
+    def emit(self, data: bytes) -> None:
         self._out.put_nowait(data)
 
     def _prompt(self) -> None:
         if self._state == "login":
-            self._emit(f"{self.hostname} login: ".encode())
+            self.emit(f"{self.hostname} login: ".encode())
         elif self._state == "password":
-            self._emit(b"Password: ")
+            self.emit(b"Password: ")
         else:
-            self._emit(f"{self._user}@{self.hostname}:~$ ".encode())
+            self.emit(f"{self._user}@{self.hostname}:~$ ".encode())
 
     async def read(self) -> bytes:
         if self.ended and self._out.empty():
@@ -192,25 +227,7 @@ class FakeSerialConsole:
         return data
 
     async def write(self, data: bytes) -> None:
-        for byte in data:
-            char = bytes([byte])
-            if char in (b"\r", b"\n"):
-                self._emit(b"\r\n")
-                line, self._line = self._line.decode(errors="replace"), bytearray()
-                self._enter(line)
-            elif char in (b"\x7f", b"\x08"):
-                if self._line:
-                    self._line.pop()
-                    if self._state != "password":
-                        self._emit(b"\x08 \x08")
-            elif char == b"\x03":
-                self._line.clear()
-                self._emit(b"^C\r\n")
-                self._prompt()
-            elif byte >= 0x20:
-                self._line += char
-                if self._state != "password":
-                    self._emit(char)
+        self.keys(data)
 
     def _enter(self, line: str) -> None:
         if self._state == "login":
@@ -218,7 +235,7 @@ class FakeSerialConsole:
                 self._user, self._state = line.strip()[:32], "password"
         elif self._state == "password":
             self._state = "shell"
-            self._emit(b"Linux " + self.hostname.encode() + b" 6.1.0-28-amd64 #1 SMP x86_64\r\n\r\n")
+            self.emit(b"Linux " + self.hostname.encode() + b" 6.1.0-28-amd64 #1 SMP x86_64\r\n\r\n")
         else:
             self._run(line.strip())
         self._prompt()
@@ -228,21 +245,21 @@ class FakeSerialConsole:
         if not name:
             return
         if name == "echo":
-            self._emit(rest.encode() + b"\r\n")
+            self.emit(rest.encode() + b"\r\n")
         elif name == "help":
-            self._emit(_HELP)
+            self.emit(_HELP)
         elif name == "uname":
-            self._emit(b"Linux\r\n")
+            self.emit(b"Linux\r\n")
         elif name == "uptime":
-            self._emit(b" 12:00:00 up 3 days,  2:14,  1 user,  load average: 0.00, 0.01, 0.05\r\n")
+            self.emit(b" 12:00:00 up 3 days,  2:14,  1 user,  load average: 0.00, 0.01, 0.05\r\n")
         elif name == "whoami":
-            self._emit(self._user.encode() + b"\r\n")
+            self.emit(self._user.encode() + b"\r\n")
         elif name in ("exit", "logout"):
             self._state = "login"
-            self._emit(f"\r\nDebian GNU/Linux 12 {self.hostname} ttyS0\r\n\r\n".encode())
+            self.emit(f"\r\nDebian GNU/Linux 12 {self.hostname} ttyS0\r\n\r\n".encode())
         else:
-            self._emit(f"-bash: {name[:40]}: command not found\r\n".encode())
+            self.emit(f"-bash: {name[:40]}: command not found\r\n".encode())
 
     async def close(self) -> None:
         self.ended = self.ended or "closed"
-        self._emit(b"")
+        self.emit(b"")

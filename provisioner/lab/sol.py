@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from provisioner.bmc.serial import LineDiscipline
+
 SOL_PAYLOAD = 1
 #: Largest character data in one SOL packet either way (the accepted count is one byte).
 MAX_CHARS = 200
@@ -41,7 +43,7 @@ _HELP = (
 )
 
 
-class SerialShell:
+class SerialShell(LineDiscipline):
     """The serial port of a lab machine: what a technician sees on its console."""
 
     def __init__(self, hostname: str, *, powered: Callable[[], bool], status: Callable[[], str] | None = None):
@@ -93,29 +95,7 @@ class SerialShell:
         if not self.powered():
             return  # nothing runs on a machine that is off: no echo, no answer
         with self._lock:
-            for byte in data:
-                char = bytes([byte])
-                if char in (b"\r", b"\n"):
-                    if char == b"\n" and self._last == b"\r":
-                        self._last = char
-                        continue  # CR LF from a terminal is one Enter
-                    self.emit(b"\r\n")
-                    line, self._line = self._line.decode(errors="replace"), bytearray()
-                    self._enter(line)
-                elif char in (b"\x7f", b"\x08"):
-                    if self._line:
-                        self._line.pop()
-                        if self._state != "password":
-                            self.emit(b"\x08 \x08")
-                elif char == b"\x03":
-                    self._line.clear()
-                    self.emit(b"^C\r\n")
-                    self._prompt()
-                elif byte >= 0x20 and len(self._line) < 256:
-                    self._line += char
-                    if self._state != "password":
-                        self.emit(char)
-                self._last = char
+            self.keys(data)
 
     def _enter(self, line: str) -> None:
         if self._state == "login":
