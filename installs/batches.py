@@ -155,7 +155,7 @@ def _accept(
         # Another request took one of these machines between our check and our insert.
         busy = Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine")
         raise InstallRefused([_holder(b) for b in busy] or ["A machine was taken by another request."]) from None
-    Machine.objects.filter(pk__in=[m.pk for m in machines]).update(status=MachineStatus.INSTALLING)
+    Machine.objects.filter(pk__in=[m.pk for m in machines]).update(status=MachineStatus.DEPLOYING)
     record(actor, "batch.create", batch, {"profile": profile.name, "machines": [m.hostname for m in machines]})
     batch_id = batch.pk
     queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))

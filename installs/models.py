@@ -65,6 +65,16 @@ class Batch(models.Model):
         return self.name or f"batch {self.pk}"
 
 
+class Purpose(models.TextChoices):
+    """What an install (an operation on the machine) is for; each has its stock workflow and moves the machine
+    through its lifecycle (inventory/lifecycle.py) as it starts and ends."""
+
+    DEPLOY = "deploy"  # write an OS (the profile's)
+    COMMISSION = "commission"  # boot the memory OS and record the hardware facts
+    TEST = "test"  # run hardware tests in the memory OS
+    RELEASE = "release"  # erase every disk, verify, and hand the machine back as ready
+
+
 class Install(models.Model):
     machine = models.ForeignKey(Machine, on_delete=models.PROTECT, related_name="installs")
     profile = models.ForeignKey(OSProfile, on_delete=models.PROTECT, related_name="installs")
@@ -73,6 +83,10 @@ class Install(models.Model):
     requested_by_label = models.CharField(max_length=150)
     state = models.CharField(max_length=16, choices=InstallState.choices, default=InstallState.QUEUED)
     state_changed_at = models.DateTimeField(auto_now_add=True)
+    purpose = models.CharField(max_length=12, choices=Purpose.choices, default=Purpose.DEPLOY)
+    # The machine's lifecycle status when the operation was requested: where a cancel that touched nothing
+    # puts it back.
+    machine_status_before = models.CharField(max_length=16, blank=True, editable=False)
     # The current step's deadline while it waits for the machine, for people (pages, REST); the sweeper
     # reads the step's own. Kept by engine.move_step.
     deadline_at = models.DateTimeField(null=True, blank=True, help_text="Set only while waiting for the machine.")

@@ -43,6 +43,36 @@ class Site(models.Model):
     bmc_password_ciphertext = crypto.EncryptedTextField(
         describe=lambda site: f"default BMC password of site {site.slug}"
     )
+    # The memory OS: what commissioning, tests, erase and discovery boot (an image profile's kernel and initrd).
+    memory_os = models.ForeignKey(
+        "OSProfile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        limit_choices_to={"method": "image"},
+        verbose_name="memory OS profile",
+        help_text="An image profile whose kernel and initrd boot the agent: commissioning, tests, release "
+        "and discovery use it.",
+    )
+    discovery = models.BooleanField(
+        "discover unknown machines",
+        default=False,
+        help_text="A MAC not in inventory that network-boots gets the memory OS and registers its hardware; "
+        "off: it boots its local disk.",
+    )
+    provisioning_networks = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated networks (CIDR) of the provisioning LAN; discovery registrations from other "
+        "addresses are refused.",
+    )
+    create_bmc_user = models.BooleanField(
+        "create a BMC user when commissioning",
+        default=False,
+        help_text="Commissioning adds provisioner's own BMC user in-band (ipmitool) with a random password, "
+        "so new machines need no typed credentials.",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -53,6 +83,29 @@ class Site(models.Model):
     @property
     def queue_name(self) -> str:
         return f"site-{self.slug}"
+
+    def clean(self):
+        super().clean()
+        try:
+            self.networks()
+        except ValueError as exc:
+            raise ValidationError({"provisioning_networks": str(exc)}) from None
+        if self.discovery and not self.provisioning_networks.strip():
+            raise ValidationError(
+                {"provisioning_networks": "Discovery needs the provisioning networks it accepts registrations from."}
+            )
+        if self.discovery and self.memory_os_id is None:
+            raise ValidationError({"memory_os": "Discovery boots the memory OS: choose its profile."})
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The provisioning networks; ValueError naming the one that is not a network."""
+        found = []
+        for item in filter(None, (part.strip() for part in self.provisioning_networks.split(","))):
+            try:
+                found.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"“{item}” is not a network: write it as 10.0.0.0/24.") from None
+        return found
 
 
 class Rack(models.Model):
@@ -74,12 +127,27 @@ class Rack(models.Model):
 
 
 class MachineStatus(models.TextChoices):
-    NEW = "new"  # known to inventory, never installed by provisioner
-    READY = "ready"  # checked and free to install
-    INSTALLING = "installing"  # an install holds the machine
+    """Where a machine is in its life; inventory/lifecycle.py holds the moves between them."""
+
+    NEW = "new"  # known to inventory (typed in, imported or accepted from discovery), never commissioned
+    COMMISSIONING = "commissioning"  # the memory OS collects its hardware facts
+    READY = "ready"  # commissioned (or released, erased) and free to deploy
+    TESTING = "testing"  # hardware tests run in the memory OS
+    DEPLOYING = "deploying"  # an install writes an OS onto it
     DEPLOYED = "deployed"  # the last install succeeded; the machine runs its OS
-    FAILED = "failed"  # the last install failed; see the install for the reason
+    RELEASING = "releasing"  # leaving service: its disks are erased, then it is ready again
+    FAILED = "failed"  # the last operation failed; its install says why
+    BROKEN = "broken"  # a hardware test failed, or a person marked it broken; status_reason says why
     MAINTENANCE = "maintenance"  # taken out of service by a person
+
+
+# An operation's install holds the machine: its power is expected to change meanwhile.
+BUSY_STATUSES = (
+    MachineStatus.COMMISSIONING,
+    MachineStatus.TESTING,
+    MachineStatus.DEPLOYING,
+    MachineStatus.RELEASING,
+)
 
 
 # The BMC layer's enums as choices: one list of values (provisioner.bmc.base says what each means).
@@ -107,12 +175,26 @@ class Machine(models.Model):
     vendor = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=16, choices=MachineStatus.choices, default=MachineStatus.NEW)
+    status_reason = models.CharField(
+        max_length=500, blank=True, help_text="Why it is broken, failed or in maintenance, in words."
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     protected = models.BooleanField(
         default=False, help_text="In production: refuses installs and power-off until unprotected with a reason."
     )
     power_state = models.CharField(max_length=8, choices=PowerState.choices, default=PowerState.UNKNOWN)
     power_state_at = models.DateTimeField(null=True, blank=True, help_text="When the power state was last read.")
     facts = models.JSONField(default=dict, blank=True, help_text="Hardware facts reported by the agent.")
+    # What the last commissioning found, in columns the machine list and the API filter on (inventory/facts.py).
+    commissioned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cpu_model = models.CharField("CPU model", max_length=200, blank=True, editable=False)
+    cpu_cores = models.PositiveIntegerField("CPU cores", null=True, blank=True, editable=False)
+    memory_bytes = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    disk_count = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    ssd_count = models.PositiveSmallIntegerField("SSDs", null=True, blank=True, editable=False)
+    hdd_count = models.PositiveSmallIntegerField("HDDs", null=True, blank=True, editable=False)
+    nvme_count = models.PositiveSmallIntegerField("NVMe disks", null=True, blank=True, editable=False)
+    nic_max_speed_mbps = models.PositiveIntegerField("fastest NIC (Mb/s)", null=True, blank=True, editable=False)
     # What the last ICMP echo to the host (its primary NIC's address) showed, from the site's worker.
     host_reachable = models.BooleanField(null=True, editable=False, help_text="None: never pinged, or no address.")
     host_latency_ms = models.FloatField(null=True, editable=False)
@@ -223,6 +305,17 @@ class NIC(models.Model):
     prefix_len = models.PositiveSmallIntegerField("prefix length", null=True, blank=True)
     gateway = IPAddressField(null=True, blank=True)
     vlan = models.PositiveSmallIntegerField("VLAN", null=True, blank=True)
+    # Learned by commissioning: what the NIC is and, over LLDP, the switch port it is cabled to.
+    driver = models.CharField(max_length=64, blank=True, editable=False)
+    firmware = models.CharField(max_length=100, blank=True, editable=False)
+    speed_mbps = models.PositiveIntegerField("speed (Mb/s)", null=True, blank=True, editable=False)
+    link = models.BooleanField(null=True, editable=False)
+    switch_name = models.CharField(max_length=255, blank=True, editable=False, help_text="LLDP system name.")
+    switch_chassis = models.CharField(max_length=255, blank=True, editable=False, help_text="LLDP chassis id.")
+    switch_port = models.CharField(max_length=255, blank=True, editable=False, help_text="LLDP port id.")
+    lldp_seen = models.BooleanField(
+        null=True, editable=False, help_text="None: never listened; False: listened and heard no switch."
+    )
 
     class Meta:
         verbose_name = "NIC"
@@ -633,3 +726,74 @@ class MachineHealth(models.Model):
 
     def __str__(self):
         return f"health of {self.machine.hostname}"
+
+
+class MachineFacts(models.Model):
+    """One commissioning's hardware facts, kept as a version: the machine page shows what changed since the last
+    (inventory/facts.py computes ``changes`` when the version is stored)."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="fact_versions")
+    version = models.PositiveIntegerField()
+    collected_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=100, help_text="What collected them, e.g. “commissioning (install 12)”.")
+    facts = models.JSONField(default=dict)
+    changes = models.JSONField(default=list, blank=True, help_text="What differs from the previous version.")
+
+    class Meta:
+        verbose_name_plural = "machine facts"
+        ordering = ["machine", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["machine", "version"], name="machine_facts_version_unique"),
+        ]
+
+    def __str__(self):
+        return f"facts v{self.version} of {self.machine_id}"
+
+
+class DiscoveryState(models.TextChoices):
+    WAITING = "waiting"  # registered, waiting for a technician
+    ACCEPTED = "accepted"  # made a machine of the inventory
+    DISCARDED = "discarded"  # a technician said it is not ours (or not now)
+
+
+class DiscoveredMachine(models.Model):
+    """A machine that network-booted at a site with discovery on and registered its hardware, its MAC not in
+    inventory (installs/discovery.py takes the registration). A technician accepts it into a rack position with a
+    hostname, or discards it. No token is kept: only the SHA-256 of the key its agent registered with."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="discovered")
+    mac = MACAddressField("boot MAC", unique=True)
+    key_hash = models.CharField(max_length=64, editable=False)
+    address = models.GenericIPAddressField(help_text="The address it registered from.")
+    facts = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=12, choices=DiscoveryState.choices, default=DiscoveryState.WAITING)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+    registrations = models.PositiveIntegerField(default=1)
+    # The one task waiting for its agent ({"id", "kind"}: inventory or poweroff), and when it was asked.
+    pending_task = models.JSONField(null=True, blank=True)
+    facts_updated_at = models.DateTimeField(null=True, blank=True)
+    machine = models.ForeignKey(
+        Machine, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Once accepted."
+    )
+    decided_by_label = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [models.CheckConstraint(condition=Q(mac__regex=MAC_REGEX), name="discovered_mac_canonical")]
+
+    def __str__(self):
+        return f"discovered {self.mac}"
+
+    @property
+    def serial(self) -> str:
+        return str((self.facts.get("dmi") or {}).get("serial") or "")
+
+    @property
+    def vendor(self) -> str:
+        return str((self.facts.get("dmi") or {}).get("vendor") or "")
+
+    @property
+    def model(self) -> str:
+        return str((self.facts.get("dmi") or {}).get("product") or "")

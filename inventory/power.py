@@ -29,7 +29,7 @@ from provisioner.bmc import (
 from provisioner.bmc.guard import GuardedDriver
 
 from . import alerting, bulk, protection
-from .models import BMC, Machine, MachineStatus
+from .models import BMC, BUSY_STATUSES, Machine
 from .outlets import OutletPower, outlets_of
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def note_power(machine_id: int, state: PowerState | str, *, ours: bool = False) 
         rows.update(power_state=state, power_state_at=now)
         return
     # One query when nothing changed (the common case): the update matches only when this is no surprise.
-    unsurprising = Q(power_state=state) | ~Q(power_state__in=known) | Q(status=MachineStatus.INSTALLING)
+    unsurprising = Q(power_state=state) | ~Q(power_state__in=known) | Q(status__in=BUSY_STATUSES)
     if rows.filter(unsurprising).update(power_state=state, power_state_at=now):
         return
     before = rows.values_list("power_state", "hostname").first()
@@ -236,7 +236,7 @@ def note_powers(states: dict[int, PowerState | str]) -> None:
     surprises = [
         (pk, hostname, before)
         for pk, hostname, before in Machine.objects.filter(pk__in=candidates, power_state__in=known)
-        .exclude(status=MachineStatus.INSTALLING)
+        .exclude(status__in=BUSY_STATUSES)
         .values_list("pk", "hostname", "power_state")
         if before != str(states[pk])
     ]

@@ -17,6 +17,9 @@ REFUSED_WHEN_PROTECTED = {
     "cd": "boot from a CD or virtual media",
     "install": "install",
     "raid": "hardware RAID",
+    "commission": "commissioning (it reboots into the memory OS)",
+    "test": "hardware tests (they reboot into the memory OS)",
+    "release": "release (it erases every disk)",
 }
 
 

@@ -212,7 +212,7 @@ def test_power_changed_outside_provisioner_alerts_but_our_own_changes_do_not():
 
 
 def test_power_changes_during_an_install_or_right_after_our_action_do_not_alert():
-    machine = fake_machine("127.0.7.7", status=MachineStatus.INSTALLING)
+    machine = fake_machine("127.0.7.7", status=MachineStatus.DEPLOYING)
     bmc = fake_bmc("127.0.7.7", 623)
     power.refresh_power_state(machine.pk)
     bmc.power = "on"  # the install's own steps, or the installer rebooting
