@@ -1,5 +1,8 @@
-"""The machine list's filters, search and sort, shared by the page, its CSV export and the REST API,
-so that all three always show the same machines for the same query."""
+"""The machine list's filters, search and sort, shared by the page, its CSV export, the REST API and
+``manage.py machines``, so that all of them always show the same machines for the same query.
+
+The hardware filters read the summary columns commissioning fills (inventory/models.py, Machine.cpu_model and
+the rest) and the NICs' LLDP neighbours; a machine never commissioned has none and matches none of them."""
 
 from __future__ import annotations
 
@@ -24,7 +27,28 @@ SORTS = {
     "profile": ("last_profile", "hostname"),
     "install": ("last_install_state", "hostname"),
 }
-FILTER_FIELDS = ("q", "site", "rack", "status", "power", "vendor", "profile")
+HARDWARE_FIELDS = (
+    "memory_gib_min",
+    "cpu_model",
+    "cores_min",
+    "disks_min",
+    "disk_type",
+    "nic_speed_min",
+    "switch",
+    "switch_port",
+)
+FILTER_FIELDS = ("q", "site", "rack", "status", "power", "vendor", "profile", *HARDWARE_FIELDS)
+# "At least one disk of this type": the summary column that counts them.
+DISK_TYPES = {"ssd": "ssd_count", "hdd": "hdd_count", "nvme": "nvme_count"}
+# The whole-number filters ("at least"): the column each reads, the largest value it takes (beyond any machine:
+# a typo, said so) and what it counts.
+WHOLE_NUMBERS = {
+    "cores_min": ("cpu_cores", 100_000, "CPU cores"),
+    "disks_min": ("disk_count", 32_767, "disks"),
+    "nic_speed_min": ("nic_max_speed_mbps", 10_000_000, "Mb/s, e.g. 25000 for 25 Gb/s"),
+}
+MEMORY_GIB_MAX = 1_048_576  # 1 PiB
+_GIB = re.compile(r"^\d{1,7}(\.\d{1,3})?$")
 _HEX = re.compile(r"[^0-9a-f]")
 
 
@@ -37,6 +61,14 @@ class MachineQuery:
     power: str = ""
     vendor: str = ""
     profile: str = ""
+    memory_gib_min: str = ""
+    cpu_model: str = ""
+    cores_min: str = ""
+    disks_min: str = ""
+    disk_type: str = ""
+    nic_speed_min: str = ""
+    switch: str = ""
+    switch_port: str = ""
     sort: str = "hostname"
     desc: bool = False
 
@@ -45,18 +77,47 @@ class MachineQuery:
         sort = params.get("sort", "hostname") or "hostname"
         desc = sort.startswith("-")
         sort = sort.lstrip("-")
-        values = {f: (params.get(f) or "").strip()[:200] for f in FILTER_FIELDS}
+        values = {f: _param(params.get(f)) for f in FILTER_FIELDS}
         return cls(**values, sort=sort if sort in SORTS else "hostname", desc=desc)
 
     @property
     def active(self) -> bool:
         return any(getattr(self, f) for f in FILTER_FIELDS)
 
+    @property
+    def hardware_active(self) -> bool:
+        return any(getattr(self, f) for f in HARDWARE_FIELDS)
+
+    def problems(self) -> dict[str, str]:
+        """Each filter whose value means nothing, with what it takes: the page, the API and the command line
+        refuse the query (400) rather than list machines the technician did not ask for."""
+        found = {}
+        if self.status and self.status not in MachineStatus.values:
+            found["status"] = f"“{self.status}” is not a status; the statuses are {', '.join(MachineStatus.values)}."
+        if self.memory_gib_min and not (
+            _GIB.match(self.memory_gib_min) and float(self.memory_gib_min) <= MEMORY_GIB_MAX
+        ):
+            found["memory_gib_min"] = (
+                f"“{self.memory_gib_min}” is not an amount of memory: write GiB as a number, e.g. 256 or 0.5."
+            )
+        for field, (_, maximum, unit) in WHOLE_NUMBERS.items():
+            value = getattr(self, field)
+            if value and int_param(value, maximum=maximum) is None:
+                found[field] = f"“{value}” is not a whole number from 0 to {maximum:,} ({unit})."
+        if self.disk_type and self.disk_type not in DISK_TYPES:
+            found["disk_type"] = f"“{self.disk_type}” is not a disk type; choose ssd, hdd or nvme."
+        return found
+
     def params(self, **override) -> dict:
         values = {f: getattr(self, f) for f in FILTER_FIELDS}
         values["sort"] = ("-" if self.desc else "") + self.sort
         values.update(override)
         return {k: v for k, v in values.items() if v and not (k == "sort" and v == "hostname")}
+
+
+def _param(value) -> str:
+    """A filter's value as text: the page's and the CLI's are text already, the API's may be numbers."""
+    return ("" if value is None else str(value)).strip()[:200]
 
 
 def with_last_install(machines):
@@ -114,10 +175,37 @@ def machine_queryset(query: MachineQuery):
         machines = machines.filter(vendor=query.vendor)
     if query.profile:
         machines = machines.filter(last_profile=query.profile)
+    if query.hardware_active:
+        machines = machines.filter(hardware_q(query))
     order = SORTS[query.sort]
     if query.desc:
         order = tuple("-" + f for f in order)
     return machines.order_by(*order)
+
+
+def hardware_q(query: MachineQuery) -> Q:
+    """The hardware filters as one condition. A value ``problems()`` refuses is left out, so that no caller
+    that skipped the check gets a 500."""
+    q = Q()
+    if query.memory_gib_min and _GIB.match(query.memory_gib_min):
+        q &= Q(memory_bytes__gte=int(float(query.memory_gib_min) * 2**30))
+    if query.cpu_model:
+        q &= Q(cpu_model__icontains=query.cpu_model)
+    for field, (column, maximum, _) in WHOLE_NUMBERS.items():
+        number = int_param(getattr(query, field), maximum=maximum)
+        if number is not None:
+            q &= Q(**{f"{column}__gte": number})
+    if query.disk_type in DISK_TYPES:
+        q &= Q(**{f"{DISK_TYPES[query.disk_type]}__gte": 1})
+    if query.switch or query.switch_port:
+        # One NIC cabled to that switch and that port, not a NIC on the switch and another on the port.
+        nics = NIC.objects.filter(machine=OuterRef("pk"))
+        if query.switch:
+            nics = nics.filter(Q(switch_name__icontains=query.switch) | Q(switch_chassis__iexact=query.switch))
+        if query.switch_port:
+            nics = nics.filter(switch_port__iexact=query.switch_port)
+        q &= Q(Exists(nics))
+    return q
 
 
 def page_rows(query: MachineQuery, page_number, per_page: int):

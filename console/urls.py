@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, dashboard, installs, inventory, profiles, serial
+from .views import audit, dashboard, installs, inventory, lifecycle, profiles, serial
 
 inventory_pages = (
     [
@@ -12,6 +12,13 @@ inventory_pages = (
         path("machines/action", inventory.machine_action, name="machine-action"),
         path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
         path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
+        path("machines/<str:hostname>/mark", lifecycle.machine_mark, name="machine-mark"),
+        path("machines/<str:hostname>/hardware/", lifecycle.machine_hardware, name="machine-hardware"),
+        path(
+            "machines/<str:hostname>/hardware/<int:version>/",
+            lifecycle.machine_hardware,
+            name="machine-hardware-version",
+        ),
         path("machines/<str:hostname>/ping", inventory.machine_ping, name="machine-ping"),
         path("machines/<str:hostname>/host-ping", inventory.machine_host_ping, name="machine-host-ping"),
         path("credential-tests/<int:check_id>/", inventory.credential_check, name="credential-check"),

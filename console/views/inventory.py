@@ -14,20 +14,21 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
-from console.filters import SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
+from console import hardware, lifecycle_actions
+from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
 from core.csv_export import streaming_csv
 from core.edge import int_param
-from installs.batches import InstallRefused, request_installs
 from installs.engine import EngineError, cancel
 from installs.library import BOOTS, plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
-from inventory import credentials_check, health, hostping, power, services
+from inventory import credentials_check, health, hostping, lifecycle, power, services
 from inventory.models import (
     BMC,
     CredentialCheck,
     Machine,
+    MachineFacts,
     MachineHealth,
     MachineStatus,
     OSProfile,
@@ -47,7 +48,10 @@ EVENTS_SHOWN = 25
 PER_PAGE_CHOICES = (25, 50, 100, 250)
 # Bulk actions offered on the list, with what they say in the confirm dialog.
 ACTIONS = {
-    "install": "Install with profile",
+    "install": "Deploy: install with profile",
+    "commission": "Commission (record the hardware)",
+    "test": "Test hardware",
+    "release": "Release (erase every disk)",
     "on": "Power on",
     "off": "Power off",
     "cycle": "Power cycle",
@@ -59,7 +63,10 @@ ACTIONS = {
 }
 # Actions that can wipe or take down a machine: the technician types the hostname (one machine)
 # or the number of machines (several) to show they read the list.
-CONFIRM_TYPED = frozenset({"install", "off", "cycle", "pxe"})
+CONFIRM_TYPED = frozenset({"install", "off", "cycle", "pxe", "release"})
+# The bulk actions that are lifecycle operations (inventory/lifecycle.py), by their lifecycle name: the table
+# decides for each machine whether it may.
+LIFECYCLE_BULK = {"install": "deploy", "commission": "commission", "test": "test", "release": "release"}
 
 
 def _page_size(request) -> int:
@@ -75,7 +82,11 @@ def _page_size(request) -> int:
 def machine_list(request):
     query = MachineQuery.from_params(request.GET)
     per_page = _page_size(request)
-    page = page_rows(query, request.GET.get("page"), per_page)
+    # A filter that means nothing lists nothing, with what it takes: never machines the technician did not ask for.
+    problems = query.problems()
+    page = Paginator([], per_page).get_page(1) if problems else page_rows(query, request.GET.get("page"), per_page)
+    for machine in page.object_list:
+        machine.hardware_line = hardware.summary_line(machine)
     racks = list(Rack.objects.select_related("site").order_by("site__slug", "name"))
     sites = list({r.site.slug: r.site for r in racks}.values())
     context = {
@@ -100,10 +111,14 @@ def machine_list(request):
         "actions": ACTIONS,
         "confirm_typed": sorted(CONFIRM_TYPED),
         "can_act": has_role(request.user, Role.TECHNICIAN),
+        "problems": problems,
+        "disk_types": DISK_TYPES,
+        "test_workflows": lifecycle_actions.hardware_test_workflows(),
     }
+    status = 400 if problems else 200
     if request.headers.get("HX-Request") and request.GET.get("partial") == "rows":
-        return render(request, "inventory/_machine_rows.html", context)
-    return render(request, "inventory/machine_list.html", context)
+        return render(request, "inventory/_machine_rows.html", context, status=status)
+    return render(request, "inventory/machine_list.html", context, status=status)
 
 
 CSV_COLUMNS = (
@@ -122,7 +137,22 @@ CSV_COLUMNS = (
     ("bmc_address", lambda m: _bmc_address(m)),
     ("last_profile", lambda m: m.last_profile or ""),
     ("last_install_state", lambda m: m.last_install_state or ""),
+    ("status_reason", lambda m: m.status_reason),
+    ("status_changed_at", lambda m: m.status_changed_at.isoformat() if m.status_changed_at else ""),
+    ("commissioned_at", lambda m: m.commissioned_at.isoformat() if m.commissioned_at else ""),
+    ("cpu_model", lambda m: m.cpu_model),
+    ("cpu_cores", lambda m: _blank(m.cpu_cores)),
+    ("memory_bytes", lambda m: _blank(m.memory_bytes)),
+    ("disks", lambda m: _blank(m.disk_count)),
+    ("ssds", lambda m: _blank(m.ssd_count)),
+    ("hdds", lambda m: _blank(m.hdd_count)),
+    ("nvme_disks", lambda m: _blank(m.nvme_count)),
+    ("nic_max_speed_mbps", lambda m: _blank(m.nic_max_speed_mbps)),
 )
+
+
+def _blank(number: int | None):
+    return "" if number is None else number
 
 
 def _bmc_address(machine) -> str:
@@ -136,7 +166,13 @@ def _bmc_address(machine) -> str:
 @require_role(Role.VIEWER)
 def machine_export(request):
     """The current view (filters, search and sort; every page) as CSV, streamed."""
-    machines = machine_queryset(MachineQuery.from_params(request.GET))
+    query = MachineQuery.from_params(request.GET)
+    if problems := query.problems():
+        return HttpResponseBadRequest(
+            "".join(f"Refused: {field}: {problem}\n" for field, problem in problems.items()),
+            content_type="text/plain; charset=utf-8",
+        )
+    machines = machine_queryset(query)
     rows = ([get(machine) for _, get in CSV_COLUMNS] for machine in machines.iterator(chunk_size=2000))
     return streaming_csv([name for name, _ in CSV_COLUMNS], rows, filename="machines.csv")
 
@@ -174,6 +210,13 @@ def machine_action(request):
         if boot not in BOOTS:
             messages.error(request, f"Boot: choose one of {', '.join(BOOTS.values())}.")
             return redirect(back)
+    lifecycle_request = None
+    if action in LIFECYCLE_BULK:
+        try:
+            lifecycle_request = _bulk_lifecycle_request(request, action)
+        except lifecycle_actions.Invalid as exc:
+            messages.error(request, str(exc))
+            return redirect(back)
     expected = expected_confirmation(action, machines)
     typed = request.POST.get("confirm", "").strip()
     if not request.POST.get("confirmed") or (expected and typed != expected):
@@ -188,6 +231,8 @@ def machine_action(request):
                 "profile": profile,
                 "boot": boot,
                 "boot_label": BOOTS.get(boot, ""),
+                "workflow": lifecycle_request.workflow if lifecycle_request else "",
+                "cpu_burn_s": lifecycle_request.cpu_burn_s if lifecycle_request else None,
                 "expected": expected,
                 "wrong": bool(request.POST.get("confirmed")),
                 "next": back,
@@ -195,10 +240,40 @@ def machine_action(request):
             status=status,
         )
     actor = Actor.for_user(request.user)
-    return redirect(_perform(request, action, machines, profile, actor, boot=boot) or back)
+    if lifecycle_request is not None:
+        _request_operation(request, machines, lifecycle_request, actor)
+        return redirect(back)
+    return redirect(_perform(request, action, machines, actor) or back)
 
 
-def _perform(request, action: str, machines: list, profile, actor: Actor, *, boot: str = "") -> str | None:
+def _bulk_lifecycle_request(request, action: str) -> lifecycle_actions.Request:
+    """The lifecycle operation a bulk action asks for, with what the form sent for it (a test's workflow and
+    CPU burn, a deploy's profile and boot)."""
+    name = LIFECYCLE_BULK[action]
+    post = request.POST
+    return lifecycle_actions.parse(
+        name,
+        profile=post.get("profile", "") if name == "deploy" else "",
+        boot=post.get("boot", "") if name == "deploy" else "",
+        workflow=post.get("workflow", "") if name == "test" else "",
+        cpu_burn_s=post.get("cpu_burn_s", "") if name == "test" else None,
+    )
+
+
+def _request_operation(request, machines: list, req: lifecycle_actions.Request, actor: Actor) -> None:
+    try:
+        batch = lifecycle_actions.request_operation(machines, req, actor, name=request.POST.get("name", "")[:100])
+    except lifecycle_actions.Refused as exc:
+        for problem in exc.problems:
+            messages.error(request, problem)
+        return
+    if req.profile:
+        messages.success(request, f"{len(machines)} install(s) of {req.profile.name} requested as {batch}.")
+    else:
+        messages.success(request, f"{req.spec.label}: requested for {len(machines)} machine(s) as {batch}.")
+
+
+def _perform(request, action: str, machines: list, actor: Actor) -> str | None:
     """Do the bulk action; returns where to go next when not back to the list."""
     if action == "host_ping":
         try:
@@ -216,17 +291,6 @@ def _perform(request, action: str, machines: list, profile, actor: Actor, *, boo
             return None
         messages.success(request, f"Testing the BMC credentials of {len(machines)} machine(s): one login each.")
         return reverse("inventory:credential-check", args=[check.pk])
-    if action == "install":
-        try:
-            batch = request_installs(
-                [m.pk for m in machines], profile, actor, name=request.POST.get("name", "")[:100], boot=boot
-            )
-        except InstallRefused as exc:
-            for problem in exc.args[0]:
-                messages.error(request, problem)
-            return None
-        messages.success(request, f"{len(machines)} install(s) of {profile.name} requested as {batch}.")
-        return None
     if action == "cancel":
         active = {i.machine_id: i.pk for i in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES)}
         done = 0
@@ -292,10 +356,12 @@ def machine_detail(request, hostname: str):
     )
     machine_health = MachineHealth.objects.filter(machine=machine).first()
     sensors = health.sensors_of(machine_health)
+    can_act = has_role(request.user, Role.TECHNICIAN)
     return render(
         request,
         "inventory/machine_detail.html",
         {
+            **_lifecycle_context(machine, can_act),
             "machine": machine,
             "bmc": bmc,
             "health": machine_health,
@@ -310,20 +376,21 @@ def machine_detail(request, hostname: str):
             "nics": list(machine.nics.all()),
             "installs": installs,
             "active_install": next((i for i in installs if i.is_active), None),
-            "facts": machine.facts or {},
             "profiles": list(OSProfile.objects.order_by("name").only("name", "method", "description")),
             "boots": BOOTS,
             "previews": [(p, previews_for(p.method)) for p in OSProfile.objects.order_by("name").only("name", "method")]
             if has_role(request.user, Role.TECHNICIAN)
             else [],
-            "can_act": has_role(request.user, Role.TECHNICIAN),
+            "can_act": can_act,
             "is_admin": has_role(request.user, Role.ADMIN),
             "console": machine_panel(machine, bmc, request.user),
-            # Only what the machine's driver declares; the rest would be refused anyway.
+            # Only what the machine's driver declares, and deploy only where the lifecycle allows it (the
+            # lifecycle panel offers the other operations); the rest would be refused anyway.
             "actions": {
                 key: label
                 for key, label in ACTIONS.items()
-                if key not in power.ACTION_CAPABILITY or power.can(machine, key)
+                if (key not in power.ACTION_CAPABILITY or power.can(machine, key))
+                and (key not in LIFECYCLE_BULK or (key == "install" and lifecycle.allows(machine, "deploy")))
             },
             "driver": registry.drivers().get(bmc.driver) if bmc else None,
             "outlets": list(machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")),
@@ -333,6 +400,26 @@ def machine_detail(request, hostname: str):
             "confirm_typed": sorted(CONFIRM_TYPED),
         },
     )
+
+
+def _lifecycle_context(machine: Machine, can_act: bool) -> dict:
+    """The lifecycle panel: where the machine is, what the table lets a technician do from there, and its
+    hardware as the last commissioning found it."""
+    allowed = lifecycle.actions_for(machine)
+    latest = MachineFacts.objects.filter(machine=machine).order_by("-version").first()
+    return {
+        "lifecycle_operations": [a for a in allowed if a.operation and a.name != "deploy"] if can_act else [],
+        "lifecycle_marks": [a for a in allowed if not a.operation] if can_act else [],
+        "deploy_allowed": any(a.name == "deploy" for a in allowed),
+        "test_workflows": lifecycle_actions.hardware_test_workflows()
+        if can_act and any(a.name == "test" for a in allowed)
+        else [],
+        "cpu_burn_max_s": lifecycle_actions.CPU_BURN_MAX_S,
+        "hardware_summary": hardware.summary_line(machine),
+        "latest_facts": latest,
+        # An old machine's facts came with an install (Machine.facts) before commissioning kept versions.
+        "facts": hardware.tables(latest.facts if latest else machine.facts),
+    }
 
 
 @require_POST

@@ -54,7 +54,9 @@
       var list = dialog.querySelector("[data-names]");
       list.textContent = "";
       names.forEach(function (n) { var li = document.createElement("li"); li.textContent = n; list.appendChild(li); });
-      var label = actionSelect.options[actionSelect.selectedIndex].text;
+      // A select of actions (the list, the machine's Act form), or one action of the machine's lifecycle panel.
+      var label = actionSelect.options ? actionSelect.options[actionSelect.selectedIndex].text
+        : (actionSelect.dataset.label || action);
       var profile = form.querySelector("[name=profile]");
       var boot = form.querySelector("[name=boot]");
       var booting = action === "install" && boot && boot.value ? ", " + boot.options[boot.selectedIndex].text + "," : "";

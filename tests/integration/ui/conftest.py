@@ -92,3 +92,21 @@ def scene(db):
     s.batch, s.running, s.failed, s.alert = batch, running, failed, alert
     s.actor = Actor.system("test")
     return s
+
+
+@pytest.fixture
+def operations_seen(monkeypatch):
+    """installs.operations.request for commission, test and release, which the install engine does not run yet:
+    each request is recorded, and answered with a batch as the real one does."""
+    from installs import operations
+    from installs.models import Batch
+
+    seen = []
+
+    def request(machine_ids, action, actor, *, profile=None, workflow="", options=None, name=""):
+        seen.append({"machines": list(machine_ids), "action": action, "actor": actor.label, "profile": profile,
+                     "workflow": workflow, "options": dict(options or {}), "name": name})  # fmt: skip
+        return Batch.objects.create(name=name or action, created_by_label=actor.label)
+
+    monkeypatch.setattr(operations, "request", request)
+    return seen

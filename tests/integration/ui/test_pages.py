@@ -39,6 +39,7 @@ def page_urls(s) -> list[str]:
         reverse("inventory:machine-list"),
         reverse("inventory:machine-detail", args=[s.busy.hostname]),
         reverse("inventory:machine-detail", args=[s.idle.hostname]),
+        reverse("inventory:machine-hardware", args=[s.idle.hostname]),
         reverse("inventory:rack-list"),
         reverse("inventory:rack-detail", args=[s.rack.pk]),
         reverse("install-list"),
