@@ -39,11 +39,14 @@ from installs import batches as batch_service
 from installs import engine, library, workflow_schema
 from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
-from inventory import credentials_check, health, hostping, power
+from inventory import credentials_check, health, hostping, lifecycle, power
 from inventory.models import CredentialCheck, Machine, MachineHealth, OSProfile
 from provisioner.bmc import BmcError, registry
 
+from .hardware import summary as hardware_summary
 from .queries import installs_for_pages
+from .rest_lifecycle import HardwareFilters, HardwareOut, filter_refusal
+from .rest_lifecycle import router as lifecycle_router
 from .rest_serial import router as serial_router
 
 
@@ -170,7 +173,9 @@ class MachineOut(Schema):
     serial: str
     vendor: str
     model: str
-    status: str
+    status: str = Field(description="Where it is in its lifecycle (README, Machine lifecycle).")
+    status_reason: str = Field("", description="Why it is broken, failed or in maintenance.")
+    status_changed_at: datetime | None = None
     protected: bool
     power_state: str
     power_state_at: datetime | None = None
@@ -180,9 +185,13 @@ class MachineOut(Schema):
     last_install_id: int | None = None
     last_install_state: str | None = None
     last_profile: str | None = None
+    hardware: HardwareOut
 
 
 class MachineDetailOut(MachineOut):
+    actions: list[str] = Field(
+        default_factory=list, description="The lifecycle actions its status allows now (POST .../lifecycle)."
+    )
     facts: dict
     nics: list[NicOut]
     bmc: BmcOut | None = None
@@ -340,7 +349,7 @@ class WhyIn(Schema):
     why: Text = Field("", max_length=500)
 
 
-class MachineFilters(Schema):
+class MachineFilters(HardwareFilters):
     q: Text = ""
     site: Text = ""
     rack: Text = ""
@@ -376,6 +385,8 @@ def _machine(m: Machine) -> dict:
         "vendor": m.vendor,
         "model": m.model,
         "status": m.status,
+        "status_reason": m.status_reason,
+        "status_changed_at": m.status_changed_at,
         "protected": m.protected,
         "power_state": m.power_state,
         "power_state_at": m.power_state_at,
@@ -385,6 +396,7 @@ def _machine(m: Machine) -> dict:
         "last_install_id": m.last_install_id,
         "last_install_state": m.last_install_state,
         "last_profile": m.last_profile,
+        "hardware": hardware_summary(m),
     }
 
 
@@ -430,7 +442,10 @@ def _batch(b: Batch) -> dict:
 def list_machines(request, filters: Query[MachineFilters]):
     """Machines with the machine list's filters, search and sort (prefix the sort key with - to reverse)."""
     _need(request, Role.VIEWER)
-    machines = machine_queryset(MachineQuery.from_params(filters.model_dump()))
+    query = MachineQuery.from_params(filters.model_dump())
+    if refused := filter_refusal(query):
+        return refused
+    machines = machine_queryset(query)
     start = (filters.page - 1) * filters.per_page
     rows = list(machines[start : start + filters.per_page])
     return {
@@ -448,6 +463,7 @@ def get_machine(request, hostname: Path[Text]):
         machine_queryset(MachineQuery()).defer(None).prefetch_related("nics"), hostname=hostname
     )
     data = _machine(machine)
+    data["actions"] = [a.name for a in lifecycle.actions_for(machine)]
     data["facts"] = machine.facts or {}
     data["nics"] = [
         {
@@ -1050,4 +1066,5 @@ def get_credential_test(request, check_id: Path[DbId]):
 
 
 api.add_router("", serial_router)
+api.add_router("", lifecycle_router)
 edge.refuse_undeclared_query(api)

@@ -206,8 +206,26 @@ class JsonObjectParser(Parser):
 def refuse_undeclared_query(api) -> None:
     """Have every operation of a django-ninja ``api`` refuse query parameters it does not declare, as
     invalid input: a typo (``?vendr=Dell``) must not quietly list everything, nor an imagined
-    ``?dry_run=1`` go ahead with a write. Call it once the operations are declared."""
-    for path_view in api.default_router.path_operations.values():
+    ``?dry_run=1`` go ahead with a write. Call it once the operations are declared, routers added included."""
+    tops = [api.default_router, *(router for _prefix, router, *_ in getattr(api, "_routers", ()))]
+    seen = set()
+    for router in (r for top in tops for r in _routers(top)):
+        if id(router) not in seen:
+            seen.add(id(router))
+            _refuse_undeclared_in(router)
+
+
+def _routers(router) -> list:
+    """The router and those added to it, at any depth (django-ninja keeps them in ``_routers``, as the API
+    keeps the ones added to it)."""
+    found = [router]
+    for _prefix, child, *_ in getattr(router, "_routers", ()):
+        found.extend(_routers(child))
+    return found
+
+
+def _refuse_undeclared_in(router) -> None:
+    for path_view in router.path_operations.values():
         for operation in path_view.operations:
             declared = frozenset(
                 name

@@ -54,6 +54,14 @@ def endpoints(s, rq):
         ("machine rows", "get", reverse("inventory:machine-list") + "?partial=rows", None, "viewer"),
         ("machine csv", "get", reverse("inventory:machine-export"), None, "viewer"),
         ("machine page", "get", reverse("inventory:machine-detail", args=[m]), None, "viewer"),
+        ("hardware page", "get", reverse("inventory:machine-hardware", args=[m]), None, "viewer"),
+        (
+            "mark",
+            "post",
+            reverse("inventory:machine-mark", args=[m]),
+            {"action": "mark-fixed", "reason": "x"},
+            "technician",
+        ),
         (
             "preview",
             "get",
@@ -118,6 +126,15 @@ def endpoints(s, rq):
         ("api openapi", "get", "/api/v1/openapi.json", None, "viewer"),
         ("api machines", "get", "/api/v1/machines", None, "viewer"),
         ("api machine", "get", f"/api/v1/machines/{m}", None, "viewer"),
+        ("api facts", "get", f"/api/v1/machines/{m}/facts", None, "viewer"),
+        ("api facts version", "get", f"/api/v1/machines/{m}/facts/1", None, "viewer"),
+        (
+            "api lifecycle",
+            "post",
+            f"/api/v1/machines/{m}/lifecycle",
+            {"action": "mark-fixed", "reason": "x"},
+            "technician",
+        ),  # fmt: skip
         ("api installs", "get", "/api/v1/installs", None, "viewer"),
         ("api install", "get", f"/api/v1/installs/{i}", None, "viewer"),
         ("api events", "get", f"/api/v1/installs/{i}/events?after=0", None, "viewer"),
