@@ -115,9 +115,12 @@ def parse(
     )
 
 
+_IN_WORDS = {"profile": "a profile", "boot": "a boot choice", "workflow": "a workflow", "cpu_burn_s": "a CPU burn"}
+
+
 def _only(action: str, takes: str, field: str, value: str) -> None:
     if value and action != takes:
-        raise Invalid(field, f"only {takes} takes a {field.replace('_', ' ')}, not {action}.")
+        raise Invalid(field, f"only {takes} takes {_IN_WORDS[field]}, not {action}.")
 
 
 def _profile(name: str) -> OSProfile:
