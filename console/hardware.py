@@ -18,6 +18,14 @@ ROWS_MAX = 1000
 # The changes each version lists on the machine's hardware page; its own page lists all of them.
 CHANGES_SHOWN = 20
 VALUE_MAX = 200
+CPU_LABELS = (
+    ("model", "CPU model"),
+    ("sockets", "Sockets"),
+    ("cores", "Cores"),
+    ("threads", "Threads"),
+    ("mhz", "Clock (MHz)"),
+)
+BMC_LABELS = (("address", "BMC address"), ("mac", "BMC MAC"), ("source", "BMC seen through"))
 FIRMWARE_LABELS = (
     ("bios_vendor", "BIOS vendor"),
     ("bios_version", "BIOS version"),
@@ -100,7 +108,7 @@ class Tables:
 
     system: list[tuple[str, str]] = field(default_factory=list)
     cpu: list[tuple[str, str]] = field(default_factory=list)
-    memory_bytes: int | None = None
+    memory: str = ""
     memory_modules: list[dict] = field(default_factory=list)
     disks: list[dict] = field(default_factory=list)
     nics: list[dict] = field(default_factory=list)
@@ -112,7 +120,7 @@ class Tables:
     @property
     def empty(self) -> bool:
         return not any(
-            (self.system, self.cpu, self.memory_bytes, self.memory_modules, self.disks, self.nics, self.pci,
+            (self.system, self.cpu, self.memory, self.memory_modules, self.disks, self.nics, self.pci,
              self.firmware, self.bmc, self.notes)
         )  # fmt: skip
 
@@ -127,19 +135,17 @@ def tables(facts) -> Tables:
     system = _pairs(_obj(facts.get("dmi")), (("vendor", "Vendor"), ("product", "Product"), ("serial", "Serial")))
     if isinstance(facts.get("efi"), bool):
         system.append(("Boots", "UEFI" if facts["efi"] else "legacy BIOS"))
-    cpu_rows = _pairs(
-        cpu, (("model", "Model"), ("sockets", "Sockets"), ("cores", "Cores"), ("threads", "Threads"), ("mhz", "MHz"))
-    )
+    cpu_rows = _pairs(cpu, CPU_LABELS)
     if not cpu_rows and _number(facts.get("cpus")) is not None:
         cpu_rows = [("Logical CPUs", str(_number(facts.get("cpus"))))]
     return Tables(
         system=system,
         cpu=cpu_rows,
-        memory_bytes=_number(facts.get("memory_bytes")),
+        memory=gib(_number(facts.get("memory_bytes"))),
         memory_modules=[
             {
                 "slot": _text(m.get("slot")),
-                "size_bytes": _number(m.get("size_bytes")),
+                "size": gib(_number(m.get("size_bytes"))),
                 "speed_mts": _number(m.get("speed_mts")),
                 "type": _text(m.get("type")),
                 "manufacturer": _text(m.get("manufacturer")),
@@ -152,7 +158,7 @@ def tables(facts) -> Tables:
         nics=[_nic(n) for n in _rows(facts.get("nics"))],
         pci=[{key: _text(p.get(key)) for key in PCI_KEYS} for p in _rows(facts.get("pci"))],
         firmware=_pairs(_obj(facts.get("firmware")), FIRMWARE_LABELS),
-        bmc=_pairs(_obj(facts.get("bmc")), (("address", "Address"), ("mac", "MAC"), ("source", "Seen through"))),
+        bmc=_pairs(_obj(facts.get("bmc")), BMC_LABELS),
         notes=[_text(n) for n in facts.get("notes", [])[:ROWS_MAX] if _text(n)]
         if isinstance(facts.get("notes"), list)
         else [],
@@ -164,7 +170,7 @@ def _disk(d: dict) -> dict:
     return {
         "name": _text(d.get("name")),
         "path": _text(d.get("path")),
-        "size_bytes": _number(d.get("size_bytes")),
+        "size": disk_size(_number(d.get("size_bytes"))),
         "model": _text(d.get("model")),
         "serial": _text(d.get("serial")),
         "wwn": _text(d.get("wwn")),
@@ -223,6 +229,16 @@ def gib(size: int | None) -> str:
         return ""
     value = size / 2**30
     return f"{value:.0f} GiB" if value >= 10 or value == int(value) else f"{value:.1f} GiB"
+
+
+def disk_size(size: int | None) -> str:
+    """Decimal, as disks are sold and their labels read: a 3.84 TB NVMe is 3.84 TB, not 3.5."""
+    if size is None:
+        return ""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
 
 
 def speed(mbps: int | None) -> str:
