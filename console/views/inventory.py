@@ -82,6 +82,7 @@ def _page_size(request) -> int:
 def machine_list(request):
     query = MachineQuery.from_params(request.GET)
     per_page = _page_size(request)
+    can_act = has_role(request.user, Role.TECHNICIAN)
     # A filter that means nothing lists nothing, with what it takes: never machines the technician did not ask for.
     problems = query.problems()
     page = Paginator([], per_page).get_page(1) if problems else page_rows(query, request.GET.get("page"), per_page)
@@ -110,10 +111,10 @@ def machine_list(request):
         "per_page_choices": PER_PAGE_CHOICES,
         "actions": ACTIONS,
         "confirm_typed": sorted(CONFIRM_TYPED),
-        "can_act": has_role(request.user, Role.TECHNICIAN),
+        "can_act": can_act,
         "problems": problems,
         "disk_types": DISK_TYPES,
-        "test_workflows": lifecycle_actions.hardware_test_workflows(),
+        "test_workflows": lifecycle_actions.hardware_test_workflows() if can_act else [],
     }
     status = 400 if problems else 200
     if request.headers.get("HX-Request") and request.GET.get("partial") == "rows":
