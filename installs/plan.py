@@ -217,7 +217,10 @@ def build_plan(
         problems.append(f"{machine.hostname} is not in a rack, so provisioner does not know its site.")
     if bmc is not None and workflow is not None:
         problems.extend(_capability_problems(machine, workflow))
-    if for_install and profile.method == InstallMethod.IMAGE and not (profile.image_url and profile.image_sha256):
+    writes_image = workflow is None or workflow.purpose == "deploy"
+    if for_install and writes_image and profile.method == InstallMethod.IMAGE and not (
+        profile.image_url and profile.image_sha256
+    ):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:
         raise PlanError(problems)
