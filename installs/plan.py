@@ -385,4 +385,10 @@ def agent_defaults(plan: Plan, flow: wf.Workflow, task: str) -> dict:
         return {"hostname": machine.fqdn}
     if task == "ssh_keys":
         return {"user": "root", "keys": list(profile.ssh_keys)}
+    if task == "commission":
+        return {"lldp_s": 30}
+    if task == "create_bmc_user":
+        return {"username": "provisioner"}
+    if task == "erase_disks":
+        return {"disks": {"all": True}, "method": "auto", "verify": True}
     return {}
