@@ -21,11 +21,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.agent import facts, storage
+from provisioner.agent import facts, storage, tools
 from provisioner.agent.results import TaskFailed
+from provisioner.agent.tools import Completed
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,6 @@ class SandboxViolation(Exception):
     """Sandbox code asked for something outside its directory; a bug, never a task failure to report."""
 
 
-@dataclass
-class Completed:
-    returncode: int
-    output: str
-
-
 class Host:
     sandbox = False
 
@@ -55,6 +49,10 @@ class Host:
     def facts(self) -> dict:
         raise NotImplementedError
 
+    def facts_full(self, lldp_s: float) -> dict:
+        """The full facts of commissioning (facts.collect_full), LLDP listened for up to `lldp_s` seconds."""
+        raise NotImplementedError
+
     def run(
         self,
         argv: list[str],
@@ -63,10 +61,12 @@ class Host:
         block_devices: bool = False,
         creates: tuple[str, int] = (),
         input: str | None = None,
+        new_session: bool = False,
     ) -> Completed:
         """Run a tool. `block_devices`: the tool only works on the machine itself (real block devices, mounts, a
         chroot into the target), so the sandbox records the command instead; `creates`: the (device, size) such a
-        command brings into existence (an md array); `input`: its standard input."""
+        command brings into existence (an md array); `input`: its standard input; `new_session`: no controlling
+        terminal, so a tool that prompts reads `input` (see tools.run)."""
         raise NotImplementedError
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
@@ -127,37 +127,6 @@ class Host:
         reboots."""
 
 
-# Disk tools live in sbin, which a minimal init or a non-login environment may leave out of PATH.
-_TOOL_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-
-
-def tool_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
-    path = [d for d in env.get("PATH", "").split(":") if d]
-    env["PATH"] = ":".join(path + [d for d in _TOOL_DIRS if d not in path])
-    return env
-
-
-def _run(argv: list[str], timeout: float, input: str | None = None) -> Completed:
-    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=tool_env(), **stdin
-        )
-    except FileNotFoundError as exc:
-        raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise TaskFailed("ToolTimedOut", f"{shlex.join(argv)} did not finish within {timeout:.0f} s") from exc
-    return Completed(proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
-
-
-def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
-    try:
-        return subprocess.Popen(argv, env=tool_env(), **kwargs)
-    except FileNotFoundError as exc:
-        raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
-
-
 class RealHost(Host):
     """The memory OS of the machine being installed."""
 
@@ -181,6 +150,13 @@ class RealHost(Host):
     def facts(self) -> dict:
         return facts.collect()
 
+    def facts_full(self, lldp_s: float) -> dict:
+        return facts.collect_full(lldp_s=lldp_s, run=self.tool_runner)
+
+    def tool_runner(self, argv: list[str], timeout: float, **kwargs) -> Completed:
+        """`run` in the (argv, timeout) shape the hardware readers take."""
+        return self.run(argv, timeout=timeout, **kwargs)
+
     def efi(self) -> bool:
         return facts.efi()
 
@@ -192,13 +168,14 @@ class RealHost(Host):
         block_devices: bool = False,
         creates: tuple[str, int] = (),
         input: str | None = None,
+        new_session: bool = False,
     ) -> Completed:
         log.info("running %s", shlex.join(argv))
-        return _run(argv, timeout, input)
+        return tools.run(argv, timeout, input, new_session)
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
         log.info("starting %s", shlex.join(argv))
-        return _popen(argv, **kwargs)
+        return tools.popen(argv, **kwargs)
 
     def scratch_dir(self) -> Path:
         # In the memory OS the state directory is on the tmpfs root: the only space there is, RAM.
@@ -389,6 +366,9 @@ class SandboxHost(Host):
     def facts(self) -> dict:
         return facts.collect_sandbox(self.root)
 
+    def facts_full(self, lldp_s: float) -> dict:
+        return facts.collect_full_sandbox(self.root)
+
     def efi(self) -> bool:
         return facts.collect_sandbox(self.root)["efi"]
 
@@ -400,6 +380,7 @@ class SandboxHost(Host):
         block_devices: bool = False,
         creates: tuple[str, int] = (),
         input: str | None = None,
+        new_session: bool = False,
     ) -> Completed:
         if block_devices:
             self.record(argv)
@@ -411,11 +392,11 @@ class SandboxHost(Host):
                 return self._describe_array(argv[-1])
             return Completed(0, "")
         self._check(argv)
-        return _run(argv, timeout, input)
+        return tools.run(argv, timeout, input, new_session)
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
         self._check(argv)
-        return _popen(argv, **kwargs)
+        return tools.popen(argv, **kwargs)
 
     def _check(self, argv: list[str]) -> None:
         for arg in argv:

@@ -17,7 +17,7 @@ from provisioner.agent.tasks.disks import partition, raid, wipe_disks
 from provisioner.agent.tasks.firstboot import first_boot_callback
 from provisioner.agent.tasks.grow import grow_root
 from provisioner.agent.tasks.image import write_image
-from provisioner.agent.tasks.system import inventory, poweroff, reboot, run_script
+from provisioner.agent.tasks.system import commission, inventory, poweroff, reboot, run_script
 from provisioner.agent.tasks.target import configure_network, set_hostname, ssh_keys
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ TaskFunction = Callable[[Context, dict], "str | TaskResult | None"]
 
 TASKS: dict[str, TaskFunction] = {
     "inventory": inventory,
+    "commission": commission,
     "wipe_disks": wipe_disks,
     "raid": raid,
     "partition": partition,

@@ -1,4 +1,4 @@
-"""Tasks about the memory OS itself: inventory, run_script, reboot, poweroff."""
+"""Tasks about the memory OS itself: inventory, commission, run_script, reboot, poweroff."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ import time
 
 import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
-from provisioner.agent.host import tool_env
-from provisioner.agent.results import TaskFailed, TaskResult
+from provisioner.agent.results import OUTPUT_TAIL_CHARS, TaskFailed, TaskResult
+from provisioner.agent.tools import tool_env
 
+# How long commissioning listens for LLDP by default: switches announce every 30 s unless told otherwise.
+DEFAULT_LLDP_S = 30
+MAX_LLDP_S = 300
+# PCI classes left out first when the facts would not fit in a result: host and PCI bridges (06), system
+# peripherals (08, the dozens of uncore functions of each Xeon socket) and signal processing counters (11).
+_MINOR_PCI_CLASSES = ("06", "08", "11")
 # Between SIGTERM and SIGKILL for a script past its timeout.
 KILL_GRACE_S = 5
 SCRIPT_TAIL_LINES = 200
@@ -26,6 +32,40 @@ def inventory(ctx: Context, params: dict) -> str:
     facts = ctx.host.facts()
     ctx.progress(100, f"{len(facts['disks'])} disk(s), {len(facts['nics'])} NIC(s)")
     return json.dumps(facts, sort_keys=True, separators=(",", ":"))
+
+
+def commission(ctx: Context, params: dict) -> str:
+    """The full facts (facts.collect_full) as JSON: what the machine is, down to its DIMMs and switch ports."""
+    lldp_s = p.number(params, "lldp_s", default=DEFAULT_LLDP_S)
+    if lldp_s > MAX_LLDP_S:
+        raise p.invalid("lldp_s", f"at most {MAX_LLDP_S} seconds")
+    ctx.progress(5, f"reading the hardware; listening for LLDP for up to {lldp_s:g} s")
+    found = ctx.host.facts_full(lldp_s)
+    for note in found["notes"]:
+        ctx.log(note)
+    heard = sum(1 for nic in found["nics"] if nic.get("lldp"))
+    ctx.progress(
+        100,
+        f"{len(found['disks'])} disk(s), {len(found['nics'])} NIC(s) ({heard} with an LLDP neighbour), "
+        f"{len(found['memory_modules'])} memory module(s), {len(found['pci'])} PCI function(s)",
+    )
+    return fit_facts(found)
+
+
+def fit_facts(found: dict, limit: int = OUTPUT_TAIL_CHARS) -> str:
+    """The facts as one line of JSON that fits in a task result: when it would not, the PCI functions least
+    useful to a technician go first, then the whole PCI list, each with a note."""
+    text = json.dumps(found, sort_keys=True, separators=(",", ":"))
+    if len(text) <= limit:
+        return text
+    kept = [d for d in found["pci"] if not str(d.get("class", "")).startswith(_MINOR_PCI_CLASSES)]
+    note = f"{len(found['pci']) - len(kept)} PCI bridges and system peripherals left out so the facts fit"
+    found = {**found, "pci": kept, "notes": [*found["notes"], note]}
+    text = json.dumps(found, sort_keys=True, separators=(",", ":"))
+    if len(text) <= limit:
+        return text
+    found = {**found, "pci": [], "notes": [*found["notes"], "the PCI list left out so the facts fit"]}
+    return json.dumps(found, sort_keys=True, separators=(",", ":"))
 
 
 def _script_env(ctx: Context) -> dict[str, str]:
