@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from provisioner.agent import facts, storage, tools
+from provisioner.agent import facts, ipmi, storage, tools
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tools import Completed
 
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 _DEVICE_NAME = re.compile(r"^/dev/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 # Sandbox arrays get a UUID derived from their members, as stable as a real array's across agent restarts.
 _SANDBOX_ARRAYS = uuid.UUID("1d7c3f0e-5b8a-4e29-9c61-0a4f2b7e8d35")
+# The slot and LAN channel a sandbox BMC user gets unless asked for another: user 2 is the vendor's administrator
+# on most BMCs, and channel 1 is the LAN channel of Dell, Supermicro and Lenovo BMCs.
+SANDBOX_BMC_USER_ID = 3
+SANDBOX_BMC_CHANNEL = 1
 
 
 class SandboxViolation(Exception):
@@ -51,6 +55,11 @@ class Host:
 
     def facts_full(self, lldp_s: float) -> dict:
         """The full facts of commissioning (facts.collect_full), LLDP listened for up to `lldp_s` seconds."""
+        raise NotImplementedError
+
+    def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
+        """Make `username` an enabled BMC administrator (ipmi.create_user): {"user_id", "channel", "address",
+        "mac"}. Raises ipmi.NoBmc when no BMC answers, ipmi.UserFailed when the BMC refuses a step."""
         raise NotImplementedError
 
     def run(
@@ -156,6 +165,10 @@ class RealHost(Host):
     def tool_runner(self, argv: list[str], timeout: float, **kwargs) -> Completed:
         """`run` in the (argv, timeout) shape the hardware readers take."""
         return self.run(argv, timeout=timeout, **kwargs)
+
+    def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
+        ipmi.load_driver(self.tool_runner)
+        return ipmi.create_user(ipmi.Ipmitool(self.tool_runner), username, password, user_id, log)
 
     def efi(self) -> bool:
         return facts.efi()
@@ -368,6 +381,34 @@ class SandboxHost(Host):
 
     def facts_full(self, lldp_s: float) -> dict:
         return facts.collect_full_sandbox(self.root)
+
+    def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
+        """The lab's BMC stands in for the real one: the user goes to `DIR/bmc-user.json` (mode 0600), which the
+        lab's BMC reads, and the answer carries the address and MAC machine.json declares under "bmc". Without a
+        declared BMC the machine has none, as a real one without a BMC answers."""
+        bmc = facts.collect_full_sandbox(self.root)["bmc"]
+        if not bmc:
+            raise ipmi.NoBmc('no BMC answers in-band (machine.json declares no "bmc")')
+        path = self.root / "bmc-user.json"
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        same_user = isinstance(before, dict) and before.get("username") == username
+        slot = user_id or (before.get("user_id") if same_user else None) or SANDBOX_BMC_USER_ID
+        user = {"username": username, "password": password, "user_id": slot, "channel": SANDBOX_BMC_CHANNEL,
+                "privilege": "administrator", "enabled": True}  # fmt: skip
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (json.dumps(user, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        log(f"sandbox: BMC user {username} (slot {slot}) written to {path}")
+        return {"user_id": slot, "channel": SANDBOX_BMC_CHANNEL, "address": str(bmc.get("address", "")),
+                "mac": str(bmc.get("mac", ""))}  # fmt: skip
 
     def efi(self) -> bool:
         return facts.collect_sandbox(self.root)["efi"]

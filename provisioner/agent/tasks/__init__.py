@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskAborted, TaskFailed, TaskResult
+from provisioner.agent.tasks.bmc import create_bmc_user
 from provisioner.agent.tasks.boot import bootloader
 from provisioner.agent.tasks.disks import partition, raid, wipe_disks
 from provisioner.agent.tasks.firstboot import first_boot_callback
@@ -27,6 +28,7 @@ TaskFunction = Callable[[Context, dict], "str | TaskResult | None"]
 TASKS: dict[str, TaskFunction] = {
     "inventory": inventory,
     "commission": commission,
+    "create_bmc_user": create_bmc_user,
     "wipe_disks": wipe_disks,
     "raid": raid,
     "partition": partition,
