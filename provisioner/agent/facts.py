@@ -474,7 +474,7 @@ def _lldp(declared: object) -> dict | None:
     return {key: str(declared.get(key) or "") for key in LLDP_KEYS}
 
 
-def _sandbox_transport(name: str) -> str:
+def sandbox_transport(name: str) -> str:
     for prefix, kind in (("nvme", "nvme"), ("vd", "virtio"), ("sd", "sata")):
         if name.startswith(prefix):
             return kind
@@ -491,7 +491,7 @@ def collect_full_sandbox(root: Path) -> dict:
     declared_disks = machine.get("disks", {})
     for disk in found["disks"]:
         declared = declared_disks.get(disk["name"], {})
-        disk["transport"] = str(declared.get("transport") or _sandbox_transport(disk["name"]))
+        disk["transport"] = str(declared.get("transport") or sandbox_transport(disk["name"]))
         smart_declared = declared.get("smart") if isinstance(declared.get("smart"), dict) else {}
         disk["smart"] = {**NO_SMART, "detail": "a sandbox disk image has no SMART", **smart_declared}
     declared_nics = machine.get("nics", [])

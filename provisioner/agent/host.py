@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from provisioner.agent import facts, ipmi, storage, tools
+from provisioner.agent import erase, facts, ipmi, storage, tools
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tools import Completed
 
@@ -55,6 +55,10 @@ class Host:
 
     def facts_full(self, lldp_s: float) -> dict:
         """The full facts of commissioning (facts.collect_full), LLDP listened for up to `lldp_s` seconds."""
+        raise NotImplementedError
+
+    def eraser(self) -> erase.Eraser:
+        """What erase_disks asks to probe and erase a disk."""
         raise NotImplementedError
 
     def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
@@ -165,6 +169,9 @@ class RealHost(Host):
     def tool_runner(self, argv: list[str], timeout: float, **kwargs) -> Completed:
         """`run` in the (argv, timeout) shape the hardware readers take."""
         return self.run(argv, timeout=timeout, **kwargs)
+
+    def eraser(self) -> erase.Eraser:
+        return erase.RealEraser(self.tool_runner)
 
     def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
         ipmi.load_driver(self.tool_runner)
@@ -381,6 +388,9 @@ class SandboxHost(Host):
 
     def facts_full(self, lldp_s: float) -> dict:
         return facts.collect_full_sandbox(self.root)
+
+    def eraser(self) -> erase.Eraser:
+        return erase.SandboxEraser(self.root, self.record)
 
     def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
         """The lab's BMC stands in for the real one: the user goes to `DIR/bmc-user.json` (mode 0600), which the

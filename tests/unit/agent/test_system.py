@@ -68,7 +68,7 @@ def test_every_contract_kind_is_registered():
     assert set(TASKS) == {
         "inventory", "wipe_disks", "raid", "partition", "write_image", "grow_root", "configure_network",
         "set_hostname", "ssh_keys", "run_script", "reboot", "poweroff", "first_boot_callback", "bootloader",
-        "commission", "create_bmc_user",
+        "commission", "create_bmc_user", "erase_disks",
     }  # fmt: skip
 
 
