@@ -23,6 +23,9 @@ MAX_LLDP_S = 300
 # PCI classes left out first when the facts would not fit in a result: host and PCI bridges (06), system
 # peripherals (08, the dozens of uncore functions of each Xeon socket) and signal processing counters (11).
 _MINOR_PCI_CLASSES = ("06", "08", "11")
+# run_script's arguments: enough for any test script's options, few and short enough to bound a task's params.
+MAX_SCRIPT_ARGS = 32
+MAX_SCRIPT_ARG_CHARS = 1024
 # Between SIGTERM and SIGKILL for a script past its timeout.
 KILL_GRACE_S = 5
 SCRIPT_TAIL_LINES = 200
@@ -82,6 +85,7 @@ def run_script(ctx: Context, params: dict) -> str:
     if not isinstance(script, str) or not script.strip():
         raise p.invalid("script", "a non-empty string is required")
     timeout = p.number(params, "timeout_s", default=600, minimum=0.1)
+    args = _script_args(params)
     if not script.startswith("#!"):
         script = "#!/bin/sh\n" + script
     workdir = tempfile.mkdtemp(prefix="provisioner-script-")
@@ -90,16 +94,31 @@ def run_script(ctx: Context, params: dict) -> str:
         with open(path, "w") as f:
             f.write(script)
         os.chmod(path, 0o700)
-        return _run_script(ctx, path, workdir, timeout)
+        return _run_script(ctx, [path, *args], workdir, timeout)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_script(ctx: Context, path: str, workdir: str, timeout: float) -> str:
+def _script_args(params: dict) -> list[str]:
+    """The arguments after the script's path (its $1, $2, ...): a list of at most MAX_SCRIPT_ARGS strings."""
+    args = params.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        raise p.invalid("args", "a list of strings is required")
+    if len(args) > MAX_SCRIPT_ARGS:
+        raise p.invalid("args", f"at most {MAX_SCRIPT_ARGS} arguments are allowed, not {len(args)}")
+    for i, arg in enumerate(args):
+        if len(arg) > MAX_SCRIPT_ARG_CHARS:
+            raise p.invalid("args", f"argument {i + 1} is longer than {MAX_SCRIPT_ARG_CHARS} characters")
+        if "\x00" in arg:
+            raise p.invalid("args", f"argument {i + 1} holds a NUL byte, which no command line can carry")
+    return args
+
+
+def _run_script(ctx: Context, argv: list[str], workdir: str, timeout: float) -> str:
     tail: collections.deque[str] = collections.deque(maxlen=SCRIPT_TAIL_LINES)
     try:
         proc = subprocess.Popen(
-            [path], cwd=workdir, env=_script_env(ctx), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            argv, cwd=workdir, env=_script_env(ctx), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
         )  # fmt: skip
     except OSError as exc:
