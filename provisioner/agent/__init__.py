@@ -7,7 +7,9 @@ fresh interpreter and fails on anything outside the standard library.
     python3 provisioner-agent.pyz [--url URL] [--token-file FILE] [--state-dir DIR] [--sandbox DIR]
 
 URL and token come from `provisioner.url=` / `provisioner.token=` on the kernel command line unless given;
-the token is read from --token-file, then $PROVISIONER_TOKEN, then --token, then the kernel command line.
+the token is read from --token-file, then $PROVISIONER_TOKEN, then --token, then the kernel command line. A boot
+with `provisioner.mode=discover` (or --discover) has no token and runs discovery mode (`discovery`): the machine
+announces itself with its full facts and answers only inventory and poweroff.
 
 Modules: `cli` (arguments), `loop` (register, poll, run, report), `client` (the HTTP contract of
 docs/agent-api.md), `journal` (task ids started and finished, under --state-dir, default
