@@ -397,10 +397,10 @@ def firmware(sys_root: Path = Path("/sys")) -> dict:
     return {name: _read(base / name) for name in FIRMWARE_FIELDS}
 
 
-def bmc(run: Runner, notes: list[str], dev_root: Path = Path("/dev")) -> dict:
+def bmc(run: Runner, notes: list[str], dev_root: Path = Path("/dev"), sys_root: Path = Path("/sys")) -> dict:
     """{"address", "mac", "source"} of the BMC's LAN channel; {} when no BMC answers in-band."""
     try:
-        ipmi.load_driver(run, dev_root)
+        ipmi.load_driver(run, dev_root, sys_root=sys_root)
         _, lan = ipmi.Ipmitool(run).lan()
     except ipmi.NoBmc as exc:
         notes.append(str(exc))
@@ -455,7 +455,7 @@ def collect_full(
     found["disks"] = full_disks(sys_root, run, notes)
     found["pci"] = pci(sys_root, notes, pci_ids)
     found["firmware"] = firmware(sys_root)
-    found["bmc"] = bmc(run, notes, dev_root)
+    found["bmc"] = bmc(run, notes, dev_root, sys_root)
     for nic in found["nics"]:
         nic["driver"] = nic_driver(sys_root, nic["name"])
         nic["firmware"] = nic_firmware(run, nic["name"], notes)

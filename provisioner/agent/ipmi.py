@@ -64,18 +64,28 @@ class Ipmitool:
         return parsers.ipmi_users(done.output)
 
 
-def load_driver(run: Runner, dev_root: Path = Path("/dev"), wait_s: float = DEVICE_WAIT_S) -> None:
+def _modprobe(run: Runner, module: str) -> tuple[bool, str]:
+    try:
+        done = run(["modprobe", "-q", module], CALL_TIMEOUT_S)
+    except TaskFailed as exc:
+        return False, exc.message
+    said = f": {done.output.strip()}" if done.output.strip() else ""
+    return done.returncode == 0, f"modprobe {module} exit status {done.returncode}{said}"
+
+
+def load_driver(
+    run: Runner, dev_root: Path = Path("/dev"), wait_s: float = DEVICE_WAIT_S, sys_root: Path = Path("/sys")
+) -> None:
     """Load the kernel's IPMI drivers and wait for the device node; NoBmc when none appears.
 
-    A machine without a BMC makes ipmi_si fail with "No such device": that is the answer, not an error."""
+    ipmi_devintf makes the device node and has no hardware alias, so nothing loaded it at boot. ipmi_si (KCS, SMIC,
+    BT) fails with "No such device" on a machine without such a BMC: that is the answer, not an error. A BMC on
+    SMBus had ipmi_ssif loaded by the boot's coldplug."""
     if any((dev_root / node).exists() for node in DEVICE_NODES):
         return
-    try:
-        done = run(["modprobe", "-a", "-q", "ipmi_si", "ipmi_devintf"], CALL_TIMEOUT_S)
-        loaded = done.returncode == 0
-        why = f"modprobe ipmi_si exit status {done.returncode}" + (f": {done.output.strip()}" if done.output else "")
-    except TaskFailed as exc:
-        loaded, why = False, exc.message
+    _modprobe(run, "ipmi_devintf")
+    loaded, why = _modprobe(run, "ipmi_si")
+    loaded = loaded or (sys_root / "module/ipmi_ssif").exists()
     deadline = time.monotonic() + (wait_s if loaded else 0)
     while True:
         if any((dev_root / node).exists() for node in DEVICE_NODES):
@@ -84,7 +94,7 @@ def load_driver(run: Runner, dev_root: Path = Path("/dev"), wait_s: float = DEVI
             break
         time.sleep(0.2)
     if loaded:
-        raise NoBmc(f"no BMC answers in-band (no {dev_root}/ipmi0 {wait_s:g} s after loading ipmi_si)")
+        raise NoBmc(f"no BMC answers in-band (no {dev_root}/ipmi0 {wait_s:g} s after loading its driver)")
     raise NoBmc(f"no BMC answers in-band (ipmi_si found none: {why})")
 
 

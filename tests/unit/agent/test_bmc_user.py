@@ -125,10 +125,15 @@ def test_no_bmc_in_band_is_said_in_words(tmp_path):
         return tools.Completed(1, "modprobe: ERROR: could not insert 'ipmi_si': No such device\n")
 
     with pytest.raises(ipmi.NoBmc, match="ipmi_si found none: modprobe ipmi_si exit status 1: modprobe: ERROR"):
-        ipmi.load_driver(run, tmp_path, wait_s=0)
+        ipmi.load_driver(run, tmp_path, wait_s=0, sys_root=tmp_path)
+    assert calls == [["modprobe", "-q", "ipmi_devintf"], ["modprobe", "-q", "ipmi_si"]]
+    # A BMC on SMBus: ipmi_ssif is loaded, so the device node is waited for.
+    (tmp_path / "module/ipmi_ssif").mkdir(parents=True)
+    with pytest.raises(ipmi.NoBmc, match="no .*ipmi0 0.3 s after loading its driver"):
+        ipmi.load_driver(run, tmp_path, wait_s=0.3, sys_root=tmp_path)
     (tmp_path / "ipmi0").touch()
     ipmi.load_driver(run, tmp_path)
-    assert len(calls) == 1  # the device is there: nothing to load
+    assert len(calls) == 4  # the device is there: nothing to load
 
 
 # -- the task ---------------------------------------------------------------------------------------------------
