@@ -275,6 +275,8 @@ class MachinePage(Schema):
 class InstallOut(Schema):
     id: int
     machine: str
+    purpose: str = Field(description="deploy, commission, test or release.")
+    workflow: str = Field(description="The workflow it runs.")
     profile: str
     batch: int | None = None
     requested_by: str
@@ -404,6 +406,8 @@ def _install(i: Install) -> dict:
     return {
         "id": i.pk,
         "machine": i.machine.hostname,
+        "purpose": i.purpose,
+        "workflow": i.plan.flow.name,
         "profile": i.profile.name,
         "batch": i.batch_id,
         "requested_by": i.requested_by_label,

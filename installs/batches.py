@@ -14,15 +14,15 @@ from django.utils import timezone
 
 from audit.service import Actor, record
 from core import queues
-from inventory import protection
-from inventory.models import Machine, MachineStatus, OSProfile
+from inventory import lifecycle, protection
+from inventory.models import Machine, OSProfile
 
 from . import tokens
 from .engine import StaleTransition, enqueue_advance, install_ended, lock, set_state
 from .engine import cancel as cancel_install
 from .events import emit
-from .library import boots_by_media, plan_for, profile_flow
-from .models import Batch, BatchState, EventKind, Install, Step
+from .library import Operation, boots_by_media
+from .models import Batch, BatchState, EventKind, Install, Purpose, Step
 from .plan import PlanError, plan_steps
 from .states import ACTIVE_STATES, TERMINAL_STATES, InstallState
 
@@ -49,13 +49,17 @@ def request_installs(
     max_per_rack: int | None = None,
     stagger_s: float | None = None,
     boot: str = "",
+    operation: Operation | None = None,
 ) -> Batch:
     """Accept installs of ``profile`` on the machines as one batch, or refuse them all with reasons.
+    ``operation`` (installs/operations.py) runs a commissioning, test or release workflow instead, each machine
+    on its site's memory OS profile.
     ``boot`` (library.BOOTS) chooses a network or a virtual media boot over what the profile's workflow does.
     A refusal is audited here, whoever asked (page, REST, command line), after the request's own
     transaction has rolled back."""
+    operation = operation or Operation.deploy(profile)
     options = {"name": name, "max_per_site": max_per_site, "max_per_rack": max_per_rack, "stagger_s": stagger_s,
-               "boot": boot}  # fmt: skip
+               "boot": boot, "operation": operation}  # fmt: skip
     try:
         return _accept(machine_ids, profile, actor, **options)
     except InstallRefused as exc:
@@ -65,7 +69,12 @@ def request_installs(
                 actor,
                 "install.refused",
                 None,
-                {"profile": profile.name, "machines": hostnames, "problems": list(exc.args[0])},
+                {
+                    "profile": profile.name if profile else "",
+                    "purpose": (operation or Operation.deploy(profile)).purpose,
+                    "machines": hostnames,
+                    "problems": list(exc.args[0]),
+                },
                 object_label=", ".join(hostnames)[:255],
             )
         raise
@@ -82,6 +91,7 @@ def _accept(
     max_per_rack: int | None,
     stagger_s: float | None,
     boot: str,
+    operation: Operation,
 ) -> Batch:
     machines = list(
         Machine.objects.select_for_update(of=("self",))
@@ -93,20 +103,28 @@ def _accept(
     problems = []
     if len(machines) != len(set(machine_ids)):
         problems.append("Some of the machines no longer exist.")
-    protected = protection.refused(machines, "install")
+    guard = "install" if operation.purpose == Purpose.DEPLOY else operation.purpose
+    protected = protection.refused(machines, guard)
     if protected:
-        problems.append(protection.refusal_message(protected, "install"))
+        problems.append(protection.refusal_message(protected, guard))
+    busy_ids = set()
     for busy in Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine"):
         problems.append(_holder(busy))
+        busy_ids.add(busy.machine_id)
+    problems += [
+        lifecycle.refusal(m, operation.action)
+        for m in machines
+        if m.pk not in busy_ids and not lifecycle.stale(m, False) and not lifecycle.allows(m, operation.action)
+    ]
     planned = []
     try:
-        flow = profile_flow(profile, boot)  # checked once: the same for every machine of the request
+        flow = operation.flow(boot)  # checked once: the same for every machine of the request
     except PlanError as exc:
         problems.extend(exc.messages)
     else:
         for machine in machines:
             try:
-                planned.append((machine, plan_for(machine, profile, flow=flow)))
+                planned.append((machine, operation.plan(machine, flow)))
             except PlanError as exc:
                 problems.extend(exc.messages)
     if problems:
@@ -124,7 +142,9 @@ def _accept(
                 plan = dataclasses.replace(plan, step_count=len(steps))
                 install = Install.objects.create(
                     machine=machine,
-                    profile=profile,
+                    profile=operation.profile_for(machine),
+                    purpose=operation.purpose,
+                    machine_status_before=machine.status,
                     batch=batch,
                     requested_by=actor.user,
                     requested_by_label=actor.label,
@@ -146,17 +166,33 @@ def _accept(
                     )
                     for i, s in enumerate(steps)
                 )
-                details = {"profile": profile.name, "batch": batch.pk}
+                details = {"profile": install.profile.name, "batch": batch.pk}
+                if boot or operation.purpose != Purpose.DEPLOY:
+                    details.update(workflow=flow.name, purpose=operation.purpose)
                 if boot:
-                    details.update(boot=boot, workflow=flow.name)
+                    details.update(boot=boot)
                 record(actor, "install.request", install, details)
-                emit(install, EventKind.STATE, f"Requested by {actor.label}: {profile.name}", data={"to": "queued"})
+                lifecycle.move(
+                    machine, operation.status, actor, cause=f"install {install.pk} requested",
+                    force=lifecycle.stale(machine, False),
+                )  # fmt: skip
+                what = (
+                    install.profile.name
+                    if operation.purpose == Purpose.DEPLOY
+                    else f"{operation.purpose} ({flow.name})"
+                )
+                emit(install, EventKind.STATE, f"Requested by {actor.label}: {what}", data={"to": "queued"})
     except IntegrityError:
         # Another request took one of these machines between our check and our insert.
         busy = Install.objects.filter(machine__in=machines, state__in=ACTIVE_STATES).select_related("machine")
         raise InstallRefused([_holder(b) for b in busy] or ["A machine was taken by another request."]) from None
-    Machine.objects.filter(pk__in=[m.pk for m in machines]).update(status=MachineStatus.DEPLOYING)
-    record(actor, "batch.create", batch, {"profile": profile.name, "machines": [m.hostname for m in machines]})
+    record(
+        actor,
+        "batch.create",
+        batch,
+        {"profile": profile.name if profile else "", "purpose": operation.purpose,
+         "machines": [m.hostname for m in machines]},
+    )  # fmt: skip
     batch_id = batch.pk
     queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
     return batch
@@ -258,10 +294,14 @@ def retry(install_id: int, actor: Actor) -> Batch:
     install = Install.objects.select_related("profile").get(pk=install_id)
     if install.state not in TERMINAL_STATES:
         raise InstallRefused([f"Install {install.pk} has not ended; cancel it first."])
+    name = f"retry of install {install.pk}"
+    if install.purpose != Purpose.DEPLOY:  # the same operation with the same workflow, as it is now
+        operation = Operation(install.purpose, workflow=install.plan.flow.name)
+        batch = request_installs([install.machine_id], None, actor, name=name, operation=operation)
+        record(actor, "install.retry", install, {"batch": batch.pk})
+        return batch
     # A retry boots as the install did: by virtual media if it inserted media, as the profile says otherwise.
     boot = "virtual-media" if boots_by_media(install.plan.flow) else ""
-    batch = request_installs(
-        [install.machine_id], install.profile, actor, name=f"retry of install {install.pk}", boot=boot
-    )
+    batch = request_installs([install.machine_id], install.profile, actor, name=name, boot=boot)
     record(actor, "install.retry", install, {"batch": batch.pk})
     return batch

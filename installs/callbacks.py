@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit.service import Actor, record
 from inventory.models import BootMode, Machine
 
-from . import credentials, engine, resolve
+from . import commissioning, credentials, engine, resolve
 from .events import emit
 from .models import EventKind, Install, Step
 from .progress import parse_task_id
@@ -138,6 +138,13 @@ def resolve_params(install: Install, step: Step) -> dict:
                                step.params)  # fmt: skip
 
 
+def _handout(install: Install, step: Step) -> dict:
+    """The task as the agent gets it: the step's params, and a secret some tasks need that the step never keeps."""
+    params = dict(step.params)
+    params.update(commissioning.secret_params(install, step))
+    return {"id": _task_id(step), "kind": step.task, "params": params}
+
+
 def _refused_as_protected(install: Install, step: Step) -> str:
     if (step.policy or {}).get("destructive") and install.machine.protected:
         return (
@@ -167,13 +174,17 @@ def agent_next_task(install_id: int) -> dict:
         if refusal:
             engine.fail(install, "MachineProtected", refusal, step=step, actor=agent_actor(install))
             return {"task": None, "finished": True}
+        skip = commissioning.skip_reason(install, step)
+        if skip:
+            engine.skip_step(install, step, skip)
+            return {"task": None, "retry_after_s": 1}
         try:
             params = resolve_params(install, step)
         except resolve.ParamsUnusable as exc:
             outcome = engine.fail_or_continue(install, step, exc.reason, exc.message)
             return {"task": None, "finished": True} if outcome == "failed" else {"task": None, "retry_after_s": 1}
         engine.dispatch(install, step, params)
-        return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
+        return {"task": _handout(install, step)}
     waiting = [s for s in agent_steps if s.state == StepState.PENDING]
     if waiting:  # a retry's backoff
         wait = min((s.not_before - now).total_seconds() for s in waiting)
@@ -183,7 +194,7 @@ def agent_next_task(install_id: int) -> dict:
         # Handed out before: again, so that an answer lost on the way is not lost for good (the agent never
         # runs one task id twice). A parallel stage's, in turn.
         step = out[int(time.monotonic() / 2) % len(out)]
-        return {"task": {"id": _task_id(step), "kind": step.task, "params": step.params}}
+        return {"task": _handout(install, step)}
     later = install.steps.filter(kind=StepKind.AGENT_TASK, order__gt=steps[-1].order).exists()
     return {"task": None, "retry_after_s": 2} if later else {"task": None, "finished": True}
 
@@ -218,10 +229,21 @@ def agent_result(
         return "duplicate"
     if step.state != StepState.DISPATCHED:
         raise NotCurrentTask(task_id)
-    if output and not install.events.filter(step=step, kind=EventKind.LOG).exists():
+    if (
+        output
+        and not (ok and step.task in commissioning.RESULT_TASKS)
+        and not install.events.filter(step=step, kind=EventKind.LOG).exists()
+    ):
         # The task's output, unless its lines already came, streamed with its progress (a script's do).
         emit(install, EventKind.LOG, output[-10000:], step=step, data={"output": True})
     if ok:
+        try:
+            summary = commissioning.take_result(install, step, output, agent_actor(install))
+        except commissioning.ResultUnusable as exc:
+            return engine.fail_or_continue(install, step, exc.reason, exc.message, actor=agent_actor(install))
+        if summary is not None:
+            emit(install, EventKind.LOG, summary, step=step)
+            output = summary
         engine.complete_step(install, step, {"output_tail": output[-2000:]}, message)  # worker steps may follow
         return "ok"
     text = f"The agent's {step.task.replace('_', ' ')} failed" + (f": {message}" if message else ".")

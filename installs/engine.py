@@ -27,7 +27,7 @@ from rq.exceptions import DuplicateJobError
 
 from audit.service import Actor, record
 from core import queues
-from inventory import power
+from inventory import lifecycle, power
 from inventory.models import MachineStatus
 from provisioner import pxe
 from provisioner.bmc import Capability
@@ -35,9 +35,9 @@ from provisioner.pxe import iso
 
 from . import media
 from . import steps as runners
-from .alerts import raise_alert
+from .alerts import raise_alert, raise_machine_alert
 from .events import emit
-from .models import EventKind, Install, Step
+from .models import EventKind, Install, Purpose, Step
 from .stagger import reserve_power_on
 from .states import (
     ACTIVE_STATES,
@@ -174,12 +174,32 @@ def transition(install_id: int, *, to: str, expect: str, actor: Actor = SYSTEM, 
     return install
 
 
-def _machine_status_after(install: Install, to: str) -> str:
+def _machine_status_after(install: Install, to: str) -> tuple[str, str]:
+    """Where the operation leaves the machine in its lifecycle, and why (for broken and failed)."""
+    purpose = install.purpose
     if to == InstallState.SUCCEEDED:
-        return MachineStatus.DEPLOYED
+        if purpose == Purpose.TEST:
+            failed = [s.label for s in install.steps.filter(state=StepState.FAILED).order_by("order")]
+            if failed:
+                return MachineStatus.BROKEN, f"Hardware test failed ({install}): {', '.join(failed)}."
+        return (MachineStatus.DEPLOYED if purpose == Purpose.DEPLOY else MachineStatus.READY), ""
     if to == InstallState.CANCELLED and not install.steps.filter(kind=StepKind.POWER_CYCLE, attempts__gt=0).exists():
-        return MachineStatus.READY  # nothing touched the machine yet
-    return MachineStatus.FAILED
+        # nothing touched the machine yet: back where it was
+        return install.machine_status_before or MachineStatus.READY, install.machine.status_reason
+    return MachineStatus.FAILED, f"{install.get_purpose_display()} failed ({install}): {install.failure_message}"
+
+
+def _settle_machine(install: Install, to: str, actor: Actor) -> None:
+    status, reason = _machine_status_after(install, to)
+    machine = install.machine
+    try:
+        lifecycle.move(machine, status, actor, reason=reason, cause=f"install {install.pk} {to}")
+    except lifecycle.LifecycleRefused:
+        # A person moved it meanwhile (e.g. into maintenance) to where this outcome cannot follow: theirs stands.
+        log.info("install %s ended %s; %s stays %s", install.pk, to, machine.hostname, machine.status)
+        return
+    if status == MachineStatus.BROKEN:
+        raise_machine_alert(machine, "HardwareTestFailed", reason)
 
 
 def _end(install: Install, to: str, *, actor: Actor, reason: str = "", message: str = "") -> None:
@@ -189,8 +209,7 @@ def _end(install: Install, to: str, *, actor: Actor, reason: str = "", message: 
     if to == InstallState.CANCELLED:
         install.cancelled_by_label = actor.label
         install.save(update_fields=["cancelled_by_label"])
-    install.machine.status = _machine_status_after(install, to)
-    install.machine.save(update_fields=["status"])
+    _settle_machine(install, to, actor)
     if to == InstallState.FAILED:
         raise_alert(install, reason, message)
     _enqueue_cleanup(install)
@@ -340,6 +359,14 @@ def succeed_step(install: Install, step: Step, result: dict, message: str = "") 
     move_step(install, step, StepState.SUCCEEDED, result=result, message=message)
     _progress(install, step)
     emit(install, EventKind.STEP, f"{step.label}: done" + (f" ({message})" if message else ""), step=step)
+
+
+def skip_step(install: Install, step: Step, why: str) -> None:
+    """A pending step of the locked install has nothing to do here (said in ``why``): skipped, and on."""
+    move_step(install, step, StepState.SKIPPED, message=why[:500], result={"skipped": why})
+    _progress(install, step)
+    emit(install, EventKind.STEP, f"{step.label}: skipped ({why})", step=step)
+    enqueue_advance(install)
 
 
 def dispatch(install: Install, step: Step, params: dict) -> None:

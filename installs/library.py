@@ -8,13 +8,16 @@ A save whose document did not change keeps the current version; a changed one be
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.service import Actor, record
+from inventory import lifecycle
 from inventory.models import OSProfile
 
+from . import stock_scripts
 from . import workflow as wf
 from .models import Script, Workflow
 from .plan import Plan, PlanError, build_plan
@@ -25,6 +28,8 @@ class DbLibrary:
 
     def script(self, ref: str) -> dict | None:
         name, _, version = ref.partition("@")
+        if stock_scripts.is_stock(name):
+            return stock_scripts.get(name) if version in ("", "0") else None
         rows = Script.objects.filter(name=name)
         if version:
             if not version.isdigit():
@@ -81,6 +86,8 @@ def save_script(
     candidate = Script(
         name=name, body=body, description=description, timeout_s=timeout_s, safe_to_repeat=safe_to_repeat
     )
+    if stock_scripts.is_stock(name):
+        raise ValidationError({"name": f"{stock_scripts.PREFIX}… names belong to the stock scripts; choose another"})
     candidate.full_clean(exclude=["version"])
     current = Script.objects.select_for_update().filter(name=name).order_by("-version").first()
     same = ("body", "description", "timeout_s", "safe_to_repeat")
@@ -133,6 +140,8 @@ def freeze_scripts(checked: wf.Workflow) -> wf.Workflow:
                     "body": script["body"],
                     "timeout_s": task.params.get("timeout", script["timeout_s"]),
                 }
+                if "args" in task.params:
+                    params["args"] = list(task.params["args"])
                 task = dataclasses.replace(task, params=params)
             tasks.append(task)
         stages.append(dataclasses.replace(stage, tasks=tuple(tasks)))
@@ -185,6 +194,88 @@ def plan_for(machine, profile: OSProfile, *, for_install: bool = True, flow: wf.
     """The plan for installing ``profile`` on ``machine`` with the profile's workflow (``flow``, when the
     caller already resolved it for several machines). Raises PlanError."""
     return build_plan(machine, profile, for_install=for_install, workflow=flow or profile_flow(profile))
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What an install request does: deploy a profile, or commission, test or release a machine by running a
+    workflow of that purpose on its site's memory OS. installs/operations.py is the public way to ask."""
+
+    purpose: str  # installs.models.Purpose; also the lifecycle action's name
+    profile: OSProfile | None = None  # deploy's
+    workflow: str = ""  # the workflow a commission, test or release runs; blank: its stock one
+    cpu_burn_s: int | None = None  # test: the stock CPU burn script's duration
+    nic_speed_mbps: int | None = None  # test: the NIC link speed the stock NIC test expects
+
+    @classmethod
+    def deploy(cls, profile: OSProfile) -> Operation:
+        return cls("deploy", profile)
+
+    @property
+    def action(self) -> str:
+        return self.purpose
+
+    @property
+    def status(self) -> str:
+        """The machine's lifecycle status while the operation runs."""
+        return lifecycle.ACTIONS[self.action].to
+
+    def profile_for(self, machine) -> OSProfile:
+        return self.profile if self.purpose == "deploy" else machine.rack.site.memory_os
+
+    def flow(self, boot: str = "") -> wf.Workflow:
+        """The checked workflow, its scripts frozen. Raises PlanError in words."""
+        if self.purpose == "deploy":
+            flow = profile_flow(self.profile, boot)
+            if flow.purpose != "deploy":
+                raise PlanError([f"Profile {self.profile.name} names {flow.name}, a {flow.purpose} workflow."])
+            return flow
+        if boot not in ("", "network"):
+            raise PlanError([f"A {self.purpose} boots the memory OS from the network; boot {boot!r} is not offered."])
+        name = self.workflow or wf.STOCK_FOR_PURPOSE[self.purpose]
+        try:
+            if wf.is_stock(name):
+                flow = freeze_scripts(wf.check(wf.stock_text_named(name), DbLibrary()))
+            else:
+                row = Workflow.latest(name)
+                if row is None:
+                    raise PlanError([f"There is no workflow {name!r} in the library."])
+                flow = dataclasses.replace(freeze_scripts(check(row.document)), version=row.version)
+        except wf.WorkflowInvalid as exc:
+            raise PlanError([f"Workflow {name}: {m}" for m in exc.messages]) from None
+        if flow.purpose != self.purpose:
+            raise PlanError([f"Workflow {name} is a {flow.purpose} workflow, not a {self.purpose} one."])
+        return self._with_options(flow)
+
+    def _with_options(self, flow: wf.Workflow) -> wf.Workflow:
+        """The request's CPU burn duration and expected NIC speed, as the first argument of those stock scripts."""
+        given = {"stock-cpu-burn": self.cpu_burn_s, "stock-nic-speed": self.nic_speed_mbps}
+        if all(v is None for v in given.values()):
+            return flow
+        stages = []
+        for stage in flow.stages:
+            tasks = []
+            for task in stage.tasks:
+                script = str(task.params.get("script", "")).partition("@")[0]
+                if task.task == "run_script" and given.get(script) is not None:
+                    args = [str(int(given[script])), *list(task.params.get("args") or [])[1:]]
+                    task = dataclasses.replace(task, params={**task.params, "args": args})
+                tasks.append(task)
+            stages.append(dataclasses.replace(stage, tasks=tuple(tasks)))
+        return dataclasses.replace(flow, stages=tuple(stages))
+
+    def plan(self, machine, flow: wf.Workflow) -> Plan:
+        if self.purpose == "deploy":
+            return build_plan(machine, self.profile, workflow=flow)
+        site = machine.rack.site if machine.rack_id else None
+        if site is not None and site.memory_os is None:
+            raise PlanError(
+                [f"{machine.hostname}: site {site.slug} has no memory OS profile, which a {self.purpose} boots; "
+                 "choose one in the site's settings."]
+            )  # fmt: skip
+        if site is None:
+            raise PlanError([f"{machine.hostname} is not in a rack, so provisioner does not know its site."])
+        return build_plan(machine, site.memory_os, workflow=flow)
 
 
 def check_profile(profile: OSProfile) -> None:

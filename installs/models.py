@@ -143,6 +143,13 @@ class Install(models.Model):
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
 
+    @property
+    def what(self) -> str:
+        """What it does, for people: the profile a deploy installs, else the operation and its workflow."""
+        if self.purpose == Purpose.DEPLOY:
+            return self.profile.name
+        return f"{self.get_purpose_display().lower()} ({self.plan.flow.name})"
+
 
 class Step(models.Model):
     install = models.ForeignKey(Install, on_delete=models.CASCADE, related_name="steps")

@@ -217,7 +217,10 @@ def build_plan(
         problems.append(f"{machine.hostname} is not in a rack, so provisioner does not know its site.")
     if bmc is not None and workflow is not None:
         problems.extend(_capability_problems(machine, workflow))
-    if for_install and profile.method == InstallMethod.IMAGE and not (profile.image_url and profile.image_sha256):
+    writes_image = workflow is None or workflow.purpose == "deploy"
+    if for_install and writes_image and profile.method == InstallMethod.IMAGE and not (
+        profile.image_url and profile.image_sha256
+    ):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:
         raise PlanError(problems)
@@ -382,4 +385,10 @@ def agent_defaults(plan: Plan, flow: wf.Workflow, task: str) -> dict:
         return {"hostname": machine.fqdn}
     if task == "ssh_keys":
         return {"user": "root", "keys": list(profile.ssh_keys)}
+    if task == "commission":
+        return {"lldp_s": 30}
+    if task == "create_bmc_user":
+        return {"username": "provisioner"}
+    if task == "erase_disks":
+        return {"disks": {"all": True}, "method": "auto", "verify": True}
     return {}

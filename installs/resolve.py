@@ -57,6 +57,9 @@ def task_params(plan: Plan, hostname: str, facts: dict, task: str, params: dict)
     except workflow.ParamRenderError as exc:
         raise ParamsUnusable("TemplateError", f"the {task.replace('_', ' ')} params: {exc.reason}") from None
     if task == "run_script":
-        params = {"script": params.get("body", ""), "name": params.get("script", ""),
-                  "timeout_s": params.get("timeout_s", 600)}  # fmt: skip
+        resolved = {"script": params.get("body", ""), "name": params.get("script", ""),
+                    "timeout_s": params.get("timeout_s", 600)}  # fmt: skip
+        if params.get("args"):
+            resolved["args"] = [str(arg) for arg in params["args"]]
+        params = resolved
     return params

@@ -192,6 +192,38 @@ TASKS: dict[str, TaskKind] = {
             needs=frozenset({"agent"}), methods=IMAGE,
         ),
         TaskKind(
+            "commission", Category.AGENT, StepKind.AGENT_TASK,
+            "Collect the machine's full hardware facts — CPU, memory modules, disks with SMART health, NICs with "
+            "driver, firmware, speed and the switch port heard over LLDP, PCI devices, firmware and BIOS, the BMC "
+            "as the host sees it — and store them as the machine's next facts version. They fill its serial, "
+            "vendor and model.",
+            params=(Param("lldp_s", ParamType.INTEGER, "seconds to listen for the switches' LLDP frames",
+                          default=30),),
+            needs=frozenset({"agent"}), methods=IMAGE,
+        ),
+        TaskKind(
+            "create_bmc_user", Category.AGENT, StepKind.AGENT_TASK,
+            "At sites that ask for it (the site's “create a BMC user when commissioning”), add provisioner's own "
+            "administrator user to the BMC in-band with ipmitool and a random password, stored encrypted as the "
+            "machine's BMC credentials; skipped elsewhere. The password goes to the agent with the task and is "
+            "never stored in the step.",
+            params=(Param("username", ParamType.STRING, "the BMC user's name", default="provisioner"),),
+            needs=frozenset({"agent"}), methods=IMAGE,
+        ),
+        TaskKind(
+            "erase_disks", Category.AGENT, StepKind.AGENT_TASK,
+            "Erase disks for release, each with the strongest method it supports — NVMe format (user data "
+            "erase), ATA secure erase, else block discard, else zeroing — then read back the start, middle and "
+            "end of each to verify; the method chosen per disk and why is reported.",
+            params=(
+                Param("disks", ParamType.DISKS, _DISKS, default={"all": True}),
+                Param("method", ParamType.CHOICE, "auto picks per disk; the others force one", default="auto",
+                      choices=("auto", "secure", "discard", "zero")),
+                Param("verify", ParamType.BOOLEAN, "read back each disk's start, middle and end", default=True),
+            ),
+            destructive=True, needs=frozenset({"agent"}), methods=IMAGE,
+        ),
+        TaskKind(
             "wipe_disks", Category.AGENT, StepKind.AGENT_TASK,
             "Remove partition tables, RAID and filesystem signatures, and zero the first and last MiB.",
             params=(Param("disks", ParamType.DISKS, _DISKS, required=True),),
@@ -272,6 +304,7 @@ TASKS: dict[str, TaskKind] = {
             params=(
                 Param("script", ParamType.SCRIPT, "name or name@version of a library script", required=True),
                 Param("timeout", ParamType.INTEGER, "seconds; the script's own when left out"),
+                Param("args", ParamType.STRINGS, "arguments the script gets ($1, $2, ...)"),
             ),
             destructive=True, safe_to_repeat=False, needs=frozenset({"agent"}), methods=IMAGE,
         ),

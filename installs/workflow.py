@@ -28,11 +28,14 @@ from inventory.models import InstallMethod
 from provisioner.bmc import RaidLevel, raid_drive_count_problem
 from provisioner.pxe import TemplateError, render_template
 
-from . import hints, taskkinds
+from . import hints, stock_scripts, taskkinds
 from .stepkinds import KINDS
 from .taskkinds import Category, ParamType
 
 MAX_DOCUMENT = 64 * 1024
+# What a workflow is for (installs.models.Purpose): a profile's installs run deploy workflows; commissioning,
+# hardware tests and release run theirs on the site's memory OS.
+PURPOSES = ("deploy", "commission", "test", "release")
 MAX_STAGES = 50
 MAX_TASKS = 200
 MAX_RETRIES = 10
@@ -110,6 +113,7 @@ class Workflow:
     storage: Storage | None
     stages: tuple[Stage, ...]
     version: int = 0  # the library's version number; 0 for a stock workflow or one not yet saved
+    purpose: str = "deploy"  # PURPOSES: what operation runs it (a profile's installs run deploy ones)
 
     def tasks(self):
         for index, stage in enumerate(self.stages):
@@ -137,6 +141,7 @@ class Workflow:
                 for s in data["stages"]
             ),
             version=data.get("version", 0),
+            purpose=data.get("purpose", "deploy"),
         )
 
 
@@ -151,8 +156,11 @@ class Library(Protocol):
 
 
 class NoLibrary:
+    """Only what ships with provisioner: the stock scripts."""
+
     def script(self, ref: str) -> dict | None:
-        return None
+        name, _, version = ref.partition("@")
+        return stock_scripts.get(name) if version in ("", "0") else None
 
     def workflow_text(self, name: str) -> str | None:
         return None
@@ -231,8 +239,10 @@ class _Checker:
         data = self.data
         if not isinstance(data, dict):
             raise WorkflowInvalid(["line 1: a workflow is a mapping with name, method and stages"])
-        for key in sorted(set(data) - {"name", "description", "method", "storage", "stages"}, key=str):
-            self.problem((key,), f"unknown key {key!r}; a workflow has name, description, method, storage, stages")
+        for key in sorted(set(data) - {"name", "description", "method", "purpose", "storage", "stages"}, key=str):
+            self.problem(
+                (key,), f"unknown key {key!r}; a workflow has name, description, method, purpose, storage, stages"
+            )
         name = data.get("name")
         if not isinstance(name, str) or not NAME.match(name):
             self.problem(("name",), "name: lower-case letters, digits, dots, hyphens and underscores, up to 64")
@@ -241,10 +251,18 @@ class _Checker:
         if not isinstance(description, str):
             self.problem(("description",), "description: text")
             description = ""
+        purpose = data.get("purpose", "deploy")
+        if purpose not in PURPOSES:
+            self.problem(("purpose",), f"purpose: one of {', '.join(PURPOSES)}")
+            purpose = "deploy"
         methods = self._methods(data.get("method"))
+        if purpose != "deploy" and tuple(methods) != ("image",):
+            self.problem(("method",), f"a {purpose} workflow runs the memory OS's agent: its method is image")
         storage = self._storage(data.get("storage"), methods)
         stages = self._stages(data.get("stages"), methods, storage)
-        workflow = Workflow(name=name, description=description, methods=methods, storage=storage, stages=stages)
+        workflow = Workflow(
+            name=name, description=description, methods=methods, storage=storage, stages=stages, purpose=purpose
+        )
         if not self.problems:
             self._order(workflow)
             self._templates(workflow)
@@ -769,7 +787,12 @@ STOCK_FILES = {
     "stock-installer": "installer.yaml",
     "stock-image-virtual-media": "image-virtual-media.yaml",
     "stock-installer-virtual-media": "installer-virtual-media.yaml",
+    "stock-commission": "commission.yaml",
+    "stock-test": "test.yaml",
+    "stock-release": "release.yaml",
 }
+# The workflow each operation runs when the request names none.
+STOCK_FOR_PURPOSE = {"commission": "stock-commission", "test": "stock-test", "release": "stock-release"}
 
 
 def is_stock(name: str) -> bool:

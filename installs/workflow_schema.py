@@ -226,6 +226,12 @@ def _root(prefix: str) -> dict:
             "name": {"type": "string", "pattern": wf.NAME.pattern},
             "description": {"type": "string"},
             "method": {"anyOf": [method, {"type": "array", "minItems": 1, "items": method}]},
+            "purpose": {
+                "enum": list(wf.PURPOSES),
+                "default": "deploy",
+                "description": "What operation runs it: a profile's installs run deploy workflows; commission, test "
+                "and release workflows run on the site's memory OS (method image).",
+            },
             "storage": _ref(prefix, "Storage"),
             "stages": {
                 "type": "array",

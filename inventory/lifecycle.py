@@ -105,13 +105,22 @@ def check(machine: Machine, action: str) -> None:
         raise LifecycleRefused(refusal(machine, action))
 
 
-def move(machine: Machine, to: str, actor: Actor, *, reason: str = "", cause: str = "") -> None:
+def stale(machine: Machine, has_active_install: bool) -> bool:
+    """A busy status no operation holds any more (its install ended without settling it, or data from before the
+    lifecycle): any operation may take the machine from there."""
+    return machine.status in BUSY and not has_active_install
+
+
+def move(
+    machine: Machine, to: str, actor: Actor, *, reason: str = "", cause: str = "", force: bool = False
+) -> None:
     """Move ``machine`` (locked by the caller, inside its transaction) to ``to``, audited. ``cause`` says what
-    moved it when it was not a person's action (e.g. "install 12 succeeded")."""
+    moved it when it was not a person's action (e.g. "install 12 succeeded"); ``force`` leaves a stale busy
+    status (see ``stale``), and is recorded."""
     frm = machine.status
     if to == frm:
         return
-    if not can_move(frm, to):
+    if not can_move(frm, to) and not force:
         raise LifecycleRefused(f"{machine.hostname} cannot go from {frm} to {to}.")
     machine.status = to
     machine.status_reason = reason[:500] if to in (S.BROKEN, S.FAILED, S.MAINTENANCE) else ""
@@ -122,6 +131,8 @@ def move(machine: Machine, to: str, actor: Actor, *, reason: str = "", cause: st
         details["reason"] = reason[:500]
     if cause:
         details["cause"] = cause
+    if force and not can_move(frm, to):
+        details["forced"] = f"{frm} was stale: no operation held the machine"
     record(actor, "machine.lifecycle", machine, details)
 
 

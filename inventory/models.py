@@ -391,7 +391,7 @@ class CredentialResult(models.TextChoices):
 class BMC(models.Model):
     """The out-of-band controller of a machine. Its password is encrypted at rest and write-only."""
 
-    audit_secret_fields = {"password_ciphertext": "password"}
+    audit_secret_fields = {"password_ciphertext": "password", "new_user_password_ciphertext": "new user's password"}
 
     machine = models.OneToOneField(Machine, on_delete=models.CASCADE, related_name="bmc")
     driver = models.CharField(max_length=16, choices=bmc_driver_choices, default=BmcDriver.IPMI)
@@ -410,6 +410,11 @@ class BMC(models.Model):
     # The last credential test: one login attempt, never repeated (inventory/credentials_check.py).
     credentials_result = models.CharField(max_length=12, choices=CredentialResult.choices, blank=True, editable=False)
     credentials_checked_at = models.DateTimeField(null=True, editable=False)
+    # The password of the BMC user commissioning is creating in-band, until the agent reports it made: then it
+    # becomes the BMC's password (installs/callbacks.py).
+    new_user_password_ciphertext = crypto.EncryptedTextField(
+        describe=lambda bmc: f"new BMC user's password of {bmc.machine.hostname}"
+    )
 
     class Meta:
         verbose_name = "BMC"

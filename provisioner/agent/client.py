@@ -75,7 +75,8 @@ def jittered(seconds: float, rng: random.Random | None = None, spread: float = 0
     return seconds * (rng or random).uniform(1 - spread, 1 + spread)
 
 
-def _decode(raw: bytes) -> dict:
+def decode(raw: bytes) -> dict:
+    """A JSON object answer; {} for an empty, non-JSON or non-object body (a proxy's error page)."""
     if not raw:
         return {}
     try:
@@ -120,10 +121,10 @@ class Client:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return _decode(resp.read())
+                return decode(resp.read())
         except urllib.error.HTTPError as exc:
             status = exc.code
-            payload = _decode(exc.read() or b"")
+            payload = decode(exc.read() or b"")
             if status == 401:
                 raise Unauthorized(f"{method} {path}: 401") from None
             if status == 403:

@@ -21,11 +21,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.agent import facts, storage
+from provisioner.agent import erase, facts, ipmi, storage, tools
 from provisioner.agent.results import TaskFailed
+from provisioner.agent.tools import Completed
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,14 @@ log = logging.getLogger(__name__)
 _DEVICE_NAME = re.compile(r"^/dev/([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 # Sandbox arrays get a UUID derived from their members, as stable as a real array's across agent restarts.
 _SANDBOX_ARRAYS = uuid.UUID("1d7c3f0e-5b8a-4e29-9c61-0a4f2b7e8d35")
+# The slot and LAN channel a sandbox BMC user gets unless asked for another: user 2 is the vendor's administrator
+# on most BMCs, and channel 1 is the LAN channel of Dell, Supermicro and Lenovo BMCs.
+SANDBOX_BMC_USER_ID = 3
+SANDBOX_BMC_CHANNEL = 1
 
 
 class SandboxViolation(Exception):
     """Sandbox code asked for something outside its directory; a bug, never a task failure to report."""
-
-
-@dataclass
-class Completed:
-    returncode: int
-    output: str
 
 
 class Host:
@@ -55,6 +53,19 @@ class Host:
     def facts(self) -> dict:
         raise NotImplementedError
 
+    def facts_full(self, lldp_s: float) -> dict:
+        """The full facts of commissioning (facts.collect_full), LLDP listened for up to `lldp_s` seconds."""
+        raise NotImplementedError
+
+    def eraser(self) -> erase.Eraser:
+        """What erase_disks asks to probe and erase a disk."""
+        raise NotImplementedError
+
+    def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
+        """Make `username` an enabled BMC administrator (ipmi.create_user): {"user_id", "channel", "address",
+        "mac"}. Raises ipmi.NoBmc when no BMC answers, ipmi.UserFailed when the BMC refuses a step."""
+        raise NotImplementedError
+
     def run(
         self,
         argv: list[str],
@@ -63,10 +74,12 @@ class Host:
         block_devices: bool = False,
         creates: tuple[str, int] = (),
         input: str | None = None,
+        new_session: bool = False,
     ) -> Completed:
         """Run a tool. `block_devices`: the tool only works on the machine itself (real block devices, mounts, a
         chroot into the target), so the sandbox records the command instead; `creates`: the (device, size) such a
-        command brings into existence (an md array); `input`: its standard input."""
+        command brings into existence (an md array); `input`: its standard input; `new_session`: no controlling
+        terminal, so a tool that prompts reads `input` (see tools.run)."""
         raise NotImplementedError
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
@@ -127,37 +140,6 @@ class Host:
         reboots."""
 
 
-# Disk tools live in sbin, which a minimal init or a non-login environment may leave out of PATH.
-_TOOL_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-
-
-def tool_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
-    path = [d for d in env.get("PATH", "").split(":") if d]
-    env["PATH"] = ":".join(path + [d for d in _TOOL_DIRS if d not in path])
-    return env
-
-
-def _run(argv: list[str], timeout: float, input: str | None = None) -> Completed:
-    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=tool_env(), **stdin
-        )
-    except FileNotFoundError as exc:
-        raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise TaskFailed("ToolTimedOut", f"{shlex.join(argv)} did not finish within {timeout:.0f} s") from exc
-    return Completed(proc.returncode, (proc.stdout or "") + (proc.stderr or ""))
-
-
-def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
-    try:
-        return subprocess.Popen(argv, env=tool_env(), **kwargs)
-    except FileNotFoundError as exc:
-        raise TaskFailed("ToolMissing", f"{argv[0]} is not installed in the memory OS") from exc
-
-
 class RealHost(Host):
     """The memory OS of the machine being installed."""
 
@@ -181,6 +163,20 @@ class RealHost(Host):
     def facts(self) -> dict:
         return facts.collect()
 
+    def facts_full(self, lldp_s: float) -> dict:
+        return facts.collect_full(lldp_s=lldp_s, run=self.tool_runner)
+
+    def tool_runner(self, argv: list[str], timeout: float, **kwargs) -> Completed:
+        """`run` in the (argv, timeout) shape the hardware readers take."""
+        return self.run(argv, timeout=timeout, **kwargs)
+
+    def eraser(self) -> erase.Eraser:
+        return erase.RealEraser(self.tool_runner)
+
+    def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
+        ipmi.load_driver(self.tool_runner)
+        return ipmi.create_user(ipmi.Ipmitool(self.tool_runner), username, password, user_id, log)
+
     def efi(self) -> bool:
         return facts.efi()
 
@@ -192,13 +188,14 @@ class RealHost(Host):
         block_devices: bool = False,
         creates: tuple[str, int] = (),
         input: str | None = None,
+        new_session: bool = False,
     ) -> Completed:
         log.info("running %s", shlex.join(argv))
-        return _run(argv, timeout, input)
+        return tools.run(argv, timeout, input, new_session)
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
         log.info("starting %s", shlex.join(argv))
-        return _popen(argv, **kwargs)
+        return tools.popen(argv, **kwargs)
 
     def scratch_dir(self) -> Path:
         # In the memory OS the state directory is on the tmpfs root: the only space there is, RAM.
@@ -389,6 +386,40 @@ class SandboxHost(Host):
     def facts(self) -> dict:
         return facts.collect_sandbox(self.root)
 
+    def facts_full(self, lldp_s: float) -> dict:
+        return facts.collect_full_sandbox(self.root)
+
+    def eraser(self) -> erase.Eraser:
+        return erase.SandboxEraser(self.root, self.record)
+
+    def create_bmc_user(self, username: str, password: str, user_id: int | None, log) -> dict:
+        """The lab's BMC stands in for the real one: the user goes to `DIR/bmc-user.json` (mode 0600), which the
+        lab's BMC reads, and the answer carries the address and MAC machine.json declares under "bmc". Without a
+        declared BMC the machine has none, as a real one without a BMC answers."""
+        bmc = facts.collect_full_sandbox(self.root)["bmc"]
+        if not bmc:
+            raise ipmi.NoBmc('no BMC answers in-band (machine.json declares no "bmc")')
+        path = self.root / "bmc-user.json"
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        same_user = isinstance(before, dict) and before.get("username") == username
+        slot = user_id or (before.get("user_id") if same_user else None) or SANDBOX_BMC_USER_ID
+        user = {"username": username, "password": password, "user_id": slot, "channel": SANDBOX_BMC_CHANNEL,
+                "privilege": "administrator", "enabled": True}  # fmt: skip
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (json.dumps(user, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        log(f"sandbox: BMC user {username} (slot {slot}) written to {path}")
+        return {"user_id": slot, "channel": SANDBOX_BMC_CHANNEL, "address": str(bmc.get("address", "")),
+                "mac": str(bmc.get("mac", ""))}  # fmt: skip
+
     def efi(self) -> bool:
         return facts.collect_sandbox(self.root)["efi"]
 
@@ -400,6 +431,7 @@ class SandboxHost(Host):
         block_devices: bool = False,
         creates: tuple[str, int] = (),
         input: str | None = None,
+        new_session: bool = False,
     ) -> Completed:
         if block_devices:
             self.record(argv)
@@ -411,11 +443,11 @@ class SandboxHost(Host):
                 return self._describe_array(argv[-1])
             return Completed(0, "")
         self._check(argv)
-        return _run(argv, timeout, input)
+        return tools.run(argv, timeout, input, new_session)
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
         self._check(argv)
-        return _popen(argv, **kwargs)
+        return tools.popen(argv, **kwargs)
 
     def _check(self, argv: list[str]) -> None:
         for arg in argv:

@@ -42,6 +42,9 @@ STORAGE_MODULES = (
     "md_mod", "raid0", "raid1", "raid10", "raid456", "dm_mod",
 )  # fmt: skip
 FS_MODULES = ("ext4", "xfs", "btrfs", "vfat", "nls_cp437", "nls_iso8859_1", "efivarfs", "crc32c_generic", "loop")
+# The BMC in-band (/dev/ipmi0), for commissioning's BMC address and create_bmc_user: KCS/SMIC/BT through
+# ipmi_si, SMBus (SSIF) BMCs of some AMD and Arm servers through ipmi_ssif.
+IPMI_MODULES = ("ipmi_si", "ipmi_devintf", "ipmi_ssif")
 
 # Not needed to run the agent, and together more than half of the root: the memory OS never installs packages,
 # reads manuals, or names devices from the hardware database.
@@ -217,7 +220,7 @@ def _module_name(path: str) -> str:
 def add_kernel_modules(root: Path, kernel_tree: Path, version: str) -> list[str]:
     source = kernel_tree / "lib/modules" / version
     _run(["depmod", "-b", str(kernel_tree), version])
-    chosen = module_closure(source, NIC_MODULES + STORAGE_MODULES + FS_MODULES)
+    chosen = module_closure(source, NIC_MODULES + STORAGE_MODULES + FS_MODULES + IPMI_MODULES)
     target = root / "lib/modules" / version
     for relative in chosen:
         (target / relative).parent.mkdir(parents=True, exist_ok=True)

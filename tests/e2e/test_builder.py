@@ -81,7 +81,8 @@ def test_package_list_has_what_the_agent_tasks_run():
     packages = package_list()
     for needed in ("python3-minimal", "libpython3.11-stdlib", "mdadm", "gdisk", "parted", "util-linux", "e2fsprogs",
                    "dosfstools", "xz-utils", "iproute2", "kmod", "busybox", "ca-certificates", "fdisk", "xfsprogs",
-                   "btrfs-progs", "lvm2", "zstd", "qemu-utils"):  # fmt: skip
+                   "btrfs-progs", "lvm2", "zstd", "qemu-utils", "ethtool", "pciutils", "pci.ids", "dmidecode",
+                   "ipmitool", "smartmontools", "nvme-cli", "hdparm", "memtester"):  # fmt: skip
         assert needed in packages
     assert all(" " not in p and "#" not in p for p in packages)
 

@@ -12,12 +12,14 @@ from collections.abc import Callable
 
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskAborted, TaskFailed, TaskResult
+from provisioner.agent.tasks.bmc import create_bmc_user
 from provisioner.agent.tasks.boot import bootloader
 from provisioner.agent.tasks.disks import partition, raid, wipe_disks
+from provisioner.agent.tasks.erase import erase_disks
 from provisioner.agent.tasks.firstboot import first_boot_callback
 from provisioner.agent.tasks.grow import grow_root
 from provisioner.agent.tasks.image import write_image
-from provisioner.agent.tasks.system import inventory, poweroff, reboot, run_script
+from provisioner.agent.tasks.system import commission, inventory, poweroff, reboot, run_script
 from provisioner.agent.tasks.target import configure_network, set_hostname, ssh_keys
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,10 @@ TaskFunction = Callable[[Context, dict], "str | TaskResult | None"]
 
 TASKS: dict[str, TaskFunction] = {
     "inventory": inventory,
+    "commission": commission,
+    "create_bmc_user": create_bmc_user,
     "wipe_disks": wipe_disks,
+    "erase_disks": erase_disks,
     "raid": raid,
     "partition": partition,
     "write_image": write_image,
@@ -44,8 +49,11 @@ TASKS: dict[str, TaskFunction] = {
 # Kinds that are never started a second time for one task id, even after the agent restarts mid-task.
 # bootloader writes the members' boot sectors.
 DESTRUCTIVE = frozenset(
-    {"wipe_disks", "raid", "partition", "write_image", "grow_root", "bootloader", "run_script", "reboot", "poweroff"}
-)
+    {
+        "wipe_disks", "erase_disks", "raid", "partition", "write_image", "grow_root", "bootloader", "run_script",
+        "reboot", "poweroff",
+    }
+)  # fmt: skip
 
 
 def run_task(ctx: Context, kind: str, params: object) -> TaskResult:

@@ -82,10 +82,8 @@ def _zero_ends(path: str) -> None:
         os.close(fd)
 
 
-def wipe_disks(ctx: Context, params: dict) -> str:
-    names = p.text_list(params, "disks")
-    # Resolve all before touching any: a typo in the last name must not leave the first disks wiped.
-    devices = [(name, ctx.host.device(name)) for name in names]
+def release(ctx: Context, devices: list[tuple[str, str]]) -> None:
+    """Stop what holds the disks, then fail with DiskBusy before anything is changed if one is still in use."""
     for name, dev in devices:
         for holder in ctx.host.holders(dev):
             # An array assembled from an earlier install holds its members; it goes, the disks stay.
@@ -93,6 +91,13 @@ def wipe_disks(ctx: Context, params: dict) -> str:
             ctx.host.run(["mdadm", "--stop", holder], block_devices=True)
     for _, dev in devices:
         ensure_unused(dev)
+
+
+def wipe_disks(ctx: Context, params: dict) -> str:
+    names = p.text_list(params, "disks")
+    # Resolve all before touching any: a typo in the last name must not leave the first disks wiped.
+    devices = [(name, ctx.host.device(name)) for name in names]
+    release(ctx, devices)
     out = []
     for i, (name, dev) in enumerate(devices):
         ctx.check_abort()

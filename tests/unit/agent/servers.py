@@ -1,9 +1,11 @@
-"""Two small HTTP servers on 127.0.0.1 for the agent tests: an image server (Range support and connection cuts
-toggled per test) and a stand-in control plane that speaks the agent API contract, for protocol behaviour only:
-tasks/next long-polls, and hands out the tasks of a parallel stage while others run."""
+"""Small HTTP servers on 127.0.0.1 for the agent tests: an image server (Range support and connection cuts
+toggled per test), a stand-in control plane that speaks the agent API contract, for protocol behaviour only:
+tasks/next long-polls, and hands out the tasks of a parallel stage while others run; and the control plane's side
+of discovery mode."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import struct
@@ -293,4 +295,102 @@ def problem(status: int, detail: str, *, field: str = "", reason: str = "") -> d
 
 def control_plane(plan: Plan, port: int = 0) -> tuple[_Server, str]:
     server = _serve(ControlPlaneHandler, plan, port)
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+# -- discovery ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DiscoveryPlane:
+    """The control plane's side of discovery mode (the fixed protocol), for protocol behaviour only."""
+
+    registration_id: int = 41
+    poll_s: float = 0.05
+    # (status, body) answered to register, in order, before it registers.
+    register_answers: list[tuple[int, dict]] = field(default_factory=list)
+    # (status, body) answered to poll, in order, before tasks are handed out.
+    poll_answers: list[tuple[int, dict]] = field(default_factory=list)
+    # Handed out one per poll, in order; then {"task": null}.
+    tasks: list[dict] = field(default_factory=list)
+    # Polls answer 401 Discarded from then on (an operator discarded the machine).
+    discarded: bool = False
+    keys: dict[str, str] = field(default_factory=dict)  # MAC -> SHA-256 of its key
+    registered: list[dict] = field(default_factory=list)
+    facts: list[dict] = field(default_factory=list)
+    done: list[dict] = field(default_factory=list)
+    requests: list[tuple[float, str, str]] = field(default_factory=list)  # (time, path, Authorization)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def paths(self) -> list[str]:
+        return [path for _, path, _ in self.requests]
+
+
+class DiscoveryHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    PREFIX = "/api/v1/discovery/"
+    MAX_BODY = 256 * 1024
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_POST(self):
+        plane: DiscoveryPlane = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        path = self.path.removeprefix(self.PREFIX)
+        auth = self.headers.get("Authorization", "")
+        with plane.lock:
+            plane.requests.append((time.monotonic(), path, auth))
+            if length > self.MAX_BODY:
+                return self._answer(413, {"reason": "TooLarge", "message": "the body is over 256 KiB"})
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._answer(400, {"reason": "InvalidRequest", "message": "the body is not JSON"})
+            if path == "register":
+                return self._register(plane, body)
+            registration, _, action = path.partition("/")
+            key = auth.removeprefix("Discovery ") if auth.startswith("Discovery ") else ""
+            key_ok = bool(key) and hashlib.sha256(key.encode()).hexdigest() in plane.keys.values()
+            if registration != str(plane.registration_id) or not key_ok:
+                return self._answer(401, {"reason": "Unauthorized", "message": "no such registration"})
+            if plane.discarded:
+                return self._answer(401, {"reason": "Discarded", "message": "an operator discarded this machine"})
+            if action == "poll":
+                if plane.poll_answers:
+                    return self._answer(*plane.poll_answers.pop(0))
+                task = plane.tasks.pop(0) if plane.tasks else None
+                return self._answer(200, {"task": task, "poll_s": plane.poll_s})
+            if action == "facts":
+                plane.facts.append(body)
+                return self._answer(200, {"ok": True})
+            if action == "done":
+                plane.done.append(body)
+                return self._answer(200, {"ok": True})
+            return self._answer(404, {"reason": "NotFound", "message": f"no {path} here"})
+
+    def _register(self, plane: DiscoveryPlane, body: dict) -> None:
+        if plane.register_answers:
+            return self._answer(*plane.register_answers.pop(0))
+        mac, key = body.get("mac"), body.get("key")
+        if not isinstance(mac, str) or not isinstance(key, str) or not isinstance(body.get("facts"), dict):
+            return self._answer(400, {"reason": "InvalidRequest", "message": "mac, key and facts are required"})
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        if plane.keys.setdefault(mac, digest) != digest:
+            return self._answer(409, {"reason": "KeyMismatch", "message": "this MAC registered with another key"})
+        plane.registered.append(body)
+        return self._answer(200, {"id": plane.registration_id, "poll_s": plane.poll_s})
+
+
+def discovery_plane(plane: DiscoveryPlane) -> tuple[_Server, str]:
+    server = _serve(DiscoveryHandler, plane)
     return server, f"http://127.0.0.1:{server.server_address[1]}"

@@ -1,7 +1,9 @@
-"""inventory, run_script (output, failure, timeout), reboot and poweroff in the sandbox."""
+"""inventory, run_script (output, failure, timeout, arguments), reboot and poweroff in the sandbox."""
 
 import json
 import time
+
+import pytest
 
 from provisioner.agent.results import TaskResult
 from provisioner.agent.tasks import TASKS, run_task
@@ -68,6 +70,7 @@ def test_every_contract_kind_is_registered():
     assert set(TASKS) == {
         "inventory", "wipe_disks", "raid", "partition", "write_image", "grow_root", "configure_network",
         "set_hostname", "ssh_keys", "run_script", "reboot", "poweroff", "first_boot_callback", "bootloader",
+        "commission", "create_bmc_user", "erase_disks",
     }  # fmt: skip
 
 
@@ -84,3 +87,28 @@ def test_a_failure_says_whether_it_is_worth_retrying(ctx):
     transient = TaskResult.failed("DiskBusy", "cannot open /dev/sda exclusively", retryable=True)
     assert transient.body()["retryable"] is True
     assert TaskResult.from_body(transient.body()) == transient  # as the journal keeps it
+
+
+def test_run_script_passes_its_args_as_argv(ctx):
+    script = '#!/bin/sh\necho "$#"\nfor a in "$@"; do echo "[$a]"; done\n'
+    args = ["256", "two words", "", "$HOME;rm -rf /", "x" * 1024]
+    result = run_task(ctx, "run_script", {"script": script, "args": args})
+    assert result.ok, result
+    # Each argument arrives whole and unexpanded: argv, never a shell line.
+    assert result.output.splitlines() == ["5", "[256]", "[two words]", "[]", "[$HOME;rm -rf /]", f"[{'x' * 1024}]"]
+    assert run_task(ctx, "run_script", {"script": 'echo "$#"'}).output == "0"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("256", "args: a list of strings is required"),
+        ([256], "args: a list of strings is required"),
+        (["a"] * 33, "args: at most 32 arguments are allowed, not 33"),
+        (["ok", "y" * 1025], "args: argument 2 is longer than 1024 characters"),
+        (["nul\x00"], "args: argument 1 holds a NUL byte, which no command line can carry"),
+    ],
+)
+def test_run_script_refuses_bad_args(ctx, args, message):
+    result = run_task(ctx, "run_script", {"script": "echo ran", "args": args})
+    assert (result.reason, result.message) == ("InvalidParams", message)

@@ -412,7 +412,7 @@ def test_unknown_keys_everywhere_are_named():
     text = BOOT.replace("name: lab", "name: lab\nowner: ops").replace("  - name: boot", "  - name: boot\n    when: x")
     text += INSTALL.replace("- wipe_disks", "- task: wipe_disks\n        if: y") + FINISH
     assert problems(text) == [
-        "line 2: unknown key 'owner'; a workflow has name, description, method, storage, stages",
+        "line 2: unknown key 'owner'; a workflow has name, description, method, purpose, storage, stages",
         f"line {line_of(text, 'when:')}: unknown key 'when'; a stage has name, run, tasks, before, after",
         f"line {line_of(text, 'if:')}: unknown key 'if'; a task has backoff, name, on_failure, params, retries, "
         "task, timeout",
