@@ -11,6 +11,8 @@ INSTALL_FIELDS = (
     "profile_id",
     "batch_id",
     "requested_by_label",
+    "purpose",
+    "workflow",
     "state",
     "state_changed_at",
     "deadline_at",

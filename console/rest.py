@@ -407,7 +407,7 @@ def _install(i: Install) -> dict:
         "id": i.pk,
         "machine": i.machine.hostname,
         "purpose": i.purpose,
-        "workflow": i.plan.flow.name,
+        "workflow": i.workflow,
         "profile": i.profile.name,
         "batch": i.batch_id,
         "requested_by": i.requested_by_label,

@@ -144,6 +144,7 @@ def _accept(
                     machine=machine,
                     profile=operation.profile_for(machine),
                     purpose=operation.purpose,
+                    workflow=flow.name,
                     machine_status_before=machine.status,
                     batch=batch,
                     requested_by=actor.user,

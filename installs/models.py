@@ -84,6 +84,7 @@ class Install(models.Model):
     state = models.CharField(max_length=16, choices=InstallState.choices, default=InstallState.QUEUED)
     state_changed_at = models.DateTimeField(auto_now_add=True)
     purpose = models.CharField(max_length=12, choices=Purpose.choices, default=Purpose.DEPLOY)
+    workflow = models.CharField(max_length=64, blank=True, help_text="The name of the workflow its plan runs.")
     # The machine's lifecycle status when the operation was requested: where a cancel that touched nothing
     # puts it back.
     machine_status_before = models.CharField(max_length=16, blank=True, editable=False)
@@ -148,7 +149,8 @@ class Install(models.Model):
         """What it does, for people: the profile a deploy installs, else the operation and its workflow."""
         if self.purpose == Purpose.DEPLOY:
             return self.profile.name
-        return f"{self.get_purpose_display().lower()} ({self.plan.flow.name})"
+        what = self.get_purpose_display().lower()
+        return f"{what} ({self.workflow})" if self.workflow else what
 
 
 class Step(models.Model):

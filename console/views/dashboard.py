@@ -53,6 +53,8 @@ def home(request):
         .select_related("machine", "profile")
         .only(
             "pk",
+            "purpose",
+            "workflow",
             "state",
             "progress",
             "current_step",

@@ -105,6 +105,7 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     assert entry.details["counts"] == [
         ["access.jumphost.private_key_ciphertext", 1],
         ["access.sitelogin.private_key_ciphertext", 1],
+        ["inventory.bmc.new_user_password_ciphertext", 0],
         ["inventory.bmc.password_ciphertext", 1],
         ["inventory.pdu.auth_key_ciphertext", 1],
         ["inventory.pdu.community_ciphertext", 1],
