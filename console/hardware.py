@@ -88,13 +88,14 @@ def smart(value) -> tuple[str, str]:
     return ("passed", "s-succeeded") if passed else ("FAILED", "s-failed")
 
 
-def lldp(nic: dict) -> tuple[str, str]:
-    """(switch and port as LLDP told them, or why there is none; CSS state)."""
-    if "lldp" not in nic:
-        return "not listened", "muted"
+def lldp(nic: dict, listened: bool | None = None) -> tuple[str, str]:
+    """(switch and port as LLDP told them, or why there is none; CSS state). ``listened``: whether the agent
+    listened at all (its ``lldp_listened_s``); None when it did not say (an older agent), then a NIC with no
+    ``lldp`` key was not listened on."""
     neighbour = _obj(nic.get("lldp"))
     if not neighbour:
-        return "no LLDP neighbour heard", "muted"
+        heard_nothing = listened if listened is not None else "lldp" in nic
+        return ("no LLDP neighbour heard", "muted") if heard_nothing else ("not listened", "muted")
     switch = _text(neighbour.get("system_name")) or _text(neighbour.get("chassis_id"))
     port = _text(neighbour.get("port_id"))
     description = _text(neighbour.get("port_description"))
@@ -155,7 +156,7 @@ def tables(facts) -> Tables:
             for m in _rows(facts.get("memory_modules"))
         ],
         disks=[_disk(d) for d in _rows(facts.get("disks"))],
-        nics=[_nic(n) for n in _rows(facts.get("nics"))],
+        nics=[_nic(n, _listened(facts)) for n in _rows(facts.get("nics"))],
         pci=[{key: _text(p.get(key)) for key in PCI_KEYS} for p in _rows(facts.get("pci"))],
         firmware=_pairs(_obj(facts.get("firmware")), FIRMWARE_LABELS),
         bmc=_pairs(_obj(facts.get("bmc")), BMC_LABELS),
@@ -182,8 +183,15 @@ def _disk(d: dict) -> dict:
     }
 
 
-def _nic(n: dict) -> dict:
-    switch, switch_class = lldp(n)
+def _listened(facts: dict) -> bool | None:
+    seconds = facts.get("lldp_listened_s")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    return seconds > 0
+
+
+def _nic(n: dict, listened: bool | None) -> dict:
+    switch, switch_class = lldp(n, listened)
     return {
         "name": _text(n.get("name")),
         "mac": _text(n.get("mac")),

@@ -3,14 +3,16 @@ API and ``manage.py machine``: what the action takes is checked here, in words t
 anything is written; the table (inventory/lifecycle.py) says whether it may happen from where each machine is.
 
 An operation (commission, test, deploy, release) is requested from installs.operations, which runs it as an
-install and refuses, audited, what protection or another install forbids. A status change (mark broken or fixed,
-maintenance) is made here: the machine locked, the table checked again, the move audited with its reason.
+install and refuses, audited, what the table, protection or another install forbids (a busy status no install
+holds any more is stale: any operation may take the machine from there). A status change (mark broken or fixed,
+maintenance) is made here: the machine locked, the table checked, the move audited with its reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
 from django.db import transaction
 
 from audit.service import Actor
@@ -26,8 +28,8 @@ from inventory.models import Machine, OSProfile
 OPERATIONS = frozenset(name for name, spec in ACTIONS.items() if spec.operation)
 # What hardware tests run unless a workflow of the library is chosen.
 STOCK_TEST_WORKFLOW = "stock-test"
-# A CPU burn-in longer than a day is a typo (the test's install would wait for it).
-CPU_BURN_MAX_S = 86_400
+CPU_BURN_MAX_S = operations.MAX_CPU_BURN_S
+NIC_SPEED_MAX_MBPS = 10_000_000
 REASON_MAX = 500
 
 
@@ -55,6 +57,7 @@ class Request:
     profile: OSProfile | None = None
     workflow: str = ""
     cpu_burn_s: int | None = None
+    nic_speed_mbps: int | None = None
     boot: str = ""
 
     @property
@@ -66,18 +69,37 @@ class Request:
         return self.action in OPERATIONS
 
     def options(self) -> dict:
-        """What the operation's install is asked to do differently from its stock workflow."""
-        if self.action == "test" and self.cpu_burn_s is not None:
-            return {"cpu_burn_s": self.cpu_burn_s}
-        if self.action == "deploy" and self.boot:
-            return {"boot": self.boot}
-        return {}
+        """What a test's scripts are told (installs/operations.py): the CPU burn and the NIC speed expected."""
+        given = {"cpu_burn_s": self.cpu_burn_s, "nic_speed_mbps": self.nic_speed_mbps}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 def hardware_test_workflows() -> list[str]:
-    """The workflows a hardware test may run: the stock one, then the library's."""
-    names = Workflow.objects.order_by("name").values_list("name", flat=True).distinct()
-    return [STOCK_TEST_WORKFLOW, *(n for n in names if n != STOCK_TEST_WORKFLOW)]
+    """The workflows a hardware test may run: the stock one, then the library's whose purpose is test (the
+    latest version of each says)."""
+    latest = {}
+    for name, document in Workflow.objects.order_by("name", "-version").values_list("name", "document"):
+        latest.setdefault(name, document)
+    return [STOCK_TEST_WORKFLOW, *(name for name, document in latest.items() if _purpose(document) == "test")]
+
+
+def _purpose(document: str) -> str:
+    """A saved workflow's purpose (it was checked when saved; deploy when it says none)."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError:
+        return ""
+    return str(data.get("purpose", "deploy")) if isinstance(data, dict) else ""
+
+
+def offered(machine: Machine, has_active_install: bool) -> list[lifecycle.Action]:
+    """What a person may do with the machine now: what the table allows from its status and, when that status is
+    a busy one no install holds any more (stale), any operation, as installs.operations takes it."""
+    allowed = lifecycle.actions_for(machine)
+    if not lifecycle.stale(machine, has_active_install):
+        return allowed
+    names = {a.name for a in allowed}
+    return [spec for name, spec in ACTIONS.items() if name in names or spec.operation]
 
 
 def parse(
@@ -87,6 +109,7 @@ def parse(
     profile: str = "",
     workflow: str = "",
     cpu_burn_s: int | str | None = None,
+    nic_speed_mbps: int | str | None = None,
     boot: str = "",
 ) -> Request:
     """The action and what it takes, or Invalid naming the first field at fault. A field the action does not
@@ -105,17 +128,20 @@ def parse(
     _only(action, "deploy", "boot", boot)
     _only(action, "test", "workflow", workflow)
     _only(action, "test", "cpu_burn_s", "" if cpu_burn_s is None else str(cpu_burn_s))
+    _only(action, "test", "nic_speed_mbps", "" if nic_speed_mbps is None else str(nic_speed_mbps))
     return Request(
         action,
         reason=reason,
         profile=_profile(profile) if action == "deploy" else None,
         workflow=_workflow(workflow) if action == "test" else "",
-        cpu_burn_s=_burn(cpu_burn_s),
+        cpu_burn_s=_whole("cpu_burn_s", cpu_burn_s, CPU_BURN_MAX_S, "a number of seconds"),
+        nic_speed_mbps=_whole("nic_speed_mbps", nic_speed_mbps, NIC_SPEED_MAX_MBPS, "a speed in Mb/s"),
         boot=_boot(boot),
     )
 
 
-_IN_WORDS = {"profile": "a profile", "boot": "a boot choice", "workflow": "a workflow", "cpu_burn_s": "a CPU burn"}
+_IN_WORDS = {"profile": "a profile", "boot": "a boot choice", "workflow": "a workflow", "cpu_burn_s": "a CPU burn",
+             "nic_speed_mbps": "an expected NIC speed"}  # fmt: skip
 
 
 def _only(action: str, takes: str, field: str, value: str) -> None:
@@ -136,18 +162,18 @@ def _profile(name: str) -> OSProfile:
 def _workflow(name: str) -> str:
     if not name or name == STOCK_TEST_WORKFLOW:
         return STOCK_TEST_WORKFLOW
-    if not Workflow.objects.filter(name=name).exists():
-        known = ", ".join(hardware_test_workflows())
-        raise Invalid("workflow", f"there is no workflow “{name}”; the tests can run {known}.")
+    known = hardware_test_workflows()
+    if name not in known:
+        raise Invalid("workflow", f"there is no test workflow “{name}”; the tests can run {', '.join(known)}.")
     return name
 
 
-def _burn(value: int | str | None) -> int | None:
+def _whole(field: str, value: int | str | None, maximum: int, what: str) -> int | None:
     if value is None or value == "":
         return None
     number = value if isinstance(value, int) and not isinstance(value, bool) else int_param(str(value).strip())
-    if number is None or not 0 <= number <= CPU_BURN_MAX_S:
-        raise Invalid("cpu_burn_s", f"“{value}” is not a number of seconds from 0 to {CPU_BURN_MAX_S}.")
+    if number is None or not 0 <= number <= maximum:
+        raise Invalid(field, f"“{value}” is not {what} from 0 to {maximum}.")
     return number
 
 
@@ -158,20 +184,19 @@ def _boot(value: str) -> str:
 
 
 def request_operation(machines: list[Machine], req: Request, actor: Actor, *, name: str = "") -> Batch:
-    """Request the operation on the machines as one batch; Refused with every reason when the table refuses it
-    for any of them (nothing is requested then), or when the install request refuses it."""
-    problems = [lifecycle.refusal(m, req.action) for m in machines if not lifecycle.allows(m, req.action)]
-    if problems:
-        raise Refused(problems)
+    """Request the operation on the machines as one batch, or Refused with every reason (the table, protection,
+    another install, a plan that cannot be made) when the request refuses any of them: then none is requested,
+    and the refusal is audited."""
     try:
         return operations.request(
             [m.pk for m in machines],
             req.action,
             actor,
             profile=req.profile,
-            workflow=req.workflow,
+            workflow=req.workflow if req.workflow != STOCK_TEST_WORKFLOW else "",
             options=req.options(),
             name=name,
+            boot=req.boot,
         )
     except InstallRefused as exc:
         raise Refused(list(exc.args[0])) from None

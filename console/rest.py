@@ -39,13 +39,14 @@ from installs import batches as batch_service
 from installs import engine, library, workflow_schema
 from installs import workflow as wf
 from installs.models import ACTIVE_STATES, Batch, BatchState, Event, Install, Script, Workflow
-from inventory import credentials_check, health, hostping, lifecycle, power
+from inventory import credentials_check, health, hostping, power
 from inventory.models import CredentialCheck, Machine, MachineHealth, OSProfile
 from provisioner.bmc import BmcError, registry
 
 from .hardware import summary as hardware_summary
 from .queries import installs_for_pages
 from .rest_lifecycle import HardwareFilters, HardwareOut, filter_refusal
+from .rest_lifecycle import offered as lifecycle_offered
 from .rest_lifecycle import router as lifecycle_router
 from .rest_serial import router as serial_router
 
@@ -467,7 +468,7 @@ def get_machine(request, hostname: Path[Text]):
         machine_queryset(MachineQuery()).defer(None).prefetch_related("nics"), hostname=hostname
     )
     data = _machine(machine)
-    data["actions"] = [a.name for a in lifecycle.actions_for(machine)]
+    data["actions"] = lifecycle_offered(machine, machine.last_install_state in ACTIVE_STATES)
     data["facts"] = machine.facts or {}
     data["nics"] = [
         {

@@ -24,6 +24,7 @@ from console.filters import MachineQuery
 from core import problems
 from core.edge import INT_MAX, Refusal, Text
 from core.problems import Problem
+from installs.models import ACTIVE_STATES, Install
 from inventory import lifecycle
 from inventory.models import Machine, MachineFacts
 
@@ -86,6 +87,12 @@ class LifecycleIn(Schema):
     cpu_burn_s: StrictInt | None = Field(
         None, ge=0, le=lifecycle_actions.CPU_BURN_MAX_S, description="test: how long to burn the CPUs, in seconds."
     )
+    nic_speed_mbps: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=lifecycle_actions.NIC_SPEED_MAX_MBPS,
+        description="test: the link speed the NIC test expects, in Mb/s (0 or none: it only reports).",
+    )
 
 
 class OperationOut(Schema):
@@ -131,13 +138,21 @@ def _refused(reasons: list[str]) -> HttpError:
     return error
 
 
+def offered(machine: Machine, has_active_install: bool | None = None) -> list[str]:
+    """The actions a person may take now (console/lifecycle_actions.py ``offered``); the install is looked up
+    when the caller does not know."""
+    if has_active_install is None:
+        has_active_install = Install.objects.filter(machine=machine, state__in=ACTIVE_STATES).exists()
+    return [a.name for a in lifecycle_actions.offered(machine, has_active_install)]
+
+
 def lifecycle_of(machine: Machine) -> dict:
     return {
         "machine": machine.hostname,
         "status": machine.status,
         "status_reason": machine.status_reason,
         "status_changed_at": machine.status_changed_at,
-        "actions": [a.name for a in lifecycle.actions_for(machine)],
+        "actions": offered(machine),
     }
 
 
@@ -160,6 +175,7 @@ def machine_lifecycle_action(request, hostname: Path[Text], body: LifecycleIn):
             profile=body.profile,
             workflow=body.workflow,
             cpu_burn_s=body.cpu_burn_s,
+            nic_speed_mbps=body.nic_speed_mbps,
             boot=body.boot,
         )
     except lifecycle_actions.Invalid as exc:

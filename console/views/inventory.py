@@ -234,6 +234,7 @@ def machine_action(request):
                 "boot_label": BOOTS.get(boot, ""),
                 "workflow": lifecycle_request.workflow if lifecycle_request else "",
                 "cpu_burn_s": lifecycle_request.cpu_burn_s if lifecycle_request else None,
+                "nic_speed_mbps": lifecycle_request.nic_speed_mbps if lifecycle_request else None,
                 "expected": expected,
                 "wrong": bool(request.POST.get("confirmed")),
                 "next": back,
@@ -258,6 +259,7 @@ def _bulk_lifecycle_request(request, action: str) -> lifecycle_actions.Request:
         boot=post.get("boot", "") if name == "deploy" else "",
         workflow=post.get("workflow", "") if name == "test" else "",
         cpu_burn_s=post.get("cpu_burn_s", "") if name == "test" else None,
+        nic_speed_mbps=post.get("nic_speed_mbps", "") if name == "test" else None,
     )
 
 
@@ -358,11 +360,13 @@ def machine_detail(request, hostname: str):
     machine_health = MachineHealth.objects.filter(machine=machine).first()
     sensors = health.sensors_of(machine_health)
     can_act = has_role(request.user, Role.TECHNICIAN)
+    active_install = next((i for i in installs if i.is_active), None)
+    lifecycle_context = _lifecycle_context(machine, can_act, active_install is not None)
     return render(
         request,
         "inventory/machine_detail.html",
         {
-            **_lifecycle_context(machine, can_act),
+            **lifecycle_context,
             "machine": machine,
             "bmc": bmc,
             "health": machine_health,
@@ -376,7 +380,7 @@ def machine_detail(request, hostname: str):
             "has_event_log": health.can(machine, Capability.EVENT_LOG),
             "nics": list(machine.nics.all()),
             "installs": installs,
-            "active_install": next((i for i in installs if i.is_active), None),
+            "active_install": active_install,
             "profiles": list(OSProfile.objects.order_by("name").only("name", "method", "description")),
             "boots": BOOTS,
             "previews": [(p, previews_for(p.method)) for p in OSProfile.objects.order_by("name").only("name", "method")]
@@ -391,7 +395,7 @@ def machine_detail(request, hostname: str):
                 key: label
                 for key, label in ACTIONS.items()
                 if (key not in power.ACTION_CAPABILITY or power.can(machine, key))
-                and (key not in LIFECYCLE_BULK or (key == "install" and lifecycle.allows(machine, "deploy")))
+                and (key not in LIFECYCLE_BULK or (key == "install" and lifecycle_context["deploy_allowed"]))
             },
             "driver": registry.drivers().get(bmc.driver) if bmc else None,
             "outlets": list(machine.pdu_outlets.select_related("pdu").order_by("pdu__name", "outlet")),
@@ -403,15 +407,16 @@ def machine_detail(request, hostname: str):
     )
 
 
-def _lifecycle_context(machine: Machine, can_act: bool) -> dict:
+def _lifecycle_context(machine: Machine, can_act: bool, has_active_install: bool) -> dict:
     """The lifecycle panel: where the machine is, what the table lets a technician do from there, and its
     hardware as the last commissioning found it."""
-    allowed = lifecycle.actions_for(machine)
+    allowed = lifecycle_actions.offered(machine, has_active_install)
     latest = MachineFacts.objects.filter(machine=machine).order_by("-version").first()
     return {
         "lifecycle_operations": [a for a in allowed if a.operation and a.name != "deploy"] if can_act else [],
         "lifecycle_marks": [a for a in allowed if not a.operation] if can_act else [],
         "deploy_allowed": any(a.name == "deploy" for a in allowed),
+        "stale": lifecycle.stale(machine, has_active_install),
         "test_workflows": lifecycle_actions.hardware_test_workflows()
         if can_act and any(a.name == "test" for a in allowed)
         else [],

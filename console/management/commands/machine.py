@@ -7,6 +7,7 @@ from django.utils import timezone
 from audit.service import Actor
 from console import hardware, lifecycle_actions
 from installs.library import BOOTS
+from installs.models import ACTIVE_STATES, Install
 from inventory import lifecycle
 from inventory.models import Machine
 
@@ -26,11 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("--boot", choices=[b for b in BOOTS if b], default="", help="deploy: how it boots.")
         parser.add_argument("--workflow", default="", help="test: the workflow to run (default stock-test).")
         parser.add_argument("--cpu-burn-s", type=int, help="test: how long to burn the CPUs, in seconds.")
+        parser.add_argument("--nic-speed-mbps", type=int, help="test: the NIC link speed expected, in Mb/s.")
         parser.add_argument(
             "--yes", action="store_true", help="Confirm deploy or release without typing the hostname (scripts)."
         )
 
-    def handle(self, *args, hostname, action, reason, profile, boot, workflow, cpu_burn_s, yes, **options):
+    def handle(self, *args, hostname, action, reason, profile, boot, workflow, cpu_burn_s, nic_speed_mbps, yes,
+               **options):  # fmt: skip
         machine = Machine.objects.select_related("rack__site").filter(hostname=hostname.lower()).first()
         if machine is None:
             raise CommandError(f"No machine named {hostname}.")
@@ -39,8 +42,9 @@ class Command(BaseCommand):
             return
         try:
             req = lifecycle_actions.parse(
-                action, reason=reason, profile=profile, workflow=workflow, cpu_burn_s=cpu_burn_s, boot=boot
-            )
+                action, reason=reason, profile=profile, workflow=workflow, cpu_burn_s=cpu_burn_s,
+                nic_speed_mbps=nic_speed_mbps, boot=boot,
+            )  # fmt: skip
         except lifecycle_actions.Invalid as exc:
             option = exc.field if exc.field == "action" else "--" + exc.field.replace("_", "-")
             raise CommandError(f"{option}: {exc.problem}") from None
@@ -84,5 +88,10 @@ class Command(BaseCommand):
             self.stdout.write("hardware:  not commissioned yet")
         if machine.protected:
             self.stdout.write("protected: commission, test, deploy and release are refused until unprotected")
-        allowed = [a.name for a in lifecycle.actions_for(machine)]
+        active = Install.objects.filter(machine=machine, state__in=ACTIVE_STATES).first()
+        if active:
+            self.stdout.write(f"install:   {active.pk} ({active.purpose}, {active.state})")
+        elif lifecycle.stale(machine, False):
+            self.stdout.write(f"stale:     no install holds it; any operation may take it from {machine.status}")
+        allowed = [a.name for a in lifecycle_actions.offered(machine, active is not None)]
         self.stdout.write(f"actions:   {', '.join(allowed) if allowed else f'none from {machine.status}'}")

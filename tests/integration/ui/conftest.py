@@ -95,18 +95,18 @@ def scene(db):
 
 
 @pytest.fixture
-def operations_seen(monkeypatch):
-    """installs.operations.request for commission, test and release, which the install engine does not run yet:
-    each request is recorded, and answered with a batch as the real one does."""
-    from installs import operations
-    from installs.models import Batch
+def memory_os(scene):
+    """The scene's site boots a memory OS, as commissioning, tests and release need."""
+    from inventory.models import OSProfile
 
-    seen = []
-
-    def request(machine_ids, action, actor, *, profile=None, workflow="", options=None, name=""):
-        seen.append({"machines": list(machine_ids), "action": action, "actor": actor.label, "profile": profile,
-                     "workflow": workflow, "options": dict(options or {}), "name": name})  # fmt: skip
-        return Batch.objects.create(name=name or action, created_by_label=actor.label)
-
-    monkeypatch.setattr(operations, "request", request)
-    return seen
+    profile = OSProfile.objects.create(
+        name="lab-memory-os",
+        method="image",
+        kernel="/memory-os/vmlinuz",
+        initrd="/memory-os/initrd.img",
+        image_url="http://127.0.0.1:8000/images/lab.img.gz",
+        image_sha256="ab" * 32,
+    )
+    scene.site.memory_os = profile
+    scene.site.save()
+    return profile

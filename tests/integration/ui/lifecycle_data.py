@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from audit.service import Actor
+from installs import library
+from installs import workflow as wf
 from inventory.models import NIC, Machine, MachineFacts
 
 GIB = 2**30
@@ -94,3 +97,17 @@ def facts_version(machine: Machine, version: int, facts: dict, changes: list | N
         machine=machine, version=version, source=f"commissioning (install {100 + version})", facts=facts,
         changes=changes or [],
     )  # fmt: skip
+
+
+def library_test_workflow(name: str):
+    """A hardware test workflow of the library: the stock one under another name."""
+    text = wf.stock_text_named("stock-test").replace("name: stock-test", f"name: {name}")
+    return library.save_workflow(text, Actor.system("test"))[0]
+
+
+def step_args(install, script: str) -> list:
+    """The arguments the install's run_script step of ``script`` was planned with."""
+    for step in install.steps.filter(task="run_script"):
+        if str(step.params.get("script", "")).partition("@")[0] == script:
+            return list(step.params.get("args") or [])
+    raise AssertionError(f"install {install.pk} runs no {script}")

@@ -13,7 +13,7 @@ from audit.models import AuditEntry
 from installs.models import Install
 from inventory.models import Machine
 from tests.conftest import make_machine
-from tests.integration.ui.lifecycle_data import FULL_FACTS, commissioned, facts_version, put
+from tests.integration.ui.lifecycle_data import FULL_FACTS, commissioned, facts_version, put, step_args
 from tests.integration.ui.test_rest import token_client
 
 pytestmark = pytest.mark.django_db
@@ -100,16 +100,22 @@ def test_a_status_change_is_200_audited_with_its_reason(scene, technician):
     assert entry.details == {"from": "ready", "to": "maintenance", "reason": "rack move on Tuesday"}
 
 
-def test_an_action_the_table_refuses_is_a_409_with_the_sentence(scene, technician):
-    machine = put(scene.idle, "deploying")
+def test_an_action_the_table_refuses_is_a_409_with_the_sentence(scene, technician, memory_os):
+    machine = put(scene.busy, "deploying")  # its install is running
     response = act(technician, machine.hostname, action="mark-broken", reason="smoke")
     assert response.status_code == 409
     problem = response.json()
-    assert problem["problems"] == ["idle-01 is deploying: mark broken is not possible from there. It can: nothing."]
+    assert problem["problems"] == ["busy-01 is deploying: mark broken is not possible from there. It can: nothing."]
     assert Machine.objects.get(pk=machine.pk).status == "deploying"
+    machine = put(scene.idle, "maintenance", "rack move")
     response = act(technician, machine.hostname, action="release")
-    assert response.status_code == 409 and "release is not possible from there" in response.json()["detail"]
+    assert response.status_code == 409
+    assert response.json()["problems"] == [
+        "idle-01 is maintenance: release is not possible from there. "
+        "It can: commission, test, mark-broken, exit-maintenance."
+    ]
     assert not AuditEntry.objects.filter(action="machine.lifecycle").exists()
+    assert not Install.objects.filter(purpose="release").exists()
 
 
 @pytest.mark.parametrize(
@@ -126,9 +132,12 @@ def test_an_action_the_table_refuses_is_a_409_with_the_sentence(scene, technicia
         ({"action": "deploy", "profile": "debian-12-preseed", "boot": "usb"}, "boot"),
         ({"action": "test", "cpu_burn_s": -1}, "cpu_burn_s"),
         ({"action": "test", "cpu_burn_s": "600"}, "cpu_burn_s"),
-        ({"action": "test", "cpu_burn_s": 86401}, "cpu_burn_s"),
+        ({"action": "test", "cpu_burn_s": 7 * 86400 + 1}, "cpu_burn_s"),
+        ({"action": "test", "nic_speed_mbps": "fast"}, "nic_speed_mbps"),
         ({"action": "test", "workflow": "no-such-workflow"}, "workflow"),
+        ({"action": "test", "workflow": "scene-flow"}, "workflow"),
         ({"action": "commission", "cpu_burn_s": 60}, "cpu_burn_s"),
+        ({"action": "release", "nic_speed_mbps": 1000}, "nic_speed_mbps"),
     ],
 )
 def test_what_cannot_be_an_action_is_a_400_naming_the_field(scene, technician, body, field):
@@ -159,16 +168,28 @@ def test_deploy_on_a_protected_machine_is_409_protected(scene, technician):
     assert AuditEntry.objects.filter(action="install.refused").exists()  # the install request audits its refusal
 
 
-def test_commission_test_and_release_ask_for_their_operation(scene, technician, operations_seen):
+def test_commission_test_and_release_are_202_with_their_install(scene, technician, memory_os):
     machine = put(scene.idle, "ready")
     response = act(technician, machine.hostname, action="test", cpu_burn_s=900)
     assert response.status_code == 202, response.content
-    assert response.json()["installs"] == [] and response.json()["action"] == "test"
-    assert operations_seen[-1]["workflow"] == "stock-test" and operations_seen[-1]["options"] == {"cpu_burn_s": 900}
-    assert act(technician, machine.hostname, action="commission").status_code == 202
+    install = Install.objects.get(machine=machine, purpose="test")
+    assert response.json() == {"action": "test", "machine": "idle-01", "batch": install.batch_id,
+                               "installs": [install.pk]}  # fmt: skip
+    assert install.plan.flow.name == "stock-test" and step_args(install, "stock-cpu-burn") == ["900"]
+    assert Machine.objects.get(pk=machine.pk).status == "testing"
+    detail = technician.get(f"/api/v1/machines/{machine.hostname}").json()
+    assert detail["actions"] == ["mark-broken", "enter-maintenance"]  # an install holds it
+    Install.objects.filter(pk=install.pk).update(state="failed")  # ended without settling the status: stale
+    detail = technician.get(f"/api/v1/machines/{machine.hostname}").json()
+    assert detail["actions"] == ["commission", "test", "deploy", "release", "mark-broken", "enter-maintenance"]
+    response = act(technician, machine.hostname, action="commission")
+    assert response.status_code == 202, response.content
+    assert Machine.objects.get(pk=machine.pk).status == "commissioning"
+    Install.objects.filter(machine=machine).update(state="succeeded")
+    put(machine, "deployed")
     assert act(technician, machine.hostname, action="release").status_code == 202
-    assert [s["action"] for s in operations_seen] == ["test", "commission", "release"]
-    assert all(s["machines"] == [machine.pk] and s["actor"] == "technician-api" for s in operations_seen)
+    purposes = Install.objects.filter(machine=machine).exclude(pk=scene.failed.pk).values_list("purpose", flat=True)
+    assert sorted(purposes) == ["commission", "release", "test"]
 
 
 def test_a_viewer_takes_no_action_and_an_unknown_machine_is_404(scene):

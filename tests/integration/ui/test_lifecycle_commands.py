@@ -14,7 +14,7 @@ from audit.models import AuditEntry
 from installs.models import Install
 from inventory.models import Machine
 from tests.conftest import make_machine
-from tests.integration.ui.lifecycle_data import commissioned, put
+from tests.integration.ui.lifecycle_data import commissioned, put, step_args
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_machine_shows_status_reason_hardware_and_the_actions_allowed(scene):
     assert "reason:    BMC reports PSU 1 failed" in lines
     assert "hardware:  32 cores · 256 GiB · 2 disks (2 SSD) · 25 Gb/s  (Intel(R) Xeon(R) Gold 6338)" in lines
     assert lines[-1] == "actions:   commission, test, mark-fixed, enter-maintenance"
-    put(scene.busy, "releasing")
+    put(scene.busy, "releasing")  # its install runs
     out = run("machine", scene.busy.hostname)
     assert "hardware:  not commissioned yet" in out and out.endswith("actions:   none from releasing\n")
     with pytest.raises(CommandError, match="No machine named nope"):
@@ -52,12 +52,15 @@ def test_a_mark_from_the_command_line_is_audited_with_its_reason(scene):
 
 
 def test_a_refusal_is_a_command_error_in_words(scene):
-    put(scene.idle, "deploying")
-    with pytest.raises(CommandError, match="idle-01 is deploying: enter maintenance is not possible from there"):
-        run("machine", scene.idle.hostname, "enter-maintenance", "--reason", "x")
+    put(scene.busy, "deploying")
+    with pytest.raises(CommandError, match="busy-01 is deploying: enter maintenance is not possible from there"):
+        run("machine", scene.busy.hostname, "enter-maintenance", "--reason", "x")
     with pytest.raises(CommandError, match="--cpu-burn-s: only test takes a CPU burn, not commission"):
-        run("machine", scene.idle.hostname, "commission", "--cpu-burn-s", "60")
-    assert Machine.objects.get(pk=scene.idle.pk).status == "deploying"
+        run("machine", scene.busy.hostname, "commission", "--cpu-burn-s", "60")
+    assert Machine.objects.get(pk=scene.busy.pk).status == "deploying"
+    with pytest.raises(CommandError, match="Refused:\n  idle-01: site lab has no memory OS profile"):
+        run("machine", scene.idle.hostname, "commission")
+    assert not Install.objects.filter(purpose="commission").exists()
 
 
 def test_deploy_needs_yes_when_nobody_can_type_the_hostname(scene):
@@ -70,11 +73,15 @@ def test_deploy_needs_yes_when_nobody_can_type_the_hostname(scene):
     assert out == f"idle-01: deploy requested as batch {install.batch_id}, install {install.pk}.\n"
 
 
-def test_test_passes_its_workflow_and_cpu_burn(scene, operations_seen):
+def test_test_runs_with_its_cpu_burn_and_expected_nic_speed(scene, memory_os):
     put(scene.idle, "ready")
-    out = run("machine", scene.idle.hostname, "test", "--cpu-burn-s", "120")
-    assert out.startswith("idle-01: test hardware requested as batch ")
-    assert operations_seen[0]["workflow"] == "stock-test" and operations_seen[0]["options"] == {"cpu_burn_s": 120}
+    out = run("machine", scene.idle.hostname, "test", "--cpu-burn-s", "120", "--nic-speed-mbps", "10000")
+    install = Install.objects.get(machine=scene.idle, purpose="test")
+    assert out == f"idle-01: test hardware requested as batch {install.batch_id}, install {install.pk}.\n"
+    assert step_args(install, "stock-cpu-burn") == ["120"] and step_args(install, "stock-nic-speed") == ["10000"]
+    out = run("machine", scene.idle.hostname)
+    assert f"install:   {install.pk} (test, queued)" in out
+    assert out.endswith("actions:   mark-broken, enter-maintenance\n")
 
 
 @pytest.fixture

@@ -10,18 +10,23 @@ import re
 
 import pytest
 from django.contrib.messages import get_messages
+from django.db import transaction
 from django.urls import reverse
 
 from audit.models import AuditEntry
-from installs.models import Install, Workflow
+from audit.service import Actor
+from installs.models import Install
+from inventory import facts
 from inventory.lifecycle import actions_for
-from inventory.models import Machine, MachineStatus
+from inventory.models import BUSY_STATUSES, Machine, MachineStatus
 from tests.conftest import make_machine
 from tests.integration.ui.lifecycle_data import (
     FULL_FACTS,
     commissioned,
     facts_version,
+    library_test_workflow,
     put,
+    step_args,
 )
 from tests.integration.ui.test_pages import client_for
 
@@ -66,7 +71,8 @@ def test_the_page_offers_exactly_the_actions_the_table_allows_from_each_status(s
     technician, viewer = client_for("technician"), client_for("viewer")
     assert set(EXPECTED) == set(MachineStatus.values)
     for status, expected in EXPECTED.items():
-        machine = put(scene.idle, status, reason=f"reason for {status}")
+        # A busy status is held by an install (busy-01 has one running); without one it would be stale.
+        machine = put(scene.busy if status in BUSY_STATUSES else scene.idle, status, reason=f"reason for {status}")
         assert {a.name for a in actions_for(machine)} == expected, status
         html = page(technician, machine)
         assert offered(html) == expected, status
@@ -74,6 +80,13 @@ def test_the_page_offers_exactly_the_actions_the_table_allows_from_each_status(s
         if not expected:
             assert f"Nothing can be done from {status}." in html
         assert offered(page(viewer, machine)) == set(), status  # a viewer sees where it is, and no action
+
+
+def test_a_busy_status_no_install_holds_offers_every_operation(scene):
+    machine = put(scene.idle, "deploying")  # its install failed without settling the status
+    html = page(client_for("technician"), machine)
+    assert offered(html) == {"commission", "test", "deploy", "release"}
+    assert "No install holds it any more" in html
 
 
 def test_marks_need_a_reason_and_are_audited_with_it(scene):
@@ -117,12 +130,11 @@ def test_maintenance_in_and_out(scene):
 
 def test_a_mark_the_table_refuses_is_said_and_changes_nothing(scene):
     client = client_for("technician")
-    machine = put(scene.idle, "deploying")
+    machine = put(scene.busy, "deploying")
     response = client.post(reverse("inventory:machine-mark", args=[machine.hostname]),
                            {"action": "enter-maintenance", "reason": "now"})  # fmt: skip
     assert response.status_code == 302
-    assert any("is deploying: enter maintenance is not possible from there. It can: nothing." in m
-               for m in said(response))  # fmt: skip
+    assert "busy-01 is deploying: enter maintenance is not possible from there. It can: nothing." in said(response)
     machine.refresh_from_db()
     assert machine.status == "deploying"
     assert not AuditEntry.objects.filter(action="machine.lifecycle").exists()
@@ -134,7 +146,7 @@ def test_a_mark_the_table_refuses_is_said_and_changes_nothing(scene):
     assert response.status_code == 403
 
 
-def test_release_needs_the_hostname_typed_then_asks_for_the_operation(scene, operations_seen):
+def test_release_needs_the_hostname_typed_then_is_requested(scene, memory_os):
     client = client_for("technician")
     machine = put(scene.idle, "deployed")
     url = reverse("inventory:machine-action")
@@ -142,49 +154,54 @@ def test_release_needs_the_hostname_typed_then_asks_for_the_operation(scene, ope
     confirm = client.post(url, post)  # no JavaScript: the confirm page
     assert confirm.status_code == 200 and 'name="confirm"' in confirm.content.decode()
     assert client.post(url, {**post, "confirmed": "1", "confirm": "wrong"}).status_code == 400
-    assert operations_seen == []
+    assert not Install.objects.filter(machine=machine, purpose="release").exists()
     response = client.post(url, {**post, "confirmed": "1", "confirm": machine.hostname})
     assert response.status_code == 302 and response["Location"] == f"/machines/{machine.hostname}/"
-    assert operations_seen == [{"machines": [machine.pk], "action": "release", "actor": "technician-pages",
-                                "profile": None, "workflow": "", "options": {}, "name": ""}]  # fmt: skip
-    assert any(m.startswith("Release: requested for 1 machine(s) as ") for m in said(response))
+    install = Install.objects.get(machine=machine, purpose="release")
+    assert install.requested_by_label == "technician-pages" and install.plan.flow.name == "stock-release"
+    assert f"Release: requested for 1 machine(s) as {install.batch}." in said(response)
+    machine.refresh_from_db()
+    assert machine.status == "releasing"
 
 
-def test_test_passes_its_workflow_and_cpu_burn_and_refuses_a_bad_duration(scene, operations_seen):
-    Workflow.objects.create(name="burn-in-72h", version=1, document="name: burn-in-72h\n", created_by_label="t")
+def test_test_runs_a_test_workflow_with_its_cpu_burn_and_refuses_a_bad_duration(scene, memory_os):
+    library_test_workflow("burn-in-72h")
     client = client_for("technician")
     machine = put(scene.idle, "ready")
     html = page(client, machine)
     assert '<select name="workflow"' in html and "<option>burn-in-72h</option>" in html
     assert "<option>stock-test</option>" in html
+    assert "<option>scene-flow</option>" not in html  # a deploy workflow of the library
     url = reverse("inventory:machine-action")
     post = {"action": "test", "machine": machine.pk, "confirmed": "1", "workflow": "burn-in-72h"}
     response = client.post(url, {**post, "cpu_burn_s": "ten minutes"})
     assert any(m.startswith("cpu_burn_s: “ten minutes” is not a number of seconds") for m in said(response))
-    response = client.post(url, {**post, "workflow": "nope"})
-    assert any(m.startswith("workflow: there is no workflow “nope”") for m in said(response))
-    assert operations_seen == []
-    client.post(url, {**post, "cpu_burn_s": "600"})
-    assert operations_seen[0]["action"] == "test" and operations_seen[0]["workflow"] == "burn-in-72h"
-    assert operations_seen[0]["options"] == {"cpu_burn_s": 600}
+    response = client.post(url, {**post, "workflow": "scene-flow"})
+    assert any(m.startswith("workflow: there is no test workflow “scene-flow”") for m in said(response))
+    assert not Install.objects.filter(machine=machine, purpose="test").exists()
+    client.post(url, {**post, "cpu_burn_s": "600", "nic_speed_mbps": "25000"})
+    install = Install.objects.get(machine=machine, purpose="test")
+    assert install.plan.flow.name == "burn-in-72h"
+    assert step_args(install, "stock-cpu-burn") == ["600"] and step_args(install, "stock-nic-speed") == ["25000"]
 
 
-def test_bulk_operations_are_refused_for_every_machine_the_table_refuses(scene, operations_seen):
+def test_bulk_operations_are_refused_for_all_when_one_is_refused(scene, memory_os):
     client = client_for("technician")
     ready = put(scene.idle, "ready")
-    busy = put(scene.busy, "deploying")
     html = client.get(reverse("inventory:machine-list")).content.decode()
     for action in ("commission", "test", "release"):
         assert f'<option value="{action}">' in html
-    post = {"action": "commission", "machine": [ready.pk, busy.pk], "confirmed": "1"}
+    post = {"action": "commission", "machine": [ready.pk, scene.busy.pk], "confirmed": "1"}
     response = client.post(reverse("inventory:machine-action"), post)
-    assert said(response) == ["busy-01 is deploying: commission is not possible from there. It can: nothing."]
-    assert operations_seen == []
-    response = client.post(reverse("inventory:machine-action"), {**post, "machine": [ready.pk]})
-    assert operations_seen[0]["machines"] == [ready.pk] and operations_seen[0]["action"] == "commission"
+    assert [m for m in said(response) if "busy-01 is already being installed" in m]
+    assert not Install.objects.filter(purpose="commission").exists()
+    entry = AuditEntry.objects.get(action="install.refused")
+    assert entry.details["purpose"] == "commission" and entry.details["machines"] == ["busy-01", "idle-01"]
+    client.post(reverse("inventory:machine-action"), {**post, "machine": [ready.pk]})
+    assert Install.objects.get(purpose="commission").machine == ready
 
 
-def test_deploy_follows_the_table_and_protection_in_words(scene):
+def test_operations_follow_the_table_and_protection_in_words(scene, memory_os):
     client = client_for("technician")
     url = reverse("inventory:machine-action")
     machine = put(scene.idle, "broken", "fans")
@@ -193,16 +210,21 @@ def test_deploy_follows_the_table_and_protection_in_words(scene):
     before = Install.objects.count()
     response = client.post(url, post)
     assert any("idle-01 is broken: deploy is not possible from there." in m for m in said(response))
+    response = client.post(url, {"action": "release", "machine": machine.pk, "confirmed": "1", "confirm": "idle-01"})
+    assert any("idle-01 is broken: release is not possible from there." in m for m in said(response))
     assert Install.objects.count() == before
     put(machine, "ready")
     Machine.objects.filter(pk=machine.pk).update(protected=True)
     response = client.post(url, post)
     assert any("Protected, install refused: idle-01" in m for m in said(response))
+    response = client.post(url, {"action": "commission", "machine": machine.pk, "confirmed": "1"})
+    assert any("Protected, commissioning (it reboots into the memory OS) refused: idle-01" in m
+               for m in said(response))  # fmt: skip
     assert Install.objects.count() == before
     Machine.objects.filter(pk=machine.pk).update(protected=False)
     response = client.post(url, post)
     assert any("install(s) of debian-12-preseed requested" in m for m in said(response))
-    assert Install.objects.filter(machine=machine, state="queued").exists()
+    assert Install.objects.filter(machine=machine, state="queued", purpose="deploy").exists()
 
 
 # --- hardware ---------------------------------------------------------------------------------
@@ -355,3 +377,23 @@ def test_the_csv_export_carries_the_filters_and_the_hardware(fleet):
     assert (old["status"], old["status_reason"], old["cpu_cores"], old["memory_bytes"], old["hdds"]) == (
         "broken", "DIMM B2 uncorrectable errors", "8", str(32 * 2**30), "2")  # fmt: skip
     assert old["nic_max_speed_mbps"] == "1000" and old["commissioned_at"]
+
+
+def test_what_commissioning_stores_is_what_the_pages_show_and_filter_on(scene):
+    """inventory/facts.py's versions, changes and columns, read by the hardware page and the list's filters."""
+    machine = scene.idle
+    nics = [{**FULL_FACTS["nics"][0], "mac": machine.pxe_nic.mac}]
+    first = {**FULL_FACTS, "nics": nics, "lldp_listened_s": 30}
+    failing = [{**FULL_FACTS["disks"][0], "smart": {"available": True, "passed": False, "detail": "media errors"}}]
+    with transaction.atomic():
+        facts.store_version(machine, first, "commissioning (install 1)", Actor.system("test"))
+        facts.store_version(machine, {**first, "disks": failing}, "commissioning (install 2)", Actor.system("test"))
+    client = client_for("technician")
+    html = client.get(reverse("inventory:machine-hardware", args=[machine.hostname])).content.decode()
+    assert "<code>disks[S64HNE0T123456].smart.passed</code>" in html and "<code>false</code>" in html
+    assert "<code>disks[ZL2ABCDE].serial</code>" in html  # the HDD is gone
+    assert "commissioning (install 2)" in html and "FAILED" in html
+    assert listed(client, disk_type="nvme", nic_speed_min="25000", switch="leaf-r07", memory_gib_min="512") == [
+        machine.hostname
+    ]
+    assert "leaf-r07-a <code>Ethernet12/1</code>" in page(client, machine)
