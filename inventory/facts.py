@@ -39,7 +39,11 @@ def summary(facts: dict) -> dict:
     speeds = [n.get("speed_mbps") for n in facts.get("nics") or [] if isinstance(n, dict)]
     speeds = [s for s in speeds if isinstance(s, int) and s > 0]
     cores = cpu.get("cores") if isinstance(cpu.get("cores"), int) else facts.get("cpus")
-    memory = facts.get("memory_bytes")
+    # The installed memory: the modules' sizes when they are known (the kernel's MemTotal is a few per cent less,
+    # so a 64 GiB machine would fail a "64 GiB at least" filter).
+    modules = [m.get("size_bytes") for m in facts.get("memory_modules") or [] if isinstance(m, dict)]
+    installed = sum(size for size in modules if isinstance(size, int) and size > 0)
+    memory = installed or facts.get("memory_bytes")
     return {
         "cpu_model": _text(cpu.get("model"), 200),
         "cpu_cores": cores if isinstance(cores, int) and cores >= 0 else None,

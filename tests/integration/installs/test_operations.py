@@ -23,7 +23,7 @@ def full_facts(machine, *, serials=("S-A1", "S-B2"), memory_gib=64, lldp=None) -
     """What the agent's commission task reports (provisioner/agent/facts.py collect_full), for this machine."""
     return {
         "cpus": 32,
-        "memory_bytes": memory_gib * 2**30,
+        "memory_bytes": memory_gib * 2**30 * 98 // 100,  # MemTotal: less than the modules hold
         "cpu": {"model": "AMD EPYC 7313P", "sockets": 1, "cores": 16, "threads": 32, "mhz": 3000.0},
         "memory_modules": [
             {"slot": f"DIMM{i}", "size_bytes": memory_gib // 4 * 2**30, "speed_mts": 3200, "type": "DDR4",

@@ -18,8 +18,9 @@ FULL_FACTS = {
     "memory_bytes": 512 * GIB,
     "cpu": {"model": "AMD EPYC 7543 32-Core Processor", "sockets": 2, "cores": 64, "threads": 128, "mhz": 2800},
     "memory_modules": [
-        {"slot": "DIMM_A1", "size_bytes": 64 * GIB, "speed_mts": 3200, "type": "DDR4", "manufacturer": "Samsung",
-         "serial": "MOD-SERIAL-A1", "part_number": "M393A8G40AB2-CWE"},
+        {"slot": f"DIMM_{bank}1", "size_bytes": 64 * GIB, "speed_mts": 3200, "type": "DDR4", "manufacturer": "Samsung",
+         "serial": f"MOD-SERIAL-{bank}1", "part_number": "M393A8G40AB2-CWE"}
+        for bank in "ABCDEFGH"
     ],
     "disks": [
         {"name": "nvme0n1", "path": "/dev/nvme0n1", "size_bytes": 3840 * 10**9, "model": "SAMSUNG MZQL23T8HCLS",
