@@ -75,15 +75,27 @@ def _check_token(token: str, what: str) -> None:
         raise ValueError(f"{what} must be 16-128 URL-safe characters")
 
 
-def _answer_urls(base_url: str, token: str) -> dict[str, str]:
-    """The answer files' URLs: what a boot file points the installer at, carrying the boot credential."""
+def _base(base_url: str) -> str:
+    """The site's base URL without its trailing slash; ValueError when it is not one."""
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
         raise ValueError(f"base URL must be http(s)://host[/path]: {base_url!r}")
+    return base_url.rstrip("/")
+
+
+def _answer_urls(base_url: str, token: str) -> dict[str, str]:
+    """The answer files' URLs: what a boot file points the installer at, carrying the boot credential."""
+    base = _base(base_url)
     _check_token(token, "boot credential")
-    seed = f"{base_url.rstrip('/')}/i/{token}/"
-    urls = {"base": base_url.rstrip("/"), "seed": seed}
+    seed = f"{base}/i/{token}/"
+    urls = {"base": base, "seed": seed}
     urls.update({file.preview.replace("-", "_"): f"{seed}{file.name}" for file in ANSWER_FILES})
     return urls
+
+
+def discovery_cmdline(base_url: str, extra_args: str = "") -> str:
+    """The memory OS's command line in discovery mode (docs/agent-api.md, Discovery): no token, only where to
+    register. `extra_args` (the memory OS profile's own, e.g. console=) come last; BOOTIF is the loader's."""
+    return " ".join(["provisioner.mode=discover", f"provisioner.url={_base(base_url)}", *extra_args.split()])
 
 
 def install_urls(base_url: str, token: str, callback_token: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Boot-loader configs: one install entry per MAC, and defaults that boot the local disk.
+"""Boot-loader configs: one install entry per MAC, and defaults that boot the local disk, or, at a site that
+discovers unknown machines, the memory OS in discovery mode (with a local-boot file per known MAC).
 
 Everything here is a pure function of its arguments, so golden files can pin the output byte for byte.
 """
@@ -24,6 +25,10 @@ PXELINUX_DEFAULT = f"{PXELINUX_DIR}/default"
 GRUB_DEFAULT = f"{GRUB_DIR}/grub.cfg"
 
 HEADER = "provisioner"
+# The first comment of every config that discovers, and what tells a discovering default from the local-disk one.
+DISCOVERY_NOTE = (
+    "machines unknown to inventory boot the memory OS and register (discovery); known ones have a per-MAC file"
+)
 # x86 Linux keeps the first 2048 bytes of its command line and drops the rest without a word; BOOTIF goes
 # last, so an over-long line would silently lose the NIC selection. The margin leaves room for BOOTIF/initrd=.
 MAX_CMDLINE = 1900
@@ -49,16 +54,33 @@ class BootEntry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mac", normalise_mac(self.mac))
         object.__setattr__(self, "loader", Loader(self.loader))
-        for field in ("kernel", "initrd"):
-            value = getattr(self, field)
-            if not value or any(c.isspace() for c in value) or _FORBIDDEN_IN_CMDLINE.search(value):
-                raise ValueError(f"{field} must be a non-empty path without spaces: {value!r}")
-        if _FORBIDDEN_IN_CMDLINE.search(self.cmdline):
-            raise ValueError(f"kernel command line contains a control character: {self.cmdline!r}")
-        if len(self.cmdline.encode()) > MAX_CMDLINE:
-            raise ValueError(f"kernel command line is longer than {MAX_CMDLINE} bytes")
-        if "BOOTIF=" in self.cmdline:
-            raise ValueError("kernel command line must not carry BOOTIF; the boot config adds it")
+        _check_boot(self.kernel, self.initrd, self.cmdline)
+
+
+def _check_boot(kernel: str, initrd: str, cmdline: str) -> None:
+    """ValueError for a kernel, initrd or command line that would break the config it is written into."""
+    for field, value in (("kernel", kernel), ("initrd", initrd)):
+        if not value or any(c.isspace() for c in value) or _FORBIDDEN_IN_CMDLINE.search(value):
+            raise ValueError(f"{field} must be a non-empty path without spaces: {value!r}")
+    if _FORBIDDEN_IN_CMDLINE.search(cmdline):
+        raise ValueError(f"kernel command line contains a control character: {cmdline!r}")
+    if len(cmdline.encode()) > MAX_CMDLINE:
+        raise ValueError(f"kernel command line is longer than {MAX_CMDLINE} bytes")
+    if "BOOTIF=" in cmdline:
+        raise ValueError("kernel command line must not carry BOOTIF; the boot config adds it")
+
+
+@dataclass(frozen=True)
+class DiscoveryBoot:
+    """What a MAC unknown to inventory boots at a site that discovers: the memory OS, its agent in discovery mode
+    (``discovery_cmdline``). Paths as in BootEntry; no BOOTIF, which each loader adds for the booting NIC."""
+
+    kernel: str
+    initrd: str
+    cmdline: str
+
+    def __post_init__(self) -> None:
+        _check_boot(self.kernel, self.initrd, self.cmdline)
 
 
 def tftp_path(loader: Loader | str, mac: str) -> str:
@@ -209,38 +231,86 @@ def render_ipxe(entry: BootEntry) -> str:
     )
 
 
-def render_pxelinux_default() -> str:
+def render_pxelinux_default(discovery: DiscoveryBoot | None = None) -> str:
+    """pxelinux's fallback, read when no per-MAC file exists: the local disk, or with ``discovery`` the memory OS
+    that registers the machine (every known MAC then has a per-MAC file, ``render_local``)."""
+    if discovery is None:
+        return (
+            "SERIAL 0 115200\n"
+            f"# {HEADER}: machines without an armed install boot their local disk\n"
+            "DEFAULT local\n"
+            "PROMPT 0\n"
+            "TIMEOUT 0\n"
+            "\n"
+            "LABEL local\n"
+            "  LOCALBOOT 0\n"
+        )
     return (
         "SERIAL 0 115200\n"
-        f"# {HEADER}: machines without an armed install boot their local disk\n"
-        "DEFAULT local\n"
+        f"# {HEADER}: {DISCOVERY_NOTE}\n"
+        "DEFAULT discover\n"
         "PROMPT 0\n"
         "TIMEOUT 0\n"
+        "\n"
+        "LABEL discover\n"
+        f"  KERNEL {discovery.kernel}\n"
+        f"  INITRD {discovery.initrd}\n"
+        f"  {_args('APPEND', discovery.cmdline)}\n"
+        "  IPAPPEND 2\n"
         "\n"
         "LABEL local\n"
         "  LOCALBOOT 0\n"
     )
 
 
-def render_grub_default() -> str:
+
+def render_grub_default(discovery: DiscoveryBoot | None = None) -> str:
     # Debian's signed grubnetx64.efi reads only grub/grub.cfg and never the per-MAC names that a
     # grub-mkimage build tries first, so this file dispatches to the per-MAC file itself. `[ -f ]` is always
     # false on GRUB's tftp device, so the configfile is attempted outright; when the file is missing GRUB
-    # reports the error and carries on here, which boots the local disk.
+    # reports the error and carries on here, which boots the local disk (or, discovering, the memory OS).
     octet = "([0-9a-f][0-9a-f])"
     pattern = ":".join([octet] * 6)
     sets = " ".join(f"--set={i}:provisioner_m{i}" for i in range(1, 7))
     name = "-".join(f"${{provisioner_m{i}}}" for i in range(1, 7))
+    if discovery is None:
+        head, entry = "dispatch to the per-MAC install config, else boot the local disk", ""
+    else:
+        # Only inside the MAC match: without the booting NIC's MAC there is no BOOTIF, and the agent could not
+        # say which MAC it registers, so such a machine boots its disk. The entry is the menu's first (default=0).
+        head = DISCOVERY_NOTE
+        linux = _grub_words(discovery.cmdline)
+        entry = (
+            "    menuentry 'Discover this machine' {\n"
+            f"        linux {grub_quote(_grub_path(discovery.kernel))} {linux} \"BOOTIF=01-{name}\"\n"
+            f"        initrd {grub_quote(_grub_path(discovery.initrd))}\n"
+            "    }\n"
+        )
     return (
-        f"# {HEADER}: dispatch to the per-MAC install config, else boot the local disk\n"
+        f"# {HEADER}: {head}\n"
         "set timeout=0\n"
         "set default=0\n"
         "\n"
         f"if regexp {sets} '^{pattern}$' \"$net_default_mac\"; then\n"
         f'    configfile "$prefix/grub.cfg-01-{name}"\n'
+        f"{entry}"
         "fi\n"
         "\n" + _GRUB_LOCAL
     )
+
+
+def render_local(loader: Loader | str, mac: str) -> str:
+    """The per-MAC file of a MAC known to inventory at a site that discovers: its local disk, so that a known
+    machine never takes the discovery path of the default. Written only where no install's file is."""
+    loader, mac = Loader(loader), normalise_mac(mac)
+    note = f"# {HEADER}: local boot for {mac}, known to inventory (the default discovers unknown machines)\n"
+    if loader is Loader.PXELINUX:
+        return (
+            "SERIAL 0 115200\n" + note + "DEFAULT local\nPROMPT 0\nTIMEOUT 0\n\nLABEL local\n  LOCALBOOT 0\n"
+        )
+    if loader is Loader.GRUB:
+        return note + "set timeout=0\nset default=0\n\n" + _GRUB_LOCAL
+    raise ValueError("iPXE scripts are served over HTTP, not written to the TFTP root")
 
 
 def render_ipxe_local() -> str:
@@ -249,5 +319,21 @@ def render_ipxe_local() -> str:
         "#!ipxe\n"
         f"# {HEADER}: no install armed for this machine; boot the local disk\n"
         "echo No install armed, booting the local disk\n"
+        "exit 1\n"
+    )
+
+
+def render_ipxe_discover(discovery: DiscoveryBoot) -> str:
+    """The script a MAC unknown to inventory receives at a site that discovers (kernel and initrd as URLs)."""
+    kernel_args = _args("initrd=initrd", discovery.cmdline, "BOOTIF=01-${netX/mac:hexhyp}")
+    return (
+        "#!ipxe\n"
+        f"# {HEADER}: this MAC is unknown to inventory: boot the memory OS and register (discovery)\n"
+        f"kernel --name kernel {discovery.kernel} {kernel_args} || goto local\n"
+        f"initrd --name initrd {discovery.initrd} || goto local\n"
+        "boot || goto local\n"
+        "\n"
+        ":local\n"
+        "echo Discovery boot failed, booting the local disk\n"
         "exit 1\n"
     )

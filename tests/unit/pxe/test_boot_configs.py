@@ -172,4 +172,8 @@ def test_every_golden_file_is_still_checked():
     } | {f"{p}-{kind}.txt" for p in profiles for kind in ("static", "dhcp")}
     expected |= {f"storage-{name}.txt" for name in ("single-default", "raid1-bios", "raid10-lvm-efi-swap")}
     expected |= {"iso-grub.cfg"}  # test_iso.py
+    expected |= {  # test_discovery_configs.py
+        "pxelinux-default-discover.cfg", "grub.cfg-default-discover", "discover.ipxe", "pxelinux-01-mac-local.cfg",
+        "grub.cfg-01-mac-local",
+    }
     assert {p.name for p in GOLDEN_DIR.iterdir()} == expected
