@@ -269,6 +269,25 @@ STEP_RUN_TIMEOUT_S = env.int("STEP_RUN_TIMEOUT_S", default=120)
 STEP_MAX_ATTEMPTS = env.int("STEP_MAX_ATTEMPTS", default=5)
 STEP_RETRY_BASE_S = env.float("STEP_RETRY_BASE_S", default=5.0)
 STEP_RETRY_MAX_S = env.float("STEP_RETRY_MAX_S", default=120.0)
+# --- Discovery (installs/discovery.py): unknown machines that network-boot register their hardware -----------
+# A registered machine's agent asks for a task this often; a technician's accept or discard reaches it within it.
+DISCOVERY_POLL_S = env.float("DISCOVERY_POLL_S", default=5.0)
+# Registrations are unauthenticated: one source address may register this many times a minute (a rack's machines
+# each have their own address; a machine that registers more is looping or hostile).
+DISCOVERY_REGISTER_PER_MIN = env.int("DISCOVERY_REGISTER_PER_MIN", default=10)
+# Polls, fact reports and task completions from one address: at most this many a second (an agent polls every
+# DISCOVERY_POLL_S, and answers a task right after the poll that handed it out).
+DISCOVERY_CALLS_PER_S = env.int("DISCOVERY_CALLS_PER_S", default=3)
+# A site holds at most this many waiting registrations: a flood of forged MACs fills the list only this far, and
+# the page and the API stay usable. Accepting or discarding frees room.
+DISCOVERY_MAX_WAITING = env.int("DISCOVERY_MAX_WAITING", default=1000)
+# A waiting registration silent for this long may be taken over by a registration of the same MAC with another
+# key: the machine rebooted and its memory OS lost the key. A live agent polls far more often, so a forger on
+# the network cannot take over a machine that is still there.
+DISCOVERY_REKEY_AFTER_S = env.int("DISCOVERY_REKEY_AFTER_S", default=600)
+# Every site's TFTP root is brought in line with inventory this often (installs/discovery_boot.py), besides on
+# every change of a site or a NIC: a change whose job was lost with Redis is put right within this.
+PXE_RECONCILE_INTERVAL_S = env.int("PXE_RECONCILE_INTERVAL_S", default=300)
 # --- SSH through the sites' jump hosts (access app, docs/ssh.md) -----------------------------------
 # Per hop: a bastion that takes longer than this to answer is down for practical purposes; each hop
 # of a chain waits for its own, so a three-hop chain fails within three times this.
@@ -314,7 +333,7 @@ CHANNEL_LAYERS = {
 # a private CA), so those paths are exempt from the HTTPS redirect.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=not DEV) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEV)
-SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/", r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/", r"^api/v1/discovery/", r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEV else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = False

@@ -1,14 +1,23 @@
 import re
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from core import edge
 from provisioner.pxe import ANSWER_FILES
 
-from . import machine_views
+from . import discovery_api, machine_views
 from .api import api
 
 ANSWER_FILE_NAMES = "|".join(re.escape(file.name) for file in ANSWER_FILES)
+
+DISCOVERY_NAMESPACE = "discovery-api-v1"
+_ID = r"(?P<pk>[0-9]{1,18})"
+discovery_urls = [
+    path("register", discovery_api.register, name="register"),
+    re_path(rf"^{_ID}/poll$", discovery_api.poll, name="poll"),
+    re_path(rf"^{_ID}/facts$", discovery_api.facts, name="facts"),
+    re_path(rf"^{_ID}/done$", discovery_api.done, name="done"),
+]
 
 urlpatterns = [
     path("boot/ipxe", machine_views.ipxe_script, name="boot-ipxe"),
@@ -24,7 +33,10 @@ urlpatterns = [
         name="installer-callback",
     ),
     path("api/agent/v1/", api.urls),
+    # Before the REST API's api/v1/ (console/urls.py): unknown machines, without a login (docs/agent-api.md).
+    path("api/v1/discovery/", include((discovery_urls, DISCOVERY_NAMESPACE))),
 ]
 
 # The installer callbacks answer in JSON, so what the edge refuses there is a problem document too.
 edge.answer_problems_in("installer-callback")
+edge.answer_problems_in(DISCOVERY_NAMESPACE)

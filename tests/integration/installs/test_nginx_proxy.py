@@ -228,3 +228,22 @@ def test_every_proxying_location_overwrites_the_address_headers_daphne_trusts():
         assert "proxy_set_header X-Forwarded-For $remote_addr;" in body
         assert "proxy_set_header X-Forwarded-Port $remote_port;" in body
     assert "$proxy_add_x_forwarded_for" not in text
+
+
+def test_discovery_judges_the_address_nginx_saw_not_the_one_claimed(lab, proxied):
+    """Discovery decides on the source address alone: a forged X-Forwarded-For must neither let an outsider in nor
+    keep a machine on the provisioning network out (its path is on the machines' plain-HTTP server)."""
+    http_port, _ = proxied
+    lab.site.discovery, lab.site.provisioning_networks = True, f"{CLIENT}/32"
+    lab.site.memory_os = lab.image_profile()
+    lab.site.save()
+    mac = "52:54:00:d1:5c:42"
+    hello = json.dumps({"mac": mac, "key": "ab" * 32, "facts": facts(mac)}).encode()
+    headers = {"Content-Type": "application/json"}
+    status, body, _ = request(http_port, "POST", "/api/v1/discovery/register", body=hello, headers=headers)
+    assert status == 200, body
+    assert AuditEntry.objects.get(action="discovery.registered").source_ip == CLIENT
+    lab.site.provisioning_networks = f"{FORGED}/32"
+    lab.site.save()
+    status, body, _ = request(http_port, "POST", "/api/v1/discovery/register", body=hello, headers=headers)
+    assert status == 403 and json.loads(body)["reason"] == "NotProvisioningAddress", body
