@@ -11,7 +11,10 @@ class InstallsConfig(AppConfig):
         from inventory import alerting
         from inventory.models import PROFILE_CHECKS
 
-        from . import batches  # noqa: F401
+        from . import (
+            batches,  # noqa: F401
+            discovery_signals,
+        )
         from .alerts import raise_machine_alert
         from .library import check_profile
 
@@ -20,3 +23,5 @@ class InstallsConfig(AppConfig):
         # Inventory notices what is wrong with a machine; alerts and their e-mail are ours.
         if raise_machine_alert not in alerting.SINKS:
             alerting.SINKS.append(raise_machine_alert)
+        # A site's TFTP root follows its discovery setting and the NICs of inventory.
+        discovery_signals.connect()

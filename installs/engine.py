@@ -28,12 +28,11 @@ from rq.exceptions import DuplicateJobError
 from audit.service import Actor, record
 from core import queues
 from inventory import lifecycle, power
-from inventory.models import MachineStatus
-from provisioner import pxe
+from inventory.models import MachineStatus, Site
 from provisioner.bmc import Capability
 from provisioner.pxe import iso
 
-from . import media
+from . import discovery_boot, media
 from . import steps as runners
 from .alerts import raise_alert, raise_machine_alert
 from .events import emit
@@ -600,10 +599,16 @@ def cleanup(install_id: int) -> str:
         iso.remove(install.plan.site.tftp_root, media.iso_name(install))
         Install.objects.filter(pk=install_id, cleaned_at__isnull=True).update(cleaned_at=timezone.now())
         return "a newer install owns the machine's boot config"
-    removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)
+    plan = install.plan
+    removed, local = discovery_boot.release_boot_config(plan.site.tftp_root, plan.site.slug, plan.machine.mac)
     notes = []
     if removed:
         notes.append("per-MAC boot config removed")
+    if local:
+        notes.append("per-MAC boot config now boots the local disk (the site discovers unknown machines)")
+        site = Site.objects.filter(slug=plan.site.slug).first()
+        if site is not None:  # the machine's other MACs, and whatever changed while the install ran
+            discovery_boot.enqueue_reconcile(site)
     # Virtual media: the ISO carries the boot credential as the per-MAC config does, and a CD left in would boot
     # again at the next reset. Ejecting is retried like the boot device reset below; the ISO goes in any case.
     media_inserted = install.steps.filter(kind=StepKind.INSERT_MEDIA, attempts__gt=0).exists()

@@ -25,12 +25,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_safe
 
+from audit.context import client_ip
 from core import edge, problems
 from inventory.models import NIC
 from inventory.validators import normalise_mac
 from provisioner import pxe
 
-from . import callbacks, credentials, media, render
+from . import callbacks, credentials, discovery_boot, media, render
 from .models import ACTIVE_STATES, Install, StepKind, StepState
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,20 @@ def armed_install(mac: str) -> Install | None:
 @never_cache
 @require_GET
 def ipxe_script(request):
-    """GET /boot/ipxe?mac=aa:bb:..: the install script for an armed machine; anything else boots its disk."""
+    """GET /boot/ipxe?mac=aa:bb:..: the install script for an armed machine; a MAC unknown to inventory at a site
+    that discovers, the memory OS in discovery mode; anything else boots its disk."""
     try:
         mac = normalise_mac(request.GET.get("mac", ""))
     except Exception:
         return HttpResponse(pxe.render_ipxe_local(), content_type=TEXT)
     install = armed_install(mac)
     if install is None:
-        return HttpResponse(pxe.render_ipxe_local(), content_type=TEXT)
+        # Unknown to inventory, from the provisioning network of a site that discovers: the memory OS registers it.
+        boot = discovery_boot.ipxe_boot(mac, client_ip(request))
+        if boot is None:
+            return HttpResponse(pxe.render_ipxe_local(), content_type=TEXT)
+        boot = replace(boot, kernel=_tftp_url(boot.kernel), initrd=_tftp_url(boot.initrd))
+        return HttpResponse(pxe.render_ipxe_discover(boot), content_type=TEXT)
     entry = render.boot_entry(install.plan, render.boot_token(install), pxe.Loader.IPXE)
     entry = replace(entry, kernel=_tftp_url(entry.kernel), initrd=_tftp_url(entry.initrd))
     return HttpResponse(pxe.render(entry), content_type=TEXT)

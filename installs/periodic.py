@@ -89,6 +89,12 @@ SCHEDULE: tuple[Periodic, ...] = (
         "HEALTH_SYNC_INTERVAL_S",
         "re-reads every machine's sensors and event log, spread over the period",
     ),
+    Periodic(
+        "pxe_reconcile",
+        "installs.discovery_boot.reconcile_all",
+        "PXE_RECONCILE_INTERVAL_S",
+        "brings every site's TFTP root in line with its discovery setting and inventory, from its own worker",
+    ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}
 

@@ -27,7 +27,7 @@ from provisioner.bmc import (
 )
 from provisioner.pxe import iso
 
-from . import media, render
+from . import discovery_boot, media, render
 from .events import emit
 from .models import EventKind, Install
 
@@ -226,15 +226,20 @@ def set_boot_device(install: Install, step) -> dict:
 
 
 def remove_boot_config(install: Install, step) -> dict:
+    """The install's per-MAC config goes; at a site that discovers, a local-boot one takes its place."""
+    plan = install.plan
     try:
-        removed = pxe.remove(install.plan.site.tftp_root, install.plan.machine.mac)
+        removed, local = discovery_boot.release_boot_config(plan.site.tftp_root, plan.site.slug, plan.machine.mac)
     except OSError as exc:
         raise StepFailed(
             "BootConfigRemoveFailed",
-            f"Could not remove the per-MAC boot config from {install.plan.site.tftp_root}: {exc}.",
+            f"Could not remove the per-MAC boot config from {plan.site.tftp_root}: {exc}.",
             retryable=True,
         ) from None
-    return {"removed": [str(p) for p in removed]}
+    out = {"removed": [str(p) for p in removed]}
+    if local:
+        out["local_boot"] = [str(p) for p in local]
+    return out
 
 
 def insert_media(install: Install, step) -> dict:

@@ -25,6 +25,7 @@ class Firmware(enum.StrEnum):
 class BootKind(enum.StrEnum):
     LOCAL = "local"  # the loader hands back to the firmware's next boot option: the disk
     AGENT = "agent"  # the memory OS: provisioner.url= / provisioner.token= on the command line
+    DISCOVER = "discover"  # the memory OS in discovery mode: provisioner.mode=discover, provisioner.url=, no token
     PRESEED = "preseed"  # debian-installer with url=
     KICKSTART = "kickstart"  # anaconda with inst.ks= (or ks= on CentOS 7)
     AUTOINSTALL = "autoinstall"  # subiquity with ds=nocloud-net;s=
@@ -156,8 +157,21 @@ def _grub_default(text: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _grub_variables(text: str, mac: str) -> dict[str, str]:
+    """What the `regexp --set=N:name ... "$net_default_mac"` of provisioner's grub.cfg sets: the booting NIC's MAC
+    octets, which its discovery entry spells BOOTIF with."""
+    octets = normalise_mac(mac).split(":")
+    names = re.findall(r"--set=(\d):(\w+)", text) if "$net_default_mac" in text else []
+    return {name: octets[int(n) - 1] for n, name in names if 1 <= int(n) <= 6}
+
+
+def _expand(word: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: variables.get(m.group(1), ""), word)
+
+
 def parse_grub(text: str, mac: str) -> BootTarget:
-    """The default menuentry of a GRUB config. GRUB adds no BOOTIF itself: whatever the file says is the line."""
+    """The default menuentry of a GRUB config. GRUB adds no BOOTIF itself: whatever the file says is the line
+    (with the variables provisioner's default sets from the booting NIC's MAC expanded, as GRUB does)."""
     entries = _grub_menuentries(text)
     index = _grub_default(text)
     if not entries or index >= len(entries):
@@ -171,7 +185,8 @@ def parse_grub(text: str, mac: str) -> BootTarget:
             initrd = words[1] if len(words) > 1 else ""
     if not kernel:
         return BootTarget(BootKind.LOCAL)  # `exit 1`, chainloader of the disk, or nothing: the next boot option
-    return classify(kernel, initrd, " ".join(args))
+    variables = _grub_variables(text, mac)
+    return classify(kernel, initrd, " ".join(_expand(word, variables) for word in args))
 
 
 def parse_config(firmware: Firmware | str, text: str, mac: str) -> BootTarget:
@@ -220,7 +235,9 @@ def nocloud_seed(ds: str) -> str:
 
 def classify(kernel: str, initrd: str, cmdline: str) -> BootTarget:
     args = parse_cmdline(cmdline)
-    if args.get("provisioner.url"):
+    if args.get("provisioner.url") and args.get("provisioner.mode") == "discover":
+        kind = BootKind.DISCOVER
+    elif args.get("provisioner.url"):
         kind = BootKind.AGENT
     elif nocloud_seed(args.get("ds", "")):
         kind = BootKind.AUTOINSTALL

@@ -263,7 +263,6 @@ def render_pxelinux_default(discovery: DiscoveryBoot | None = None) -> str:
     )
 
 
-
 def render_grub_default(discovery: DiscoveryBoot | None = None) -> str:
     # Debian's signed grubnetx64.efi reads only grub/grub.cfg and never the per-MAC names that a
     # grub-mkimage build tries first, so this file dispatches to the per-MAC file itself. `[ -f ]` is always
@@ -282,7 +281,7 @@ def render_grub_default(discovery: DiscoveryBoot | None = None) -> str:
         linux = _grub_words(discovery.cmdline)
         entry = (
             "    menuentry 'Discover this machine' {\n"
-            f"        linux {grub_quote(_grub_path(discovery.kernel))} {linux} \"BOOTIF=01-{name}\"\n"
+            f'        linux {grub_quote(_grub_path(discovery.kernel))} {linux} "BOOTIF=01-{name}"\n'
             f"        initrd {grub_quote(_grub_path(discovery.initrd))}\n"
             "    }\n"
         )
@@ -305,9 +304,7 @@ def render_local(loader: Loader | str, mac: str) -> str:
     loader, mac = Loader(loader), normalise_mac(mac)
     note = f"# {HEADER}: local boot for {mac}, known to inventory (the default discovers unknown machines)\n"
     if loader is Loader.PXELINUX:
-        return (
-            "SERIAL 0 115200\n" + note + "DEFAULT local\nPROMPT 0\nTIMEOUT 0\n\nLABEL local\n  LOCALBOOT 0\n"
-        )
+        return "SERIAL 0 115200\n" + note + "DEFAULT local\nPROMPT 0\nTIMEOUT 0\n\nLABEL local\n  LOCALBOOT 0\n"
     if loader is Loader.GRUB:
         return note + "set timeout=0\nset default=0\n\n" + _GRUB_LOCAL
     raise ValueError("iPXE scripts are served over HTTP, not written to the TFTP root")

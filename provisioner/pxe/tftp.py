@@ -159,12 +159,15 @@ def sync_defaults(tftp_root: str | os.PathLike[str], discovery: DiscoveryBoot | 
 
 def write_local(tftp_root: str | os.PathLike[str], mac: str) -> list[Path]:
     """Put `mac`'s local-boot files in place of whatever per-MAC file it has (an ended install's, at a site that
-    discovers): replaced atomically, so the machine is never without one. The paths written."""
+    discovers): replaced atomically, so the machine is never without one. The paths written (none when they
+    are in place already)."""
     written = []
     for loader in TFTP_LOADERS:
         path = Path(tftp_root) / tftp_path(loader, mac)
-        atomic_write(path, render_local(loader, mac))
-        written.append(path)
+        text = render_local(loader, mac)
+        if _read(path) != text:
+            atomic_write(path, text)
+            written.append(path)
     return written
 
 

@@ -126,3 +126,29 @@ def test_masking_hides_the_token_wherever_it_appears():
     masked = mask_cmdline(line)
     assert TOKEN not in masked
     assert "provisioner.token=***" in masked and f"{BASE}/i/***/preseed.cfg" in masked
+
+
+def _discovering(root):
+    boot = pxe.DiscoveryBoot("images/memory-os/vmlinuz", "images/memory-os/initrd", pxe.discovery_cmdline(BASE))
+    pxe.write_defaults(root, boot)
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_a_discovering_default_boots_an_unknown_mac_into_discovery_with_its_bootif(tmp_path, firmware):
+    _discovering(tmp_path)
+    loaded, target = resolve(tmp_path, firmware, MAC)
+    assert loaded.path in ("pxelinux.cfg/default", "grub/grub.cfg")
+    assert target.kind is BootKind.DISCOVER
+    assert target.args["provisioner.mode"] == "discover" and target.args["provisioner.url"] == BASE
+    assert "provisioner.token" not in target.args
+    # GRUB spells BOOTIF from the MAC its regexp took apart; the lab expands it as GRUB does.
+    assert target.args["BOOTIF"] == "01-52-54-00-ab-cd-ef"
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_a_known_macs_local_boot_file_wins_over_the_discovering_default(tmp_path, firmware):
+    _discovering(tmp_path)
+    pxe.ensure_local(tmp_path, MAC)
+    loaded, target = resolve(tmp_path, firmware, MAC)
+    assert loaded.path.endswith("01-52-54-00-ab-cd-ef") and target.kind is BootKind.LOCAL
+    assert resolve(tmp_path, firmware, "52:54:00:00:00:09")[1].kind is BootKind.DISCOVER
