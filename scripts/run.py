@@ -97,10 +97,11 @@ def healthy(url: str) -> bool:
         return False
 
 
-# The lab's BMCs listen on UDP ports BASE..BASE+35 and its image server on TCP BASE+69. Fixed (load_demo
-# stores them), and movable with LAB_PORT_BASE when another program holds them.
+# The lab's BMCs listen on UDP ports BASE..BASE+38 (36 machines in inventory, 3 it discovers) and its image
+# server on TCP BASE+69. Fixed (load_demo stores them), and movable with LAB_PORT_BASE when another program holds
+# them.
 LAB_PORT_BASE = int(os.environ.get("LAB_PORT_BASE", 16230))
-LAB_MACHINES = 36
+LAB_MACHINES = 39
 LAB_IMAGE_PORT = LAB_PORT_BASE + 69
 
 

@@ -1,5 +1,7 @@
 """A simulated datacentre: N lab machines in racks, the demo image on HTTP, and an inventory file that tells the
-control plane what is there (format: docs/lab.md).
+control plane what is there (format: docs/lab.md). Machines marked ``unknown`` are racked and cabled but not in
+that inventory: they power on once the site's TFTP root discovers (its default boots the memory OS in discovery
+mode), and register themselves.
 
     python -m provisioner.lab --preset demo --state-dir var/lab --bmc-base-port 16230
 
@@ -32,6 +34,7 @@ from provisioner.lab.firmware import Firmware
 from provisioner.lab.image import DemoImage, FileServer, build_demo_image
 from provisioner.lab.machine import DEFAULT_DISK_BYTES, SMALL_DISK_BYTES, LabMachine
 from provisioner.lab.pdu import LoopbackPdu
+from provisioner.pxe.bootconfig import DISCOVERY_NOTE, GRUB_DEFAULT, PXELINUX_DEFAULT
 from provisioner.pxe.mac import normalise_mac
 from provisioner.pxe.stock import stock_profiles
 
@@ -39,6 +42,11 @@ log = logging.getLogger(__name__)
 
 INVENTORY_VERSION = 1
 RACK_HEIGHT_U = 42
+# The provisioning network of the lab: everything listens on loopback.
+PROVISIONING_NETWORKS = "127.0.0.0/8"
+# Unknown machines wait this long for the site to discover before they give up powering on; then between two.
+DISCOVERY_WAIT_S = 600.0
+UNKNOWN_POWER_ON_GAP_S = 1.0
 
 FAULTS = {
     "bmc_rejects_credentials": "every BMC login fails as with a wrong password",
@@ -64,6 +72,8 @@ class MachineConfig:
     bmc_port: int = 0  # 0: the lab's base port + index, or any free port without a base
     faults: list[str] = field(default_factory=list)
     height_u: int = 1
+    # Not in the inventory file: it powers on when the site discovers, and discovery finds it.
+    unknown: bool = False
 
     def __post_init__(self):
         self.macs = [normalise_mac(m) for m in self.macs]
@@ -124,8 +134,24 @@ def demo_machines(racks: int = 3, per_rack: int = 12) -> list[MachineConfig]:
     return machines
 
 
+def unknown_machines(count: int = 3, rack: str = "r3", first_u: int = 30) -> list[MachineConfig]:
+    """Machines just delivered: racked and cabled (two NICs, two disks), their BMCs on the site's default
+    credentials, but not in inventory. They power on once the site discovers, and show up in Discovered."""
+    return [
+        MachineConfig(
+            hostname=f"lab-new-{i:02d}",
+            rack=rack,
+            position_u=first_u + 2 * (i - 1),
+            macs=[f"52:54:00:fe:{i:02x}:01", f"52:54:00:fe:{i:02x}:02"],
+            firmware="uefi" if i % 2 == 0 else "bios",
+            unknown=True,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
 PRESETS = {
-    "demo": lambda: demo_machines(3, 12),
+    "demo": lambda: demo_machines(3, 12) + unknown_machines(3),
     "small": lambda: demo_machines(1, 4),
 }
 
@@ -150,6 +176,8 @@ class Lab:
         self.pdus: dict[str, LoopbackPdu] = {}  # one switched PDU per rack, by name
         self.outlets: dict[str, tuple[str, int]] = {}  # hostname -> (PDU name, outlet)
         self.started_at = 0.0
+        self._stopping = threading.Event()
+        self._discovery_waiter: threading.Thread | None = None
 
     # -- secrets ----------------------------------------------------------------------------------------------
 
@@ -162,8 +190,10 @@ class Lab:
     def bmc_password(self, spec: MachineConfig, seed: bytes) -> str:
         if spec.bmc_password:
             return spec.bmc_password
+        # A new machine's BMC has the vendor's default credentials, which the site's defaults name.
+        name = "site-default" if spec.unknown else spec.hostname
         # Stable across runs, so a control plane that stored the credentials keeps working after a restart.
-        return "lab-" + hmac.new(seed, spec.hostname.encode(), hashlib.sha256).hexdigest()[:16]
+        return "lab-" + hmac.new(seed, name.encode(), hashlib.sha256).hexdigest()[:16]
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -192,7 +222,37 @@ class Lab:
         except BaseException:
             self.stop()
             raise
+        if any(spec.unknown for spec in config.machines):
+            self._discovery_waiter = threading.Thread(
+                target=self._power_on_unknown, name="lab-discovery-waiter", daemon=True
+            )
+            self._discovery_waiter.start()
         return self
+
+    def discovering(self) -> bool:
+        """Whether the TFTP root's defaults boot an unknown machine into discovery (both loaders')."""
+        try:
+            return all(
+                DISCOVERY_NOTE in (self.config.tftp_root / name).read_text()
+                for name in (PXELINUX_DEFAULT, GRUB_DEFAULT)
+            )
+        except OSError:
+            return False
+
+    def _power_on_unknown(self) -> None:
+        """Once the site discovers, power the unknown machines on one after another, as the technician who racked
+        them would: with nothing on their disks they network-boot, get the discovering default and register."""
+        deadline = time.monotonic() + DISCOVERY_WAIT_S
+        while not self.discovering():
+            if time.monotonic() > deadline:
+                log.warning("the site never switched discovery on; the unknown machines stay off")
+                return
+            if self._stopping.wait(0.5):
+                return
+        for spec in self.config.machines:
+            if spec.unknown and not self._stopping.is_set():
+                self.machines[spec.hostname].bmc.mains(True)
+                self._stopping.wait(UNKNOWN_POWER_ON_GAP_S)
 
     def _start_pdus(self, seed: bytes) -> None:
         """A switched PDU per rack feeding each machine from an outlet: cutting it cuts the machine's mains."""
@@ -236,6 +296,17 @@ class Lab:
         bmc.reject_credentials = "bmc_rejects_credentials" in spec.faults
         bmc.drop_packets = 1.0 if "bmc_drops_packets" in spec.faults else 0.2 if "bmc_flaky" in spec.faults else 0.0
         bmc.latency_s = 1.5 if "bmc_slow" in spec.faults else 0.0
+        serial = f"LAB-{index + 1:04d}"
+        new = {}
+        if spec.unknown:  # two disks with serials of their own, and the BMC's address its memory OS reads
+            new = {
+                "extra_disks": ("sdb",),
+                "disk_facts": {
+                    "sda": {"serial": f"{serial}-SSD", "model": "Lab SSD 480G", "rotational": False},
+                    "sdb": {"serial": f"{serial}-HDD", "model": "Lab HDD 4T", "rotational": True},
+                },
+                "bmc_facts": {"address": bmc.address, "port": bmc.port},
+            }
         return LabMachine(
             spec.hostname,
             spec.macs,
@@ -249,11 +320,15 @@ class Lab:
             install_s=self.config.install_s,
             agent_argv=agent,
             agent_args=self.config.agent_args,
-            dmi={"vendor": "Provisioner Lab", "product": "Simulated Server", "serial": f"LAB-{index + 1:04d}"},
+            dmi={"vendor": "Provisioner Lab", "product": "Simulated Server", "serial": serial},
+            **new,
         )
 
     def stop(self) -> None:
         """Stop every machine (a power cut for whatever runs on it), every BMC and the file server."""
+        self._stopping.set()
+        if self._discovery_waiter is not None:
+            self._discovery_waiter.join(timeout=10)
         threads = [threading.Thread(target=m.stop, daemon=True) for m in self.machines.values()]
         for thread in threads:
             thread.start()
@@ -280,6 +355,8 @@ class Lab:
         racks = sorted({spec.rack for spec in config.machines})
         machines = []
         for index, spec in enumerate(config.machines):
+            if spec.unknown:
+                continue
             machine = self.machines[spec.hostname]
             machines.append(
                 {
@@ -311,14 +388,26 @@ class Lab:
                 }
             )
         image = self.image
+        site = {
+            "slug": config.site,
+            "name": f"Simulated datacentre ({config.site})",
+            "tftp_root": str(config.tftp_root),
+            "base_url": config.base_url,
+        }
+        unknown = [spec for spec in config.machines if spec.unknown]
+        if unknown:
+            # The site discovers them; their BMCs log in with the site's defaults (what a delivery's BMCs have).
+            site.update(
+                discovery=True,
+                provisioning_networks=PROVISIONING_NETWORKS,
+                bmc_username=unknown[0].bmc_username,
+                bmc_password=self._passwords[unknown[0].hostname],
+            )
         return {
             "version": INVENTORY_VERSION,
-            "site": {
-                "slug": config.site,
-                "name": f"Simulated datacentre ({config.site})",
-                "tftp_root": str(config.tftp_root),
-                "base_url": config.base_url,
-            },
+            "site": site,
+            # For people and tests only: the control plane learns of these by discovery, never from this file.
+            "unknown_machines": [self._unknown(spec) for spec in unknown],
             "image": {
                 "url": f"{self.files.url}/{image.path.name}",
                 "sha256": image.sha256,
@@ -339,6 +428,16 @@ class Lab:
                 for name, pdu in self.pdus.items()
             ],
             "machines": machines,
+        }
+
+    def _unknown(self, spec: MachineConfig) -> dict:
+        machine = self.machines[spec.hostname]
+        return {
+            "name": spec.hostname,
+            "rack": spec.rack,
+            "position_u": spec.position_u,
+            "macs": machine.macs,
+            "bmc": {"address": machine.bmc.address, "port": machine.bmc.port},
         }
 
 
@@ -405,12 +504,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
     inventory = lab.inventory()
-    ports = sorted(m["bmc"]["port"] for m in inventory["machines"])
+    ports = sorted(m["bmc"]["port"] for m in inventory["machines"] + inventory["unknown_machines"])
     racks = len(inventory["racks"])
     say(f"{len(lab.machines)} machines in {racks} racks; BMCs on 127.0.0.1 ports {ports[0]}-{ports[-1]}")
     faulty = [f"{m['hostname']} ({', '.join(m['faults'])})" for m in inventory["machines"] if m["faults"]]
     if faulty:
         say(f"deliberate faults: {'; '.join(faulty)}")
+    if inventory["unknown_machines"]:
+        names = ", ".join(m["name"] for m in inventory["unknown_machines"])
+        say(f"not in inventory: {names}; they power on once the site discovers (see Discovered)")
     say(f"image {inventory['image']['url']} sha256={inventory['image']['sha256']} (of the decompressed image)")
     say(f"TFTP root {config.tftp_root}")
     say(f"machine logs {config.state_dir / 'machines'}/<hostname>/lab.log")

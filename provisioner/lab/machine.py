@@ -2,14 +2,15 @@
 
 Power-on from the network (boot device PXE, or DEFAULT with nothing bootable on the disk) does what a PXE ROM
 does with the site's TFTP root (see :mod:`provisioner.lab.firmware`): the memory OS runs the real agent program
-as a subprocess in sandbox mode in the machine's work dir; an installer command line plays the installer
+as a subprocess in sandbox mode in the machine's work dir (in discovery mode, ``--discover --url``, when the
+site's default discovers a machine unknown to inventory); an installer command line plays the installer
 (:mod:`provisioner.lab.installer`); a local-boot config boots the disk. A disk holding an installed OS runs its
 first-boot unit if one is enabled (left by the agent's first_boot_callback task). Power-off or reset is a power
 cut: whatever ran is killed at once, as a real machine's RAM is lost.
 
 Work dir layout (the agent's sandbox): `disks/<name>.img`, `target/` (the installed root), `machine.json`
-(NICs and DMI for register), `ram/` (the memory OS's state, emptied at every power-on), `lab.log` (every phase
-with a timestamp, tokens masked) and `agent.log` (the agent's own output).
+(NICs, DMI, disk serials and the BMC's address, for register), `ram/` (the memory OS's state, emptied at every
+power-on), `lab.log` (every phase with a timestamp, tokens masked) and `agent.log` (the agent's own output).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class LabMachine:
         agent_argv: list[str] | None = None,
         agent_args: list[str] | None = None,
         dmi: dict | None = None,
+        extra_disks: tuple[str, ...] = (),
+        disk_facts: dict[str, dict] | None = None,
+        bmc_facts: dict | None = None,
     ):
         if not macs:
             raise ValueError("a machine needs at least one NIC")
@@ -146,6 +150,11 @@ class LabMachine:
         self.agent_argv = agent_argv or [sys.executable, "-m", "provisioner.agent"]
         self.agent_args = agent_args or []
         self.dmi = dmi or {"vendor": "Provisioner Lab", "product": "Simulated Server", "serial": hostname.upper()}
+        # More disks beside the first (same size), what the agent reports of each (serial, model: machine.json's
+        # "disks"), and what it reads from its BMC (machine.json's "bmc": address, port).
+        self.extra_disks = tuple(extra_disks)
+        self.disk_facts = disk_facts or {}
+        self.bmc_facts = bmc_facts
         self.log_path = self.workdir / "lab.log"
 
         self.events: list[Event] = []
@@ -185,13 +194,18 @@ class LabMachine:
         self._kill_leftover_agent()
         self._forget_ram()
         self.target.mkdir(exist_ok=True)
-        if not self.disk.exists() or self.disk.stat().st_size != self.disk_bytes:
-            with open(self.disk, "ab") as f:
-                f.truncate(self.disk_bytes)
+        for disk in (self.disk, *(self.workdir / "disks" / f"{name}.img" for name in self.extra_disks)):
+            if not disk.exists() or disk.stat().st_size != self.disk_bytes:
+                with open(disk, "ab") as f:
+                    f.truncate(self.disk_bytes)
         nics = [
             {"name": f"eno{i + 1}", "mac": mac, "link": True, "speed_mbps": 10000} for i, mac in enumerate(self.macs)
         ]
         machine = {"nics": nics, "dmi": self.dmi, "cpus": 8, "memory_bytes": 32 << 30}
+        if self.disk_facts:
+            machine["disks"] = self.disk_facts
+        if self.bmc_facts:
+            machine["bmc"] = self.bmc_facts
         (self.workdir / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
         self.bmc.serial.hostname = self.hostname
         self.bmc.serial.status = self._serial_status
@@ -380,7 +394,7 @@ class LabMachine:
         for path in (target.kernel, target.initrd):
             if path and not (self.tftp_root / path.lstrip("/")).is_file():
                 self._record("tftp", f"{path} is not in the TFTP root; the lab boots it anyway")
-        if target.kind is BootKind.AGENT:
+        if target.kind in (BootKind.AGENT, BootKind.DISCOVER):
             self._start_agent(target, generation)
         elif target.kind in (BootKind.PRESEED, BootKind.KICKSTART, BootKind.AUTOINSTALL):
             self._start_installer(target, generation)
@@ -396,11 +410,14 @@ class LabMachine:
             f.write(target.cmdline + "\n")
         for stale in ("reboot-requested", "poweroff-requested"):
             (self.workdir / stale).unlink(missing_ok=True)
+        # Discovery mode has no token: the agent registers the machine at the URL (docs/agent-api.md, Discovery).
+        discover = ["--discover", "--url", target.args["provisioner.url"]] if target.kind is BootKind.DISCOVER else []
         argv = [
             *self.agent_argv,
             "--sandbox", str(self.workdir),
             "--cmdline", str(cmdline),
             "--state-dir", str(self.ram / "state"),
+            *discover,
             *self.agent_args,
         ]  # fmt: skip
         self.agent_commands.append(argv)

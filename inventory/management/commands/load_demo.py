@@ -105,6 +105,11 @@ class Command(BaseCommand):
         site, _ = Site.objects.update_or_create(
             slug=s["slug"], defaults={"name": s["name"], "tftp_root": s["tftp_root"], "base_url": s["base_url"]}
         )
+        if s.get("bmc_username") and s.get("bmc_password"):  # what the lab's undiscovered machines' BMCs take
+            if site.bmc_username != s["bmc_username"] or site.get_bmc_password() != s["bmc_password"]:
+                site.bmc_username = s["bmc_username"]
+                site.set_bmc_password(s["bmc_password"])
+                site.save(update_fields=["bmc_username", "bmc_password_ciphertext"])
         racks = {}
         for r in data["racks"]:
             racks[r["name"]], _ = Rack.objects.update_or_create(
@@ -171,13 +176,32 @@ class Command(BaseCommand):
                 "image_sha256": image["sha256"],
             },
         )
+        discovering = self.discover(site, s, demo)
         record(
             Actor.system("load_demo"),
             "inventory.lab_loaded",
             site,
-            {"machines_created": created, "profiles": [p.name for p in profiles] + [demo.name]},
+            {
+                "machines_created": created,
+                "profiles": [p.name for p in profiles] + [demo.name],
+                "discovery": discovering,
+            },
         )
+        unknown = len(data.get("unknown_machines", []))
         self.stdout.write(
             f"Lab site '{site.slug}': {len(data['machines'])} machines ({created} new), "
-            f"{len(profiles) + 1} profiles (image installs: {demo.name})."
+            f"{len(profiles) + 1} profiles (image installs: {demo.name})"
+            + (f"; discovery on, {unknown} machines not in inventory will register." if discovering else ".")
         )
+
+    @staticmethod
+    def discover(site: Site, s: dict, memory_os: OSProfile) -> bool:
+        """The lab's site discovers its undiscovered machines: the demo image's kernel is the memory OS. Saving the
+        site queues the reconcile that makes the TFTP root's defaults discover (installs/discovery_boot.py)."""
+        if not s.get("discovery"):
+            return False
+        site.discovery, site.memory_os = True, memory_os
+        site.provisioning_networks = s.get("provisioning_networks") or "127.0.0.0/8"
+        site.full_clean()
+        site.save()
+        return True

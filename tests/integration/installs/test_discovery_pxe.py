@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from django.core.management import call_command
 
 from audit.service import Actor
 from installs import discovery, discovery_boot, engine
@@ -167,3 +171,28 @@ def test_ipxe_boots_an_unknown_mac_from_a_discovering_network_into_discovery(lab
     assert "No install armed" in client.get("/boot/ipxe", {"mac": known}).content.decode()
     outside = client.get("/boot/ipxe", {"mac": UNKNOWN}, REMOTE_ADDR="192.0.2.1").content.decode()
     assert "No install armed" in outside
+
+
+def test_load_demo_has_the_lab_site_discover_its_unknown_machines(lab, tmp_path):
+    inventory = {
+        "version": 1,
+        "site": {
+            "slug": lab.site.slug, "name": "Simulated datacentre", "tftp_root": str(lab.tftp_root),
+            "base_url": "http://127.0.0.1:8000", "discovery": True, "provisioning_networks": "127.0.0.0/8",
+            "bmc_username": "admin", "bmc_password": "lab-default-pw",
+        },
+        "image": {"url": "http://127.0.0.1:9/demo.img.gz", "sha256": "ab" * 32, "size_bytes": 1, "compression": "gz"},
+        "racks": [{"name": "r1", "height_u": 42}],
+        "pdus": [],
+        "machines": [],
+        "unknown_machines": [{"name": "lab-new-01", "rack": "r1", "position_u": 30, "macs": [UNKNOWN], "bmc": {}}],
+    }  # fmt: skip
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(inventory))
+    call_command("load_demo", "--lab-inventory", str(path), stdout=io.StringIO())
+    site = Site.objects.get(pk=lab.site.pk)
+    assert site.discovery and site.memory_os.name == "lab-demo-image" and site.provisioning_networks == "127.0.0.0/8"
+    assert site.bmc_username == "admin" and site.get_bmc_password() == "lab-default-pw"
+    assert not NIC.objects.filter(mac=UNKNOWN).exists(), "an unknown machine stays out of inventory"
+    lab.run_jobs()
+    assert boots(lab, UNKNOWN) == {BootKind.DISCOVER}
