@@ -45,6 +45,7 @@ from provisioner.bmc import BmcError, registry
 
 from .hardware import summary as hardware_summary
 from .queries import installs_for_pages
+from .rest_discovery import router as discovery_router
 from .rest_lifecycle import HardwareFilters, HardwareOut, filter_refusal
 from .rest_lifecycle import offered as lifecycle_offered
 from .rest_lifecycle import router as lifecycle_router
@@ -1072,4 +1073,5 @@ def get_credential_test(request, check_id: Path[DbId]):
 
 api.add_router("", serial_router)
 api.add_router("", lifecycle_router)
+api.add_router("", discovery_router)
 edge.refuse_undeclared_query(api)

@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, dashboard, installs, inventory, lifecycle, profiles, serial
+from .views import audit, dashboard, discovered, installs, inventory, lifecycle, profiles, serial
 
 inventory_pages = (
     [
@@ -29,6 +29,12 @@ inventory_pages = (
             inventory.machine_preview,
             name="machine-preview",
         ),
+        path("discovered/", discovered.discovered_list, name="discovered-list"),
+        path("discovered/<int:pk>/", discovered.discovered_detail, name="discovered-detail"),
+        path("discovered/<int:pk>/accept", discovered.discovered_accept, name="discovered-accept"),
+        path("discovered/<int:pk>/discard", discovered.discovered_discard, name="discovered-discard"),
+        path("discovered/<int:pk>/inventory", discovered.discovered_inventory, name="discovered-inventory"),
+        path("discovered/<int:pk>/forget", discovered.discovered_forget, name="discovered-forget"),
         path("racks/", inventory.rack_list, name="rack-list"),
         path("racks/<int:rack_id>/", inventory.rack_detail, name="rack-detail"),
     ],

@@ -121,3 +121,39 @@ def nic_macs(facts: dict) -> list[str]:
         if isinstance(nic, dict) and isinstance(nic.get("mac"), str) and nic["mac"] not in seen:
             seen.append(nic["mac"])
     return seen
+
+
+def summary(facts: dict) -> dict:
+    """What the Discovered page, the API and the command line show of a machine's facts: its identity, CPU,
+    memory, every disk (with its serial) and every NIC (with its MAC). Whatever the agent left out is empty."""
+    cpu = facts.get("cpu") if isinstance(facts.get("cpu"), dict) else {}
+    cpus = facts.get("cpus")
+    memory = facts.get("memory_bytes")
+    return {
+        "vendor": text(facts, "dmi", "vendor"),
+        "model": text(facts, "dmi", "product"),
+        "serial": text(facts, "dmi", "serial"),
+        "cpus": cpus if isinstance(cpus, int) and not isinstance(cpus, bool) else None,
+        "cpu_model": text(cpu, "model") or text(facts, "cpu_model"),
+        "memory_bytes": memory if isinstance(memory, int) and not isinstance(memory, bool) else None,
+        "disks": [
+            {
+                "name": text(disk, "name"),
+                "size_bytes": disk["size_bytes"] if isinstance(disk.get("size_bytes"), int) else None,
+                "model": text(disk, "model"),
+                "serial": text(disk, "serial"),
+            }
+            for disk in facts.get("disks") or ()
+            if isinstance(disk, dict)
+        ],
+        "nics": [
+            {
+                "name": text(nic, "name"),
+                "mac": text(nic, "mac"),
+                "speed_mbps": nic["speed_mbps"] if isinstance(nic.get("speed_mbps"), int) else None,
+            }
+            for nic in facts.get("nics") or ()
+            if isinstance(nic, dict)
+        ],
+        "bmc_address": text(facts, "bmc", "address"),
+    }

@@ -10,7 +10,7 @@ from .models import BMC, NIC, Machine, OSProfile, Pdu, PduOutlet, Rack, Site
 @admin.register(Site)
 class SiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = SiteForm
-    list_display = ("slug", "name", "tftp_root", "base_url", "bmc_username")
+    list_display = ("slug", "name", "tftp_root", "base_url", "bmc_username", "discovery")
     search_fields = ("slug", "name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("default_bmc_password_set",)
@@ -22,6 +22,15 @@ class SiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 "fields": ("bmc_username", "bmc_password", "clear_bmc_password", "default_bmc_password_set"),
                 "description": "Used by every BMC of the site that has no user or password of its own; a BMC's "
                 "own credentials win.",
+            },
+        ),
+        (
+            "Discovery of unknown machines",
+            {
+                "fields": ("discovery", "provisioning_networks", "memory_os"),
+                "description": "On: a machine whose MAC is not in inventory that network-boots here boots the memory "
+                "OS, registers its hardware and waits on the Discovered page; every known MAC boots its disk. "
+                "Registrations are taken only from the provisioning networks.",
             },
         ),
     )

@@ -52,7 +52,18 @@ class SiteForm(forms.ModelForm):
 
     class Meta:
         model = Site
-        fields = ["slug", "name", "tftp_root", "base_url", "domain", "dns_servers", "bmc_username"]
+        fields = [
+            "slug",
+            "name",
+            "tftp_root",
+            "base_url",
+            "domain",
+            "dns_servers",
+            "bmc_username",
+            "memory_os",
+            "discovery",
+            "provisioning_networks",
+        ]
 
     def save(self, commit=True):
         site = super().save(commit=False)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
 from audit.service import Actor
 from installs import discovery, discovery_boot, engine
@@ -15,7 +16,7 @@ from installs.models import InstallState
 from inventory.models import NIC, OSProfile, Site
 from provisioner import pxe
 from provisioner.lab.firmware import BootKind, resolve
-from tests.conftest import make_machine
+from tests.conftest import make_machine, make_user
 from tests.integration.installs.test_discovery import Agent
 
 UNKNOWN = "52:54:00:d1:5c:77"
@@ -194,5 +195,27 @@ def test_load_demo_has_the_lab_site_discover_its_unknown_machines(lab, tmp_path)
     assert site.discovery and site.memory_os.name == "lab-demo-image" and site.provisioning_networks == "127.0.0.0/8"
     assert site.bmc_username == "admin" and site.get_bmc_password() == "lab-default-pw"
     assert not NIC.objects.filter(mac=UNKNOWN).exists(), "an unknown machine stays out of inventory"
+    lab.run_jobs()
+    assert boots(lab, UNKNOWN) == {BootKind.DISCOVER}
+
+
+def test_switching_it_on_in_the_admin_needs_networks_and_a_memory_os(lab):
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    url = f"/admin/inventory/site/{lab.site.pk}/change/"
+    form = {
+        "slug": lab.site.slug, "name": lab.site.name, "tftp_root": lab.site.tftp_root, "base_url": lab.site.base_url,
+        "domain": "", "dns_servers": "", "bmc_username": "", "bmc_password": "", "discovery": "on",
+        "provisioning_networks": "", "memory_os": "",
+    }  # fmt: skip
+    page = client.post(url, form).content.decode()
+    assert "Discovery needs the provisioning networks" in page
+    page = client.post(url, {**form, "provisioning_networks": "10.0.0.0/33"}).content.decode()
+    assert "is not a network" in page
+    lab.run_jobs()
+    assert boots(lab, UNKNOWN) <= {BootKind.LOCAL}, "nothing was switched on"
+    memory_os = lab.image_profile()
+    response = client.post(url, {**form, "provisioning_networks": "127.0.0.0/8", "memory_os": memory_os.pk})
+    assert response.status_code == 302, response.content.decode()[-2000:]
     lab.run_jobs()
     assert boots(lab, UNKNOWN) == {BootKind.DISCOVER}

@@ -87,8 +87,16 @@ def scene(db):
     class Scene:
         pass
 
+    from inventory.models import DiscoveredMachine
+
+    # A machine that registered itself by discovery, waiting for a technician.
+    discovered = DiscoveredMachine.objects.create(
+        site=site, mac="52:54:00:d1:5c:99", key_hash="0" * 64, address="10.0.0.99", facts={"nics": []}
+    )
+
     s = Scene()
     s.site, s.rack, s.busy, s.idle, s.profile = site, rack, busy, idle, profile
+    s.discovered = discovered
     s.batch, s.running, s.failed, s.alert = batch, running, failed, alert
     s.actor = Actor.system("test")
     return s

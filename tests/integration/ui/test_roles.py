@@ -45,7 +45,7 @@ def rq_jobs():
 def endpoints(s, rq):
     """(name, method, url, data, needed role). Data chosen so an allowed write is refused by the service
     or harmless: the matrix is about who gets through, not about what the action does."""
-    m, i, idle = s.idle.hostname, s.running.pk, s.idle.pk
+    m, i, idle, d = s.idle.hostname, s.running.pk, s.idle.pk, s.discovered.pk
     result = rq.finished.latest_result()
     pages = [
         ("dashboard", "get", reverse("home"), None, "viewer"),
@@ -101,6 +101,13 @@ def endpoints(s, rq):
         ("retry", "post", reverse("install-retry", args=[i]), {}, "technician"),
         ("batch pause", "post", reverse("batch-action", args=[s.batch.pk, "pause"]), {}, "technician"),
         ("alert ack", "post", reverse("alert-acknowledge", args=[s.alert.pk]), {}, "technician"),
+        ("discovered", "get", reverse("inventory:discovered-list"), None, "viewer"),
+        ("discovered rows", "get", reverse("inventory:discovered-list") + "?partial=rows", None, "viewer"),
+        ("discovered page", "get", reverse("inventory:discovered-detail", args=[d]), None, "viewer"),
+        ("discovered accept", "post", reverse("inventory:discovered-accept", args=[d]), {"hostname": ""}, "technician"),
+        ("discovered inventory", "post", reverse("inventory:discovered-inventory", args=[d]), {}, "technician"),
+        ("discovered discard", "post", reverse("inventory:discovered-discard", args=[d]), {}, "technician"),
+        ("discovered forget", "post", reverse("inventory:discovered-forget", args=[d]), {}, "technician"),
         ("admin", "get", "/admin/", None, "admin"),
         ("admin machines", "get", "/admin/inventory/machine/", None, "admin"),
         ("admin workflows", "get", "/admin/installs/workflow/", None, "admin"),
@@ -122,6 +129,7 @@ def endpoints(s, rq):
         ),
     ]
     start = {"machines": [s.busy.hostname], "profile": s.profile.name}
+    accept = {"hostname": "x", "rack": str(s.rack.pk), "position_u": 30}
     api = [
         ("api openapi", "get", "/api/v1/openapi.json", None, "viewer"),
         ("api machines", "get", "/api/v1/machines", None, "viewer"),
@@ -150,6 +158,13 @@ def endpoints(s, rq):
         ("api workflow check", "post", "/api/v1/workflows/check", {"document": "name: x"}, "viewer"),
         ("api workflow save", "post", "/api/v1/workflows", {"document": "name: x"}, "admin"),
         ("api scripts", "get", "/api/v1/scripts", None, "viewer"),
+        ("api discovered", "get", "/api/v1/discovered", None, "viewer"),
+        ("api discovered one", "get", f"/api/v1/discovered/{d}", None, "viewer"),
+        # U30 of a 12U rack: refused by the accept itself once the role lets the request through.
+        ("api discovered accept", "post", f"/api/v1/discovered/{d}/accept", accept, "technician"),
+        ("api discovered inventory", "post", f"/api/v1/discovered/{d}/inventory", {}, "technician"),
+        ("api discovered discard", "post", f"/api/v1/discovered/{d}/discard", {}, "technician"),
+        ("api discovered forget", "post", f"/api/v1/discovered/{d}/forget", {}, "technician"),
         ("api script save", "post", "/api/v1/scripts", {"name": "x", "body": "#!/bin/sh\n"}, "admin"),
     ]
     return pages, api
