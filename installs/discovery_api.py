@@ -20,6 +20,7 @@ one indexed read each, and a machine a technician just accepted or discarded mus
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 
@@ -62,6 +63,17 @@ def _edge(exc: edge.Refusal) -> JsonResponse:
     body = problems.from_refusal(exc)
     reason = {413: "TooLarge", 415: "InvalidRequest"}.get(exc.status, "InvalidRequest")
     return refuse(exc.status, reason, body["detail"], field=body["field"], errors=body["errors"])
+
+
+def _source(request) -> str:
+    """The caller's address as stored and shown: an IPv4 client of a dual-stack listener as IPv4, without an IPv6
+    zone (fe80::1%eth0), which the database's inet type does not take."""
+    address = client_ip(request) or ""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    return str(ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped is not None else ip)
 
 
 def _site(address: str | None):
@@ -138,7 +150,7 @@ def _register_fields(body: dict) -> tuple[str, str, dict]:
 @never_cache
 @require_POST
 def register(request):
-    address = client_ip(request)
+    address = _source(request)
     site, refusal = _site(address)
     if refusal is not None:
         return refusal
@@ -164,7 +176,7 @@ def register(request):
 
 def _caller(request, pk: str):
     """The registration the call is for, by its key, after the address and rate checks; or the refusal."""
-    address = client_ip(request)
+    address = _source(request)
     _, refusal = _site(address)
     if refusal is None:
         refusal = _rate(calls_limit(), address, fail_open=True)

@@ -435,3 +435,14 @@ def test_a_bmc_address_the_facts_do_not_give_makes_no_bmc(site, lab, client):
     agent.register({"mac": MAC, "key": agent.key, "facts": facts(bmc={"address": "0.0.0.0"})})
     machine = discovery.accept(agent.id, placement(lab), TECHNICIAN)
     assert not BMC.objects.filter(machine=machine).exists()
+
+
+def test_addresses_are_stored_as_the_database_takes_them(site, client):
+    site.provisioning_networks = "127.0.0.0/8, fe80::/10"
+    site.save()
+    mapped = Agent(client, address="::ffff:127.0.0.5")
+    assert mapped.register().status_code == 200
+    assert DiscoveredMachine.objects.get(pk=mapped.id).address == "127.0.0.5", "an IPv4 client of a dual-stack socket"
+    zoned = Agent(client, mac="52:54:00:d1:5c:0e", address="fe80::1%eth0")
+    assert zoned.register().status_code == 200
+    assert DiscoveredMachine.objects.get(pk=zoned.id).address == "fe80::1"
