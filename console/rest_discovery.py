@@ -190,32 +190,33 @@ def accept_discovered(request, entry_id: Path[DbId], body: AcceptIn):
     return Status(201, accepted)
 
 
-def _act(request, entry_id: int, action):
+def _act(request, entry_id: int, action) -> int:
+    """A technician's action on the entry; 409 with the reason when it cannot be done."""
     _need(request, Role.TECHNICIAN)
     entry = _entry(entry_id)
     try:
         action(entry.pk, Actor.for_user(request.auth))
     except discovery.DiscoveryRefused as exc:
-        return _refused(exc)
+        refused = HttpError(409, str(exc))
+        refused.problems = [str(exc)]  # the reasons a 409 lists (core/problems.py)
+        raise refused from None
     return entry.pk
 
 
 @router.post("discovered/{entry_id}/discard", response={200: DiscoveredOut, 409: Problem})
 def discard_discovered(request, entry_id: Path[DbId]):
     """Not ours (or not now): its agent powers it off, and it is refused if it registers again until forgotten."""
-    done = _act(request, entry_id, discovery.discard)
-    return _out(_entry(done)) if isinstance(done, int) else done
+    return _out(_entry(_act(request, entry_id, discovery.discard)))
 
 
 @router.post("discovered/{entry_id}/inventory", response={200: DiscoveredOut, 409: Problem})
 def refresh_discovered(request, entry_id: Path[DbId]):
     """Have its agent collect and report its facts again, at its next poll."""
-    done = _act(request, entry_id, discovery.request_inventory)
-    return _out(_entry(done)) if isinstance(done, int) else done
+    return _out(_entry(_act(request, entry_id, discovery.request_inventory)))
 
 
 @router.post("discovered/{entry_id}/forget", response={204: None, 409: Problem})
 def forget_discovered(request, entry_id: Path[DbId]):
     """Delete a discarded entry, so that the machine is discovered afresh when it next registers."""
-    done = _act(request, entry_id, discovery.forget)
-    return Status(204, None) if isinstance(done, int) else done
+    _act(request, entry_id, discovery.forget)
+    return Status(204, None)

@@ -242,8 +242,8 @@ def task_done(pk: int, task_id: str, error: str = "") -> None:
         row.pending_task, row.last_seen_at = None, timezone.now()
         row.save(update_fields=["pending_task", "last_seen_at"])
         details = {"task": task_id, "kind": kind, **({"error": error} if error else {})}
-        record(_agent(row.mac), "discovery.powered_off" if kind == POWEROFF and not error else "discovery.task_done",
-               row, details)  # fmt: skip
+        action = "discovery.powered_off" if kind == POWEROFF and not error else "discovery.task_done"
+        record(_agent(row.mac), action, row, details)
 
 
 def _current(row: DiscoveredMachine, task_id: str, kind: str | None) -> str:
