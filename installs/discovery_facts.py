@@ -2,7 +2,8 @@
 
 Discovery takes facts from anyone on the provisioning network, so whatever the agent sends is cut to a size the
 database, the Discovered page and a technician can hold: every list at most MAX_ITEMS entries and every object
-at most MAX_KEYS keys (more is refused, naming the field: a machine with 300 disks is not one we can show), every
+at most MAX_KEYS keys (more is refused, naming the field: a machine with 300 disks is not one we can show; the PCI
+list is bounded by the body's size alone, LIST_LIMITS), every
 string at most MAX_TEXT characters (longer ones are cut, not refused: a long PCI description loses nothing that
 matters). The body's size, depth, NULs and non-finite numbers were refused by the loader already (core/edge.py).
 The fields discovery reads are typed: ``nics[].mac`` (a NIC's MAC), ``dmi``, ``disks[]``, ``bmc.address``.
@@ -14,6 +15,9 @@ from core.edge import Refusal
 from provisioner.pxe.mac import MacAddressError, normalise_mac
 
 MAX_ITEMS = 256
+# A four-socket server lists several hundred PCI functions (root ports, bridges, system peripherals), which the
+# agent trims only past its own size bound: this list is bounded by the body's size rather than a count.
+LIST_LIMITS = {"pci": 4096}
 MAX_KEYS = 256
 MAX_KEY = 128
 MAX_TEXT = 1024
@@ -39,8 +43,9 @@ def _bounded(value, field: str):
     if isinstance(value, str):
         return value[:MAX_TEXT]
     if isinstance(value, list):
-        if len(value) > MAX_ITEMS:
-            raise Refusal(field, f"has {len(value)} entries; at most {MAX_ITEMS} are taken")
+        limit = LIST_LIMITS.get(field.partition(".")[2], MAX_ITEMS)
+        if len(value) > limit:
+            raise Refusal(field, f"has {len(value)} entries; at most {limit} are taken")
         return [_bounded(item, f"{field}.{i}") for i, item in enumerate(value)]
     if isinstance(value, dict):
         if len(value) > MAX_KEYS:

@@ -231,7 +231,8 @@ def test_a_chunked_body_without_a_length_is_read_no_further_than_the_limit(site)
     [
         ({"facts": facts(disks=[{"name": f"sd{i}", "path": "/dev/x"} for i in range(300)])}, "facts.disks"),
         ({"facts": facts(nics=[{"mac": f"52:54:00:00:{i >> 8:02x}:{i & 255:02x}"} for i in range(300)])}, "facts.nics"),
-        ({"facts": facts(pci=list(range(257)))}, "facts.pci"),
+        ({"facts": facts(memory_modules=list(range(257)))}, "facts.memory_modules"),
+        ({"facts": facts(pci=[{"slot": i} for i in range(4097)])}, "facts.pci"),
         ({"facts": facts(nics=[{"name": "eno1", "mac": "zz:zz"}])}, "facts.nics.0.mac"),
         ({"facts": facts(dmi={"vendor": 7})}, "facts.dmi.vendor"),
         ({"facts": facts(bmc="10.0.0.1")}, "facts.bmc"),
@@ -248,6 +249,13 @@ def test_malformed_registrations_are_refused_naming_the_field(site, client, chan
     body = refusal(agent.register({"mac": MAC, "key": agent.key, "facts": facts(), **change}), 400, "InvalidRequest")
     assert body["field"] == field, body
     nothing_stored()
+
+
+def test_a_large_servers_pci_list_is_taken(site, client):
+    agent = Agent(client)
+    pci = [{"slot": f"0000:{i >> 8:02x}:{i & 255:02x}.0", "class": "Bridge"} for i in range(600)]
+    assert agent.register({"mac": MAC, "key": agent.key, "facts": facts(pci=pci)}).status_code == 200
+    assert len(DiscoveredMachine.objects.get().facts["pci"]) == 600
 
 
 def test_long_strings_are_cut_not_refused(site, client):
