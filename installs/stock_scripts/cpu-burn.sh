@@ -3,7 +3,8 @@
 # timeout_s: 3900
 # safe_to_repeat: true
 #
-# Sandbox mode (PROVISIONER_SANDBOX=<machine dir>): the lab host's cores are burnt, as the machine's would be.
+# Sandbox mode (PROVISIONER_SANDBOX=<machine dir>): the lab host is shared by every lab machine, so one core is
+# burnt for at most 5 seconds: enough to show the test run, not enough to starve the lab.
 set -u
 
 seconds=${1:-60}
@@ -14,6 +15,11 @@ esac
 
 online_before=$(cat /sys/devices/system/cpu/online)
 cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc)
+if [ -n "${PROVISIONER_SANDBOX:-}" ]; then
+    cores=1
+    [ "$seconds" -gt 5 ] && seconds=5
+    echo "sandbox: one core of the lab host for $seconds s"
+fi
 pids=""
 i=0
 while [ "$i" -lt "$cores" ]; do
@@ -59,8 +65,11 @@ report=$(awk 'NR == FNR { for (i = 2; i <= NF; i++) t0[$1] += $i; idle0[$1] = $5
 printf '%s\n' "$report" | while read -r cpu pct; do
     echo "$cpu: ${pct}% busy"
 done
-idle=$(printf '%s\n' "$report" | awk '$2 < 50 { printf " %s", $1 }')
-[ -n "$idle" ] && failed="$failed idle:$idle"
+# A shared lab host runs one loop on whichever core is free: no core can be held to it there.
+if [ -z "${PROVISIONER_SANDBOX:-}" ]; then
+    idle=$(printf '%s\n' "$report" | awk '$2 < 50 { printf " %s", $1 }')
+    [ -n "$idle" ] && failed="$failed idle:$idle"
+fi
 online_after=$(cat /sys/devices/system/cpu/online)
 [ "$online_after" = "$online_before" ] || failed="$failed CPUs-online-changed:$online_before->$online_after"
 echo "load average: $(cut -d ' ' -f 1-3 /proc/loadavg)"

@@ -16,6 +16,7 @@ payload commands and wakes its thread for serial output and retransmits.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -26,6 +27,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import constants as pyghmi_constants
@@ -118,6 +120,8 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self.kg = None
         self.timeout = 60
         self.authdata = {username: password}
+        #: Where the lab machine's host writes a user it adds in-band (None: it adds none).
+        self.users_file: Path | None = None
         self.username = username
         self.password = password
         lanchannel, authtype, authstatus, chancap = 1, 0b10000000, 0b00000100, 0b00000010
@@ -281,9 +285,22 @@ class LoopbackBmc(pyghmi_bmc.Bmc):
         self._forget_session(sockaddr)
         while len(self._sessions) >= _MAX_SESSIONS:
             self.sol.end(self._sessions.popitem(last=False)[1])
+        self._take_added_user()
         session = _LabSession(self.authdata, self.kg, sockaddr, self.serversocket, request, self.uuid, bmc=self)
         pyghmi_patches.unroute(session, sockaddr, self.port)  # this BMC routes its own packets
         self._sessions[sockaddr] = session
+
+    def _take_added_user(self) -> None:
+        """A user the host added in-band (commissioning's create_bmc_user writes it to ``users_file`` in the lab):
+        it can log in from now on, beside the factory user, as on a real BMC."""
+        if self.users_file is None:
+            return
+        try:
+            user = json.loads(self.users_file.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(user, dict) and user.get("enabled") and user.get("username") and user.get("password"):
+            self.authdata[str(user["username"])] = str(user["password"])
 
     def _forget_session(self, sockaddr) -> None:
         session = self._sessions.pop(sockaddr, None)

@@ -321,6 +321,10 @@ class Lab:
             agent_argv=agent,
             agent_args=self.config.agent_args,
             dmi={"vendor": "Provisioner Lab", "product": "Simulated Server", "serial": serial},
+            # The rack's leaf switch answers LLDP on the first NIC's port; just-delivered machines are cabled to a
+            # switch that does not speak it yet, so commissioning shows the neighbour absent.
+            switch="" if spec.unknown else f"leaf-{spec.rack}",
+            switch_port=spec.position_u or 0,
             **new,
         )
 

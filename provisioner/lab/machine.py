@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from provisioner.bmc import BootDevice
+from provisioner.lab import hardware
 from provisioner.lab.bmc import LoopbackBmc
 from provisioner.lab.firmware import BootKind, BootTarget, Firmware, mask_cmdline, resolve
 from provisioner.lab.installer import InstallerRun, InstallFailed, Stopped, mask_url
@@ -132,6 +133,8 @@ class LabMachine:
         extra_disks: tuple[str, ...] = (),
         disk_facts: dict[str, dict] | None = None,
         bmc_facts: dict | None = None,
+        switch: str = "",
+        switch_port: int = 0,
     ):
         if not macs:
             raise ValueError("a machine needs at least one NIC")
@@ -155,6 +158,8 @@ class LabMachine:
         self.extra_disks = tuple(extra_disks)
         self.disk_facts = disk_facts or {}
         self.bmc_facts = bmc_facts
+        # The leaf switch and port its first NIC is cabled to, as LLDP tells commissioning (blank: none heard).
+        self.switch, self.switch_port = switch, switch_port
         self.log_path = self.workdir / "lab.log"
 
         self.events: list[Event] = []
@@ -198,15 +203,17 @@ class LabMachine:
             if not disk.exists() or disk.stat().st_size != self.disk_bytes:
                 with open(disk, "ab") as f:
                     f.truncate(self.disk_bytes)
-        nics = [
-            {"name": f"eno{i + 1}", "mac": mac, "link": True, "speed_mbps": 10000} for i, mac in enumerate(self.macs)
-        ]
-        machine = {"nics": nics, "dmi": self.dmi, "cpus": 8, "memory_bytes": 32 << 30}
-        if self.disk_facts:
-            machine["disks"] = self.disk_facts
-        if self.bmc_facts:
-            machine["bmc"] = self.bmc_facts
+        machine = hardware.describe(
+            self.hostname, self.macs, disk_names=[self.disk_name, *self.extra_disks], switch=self.switch,
+            port=self.switch_port,
+        )  # fmt: skip
+        machine["dmi"] = self.dmi
+        for name, declared in self.disk_facts.items():
+            machine["disks"].setdefault(name, {}).update(declared)
+        # What the host reads of its BMC in-band (ipmitool lan print); the lab's BMC listens on loopback.
+        machine["bmc"] = self.bmc_facts or {"address": self.bmc.address, "mac": "", "source": "static"}
         (self.workdir / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+        self.bmc.users_file = self.workdir / "bmc-user.json"
         self.bmc.serial.hostname = self.hostname
         self.bmc.serial.status = self._serial_status
         self.bmc.on_power_on.append(lambda device: self._queue.put(("boot", device)))

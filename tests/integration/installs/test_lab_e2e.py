@@ -96,3 +96,68 @@ def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
         assert line in log, log[-2000:]
     tftp = Path(Machine.objects.get(pk=healthy[0].pk).rack.site.tftp_root)
     assert not list(tftp.rglob("*01-52-*"))  # no per-MAC config left behind
+
+
+def _wait_ended(install, budget_s: float = 120) -> Install:
+    deadline = time.monotonic() + budget_s
+    while time.monotonic() < deadline:
+        install.refresh_from_db()
+        if install.state in (InstallState.SUCCEEDED, InstallState.FAILED, InstallState.CANCELLED):
+            return install
+        time.sleep(0.5)
+    raise AssertionError(f"{install} still {install.state} after {budget_s} s")
+
+
+def test_a_lab_machine_is_commissioned_tested_and_released_by_its_real_agent(running_lab, site_worker):
+    """The lifecycle's operations on the simulated datacentre: the real agent in its sandbox reports the facts the
+    lab describes, runs the stock test scripts, and erases the machine's disk images."""
+    from installs import operations
+    from inventory.models import MachineFacts, MachineStatus
+
+    call_command("load_demo", "--lab-inventory", str(running_lab))
+    call_command("load_demo_workflows")
+    machine = next(m for m in Machine.objects.filter(rack__site__slug="lab").order_by("hostname")
+                   if "faults" not in m.hostname)  # fmt: skip
+    site = machine.rack.site
+    site.memory_os = OSProfile.objects.get(name="lab-demo-image")
+    site.save()
+    actor = Actor.system("test")
+
+    commission = _wait_ended(operations.request([machine.pk], "commission", actor).installs.get())
+    assert commission.state == InstallState.SUCCEEDED, commission.failure_message
+    machine.refresh_from_db()
+    assert machine.status == MachineStatus.READY
+    facts = MachineFacts.objects.get(machine=machine, version=1).facts
+    assert facts["cpu"]["model"] == "Lab Xeon E-2388G @ 3.20GHz" and len(facts["memory_modules"]) == 4
+    assert (machine.memory_bytes, machine.cpu_cores, machine.disk_count) == (32 * 2**30, 8, 1)
+    nic = machine.pxe_nic
+    assert (nic.switch_name, nic.switch_port, nic.lldp_seen, nic.driver) == (
+        f"leaf-{machine.rack.name}", f"Ethernet{machine.position_u}", True, "ixgbe")  # fmt: skip
+
+    test = _wait_ended(
+        operations.request([machine.pk], "test", actor, options={"cpu_burn_s": 1, "nic_speed_mbps": 1000})
+        .installs.get()
+    )
+    assert test.state == InstallState.SUCCEEDED, test.failure_message
+    assert list(test.steps.filter(task="run_script").values_list("state", flat=True)) == ["succeeded"] * 5
+    machine.refresh_from_db()
+    assert machine.status == MachineStatus.READY
+
+    # Something on the disk to erase: the start, the middle and the end.
+    disk = Path(running_lab).parent / "machines" / machine.hostname / "disks" / "sda.img"
+    size = disk.stat().st_size
+    with open(disk, "r+b") as f:
+        for offset in (0, size // 2, size - 4096):
+            f.seek(offset)
+            f.write(b"\xa5" * 4096)
+    Machine.objects.filter(pk=machine.pk).update(status=MachineStatus.DEPLOYED)
+    release = _wait_ended(operations.request([machine.pk], "release", actor).installs.get())
+    assert release.state == InstallState.SUCCEEDED, release.failure_message
+    with open(disk, "rb") as f:
+        for offset in (0, size // 2, size - 4096):
+            f.seek(offset)
+            assert f.read(4096) == bytes(4096), f"{disk} still holds data at {offset}"
+    log = release.events.filter(kind="log", step__task="erase_disks").get().message
+    assert log.startswith("Erased: /dev/sda (serial ") and "verified" in log
+    machine.refresh_from_db()
+    assert machine.status == MachineStatus.READY
