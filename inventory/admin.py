@@ -25,12 +25,13 @@ class SiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
             },
         ),
         (
-            "Discovery of unknown machines",
+            "Memory OS, commissioning and discovery of unknown machines",
             {
-                "fields": ("discovery", "provisioning_networks", "memory_os"),
-                "description": "On: a machine whose MAC is not in inventory that network-boots here boots the memory "
-                "OS, registers its hardware and waits on the Discovered page; every known MAC boots its disk. "
-                "Registrations are taken only from the provisioning networks.",
+                "fields": ("memory_os", "create_bmc_user", "discovery", "provisioning_networks"),
+                "description": "The memory OS boots commissioning, tests, release and discovery. Discovery on: a "
+                "machine whose MAC is not in inventory that network-boots here boots the memory OS, registers its "
+                "hardware and waits on the Discovered page; every known MAC boots its disk. Registrations are taken "
+                "only from the provisioning networks.",
             },
         ),
     )

@@ -61,6 +61,7 @@ class SiteForm(forms.ModelForm):
             "dns_servers",
             "bmc_username",
             "memory_os",
+            "create_bmc_user",
             "discovery",
             "provisioning_networks",
         ]
