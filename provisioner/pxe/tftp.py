@@ -211,10 +211,11 @@ def local_macs(tftp_root: str | os.PathLike[str]) -> set[str]:
     """The MACs that have a local-boot file of ours (either loader's) in the root."""
     root = Path(tftp_root)
     found = set()
-    for loader, pattern in ((Loader.PXELINUX, f"{PXELINUX_DIR}/01-*"), (Loader.GRUB, f"{GRUB_DIR}/grub.cfg-01-*")):
-        for path in root.glob(pattern):
+    for loader, prefix in ((Loader.PXELINUX, "01-"), (Loader.GRUB, "grub.cfg-01-")):
+        directory = PXELINUX_DIR if loader is Loader.PXELINUX else GRUB_DIR
+        for path in root.glob(f"{directory}/{prefix}*"):
             try:
-                mac = normalise_mac(path.name.rpartition("01-")[2])
+                mac = normalise_mac(path.name.removeprefix(prefix))
             except MacAddressError:
                 continue
             if _read(path) == render_local(loader, mac):

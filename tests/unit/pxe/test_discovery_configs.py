@@ -130,6 +130,15 @@ def test_ensure_local_never_replaces_an_install_file(tmp_path):
     assert ensure_local(tmp_path, OTHER) and local_macs(tmp_path) == {MAC, OTHER}
 
 
+def test_local_macs_reads_every_mac_back_from_its_file_names(tmp_path):
+    # A MAC whose octets read like the "01-" of the names must not be cut short.
+    macs = {"52:54:00:01:01:01", "02:01:01:01:01:01", "52:54:00:ab:01:00", MAC}
+    for mac in macs:
+        ensure_local(tmp_path, mac)
+    assert local_macs(tmp_path) == macs
+    assert remove_local(tmp_path, "52:54:00:01:01:01") and local_macs(tmp_path) == macs - {"52:54:00:01:01:01"}
+
+
 def test_atomic_create_loses_to_a_file_already_there(tmp_path):
     path = tmp_path / "pxelinux.cfg" / "01-52-54-00-12-34-56"
     assert atomic_create(path, "first\n") is True
