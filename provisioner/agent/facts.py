@@ -506,6 +506,8 @@ def collect_full_sandbox(root: Path) -> dict:
     found["pci"] = list(machine.get("pci", []))
     found["firmware"] = {**{key: "" for key in FIRMWARE_FIELDS}, **machine.get("firmware", {})}
     found["bmc"] = dict(machine.get("bmc", {}))
-    found["lldp_listened_s"] = 0.0
+    # What machine.json declares stands for what was heard: the lab's switches "answer" by declaration, so a NIC
+    # without a declared neighbour was listened on and heard none.
+    found["lldp_listened_s"] = float(machine.get("lldp_listened_s", 1.0))
     found["notes"] = [str(note) for note in machine.get("notes", [])]
     return found

@@ -178,7 +178,7 @@ def test_a_viewer_cannot_open_the_console(sol_sim, role):
 
     async def scenario():
         comm = communicator(f"/ws/machines/{machine.hostname}/console/", user)
-        connected, code = await comm.connect()
+        connected, code = await comm.connect(timeout=15)
         assert (connected, code) == (False, 4403)
 
     async_to_sync(scenario)()

@@ -483,7 +483,7 @@ def test_sandbox_full_facts_are_what_machine_json_declares(sandbox):
     assert found["cpu"] == {"model": "Lab CPU", "sockets": 2, "cores": 8, "threads": 8, "mhz": 0}
     assert found["firmware"]["bios_version"] == "2.1" and found["firmware"]["board_serial"] == ""
     assert found["bmc"]["address"] == "10.0.0.9" and found["memory_modules"][0]["slot"] == "A1"
-    assert found["lldp_listened_s"] == 0.0 and found["notes"] == []
+    assert found["lldp_listened_s"] == 1.0 and found["notes"] == []
     # Every key of the full facts is there, as on a real machine.
     assert set(found) == {"cpus", "memory_bytes", "disks", "nics", "dmi", "efi", "cpu", "memory_modules", "pci",
                           "firmware", "bmc", "lldp_listened_s", "notes"}  # fmt: skip
