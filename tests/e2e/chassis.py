@@ -7,9 +7,11 @@ does a monitor `system_reset` when the boot order QEMU runs with is still the wa
 (starting QEMU happens in a detached child, after ipmi_sim has its answer);
 "off" is the monitor's `quit`. Every action is appended to events.log with its time, for the test's timeline.
 
-The machine has one or more disks (config "disks": name, image file, serial), each in a slot of its own; config
-"attached" names those plugged in at the next power-on (all when absent), so a test can pull a disk out of a
-RAID 1 pair, the others keeping their slots, as a technician would. QEMU runs under KVM when config "accel" says so.
+The machine has one NIC that network-boots (config "mac") and, with config "extra_macs", more NICs on the same
+network that do not. It has one or more disks (config "disks": name, image file, serial), each in a slot of its
+own; config "attached" names those plugged in at the next power-on (all when absent), so a test can pull a disk
+out of a RAID 1 pair, the others keeping their slots, as a technician would. QEMU runs under KVM when config
+"accel" says so.
 
 Standard library only: ipmi_sim runs it with the test's interpreter but none of its imports.
 """
@@ -82,8 +84,8 @@ def qemu_argv(config: dict, mode: str) -> list[str]:
         "-chardev", f"file,id=ser0,path={config['serial']},append=on", "-serial", "chardev:ser0",
         "-monitor", f"unix:{config['monitor']},server=on,wait=off",
         "-netdev", f"user,id=n0,tftp={config['tftp_root']},bootfile={config['bootfile']}",
-        "-device", f"e1000,netdev=n0,mac={config['mac']},bootindex={nic_index}",
     ]  # fmt: skip
+    argv += _nics(config, nic_index)
     for order, (slot, disk) in enumerate(plugged, start=2 if net_first else 1):
         # One disk per IDE channel (the pc machine has two, q35's AHCI six), the master of each: a disk keeps its
         # channel when another is pulled, and the serial is what the installed OS reports it booted from.
@@ -99,6 +101,21 @@ def qemu_argv(config: dict, mode: str) -> list[str]:
     else:
         # SeaBIOS copies its text console (and the iPXE ROM's DHCP and TFTP messages) to this serial port.
         argv += ["-fw_cfg", f"name=etc/sercon-port,file={config['sercon']}"]
+    return argv
+
+
+def _nics(config: dict, nic_index: int) -> list[str]:
+    """The boot NIC, and the extra NICs of config "extra_macs" beside it on one hub: all of them on the same
+    user-mode network (its DHCP answers each by MAC), the extras with no option ROM, so only the first can
+    network-boot, as a server whose other ports have PXE switched off in its firmware."""
+    boot = f"mac={config['mac']},bootindex={nic_index}"
+    extras = config.get("extra_macs") or []
+    if not extras:
+        return ["-device", f"e1000,netdev=n0,{boot}"]
+    argv = ["-netdev", "hubport,id=uplink,hubid=0,netdev=n0", "-netdev", "hubport,id=p0,hubid=0"]
+    argv += ["-device", f"e1000,netdev=p0,{boot}"]
+    for index, mac in enumerate(extras, start=1):
+        argv += ["-netdev", f"hubport,id=p{index},hubid=0", "-device", f"e1000,netdev=p{index},mac={mac},romfile="]
     return argv
 
 

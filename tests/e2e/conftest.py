@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -38,6 +39,8 @@ IPMI_PASSWORD = "E2e-bmc-pw-5Rt"
 SITE = "e2e"
 # Where the guest finds the host: QEMU's user-mode network maps 10.0.2.2 to the host's 127.0.0.1.
 GUEST_HOST = "10.0.2.2"
+# ... and what the control plane sees as the source of the guest's requests.
+PROVISIONING_NETWORKS = "127.0.0.0/8"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 TOOLS = ("qemu-system-x86_64", "qemu-img", "ipmi_sim", "debootstrap", "syslinux", "mcopy", "mkfs.vfat", "sfdisk")
@@ -46,13 +49,21 @@ TOOLS = ("qemu-system-x86_64", "qemu-img", "ipmi_sim", "debootstrap", "syslinux"
 @dataclass(frozen=True)
 class LabSpec:
     """One VM of the run: its firmware, its disks (names; each a blank 512 MiB disk in a slot of its own) and the
-    inventory it gets (MAC, host name and rack position differ between labs: they share the database)."""
+    inventory it gets (MAC, host name and rack position differ between labs: they share the database).
+
+    A machine not `in_inventory` has no row until a test accepts it from discovery (at `position_u`); its
+    `extra_macs` are NICs on the same network that do not network-boot, and `preloaded` disks come with the
+    e2e installed OS written at their start and a marker in their middle and at their end (the discovery-off
+    boot needs something to boot; the erase check needs something to erase)."""
 
     name: str
     firmware: str
     mac: str
     position_u: int
     disks: tuple[str, ...] = ("a",)
+    extra_macs: tuple[str, ...] = ()
+    in_inventory: bool = True
+    preloaded: bool = False
 
     @property
     def hostname(self) -> str:
@@ -64,7 +75,16 @@ LABS = {
     "uefi": LabSpec("uefi", "uefi", "52:54:00:e2:e0:02", 2),
     "raid1-bios": LabSpec("raid1-bios", "bios", "52:54:00:e2:e0:03", 3, disks=("a", "b")),
     "raid1-uefi": LabSpec("raid1-uefi", "uefi", "52:54:00:e2:e0:04", 4, disks=("a", "b")),
-}
+    # Unknown machines: two disks, two NICs, an installed OS already on their disks, not in inventory.
+    "unknown-discovery": LabSpec(
+        "unknown-discovery", "bios", "52:54:00:e2:e1:01", 5, disks=("a", "b"), extra_macs=("52:54:00:e2:e1:02",),
+        in_inventory=False, preloaded=True,
+    ),
+    "unknown-no-discovery": LabSpec(
+        "unknown-no-discovery", "uefi", "52:54:00:e2:e1:11", 6, disks=("a", "b"), extra_macs=("52:54:00:e2:e1:12",),
+        in_inventory=False, preloaded=True,
+    ),
+}  # fmt: skip
 
 
 def kvm_usable() -> bool:
@@ -85,6 +105,10 @@ ACCEL = os.environ.get("PROVISIONER_E2E_ACCEL") or ("kvm" if kvm_usable() else "
 
 def disk_serial(name: str) -> str:
     return f"E2E-DISK-{name.upper()}"
+
+
+# What a preloaded disk carries in its middle and in its last MiB, so an erase that skips them shows.
+DISK_MARKER = b"provisioner e2e: data that an erase must remove\n" * 64
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -276,9 +300,10 @@ class Machine:
 
     def __init__(
         self, run: Path, firmware: str, tftp_root: Path, mac: str, disks: tuple[str, ...] = ("a",),
-        *, disk_size: str = "512M", memory_mib: int = 1024,
+        *, disk_size: str = "512M", memory_mib: int = 1024, extra_macs: tuple[str, ...] = (),
     ):  # fmt: skip
         self.run = run
+        self.disk_size = disk_size
         self.firmware = firmware
         self.accel = ACCEL
         self.state = run / "bmc"
@@ -294,6 +319,7 @@ class Machine:
             "accel": ACCEL,
             "memory_mib": memory_mib,
             "mac": mac,
+            "extra_macs": list(extra_macs),
             "tftp_root": str(tftp_root),
             "bootfile": "pxelinux.0" if firmware == "bios" else "grubx64.efi",
             "disks": [{"name": n, "file": str(path), "serial": disk_serial(n)} for n, path in self.disks.items()],
@@ -358,6 +384,45 @@ class Machine:
         config["attached"] = list(names) if names else None
         path.write_text(json.dumps(config, indent=2))
 
+    def preload(self, image: Path) -> None:
+        """Write the raw disk `image` at the start of every disk and DISK_MARKER in its middle and at its end (the
+        machine is off: QEMU has no disk open)."""
+        for path in self.disks.values():
+            raw = path.with_suffix(".raw")
+            size = self.disk_bytes()
+            with raw.open("wb") as f:
+                f.truncate(size)
+                with image.open("rb") as src:
+                    shutil.copyfileobj(src, f, 1 << 20)
+                for offset in self.probe_offsets()[1:]:
+                    f.seek(offset)
+                    f.write(DISK_MARKER)
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(path)], check=True)
+            raw.unlink()
+
+    def disk_bytes(self) -> int:
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        return int(self.disk_size[:-1]) * units[self.disk_size[-1].upper()]
+
+    def probe_offsets(self) -> tuple[int, int, int]:
+        """Where a disk's start, middle and end regions (len(DISK_MARKER) bytes each) begin."""
+        size = self.disk_bytes()
+        return 0, size // 2, size - len(DISK_MARKER)
+
+    def read_regions(self, name: str) -> dict[str, bytes]:
+        """The start, middle and end regions of disk `name` as the guest would read them (QEMU must be off)."""
+        with tempfile.TemporaryDirectory(dir=self.run) as tmp:
+            raw = Path(tmp) / "disk.raw"
+            subprocess.run(
+                ["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", str(self.disks[name]), str(raw)], check=True
+            )
+            regions = {}
+            with raw.open("rb") as f:
+                for label, offset in zip(("start", "middle", "end"), self.probe_offsets(), strict=True):
+                    f.seek(offset)
+                    regions[label] = f.read(len(DISK_MARKER))
+        return regions
+
     def bmc(self):
         from provisioner.bmc import BmcTarget, get_driver
 
@@ -414,13 +479,17 @@ def lab(request, database, memory_os, django_db_blocker):
     timeline.mark("image built", f"{image.stat().st_size} bytes compressed, sha256 {sha256[:12]}")
     services = Services(run).start()
     hostname, mac = spec.hostname, spec.mac
-    machine = Machine(run, firmware, tftp_root, mac, spec.disks)
+    machine = Machine(run, firmware, tftp_root, mac, spec.disks, extra_macs=spec.extra_macs)
+    if spec.preloaded:
+        machine.preload(run / "www" / "build" / "disk.img")
     with django_db_blocker.unblock():
         _inventory(spec, services.port, tftp_root, machine.port, images.url(image.name), sha256)
     timeline.mark(
         "dashboard up",
         f"daphne 127.0.0.1:{services.port}, worker for {SITE}, BMC udp {machine.port}, QEMU {ACCEL}, "
-        f"{len(spec.disks)} disk(s)",
+        f"{len(spec.disks)} disk(s), {1 + len(spec.extra_macs)} NIC(s)"
+        + ("" if spec.in_inventory else ", not in inventory")
+        + (", disks preloaded" if spec.preloaded else ""),
     )
     try:
         yield {
@@ -448,11 +517,24 @@ def _inventory(spec: LabSpec, port: int, tftp_root: Path, bmc_port: int, image_u
     from provisioner.memory_os.build import PROFILE
 
     sync_stock_profiles()
+    OSProfile.objects.filter(name=PROFILE).update(image_url=image_url, image_sha256=sha256)
+    # The guest reaches the control plane through QEMU's user-mode network, whose connections to 10.0.2.2 reach
+    # daphne from 127.0.0.1: that is the address every agent request comes from. Discovery starts off; a test
+    # that wants it switches it on.
     site, _ = Site.objects.update_or_create(
         slug=SITE,
-        defaults={"name": "End to end", "tftp_root": str(tftp_root), "base_url": f"http://{GUEST_HOST}:{port}"},
+        defaults={
+            "name": "End to end",
+            "tftp_root": str(tftp_root),
+            "base_url": f"http://{GUEST_HOST}:{port}",
+            "memory_os": OSProfile.objects.get(name=PROFILE),
+            "provisioning_networks": PROVISIONING_NETWORKS,
+            "discovery": False,
+        },
     )
     rack, _ = Rack.objects.get_or_create(site=site, name="vm", defaults={"height_u": 42})
+    if not spec.in_inventory:
+        return
     machine = Machine.objects.create(
         hostname=spec.hostname, rack=rack, position_u=spec.position_u, height_u=1, status=MachineStatus.READY
     )
@@ -460,4 +542,3 @@ def _inventory(spec: LabSpec, port: int, tftp_root: Path, bmc_port: int, image_u
     bmc = BMC(machine=machine, driver="ipmi", address="127.0.0.1", port=bmc_port, username=IPMI_USER)
     bmc.set_password(IPMI_PASSWORD)
     bmc.save()
-    OSProfile.objects.filter(name=PROFILE).update(image_url=image_url, image_sha256=sha256)
