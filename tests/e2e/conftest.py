@@ -52,9 +52,11 @@ class LabSpec:
     inventory it gets (MAC, host name and rack position differ between labs: they share the database).
 
     A machine not `in_inventory` has no row until a test accepts it from discovery (at `position_u`); its
-    `extra_macs` are NICs on the same network that do not network-boot, and `preloaded` disks come with the
-    e2e installed OS written at their start and a marker in their middle and at their end (the discovery-off
-    boot needs something to boot; the erase check needs something to erase)."""
+    `extra_macs` are NICs on the same network that do not network-boot. `preload` fills its disks before the
+    first power-on: "os", the e2e installed OS at their start (the discovery-off boot needs something to boot),
+    "marks", DISK_MARKER at their start; both add DISK_MARKER in their middle and at their end (the erase check
+    needs something to erase). Not the OS on a machine that will be deployed: a second disk holding a root
+    labelled "root" would be found by the installed OS as readily as the deployed one."""
 
     name: str
     firmware: str
@@ -63,7 +65,7 @@ class LabSpec:
     disks: tuple[str, ...] = ("a",)
     extra_macs: tuple[str, ...] = ()
     in_inventory: bool = True
-    preloaded: bool = False
+    preload: str = ""
 
     @property
     def hostname(self) -> str:
@@ -78,11 +80,11 @@ LABS = {
     # Unknown machines: two disks, two NICs, an installed OS already on their disks, not in inventory.
     "unknown-discovery": LabSpec(
         "unknown-discovery", "bios", "52:54:00:e2:e1:01", 5, disks=("a", "b"), extra_macs=("52:54:00:e2:e1:02",),
-        in_inventory=False, preloaded=True,
+        in_inventory=False, preload="marks",
     ),
     "unknown-no-discovery": LabSpec(
         "unknown-no-discovery", "uefi", "52:54:00:e2:e1:11", 6, disks=("a", "b"), extra_macs=("52:54:00:e2:e1:12",),
-        in_inventory=False, preloaded=True,
+        in_inventory=False, preload="os",
     ),
 }  # fmt: skip
 
@@ -384,17 +386,18 @@ class Machine:
         config["attached"] = list(names) if names else None
         path.write_text(json.dumps(config, indent=2))
 
-    def preload(self, image: Path) -> None:
-        """Write the raw disk `image` at the start of every disk and DISK_MARKER in its middle and at its end (the
-        machine is off: QEMU has no disk open)."""
+    def preload(self, image: Path | None) -> None:
+        """Write the raw disk `image` (None: DISK_MARKER) at the start of every disk and DISK_MARKER in its middle
+        and at its end (the machine is off: QEMU has no disk open)."""
         for path in self.disks.values():
             raw = path.with_suffix(".raw")
             size = self.disk_bytes()
             with raw.open("wb") as f:
                 f.truncate(size)
-                with image.open("rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
-                for offset in self.probe_offsets()[1:]:
+                if image is not None:
+                    with image.open("rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 20)
+                for offset in self.probe_offsets()[0 if image is None else 1 :]:
                     f.seek(offset)
                     f.write(DISK_MARKER)
             subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(path)], check=True)
@@ -480,8 +483,8 @@ def lab(request, database, memory_os, django_db_blocker):
     services = Services(run).start()
     hostname, mac = spec.hostname, spec.mac
     machine = Machine(run, firmware, tftp_root, mac, spec.disks, extra_macs=spec.extra_macs)
-    if spec.preloaded:
-        machine.preload(run / "www" / "build" / "disk.img")
+    if spec.preload:
+        machine.preload(run / "www" / "build" / "disk.img" if spec.preload == "os" else None)
     with django_db_blocker.unblock():
         _inventory(spec, services.port, tftp_root, machine.port, images.url(image.name), sha256)
     timeline.mark(
@@ -489,7 +492,7 @@ def lab(request, database, memory_os, django_db_blocker):
         f"daphne 127.0.0.1:{services.port}, worker for {SITE}, BMC udp {machine.port}, QEMU {ACCEL}, "
         f"{len(spec.disks)} disk(s), {1 + len(spec.extra_macs)} NIC(s)"
         + ("" if spec.in_inventory else ", not in inventory")
-        + (", disks preloaded" if spec.preloaded else ""),
+        + (f", disks preloaded ({spec.preload})" if spec.preload else ""),
     )
     try:
         yield {
