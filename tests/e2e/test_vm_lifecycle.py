@@ -1,10 +1,11 @@
 """A machine's life on a virtual machine, from unknown to released: discovery -> accept -> commission -> hardware
 test -> deploy -> release with erase, and an unknown machine at a site without discovery booting its own disk.
 
-The VM is not in inventory: two disks with serials (each carrying the e2e installed OS at its start and a marker in
-its middle and at its end) and two NICs on the test's network, only the first of which network-boots. Its BMC is an
-ipmi_sim like the other labs', given to the machine once it is accepted. Every phase is a timeline mark with its
-time (var/e2e/<lab>/timeline.log); the last mark sums them up.
+The VM is not in inventory: two disks with serials and two NICs on the test's network, only the first of which
+network-boots. Its BMC is an ipmi_sim like the other labs', given to the machine once it is accepted. The disks of
+the one that is discovered carry markers at their start, middle and end, which the release must erase; those of
+the one at a site without discovery carry the e2e installed OS, which it must boot. Every phase is a timeline mark
+with its time (var/e2e/<lab>/timeline.log); the last mark sums them up.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _wait_off(lab: dict, watch: Watch, budget_s: float, what: str) -> float:
 
 
 def _discovered(lab: dict, watch: Watch, macs: set[str]):
-    """The DiscoveredMachine of the VM's boot MAC once its facts name every NIC and both disks."""
+    """The DiscoveredMachine of the VM's boot MAC once its facts name every NIC and every disk."""
     from inventory.models import DiscoveredMachine
 
     deadline = time.monotonic() + DISCOVERY_BUDGET_S
@@ -103,7 +104,8 @@ def _discovered(lab: dict, watch: Watch, macs: set[str]):
             lab["timeline"].mark("discovered", f"id {row.id} from {row.address}, state {row.state}")
         if row is not None:
             facts = row.facts or {}
-            if {nic.get("mac") for nic in facts.get("nics", [])} >= macs and len(facts.get("disks", [])) == 2:
+            found = {nic.get("mac") for nic in facts.get("nics", [])}
+            if found >= macs and len(facts.get("disks", [])) == len(lab["spec"].disks):
                 return row
         if time.monotonic() > deadline:
             pytest.fail(
@@ -114,8 +116,8 @@ def _discovered(lab: dict, watch: Watch, macs: set[str]):
 
 
 def _serials(disks: list[dict]) -> list[str]:
-    # libata reports the ATA serial (space-padded, stripped by the agent) as the disk's VPD unit serial.
-    return sorted(str(d.get("serial", "")).split()[-1] for d in disks if d.get("serial"))
+    # libata reports the ATA serial (space-padded; the agent strips it) as the disk's VPD unit serial.
+    return sorted(str(d.get("serial")) for d in disks)
 
 
 def _operation(lab: dict, watch: Watch, hostname: str, what: str, argv: list[str]):
