@@ -34,6 +34,11 @@ _ADMIN = {**_BASE, "style-src": "'self' 'unsafe-inline'"}
 # A page whose response says ``csp_inline_styles = True`` (the serial console and its replay: xterm.js makes
 # <style> elements at run time) may use inline styles; its scripts are held to 'self' like every page's.
 _INLINE_STYLES = {**_BASE, "style-src": "'self' 'unsafe-inline'"}
+# The SSH session replay (``csp_wasm = True``): asciinema-player's terminal emulator is WebAssembly compiled from
+# bytes inside its own script, which browsers allow only under 'wasm-unsafe-eval'. That keyword lets a script
+# that already runs compile WebAssembly; it does not allow eval() or new Function(), nor scripts from anywhere
+# but 'self'. Inline styles as for xterm.js: the player sizes its terminal through style attributes.
+_WASM = {**_INLINE_STYLES, "script-src": "'self' 'wasm-unsafe-eval'"}
 
 
 def _render(policy: dict[str, str]) -> str:
@@ -43,6 +48,7 @@ def _render(policy: dict[str, str]) -> str:
 POLICY = _render(_BASE)
 ADMIN_POLICY = _render(_ADMIN)
 INLINE_STYLES_POLICY = _render(_INLINE_STYLES)
+WASM_POLICY = _render(_WASM)
 
 
 class ContentSecurityPolicyMiddleware:
@@ -54,7 +60,9 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
             admin = request.path.startswith(self.admin_prefixes)
-            if getattr(response, "csp_inline_styles", False):
+            if getattr(response, "csp_wasm", False):
+                response["Content-Security-Policy"] = WASM_POLICY
+            elif getattr(response, "csp_inline_styles", False):
                 response["Content-Security-Policy"] = INLINE_STYLES_POLICY
             else:
                 response["Content-Security-Policy"] = ADMIN_POLICY if admin else POLICY
