@@ -12,17 +12,17 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from accounts.ws_auth import TokenOrSessionAuth  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from installs.ingest import AgentProgressRoute  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": AgentProgressRoute(django_asgi_app),  # agent progress in commit groups, the rest to Django
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # a browser's session behind the Origin check, or a script's API token (accounts/ws_auth.py)
+        "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
     }
 )
 

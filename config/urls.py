@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("account/", include("accounts.urls")),
     path("", include("access.urls")),
+    path("", include("access.session_urls")),
     # what machines fetch and call: iPXE script, answer files, installer callbacks, the agent's API
     path("", include("installs.urls")),
     path("", include("console.urls")),

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
+from access.session_views import terminal_panel
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
 from console import hardware, lifecycle_actions
@@ -389,6 +390,7 @@ def machine_detail(request, hostname: str):
             "can_act": can_act,
             "is_admin": has_role(request.user, Role.ADMIN),
             "console": machine_panel(machine, bmc, request.user),
+            "terminal": terminal_panel(machine, request.user),
             # Only what the machine's driver declares, and deploy only where the lifecycle allows it (the
             # lifecycle panel offers the other operations); the rest would be refused anyway.
             "actions": {
