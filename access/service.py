@@ -160,6 +160,19 @@ def _route(
     return hops, target
 
 
+def session_route(machine: Machine) -> tuple[list[transport.Endpoint], transport.Endpoint]:
+    """The jump hosts and the machine (its pinned host key required) for an interactive session; the target's
+    credentials are the site login's until the session replaces them with its certificate. Raises AccessError."""
+    hops, target = _route(machine, expected_ip=None, accept_new_host_key=False)
+    if not target.pinned_host_keys:
+        raise errors.TargetHostKeyUnknown(
+            f"No host key is pinned for {machine.hostname}; an install's verification records it, or pin one "
+            "(admin: machine host keys).",
+            host=target.label,
+        )
+    return hops, target
+
+
 def pin_host_key(machine: Machine, host_key: str, *, source: str, actor: Actor) -> MachineHostKey:
     """Pin ``host_key`` (known_hosts text) for the machine, replacing any earlier pin; audited."""
     new = keys.parse_host_keys(host_key)

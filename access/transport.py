@@ -33,6 +33,7 @@ class Endpoint:
     private_key: str = field(repr=False)
     pinned_host_keys: tuple = ()  # asyncssh.SSHKey; empty with accept_new_host_key only
     accept_new_host_key: bool = False
+    certificate: str = ""  # an OpenSSH user certificate for private_key: log in with it instead of the bare key
 
 
 @dataclass
@@ -106,7 +107,10 @@ async def _connect(endpoint: Endpoint, *, tunnel, connect_timeout: float, is_bas
         )
     try:
         client_key = keys.parse_private_key(endpoint.private_key)
-    except keys.BadKey as exc:
+        client_keys = (
+            [(client_key, asyncssh.import_certificate(endpoint.certificate))] if endpoint.certificate else [client_key]
+        )
+    except (keys.BadKey, asyncssh.KeyImportError) as exc:
         raise errors.AccessNotConfigured(f"The stored key for {endpoint.label} is unusable: {exc}") from None
     try:
         conn = await asyncssh.connect(
@@ -114,7 +118,7 @@ async def _connect(endpoint: Endpoint, *, tunnel, connect_timeout: float, is_bas
             endpoint.port,
             tunnel=tunnel or (),
             username=endpoint.username,
-            client_keys=[client_key],
+            client_keys=client_keys,
             client_factory=lambda: client,
             # With the accept-new policy nothing is pinned, so every offer reaches the client callback.
             known_hosts=([] if endpoint.accept_new_host_key else pins, [], []),
@@ -141,8 +145,9 @@ async def _connect(endpoint: Endpoint, *, tunnel, connect_timeout: float, is_bas
             host=endpoint.label,
         ) from None
     except asyncssh.PermissionDenied:
+        what = "the session certificate" if endpoint.certificate else "the key"
         raise auth_failed(
-            f"{endpoint.label} refused the key of user {endpoint.username!r} (publickey authentication failed).",
+            f"{endpoint.label} refused {what} of user {endpoint.username!r} (publickey authentication failed).",
             host=endpoint.label,
         ) from None
     except asyncssh.ChannelOpenError as exc:

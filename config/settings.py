@@ -299,6 +299,20 @@ SSH_COMMAND_TIMEOUT_S = env.float("SSH_COMMAND_TIMEOUT_S", default=60.0)
 SSH_MAX_OUTPUT_BYTES = env.int("SSH_MAX_OUTPUT_BYTES", default=64 * 1024)
 # The SSH verification of an installed machine through the site's jump host, all checks included.
 SSH_VERIFY_TIMEOUT_S = env.int("SSH_VERIFY_TIMEOUT_S", default=120)
+# --- Interactive SSH sessions (access/terminal.py): recorded, through the jump hosts ----------------------
+# Where recordings (asciicast v2 files, one per session) live.
+SSH_RECORDING_DIR = Path(env.str("SSH_RECORDING_DIR", default=str(VAR_DIR / "ssh-sessions")))
+# A recording stops growing here (a `cat` of a huge log must not fill the disk); the session goes on.
+SSH_RECORDING_MAX_BYTES = env.int("SSH_RECORDING_MAX_BYTES", default=50 * 1024 * 1024)
+# Ended sessions and their recordings are deleted this many days after they ended; 0 keeps them forever.
+SSH_RECORDING_RETENTION_DAYS = env.int("SSH_RECORDING_RETENTION_DAYS", default=180)
+# The searchable text of a session (escapes stripped) is kept up to this size.
+SSH_TRANSCRIPT_MAX_CHARS = env.int("SSH_TRANSCRIPT_MAX_CHARS", default=1024 * 1024)
+# A running session writes its counters, transcript and heartbeat this often: what a crash loses, and how
+# soon oversight pages see the text. A session silent for three of these has no process left.
+SSH_SESSION_FLUSH_S = env.float("SSH_SESSION_FLUSH_S", default=10.0)
+# The retention sweep (and the settling of sessions whose process died) runs this often.
+SSH_SESSION_SWEEP_INTERVAL_S = env.int("SSH_SESSION_SWEEP_INTERVAL_S", default=3600)
 # How often the sweeper looks for passed deadlines, lost workers and lost jobs.
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=15)
 # /healthz calls a periodic job overdue when its last run ended more than two periods plus this ago:
