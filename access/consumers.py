@@ -3,7 +3,9 @@ an admin's read-only view of one that is open.
 
 ``ws/machines/<hostname>/terminal/`` opens a session (technicians; the site's policy decides, through
 access.terminal.open_session). The session starts when the browser says its size: ``?cols=&rows=&reason=`` on
-the URL, or a first text frame ``{"type": "open", "cols", "rows", "reason"}``. Then:
+the URL, or a first text frame ``{"type": "open", "cols", "rows", "reason"}`` (and ``principal``, one of the
+logins the site's policy allows; blank for its default). ``session`` instead of a reason attaches to the
+session a script opened through the API (access/rest.py): once, by the person who opened it. Then:
 
 * server to browser: binary frames are the shell's output; text frames are JSON: ``{"type": "session", "id",
   "replay"}`` once the row exists, ``{"type": "ready"}`` when the shell runs, ``{"type": "error", "message"}``
@@ -33,6 +35,7 @@ from django.core.exceptions import PermissionDenied
 from accounts.roles import Role, has_role
 from audit.context import source_ip
 from audit.service import Actor, record
+from core import queues
 from inventory.models import Machine
 
 from . import terminal
@@ -52,12 +55,10 @@ CLOSE_REFUSED = 4409
 INPUT_FRAME_MAX = 4096
 CONTROL_FRAME_MAX = 512
 REASON_MAX = 500
+# How long the claim on an API-opened session lasts: longer than any session (the certificate's end).
+ATTACH_CLAIM_S = 7 * 24 * 3600
 # A terminal larger than this is a mistake (or an attack on the PTY's buffers), not a screen.
 COLS_MAX, ROWS_MAX = 1000, 500
-
-
-def group_name(session_id: int) -> str:
-    return f"ssh-session-{session_id}"
 
 
 def _size(cols, rows) -> tuple[int, int] | None:
@@ -91,7 +92,7 @@ class _SessionSocket(AsyncWebsocketConsumer):
         return user is not None and await database_sync_to_async(has_role)(user, role)
 
     async def _join(self, session_id: int) -> None:
-        self.group = group_name(session_id)
+        self.group = terminal.group_name(session_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def _leave(self) -> None:
@@ -142,12 +143,18 @@ class TerminalConsumer(_SessionSocket):
         if not isinstance(reason, str) or len(reason) > REASON_MAX or "\x00" in reason:
             await self._fail(f"reason: at most {REASON_MAX} characters of text", CLOSE_BAD_REQUEST)
             return
-        user = self.scope["user"]
+        principal = request.get("principal", "")
+        if not isinstance(principal, str) or len(principal) > 32:
+            await self._fail("principal: a login name of at most 32 characters", CLOSE_BAD_REQUEST)
+            return
         client = "api" if self.scope.get("auth_token") else "browser"
         try:
-            session = await database_sync_to_async(terminal.open_session)(
-                user, self.machine, reason=reason.strip(), client=client
-            )
+            if request.get("session"):
+                session = await database_sync_to_async(_attach)(request["session"], self.scope["user"], self.machine)
+            else:
+                session = await database_sync_to_async(terminal.open_session)(
+                    self.scope["user"], self.machine, reason=reason.strip(), client=client, principal=principal
+                )
         except PermissionDenied as exc:
             await self._fail(str(exc) or "You may not open a session on this machine.", CLOSE_FORBIDDEN)
             return
@@ -280,6 +287,20 @@ class WatchConsumer(_SessionSocket):
 
     async def session_end(self, event):
         """Meant for the process holding the session."""
+
+
+def _attach(session_id, user, machine: Machine) -> ShellSession:
+    """The session a script opened through the API (access/rest.py), for its first and only connection."""
+    pk = int(session_id) if str(session_id).isdigit() else 0
+    session = ShellSession.objects.filter(pk=pk, machine=machine).first()
+    if session is None or session.opened_by_id != user.pk:
+        raise PermissionDenied(f"Session {session_id} on {machine.hostname} is not one you opened.")
+    if not session.active:
+        raise terminal.SessionRefused(f"Session {pk} has ended ({session.get_end_reason_display()}).")
+    # One connection per session, across every web process: the first to claim it holds it.
+    if not queues.connection().set(f"provisioner:ssh-session-attached:{pk}", 1, nx=True, ex=ATTACH_CLAIM_S):
+        raise terminal.SessionRefused(f"Session {pk} is already connected.")
+    return session
 
 
 def _audit_watch(session: ShellSession, user) -> None:

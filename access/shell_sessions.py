@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from accounts.roles import Role, has_role, role_of
-from serialconsole.recording import read_cast
+from core.asciicast import read_cast
 
 from .models import ShellSession
 
@@ -54,7 +54,10 @@ class SessionFilters:
 
         state = value("state")
         return cls(
-            q=value("q"), user=value("user"), machine=value("machine").lower(), state=state if state in ("open", "ended") else ""
+            q=value("q"),
+            user=value("user"),
+            machine=value("machine").lower(),
+            state=state if state in ("open", "ended") else "",
         )
 
     def apply(self, sessions: QuerySet[ShellSession]) -> QuerySet[ShellSession]:

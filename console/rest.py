@@ -28,6 +28,7 @@ from ninja.errors import HttpError
 from ninja.security import APIKeyHeader, SessionAuth
 from pydantic import StrictBool, StrictInt
 
+from access.rest import router as ssh_router
 from accounts.api_tokens import user_for_key
 from accounts.roles import Role, has_role
 from audit.service import Actor
@@ -1074,4 +1075,5 @@ def get_credential_test(request, check_id: Path[DbId]):
 api.add_router("", serial_router)
 api.add_router("", lifecycle_router)
 api.add_router("", discovery_router)
+api.add_router("", ssh_router)
 edge.refuse_undeclared_query(api)
