@@ -9,16 +9,14 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from audit.models import AuditEntry
-from config.asgi import application
 from serialconsole import hub
 from serialconsole.models import ConsoleSession, EndReason
 from serialconsole.recording import read_cast
 from tests.conftest import make_bmc, make_machine
 from tests.integration.ui.conftest import user_with_role
+from tests.websockets import communicator, connect, session_cookie
 
 from .conftest import IPMI_USER
 
@@ -31,58 +29,6 @@ def console_settings(settings, tmp_path):
     settings.CONSOLE_DIR = tmp_path / "console"
     yield
     hub._hubs.clear()
-
-
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
-
-
-def communicator(path: str, cookie: str | None = None) -> WebsocketCommunicator:
-    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
-    if cookie is not None:
-        headers.append((b"cookie", f"sessionid={cookie}".encode()))
-    return WebsocketCommunicator(application, path, headers=headers)
-
-
-class Socket:
-    """One browser's socket: bytes and JSON notices kept apart, read until what a test waits for."""
-
-    def __init__(self, comm: WebsocketCommunicator):
-        self.comm = comm
-        self.output = b""
-        self.notices: list[dict] = []
-
-    async def pump(self, timeout: float = 5) -> None:
-        message = await self.comm.receive_output(timeout)
-        if message["type"] == "websocket.close":
-            self.notices.append({"type": "closed", "code": message.get("code")})
-        elif message.get("bytes") is not None:
-            self.output += message["bytes"]
-        else:
-            self.notices.append(json.loads(message["text"]))
-
-    async def until_output(self, needle: bytes, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while needle not in self.output:
-                await self.pump(timeout)
-
-    async def until_notice(self, **fields) -> dict:
-        async with asyncio.timeout(10):
-            while True:
-                for notice in self.notices:
-                    if all(notice.get(k) == v for k, v in fields.items()):
-                        self.notices.remove(notice)
-                        return notice
-                await self.pump()
-
-
-async def connect(path: str, cookie: str) -> Socket:
-    comm = communicator(path, cookie)
-    connected, code = await comm.connect(timeout=15)
-    assert connected, code
-    return Socket(comm)
 
 
 def ipmi_machine(sim):
