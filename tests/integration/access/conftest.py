@@ -96,3 +96,50 @@ def site(db, lab):
     add_login(site, lab)
     site.test_rack = make_rack(site, name="ra")
     return site
+
+
+@dataclass
+class ShellLab:
+    """A target that grants shells and trusts whatever CA keys a test writes to ``trust_file``; it authorizes
+    no key at all, so only a certificate logs in."""
+
+    server: sshd.Sshd
+    trust_file: object
+
+    def trust(self, lines: list[str]) -> None:
+        self.trust_file.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def shell_lab(lab, tmp_path_factory):
+    servers = tmp_path_factory.mktemp("sshd-shell")
+    trust_file = servers / "user_ca.pub"
+    trust_file.write_text("")
+    server = sshd.start(
+        servers, "shell", authorized_keys=[], forwarding=False, trusted_user_ca_keys=trust_file, tty=True
+    )
+    yield ShellLab(server, trust_file)
+    server.stop()
+
+
+@pytest.fixture
+def shell_site(db, lab, shell_lab):
+    """A site whose machines are the shell target, reached through the bastion; its CA is trusted there."""
+    from access.models import SiteCA
+
+    site = make_site(domain="dc.example.test")
+    add_jump_host(site, lab)
+    add_login(site, lab, port=shell_lab.server.port)
+    site.test_rack = make_rack(site, name="rs")
+    shell_lab.trust(SiteCA.for_site(site).trusted_keys())
+    return site
+
+
+def add_shell_target(site, shell_lab, **kw):
+    from access.models import MachineHostKey
+
+    kw.setdefault("position_u", site.test_rack.machines.count() + 1)
+    machine = make_machine(site.test_rack, **kw)
+    machine.nics.update(ip="127.0.0.1", prefix_len=8)
+    MachineHostKey.objects.create(machine=machine, host_key=shell_lab.server.host_key_pub)
+    return machine

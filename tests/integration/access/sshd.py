@@ -55,7 +55,17 @@ def available() -> str | None:
     return None
 
 
-def start(directory: Path, name: str, *, authorized_keys: list[str], forwarding: bool) -> Sshd:
+def start(
+    directory: Path,
+    name: str,
+    *,
+    authorized_keys: list[str],
+    forwarding: bool,
+    trusted_user_ca_keys: Path | None = None,
+    tty: bool = False,
+) -> Sshd:
+    """An sshd for the tests. ``trusted_user_ca_keys``: the file of CA keys whose user certificates it accepts
+    (sshd reads it at every login, so a test may rewrite it); ``tty``: whether it grants PTYs (shells)."""
     directory.mkdir(parents=True, exist_ok=True)
     _, host_pub = keygen(directory / f"{name}_host_key")
     authorized = directory / f"{name}_authorized_keys"
@@ -81,7 +91,8 @@ def start(directory: Path, name: str, *, authorized_keys: list[str], forwarding:
                 f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
                 "AllowAgentForwarding no",
                 "X11Forwarding no",
-                "PermitTTY no",
+                f"PermitTTY {'yes' if tty else 'no'}",
+                *([f"TrustedUserCAKeys {trusted_user_ca_keys}"] if trusted_user_ca_keys else []),
                 "PrintMotd no",
                 "LogLevel VERBOSE",
                 "",
