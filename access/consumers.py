@@ -110,6 +110,7 @@ class _SessionSocket(AsyncWebsocketConsumer):
 
 class TerminalConsumer(_SessionSocket):
     term: terminal.Terminal | None = None
+    query: dict = {}  # the handshake's ?cols=&rows=&reason=&session=, set in connect
     session_id: int | None = None
     opening = False
     gone = False  # the browser left (perhaps while the shell was still being opened)
@@ -127,14 +128,15 @@ class TerminalConsumer(_SessionSocket):
         client = self.scope.get("client")
         source_ip.set(client[0] if client else None)
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        if "cols" in query or "rows" in query:
-            first = {k: v[-1] for k, v in query.items()}
-            await self._open(first)
+        self.query = {k: v[-1] for k, v in query.items() if k in ("cols", "rows", "reason", "principal", "session")}
+        if "cols" in self.query or "rows" in self.query:
+            await self._open({})
 
-    async def _open(self, request: dict) -> None:
+    async def _open(self, frame: dict) -> None:
         if self.opening:
             return
         self.opening = True
+        request = {**self.query, **frame}
         size = _size(request.get("cols"), request.get("rows"))
         if size is None:
             await self._fail(f"cols and rows must be whole numbers, at most {COLS_MAX}×{ROWS_MAX}", CLOSE_BAD_REQUEST)
