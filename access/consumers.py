@@ -55,10 +55,9 @@ CLOSE_REFUSED = 4409
 INPUT_FRAME_MAX = 4096
 CONTROL_FRAME_MAX = 512
 REASON_MAX = 500
+_LARGEST = f"{terminal.MAX_COLS}×{terminal.MAX_ROWS}"  # the runtime's bound on a terminal's size
 # How long the claim on an API-opened session lasts: longer than any session (the certificate's end).
 ATTACH_CLAIM_S = 7 * 24 * 3600
-# A terminal larger than this is a mistake (or an attack on the PTY's buffers), not a screen.
-COLS_MAX, ROWS_MAX = 1000, 500
 
 
 def _size(cols, rows) -> tuple[int, int] | None:
@@ -67,7 +66,7 @@ def _size(cols, rows) -> tuple[int, int] | None:
         cols, rows = int(cols), int(rows)
     except (TypeError, ValueError):
         return None
-    if isinstance(cols, bool) or not (1 <= cols <= COLS_MAX and 1 <= rows <= ROWS_MAX):
+    if isinstance(cols, bool) or not (1 <= cols <= terminal.MAX_COLS and 1 <= rows <= terminal.MAX_ROWS):
         return None
     return cols, rows
 
@@ -139,7 +138,7 @@ class TerminalConsumer(_SessionSocket):
         request = {**self.query, **frame}
         size = _size(request.get("cols"), request.get("rows"))
         if size is None:
-            await self._fail(f"cols and rows must be whole numbers, at most {COLS_MAX}×{ROWS_MAX}", CLOSE_BAD_REQUEST)
+            await self._fail(f"cols and rows must be whole numbers, at most {_LARGEST}", CLOSE_BAD_REQUEST)
             return
         reason = request.get("reason", "")
         if not isinstance(reason, str) or len(reason) > REASON_MAX or "\x00" in reason:
@@ -207,7 +206,7 @@ class TerminalConsumer(_SessionSocket):
         elif kind == "resize" and self.term is not None:
             size = _size(message.get("cols"), message.get("rows"))
             if size is None:
-                await self._json(type="refused", message=f"resize: at most {COLS_MAX}×{ROWS_MAX}")
+                await self._json(type="refused", message=f"resize: at most {_LARGEST}")
             else:
                 await self.term.resize(*size)
         elif kind == "close" and self.term is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
+from core.recordings import cast_download
 from inventory.models import Machine, MachineStatus
 
 from . import terminal
@@ -106,14 +107,7 @@ def session_detail(request, session_id: int):
 
 def cast_response(session: ShellSession) -> FileResponse:
     """The session's recording as a download (the page's player and the API fetch it the same way)."""
-    if not session.cast_path.exists():
-        raise Http404("This session has no recording.")
-    return FileResponse(
-        open(session.cast_path, "rb"),  # noqa: SIM115 - FileResponse closes it
-        as_attachment=True,
-        filename=f"{session.hostname}-ssh-{session.pk}.cast",
-        content_type="application/x-asciicast",
-    )
+    return cast_download(session.cast_path, f"{session.hostname}-ssh-{session.pk}.cast")
 
 
 @require_GET

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from ninja import Path, Router, Schema
 from ninja.errors import HttpError
 
 from accounts.roles import Role, has_role
 from core.edge import DbId, Text
+from core.recordings import cast_download
 from inventory.models import Machine
 from serialconsole.models import ConsoleSession
 
@@ -80,9 +80,4 @@ def console_session_cast(request, session_id: Path[DbId]):
     session = get_object_or_404(ConsoleSession, pk=session_id)
     if not session.cast_path.exists():
         raise HttpError(404, f"Console session {session.pk} has no recording (it never connected).")
-    return FileResponse(
-        open(session.cast_path, "rb"),  # noqa: SIM115 - FileResponse closes it
-        as_attachment=True,
-        filename=f"{session.hostname}-console-{session.pk}.cast",
-        content_type="application/x-asciicast",
-    )
+    return cast_download(session.cast_path, f"{session.hostname}-console-{session.pk}.cast")

@@ -6,11 +6,11 @@ at login prompts.
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from accounts.roles import Role, has_role, require_role
+from core import recordings
 from inventory.models import BMC, Machine
 from provisioner.bmc import Capability, registry
 from serialconsole.models import ConsoleSession
@@ -76,11 +76,4 @@ def replay_page(request, session_id: int):
 @require_role(Role.TECHNICIAN)
 def cast_download(request, session_id: int):
     session = get_object_or_404(ConsoleSession, pk=session_id)
-    if not session.cast_path.exists():
-        raise Http404("This session has no recording.")
-    return FileResponse(
-        open(session.cast_path, "rb"),  # noqa: SIM115 - FileResponse closes it
-        as_attachment=True,
-        filename=f"{session.hostname}-console-{session.pk}.cast",
-        content_type="application/x-asciicast",
-    )
+    return recordings.cast_download(session.cast_path, f"{session.hostname}-console-{session.pk}.cast")
