@@ -218,8 +218,11 @@ def build_plan(
     if bmc is not None and workflow is not None:
         problems.extend(_capability_problems(machine, workflow))
     writes_image = workflow is None or workflow.purpose == "deploy"
-    if for_install and writes_image and profile.method == InstallMethod.IMAGE and not (
-        profile.image_url and profile.image_sha256
+    if (
+        for_install
+        and writes_image
+        and profile.method == InstallMethod.IMAGE
+        and not (profile.image_url and profile.image_sha256)
     ):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:
