@@ -130,3 +130,14 @@ def test_the_policy_refuses_viewers_lower_roles_and_protected_machines_without_a
 def service_open(user, machine, **kw):
     kw.setdefault("reason", "")
     return open_session(user, machine, client="cli", **kw)
+
+
+def test_the_admin_shows_the_ca_public_keys_never_the_private_one(admin_client, shell_site):
+    authority = SiteCA.for_site(shell_site)
+    private = authority.get_private_key()
+    page = admin_client.get(f"/admin/access/siteca/{authority.pk}/change/").content.decode()
+    assert authority.public_key.split()[1] in page
+    assert private.strip().splitlines()[1] not in page and authority.private_key_ciphertext not in page
+    assert admin_client.get("/admin/access/siteca/add/").status_code == 403
+    policy = SessionPolicy.for_site(shell_site)
+    assert admin_client.get(f"/admin/access/sessionpolicy/{policy.pk}/change/").status_code == 200
