@@ -16,6 +16,8 @@ _SEQUENCE = re.compile(
     r"|\x1b[()*+][0-9A-Za-z]"  # character set selection
     r"|\x1b[ -/]*[0-~]"  # any other two-character escape
 )
+# The start of a sequence that the next chunk may finish.
+_UNFINISHED = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[PX^_][^\x1b]*\x1b?|[()*+]|[ -/]*)")
 _CONTROLS = re.compile(r"[\x00-\x07\x0b-\x1f\x7f]")
 # An escape this long without its end is not one: show it rather than hold text back for ever.
 _MAX_PENDING = 512
@@ -35,16 +37,21 @@ class Transcript:
             return
         text = self._pending + self._decoder.decode(data)
         self._pending = ""
-        last = text.rfind("\x1b")
-        if last != -1 and len(text) - last < _MAX_PENDING and not _SEQUENCE.match(text, last):
-            text, self._pending = text[:last], text[last:]
+        start = text.find("\x1b", max(0, len(text) - _MAX_PENDING))
+        while start != -1:
+            if _UNFINISHED.fullmatch(text, start):
+                text, self._pending = text[:start], text[start:]
+                break
+            start = text.find("\x1b", start + 1)
         self._append(plain(text))
 
     def _append(self, text: str) -> None:
         while "\b" in text:
             index = text.index("\b")
             if index == 0:
-                if self.parts and self.parts[-1] and not self.parts[-1].endswith("\n"):
+                while self.parts and not self.parts[-1]:
+                    self.parts.pop()
+                if self.parts and not self.parts[-1].endswith("\n"):
                     self.parts[-1] = self.parts[-1][:-1]
                     self.size -= 1
                 text = text[1:]
@@ -53,7 +60,8 @@ class Transcript:
         room = self.max_chars - self.size
         if len(text) >= room:
             text, self.full = text[:room], True
-        self.parts.append(text)
+        if text:
+            self.parts.append(text)
         self.size += len(text)
 
     def text(self) -> str:

@@ -8,6 +8,7 @@ length, and it permits a PTY and nothing else that outlives the session (no agen
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -105,18 +106,22 @@ def _fingerprint(line: str) -> str:
     return keys.describe(keys.parse_host_keys(line)) if line.strip() else ""
 
 
-def trust_command(trusted: list[str]) -> str:
+def trust_command(
+    trusted: list[str], *, trust_file: str = TRUST_FILE, drop_in: str = SSHD_DROP_IN, reload: bool = True
+) -> str:
     """A shell command that writes the trust file and the sshd drop-in (atomically, 0644) on a machine.
     sshd reads TrustedUserCAKeys at every login, so a new key works at once; a new drop-in needs a reload."""
     lines = " ".join(shlex.quote(line) for line in trusted)
+    directive = shlex.quote(f"TrustedUserCAKeys {trust_file}")
     return (
         'set -e; S=""; [ "$(id -u)" = 0 ] || S="sudo -n"; umask 022; '
-        f"$S mkdir -p /etc/ssh/sshd_config.d; "
-        f"printf '%s\\n' {lines} | $S tee {TRUST_FILE}.new >/dev/null; $S mv {TRUST_FILE}.new {TRUST_FILE}; "
-        f"if ! grep -qsx {shlex.quote(SSHD_DROP_IN_TEXT.strip())} {SSHD_DROP_IN}; then "
-        f"printf '%s\\n' {shlex.quote(SSHD_DROP_IN_TEXT.strip())} | $S tee {SSHD_DROP_IN} >/dev/null; "
-        "$S systemctl reload ssh 2>/dev/null || $S systemctl reload sshd 2>/dev/null || true; fi; "
-        "echo trusted: $(wc -l < " + TRUST_FILE + ") key(s)"
+        f"$S mkdir -p {shlex.quote(os.path.dirname(drop_in))}; "
+        f"printf '%s\\n' {lines} | $S tee {trust_file}.new >/dev/null; $S mv {trust_file}.new {trust_file}; "
+        f"if ! grep -qsx {directive} {drop_in}; then "
+        f"printf '%s\\n' {directive} | $S tee {drop_in} >/dev/null; "
+        + ("$S systemctl reload ssh 2>/dev/null || $S systemctl reload sshd 2>/dev/null || true; " if reload else "")
+        + "fi; "
+        f'echo "trusted: $(wc -l < {trust_file}) key(s)"'
     )
 
 

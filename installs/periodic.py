@@ -95,6 +95,12 @@ SCHEDULE: tuple[Periodic, ...] = (
         "PXE_RECONCILE_INTERVAL_S",
         "brings every site's TFTP root in line with its discovery setting and inventory, from its own worker",
     ),
+    Periodic(
+        "ssh_sessions",
+        "access.retention.sweep",
+        "SSH_SESSION_SWEEP_INTERVAL_S",
+        "ends SSH sessions whose process died, deletes sessions and recordings past their retention",
+    ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}
 

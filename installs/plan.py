@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
+from access.models import SiteCA
 from access.service import login_public_key
 from inventory.models import BMC, InstallMethod, Machine, OSProfile, Site
 
@@ -40,6 +41,9 @@ class SitePlan:
     slug: str
     tftp_root: str
     base_url: str
+    # The site's SSH user CA keys (current first, then the previous one during a rotation), for the
+    # machine's TrustedUserCAKeys; empty in plans stored before sessions had certificates.
+    ssh_ca_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": PLAN_VERSION,
-            "site": dataclasses.asdict(self.site),
+            "site": {**dataclasses.asdict(self.site), "ssh_ca_keys": list(self.site.ssh_ca_keys)},
             "machine": {**dataclasses.asdict(self.machine), "dns": list(self.machine.dns)},
             "bmc": dataclasses.asdict(self.bmc),
             "profile": {**dataclasses.asdict(self.profile), "ssh_keys": list(self.profile.ssh_keys)},
@@ -119,7 +123,7 @@ class Plan:
             machine, profile = data["machine"], data["profile"]
             flow = data.get("workflow")
             return cls(
-                site=SitePlan(**data["site"]),
+                site=SitePlan(**{**data["site"], "ssh_ca_keys": tuple(data["site"].get("ssh_ca_keys") or ())}),
                 machine=MachinePlan(**{**machine, "dns": tuple(machine["dns"])}),
                 bmc=BmcPlan(**data["bmc"]),
                 profile=ProfilePlan(**{**profile, "ssh_keys": tuple(profile["ssh_keys"])}),
@@ -218,8 +222,11 @@ def build_plan(
     if bmc is not None and workflow is not None:
         problems.extend(_capability_problems(machine, workflow))
     writes_image = workflow is None or workflow.purpose == "deploy"
-    if for_install and writes_image and profile.method == InstallMethod.IMAGE and not (
-        profile.image_url and profile.image_sha256
+    if (
+        for_install
+        and writes_image
+        and profile.method == InstallMethod.IMAGE
+        and not (profile.image_url and profile.image_sha256)
     ):
         problems.append(f"Profile {profile.name} has no image URL and SHA-256 to write.")
     if problems:
@@ -227,7 +234,9 @@ def build_plan(
     site = machine.rack.site
     short, _, fqdn_domain = machine.hostname.partition(".")
     return Plan(
-        site=SitePlan(slug=site.slug, tftp_root=site.tftp_root, base_url=site.base_url),
+        site=SitePlan(
+            slug=site.slug, tftp_root=site.tftp_root, base_url=site.base_url, ssh_ca_keys=_ca_keys(site, for_install)
+        ),
         machine=MachinePlan(
             hostname=machine.hostname,
             short=short,
@@ -306,6 +315,13 @@ def _ssh_keys(profile: OSProfile, site: Site) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _ca_keys(site: Site, for_install: bool) -> tuple[str, ...]:
+    """The CA keys the installed machine trusts for session certificates. An install makes the site's CA
+    when it has none yet (every machine installed from now on trusts it); a preview only shows what exists."""
+    authority = SiteCA.for_site(site) if for_install else SiteCA.objects.filter(site=site).first()
+    return tuple(authority.trusted_keys()) if authority else ()
+
+
 @dataclass(frozen=True)
 class PlannedStep:
     kind: str  # a key of installs/stepkinds.py KINDS
@@ -326,7 +342,7 @@ def plan_steps(plan: Plan) -> list[PlannedStep]:
     flow = plan.flow
     for index, stage, task in flow.tasks():
         kind = task.kind
-        if kind.name == "ssh_keys" and not plan.profile.ssh_keys:
+        if kind.name == "ssh_keys" and not plan.profile.ssh_keys and not plan.site.ssh_ca_keys:
             continue  # no keys to install: nothing for the agent to do
         params = dict(task.params)
         if kind.category == Category.AGENT:
@@ -384,7 +400,7 @@ def agent_defaults(plan: Plan, flow: wf.Workflow, task: str) -> dict:
     if task == "set_hostname":
         return {"hostname": machine.fqdn}
     if task == "ssh_keys":
-        return {"user": "root", "keys": list(profile.ssh_keys)}
+        return {"user": "root", "keys": list(profile.ssh_keys), "ca_keys": list(plan.site.ssh_ca_keys)}
     if task == "commission":
         return {"lldp_s": 30}
     if task == "create_bmc_user":

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.db import connection
 
-from access.models import JumpHost, SiteLogin
+from access.models import JumpHost, SiteCA, SiteLogin
 from audit.models import AuditEntry
 from inventory import crypto
 from inventory.models import BMC, Pdu, Site
@@ -66,12 +66,16 @@ def secrets(transactional_db, settings, tmp_path):
     login = SiteLogin(site=site)
     login.set_private_key(private)
     login.save()
+    ca = SiteCA.for_site(site)
     pdu = make_pdu(site, community="pdu-community-1")
     pdu_v3 = make_pdu(site, community="", snmp_version="v3", v3_user="ops")
     pdu_v3.set_auth_key("pdu-auth-key-1")
     pdu_v3.set_priv_key("pdu-priv-key-1")
     pdu_v3.save()
-    return {"bmc": bmc, "hop": hop, "login": login, "private": private, "pdu": pdu, "pdu_v3": pdu_v3, "site": site}
+    return {
+        "bmc": bmc, "hop": hop, "login": login, "private": private, "pdu": pdu, "pdu_v3": pdu_v3, "site": site,
+        "ca": (ca.pk, ca.get_private_key()),
+    }  # fmt: skip
 
 
 def everything_decrypts(secrets) -> None:
@@ -79,6 +83,7 @@ def everything_decrypts(secrets) -> None:
     assert Site.objects.get(pk=secrets["site"].pk).get_bmc_password() == "site-bmc-secret"
     assert JumpHost.objects.get(pk=secrets["hop"].pk).get_private_key() == secrets["private"]
     assert SiteLogin.objects.get(pk=secrets["login"].pk).get_private_key() == secrets["private"]
+    assert SiteCA.objects.get(pk=secrets["ca"][0]).get_private_key() == secrets["ca"][1]
     assert Pdu.objects.get(pk=secrets["pdu"].pk).get_community() == "pdu-community-1"
     pdu_v3 = Pdu.objects.get(pk=secrets["pdu_v3"].pk)
     assert (pdu_v3.get_auth_key(), pdu_v3.get_priv_key()) == ("pdu-auth-key-1", "pdu-priv-key-1")
@@ -88,7 +93,7 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     # 1. New key first, old key still listed, on every host; 2. rotate.
     rotated = manage("rotate_field_keys", keys=[NEW, OLD])
     assert rotated.returncode == 0, rotated.stderr
-    assert "Re-encrypted 7 stored secret(s)" in rotated.stdout
+    assert "Re-encrypted 8 stored secret(s)" in rotated.stdout
     assert "1 access.jumphost.private_key_ciphertext" in rotated.stdout
     # 3. The old key dropped: each secret decrypts under the new key alone.
     settings.PROVISIONER_FIELD_KEYS = [NEW]
@@ -96,14 +101,15 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     assert Fernet(NEW).decrypt(raw(SiteLogin, secrets["login"].pk, "private_key_ciphertext").encode())
     # 4. The check the runbook runs before restarting without the old key.
     checked = manage("rotate_field_keys", "--check", keys=[NEW])
-    assert checked.returncode == 0 and "All 7 stored secret(s) decrypt" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and "All 8 stored secret(s) decrypt" in checked.stdout, checked.stderr
     # The check does check: with only the old key, nothing decrypts any more and it says which.
     stale = manage("rotate_field_keys", "--check", keys=[OLD])
-    assert stale.returncode != 0 and "7 stored secret(s) cannot be decrypted" in stale.stderr
+    assert stale.returncode != 0 and "8 stored secret(s) cannot be decrypted" in stale.stderr
     assert "machines of dc1" in stale.stderr and "jump-dc1-1" in stale.stderr
     entry = AuditEntry.objects.get(action="crypto.keys_rotated")
     assert entry.details["counts"] == [
         ["access.jumphost.private_key_ciphertext", 1],
+        ["access.siteca.private_key_ciphertext", 1],
         ["access.sitelogin.private_key_ciphertext", 1],
         ["inventory.bmc.new_user_password_ciphertext", 0],
         ["inventory.bmc.password_ciphertext", 1],

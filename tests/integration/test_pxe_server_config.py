@@ -57,9 +57,14 @@ def test_stdout_is_the_render_of_inventory_reservations(site):
     out, err = run("--site", "dc1", *OWNING, "--dns", "10.213.0.53,10.213.0.54", "--domain", "dc1.example.net")
     expected = render(
         SiteDhcp(
-            site="dc1", interface="eno2", server_ip="10.213.0.1", tftp_root="/srv/tftp/dc1",
-            base_url="http://10.213.0.1:8000", dhcp_range=("10.213.0.100", "10.213.0.199"),
-            dns_servers=("10.213.0.53", "10.213.0.54"), domain="dc1.example.net",
+            site="dc1",
+            interface="eno2",
+            server_ip="10.213.0.1",
+            tftp_root="/srv/tftp/dc1",
+            base_url="http://10.213.0.1:8000",
+            dhcp_range=("10.213.0.100", "10.213.0.199"),
+            dns_servers=("10.213.0.53", "10.213.0.54"),
+            domain="dc1.example.net",
         ),
         site.expected,
     )

@@ -9,9 +9,7 @@ from bench.soak import report
 from bench.soak.faults import APART_S, FaultPlan
 from bench.soak.periodic import PeriodicWatch
 
-RQ_SWEEP = (
-    "2026-12-06 01:25:11,244 INFO rq.worker Worker 6d2b36: default: installs.sweeper.sweep() (install-sweeper)"
-)
+RQ_SWEEP = "2026-12-06 01:25:11,244 INFO rq.worker Worker 6d2b36: default: installs.sweeper.sweep() (install-sweeper)"
 
 
 def test_the_fault_plan_kills_a_worker_every_minute_and_keeps_the_single_faults_apart_from_the_kills():
@@ -61,9 +59,9 @@ def test_runs_healthz_missed_while_the_web_server_was_down_keep_the_times_the_wo
 def test_a_periodic_job_that_ran_once_is_not_on_time_and_one_that_kept_its_period_is():
     start, end = 1000.0, 1180.0
     once = report.periodic_figures({"sweep": [1001.0]}, {"sweep": 15}, start, end, {})["sweep"]
-    regular = report.periodic_figures(
-        {"sweep": [start + 15 * k for k in range(1, 12)]}, {"sweep": 15}, start, end, {}
-    )["sweep"]
+    regular = report.periodic_figures({"sweep": [start + 15 * k for k in range(1, 12)]}, {"sweep": 15}, start, end, {})[
+        "sweep"
+    ]
     assert (once["expected"], once["seen"], once["on_time"]) == (12, 1, False)
     assert regular["on_time"] and regular["max_gap_s"] <= 30
 

@@ -1,5 +1,8 @@
 """Tasks that edit the installed system's root: configure_network, set_hostname, ssh_keys.
 
+ssh_keys also makes the system's sshd trust the site's SSH user CA (``ca_keys``): short-lived certificates
+the control plane signs per session log in, and nobody's long-lived key needs to be on the machine.
+
 Every write goes through `_target_file`, which refuses a path that resolves outside the target root: the image
 may hold absolute symlinks that, followed from the memory OS, would point at the memory OS's own files (or, in
 the sandbox, at the host's).
@@ -236,12 +239,37 @@ def _passwd_entry(ctx: Context, user: str) -> tuple[str, int, int]:
     raise TaskFailed("UserNotFound", f"the target's /etc/passwd has no user {user}")
 
 
-def ssh_keys(ctx: Context, params: dict) -> str:
-    user = p.text(params, "user")
-    keys = p.text_list(params, "keys")
+# sshd reads these (Debian 12, Ubuntu 22.04+, EL9 include sshd_config.d/*.conf from sshd_config).
+CA_TRUST_FILE = "etc/ssh/provisioner-user-ca.pub"
+CA_DROP_IN = "etc/ssh/sshd_config.d/50-provisioner-user-ca.conf"
+
+
+def _check_keys(keys: list[str], field: str) -> None:
     for i, key in enumerate(keys):
         if not any(token in KEY_TYPES for token in key.split()):
-            raise p.invalid(f"keys[{i}]", "not an OpenSSH public key line")
+            raise p.invalid(f"{field}[{i}]", "not an OpenSSH public key line")
+
+
+def _trust_ca(ctx: Context, ca_keys: list[str]) -> None:
+    """The CA keys (current first, previous after it) and the drop-in naming them, both 0644 (sshd only reads
+    them; the public keys are no secret)."""
+    _write(_target_file(ctx, CA_TRUST_FILE), "\n".join(k.strip() for k in ca_keys) + "\n", 0o644)
+    drop_in = _target_file(ctx, CA_DROP_IN)
+    drop_in.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _write(drop_in, f"TrustedUserCAKeys /{CA_TRUST_FILE}\n", 0o644)
+
+
+def ssh_keys(ctx: Context, params: dict) -> str:
+    user = p.text(params, "user")
+    ca_keys = p.text_list(params, "ca_keys", default=[], allow_empty=True)
+    keys = p.text_list(params, "keys", allow_empty=bool(ca_keys))
+    _check_keys(keys, "keys")
+    _check_keys(ca_keys, "ca_keys")
+    if ca_keys:
+        _trust_ca(ctx, ca_keys)
+    if not keys:
+        ctx.progress(100, f"{len(ca_keys)} CA key(s) trusted")
+        return f"/{CA_TRUST_FILE}: {len(ca_keys)} CA key(s)"
     home, uid, gid = _passwd_entry(ctx, user)
     ssh_dir = _target_file(ctx, f"{home}/.ssh")
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -257,5 +285,6 @@ def ssh_keys(ctx: Context, params: dict) -> str:
     # sshd's StrictModes refuses an authorized_keys that others can write or that the user does not own.
     _write(path, "\n".join(merged) + "\n", 0o600, owner=(uid, gid))
     added = len(merged) - len(existing)
-    ctx.progress(100, f"{added} key(s) added for {user}")
-    return f"{home}/.ssh/authorized_keys: {len(merged)} key(s), {added} new"
+    trusted = f"; /{CA_TRUST_FILE}: {len(ca_keys)} CA key(s)" if ca_keys else ""
+    ctx.progress(100, f"{added} key(s) added for {user}" + (f", {len(ca_keys)} CA key(s) trusted" if ca_keys else ""))
+    return f"{home}/.ssh/authorized_keys: {len(merged)} key(s), {added} new{trusted}"

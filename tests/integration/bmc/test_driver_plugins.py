@@ -33,7 +33,7 @@ from tests.integration.ui.conftest import user_with_role
 pytestmark = pytest.mark.django_db
 
 PACKAGE = {
-    "acme_bmc/__init__.py": '''
+    "acme_bmc/__init__.py": """
 from provisioner.bmc.registry import Capability, DriverInfo
 
 DRIVER = DriverInfo(
@@ -44,8 +44,8 @@ DRIVER = DriverInfo(
     default_port=8443,
     description="ACME's own HTTP BMC.",
 )
-''',
-    "acme_bmc/driver.py": '''
+""",
+    "acme_bmc/driver.py": """
 from provisioner.bmc import PowerState
 
 CHASSIS = {}  # endpoint -> power state, so the test can look
@@ -75,7 +75,7 @@ class AcmeDriver:
 
     def ping(self):
         return 0.001
-''',
+""",
 }
 ENTRY_POINTS = "[provisioner.drivers]\nacme = acme_bmc:DRIVER\nbroken = acme_bmc.missing:DRIVER\n"
 

@@ -135,8 +135,9 @@ def test_a_lab_machine_is_commissioned_tested_and_released_by_its_real_agent(run
         f"leaf-{machine.rack.name}", f"Ethernet{machine.position_u}", True, "ixgbe")  # fmt: skip
 
     test = _wait_ended(
-        operations.request([machine.pk], "test", actor, options={"cpu_burn_s": 1, "nic_speed_mbps": 1000})
-        .installs.get()
+        operations.request(
+            [machine.pk], "test", actor, options={"cpu_burn_s": 1, "nic_speed_mbps": 1000}
+        ).installs.get()
     )
     assert test.state == InstallState.SUCCEEDED, test.failure_message
     assert list(test.steps.filter(task="run_script").values_list("state", flat=True)) == ["succeeded"] * 5

@@ -32,7 +32,9 @@ class TftpServer:
         local = self.scratch / f"fetch-{self._fetches}"
         result = subprocess.run(
             ["tftp", "-m", "octet", "127.0.0.1", str(self.port), "-c", "get", name, str(local)],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
         output = result.stdout + result.stderr
         # tftp-hpa reports a TFTP error on its output and may leave an empty local file behind.
@@ -55,9 +57,20 @@ def tftp_server(tmp_path):
     user = pwd.getpwuid(os.getuid()).pw_name
     log = (tmp_path / "tftpd.log").open("w")
     server = subprocess.Popen(
-        [IN_TFTPD, "--foreground", "--listen", "--address", f"127.0.0.1:{port}", "--user", user,
-         "--secure", "--verbose", str(root)],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            IN_TFTPD,
+            "--foreground",
+            "--listen",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--user",
+            user,
+            "--secure",
+            "--verbose",
+            str(root),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     tftp = TftpServer(root, port, scratch)
     try:

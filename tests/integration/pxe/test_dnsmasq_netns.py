@@ -62,8 +62,13 @@ UEFI_9 = Identity("uefi-9", "52:54:00:d0:00:03", 9)
 IPXE_UEFI = Identity("ipxe-uefi", "52:54:00:d0:00:04", 7, ipxe="user-class")
 IPXE_BIOS = Identity("ipxe-bios", "52:54:00:d0:00:05", 0, ipxe="option-175")
 UNRESERVED = Identity("unreserved-bios", "52:54:00:d0:00:99", 0)
-RESERVED = {BIOS: "10.213.0.11", UEFI_7: "10.213.0.12", UEFI_9: "10.213.0.13", IPXE_UEFI: "10.213.0.14",
-            IPXE_BIOS: "10.213.0.15"}
+RESERVED = {
+    BIOS: "10.213.0.11",
+    UEFI_7: "10.213.0.12",
+    UEFI_9: "10.213.0.13",
+    IPXE_UEFI: "10.213.0.14",
+    IPXE_BIOS: "10.213.0.15",
+}
 
 
 def _run(argv: list, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
@@ -115,13 +120,23 @@ class Net:
         conf.write_text(conf_text)
         with self.log.open("w") as log:
             self.dnsmasq = subprocess.Popen(
-                ["ip", "netns", "exec", self.server, shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
-                 # --keep-in-foreground, not --no-daemon: the latter is debug mode, which stays root and so
-                 # would serve files tftp-secure refuses in production.
-                 "--keep-in-foreground", "--log-facility=-", f"--conf-file={conf}",
-                 f"--pid-file={self.work / 'dnsmasq.pid'}",
-                 f"--dhcp-leasefile={self.work / 'dnsmasq.leases'}", "--port=0"],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.server,
+                    shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+                    # --keep-in-foreground, not --no-daemon: the latter is debug mode, which stays root and so
+                    # would serve files tftp-secure refuses in production.
+                    "--keep-in-foreground",
+                    "--log-facility=-",
+                    f"--conf-file={conf}",
+                    f"--pid-file={self.work / 'dnsmasq.pid'}",
+                    f"--dhcp-leasefile={self.work / 'dnsmasq.leases'}",
+                    "--port=0",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 10
         while "TFTP root is" not in self.log.read_text():
@@ -146,12 +161,28 @@ class Net:
         self.client_as(identity.mac)
         script = self.work / "udhcpc.sh"
         result = self.in_client(
-            ["busybox", "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-A", "1", "-i", self.client_if,
-             "-s", script, *identity.udhcpc_args()],
+            [
+                "busybox",
+                "udhcpc",
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "1",
+                "-A",
+                "1",
+                "-i",
+                self.client_if,
+                "-s",
+                script,
+                *identity.udhcpc_args(),
+            ],
         )
         for line in result.stdout.splitlines():
             if line.startswith("BOUND "):
-                return json.loads(line[len("BOUND "):])
+                return json.loads(line[len("BOUND ") :])
         pytest.fail(f"udhcpc as {identity.name} got no lease:\n{result.stdout}{result.stderr}\n{self.log.read_text()}")
 
     def tftp_get(self, name: str) -> tuple[bytes | None, str]:
@@ -207,8 +238,7 @@ def tftp_root_with_configs(net: Net, macs: list[str]) -> Path:
     write_defaults(root)
     for mac in macs:
         cmdline = kernel_cmdline("image", mac=mac, base_url=BASE_URL, token=f"tok-{mac.replace(':', '')}")
-        write_all(root, mac=mac, kernel="/images/memory-os/vmlinuz", initrd="/images/memory-os/initrd",
-                  cmdline=cmdline)
+        write_all(root, mac=mac, kernel="/images/memory-os/vmlinuz", initrd="/images/memory-os/initrd", cmdline=cmdline)
     owner = pwd.getpwnam(DNSMASQ_USER)
     for path in [root, *root.rglob("*")]:
         os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -216,27 +246,46 @@ def tftp_root_with_configs(net: Net, macs: list[str]) -> Path:
 
 
 def site(root: Path, interface: str, **mode) -> SiteDhcp:
-    return SiteDhcp(site="netns", interface=interface, server_ip=SERVER_IP, tftp_root=str(root), base_url=BASE_URL,
-                    user=DNSMASQ_USER, **mode)
+    return SiteDhcp(
+        site="netns",
+        interface=interface,
+        server_ip=SERVER_IP,
+        tftp_root=str(root),
+        base_url=BASE_URL,
+        user=DNSMASQ_USER,
+        **mode,
+    )
 
 
 def test_owning_range_hands_each_identity_its_boot_file_and_reserved_address(net):
     root = tftp_root_with_configs(net, [BIOS.mac, UEFI_7.mac])
     reservations = [Reservation(mac=i.mac, ip=ip, hostname=f"node-{i.name}") for i, ip in RESERVED.items()]
-    net.start_dnsmasq(render(site(root, interface=net.server_if, dhcp_range=("10.213.0.100", "10.213.0.199")),
-                             reservations))
+    net.start_dnsmasq(
+        render(site(root, interface=net.server_if, dhcp_range=("10.213.0.100", "10.213.0.199")), reservations)
+    )
 
-    expected_boot = {BIOS: "pxelinux.0", UEFI_7: "grubx64.efi", UEFI_9: "grubx64.efi", IPXE_UEFI: IPXE_URL,
-                     IPXE_BIOS: IPXE_URL}
+    expected_boot = {
+        BIOS: "pxelinux.0",
+        UEFI_7: "grubx64.efi",
+        UEFI_9: "grubx64.efi",
+        IPXE_UEFI: IPXE_URL,
+        IPXE_BIOS: IPXE_URL,
+    }
     for identity, boot_file in expected_boot.items():
         got = net.udhcpc(identity)
-        assert got == {"ip": RESERVED[identity], "siaddr": SERVER_IP, "boot_file": boot_file,
-                       "hostname": f"node-{identity.name}", "serverid": SERVER_IP}, identity.name
+        assert got == {
+            "ip": RESERVED[identity],
+            "siaddr": SERVER_IP,
+            "boot_file": boot_file,
+            "hostname": f"node-{identity.name}",
+            "serverid": SERVER_IP,
+        }, identity.name
 
     # A machine inventory has no static IP for still boots, from the dynamic range.
     got = net.udhcpc(UNRESERVED)
-    assert ipaddress.ip_address("10.213.0.100") <= ipaddress.ip_address(got["ip"]) <= ipaddress.ip_address(
-        "10.213.0.199")
+    assert (
+        ipaddress.ip_address("10.213.0.100") <= ipaddress.ip_address(got["ip"]) <= ipaddress.ip_address("10.213.0.199")
+    )
     assert got["boot_file"] == "pxelinux.0" and got["hostname"] == ""
 
     # What the loaders then fetch, over TFTP from the client's side of the wire.
@@ -260,11 +309,27 @@ def test_owning_range_hands_each_identity_its_boot_file_and_reserved_address(net
 
 # --- proxy-DHCP: the PXE ROM's own packets, since no DHCP client finishes a lease against a proxy ---------------
 
+
 def _pxe_packet(mac: str, msg_type: int, arch: int, *, ciaddr: str = "0.0.0.0", user_class: bytes = b"") -> bytes:
     xid = secrets.randbits(32)
     chaddr = bytes.fromhex(mac.replace(":", "")).ljust(16, b"\0")
-    header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, socket.inet_aton(ciaddr),
-                         bytes(4), bytes(4), bytes(4), chaddr, b"", b"")
+    header = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        1,
+        1,
+        6,
+        0,
+        xid,
+        0,
+        0x8000,
+        socket.inet_aton(ciaddr),
+        bytes(4),
+        bytes(4),
+        bytes(4),
+        chaddr,
+        b"",
+        b"",
+    )
     options = [
         (53, bytes([msg_type])),
         (60, f"PXEClient:Arch:{arch:05d}:UNDI:003016".encode()),
@@ -323,9 +388,19 @@ def probe_main(argv: list[str]) -> None:
 def probe(net: Net, identity: Identity, msg_type: int, dest: str, port: int) -> dict:
     user_class = "iPXE" if identity.ipxe == "user-class" else ""
     result = net.in_client(
-        [sys.executable, "-c", "import sys; from tests.integration.pxe.test_dnsmasq_netns import probe_main; "
-         "probe_main(sys.argv[1:])", net.client_if, identity.mac, msg_type, identity.arch, user_class,
-         CLIENT_STATIC_IP, dest, port],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tests.integration.pxe.test_dnsmasq_netns import probe_main; probe_main(sys.argv[1:])",
+            net.client_if,
+            identity.mac,
+            msg_type,
+            identity.arch,
+            user_class,
+            CLIENT_STATIC_IP,
+            dest,
+            port,
+        ],
         cwd=REPO,
     )
     reply = json.loads(result.stdout or "null")
@@ -340,8 +415,14 @@ def test_proxy_dhcp_offers_boot_information_but_no_address(net):
     net.client_as(BIOS.mac, CLIENT_STATIC_IP)
 
     offer = probe(net, BIOS, 1, "255.255.255.255", 67)
-    assert offer == {"yiaddr": "0.0.0.0", "siaddr": SERVER_IP, "file": "pxelinux.0", "type": 2,
-                     "vendor_class": "PXEClient", "pxe_menu": True}
+    assert offer == {
+        "yiaddr": "0.0.0.0",
+        "siaddr": SERVER_IP,
+        "file": "pxelinux.0",
+        "type": 2,
+        "vendor_class": "PXEClient",
+        "pxe_menu": True,
+    }
 
     offer = probe(net, IPXE_UEFI, 1, "255.255.255.255", 67)
     assert offer["yiaddr"] == "0.0.0.0" and offer["file"] == IPXE_URL

@@ -12,8 +12,9 @@ def test_write_fetch_remove_leaves_local_boot(tftp_server):
     root = tftp_server.root
     write_defaults(root)
     cmdline = kernel_cmdline("image", mac=MAC, base_url="http://127.0.0.1:8000", token="tok-0123456789abcdef")
-    paths = write_all(root, mac=MAC.upper(), kernel="/images/memory-os/vmlinuz", initrd="/images/memory-os/initrd",
-                      cmdline=cmdline)
+    paths = write_all(
+        root, mac=MAC.upper(), kernel="/images/memory-os/vmlinuz", initrd="/images/memory-os/initrd", cmdline=cmdline
+    )
 
     for name, path in zip((PXELINUX_NAME, GRUB_NAME), paths, strict=True):
         content, output = tftp_server.get(name)

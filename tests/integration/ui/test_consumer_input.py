@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def viewer(db):
     return session_cookie(user_with_role("viewer", "watcher"))
 
+
 HOSTILE_FRAMES = [
     '{"after": 1e400}',  # a number past a float: int() raised OverflowError
     '{"after": 99999999999999999999999999}',  # past the id column: the query failed

@@ -148,6 +148,28 @@ def test_ssh_keys_unknown_user_and_bad_key(sandbox, ctx):
     assert run_task(ctx, "ssh_keys", {"user": "root", "keys": ["ssh-ed25519 A\nssh-rsa B"]}).reason == "InvalidParams"
 
 
+def test_ssh_keys_makes_sshd_trust_the_site_ca(sandbox, ctx):
+    (sandbox.target / "etc/ssh").mkdir(parents=True)
+    ca = [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1 provisioner-user-ca@dc1",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA0 old",
+    ]
+    message = TASKS["ssh_keys"](ctx, {"user": "root", "keys": [], "ca_keys": ca})
+    trust = sandbox.target / "etc/ssh/provisioner-user-ca.pub"
+    drop_in = sandbox.target / "etc/ssh/sshd_config.d/50-provisioner-user-ca.conf"
+    assert trust.read_text() == "\n".join(ca) + "\n" and _mode(trust) == 0o644
+    assert drop_in.read_text() == "TrustedUserCAKeys /etc/ssh/provisioner-user-ca.pub\n" and _mode(drop_in) == 0o644
+    assert _mode(drop_in.parent) == 0o755 and "2 CA key(s)" in message
+    assert not (sandbox.target / "root/.ssh").exists()  # no personal key was asked for
+    # After a rotation the task rewrites the list; the personal keys go where they always did.
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0 ops@example"
+    TASKS["ssh_keys"](ctx, {"user": "root", "keys": [key], "ca_keys": ca[:1]})
+    assert trust.read_text() == ca[0] + "\n"
+    assert (sandbox.target / "root/.ssh/authorized_keys").read_text() == key + "\n"
+    assert run_task(ctx, "ssh_keys", {"user": "root", "keys": [], "ca_keys": ["nope"]}).reason == "InvalidParams"
+    assert run_task(ctx, "ssh_keys", {"user": "root", "keys": []}).reason == "InvalidParams"
+
+
 def test_symlinks_cannot_lead_writes_out_of_the_target(sandbox, ctx, tmp_path):
     outside = tmp_path / "host-etc"
     outside.mkdir()

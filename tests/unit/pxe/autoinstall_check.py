@@ -15,10 +15,36 @@ COMMANDS = {"type": "array", "items": {"type": "string"}}
 MAC = {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}
 # The top-level keys subiquity knows: anything else (a typo such as late_commands) is ignored by the installer.
 KNOWN_KEYS = [
-    "version", "interactive-sections", "early-commands", "locale", "refresh-installer", "keyboard", "source",
-    "network", "proxy", "apt", "storage", "identity", "active-directory", "ubuntu-pro", "ssh", "codecs",
-    "drivers", "oem", "snaps", "debconf-selections", "packages", "kernel", "kernel-crash-dumps", "timezone",
-    "updates", "shutdown", "late-commands", "error-commands", "reporting", "user-data",
+    "version",
+    "interactive-sections",
+    "early-commands",
+    "locale",
+    "refresh-installer",
+    "keyboard",
+    "source",
+    "network",
+    "proxy",
+    "apt",
+    "storage",
+    "identity",
+    "active-directory",
+    "ubuntu-pro",
+    "ssh",
+    "codecs",
+    "drivers",
+    "oem",
+    "snaps",
+    "debconf-selections",
+    "packages",
+    "kernel",
+    "kernel-crash-dumps",
+    "timezone",
+    "updates",
+    "shutdown",
+    "late-commands",
+    "error-commands",
+    "reporting",
+    "user-data",
 ]
 SCHEMA = {
     "type": "object",
@@ -48,9 +74,7 @@ SCHEMA = {
                                     "match": {
                                         "type": "object",
                                         "required": ["macaddress"],
-                                        "properties": {
-                                            "macaddress": MAC
-                                        },
+                                        "properties": {"macaddress": MAC},
                                     },
                                     # Linux interface names are at most 15 characters.
                                     "set-name": {"type": "string", "pattern": "^[a-z0-9_-]{1,15}$"},

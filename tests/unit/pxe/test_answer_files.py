@@ -29,7 +29,11 @@ def rendered(profile: str, *, static: bool = True) -> str:
 
 def test_stock_profiles_are_the_agreed_set():
     assert STOCK_PROFILE_NAMES == (
-        "ubuntu-24.04-autoinstall", "debian-12-preseed", "rocky-9-kickstart", "centos-7-kickstart", "memory-os-image"
+        "ubuntu-24.04-autoinstall",
+        "debian-12-preseed",
+        "rocky-9-kickstart",
+        "centos-7-kickstart",
+        "memory-os-image",
     )
     methods = {p["name"]: p["method"] for p in stock_profiles()}
     assert methods == {
@@ -41,8 +45,16 @@ def test_stock_profiles_are_the_agreed_set():
     }
     for profile in stock_profiles():
         assert set(profile) == {
-            "name", "method", "kernel", "initrd", "kernel_args", "target_disk", "template", "image_url",
-            "image_sha256", "legacy_anaconda",
+            "name",
+            "method",
+            "kernel",
+            "initrd",
+            "kernel_args",
+            "target_disk",
+            "template",
+            "image_url",
+            "image_sha256",
+            "legacy_anaconda",
         }
         assert profile["kernel"].startswith("/images/") and profile["initrd"].startswith("/images/")
         assert "BOOTIF" not in profile["kernel_args"]

@@ -149,8 +149,14 @@ def test_grub_script_check_rejects_a_broken_script(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("kernel", ""), ("kernel", "/a b"), ("initrd", "x\ny"), ("cmdline", "quiet\nDEFAULT evil"),
-     ("cmdline", "BOOTIF=01-aa-bb-cc-dd-ee-ff"), ("cmdline", "x" * 1901)],
+    [
+        ("kernel", ""),
+        ("kernel", "/a b"),
+        ("initrd", "x\ny"),
+        ("cmdline", "quiet\nDEFAULT evil"),
+        ("cmdline", "BOOTIF=01-aa-bb-cc-dd-ee-ff"),
+        ("cmdline", "x" * 1901),
+    ],
 )
 def test_boot_entry_refuses_values_that_would_break_the_config(field, value):
     values = {"mac": MAC, "kernel": KERNEL, "initrd": INITRD, "cmdline": "quiet"} | {field: value}
@@ -167,13 +173,23 @@ def test_every_golden_file_is_still_checked():
     # A golden file no test compares any more would pin nothing while looking like it does.
     profiles = ["ubuntu-24.04-autoinstall", "debian-12-preseed", "rocky-9-kickstart", "centos-7-kickstart"]
     expected = {
-        "pxelinux-01-mac.cfg", "grub.cfg-01-mac", "install.ipxe", "pxelinux-default.cfg", "grub.cfg-default",
-        "local.ipxe", "ubuntu-24.04-autoinstall-meta-data.txt", "dnsmasq-owning.conf", "dnsmasq-proxy.conf",
+        "pxelinux-01-mac.cfg",
+        "grub.cfg-01-mac",
+        "install.ipxe",
+        "pxelinux-default.cfg",
+        "grub.cfg-default",
+        "local.ipxe",
+        "ubuntu-24.04-autoinstall-meta-data.txt",
+        "dnsmasq-owning.conf",
+        "dnsmasq-proxy.conf",
     } | {f"{p}-{kind}.txt" for p in profiles for kind in ("static", "dhcp")}
     expected |= {f"storage-{name}.txt" for name in ("single-default", "raid1-bios", "raid10-lvm-efi-swap")}
     expected |= {"iso-grub.cfg"}  # test_iso.py
     expected |= {  # test_discovery_configs.py
-        "pxelinux-default-discover.cfg", "grub.cfg-default-discover", "discover.ipxe", "pxelinux-01-mac-local.cfg",
+        "pxelinux-default-discover.cfg",
+        "grub.cfg-default-discover",
+        "discover.ipxe",
+        "pxelinux-01-mac-local.cfg",
         "grub.cfg-01-mac-local",
     }
     assert {p.name for p in GOLDEN_DIR.iterdir()} == expected

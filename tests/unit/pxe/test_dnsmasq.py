@@ -65,8 +65,11 @@ def test_proxy_matches_golden():
     assert_golden("dnsmasq-proxy.conf", render(proxy()))
 
 
-@pytest.mark.parametrize("site", [owning(), owning(router=None, dns_servers=(), domain=None), proxy()],
-                         ids=["owning", "owning-bare", "proxy"])
+@pytest.mark.parametrize(
+    "site",
+    [owning(), owning(router=None, dns_servers=(), domain=None), proxy()],
+    ids=["owning", "owning-bare", "proxy"],
+)
 def test_dnsmasq_accepts_the_config(tmp_path, site):
     result = dnsmasq_test(tmp_path, render(site, () if site.proxy else RESERVATIONS))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -89,6 +89,6 @@ def test_context_must_be_plain_data():
 
 
 def test_shquote_and_yaml_filters_quote_hostile_values():
-    ctx = {"v": "a'b $(reboot) \"c\": d\n"}
+    ctx = {"v": 'a\'b $(reboot) "c": d\n'}
     assert render_template("{{ v | shquote }}", ctx) == "'a'\"'\"'b $(reboot) \"c\": d\n'"
     assert render_template("{{ v | yaml }}", ctx) == '"a\'b $(reboot) \\"c\\": d\\n"'
