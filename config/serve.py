@@ -64,6 +64,20 @@ def bound_the_stop(grace_s: float = STOP_GRACE_S) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", start)
 
 
+def end_ssh_sessions_first() -> None:
+    """On a stop, end the SSH sessions this process holds as ``shutdown`` (recording closed, row and audit
+    written) before daphne cancels their sockets; otherwise they would wait for the stale sweep."""
+    from twisted.internet import defer, reactor
+
+    def end_them():
+        # Imported here: Django is set up once daphne has loaded the application, not when this module loads.
+        from access.terminal import shutdown_all
+
+        return defer.Deferred.fromFuture(asyncio.ensure_future(shutdown_all()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", end_them)
+
+
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a.endswith(":application") for a in argv):
@@ -71,6 +85,7 @@ def main(argv=None) -> None:
     sys.stdout = RedactingStream(sys.stdout)
     use_raw_bodies()
     bound_the_stop()
+    end_ssh_sessions_first()
     CommandLineInterface().run(argv)
 
 

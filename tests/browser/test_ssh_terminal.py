@@ -77,3 +77,15 @@ def test_run_hostname_in_the_terminal_then_replay_it(browser, terminal_server, s
     )
     page.screenshot(path=str(SCREENSHOTS / "ssh-replay.png"))
     assert blocked == []
+
+
+def test_stopping_the_web_process_ends_its_sessions_as_shutdown(browser, terminal_server, shell_site, shell_lab):  # noqa: F811
+    add_shell_target(shell_site, shell_lab, hostname="web-02", status=MachineStatus.DEPLOYED)
+    user_with_role("technician", "tina")
+    page = login(browser, terminal_server, "tina")
+    page.goto(terminal_server.url + "/machines/web-02/terminal/")
+    page.wait_for_selector("text=Connected. Everything shown and typed is recorded.")
+    terminal_server.stop()
+    session = ShellSession.objects.get()
+    assert session.end_reason == "shutdown" and session.end_message == "the web process stopped"
+    assert session.cast_path.exists()
