@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from accounts.roles import Role, role_of
 from audit.service import Actor, record
+from core import asciicast
 from core.asciicast import CastRecorder
 from inventory.models import Machine
 
@@ -403,13 +404,11 @@ class Terminal:
                 log.warning("ssh session %s: could not write its progress", self.session_id, exc_info=True)
 
     def _counts(self) -> dict:
-        recorder = self.recorder
         return {
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "cast_bytes": recorder.size if recorder else 0,
-            "truncated": recorder.truncated if recorder else False,
             "transcript": self.transcript.text(),
+            **asciicast.counts(self.recorder),
         }
 
     # -- ending

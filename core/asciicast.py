@@ -77,6 +77,11 @@ class CastRecorder:
             self._file = None
 
 
+def counts(recorder: CastRecorder | None) -> dict:
+    """The recording's fields of a session row: its size on disk and whether it hit its cap."""
+    return {"cast_bytes": recorder.size if recorder else 0, "truncated": recorder.truncated if recorder else False}
+
+
 def read_cast(path: Path) -> tuple[dict, list[list]]:
     """The header and events of a recording; ValueError naming the line that is not asciicast v2."""
     with open(path, encoding="utf-8") as cast:

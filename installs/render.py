@@ -83,6 +83,7 @@ def context(plan: Plan, token: str, callback_token: str) -> dict:
         disk=profile.target_disk or "/dev/sda",
         root_password_hash=profile.root_password_hash,
         ssh_keys=profile.ssh_keys,
+        ssh_ca_keys=plan.site.ssh_ca_keys,
         network=network,
         storage=storage(plan),
     )

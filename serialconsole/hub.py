@@ -29,13 +29,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.service import Actor, record
+from core import asciicast
+from core.asciicast import CastRecorder
 from inventory import power
 from inventory.models import BMC, Machine
 from provisioner.bmc import BmcError, Capability, registry
 from provisioner.bmc.serial import SerialConsole
 
 from .models import ConsoleSession, EndReason
-from .recording import CastRecorder
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,7 @@ class ConsoleHub:
         )
 
     def _counts(self) -> dict:
-        recorder = self.recorder
-        return {
-            "bytes_out": self.bytes_out,
-            "bytes_in": self.bytes_in,
-            "cast_bytes": recorder.size if recorder else 0,
-            "truncated": recorder.truncated if recorder else False,
-        }
+        return {"bytes_out": self.bytes_out, "bytes_in": self.bytes_in, **asciicast.counts(self.recorder)}
 
     # -- members ------------------------------------------------------------------------------------------------
 

@@ -133,6 +133,12 @@ def _network(static: StaticAddress | None) -> dict[str, Any] | None:
     }
 
 
+# Where an installed machine keeps the site's SSH user CA keys, and the sshd drop-in that trusts them: the same
+# paths the agent's ssh_keys task writes (provisioner/agent/tasks/target.py).
+SSH_CA_FILE = "/etc/ssh/provisioner-user-ca.pub"
+SSH_CA_CONFIG = "/etc/ssh/sshd_config.d/50-provisioner-user-ca.conf"
+
+
 def install_context(
     *,
     hostname: str,
@@ -144,6 +150,7 @@ def install_context(
     disk: str,
     root_password_hash: str,
     ssh_keys: Iterable[str] = (),
+    ssh_ca_keys: Iterable[str] = (),
     network: StaticAddress | None = None,
     timezone: str = "Etc/UTC",
     storage: Layout | None = None,
@@ -151,7 +158,8 @@ def install_context(
     """The plain dict every answer-file template renders from. `token` is the boot credential (in the
     answer files' own URLs), `callback_token` the one the installer's callbacks carry.
 
-    Keys: hostname, domain, fqdn, mac, disk, disk_name, root_password_hash, ssh_keys, timezone, instance_id,
+    Keys: hostname, domain, fqdn, mac, disk, disk_name, root_password_hash, ssh_keys, ssh_ca_keys (the site's SSH user
+    CA keys the installed sshd trusts, see SSH_CA_FILE), ssh_ca_file, ssh_ca_config, timezone, instance_id,
     network (None for DHCP, else address/prefix/netmask/cidr/gateway/dns/ipv6), urls (base, seed, preseed,
     kickstart, user_data, meta_data, events.started|progress|finished|failed), storage (the disk layout:
     kind, devices, lvm, efi, and its renderings preseed, kickstart and autoinstall; see
@@ -161,7 +169,8 @@ def install_context(
     if not re.fullmatch(r"/dev/[A-Za-z0-9/_.:-]+", disk):
         raise ValueError(f"disk must be a /dev path: {disk!r}")
     keys = [k.strip() for k in ssh_keys]
-    for key in keys:
+    ca_keys = [k.strip() for k in ssh_ca_keys]
+    for key in keys + ca_keys:
         if not key or "\n" in key or "'" in key:
             raise ValueError("an SSH key must be one line without single quotes")
     if not root_password_hash.startswith("$") or any(c.isspace() for c in root_password_hash):
@@ -175,6 +184,9 @@ def install_context(
         "disk_name": disk.removeprefix("/dev/"),
         "root_password_hash": root_password_hash,
         "ssh_keys": keys,
+        "ssh_ca_keys": ca_keys,
+        "ssh_ca_file": SSH_CA_FILE,
+        "ssh_ca_config": SSH_CA_CONFIG,
         "timezone": timezone,
         # cloud-init runs its once-per-instance modules again only when this changes: one per install.
         "instance_id": "i-" + hashlib.sha256(token.encode()).hexdigest()[:16],

@@ -12,7 +12,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
-from access import terminal
+from access import errors, terminal
 from access.live import GroupLink
 from access.models import SessionEnd, SessionPolicy, ShellSession
 from audit.models import AuditEntry
@@ -192,3 +192,23 @@ def test_a_session_whose_process_died_is_ended_by_the_admin_at_once(shell_site, 
     assert (ended.end_reason, ended.ended_by_id) == (SessionEnd.ENDED, admin.pk)
     with pytest.raises(terminal.PermissionDenied):
         terminal.end_session(session.pk, user_with_role("technician", "another-tech"))
+
+
+def test_a_machine_offering_another_host_key_fails_the_session_with_the_reason(shell_site, shell_lab, lab):
+    machine = add_shell_target(shell_site, shell_lab)
+    machine.ssh_host_key.host_key = lab.stranger_host_key_pub
+    machine.ssh_host_key.save()
+    session = terminal.open_session(user_with_role("technician"), machine, reason="", client="browser")
+    holder = Holder()
+
+    async def run():
+        term = holder.terminal(session.pk)
+        with pytest.raises(errors.TargetHostKeyMismatch) as failure:
+            await term.start()
+        return failure.value
+
+    failure = async_to_sync(run)()
+    row = ShellSession.objects.get(pk=session.pk)
+    assert (row.end_reason, row.end_message) == (SessionEnd.FAILED, failure.message)
+    assert "offered host key" in failure.message and not row.cast_path.exists()
+    assert AuditEntry.objects.get(action="ssh.session.close").details["reason"] == "failed"

@@ -21,6 +21,7 @@ TOKEN = "tok-0123456789abcdefABCDEF"
 CALLBACK_TOKEN = "cb-0123456789abcdefABCDEF"
 # openssl passwd -6 -salt goldensaltgolden correct-horse
 ROOT_HASH = "$6$goldensaltgolden$8xcDRzCLFoYm0Xgj9yeN5cZMQgqIDCpipjNSd1RoyeVPABg2bOs8/7.M9pWtQmB41Lf8D1WB4vJKFSKGSxKoL0"
+SSH_CA_KEYS = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEexampleSiteUserCAkeyOnlyForGoldenFiles0000 ssh-ca@dc1",)
 SSH_KEYS = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbTg6s7kq6YyQkfq1lhYz4kO4Q5CqgAx1Jm0l1bq0vC ops@example.net",
     "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 oncall@example.net",
@@ -41,6 +42,7 @@ def context(*, static: bool = True, storage: Layout | None = None) -> dict:
         disk="/dev/sda",
         root_password_hash=ROOT_HASH,
         ssh_keys=SSH_KEYS,
+        ssh_ca_keys=SSH_CA_KEYS,
         network=network,
         storage=storage,
     )

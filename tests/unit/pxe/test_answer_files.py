@@ -84,8 +84,10 @@ def test_answer_file_selects_nic_by_mac_and_calls_back(profile, static):
     events = f"{BASE_URL}/i/{CALLBACK_TOKEN}/events/"
     assert f"{events}started" in text and f"{events}finished" in text
     assert f"/i/{TOKEN}/events/" not in text  # the boot credential is spent by this file's fetch
-    for key in context()["ssh_keys"]:
+    for key in context()["ssh_keys"] + context()["ssh_ca_keys"]:
         assert key in text
+    # The installed sshd trusts the site's user CA, so a session's short-lived certificate logs in.
+    assert "TrustedUserCAKeys /etc/ssh/provisioner-user-ca.pub" in text
     assert context()["root_password_hash"] in text
     assert ("192.0.2.50" in text) is static
 
