@@ -35,8 +35,10 @@ from pathlib import Path
 from provisioner.bmc import BootDevice
 from provisioner.lab import hardware
 from provisioner.lab.bmc import LoopbackBmc
+from provisioner.lab.commands import Installed, Nic
 from provisioner.lab.firmware import BootKind, BootTarget, Firmware, mask_cmdline, resolve
 from provisioner.lab.installer import InstallerRun, InstallFailed, Stopped, mask_url
+from provisioner.lab.ssh import MachineSshd, start_sshd
 from provisioner.pxe.mac import normalise_mac
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,9 @@ class LabMachine:
         bmc_facts: dict | None = None,
         switch: str = "",
         switch_port: int = 0,
+        ssh_address: str = "",
+        ssh_port: int = 22,
+        ip_prefix: int = 8,
     ):
         if not macs:
             raise ValueError("a machine needs at least one NIC")
@@ -160,6 +165,9 @@ class LabMachine:
         self.bmc_facts = bmc_facts
         # The leaf switch and port its first NIC is cabled to, as LLDP tells commissioning (blank: none heard).
         self.switch, self.switch_port = switch, switch_port
+        # The PXE NIC's address in the installed OS, where its sshd listens (blank: no SSH, as without an IP).
+        self.ssh_address, self.ssh_port, self.ip_prefix = ssh_address, ssh_port, ip_prefix
+        self.sshd: MachineSshd | None = None
         self.log_path = self.workdir / "lab.log"
 
         self.events: list[Event] = []
@@ -341,6 +349,10 @@ class LabMachine:
             self.bmc.host_power_off()
 
     def _end_session(self) -> None:
+        sshd, self.sshd = self.sshd, None
+        if sshd is not None:
+            sshd.stop()
+            self._record("sshd-stopped", "connections dropped")
         session, self._session = self._session, None
         if session is None:
             return
@@ -513,6 +525,8 @@ class LabMachine:
             return
         self.bmc.serial.print_line("booting from disk")
         self._record("disk-boot", f"installed OS ({installed}) booted")
+        if self.ssh_address:
+            self._start_sshd()
         unit = self.target / FIRST_BOOT_UNIT
         wants = self.target / FIRST_BOOT_WANTS
         if not (unit.is_file() and wants.is_symlink()):
@@ -523,6 +537,24 @@ class LabMachine:
         self._session = _ThreadSession(
             f"lab-first-boot-{self.hostname}", lambda stop: self._first_boot(stop, env_file, wants)
         )
+
+    def installed(self) -> Installed:
+        """The installed OS as its shell sees it: the root, the NICs (the first has the link and the address)."""
+        nics = [
+            Nic(f"eno{i + 1}", mac, link=i == 0, ip=self.ssh_address if i == 0 else "", prefix=self.ip_prefix)
+            for i, mac in enumerate(self.macs)
+        ]
+        return Installed(self.target, "localhost", nics, disk=self.disk_name, disk_bytes=self.disk_bytes)
+
+    def _start_sshd(self) -> None:
+        try:
+            self.sshd, new_key = start_sshd(self.installed(), self.ssh_address, self.ssh_port, disk=self.disk)
+        except OSError as exc:
+            self._record("sshd-failed", f"cannot listen on {self.ssh_address}:{self.ssh_port}: {exc.strerror}")
+            return
+        if new_key:
+            self._record("ssh-keygen", f"new host key {new_key}")
+        self._record("sshd", f"listening on {self.ssh_address}:{self.ssh_port}")
 
     def _first_boot_env_file(self, unit: Path) -> Path | None:
         for line in unit.read_text().splitlines():

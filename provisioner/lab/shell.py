@@ -24,11 +24,27 @@ class ShellSyntaxError(Exception):
     pass
 
 
-@dataclass
 class Result:
-    status: int = 0
-    out: str = ""
-    err: str = ""
+    """A command's exit status and what it wrote, in order: (1, text) for stdout, (2, text) for stderr; order
+    matters where a client reads both on one stream (the install check does, like `ssh host cmd 2>&1`)."""
+
+    def __init__(self, status: int = 0, out: str = "", err: str = ""):
+        self.status = status
+        self.chunks: list[tuple[int, str]] = [(fd, text) for fd, text in ((1, out), (2, err)) if text]
+
+    @property
+    def out(self) -> str:
+        return "".join(text for fd, text in self.chunks if fd == 1)
+
+    @property
+    def err(self) -> str:
+        return "".join(text for fd, text in self.chunks if fd == 2)
+
+    def add(self, other: Result) -> None:
+        self.chunks += other.chunks
+        while sum(len(text) for _, text in self.chunks) > MAX_OUTPUT and len(self.chunks) > 1:
+            self.chunks.pop()
+        self.status = other.status
 
 
 # A word is a list of parts: ("lit", text) | ("var", name, default or None) | ("cmd", source).
@@ -309,9 +325,7 @@ class Shell:
         for chain in items:
             if self.exited is not None:
                 break
-            result = self._and_or(chain, stdin)
-            total.out, total.err = _cap(total.out + result.out), _cap(total.err + result.err)
-            total.status = result.status
+            total.add(self._and_or(chain, stdin))
         return total
 
     def _and_or(self, chain: list, stdin: str) -> Result:
@@ -321,26 +335,29 @@ class Shell:
                 break
             if (op == "&&" and total.status != 0) or (op == "||" and total.status == 0):
                 continue
-            result = self._pipeline(pipeline, stdin)
-            total.out, total.err, total.status = total.out + result.out, total.err + result.err, result.status
+            total.add(self._pipeline(pipeline, stdin))
         return total
 
     def _pipeline(self, commands: list, stdin: str) -> Result:
-        err, data = "", stdin
-        result = Result()
-        for command in commands:
+        total, data = Result(), stdin
+        for i, command in enumerate(commands):
             result = self._if(command, data) if isinstance(command, If) else self._simple(command, data)
-            err += result.err
-            data = result.out
-        self.status = result.status
-        self.env["?"] = str(result.status)
-        return Result(result.status, data, err)
+            if i < len(commands) - 1:  # stdout feeds the next command; stderr goes out as it comes
+                data = result.out
+                result.chunks = [(fd, text) for fd, text in result.chunks if fd != 1]
+            total.add(result)
+        self.status = total.status
+        self.env["?"] = str(total.status)
+        return total
 
     def _if(self, node: If, stdin: str) -> Result:
-        condition = self._list(node.condition, stdin)
-        branch = node.then if condition.status == 0 else node.otherwise
-        result = self._list(branch, stdin) if branch else Result(0)
-        return Result(result.status, condition.out + result.out, condition.err + result.err)
+        total = self._list(node.condition, stdin)
+        branch = node.then if total.status == 0 else node.otherwise
+        if branch:
+            total.add(self._list(branch, stdin))
+        else:
+            total.status = 0
+        return total
 
     def expand(self, word: Word) -> str:
         out = []
@@ -358,15 +375,11 @@ class Shell:
         argv = [self.expand(word) for word in node.words]
         result = self.call(argv, stdin)
         for fd, target in node.redirects:
-            if target == "&1" and fd == 2:
-                result.out, result.err = result.out + result.err, ""
-            elif target == "&2" and fd == 1:
-                result.out, result.err = "", result.err + result.out
+            if target in ("&1", "&2"):
+                to = int(target[1])
+                result.chunks = [(to if f == fd else f, text) for f, text in result.chunks]
             elif target == "/dev/null":
-                if fd == 1:
-                    result.out = ""
-                elif fd == 2:
-                    result.err = ""
+                result.chunks = [(f, text) for f, text in result.chunks if f != fd]
             else:
                 return Result(1, "", f"sh: cannot create {target}: Read-only file system\n")
         return result
@@ -380,7 +393,3 @@ class Shell:
         if command is None:
             return Result(127, "", f"sh: {argv[0]}: command not found\n")
         return command(self, argv, stdin)
-
-
-def _cap(text: str) -> str:
-    return text if len(text) <= MAX_OUTPUT else text[:MAX_OUTPUT]
