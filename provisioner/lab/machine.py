@@ -479,6 +479,7 @@ class LabMachine:
             install_s=self.install_s,
             check_disk=self._check_disk,
             silent=self.installer_silent,
+            append_target=self._append_target,
         )
         self.installer_runs.append(run)
 
@@ -497,6 +498,15 @@ class LabMachine:
 
         self._record("installer-started", f"{target.kind} answers from {mask_url(target.answer_url)}")
         self._session = _ThreadSession(f"lab-installer-{self.hostname}", work)
+
+    def _append_target(self, path: str, text: str) -> None:
+        host = self.installed().path(path)
+        if host is None:
+            self._record("installer", f"refused to write outside the installed root: {path}")
+            return
+        host.parent.mkdir(parents=True, exist_ok=True)
+        with open(host, "a") as f:
+            f.write(text)
 
     def _check_disk(self) -> None:
         size = self.disk.stat().st_size
