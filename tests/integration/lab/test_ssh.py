@@ -195,3 +195,21 @@ def test_an_interactive_shell_and_power_off_drops_it(lab_ssh):
 
     asyncio.run(session())
     assert "sshd-stopped" in machine.phases()
+
+
+def test_a_reboot_keeps_the_host_key_and_a_reinstall_makes_a_new_one(lab_ssh):
+    machine, *_ = lab_ssh
+    public = machine.target / "etc" / "ssh" / "ssh_host_ed25519_key.pub"
+    first = public.read_text()
+    bmc = driver(machine)
+    bmc.power_off()
+    machine.wait_for("power-off")
+    bmc.power_on()
+    machine.wait_for("sshd", count=2)
+    assert public.read_text() == first
+    bmc.power_off()
+    machine.wait_for("power-off", count=2)
+    machine.disk.write_bytes(demo_image_bytes(4096))  # a reinstall writes the disk anew
+    bmc.power_on()
+    machine.wait_for("sshd", count=3)
+    assert public.read_text() != first and machine.phases().count("ssh-keygen") == 2
