@@ -359,6 +359,23 @@ def _table(lines: list[list[str]]) -> str:
     return "".join(" ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in lines)
 
 
+def _columns(args: list[str], columns: list[str]) -> tuple[set[str], list[str], list[str]]:
+    """(flag letters, columns, operands) of util-linux's table commands: `-o A,B` or `--output A,B` chooses columns."""
+    flags: set[str] = set()
+    operands = []
+    i = 0
+    while i < len(args):
+        if args[i] in ("-o", "--output") and i + 1 < len(args):
+            columns = args[i + 1].upper().split(",")
+            i += 1
+        elif args[i].startswith("-"):
+            flags.update(args[i][1:])
+        else:
+            operands.append(args[i])
+        i += 1
+    return flags, columns, operands
+
+
 def _blockdevs(ctx: Installed) -> list[dict]:
     size = f"{ctx.disk_bytes / (1 << 30):g}G"
     return [
@@ -370,19 +387,7 @@ def _blockdevs(ctx: Installed) -> list[dict]:
 
 
 def lsblk(shell: Shell, argv: list[str], stdin: str) -> Result:
-    args, columns, devices = argv[1:], ["NAME", "MAJ:MIN", "RM", "SIZE", "RO", "TYPE", "MOUNTPOINTS"], []
-    flags: set[str] = set()
-    i = 0
-    while i < len(args):
-        if args[i] in ("-o", "--output") and i + 1 < len(args):
-            columns = args[i + 1].upper().split(",")
-            i += 2
-            continue
-        if args[i].startswith("-"):
-            flags.update(args[i][1:])
-        else:
-            devices.append(args[i])
-        i += 1
+    flags, columns, devices = _columns(argv[1:], ["NAME", "MAJ:MIN", "RM", "SIZE", "RO", "TYPE", "MOUNTPOINTS"])
     rows = {row["NAME"]: row for row in _blockdevs(_ctx(shell))}
     unknown = [c for c in columns if c not in next(iter(rows.values()))]
     if unknown:
@@ -412,19 +417,7 @@ def lsblk(shell: Shell, argv: list[str], stdin: str) -> Result:
 
 
 def findmnt(shell: Shell, argv: list[str], stdin: str) -> Result:
-    args, columns, targets = argv[1:], ["TARGET", "SOURCE", "FSTYPE", "OPTIONS"], []
-    flags: set[str] = set()
-    i = 0
-    while i < len(args):
-        if args[i] in ("-o", "--output") and i + 1 < len(args):
-            columns = args[i + 1].upper().split(",")
-            i += 2
-            continue
-        if args[i].startswith("-"):
-            flags.update(args[i][1:])
-        else:
-            targets.append(args[i])
-        i += 1
+    flags, columns, targets = _columns(argv[1:], ["TARGET", "SOURCE", "FSTYPE", "OPTIONS"])
     mount = {"TARGET": "/", "SOURCE": _ctx(shell).root_device, "FSTYPE": ROOT_FSTYPE, "OPTIONS": "rw,relatime"}
     if any(c not in mount for c in columns):
         return fail(f"findmnt: unknown column: {next(c for c in columns if c not in mount)}")
