@@ -62,6 +62,16 @@ class Installed:
         except OSError:
             return None
 
+    def append(self, path: str, text: str) -> bool:
+        """Append to a file of the root (made with its directories); False when the path leaves the root."""
+        host = self.path(path)
+        if host is None:
+            return False
+        host.parent.mkdir(parents=True, exist_ok=True)
+        with open(host, "a") as f:
+            f.write(text)
+        return True
+
     def hostname(self) -> str:
         text = (self.read("/etc/hostname") or "").strip()
         return text.split()[0] if text else self.fallback_hostname

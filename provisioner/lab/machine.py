@@ -5,8 +5,9 @@ does with the site's TFTP root (see :mod:`provisioner.lab.firmware`): the memory
 as a subprocess in sandbox mode in the machine's work dir (in discovery mode, ``--discover --url``, when the
 site's default discovers a machine unknown to inventory); an installer command line plays the installer
 (:mod:`provisioner.lab.installer`); a local-boot config boots the disk. A disk holding an installed OS runs its
-first-boot unit if one is enabled (left by the agent's first_boot_callback task). Power-off or reset is a power
-cut: whatever ran is killed at once, as a real machine's RAM is lost.
+first-boot unit if one is enabled (left by the agent's first_boot_callback task), and its sshd on the machine's
+address (:mod:`provisioner.lab.ssh`). Power-off or reset is a power cut: whatever ran is killed at once, as a real
+machine's RAM is lost, and SSH connections drop.
 
 Work dir layout (the agent's sandbox): `disks/<name>.img`, `target/` (the installed root), `machine.json`
 (NICs, DMI, disk serials and the BMC's address, for register), `ram/` (the memory OS's state, emptied at every
@@ -500,13 +501,8 @@ class LabMachine:
         self._session = _ThreadSession(f"lab-installer-{self.hostname}", work)
 
     def _append_target(self, path: str, text: str) -> None:
-        host = self.installed().path(path)
-        if host is None:
+        if not self.installed().append(path, text):
             self._record("installer", f"refused to write outside the installed root: {path}")
-            return
-        host.parent.mkdir(parents=True, exist_ok=True)
-        with open(host, "a") as f:
-            f.write(text)
 
     def _check_disk(self) -> None:
         size = self.disk.stat().st_size
