@@ -144,7 +144,8 @@ def preflight(port: int, lab: bool) -> None:
         return
     taken = [p for p in range(LAB_PORT_BASE, LAB_PORT_BASE + LAB_MACHINES) if port_taken(p, socket.SOCK_DGRAM)]
     taken += [p for p in (LAB_IMAGE_PORT, LAB_JUMP_PORT) if port_taken(p)]
-    if port_taken(LAB_SSH_PORT, address=LAB_FIRST_MACHINE):
+    # Where 127.77.x.y cannot be bound at all (macOS), the lab runs without SSH; only a port in use matters.
+    if port_taken(LAB_SSH_PORT, address=LAB_FIRST_MACHINE) and not port_taken(0, address=LAB_FIRST_MACHINE):
         taken.append(LAB_SSH_PORT)
     if taken:
         raise SystemExit(

@@ -25,6 +25,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def loopback_net_usable() -> bool:
+    """Whether this host answers on all of 127.0.0.0/8 (Linux does; macOS has only 127.0.0.1 on lo0 unless
+    aliases are added). Without it the machines cannot have addresses of their own, so the lab has no SSH."""
+    with socket.socket() as s:
+        try:
+            s.bind((f"{MACHINE_NET}.1.1", 0))
+        except OSError:
+            return False
+    return True
+
+
 def machine_addresses(machines: list[tuple[str, str]]) -> dict[str, str]:
     """hostname -> address, for (hostname, rack) in rack order then the order given."""
     racks = {name: r for r, name in enumerate(sorted({rack for _, rack in machines}), start=1)}
@@ -39,7 +50,7 @@ def machine_addresses(machines: list[tuple[str, str]]) -> dict[str, str]:
 class LabAccess:
     def __init__(self, key_dir: Path, machines: list[tuple[str, str]], *, jump_port: int = 0, ssh_port: int = 0):
         self.key_dir = key_dir
-        self.addresses = machine_addresses(machines)
+        self.addresses = machine_addresses(machines) if loopback_net_usable() else {}
         self.jump_port = jump_port
         self.ssh_port = ssh_port or free_port()
         self.jump: JumpHost | None = None
@@ -49,6 +60,8 @@ class LabAccess:
 
     def start(self) -> None:
         """The site's bastion: forwards only to the machines' sshd addresses."""
+        if not self.addresses:
+            return
         allowed = {(address, self.ssh_port) for address in self.addresses.values()}
         self.jump = JumpHost(
             "127.0.0.1", self.jump_port, self._key("jump_host_key"), JUMP_USER,
@@ -66,7 +79,10 @@ class LabAccess:
             self.jump = None
 
     def inventory(self) -> dict:
-        """The jump host and the login on installed machines, as the site's SSH access settings take them."""
+        """The jump host and the login on installed machines, as the site's SSH access settings take them;
+        nothing without SSH (the install's SSH check is then skipped: "no jump host")."""
+        if self.jump is None:
+            return {}
         return {
             "jump_host": {
                 "address": self.jump.address,

@@ -536,11 +536,14 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(m["name"] for m in inventory["unknown_machines"])
         say(f"not in inventory: {names}; they power on once the site discovers (see Discovered)")
     say(f"image {inventory['image']['url']} sha256={inventory['image']['sha256']} (of the decompressed image)")
-    jump = inventory["jump_host"]
-    say(
-        f"jump host {jump['username']}@127.0.0.1:{jump['port']}; installed machines' sshd on 127.77.<rack>.<n>:"
-        f"{lab.access.ssh_port}"
-    )
+    jump = inventory.get("jump_host")
+    if jump:
+        say(
+            f"jump host {jump['username']}@127.0.0.1:{jump['port']}; installed machines' sshd on 127.77.<rack>.<n>:"
+            f"{lab.access.ssh_port}"
+        )
+    else:
+        say("no SSH: this host has only 127.0.0.1 on loopback, so machines get no addresses of their own")
     say(f"TFTP root {config.tftp_root}")
     say(f"machine logs {config.state_dir / 'machines'}/<hostname>/lab.log")
     say(f"inventory {config.inventory_path}")
