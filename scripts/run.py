@@ -97,18 +97,22 @@ def healthy(url: str) -> bool:
         return False
 
 
-# The lab's BMCs listen on UDP ports BASE..BASE+38 (36 machines in inventory, 3 it discovers) and its image
-# server on TCP BASE+69. Fixed (load_demo stores them), and movable with LAB_PORT_BASE when another program holds
-# them.
+# The lab's BMCs listen on UDP ports BASE..BASE+38 (36 machines in inventory, 3 it discovers), its image
+# server on TCP BASE+69, its jump host on TCP BASE+70 and every installed machine's sshd on TCP BASE+71 of its own
+# address (127.77.<rack>.<n>). Fixed (load_demo stores them), and movable with LAB_PORT_BASE when another program
+# holds them.
 LAB_PORT_BASE = int(os.environ.get("LAB_PORT_BASE", 16230))
 LAB_MACHINES = 39
 LAB_IMAGE_PORT = LAB_PORT_BASE + 69
+LAB_JUMP_PORT = LAB_PORT_BASE + 70
+LAB_SSH_PORT = LAB_PORT_BASE + 71
+LAB_FIRST_MACHINE = "127.77.1.1"
 
 
-def port_taken(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+def port_taken(port: int, kind: int = socket.SOCK_STREAM, address: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((address, port))
         except OSError:
             return True
     return False
@@ -139,12 +143,15 @@ def preflight(port: int, lab: bool) -> None:
     if not lab:
         return
     taken = [p for p in range(LAB_PORT_BASE, LAB_PORT_BASE + LAB_MACHINES) if port_taken(p, socket.SOCK_DGRAM)]
-    if port_taken(LAB_IMAGE_PORT):
-        taken.append(LAB_IMAGE_PORT)
+    taken += [p for p in (LAB_IMAGE_PORT, LAB_JUMP_PORT) if port_taken(p)]
+    # Where 127.77.x.y cannot be bound at all (macOS), the lab runs without SSH; only a port in use matters.
+    if port_taken(LAB_SSH_PORT, address=LAB_FIRST_MACHINE) and not port_taken(0, address=LAB_FIRST_MACHINE):
+        taken.append(LAB_SSH_PORT)
     if taken:
         raise SystemExit(
             f"The simulated datacentre needs UDP ports {LAB_PORT_BASE}-{LAB_PORT_BASE + LAB_MACHINES - 1} (its BMCs) "
-            f"and TCP port {LAB_IMAGE_PORT} (its images) on 127.0.0.1; port {taken[0]} is in use, probably by "
+            f"and TCP ports {LAB_IMAGE_PORT} (its images), {LAB_JUMP_PORT} (its jump host) on 127.0.0.1 and "
+            f"{LAB_SSH_PORT} on 127.77.x.y (its machines' SSH); port {taken[0]} is in use, probably by "
             f"another `make run`'s lab. Stop it, or move this one: LAB_PORT_BASE={LAB_PORT_BASE + 100} make run "
             "(or PROVISIONER_LAB=0 make run for fake BMCs and no lab)."
         )
@@ -175,6 +182,8 @@ def start_lab(supervisor: Supervisor, env: dict, port: int) -> Path:
             "--state-dir", str(state),
             "--bmc-base-port", str(LAB_PORT_BASE),
             "--image-port", str(LAB_IMAGE_PORT),
+            "--jump-port", str(LAB_JUMP_PORT),
+            "--ssh-port", str(LAB_SSH_PORT),
             "--base-url", f"http://127.0.0.1:{port}",
         ],
         env,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from provisioner import pxe
 from provisioner.agent.build import build
+from provisioner.lab.bastion import MACHINE_PREFIX, LabAccess
 from provisioner.lab.bmc import LoopbackBmc
 from provisioner.lab.firmware import Firmware
 from provisioner.lab.image import DemoImage, FileServer, build_demo_image
@@ -93,6 +94,8 @@ class LabConfig:
     site: str = "lab"
     bmc_base_port: int = 0
     image_port: int = 0
+    jump_port: int = 0  # the jump host's port on 127.0.0.1; 0: any free port
+    ssh_port: int = 0  # every machine's sshd port, on its own address; 0: a free port
     install_s: float = 10.0  # how long a simulated installer takes between its first and last callback
     agent_args: list[str] = field(default_factory=list)
 
@@ -178,6 +181,10 @@ class Lab:
         self.started_at = 0.0
         self._stopping = threading.Event()
         self._discovery_waiter: threading.Thread | None = None
+        self.access = LabAccess(
+            config.state_dir / "ssh", [(m.hostname, m.rack) for m in config.machines if not m.unknown],
+            jump_port=config.jump_port, ssh_port=config.ssh_port,
+        )  # fmt: skip
 
     # -- secrets ----------------------------------------------------------------------------------------------
 
@@ -214,6 +221,7 @@ class Lab:
             for machine in self.machines.values():
                 machine.start()
             self._start_pdus(seed)
+            self.access.start()
             for spec in config.machines:
                 if "bmc_dead" in spec.faults:
                     self.machines[spec.hostname].bmc.die()
@@ -325,6 +333,9 @@ class Lab:
             # switch that does not speak it yet, so commissioning shows the neighbour absent.
             switch="" if spec.unknown else f"leaf-{spec.rack}",
             switch_port=spec.position_u or 0,
+            ssh_address=self.access.addresses.get(spec.hostname, ""),
+            ssh_port=self.access.ssh_port,
+            ip_prefix=MACHINE_PREFIX,
             **new,
         )
 
@@ -344,6 +355,7 @@ class Lab:
         for pdu in self.pdus.values():
             pdu.stop()
         self.pdus = {}
+        self.access.stop()
         self.config.inventory_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Lab:
@@ -375,6 +387,7 @@ class Lab:
                     "mac": machine.pxe_mac,
                     "nics": [
                         {"name": f"eno{i + 1}", "mac": mac, "pxe": mac == machine.pxe_mac}
+                        | ({"ip": machine.ssh_address, "prefix": MACHINE_PREFIX} if mac == machine.pxe_mac else {})
                         for i, mac in enumerate(machine.macs)
                     ],
                     "bmc": {
@@ -432,6 +445,7 @@ class Lab:
                 for name, pdu in self.pdus.items()
             ],
             "machines": machines,
+            **self.access.inventory(),
         }
 
     def _unknown(self, spec: MachineConfig) -> dict:
@@ -464,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--site", help="site slug in the inventory (default lab)")
     parser.add_argument("--bmc-base-port", type=int, help="BMC of machine i listens on BASE+i (default: any port)")
     parser.add_argument("--image-port", type=int, help="port of the image server (default: any port)")
+    parser.add_argument("--jump-port", type=int, help="TCP port of the jump host on 127.0.0.1 (default: any)")
+    parser.add_argument("--ssh-port", type=int, help="TCP port of every machine's sshd (default: any free one)")
     parser.add_argument("--install-s", type=float, help="seconds a simulated installer takes (default 10)")
     parser.add_argument("--fresh", action="store_true", help="forget every machine's disk first")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -485,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         "site": args.site,
         "bmc_base_port": args.bmc_base_port,
         "image_port": args.image_port,
+        "jump_port": args.jump_port,
+        "ssh_port": args.ssh_port,
         "install_s": args.install_s,
     }
     try:
@@ -518,6 +536,14 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(m["name"] for m in inventory["unknown_machines"])
         say(f"not in inventory: {names}; they power on once the site discovers (see Discovered)")
     say(f"image {inventory['image']['url']} sha256={inventory['image']['sha256']} (of the decompressed image)")
+    jump = inventory.get("jump_host")
+    if jump:
+        say(
+            f"jump host {jump['username']}@127.0.0.1:{jump['port']}; installed machines' sshd on 127.77.<rack>.<n>:"
+            f"{lab.access.ssh_port}"
+        )
+    else:
+        say("no SSH: this host has only 127.0.0.1 on loopback, so machines get no addresses of their own")
     say(f"TFTP root {config.tftp_root}")
     say(f"machine logs {config.state_dir / 'machines'}/<hostname>/lab.log")
     say(f"inventory {config.inventory_path}")

@@ -343,6 +343,8 @@ class InstallerRun:
     check_disk: Callable[[], None] = lambda: None
     #: Hangs after the early hooks (a kernel panic, a prompt nobody answers): only a deadline ends it.
     silent: bool = False
+    #: Appends text to a file of the installed root (a path inside it): the late hooks' `echo KEY >> FILE`.
+    append_target: Callable[[str, str], None] | None = None
     #: Every request made, as (method, URL, status or error); tests read it.
     requests: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -370,12 +372,22 @@ class InstallerRun:
         self.log(f"{call.method} {mask_url(call.url)} -> {status}")
         return ok, data
 
-    def _run_commands(self, where: str, commands: list[str]) -> None:
+    def _run_commands(self, where: str, commands: list[str], *, installed: bool = False) -> None:
         for command in commands:
             calls = http_calls(command)
             self.log(f"{where}: {len(calls)} HTTP call(s)")
             for call in calls:
                 self._request(call)
+            if installed and self.append_target is not None:
+                self._appends(command)
+
+    def _appends(self, command: str) -> None:
+        """`echo WORD >> FILE` into the installed system (the stock templates' authorized_keys lines). Under
+        /target for debian-installer's and curtin's late commands; kickstart's %post runs inside the system."""
+        prefix = "" if self.target.kind is BootKind.KICKSTART else "/target/"
+        for words in _simple_commands(command):
+            if len(words) == 4 and words[0] == "echo" and words[2] == ">>" and words[3].startswith(prefix or "/"):
+                self.append_target(words[3][len(prefix) :].lstrip("/"), words[1] + "\n")
 
     def _webhook(self, endpoints: list[str], event_type: str, name: str, description: str) -> None:
         event = {
@@ -427,6 +439,6 @@ class InstallerRun:
                 self._webhook(hooks.webhooks, event_type, name, description)
         # The system is on the disk before the late hooks run (debian-installer's /target, anaconda's %post).
         self.on_installed(str(kind))
-        self._run_commands(f"{kind} late hook", hooks.late)
+        self._run_commands(f"{kind} late hook", hooks.late, installed=True)
         self.log(f"{kind} installer finished: rebooting")
         return True

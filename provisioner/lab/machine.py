@@ -5,8 +5,9 @@ does with the site's TFTP root (see :mod:`provisioner.lab.firmware`): the memory
 as a subprocess in sandbox mode in the machine's work dir (in discovery mode, ``--discover --url``, when the
 site's default discovers a machine unknown to inventory); an installer command line plays the installer
 (:mod:`provisioner.lab.installer`); a local-boot config boots the disk. A disk holding an installed OS runs its
-first-boot unit if one is enabled (left by the agent's first_boot_callback task). Power-off or reset is a power
-cut: whatever ran is killed at once, as a real machine's RAM is lost.
+first-boot unit if one is enabled (left by the agent's first_boot_callback task), and its sshd on the machine's
+address (:mod:`provisioner.lab.ssh`). Power-off or reset is a power cut: whatever ran is killed at once, as a real
+machine's RAM is lost, and SSH connections drop.
 
 Work dir layout (the agent's sandbox): `disks/<name>.img`, `target/` (the installed root), `machine.json`
 (NICs, DMI, disk serials and the BMC's address, for register), `ram/` (the memory OS's state, emptied at every
@@ -35,8 +36,10 @@ from pathlib import Path
 from provisioner.bmc import BootDevice
 from provisioner.lab import hardware
 from provisioner.lab.bmc import LoopbackBmc
+from provisioner.lab.commands import Installed, Nic
 from provisioner.lab.firmware import BootKind, BootTarget, Firmware, mask_cmdline, resolve
 from provisioner.lab.installer import InstallerRun, InstallFailed, Stopped, mask_url
+from provisioner.lab.ssh import MachineSshd, start_sshd
 from provisioner.pxe.mac import normalise_mac
 
 log = logging.getLogger(__name__)
@@ -135,6 +138,9 @@ class LabMachine:
         bmc_facts: dict | None = None,
         switch: str = "",
         switch_port: int = 0,
+        ssh_address: str = "",
+        ssh_port: int = 22,
+        ip_prefix: int = 8,
     ):
         if not macs:
             raise ValueError("a machine needs at least one NIC")
@@ -160,6 +166,9 @@ class LabMachine:
         self.bmc_facts = bmc_facts
         # The leaf switch and port its first NIC is cabled to, as LLDP tells commissioning (blank: none heard).
         self.switch, self.switch_port = switch, switch_port
+        # The PXE NIC's address in the installed OS, where its sshd listens (blank: no SSH, as without an IP).
+        self.ssh_address, self.ssh_port, self.ip_prefix = ssh_address, ssh_port, ip_prefix
+        self.sshd: MachineSshd | None = None
         self.log_path = self.workdir / "lab.log"
 
         self.events: list[Event] = []
@@ -341,6 +350,10 @@ class LabMachine:
             self.bmc.host_power_off()
 
     def _end_session(self) -> None:
+        sshd, self.sshd = self.sshd, None
+        if sshd is not None:
+            sshd.stop()
+            self._record("sshd-stopped", "connections dropped")
         session, self._session = self._session, None
         if session is None:
             return
@@ -467,6 +480,7 @@ class LabMachine:
             install_s=self.install_s,
             check_disk=self._check_disk,
             silent=self.installer_silent,
+            append_target=self._append_target,
         )
         self.installer_runs.append(run)
 
@@ -485,6 +499,10 @@ class LabMachine:
 
         self._record("installer-started", f"{target.kind} answers from {mask_url(target.answer_url)}")
         self._session = _ThreadSession(f"lab-installer-{self.hostname}", work)
+
+    def _append_target(self, path: str, text: str) -> None:
+        if not self.installed().append(path, text):
+            self._record("installer", f"refused to write outside the installed root: {path}")
 
     def _check_disk(self) -> None:
         size = self.disk.stat().st_size
@@ -513,6 +531,8 @@ class LabMachine:
             return
         self.bmc.serial.print_line("booting from disk")
         self._record("disk-boot", f"installed OS ({installed}) booted")
+        if self.ssh_address:
+            self._start_sshd()
         unit = self.target / FIRST_BOOT_UNIT
         wants = self.target / FIRST_BOOT_WANTS
         if not (unit.is_file() and wants.is_symlink()):
@@ -523,6 +543,24 @@ class LabMachine:
         self._session = _ThreadSession(
             f"lab-first-boot-{self.hostname}", lambda stop: self._first_boot(stop, env_file, wants)
         )
+
+    def installed(self) -> Installed:
+        """The installed OS as its shell sees it: the root, the NICs (the first has the link and the address)."""
+        nics = [
+            Nic(f"eno{i + 1}", mac, link=i == 0, ip=self.ssh_address if i == 0 else "", prefix=self.ip_prefix)
+            for i, mac in enumerate(self.macs)
+        ]
+        return Installed(self.target, "localhost", nics, disk=self.disk_name, disk_bytes=self.disk_bytes)
+
+    def _start_sshd(self) -> None:
+        try:
+            self.sshd, new_key = start_sshd(self.installed(), self.ssh_address, self.ssh_port, disk=self.disk)
+        except OSError as exc:
+            self._record("sshd-failed", f"cannot listen on {self.ssh_address}:{self.ssh_port}: {exc.strerror}")
+            return
+        if new_key:
+            self._record("ssh-keygen", f"new host key {new_key}")
+        self._record("sshd", f"listening on {self.ssh_address}:{self.ssh_port}")
 
     def _first_boot_env_file(self, unit: Path) -> Path | None:
         for line in unit.read_text().splitlines():

@@ -121,11 +121,15 @@ def test_make_runs_lab_installs_a_machine_with_progress_through_the_one_progress
         assert "succeeded" in row, row
         query = (
             "from installs.models import Event, Install; i = Install.objects.get(machine__hostname='lab-r1-01'); "
-            "print(Event.objects.filter(install=i, kind='progress').count())"
+            "print(Event.objects.filter(install=i, kind='progress').count()); "
+            "print(sorted(i.steps.get(kind='verify_ssh').result.get('checks', {'skipped': 0}).items()))"
         )
         shown = manage(terminal, "shell", "-c", query)
         assert shown.returncode == 0, shown.stderr
-        assert int(shown.stdout.split()[-1]) > 0, shown.stdout  # the agent's reports reached the database
+        progress, checks = shown.stdout.strip().splitlines()[-2:]
+        assert int(progress) > 0, shown.stdout  # the agent's reports reached the database
+        # The SSH check ran through the lab's jump host and passed (it used to be skipped: no jump host).
+        assert checks == "[('hostname', True), ('nic', True)]", shown.stdout
         assert "Traceback" not in log_path.read_text()
     finally:
         if proc.poll() is None:

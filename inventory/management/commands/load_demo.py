@@ -7,6 +7,7 @@ from django.db import transaction
 
 from audit.service import Actor, record
 from inventory.models import BMC, NIC, BmcDriver, Machine, MachineStatus, OSProfile, Pdu, PduOutlet, Rack, Site
+from inventory.signals import lab_loaded
 from inventory.stock import sync_stock_profiles
 
 RACKS = ("r01", "r02")
@@ -148,8 +149,12 @@ class Command(BaseCommand):
             created += was_created
             for nic in m["nics"]:
                 NIC.objects.update_or_create(
-                    mac=nic["mac"], defaults={"machine": machine, "name": nic.get("name", ""), "is_pxe": nic["pxe"]}
-                )
+                    mac=nic["mac"],
+                    defaults={
+                        "machine": machine, "name": nic.get("name", ""), "is_pxe": nic["pxe"],
+                        "ip": nic.get("ip"), "prefix_len": nic.get("prefix") if nic.get("ip") else None,
+                    },
+                )  # fmt: skip
             b = m["bmc"]
             bmc, _ = BMC.objects.update_or_create(
                 machine=machine,
@@ -177,6 +182,9 @@ class Command(BaseCommand):
             },
         )
         discovering = self.discover(site, s, demo)
+        # The jump host and the machines' login are the access app's: it takes them from the inventory.
+        answers = lab_loaded.send(sender=Site, site=site, inventory=data)
+        jump = next((str(answer) for _, answer in answers if answer), "")
         record(
             Actor.system("load_demo"),
             "inventory.lab_loaded",
@@ -185,6 +193,7 @@ class Command(BaseCommand):
                 "machines_created": created,
                 "profiles": [p.name for p in profiles] + [demo.name],
                 "discovery": discovering,
+                "jump_host": jump,
             },
         )
         unknown = len(data.get("unknown_machines", []))

@@ -94,6 +94,14 @@ def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
     log = "\n".join(installs[2].events.filter(kind="log").values_list("message", flat=True))
     for line in ("disk report for", "pre-install: ok", "post-install: ok"):
         assert line in log, log[-2000:]
+    # Each installed machine answered the SSH check through the lab's jump host, with the facts it really has.
+    for install in installs:
+        verify = install.steps.get(kind="verify_ssh")
+        checked = verify.result.get("checks", {})
+        assert verify.state == "succeeded" and {"hostname", "nic"} <= set(checked) and all(checked.values()), (
+            install.machine.hostname, verify.state, verify.message, verify.result
+        )  # fmt: skip
+    assert healthy[0].pxe_nic.ip.startswith("127.77.") and healthy[0].pxe_nic.prefix_len == 8
     tftp = Path(Machine.objects.get(pk=healthy[0].pk).rack.site.tftp_root)
     assert not list(tftp.rglob("*01-52-*"))  # no per-MAC config left behind
 

@@ -52,7 +52,15 @@ def test_inventory_describes_every_machine_and_is_private(lab):
     assert inventory["site"]["tftp_root"] == str(lab.config.tftp_root)
     assert [m["hostname"] for m in inventory["machines"]] == ["good-01", "locked-02", "dead-03", "small-04"]
     good = inventory["machines"][0]
-    assert good["mac"] == "52:54:00:aa:00:01" and good["nics"] == [{"name": "eno1", "mac": good["mac"], "pxe": True}]
+    assert good["mac"] == "52:54:00:aa:00:01" and good["nics"] == [
+        {"name": "eno1", "mac": good["mac"], "pxe": True, "ip": "127.77.1.1", "prefix": 8}
+    ]
+    assert inventory["machines"][3]["nics"][0]["ip"] == "127.77.1.4"  # one address per machine, by rack
+    # What the site's SSH access takes: the jump host (its key pinned) and the login of installed machines.
+    jump, login = inventory["jump_host"], inventory["site_login"]
+    assert (jump["address"], jump["port"], jump["username"]) == ("127.0.0.1", lab.access.jump.port, "jump")
+    assert jump["host_key"].startswith("ssh-ed25519 ") and "PRIVATE KEY" in jump["private_key"]
+    assert (login["username"], login["port"]) == ("root", lab.access.ssh_port) and "PRIVATE KEY" in login["private_key"]
     assert good["firmware"] == "uefi" and good["rack"] == "r1" and good["position_u"] == 1
     assert re.fullmatch(r"[0-9a-f]{64}", inventory["image"]["sha256"])
     assert len({m["bmc"]["password"] for m in inventory["machines"]}) == 4
