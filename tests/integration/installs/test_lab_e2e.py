@@ -3,6 +3,7 @@ PXE-boot, loaded into inventory by load_demo, installed by a real worker process
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,12 +14,14 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from access import terminal
 from audit.service import Actor
 from installs.batches import request_installs
 from installs.models import Install, InstallState
 from inventory import power
 from inventory.models import Machine, OSProfile
 from tests.integration.installs.conftest import worker_process
+from tests.integration.ui.conftest import user_with_role
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -62,7 +65,8 @@ def site_worker(transactional_db):
         yield proc
 
 
-def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
+def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys, settings, tmp_path):
+    settings.SSH_RECORDING_DIR = tmp_path / "ssh"
     call_command("load_demo", "--lab-inventory", str(running_lab))
     assert "Lab site 'lab'" in capsys.readouterr().out
     machines = list(Machine.objects.filter(rack__site__slug="lab").select_related("bmc").order_by("hostname"))
@@ -101,9 +105,34 @@ def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys):
         assert verify.state == "succeeded" and {"hostname", "nic"} <= set(checked) and all(checked.values()), (
             install.machine.hostname, verify.state, verify.message, verify.result
         )  # fmt: skip
+    # The site's CA reached every installed system, by the agent's ssh_keys task (image) and by the answer file
+    # (preseed): a session's certificate alone logs in, as it would in the browser's terminal.
+    technician = user_with_role("technician")
+    for install in installs[:2]:
+        machine = Machine.objects.get(pk=install.machine_id)
+        assert _session_hostname(technician, machine) == machine.hostname.split(".")[0]
     assert healthy[0].pxe_nic.ip.startswith("127.77.") and healthy[0].pxe_nic.prefix_len == 8
     tftp = Path(Machine.objects.get(pk=healthy[0].pk).rack.site.tftp_root)
     assert not list(tftp.rglob("*01-52-*"))  # no per-MAC config left behind
+
+
+def _session_hostname(user, machine) -> str:
+    """What `hostname` answers in a recorded session opened on the machine with a per-session certificate."""
+    session = terminal.open_session(user, machine, reason="lab check", client="cli")
+    seen = bytearray()
+
+    async def run():
+        term = terminal.Terminal(session.pk, on_output=seen.extend, on_end=lambda s: None)
+        await term.start(80, 24)
+        await term.write(b"hostname\r")
+        deadline = time.monotonic() + 10
+        while b"hostname\r\n" not in seen or not bytes(seen).split(b"hostname\r\n", 1)[1].count(b"\r\n"):
+            assert time.monotonic() < deadline, bytes(seen)
+            await asyncio.sleep(0.05)
+        await term.close()
+
+    asyncio.run(run())
+    return bytes(seen).split(b"hostname\r\n", 1)[1].split(b"\r\n")[0].decode().strip()
 
 
 def _wait_ended(install, budget_s: float = 120) -> Install:
