@@ -62,6 +62,23 @@ FIRST_BOOT_RETRY_S = 1.0
 REAP_TIMEOUT_S = 5
 
 
+# What each installer's distribution says of itself in /etc/os-release (the fields people and the SSH check read).
+_OS_RELEASES = {
+    "preseed": ("debian", "12", "Debian GNU/Linux 12 (bookworm)"),
+    "autoinstall": ("ubuntu", "24.04", "Ubuntu 24.04 LTS"),
+    "kickstart": ("rocky", "9", "Rocky Linux 9"),
+    "kickstart-legacy": ("centos", "7", "CentOS Linux 7 (Core)"),
+}
+
+
+def _os_release(method: str, cmdline: str) -> str:
+    """The installed system's /etc/os-release: by installer, CentOS 7 told from Rocky by its `ks=` (anaconda 21)."""
+    if method == "kickstart" and "inst.ks=" not in cmdline:
+        method = "kickstart-legacy"
+    os_id, version, pretty = _OS_RELEASES.get(method, ("linux", "", "Linux"))
+    return f'PRETTY_NAME="{pretty}"\nID={os_id}\nVERSION_ID="{version}"\n'
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -476,7 +493,7 @@ class LabMachine:
         run = InstallerRun(
             target,
             log=lambda line: self._record("installer", line),
-            on_installed=self._write_installed_os,
+            on_installed=lambda method: self._write_installed_os(method, target),
             install_s=self.install_s,
             check_disk=self._check_disk,
             silent=self.installer_silent,
@@ -509,7 +526,7 @@ class LabMachine:
         if size < MIN_INSTALLER_DISK_BYTES:
             raise InstallFailed(f"/dev/{self.disk_name} has {size} bytes, too small to install on")
 
-    def _write_installed_os(self, method: str) -> None:
+    def _write_installed_os(self, method: str, target: BootTarget | None = None) -> None:
         """What the installer leaves: a bootable disk and a fresh root (the old one is gone with the partitions)."""
         sector = bytearray(512)
         label = OS_LABEL + method.encode() + b"\n"
@@ -520,6 +537,7 @@ class LabMachine:
         shutil.rmtree(self.target, ignore_errors=True)
         (self.target / "etc").mkdir(parents=True)
         (self.target / "etc" / "hostname").write_text(self.hostname + "\n")
+        (self.target / "etc" / "os-release").write_text(_os_release(method, target.cmdline if target else ""))
         self._record("os-installed", f"{method} wrote the disk")
 
     # -- disk boot ------------------------------------------------------------------------------------------

@@ -122,6 +122,9 @@ def test_installer_config_fetches_the_file_and_calls_back_in_order_then_boots_th
     fetches = [f.format(t=TOKEN) for f in first]
     assert seen == fetches + [f"POST /i/{CALLBACK_TOKEN}/events/{kind}" for kind in callbacks]
     assert machine.installed_os() == method
+    # The installed system names its distribution, as a technician's `cat /etc/os-release` shows.
+    os_id = {"preseed": "debian", "kickstart": "rocky", "autoinstall": "ubuntu"}[method]
+    assert f"ID={os_id}\n" in (machine.target / "etc" / "os-release").read_text()
     # The one-time PXE was used by the power-on; the installer's own reboot boots the firmware's default.
     assert machine.bmc.boots == [BootDevice.PXE, BootDevice.DEFAULT]
     assert machine.first_boot_calls == 0
