@@ -6,6 +6,7 @@ Production (the default): every secret must be given, and a missing one stops st
 message that names the variable.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -322,6 +323,16 @@ PERIODIC_GRACE_S = env.int("PERIODIC_GRACE_S", default=30)
 # WORKER_STALE_S as gone. The default RQ pace (every 405 s) would make every idle worker look dead.
 WORKER_HEARTBEAT_S = env.int("WORKER_HEARTBEAT_S", default=20)
 WORKER_STALE_S = env.int("WORKER_STALE_S", default=90)
+# /metrics (config/metrics.py) answers a scraper that sends `Authorization: Bearer <METRICS_TOKEN>` or whose
+# address is in METRICS_ALLOWED_CIDRS (comma separated; behind nginx daphne's address is the one nginx saw).
+# The default is this host only, so a Prometheus elsewhere needs one of the two; both empty turns /metrics off (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_CIDRS = env.list("METRICS_ALLOWED_CIDRS", default=["127.0.0.0/8", "::1/128"])
+for _cidr in METRICS_ALLOWED_CIDRS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_CIDRS: {_cidr!r} is not a network (e.g. 10.0.0.0/8)") from None
 # Failed installs are e-mailed here (comma separated) when e-mail is configured (EMAIL_URL).
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEV else "dummymail://"))
@@ -347,7 +358,7 @@ CHANNEL_LAYERS = {
 # a private CA), so those paths are exempt from the HTTPS redirect.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=not DEV) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEV)
-SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/", r"^api/v1/discovery/", r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^boot/", r"^i/", r"^api/agent/", r"^api/v1/discovery/", r"^healthz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEV else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = False

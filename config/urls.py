@@ -4,12 +4,13 @@ from django.urls import include, path
 
 from accounts.throttle import ThrottledLoginView
 
-from . import health
+from . import health, metrics
 
 urlpatterns = [
     path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("account/", include("accounts.urls")),
     path("", include("access.urls")),

@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from pydantic import ValidationError
 
-from core import edge, problems
+from core import edge, metrics, problems
 
 from . import events, progress
 from .api import UNAUTHORIZED, ProgressIn, problem, task_refused
@@ -125,6 +125,7 @@ class AgentProgressRoute:
             except ValidationError as exc:
                 refusal = 400, problems.from_validation_errors(_in_body(exc.errors(include_url=False)))
         if refusal is not None:
+            metrics.PROGRESS_REPORTS.labels(outcome="refused").inc()
             # Who asks comes first, as everywhere in the agent API: a stranger learns nothing about the body.
             try:
                 if not await writer.store.run(progress.holder(token)):
@@ -135,6 +136,7 @@ class AgentProgressRoute:
         outcome = await writer.submit(
             progress.ProgressReport(task_id, report.percent, report.message, report.log, token=token)
         )
+        metrics.PROGRESS_REPORTS.labels(outcome=outcome).inc()
         if outcome == progress.Outcome.OK:
             return 200, {"ok": True, "progress_s": writer.progress_s()}
         if outcome == progress.Outcome.UNAUTHORIZED:

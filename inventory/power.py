@@ -13,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.service import Actor, record
-from core import queues
+from core import metrics, queues
 from core.redaction import redact_text
 from provisioner.bmc import (
     BmcAuthError,
@@ -108,6 +108,7 @@ def driver_for(machine: Machine) -> GuardedDriver:
         queues.connection(),
         min_interval_s=settings.BMC_MIN_INTERVAL_S,
         max_wait_s=settings.BMC_MAX_WAIT_S,
+        observe=metrics.bmc_observer(bmc.driver),
     )
 
 

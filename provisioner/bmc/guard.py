@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 
 from .base import BmcDriver, BootDevice, PowerState, StorageController, VolumeRequest, VolumeResult
 from .errors import BmcBusy
@@ -29,6 +30,9 @@ _CALLS_PER_COMMAND = 4
 # volumes (and, for a listing, its drives), then the POST and the new volume read back. Virtual media walks the
 # system, its managers and their media devices, and some BMCs fetch the ISO inside the insert request.
 _CALLS_PER_STORAGE_COMMAND = 24
+
+#: Told of each command once the BMC answered (or did not): the command, its seconds, the error if any.
+Observer = Callable[[str, float, BaseException | None], None]
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
@@ -49,8 +53,10 @@ class GuardedDriver:
         max_wait_s: float = 10.0,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         lock_ttl_s: float | None = None,
+        observe: Observer | None = None,
     ):
         self.driver = driver
+        self._observe = observe
         self.target = driver.target
         self.min_interval_s = min_interval_s
         self.max_wait_s = max_wait_s
@@ -92,11 +98,18 @@ class GuardedDriver:
     def _guarded(self, method: str, *args, _storage: bool = False, _slow: bool = False, **kwargs):
         ttl_ms = self._storage_lock_ttl_ms if _storage else self._health_lock_ttl_ms if _slow else self._lock_ttl_ms
         token = self._acquire(ttl_ms)
+        started, error = time.monotonic(), None
         try:
             return getattr(self.driver, method)(*args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            took_s = time.monotonic() - started  # the BMC's time alone, not the wait for the lock
             interval_ms = int(self.min_interval_s * 1000)
             self._release(keys=[self._lock_key, self._cooldown_key], args=[token, interval_ms])
+            if self._observe is not None:
+                self._observe(method, took_s, error)
 
     def power_state(self) -> PowerState:
         return self._guarded("power_state")
