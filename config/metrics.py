@@ -196,7 +196,7 @@ def _queues(conn):
     for name in sorted(names):
         queue = Queue(name, connection=conn)
         depth.add_metric([name], queue.count)
-        head = queue.get_job_ids(0, 0)
+        head = queue.get_job_ids(0, 1)
         job = Job.fetch(head[0], connection=conn) if head and conn.exists(Job.key_for(head[0])) else None
         age = (now - job.enqueued_at).total_seconds() if job is not None and job.enqueued_at else 0.0
         oldest.add_metric([name], max(0.0, age))
