@@ -47,8 +47,11 @@ def test_a_scrape_during_an_install_sees_the_series_move(lab):
         # The worker's BMC commands, made in another process, are in this process's answer (through Redis).
         assert value(booting, "provisioner_bmc_command_seconds_count", driver="fake", command="power_cycle") >= 1
         assert total(booting, "provisioner_bmc_command_seconds_count", driver="fake") >= 3
-        beats = [v for (n, labels), v in booting.items() if n == "provisioner_worker_heartbeat_age_seconds"
-                 and queue in dict(labels)["queues"]]
+        beats = [
+            v
+            for (n, labels), v in booting.items()
+            if n == "provisioner_worker_heartbeat_age_seconds" and queue in dict(labels)["queues"]
+        ]
         assert beats and min(beats) < 30
         steps = total(booting, "provisioner_step_duration_seconds_count", state="succeeded")
         assert steps >= 3
