@@ -165,3 +165,34 @@ def test_a_crashed_holder_does_not_wedge_the_bmc(redis_client, redis_prefix):
     started = time.monotonic()
     assert guarded.power_state() == PowerState.OFF
     assert 0.1 < time.monotonic() - started < 0.5
+
+
+def test_the_observer_sees_each_command_its_time_and_its_error_but_not_the_wait(redis_client, redis_prefix):
+    target = BmcTarget("10.8.8.8", 623, "admin", "pw")
+    seen = []
+    guarded = GuardedDriver(
+        Recording(target, hold_s=0.05),
+        redis_client,
+        min_interval_s=0.2,
+        key_prefix=redis_prefix,
+        observe=lambda command, seconds, error: seen.append((command, seconds, error)),
+    )
+    guarded.power_state()
+    guarded.power_state()  # waits out the 0.2 s cool-down first: not the BMC's time
+    fake_bmc("10.8.8.8", 623).fault = "unreachable"
+    with pytest.raises(BmcUnreachable):
+        guarded.driver.inner.power_on()  # unguarded: not observed
+    with pytest.raises(BmcUnreachable):
+        GuardedDriver(
+            get_driver("fake", target),
+            redis_client,
+            min_interval_s=0,
+            key_prefix=redis_prefix,
+            observe=lambda *call: seen.append(call),
+        ).power_on()
+    assert [(command, type(error)) for command, _, error in seen] == [
+        ("power_state", type(None)),
+        ("power_state", type(None)),
+        ("power_on", BmcUnreachable),
+    ]
+    assert all(0.05 <= seconds < 0.15 for _, seconds, _ in seen[:2])
