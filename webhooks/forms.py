@@ -6,6 +6,9 @@ from .models import Endpoint, Event
 class EndpointForm(forms.ModelForm):
     """The secret is write-only, like a BMC password: never rendered back; left blank it keeps the stored one."""
 
+    url = forms.URLField(
+        label="URL", max_length=500, assume_scheme="https", help_text="http:// or https://; deliveries are POSTed here."
+    )
     events = forms.MultipleChoiceField(choices=Event.choices, widget=forms.CheckboxSelectMultiple)
     secret = forms.CharField(
         required=False,
