@@ -13,6 +13,7 @@ from core import queues
 from inventory import lifecycle
 from inventory.models import Machine
 from tests.conftest import make_machine
+from webhooks.delivery import sweep
 from webhooks.models import Delivery, DeliveryState
 
 from .conftest import SECRET, make_endpoint, run_jobs
@@ -134,8 +135,6 @@ def test_an_event_rolled_back_sends_nothing(receiver):
 
 
 def test_the_sweep_queues_again_a_due_delivery_whose_job_was_lost(receiver):
-    from webhooks.delivery import sweep
-
     make_endpoint(receiver.url)
     break_machine(make_machine())
     queues.get_queue(queues.WEBHOOKS_QUEUE).empty()  # Redis lost the job
