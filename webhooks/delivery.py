@@ -80,14 +80,19 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
+def _text(raw: bytes) -> str:
+    """A receiver's answer as storable text: PostgreSQL refuses NUL characters in a text column."""
+    return raw.decode(errors="replace").replace("\x00", "\ufffd")
+
+
 def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     cap = settings.WEBHOOK_ANSWER_MAX_CHARS
     try:
         with urllib.request.urlopen(request, timeout=settings.WEBHOOK_TIMEOUT_S) as response:  # noqa: S310
-            return Answer(response.status, response.read(cap).decode(errors="replace"))
+            return Answer(response.status, _text(response.read(cap)))
     except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.read(cap).decode(errors="replace"), f"HTTP {exc.code}")
+        return Answer(exc.code, _text(exc.read(cap)), f"HTTP {exc.code}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return Answer(error=f"{type(reason).__name__}: {reason}"[:500])

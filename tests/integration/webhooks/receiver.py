@@ -28,6 +28,7 @@ class Receiver:
 
     def __init__(self, port: int = 0, *, status: int = 200, delay_s: float = 0.0):
         self.status, self.delay_s, self.received = status, delay_s, []
+        self.answer = b"ok " * 2000
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,7 +36,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 time.sleep(receiver.delay_s)
                 receiver.received.append((dict(self.headers), body))
-                answer = b"ok " * 2000
+                answer = receiver.answer
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()

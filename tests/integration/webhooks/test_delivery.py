@@ -141,3 +141,13 @@ def test_the_sweep_queues_again_a_due_delivery_whose_job_was_lost(receiver):
     assert sweep() == 1
     run_jobs()
     assert Delivery.objects.get().state == DeliveryState.DELIVERED and len(receiver.received) == 1
+
+
+def test_an_answer_the_database_cannot_store_as_sent_is_kept_readable(receiver):
+    receiver.status, receiver.answer = 500, b"bad\x00answer \xff"
+    make_endpoint(receiver.url)
+    break_machine(make_machine())
+    run_jobs(lambda: Delivery.objects.get().attempts >= 1 and Delivery.objects.get().last_status)
+    delivery = Delivery.objects.get()
+    assert delivery.last_status == 500 and delivery.last_answer == "bad\ufffdanswer \ufffd"
+    assert delivery.state == DeliveryState.PENDING  # and retried, like any failure
