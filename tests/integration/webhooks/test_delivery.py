@@ -10,6 +10,7 @@ from rq.job import Job
 
 from audit.service import Actor
 from core import queues
+from installs.periodic import BY_NAME, Scheduler
 from inventory import lifecycle
 from inventory.models import Machine
 from tests.conftest import make_machine
@@ -151,3 +152,9 @@ def test_an_answer_the_database_cannot_store_as_sent_is_kept_readable(receiver):
     delivery = Delivery.objects.get()
     assert delivery.last_status == 500 and delivery.last_answer == "bad\ufffdanswer \ufffd"
     assert delivery.state == DeliveryState.PENDING  # and retried, like any failure
+
+
+def test_the_deployed_scheduler_moves_retries_onto_the_webhooks_queue_and_sweeps_lost_ones():
+    """The tests' worker moves its own delayed jobs; in production `manage.py scheduler` must, or no retry runs."""
+    assert queues.WEBHOOKS_QUEUE in Scheduler(queues.connection()).site_queue_names()
+    assert BY_NAME["webhooks"].func == "webhooks.delivery.sweep"
