@@ -100,8 +100,8 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
 
 def _claim(delivery_id: int) -> tuple[Delivery, int] | None:
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update(no_key=True).select_related("endpoint").filter(pk=delivery_id)
-        delivery = delivery.first()
+        delivery = Delivery.objects.select_for_update(no_key=True, of=("self",)).select_related("endpoint")
+        delivery = delivery.filter(pk=delivery_id).first()
         now = timezone.now()
         if delivery is None or delivery.state != DeliveryState.PENDING:
             return None  # delivered, given up, or deleted with its endpoint: a late or duplicate job
