@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "access",
     "serialconsole",
     "console",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -337,6 +338,19 @@ for _cidr in METRICS_ALLOWED_CIDRS:
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEV else "dummymail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="provisioner@localhost")
+
+# Webhooks (webhooks/): one HTTP attempt waits this long for an answer. Short: a slow receiver holds one
+# delivery worker, never an install, and a timed-out attempt is simply retried.
+WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=5.0)
+# A failed attempt is retried after WEBHOOK_RETRY_BASE_S, doubling each time up to WEBHOOK_RETRY_MAX_S, for
+# WEBHOOK_RETRY_FOR_S after the event: a receiver down for a maintenance night still gets every event.
+WEBHOOK_RETRY_BASE_S = env.float("WEBHOOK_RETRY_BASE_S", default=30.0)
+WEBHOOK_RETRY_MAX_S = env.float("WEBHOOK_RETRY_MAX_S", default=3600.0)
+WEBHOOK_RETRY_FOR_S = env.float("WEBHOOK_RETRY_FOR_S", default=86400.0)
+# A delivery keeps this much of the receiver's answer, for the admin to read.
+WEBHOOK_ANSWER_MAX_CHARS = env.int("WEBHOOK_ANSWER_MAX_CHARS", default=2000)
+# The webhook sweep re-queues due deliveries whose job was lost (Redis restarted, a worker killed mid-send).
+WEBHOOK_SWEEP_INTERVAL_S = env.int("WEBHOOK_SWEEP_INTERVAL_S", default=60)
 
 # Every websocket's consumer waits on Redis with BZPOPMIN for 5 s at a time (channels_redis); a socket
 # timeout at or under that (redis-py 8 defaults to 5 s) ends idle waits with a timeout error and closes

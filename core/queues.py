@@ -11,6 +11,8 @@ from django.db import connections, transaction
 from rq import Queue, SimpleWorker, Worker, worker_registration
 
 DEFAULT_QUEUE = "default"
+# Webhook deliveries (webhooks/): a queue of their own, so a slow or dead receiver never holds up installs.
+WEBHOOKS_QUEUE = "webhooks"
 
 log = logging.getLogger(__name__)
 

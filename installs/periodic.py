@@ -101,6 +101,12 @@ SCHEDULE: tuple[Periodic, ...] = (
         "SSH_SESSION_SWEEP_INTERVAL_S",
         "ends SSH sessions whose process died, deletes sessions and recordings past their retention",
     ),
+    Periodic(
+        "webhooks",
+        "webhooks.delivery.sweep",
+        "WEBHOOK_SWEEP_INTERVAL_S",
+        "queues again the webhook deliveries that are due and whose job was lost",
+    ),
 )
 BY_NAME = {p.name: p for p in SCHEDULE}
 
@@ -241,8 +247,8 @@ class Scheduler(CronScheduler):
                 len(self.queue_names),
             )
             close_old_connections()
-            return self.queue_names or (queues.DEFAULT_QUEUE,)
-        self.queue_names = (queues.DEFAULT_QUEUE, *(queues.site_queue_name(s) for s in slugs))
+            return self.queue_names or (queues.DEFAULT_QUEUE, queues.WEBHOOKS_QUEUE)
+        self.queue_names = (queues.DEFAULT_QUEUE, queues.WEBHOOKS_QUEUE, *(queues.site_queue_name(s) for s in slugs))
         self.queues_read_at = time.monotonic()
         return self.queue_names
 

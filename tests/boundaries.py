@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-APPS = ("accounts", "access", "audit", "inventory", "installs", "serialconsole")
+APPS = ("accounts", "access", "audit", "inventory", "installs", "serialconsole", "webhooks")
 EDGE = (
     "provisioner.bmc",
     "provisioner.pdu",
@@ -30,6 +30,8 @@ EDGE = (
 ALLOWED: dict[str, set[str]] = {
     "config": {"console", *APPS, "core", *EDGE},
     "console": {*APPS, "core", *EDGE},
+    # Webhooks hear what installs, inventory and the audit log do (post_save), so they sit above them all.
+    "webhooks": {"installs", "inventory", "access", "audit", "accounts", "core", *EDGE},
     "installs": {"inventory", "access", "audit", "accounts", "core", *EDGE},
     "access": {"inventory", "audit", "accounts", "core", *EDGE},
     "serialconsole": {"inventory", "audit", "accounts", "core", *EDGE},

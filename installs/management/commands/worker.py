@@ -14,15 +14,17 @@ REDIS_WAIT_S = 2.0
 class Command(BaseCommand):
     help = (
         "Run an RQ worker for the given sites' queues, or every site's, plus the default queue (the periodic "
-        "jobs and alerts). Run one on each site's PXE host with --site <slug>. Delayed jobs and periodic "
-        "work are scheduled by `manage.py scheduler`, which must run too."
+        "jobs and alerts) and the webhook deliveries' queue. Run one on each site's PXE host with --site <slug>. "
+        "Delayed jobs and periodic work are scheduled by `manage.py scheduler`, which must run too."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--site", action="append", dest="sites", help="Site slug; repeat for several.")
-        parser.add_argument("--no-default", action="store_true", help="Do not serve the control plane's queue.")
+        parser.add_argument("--no-default", action="store_true", help="Do not serve the control plane's queues.")
         parser.add_argument(
-            "--control-only", action="store_true", help="Serve only the control plane's queue (sweeper, power sync)."
+            "--control-only",
+            action="store_true",
+            help="Serve only the control plane's queues (sweeper, power sync, webhooks).",
         )
         parser.add_argument(
             "--fork",
@@ -40,7 +42,8 @@ class Command(BaseCommand):
         slugs = [] if control_only else sites or list(Site.objects.values_list("slug", flat=True))
         names = [queues.site_queue_name(s) for s in slugs]
         if not no_default:
-            names.insert(0, queues.DEFAULT_QUEUE)
+            # Webhook deliveries last: control-plane jobs go first, and a slow receiver holds only this worker.
+            names[:0] = [queues.DEFAULT_QUEUE, queues.WEBHOOKS_QUEUE]
         self.stdout.write(f"Serving queues: {', '.join(names)}")
         while True:
             worker = queues.worker(names, fork=fork)
