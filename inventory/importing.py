@@ -136,7 +136,8 @@ def _check_row(number: int, values: dict[str, str]) -> RowPlan:
             setattr(machine, text_field, values[text_field])
     if "height_u" in values and not values["height_u"]:
         machine.height_u = 1
-    _model_errors(machine, ("machine",), problem, exclude={"rack"}, prefix="")
+    for name, message in _model_errors(machine):
+        problem(name, message)
     if isinstance(machine.position_u, int) and machine.position_u < 1:
         problem("position_u", "the lowest U is 1")
     row.machine = machine
@@ -156,15 +157,13 @@ def _check_row(number: int, values: dict[str, str]) -> RowPlan:
     return row
 
 
-def _model_errors(instance, skip: tuple[str, ...], problem, *, exclude: set, prefix: str, label: str = "") -> None:
-    """Run the model's field checks and report each error on its import column."""
-    names = {f.name for f in instance._meta.concrete_fields}
+def _model_errors(instance) -> list[tuple[str, str]]:
+    """The model's own field checks of what the import writes: (field, message) for each error."""
     try:
-        instance.clean_fields(exclude=list((names & (exclude | set(skip))) | _ignored(instance)))
+        instance.clean_fields(exclude=list(_ignored(instance)))
     except ValidationError as exc:
-        for name, messages in exc.message_dict.items():
-            for message in messages:
-                problem(prefix + name if not label else "nics", f"{label}{message}")
+        return [(name, message) for name, messages in exc.message_dict.items() for message in messages]
+    return []
 
 
 def _ignored(instance) -> set[str]:
@@ -187,8 +186,7 @@ def _check_nics(cell: str, problem) -> list[fmt.NicSpec]:
             continue
         nic = NIC(name=name, mac=mac, ip=ip or None, prefix_len=prefix, is_pxe=is_pxe)
         label = f"NIC “{entry}”: "
-        found: list[str] = []
-        _model_errors(nic, ("machine",), lambda _c, m: found.append(m), exclude=set(), prefix="", label=label)
+        found = [label + message for _, message in _model_errors(nic)]
         if not found:
             try:
                 nic.clean()
@@ -220,7 +218,8 @@ def _check_bmc(values: dict[str, str], problem) -> tuple[dict, str]:
         port=values.get("bmc_port") or 623,
         username=values.get("bmc_username", ""),
     )
-    _model_errors(bmc, ("machine",), problem, exclude=set(), prefix="bmc_")
+    for name, message in _model_errors(bmc):
+        problem(f"bmc_{name}", message)
     return {"driver": bmc.driver, "address": bmc.address, "port": bmc.port, "username": bmc.username}, password
 
 

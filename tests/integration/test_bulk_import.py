@@ -15,7 +15,7 @@ from tests.conftest import make_bmc, make_machine, make_rack, make_site
 
 pytestmark = pytest.mark.django_db
 
-HEADER = "site,rack,hostname,position_u,height_u,serial,vendor,model,nics,bmc_driver,bmc_address,bmc_username,bmc_password"
+HEADER = ",".join(c for c in import_format.COLUMNS if c != "bmc_port")
 PASSWORD = "imp0rted-bmc-secret"
 ACTOR = Actor.system("test")
 
