@@ -38,7 +38,11 @@ _BODY = {
     "requestBody": {
         "required": True,
         "description": "One row per machine (README, Bulk import). BMC passwords are write-only.",
-        "content": {media: {"schema": {"type": "string"}} for media in ("text/csv", "application/json", "text/yaml")},
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
     }
 }
 
@@ -50,8 +54,8 @@ def _need_admin(request) -> None:
 
 @router.post("import/machines", openapi_extra=_BODY, response={200: dict, 400: problems.Problem})
 def import_machines(request, params: Query[ImportParams]):
-    """With dry_run=1 the preview: what each row would create or change, and every problem with its row and
-    column. Without, the import itself: all rows or, with a 400 listing the problems, none."""
+    """With dry_run=1 the preview: what each row would create or change. Without, the import itself. A file with
+    problems is a 400 whose ``errors`` name each problem's row and column, and nothing is written."""
     _need_admin(request)
     media = (request.content_type or "").split(";", 1)[0].strip().lower()
     if media not in MEDIA_FORMATS:
@@ -62,7 +66,10 @@ def import_machines(request, params: Query[ImportParams]):
     file_format = MEDIA_FORMATS[media]
     try:
         if params.dry_run:
-            return importing.summary(importing.plan(request.body, file_format, create_racks=params.create_racks))
+            result = importing.plan(request.body, file_format, create_racks=params.create_racks)
+            if not result.ok:
+                raise importing.ImportRefused(result, f"the file has {len(result.problems)} problem(s)")
+            return importing.summary(result)
         result = importing.apply(
             request.body, file_format, actor=Actor.for_user(request.auth), create_racks=params.create_racks
         )

@@ -78,9 +78,10 @@ def test_api_dry_run_then_apply_and_problems_as_a_400():
     body = preview.json()
     assert body["created"] == 1 and body["problems"] == [] and PASSWORD not in preview.content.decode()
     assert not Machine.objects.exists()
-    refused = client.post(URL, BAD, content_type="text/csv")
-    assert refused.status_code == 400
-    assert refused.json()["errors"][0]["loc"] == ["body", "row 2", "nics"]
+    for url in (URL, f"{URL}?dry_run=1"):
+        refused = client.post(url, BAD, content_type="text/csv")
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["loc"] == ["body", "row 2", "nics"]
     yaml_body = (
         "- hostname: web-1\n  site: dc1\n  rack: r01\n  position_u: 1\n"
         f"  bmc_address: 10.9.0.1\n  bmc_password: {PASSWORD}\n"
