@@ -41,6 +41,8 @@ FORMATS = ("csv", "json", "yaml")
 # Bounds that keep a preview inside a request's time: four times the fleet this is sized for.
 MAX_ROWS = 20_000
 MAX_BYTES = 16 * 1024 * 1024
+# The column a CSV row's cells beyond the header's are reported in.
+EXTRA = "(extra cells)"
 # The row number a problem with the header (or the file as a whole) is reported on.
 HEADER_ROW = 1
 
@@ -125,13 +127,16 @@ def read(data: bytes | str, fmt: str) -> ParsedFile:
         columns.extend(k for k in item if k not in columns)
     parsed = ParsedFile(tuple(columns), [], [])
     for column in columns:
-        if column not in COLUMNS:
+        if column not in COLUMNS and column != EXTRA:
             parsed.problems.append((HEADER_ROW, column, f"unknown column “{column}”; columns: {', '.join(COLUMNS)}"))
     if "hostname" not in columns:
         parsed.problems.append((HEADER_ROW, "hostname", "the file has no hostname column (it is required)"))
     for number, item in enumerate(items, start=HEADER_ROW + 1):
         row = {}
         for column, value in item.items():
+            if column == EXTRA:
+                parsed.problems.append((number, EXTRA, "the row has more cells than the header has columns"))
+                continue
             text = _cell(value)
             if text is None:
                 parsed.problems.append((number, column, "must be text or a number"))
@@ -159,12 +164,10 @@ def _csv_items(text: str) -> list[dict]:
         if not any(cell.strip() for cell in line):
             items.append({})  # a blank line keeps its number, so later rows match the spreadsheet
             continue
+        item = dict(zip(header, map(_unquoted, line), strict=False))
         if len(line) > len(header):
-            line = line[: len(header)] + [",".join(line[len(header) :])]  # reported as an unknown column below
-            header_for_line = [*header, "(extra cells)"]
-        else:
-            header_for_line = header
-        items.append(dict(zip(header_for_line, map(_unquoted, line), strict=False)))
+            item[EXTRA] = ""  # reported on its row by read()
+        items.append(item)
     return items
 
 
@@ -178,6 +181,8 @@ def _structured_items(text: str, fmt: str) -> list[dict]:
         value = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise FileRefused(f"the {fmt.upper()} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise FileRefused(f"the {fmt.upper()} is nested too deep") from None
     if isinstance(value, dict) and isinstance(value.get("machines"), list):
         value = value["machines"]
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):

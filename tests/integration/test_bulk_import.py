@@ -114,6 +114,7 @@ def test_each_row_problem_is_named_with_its_row_and_column(rack):
 
 def test_header_problems_are_on_row_one_and_a_missing_rack_can_be_made(rack):
     assert problems_of("site,rack,position_u,colour\ndc1,r01,1,red\n") >= {(1, "hostname"), (1, "colour")}
+    assert problems_of("hostname,serial\nh-1,S1\nh-2,S2,oops\n") == {(3, import_format.EXTRA)}
     text = "site,rack,hostname,position_u\ndc1,r07,made,1\n"
     assert problems_of(text) == {(2, "rack")}
     importing.apply(text, actor=ACTOR, create_racks=True)
@@ -171,7 +172,8 @@ def test_machines_trade_places_and_a_mac_moves_between_them_in_one_file(rack):
 def test_yaml_and_json_bodies_and_unreadable_files():
     assert importing.plan("- hostname: y-1\n  nics: ['*52:54:00:ee:00:01']\n", "yaml").rows[0].action == "create"
     assert importing.plan('{"machines": [{"hostname": "j-1", "height_u": 2}]}', "json").ok
-    for data, file_format in ((b"\xff\xfe", "csv"), ("{not json", "json"), ('{"a": 1}', "json"), ("", "csv")):
+    unreadable = [(b"\xff\xfe", "csv"), ("{not json", "json"), ('{"a": 1}', "json"), ("", "csv"), ("[" * 5000, "json")]
+    for data, file_format in unreadable:
         with pytest.raises(import_format.FileRefused):
             importing.plan(data, file_format)
 
