@@ -47,6 +47,7 @@ from provisioner.bmc import BmcError, registry
 from .hardware import summary as hardware_summary
 from .queries import installs_for_pages
 from .rest_discovery import router as discovery_router
+from .rest_import import router as import_router
 from .rest_lifecycle import HardwareFilters, HardwareOut, filter_refusal
 from .rest_lifecycle import offered as lifecycle_offered
 from .rest_lifecycle import router as lifecycle_router
@@ -1076,4 +1077,5 @@ api.add_router("", serial_router)
 api.add_router("", lifecycle_router)
 api.add_router("", discovery_router)
 api.add_router("", ssh_router)
+api.add_router("", import_router)
 edge.refuse_undeclared_query(api)

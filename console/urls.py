@@ -3,13 +3,14 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, dashboard, discovered, installs, inventory, lifecycle, profiles, serial
+from .views import audit, bulk_import, dashboard, discovered, installs, inventory, lifecycle, profiles, serial
 
 inventory_pages = (
     [
         path("machines/", inventory.machine_list, name="machine-list"),
         path("machines/export.csv", inventory.machine_export, name="machine-export"),
         path("machines/action", inventory.machine_action, name="machine-action"),
+        path("machines/import", bulk_import.machine_import, name="machine-import"),
         path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
         path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
         path("machines/<str:hostname>/mark", lifecycle.machine_mark, name="machine-mark"),

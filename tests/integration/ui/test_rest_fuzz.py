@@ -22,9 +22,9 @@ def test_rest_api_never_answers_with_a_server_error_and_refusals_write_nothing(c
     check_answer(case, response, writes, before)
 
 
-# The library is written by admins: its operations again with an admin's token, so that documents and
-# scripts reach the checker and the library (a technician's are refused before).
-library = schema.include(tag="library")
+# The library and the machine import are for admins: their operations again with an admin's token, so that
+# documents, scripts and import files reach the checkers (a technician's are refused before).
+library = schema.include(tag=["library", "import"])
 
 
 @library.parametrize()
