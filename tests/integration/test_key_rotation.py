@@ -23,9 +23,12 @@ from inventory import crypto
 from inventory.models import BMC, Pdu, Site
 from tests.conftest import make_bmc, make_pdu, make_site
 from tests.integration.access import sshd
+from webhooks.models import Endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("config", "core", "console", "accounts", "provisioner", "inventory", "installs", "audit", "access")
+PACKAGES = (
+    "config", "core", "console", "accounts", "provisioner", "inventory", "installs", "audit", "access", "webhooks",
+)  # fmt: skip
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 
@@ -72,9 +75,12 @@ def secrets(transactional_db, settings, tmp_path):
     pdu_v3.set_auth_key("pdu-auth-key-1")
     pdu_v3.set_priv_key("pdu-priv-key-1")
     pdu_v3.save()
+    hook = Endpoint(name="pager", url="https://hooks.example.net/provisioner", events=["install.failed"])
+    hook.set_secret("webhook-secret-0123456789")
+    hook.save()
     return {
         "bmc": bmc, "hop": hop, "login": login, "private": private, "pdu": pdu, "pdu_v3": pdu_v3, "site": site,
-        "ca": (ca.pk, ca.get_private_key()),
+        "ca": (ca.pk, ca.get_private_key()), "hook": hook,
     }  # fmt: skip
 
 
@@ -87,13 +93,14 @@ def everything_decrypts(secrets) -> None:
     assert Pdu.objects.get(pk=secrets["pdu"].pk).get_community() == "pdu-community-1"
     pdu_v3 = Pdu.objects.get(pk=secrets["pdu_v3"].pk)
     assert (pdu_v3.get_auth_key(), pdu_v3.get_priv_key()) == ("pdu-auth-key-1", "pdu-priv-key-1")
+    assert Endpoint.objects.get(pk=secrets["hook"].pk).get_secret() == "webhook-secret-0123456789"
 
 
 def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alone(secrets, settings):
     # 1. New key first, old key still listed, on every host; 2. rotate.
     rotated = manage("rotate_field_keys", keys=[NEW, OLD])
     assert rotated.returncode == 0, rotated.stderr
-    assert "Re-encrypted 8 stored secret(s)" in rotated.stdout
+    assert "Re-encrypted 9 stored secret(s)" in rotated.stdout
     assert "1 access.jumphost.private_key_ciphertext" in rotated.stdout
     # 3. The old key dropped: each secret decrypts under the new key alone.
     settings.PROVISIONER_FIELD_KEYS = [NEW]
@@ -101,10 +108,10 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
     assert Fernet(NEW).decrypt(raw(SiteLogin, secrets["login"].pk, "private_key_ciphertext").encode())
     # 4. The check the runbook runs before restarting without the old key.
     checked = manage("rotate_field_keys", "--check", keys=[NEW])
-    assert checked.returncode == 0 and "All 8 stored secret(s) decrypt" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and "All 9 stored secret(s) decrypt" in checked.stdout, checked.stderr
     # The check does check: with only the old key, nothing decrypts any more and it says which.
     stale = manage("rotate_field_keys", "--check", keys=[OLD])
-    assert stale.returncode != 0 and "8 stored secret(s) cannot be decrypted" in stale.stderr
+    assert stale.returncode != 0 and "9 stored secret(s) cannot be decrypted" in stale.stderr
     assert "machines of dc1" in stale.stderr and "jump-dc1-1" in stale.stderr
     entry = AuditEntry.objects.get(action="crypto.keys_rotated")
     assert entry.details["counts"] == [
@@ -117,6 +124,7 @@ def test_the_rotation_runbook_leaves_every_secret_readable_under_the_new_key_alo
         ["inventory.pdu.community_ciphertext", 1],
         ["inventory.pdu.priv_key_ciphertext", 1],
         ["inventory.site.bmc_password_ciphertext", 1],
+        ["webhooks.endpoint.secret_ciphertext", 1],
     ]
 
 
