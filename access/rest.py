@@ -17,7 +17,8 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from accounts.roles import Role, has_role
-from core.edge import DbId, Page, Text
+from core.edge import DbId, Text
+from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
 from inventory.models import Machine
 
@@ -66,20 +67,14 @@ class SshSessionOpenedOut(SshSessionOut):
     )
 
 
-class SshSessionPage(Schema):
-    count: int
-    page: int
-    per_page: int
-    results: list[SshSessionOut]
+SshSessionPage = page_schema(SshSessionOut, "SshSessionPage")
 
 
-class SshSessionFilters(Schema):
+class SshSessionFilters(PageParams):
     q: Text = Field("", description="Text typed or shown (as the terminal showed it).")
     user: Text = Field("", description="Who opened it (username).")
     machine: Text = ""
     state: Text = Field("", description="open or ended; blank for both.")
-    page: Page = 1
-    per_page: int = Field(100, ge=1, le=1000)
 
 
 def _need(request, role: Role) -> None:
@@ -155,13 +150,7 @@ def list_ssh_sessions(request, filters: Query[SshSessionFilters]):
         raise HttpError(400, "state: open, ended or blank")
     sessions = SessionFilters.from_params(filters.model_dump()).apply(visible_to(request.auth))
     sessions = sessions.select_related("ended_by").defer("transcript")
-    start = (filters.page - 1) * filters.per_page
-    return {
-        "count": sessions.count(),
-        "page": filters.page,
-        "per_page": filters.per_page,
-        "results": [_session(s) for s in sessions[start : start + filters.per_page]],
-    }
+    return page_of(sessions, filters, _session)
 
 
 @router.get("ssh-sessions/{session_id}", response=SshSessionOut)

@@ -35,6 +35,7 @@ from audit.service import Actor
 from console.filters import MachineQuery, machine_queryset
 from core import edge, problems
 from core.edge import BIGINT_MAX, INT_MAX, DbCount, DbId, Page, Text
+from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
 from installs import batches as batch_service
 from installs import engine, library, workflow_schema
@@ -269,11 +270,7 @@ class QueuedOut(Schema):
     job: str = Field(description="The RQ job on the machine's site queue; the machine's health shows the result.")
 
 
-class MachinePage(Schema):
-    count: int
-    page: int
-    per_page: int
-    results: list[MachineOut]
+MachinePage = page_schema(MachineOut, "MachinePage")
 
 
 class InstallOut(Schema):
@@ -355,7 +352,7 @@ class WhyIn(Schema):
     why: Text = Field("", max_length=500)
 
 
-class MachineFilters(HardwareFilters):
+class MachineFilters(HardwareFilters, PageParams):
     q: Text = ""
     site: Text = ""
     rack: Text = ""
@@ -364,8 +361,6 @@ class MachineFilters(HardwareFilters):
     vendor: Text = ""
     profile: Text = ""
     sort: Text = "hostname"
-    page: Page = 1
-    per_page: int = Field(100, ge=1, le=1000)
 
 
 class InstallFilters(Schema):
@@ -453,15 +448,7 @@ def list_machines(request, filters: Query[MachineFilters]):
     query = MachineQuery.from_params(filters.model_dump())
     if refused := filter_refusal(query):
         return refused
-    machines = machine_queryset(query)
-    start = (filters.page - 1) * filters.per_page
-    rows = list(machines[start : start + filters.per_page])
-    return {
-        "count": machines.count(),
-        "page": filters.page,
-        "per_page": filters.per_page,
-        "results": [_machine(m) for m in rows],
-    }
+    return page_of(machine_queryset(query), filters, _machine)
 
 
 @api.get("machines/{hostname}", response=MachineDetailOut, tags=["machines"])

@@ -14,7 +14,8 @@ from ninja.errors import HttpError
 from accounts.roles import Role, has_role
 from audit.service import Actor
 from core import problems
-from core.edge import DbId, Page, Text
+from core.edge import DbId, Text
+from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
 from installs import discovery
 from installs.discovery_facts import summary
@@ -64,18 +65,12 @@ class DiscoveredDetailOut(DiscoveredOut):
     facts: dict = Field(description="Every fact, as its agent reported it (bounded: docs/agent-api.md).")
 
 
-class DiscoveredFilters(Schema):
+class DiscoveredFilters(PageParams):
     site: Text = ""
     state: Literal["waiting", "accepted", "discarded", "all"] = "waiting"
-    page: Page = 1
-    per_page: int = Field(100, ge=1, le=1000)
 
 
-class DiscoveredPage(Schema):
-    count: int
-    page: int
-    per_page: int
-    results: list[DiscoveredOut]
+DiscoveredPage = page_schema(DiscoveredOut, "DiscoveredPage")
 
 
 class AcceptIn(Schema):
@@ -150,13 +145,7 @@ def list_discovered(request, filters: Query[DiscoveredFilters]):
         entries = entries.filter(site__slug=filters.site)
     if filters.state != "all":
         entries = entries.filter(state=filters.state)
-    start = (filters.page - 1) * filters.per_page
-    return {
-        "count": entries.count(),
-        "page": filters.page,
-        "per_page": filters.per_page,
-        "results": [_out(e) for e in entries[start : start + filters.per_page]],
-    }
+    return page_of(entries, filters, _out)
 
 
 @router.get("discovered/{entry_id}", response=DiscoveredDetailOut)
