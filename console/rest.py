@@ -49,9 +49,11 @@ from .hardware import summary as hardware_summary
 from .queries import installs_for_pages
 from .rest_discovery import router as discovery_router
 from .rest_import import router as import_router
+from .rest_inventory import router as inventory_router
 from .rest_lifecycle import HardwareFilters, HardwareOut, filter_refusal
 from .rest_lifecycle import offered as lifecycle_offered
 from .rest_lifecycle import router as lifecycle_router
+from .rest_machine_edit import router as machine_edit_router
 from .rest_serial import router as serial_router
 
 
@@ -1065,4 +1067,6 @@ api.add_router("", lifecycle_router)
 api.add_router("", discovery_router)
 api.add_router("", ssh_router)
 api.add_router("", import_router)
+api.add_router("", inventory_router)
+api.add_router("", machine_edit_router)
 edge.refuse_undeclared_query(api)

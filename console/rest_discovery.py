@@ -19,6 +19,7 @@ from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
 from installs import discovery
 from installs.discovery_facts import summary
+from inventory.editing import find_rack
 from inventory.models import MAX_RACK_U, DiscoveredMachine
 
 router = Router(tags=["discovered"])
@@ -161,7 +162,7 @@ def accept_discovered(request, entry_id: Path[DbId], body: AcceptIn):
     _need(request, Role.TECHNICIAN)
     entry = _entry(entry_id)
     try:
-        rack = discovery.find_rack(body.rack)
+        rack = find_rack(body.rack)
         placement = discovery.Placement(body.hostname, rack, body.position_u, body.height_u)
         machine = discovery.accept(entry.pk, placement, Actor.for_user(request.auth))
     except ValidationError as exc:

@@ -32,6 +32,7 @@ from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
+from ninja.utils import normalize_path
 from pydantic import AfterValidator, Field
 
 from core import problems
@@ -306,6 +307,16 @@ class ProblemApi(NinjaAPI):
         problems.document(schema, self.refusals)
         return schema
 
+    def _get_bound_routers(self):
+        """django-ninja's routers, with the operations of one path gathered on the first router that serves it:
+        a resource's reads and writes may live in different modules (GET machines here, POST machines there),
+        but Django dispatches a path to one view, which must then know every method (else a 405)."""
+        routers = super()._get_bound_routers()
+        if not getattr(self, "_paths_shared", False):
+            self._paths_shared = True
+            share_paths(routers)
+        return routers
+
     @staticmethod
     def _invalid(request, exc: ValidationError):
         return problems.respond(problems.from_validation_errors(exc.errors))
@@ -323,6 +334,22 @@ class ProblemApi(NinjaAPI):
     @staticmethod
     def _not_found(request, exc: Http404):
         return problems.response(404, str(exc) or "Not Found")
+
+
+def share_paths(routers) -> None:
+    """Move every operation of a path that an earlier router serves too onto that router's path view."""
+    first: dict[str, object] = {}
+    for router in routers:
+        for path in list(router.path_operations):
+            route = normalize_path("/".join(p for p in (router.prefix, path) if p)).strip("/")
+            view = router.path_operations[path]
+            if route not in first:
+                first[route] = view
+                continue
+            shared = first[route]
+            shared.operations.extend(view.operations)
+            shared.is_async = shared.is_async or view.is_async
+            del router.path_operations[path]
 
 
 # --- the middleware ---------------------------------------------------------------------------

@@ -271,23 +271,6 @@ class Placement:
     height_u: int = 1
 
 
-def find_rack(value: str | int | None) -> Rack | None:
-    """The rack a form, the API or the command line names: "site/rack", or its id. ValidationError naming the
-    field ``rack`` when there is none such; None for no rack at all."""
-    if value in (None, ""):
-        return None
-    text_value = str(value).strip()
-    if text_value.isascii() and text_value.isdigit():
-        rack = Rack.objects.select_related("site").filter(pk=int(text_value)).first() if len(text_value) < 19 else None
-    else:
-        slug, _, name = text_value.partition("/")
-        rack = Rack.objects.select_related("site").filter(site__slug=slug, name=name).first() if name else None
-    if rack is None:
-        problem = f"There is no rack {text_value!r}: name it as site/rack (e.g. dc1/r01) or by its id."
-        raise ValidationError({"rack": problem})
-    return rack
-
-
 def accept(pk: int, placement: Placement, actor: Actor) -> Machine:
     """Make the waiting entry ``pk`` a machine of the inventory (status new) with its NICs (the boot MAC its PXE
     NIC), and a BMC at the address its facts report (the site's default credentials), validated as the admin

@@ -8,6 +8,7 @@ A save whose document did not change keeps the current version; a changed one be
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -15,11 +16,12 @@ from django.db import transaction
 
 from audit.service import Actor, record
 from inventory import lifecycle
+from inventory.editing import EditRefused
 from inventory.models import OSProfile
 
 from . import stock_scripts
 from . import workflow as wf
-from .models import Script, Workflow
+from .models import ACTIVE_STATES, Install, Script, Workflow
 from .plan import Plan, PlanError, build_plan
 
 
@@ -76,6 +78,39 @@ def save_workflow(text: str, actor: Actor) -> tuple[Workflow, bool]:
     )
     record(actor, "workflow.save", row, {"name": row.name, "version": row.version})
     return row, True
+
+
+@transaction.atomic(durable=True)
+def delete_workflow(name: str, actor: Actor) -> list[int]:
+    """Delete every version of a workflow of the library; the versions deleted (none: no such workflow).
+    EditRefused while anything would still run it: a stock workflow (part of provisioner), a profile naming it,
+    an install not finished running it, another workflow's latest version including it. A finished install
+    keeps its plan, with the workflow frozen in, so its history stays readable; the audit entry keeps the
+    versions deleted."""
+    if wf.is_stock(name):
+        raise EditRefused([f"{name} is a stock workflow, part of provisioner: it cannot be deleted."])
+    rows = list(Workflow.objects.select_for_update().filter(name=name).order_by("version"))
+    if not rows:
+        return []
+    problems = []
+    profiles = list(OSProfile.objects.filter(workflow=name).values_list("name", flat=True))
+    if profiles:
+        problems.append(f"Profile(s) {', '.join(profiles)} run workflow {name}: choose another workflow for them.")
+    running = Install.objects.filter(workflow=name, state__in=ACTIVE_STATES).count()
+    if running:
+        problems.append(f"{running} install(s) not finished run workflow {name}.")
+    include = re.compile(rf"include:\s*[\"']?{re.escape(name)}[\"']?\s*$", re.M)
+    including = sorted(w.name for w in Workflow.objects.order_by("name", "-version").distinct("name")
+                       if w.name != name and include.search(w.document))  # fmt: skip
+    if including:
+        problems.append(f"Workflow(s) {', '.join(including)} include workflow {name}.")
+    if problems:
+        raise EditRefused(problems)
+    versions = [row.version for row in rows]
+    details = {"name": name, "versions": versions, "description": rows[-1].description}
+    record(actor, "workflow.delete", None, details, object_label=f"workflow {name}")
+    Workflow.objects.filter(name=name).delete()
+    return versions
 
 
 @transaction.atomic

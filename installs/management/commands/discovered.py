@@ -18,6 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from audit.service import Actor
 from installs import discovery
 from installs.discovery_facts import summary
+from inventory.editing import find_rack
 from inventory.models import DiscoveredMachine
 
 
@@ -64,7 +65,7 @@ class Command(BaseCommand):
         try:
             if action == "accept":
                 placement = discovery.Placement(
-                    options["hostname"], discovery.find_rack(options["rack"]), options["position"], options["height"]
+                    options["hostname"], find_rack(options["rack"]), options["position"], options["height"]
                 )
                 machine = discovery.accept(entry.pk, placement, actor)
                 self.stdout.write(
