@@ -15,6 +15,7 @@ from audit.models import AuditEntry
 from audit.service import Actor
 from core import problems
 from installs.models import Batch, BatchState, Event, EventKind, Install, Script, Workflow
+from inventory.models import BMC, NIC, Machine, OSProfile, Rack, Site
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
@@ -171,6 +172,7 @@ def writes():
         Script.objects.count(),
         sorted(Install.objects.values_list("pk", "state")),
         sorted(Batch.objects.values_list("pk", "state")),
+        [sorted(map(str, model.objects.values_list())) for model in (Site, Rack, Machine, NIC, BMC, OSProfile)],
     )
 
 
