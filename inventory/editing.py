@@ -19,22 +19,11 @@ from django.db import IntegrityError, models, transaction
 from audit.diff import diff, snapshot
 from audit.service import Actor, record
 
+from .forms import SiteForm
 from .models import OSProfile, Rack, Site
 
 # What the API may write of each; everything else of the row is the system's (commissioning, reachability).
-SITE_FIELDS = (
-    "slug",
-    "name",
-    "tftp_root",
-    "base_url",
-    "domain",
-    "dns_servers",
-    "bmc_username",
-    "memory_os",
-    "create_bmc_user",
-    "discovery",
-    "provisioning_networks",
-)
+SITE_FIELDS = tuple(SiteForm.Meta.fields)  # what the admin writes of a site (its password aside)
 RACK_FIELDS = ("site", "name", "height_u")
 PROFILE_FIELDS = (
     "name",
