@@ -238,7 +238,8 @@ def _cleanups_left() -> bool:
 
 def report(result: dict, n: int, latency_ms: float) -> None:
     sql, rds = Counter(result["sql"]), Counter(result["redis"])
-    print(f"\nlatency {latency_ms:g} ms each way: {n} installs, {dict(result['states'])}, wall {result['wall_s']:.1f} s")
+    states, wall = dict(result["states"]), result["wall_s"]
+    print(f"\nlatency {latency_ms:g} ms each way: {n} installs, {states}, wall {wall:.1f} s")
     print(f"  {'per install':24} {'sql':>7} {'redis':>7}")
     for label in sorted(set(sql) | set(rds), key=lambda k: -(sql[k] + rds[k])):
         print(f"  {label:24} {sql[label] / n:7.1f} {rds[label] / n:7.1f}")
