@@ -168,17 +168,18 @@ def start_redis(port: int, directory: str) -> subprocess.Popen:
 
 def run_once(args, env: dict, latency_ms: float) -> dict:
     """One wave of installs on a fresh site; returns the worker's counts and the wall time."""
+    from django.core.management import call_command
     from django.db import connection
 
     from audit.service import Actor
     from core import queues
     from installs.batches import request_installs
     from installs.models import ACTIVE_STATES, Install
-    from inventory.models import Site
     from tests.tcp_proxy import TcpProxy
 
-    Site.objects.all().delete()
-    Install.objects.all().delete()
+    connection.close()
+    bench_installs.recreate_database(args.database_url)
+    call_command("migrate", verbosity=0)
     queues.connection().flushdb()
     site, profile, machines = bench_installs.build_site(args.machines, tempfile.mkdtemp(prefix="bench-tftp-"))
     db = connection.settings_dict
@@ -267,14 +268,10 @@ def main() -> int:
     redis_proc = start_redis(args.redis_port, redis_dir)
     try:
         env = bench_installs.setup_env(args)
-        bench_installs.recreate_database(args.database_url)
         import django
 
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
         ok = True
         for latency in [float(x) for x in args.latency_ms.split(",")]:
             result = run_once(args, env, latency)

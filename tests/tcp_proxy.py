@@ -50,6 +50,12 @@ class TcpProxy:
         self.loop.close()
         self.server = None
 
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def retarget(self, target: tuple[str, int]) -> None:
         """Send new connections to ``target`` and end the ones open now, as a virtual IP that moved does:
         their clients see the connection close and connect again."""
