@@ -9,7 +9,7 @@ every Redis command or pipeline (one round trip each) through redis-py. A count 
 run came last in the job (so a kind's figure includes settling it and claiming the next step); ``claim`` is a
 job's first claim, ``rq`` RQ's own bookkeeping around jobs, ``publish`` the websocket events sent from the
 worker's publisher thread. With --latency-ms the worker reaches PostgreSQL and Redis through tests/tcp_proxy.py,
-which adds that much each way.
+which adds that much each way. ROUND_TRIPS_DETAIL=1 also lists the Redis commands and pipelines most made.
 
 It uses its own database (provisioner_round_trips, recreated) and a redis-server of its own on --redis-port.
 The last line is machine-readable:
