@@ -95,26 +95,14 @@ class SimulatedAgents(threading.Thread):
     def run(self):
         from django.db import connection
 
-        from installs import callbacks
-        from installs.models import ACTIVE_STATES, Install, Step, StepKind, StepState
+        from installs.models import ACTIVE_STATES, Install
+        from tests.simulated_machines import answer_waiting
 
         try:
             while not self.stop.is_set():
-                waiting = list(
-                    Step.objects.filter(
-                        state=StepState.WAITING, install__state__in=["booting", "verifying"]
-                    ).values_list("install_id", "kind", "install__plan__machine__mac")[:500]
-                )
-                for install_id, kind, mac in waiting:
-                    if kind == StepKind.WAIT_BOOT:
-                        callbacks.agent_register(install_id, {"nics": [{"mac": mac}], "disks": [{"path": "/dev/sda"}]})
-                        while task := callbacks.agent_next_task(install_id)["task"]:
-                            callbacks.agent_result(install_id, task["id"], True, "", "", "")
-                            self.calls += 2
-                    elif kind == StepKind.VERIFY:
-                        callbacks.installer_event(install_id, "finished", "first boot")
-                    self.calls += 1
-                if not waiting:
+                calls = answer_waiting()
+                self.calls += calls
+                if not calls:
                     if not Install.objects.filter(state__in=ACTIVE_STATES).exists():
                         return
                     time.sleep(0.05)

@@ -317,6 +317,9 @@ SSH_SESSION_FLUSH_S = env.float("SSH_SESSION_FLUSH_S", default=10.0)
 SSH_SESSION_SWEEP_INTERVAL_S = env.int("SSH_SESSION_SWEEP_INTERVAL_S", default=3600)
 # How often the sweeper looks for passed deadlines, lost workers and lost jobs.
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=15)
+# A step whose job never came (lost with Redis, at a failover or a restart) is queued again this long after the
+# step before it finished: longer than a busy site's queue takes to reach a job, so a slow job is not doubled.
+SWEEP_LOST_JOB_AFTER_S = env.int("SWEEP_LOST_JOB_AFTER_S", default=60)
 # /healthz calls a periodic job overdue when its last run ended more than two periods plus this ago:
 # one late period is a slow run or a worker restarting, two mean nothing runs it any more.
 PERIODIC_GRACE_S = env.int("PERIODIC_GRACE_S", default=30)

@@ -244,7 +244,7 @@ def agent_result(
         if summary is not None:
             emit(install, EventKind.LOG, summary, step=step)
             output = summary
-        engine.complete_step(install, step, {"output_tail": output[-2000:]}, message)  # worker steps may follow
+        engine.complete_task(install, step, {"output_tail": output[-2000:]}, message)
         return "ok"
     text = f"The agent's {step.task.replace('_', ' ')} failed" + (f": {message}" if message else ".")
     if retryable and step.attempts < engine.attempts_allowed(step):

@@ -381,6 +381,15 @@ def complete_step(install: Install, step: Step, result: dict, message: str = "")
     enqueue_advance(install)
 
 
+def complete_task(install: Install, step: Step, result: dict, message: str = "") -> str:
+    """The agent finished a task of the locked install: record it and claim what follows in the same
+    transaction. The next step is most often the agent's again (handed out when it asks) or the end, and a
+    worker job only to find that out cost a site's worker two dozen round trips; a worker step that follows
+    is queued as before."""
+    succeed_step(install, step, result, message)
+    return _claim_locked(install, may_run=False)
+
+
 def advance(install_id: int) -> str:
     """RQ job: run the install's next worker steps, or put it into its next wait. Idempotent."""
     claimed = _claim(install_id)

@@ -24,9 +24,6 @@ from .stepkinds import KINDS, StepKind
 
 log = logging.getLogger(__name__)
 
-# A pending step whose predecessor finished this long ago without the next job running was lost.
-LOST_JOB_AFTER_S = 60
-
 
 def _expire_wait(install_id: int, step_id: int) -> None:
     with transaction.atomic():
@@ -113,7 +110,7 @@ def sweep() -> dict:
         _silent_agent(install_id)
         counts["silent_agents"] += 1
     # Lost jobs: a pending step whose predecessor finished a while ago and whose retry time has passed.
-    stale = now - timedelta(seconds=LOST_JOB_AFTER_S)
+    stale = now - timedelta(seconds=settings.SWEEP_LOST_JOB_AFTER_S)
     predecessor_done = Step.objects.filter(
         install=OuterRef("install"), order=OuterRef("order") - 1, state__in=STEP_DONE_STATES, finished_at__lt=stale
     )
