@@ -1,4 +1,7 @@
-"""The REST API for automation, v1 (/api/v1/; the OpenAPI document is /api/v1/openapi.json).
+"""The REST API for automation, v1 (/api/v1/; the OpenAPI document is /api/v1/openapi.json, the interactive
+documentation /api/v1/docs). This module holds the ``api`` object, its authentication and its documentation;
+each resource's operations are a router of their own (rest_machines, rest_checks, rest_installs, rest_batches,
+rest_library, rest_serial, rest_lifecycle, rest_discovery, rest_import, access/rest.py), added at the end.
 
 People's scripts use it with ``Authorization: Token <key>`` (a per-user token, see accounts/api_tokens.py)
 or from a logged-in browser session (writes then need the CSRF token, as the pages do). Every
@@ -10,6 +13,9 @@ Every refusal is a ``Problem`` (RFC 9457 problem details, application/problem+js
 ``detail`` (a sentence), ``field`` (the parameter at fault, ``body`` for the body as a whole), ``errors``
 (each problem with its location) and ``problems`` (the reasons a 409 lists). Invalid input is a 400, a
 body not sent as application/json a 415, and both come before any write (core/edge.py).
+
+Every list answers in one envelope, ``{count, page, per_page, results}`` (core/paging.py), and every path
+answers the same with a trailing slash.
 """
 
 from __future__ import annotations
