@@ -8,6 +8,7 @@ from ninja.errors import HttpError
 from accounts.roles import Role, has_role
 from audit.service import Actor
 from core import problems
+from core.paging import page_of
 
 
 def need(request, role: Role) -> None:
@@ -26,6 +27,17 @@ class RefusedError(HttpError):
     def __init__(self, problems: list[str]):
         super().__init__(409, "Refused: " + "; ".join(problems))
         self.problems = problems
+
+
+def filtered_page(request, filters, query_class, queryset, serialize):
+    """A list that takes its page's filters: the viewer role, the filters read as the page reads them (a
+    ``query_class`` with ``from_params`` and ``problems``), a 400 for one that means nothing, then one page of
+    ``queryset(query)`` in the envelope."""
+    need(request, Role.VIEWER)
+    query = query_class.from_params(filters.model_dump())
+    if refused := filter_refusal(query):
+        return refused
+    return page_of(queryset(query), filters, serialize)
 
 
 def filter_refusal(query):

@@ -21,7 +21,7 @@ from inventory.models import Machine, OSProfile
 
 from .install_filters import InstallQuery, install_queryset
 from .queries import installs_for_pages
-from .rest_base import RefusedError, actor, filter_refusal, need
+from .rest_base import RefusedError, actor, filtered_page, need
 
 router = Router(tags=["installs"])
 
@@ -135,11 +135,7 @@ def _install(i: Install) -> dict:
 def list_installs(request, filters: Query[InstallFilters]):
     """Newest first, with the install list page's filters: state (``active`` for every install not yet
     ended), machine (part of the hostname), site, profile, batch, requested_by."""
-    need(request, Role.VIEWER)
-    query = InstallQuery.from_params(filters.model_dump())
-    if refused := filter_refusal(query):
-        return refused
-    return page_of(install_queryset(query), filters, _install)
+    return filtered_page(request, filters, InstallQuery, install_queryset, _install)
 
 
 @router.get("installs/{install_id}", response=InstallDetailOut)

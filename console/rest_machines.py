@@ -20,7 +20,7 @@ from inventory.models import Machine, MachineHealth
 from provisioner.bmc import BmcError, registry
 
 from .hardware import summary as hardware_summary
-from .rest_base import RefusedError, actor, filter_refusal, need
+from .rest_base import RefusedError, actor, filtered_page, need
 from .rest_lifecycle import HardwareFilters, HardwareOut
 from .rest_lifecycle import offered as lifecycle_offered
 
@@ -214,11 +214,7 @@ def _machine(m: Machine) -> dict:
 @router.get("machines", response=MachinePage)
 def list_machines(request, filters: Query[MachineFilters]):
     """Machines with the machine list's filters, search and sort (prefix the sort key with - to reverse)."""
-    need(request, Role.VIEWER)
-    query = MachineQuery.from_params(filters.model_dump())
-    if refused := filter_refusal(query):
-        return refused
-    return page_of(machine_queryset(query), filters, _machine)
+    return filtered_page(request, filters, MachineQuery, machine_queryset, _machine)
 
 
 @router.get("machines/{hostname}", response=MachineDetailOut)
