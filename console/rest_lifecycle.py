@@ -10,19 +10,19 @@ cannot be an action (a missing reason, a profile for a release) is a 400 naming 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from django.shortcuts import get_object_or_404
-from ninja import Field, Path, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import StrictInt
 
 from accounts.roles import Role, has_role
 from audit.service import Actor
 from console import lifecycle_actions
-from console.filters import MachineQuery
-from core import problems
 from core.edge import INT_MAX, Refusal, Text
+from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
 from installs.models import ACTIVE_STATES, Install
 from inventory import lifecycle
@@ -60,16 +60,6 @@ class HardwareFilters(Schema):
     switch_port: Text = Field(
         "", max_length=200, description="A NIC's LLDP port id is this (with switch: on that switch)."
     )
-
-
-def filter_refusal(query: MachineQuery):
-    """The 400 for a machine query with a filter that means nothing, or None."""
-    refused = query.problems()
-    if not refused:
-        return None
-    errors = [{"loc": ["query", field], "msg": problem, "type": "value_error"} for field, problem in refused.items()]
-    field, problem = next(iter(refused.items()))
-    return problems.response(400, f"{field}: {problem}", field=field, errors=errors)
 
 
 class LifecycleIn(Schema):
@@ -121,6 +111,9 @@ class FactsVersionOut(Schema):
     collected_at: datetime
     source: str
     changes: list[FactChangeOut] = Field(description="What differs from the version before.")
+
+
+FactsVersionPage = page_schema(FactsVersionOut, "FactsVersionPage")
 
 
 class FactsOut(FactsVersionOut):
@@ -207,13 +200,13 @@ def _version(row: MachineFacts, *, with_facts: bool) -> dict:
     return data
 
 
-@router.get("machines/{hostname}/facts", response=list[FactsVersionOut], operation_id="machine_facts_versions")
-def machine_facts_versions(request, hostname: Path[Text]):
+@router.get("machines/{hostname}/facts", response=FactsVersionPage, operation_id="machine_facts_versions")
+def machine_facts_versions(request, hostname: Path[Text], params: Query[PageParams]):
     """Every version of the machine's hardware facts, newest first, with what changed since the one before."""
     _need(request, Role.VIEWER)
     machine = get_object_or_404(Machine.objects.only("pk"), hostname=hostname)
     rows = MachineFacts.objects.filter(machine=machine).defer("facts").order_by("-version")
-    return [_version(row, with_facts=False) for row in rows]
+    return page_of(rows, params, partial(_version, with_facts=False))
 
 
 @router.get("machines/{hostname}/facts/{version}", response=FactsOut, operation_id="machine_facts_version")

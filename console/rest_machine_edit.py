@@ -24,6 +24,7 @@ from inventory import boot, editing, machine_editing, power
 from inventory.models import BMC, MAX_RACK_U, NIC, BootMode, Machine, bmc_driver_choices
 
 from .rest_inventory import WRITES, StrictIn, actor, answered, need, refused, written
+from .rest_machines import NicOut
 
 router = Router(tags=["inventory"])
 
@@ -33,16 +34,6 @@ Short = Annotated[Text, Field(max_length=100)]
 
 
 # --- schemas -------------------------------------------------------------------------------------------------
-
-
-class NicOut(Schema):
-    name: str
-    mac: str
-    is_pxe: bool
-    ip: str | None = None
-    prefix_len: int | None = None
-    gateway: str | None = None
-    vlan: int | None = None
 
 
 class NicChangeIn(StrictIn):
@@ -61,7 +52,7 @@ class NicIn(NicChangeIn):
     mac: Annotated[Text, Field(min_length=1, max_length=64, description="Any common notation; stored as aa:bb:…")]
 
 
-class BmcOut(Schema):
+class BmcSettingsOut(Schema):
     driver: str
     address: str
     port: int
@@ -98,7 +89,7 @@ class MachineEditOut(Schema):
     status: str
     protected: bool
     nics: list[NicOut]
-    bmc: BmcOut | None = None
+    bmc: BmcSettingsOut | None = None
 
 
 class MachineChangeIn(StrictIn):
@@ -235,7 +226,7 @@ def delete_nic(request, hostname: Path[Text], nic: Path[Annotated[Text, Field(ma
 # --- the BMC -------------------------------------------------------------------------------------------------
 
 
-@router.get("machines/{hostname}/bmc", response=BmcOut)
+@router.get("machines/{hostname}/bmc", response=BmcSettingsOut)
 def get_bmc(request, hostname: Path[Text]):
     need(request, Role.VIEWER)
     bmc = getattr(_found(hostname), "bmc", None)
@@ -261,7 +252,7 @@ def _unknown_driver(name: str):
     raise ValidationError({"driver": f"{name!r} is not a driver installed here (GET drivers lists them)."})
 
 
-@router.put("machines/{hostname}/bmc", response={200: BmcOut, 201: BmcOut, **WRITES})
+@router.put("machines/{hostname}/bmc", response={200: BmcSettingsOut, 201: BmcSettingsOut, **WRITES})
 def put_bmc(request, hostname: Path[Text], body: BmcIn):
     """The machine's BMC as given, fields left out at their defaults (201 when it had none). The password is kept
     unless given."""
@@ -269,7 +260,7 @@ def put_bmc(request, hostname: Path[Text], body: BmcIn):
     return _write_bmc(request, hostname, body.model_dump(exclude_unset=True), replace=True)
 
 
-@router.patch("machines/{hostname}/bmc", response={200: BmcOut, **WRITES})
+@router.patch("machines/{hostname}/bmc", response={200: BmcSettingsOut, **WRITES})
 def patch_bmc(request, hostname: Path[Text], body: BmcChangeIn):
     """Change the fields given of the machine's BMC."""
     need(request, Role.ADMIN)

@@ -10,18 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.shortcuts import get_object_or_404
-from ninja import Path, Router, Schema
+from ninja import Path, Query, Router, Schema
 from ninja.errors import HttpError
 
 from accounts.roles import Role, has_role
 from core.edge import DbId, Text
+from core.paging import PageParams, page_of, page_schema
 from core.recordings import cast_download
 from inventory.models import Machine
 from serialconsole.models import ConsoleSession
 
 router = Router(tags=["console"])
-#: Sessions one listing returns, newest first.
-LIST_MAX = 100
 
 
 class ConsoleSessionOut(Schema):
@@ -39,6 +38,9 @@ class ConsoleSessionOut(Schema):
     truncated: bool
     replay_url: str
     cast_url: str
+
+
+ConsoleSessionPage = page_schema(ConsoleSessionOut, "ConsoleSessionPage")
 
 
 def _need_technician(request) -> None:
@@ -65,12 +67,12 @@ def _session(s: ConsoleSession) -> dict:
     }
 
 
-@router.get("machines/{hostname}/console-sessions", response=list[ConsoleSessionOut])
-def list_console_sessions(request, hostname: Path[Text]):
-    """The machine's serial-console sessions, newest first (at most 100)."""
+@router.get("machines/{hostname}/console-sessions", response=ConsoleSessionPage)
+def list_console_sessions(request, hostname: Path[Text], params: Query[PageParams]):
+    """The machine's serial-console sessions, newest first."""
     _need_technician(request)
     machine = get_object_or_404(Machine, hostname=hostname)
-    return [_session(s) for s in ConsoleSession.objects.filter(machine=machine)[:LIST_MAX]]
+    return page_of(ConsoleSession.objects.filter(machine=machine).order_by("-started_at", "-pk"), params, _session)
 
 
 @router.get("console-sessions/{session_id}/cast")

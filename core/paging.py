@@ -54,3 +54,10 @@ def page_of(rows: QuerySet | Sequence, params: PageParams, serialize: Callable[[
         "per_page": params.per_page,
         "results": [serialize(row) for row in chunk],
     }
+
+
+def whole(rows: QuerySet | Sequence, serialize: Callable[[Any], Any]) -> dict:
+    """Every row of ``rows`` as one page of the envelope: what a write that makes several things (POST installs,
+    a retry) answers with, so that every list in the API has the same shape."""
+    results = [serialize(row) for row in rows]
+    return {"count": len(results), "page": 1, "per_page": max(len(results), 1), "results": results}

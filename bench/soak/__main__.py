@@ -94,15 +94,20 @@ def truth(env: dict, *args: str, asked: dict | None = None) -> dict:
 
 async def idle_install(api: Api) -> tuple[int, int]:
     """An install on the idle machine, cancelled at once: its socket has nothing to say for the whole run."""
-    (install,) = await api.acall("POST", "/api/v1/installs", {"machines": [IDLE_MACHINE], "profile": IMAGE_PROFILE})
+    started = await api.acall("POST", "/api/v1/installs", {"machines": [IDLE_MACHINE], "profile": IMAGE_PROFILE})
+    (install,) = started["results"]
     await api.acall("POST", f"/api/v1/installs/{install['id']}/cancel", {"why": "the soak's idle socket"})
     for _ in range(60):
         if (await api.acall("GET", f"/api/v1/installs/{install['id']}"))["state"] == "cancelled":
             break
         await asyncio.sleep(1)
     await asyncio.sleep(6)  # the cleanup job's events
-    events = await api.acall("GET", f"/api/v1/installs/{install['id']}/events?limit=5000")
-    return install["id"], max(e["id"] for e in events)
+    last = 0
+    while True:  # the events a page at a time, each after the last id read
+        page = await api.acall("GET", f"/api/v1/installs/{install['id']}/events?after={last}&per_page=1000")
+        if not page["results"]:
+            return install["id"], last
+        last = page["results"][-1]["id"]
 
 
 async def soak(args, port: int, api_key: str, session_key: str, supervisor: Supervisor, periodic: PeriodicWatch,

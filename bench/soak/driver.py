@@ -53,7 +53,7 @@ class Stream:
             await asyncio.sleep(max(0.0, self.every_s - (time.monotonic() - tick)))
 
     async def active(self) -> list[dict]:
-        return await self.api.acall("GET", "/api/v1/installs?state=active&per_page=1000")
+        return (await self.api.acall("GET", "/api/v1/installs?state=active&per_page=1000"))["results"]
 
     async def tick(self) -> None:
         self.busy = {i["machine"] for i in await self.active()}
@@ -71,7 +71,7 @@ class Stream:
     async def request(self, hostnames: list[str], profile: str) -> None:
         body = {"machines": hostnames, "profile": profile, "name": f"soak {profile}", "stagger_s": 2}
         try:
-            installs = await self.api.acall("POST", "/api/v1/installs", body)
+            installs = (await self.api.acall("POST", "/api/v1/installs", body))["results"]
         except ApiError as exc:
             self.refused.append(str(exc))
             say(f"stream: install of {', '.join(hostnames)} not accepted: {exc}")

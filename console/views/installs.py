@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
+from console.install_filters import InstallQuery, install_queryset
 from console.queries import installs_for_pages
-from core.edge import int_param
 from installs import alerts, batches, engine
 from installs.models import ACTIVE_STATES, TERMINAL_STATES, Alert, Batch, BatchState, Event, Install, InstallState
 
@@ -24,24 +24,16 @@ PAGE_EVENTS = 2000
 @require_GET
 @require_role(Role.VIEWER)
 def install_list(request):
-    installs = installs_for_pages().order_by("-id")
-    state = request.GET.get("state", "")
-    if state == "active":
-        installs = installs.filter(state__in=ACTIVE_STATES)
-    elif state in InstallState.values:
-        installs = installs.filter(state=state)
-    machine = request.GET.get("machine", "").strip()
-    if machine:
-        installs = installs.filter(machine__hostname__icontains=machine)
-    batch = request.GET.get("batch", "")
-    if (batch_id := int_param(batch)) is not None:
-        installs = installs.filter(batch_id=batch_id)
+    query = InstallQuery.from_params(request.GET)
+    problems = query.problems()
+    installs = install_queryset(query) if not problems else Install.objects.none()
     page = Paginator(installs, 50).get_page(request.GET.get("page"))
     template = "installs/_install_rows.html" if request.GET.get("partial") else "installs/install_list.html"
     return render(
         request,
         template,
-        {"page": page, "states": InstallState.values, "state": state, "machine": machine, "batch": batch},
+        {"page": page, "states": InstallState.values, "query": query, "problems": problems},
+        status=400 if problems else 200,
     )
 
 

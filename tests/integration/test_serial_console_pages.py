@@ -89,7 +89,7 @@ def test_a_recording_replays_and_downloads_for_technicians_only(client):
         ["o", "login: "],
         ["i", "root\r"],
     ]
-    listing = client.get("/api/v1/machines/c-02/console-sessions").json()
+    listing = client.get("/api/v1/machines/c-02/console-sessions").json()["results"]
     assert [(s["id"], s["opened_by"], s["end_reason"]) for s in listing] == [(session.pk, "alice", "idle")]
     cast = client.get(listing[0]["cast_url"])
     assert cast.status_code == 200 and cast["Content-Type"] == "application/x-asciicast"

@@ -188,7 +188,7 @@ def test_pages_api_and_command_line_show_the_plugin(acme):
 
     _, key = create_token(technician, "test", actor=Actor.system("test"))
     api = Client(HTTP_AUTHORIZATION=f"Token {key}")
-    drivers = {d["name"]: d for d in api.get("/api/v1/drivers").json()}
+    drivers = {d["name"]: d for d in api.get("/api/v1/drivers").json()["results"]}
     assert drivers["acme"] == {
         "name": "acme",
         "label": "ACME Lights-Out",

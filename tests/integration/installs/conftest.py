@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,45 @@ class Lab:
 @pytest.fixture
 def lab(tmp_path):
     return Lab(tmp_path)
+
+
+@pytest.fixture
+def running_lab(tmp_path, live_server):
+    """The lab's small preset (rack r1 of four machines), its machines calling back to the live server; yields
+    the inventory file load_demo reads."""
+    state = tmp_path / "lab"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "provisioner.lab",
+            "--preset",
+            "small",
+            "--state-dir",
+            str(state),
+            "--base-url",
+            live_server.url,
+            "--install-s",
+            "0.5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    inventory = state / "inventory.json"
+    deadline = time.monotonic() + 30
+    while not inventory.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the lab did not start"
+        time.sleep(0.1)
+    yield inventory
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert not inventory.exists()  # a clean stop removes it
+
+
+@pytest.fixture
+def site_worker(transactional_db):
+    """A real worker process for the sites' queues."""
+    with worker_process(BMC_MIN_INTERVAL_S="0") as proc:
+        yield proc

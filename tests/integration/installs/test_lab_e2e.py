@@ -4,14 +4,9 @@ PXE-boot, loaded into inventory by load_demo, installed by a real worker process
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 from django.core.management import call_command
 
 from access import terminal
@@ -20,49 +15,7 @@ from installs.batches import request_installs
 from installs.models import Install, InstallState
 from inventory import power
 from inventory.models import Machine, OSProfile
-from tests.integration.installs.conftest import worker_process
 from tests.integration.ui.conftest import user_with_role
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def running_lab(tmp_path, live_server):
-    state = tmp_path / "lab"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "provisioner.lab",
-            "--preset",
-            "small",
-            "--state-dir",
-            str(state),
-            "--base-url",
-            live_server.url,
-            "--install-s",
-            "0.5",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    inventory = state / "inventory.json"
-    deadline = time.monotonic() + 30
-    while not inventory.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the lab did not start"
-        time.sleep(0.1)
-    yield inventory
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-    assert not inventory.exists()  # a clean stop removes it
-
-
-@pytest.fixture
-def site_worker(transactional_db):
-    with worker_process(BMC_MIN_INTERVAL_S="0") as proc:
-        yield proc
 
 
 def test_lab_machines_install_end_to_end(running_lab, site_worker, capsys, settings, tmp_path):

@@ -49,7 +49,7 @@ def test_rest_saves_a_workflow_as_versions_and_reads_them_back():
     assert post(admin, "/api/v1/workflows", {"document": changed}).json()["version"] == 2
     assert AuditEntry.objects.filter(action="workflow.save", actor_label="admin-api").count() == 2
 
-    listed = admin.get("/api/v1/workflows").json()
+    listed = admin.get("/api/v1/workflows").json()["results"]
     assert [(w["name"], w["version"]) for w in listed] == [("web", 2)] and "document" not in listed[0]
     latest = admin.get("/api/v1/workflows/web").json()
     assert latest["version"] == 2 and latest["document"] == changed and latest["versions"] == [1, 2]
@@ -105,7 +105,7 @@ def test_rest_scripts_hide_bodies_in_the_list_and_show_them_in_detail():
     assert post(admin, "/api/v1/scripts", {**body, "safe_to_repeat": True}).json()["version"] == 2
     listed = admin.get("/api/v1/scripts")
     assert "echo tuned" not in listed.content.decode()
-    assert [(s["name"], s["version"], s["safe_to_repeat"]) for s in listed.json()] == [("tune", 2, True)]
+    assert [(s["name"], s["version"], s["safe_to_repeat"]) for s in listed.json()["results"]] == [("tune", 2, True)]
     detail = admin.get("/api/v1/scripts/tune?version=1").json()
     assert detail["body"] == body["body"] and detail["timeout_s"] == 120 and detail["versions"] == [1, 2]
     assert AuditEntry.objects.filter(action="script.save").count() == 2

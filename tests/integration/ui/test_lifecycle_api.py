@@ -201,10 +201,10 @@ def test_a_viewer_takes_no_action_and_an_unknown_machine_is_404(scene):
 
 def test_facts_versions_and_one_version(scene):
     client, _ = token_client("viewer")
-    assert client.get(f"/api/v1/machines/{scene.idle.hostname}/facts").json() == []
+    assert client.get(f"/api/v1/machines/{scene.idle.hostname}/facts").json()["results"] == []
     facts_version(scene.idle, 1, {"cpus": 2})
     facts_version(scene.idle, 2, FULL_FACTS, changes=[{"path": "cpus", "before": 2, "after": 64}])
-    versions = client.get(f"/api/v1/machines/{scene.idle.hostname}/facts").json()
+    versions = client.get(f"/api/v1/machines/{scene.idle.hostname}/facts").json()["results"]
     assert [v["version"] for v in versions] == [2, 1]
     assert versions[0]["changes"] == [{"path": "cpus", "before": 2, "after": 64}]
     assert versions[0]["source"] == "commissioning (install 102)" and "facts" not in versions[0]

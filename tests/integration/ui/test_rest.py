@@ -80,7 +80,7 @@ def test_technician_starts_cancels_and_the_audit_names_them(scene):
     client, _ = token_client("technician")
     response = post(client, "/api/v1/installs", {"machines": [scene.idle.hostname], "profile": scene.profile.name})
     assert response.status_code == 201, response.content
-    (install,) = response.json()
+    (install,) = response.json()["results"]
     assert install["machine"] == "idle-01" and install["state"] == "queued"
     assert "plan" not in install and "token_nonce" not in install
     entry = AuditEntry.objects.get(action="install.request", object_id=str(install["id"]))
@@ -114,7 +114,9 @@ def test_batches_pause_resume_cancel(scene):
 def test_events_after_an_id(scene):
     client, _ = token_client("viewer")
     ids = [Event.objects.create(install=scene.running, kind=EventKind.LOG, message=f"m{n}").pk for n in range(3)]
-    events = client.get(f"/api/v1/installs/{scene.running.pk}/events", {"after": ids[0]}).json()
+    page = client.get(f"/api/v1/installs/{scene.running.pk}/events", {"after": ids[0]}).json()
+    events = page["results"]
+    assert page["count"] == len(events) >= 2
     assert [e["id"] for e in events][-2:] == ids[1:]
     assert all(e["id"] > ids[0] for e in events)
 
@@ -140,14 +142,6 @@ def test_session_writes_need_csrf(scene):
     csrf = client.cookies["csrftoken"].value
     response = client.post("/api/v1/installs", json.dumps(body), content_type="application/json", HTTP_X_CSRFTOKEN=csrf)
     assert response.status_code == 201, response.content
-
-
-def test_openapi_document_is_served_without_the_cdn_docs_page(scene):
-    client = Client()
-    client.force_login(user_with_role("viewer", "reader"))
-    spec = client.get("/api/v1/openapi.json").json()
-    assert "/api/v1/installs/{install_id}/events" in spec["paths"]
-    assert client.get("/api/v1/docs").status_code == 404
 
 
 HUGE = "203708920034997109101105237721088"
