@@ -262,3 +262,14 @@ def test_a_workflow_is_deleted_unless_stock_or_in_use(api, scene):
     assert admin("DELETE", "workflows/scene-flow").status_code == 204
     assert admin("GET", "workflows/scene-flow").status_code == 404
     assert AuditEntry.objects.get(action="workflow.delete").details["versions"] == [1]
+
+
+def test_a_trailing_slash_reaches_every_method_of_a_shared_path(api):
+    """GET, POST, PATCH and DELETE on one path are one view; the slashed route must reach each of them."""
+    admin = api["admin"]
+    body = {"slug": "dc9", "name": "DC 9", "tftp_root": "/srv/tftp/dc9", "base_url": "http://10.9.0.1:8000"}
+    assert admin("POST", "sites/", body).status_code == 201
+    assert "dc9" in [s["slug"] for s in admin("GET", "sites/").json()["results"]]
+    assert admin("PATCH", "sites/dc9/", {"domain": "dc9.example.net"}).json()["domain"] == "dc9.example.net"
+    assert admin("DELETE", "sites/dc9/").status_code == 204
+    assert not Site.objects.filter(slug="dc9").exists()
