@@ -51,7 +51,9 @@ def installer_event(install_id: int, kind: str, message: str = "", data: dict | 
         engine.fail(
             install,
             "InstallerFailed",
-            "The installer reported a failure" + (f": {message}" if message else ".") + " See the install log.",
+            "The installer reported a failure"
+            + (f": {message.rstrip('.')}." if message else ".")
+            + " See the install log.",
             step=engine.current_step(install),
         )
         return "failed"
