@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
+from core.text import a
 from provisioner import bmc, pdu, pxe
 
 from . import crypto
@@ -682,7 +683,7 @@ class OSProfile(models.Model):
     def clean(self):
         super().clean()
         if self.method != InstallMethod.IMAGE and not self.template.strip():
-            raise ValidationError({"template": f"A {self.method} profile needs its install template."})
+            raise ValidationError({"template": f"{a(self.method, capital=True)} profile needs its install template."})
         if self.method != InstallMethod.IMAGE:
             self._check_template()
         for check in PROFILE_CHECKS:

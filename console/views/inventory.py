@@ -19,6 +19,7 @@ from console import hardware, lifecycle_actions
 from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
 from core.csv_export import streaming_csv
 from core.edge import int_param
+from core.text import a
 from installs.engine import EngineError, cancel
 from installs.library import BOOTS, plan_for
 from installs.models import ACTIVE_STATES, Install
@@ -539,7 +540,7 @@ def machine_preview(request, hostname: str, profile: str, what: str):
     except PlanError as exc:
         text, status = "Cannot plan an install:\n" + "\n".join(exc.messages) + "\n", 409
     except KeyError:
-        text, status = f"A {profile_row.method} install does not use {what}.\n", 404
+        text, status = f"{a(profile_row.method, capital=True)} install does not use {what}.\n", 404
     except TemplateError as exc:
         text, status = f"The profile's template does not render: {exc}\n", 409
     else:
