@@ -429,6 +429,18 @@ class BMC(models.Model):
     def __repr__(self):
         return f"<BMC {self.pk}: {self.address}:{self.port} user={self.username!r}>"
 
+    @property
+    def where(self) -> str:
+        """The address as people tell BMCs apart: with the port when it is not the driver's default (lab
+        machines share one address and differ by port)."""
+        try:
+            default = bmc.registry.info(self.driver).default_port
+        except ValueError:  # a plug-in driver that is no longer installed
+            default = None
+        if self.port == default:
+            return self.address
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
     def credentials(self, site: Site | None) -> tuple[str, str, str]:
         """(username, password, where they come from): each from the BMC when it has its own, else from
         ``site``'s defaults. The source is "machine", "site" or "machine user, site password" (and the reverse).
