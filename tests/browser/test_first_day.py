@@ -88,3 +88,11 @@ def test_the_log_has_no_blank_lines_before_or_between_its_lines(browser, live):
     wait_js(page, "document.querySelectorAll('[data-log] li').length === 6")
     gaps = log_gaps(page)
     assert all(abs(g) <= SAME_LINE_PX for g in gaps), gaps
+
+
+def test_placeholders_fit_their_inputs(browser, live):
+    scene()
+    page = login(browser, live, "tech")
+    for path in ("/machines/", "/machines/web01/", "/audit/", "/installs/", "/ssh-sessions/", "/account/tokens/"):
+        page.goto(live.url + path)
+        assert not cut_placeholders(page), (path, cut_placeholders(page))
