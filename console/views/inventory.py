@@ -38,6 +38,7 @@ from inventory.models import (
     Rack,
     Site,
 )
+from inventory.protection import REFUSED_WHEN_PROTECTED
 from provisioner.bmc import BmcError, Capability, registry
 from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
@@ -113,6 +114,7 @@ def machine_list(request):
         "per_page_choices": PER_PAGE_CHOICES,
         "actions": ACTIONS,
         "confirm_typed": sorted(CONFIRM_TYPED),
+        "protected_refuses": sorted(REFUSED_WHEN_PROTECTED),
         "can_act": can_act,
         "problems": problems,
         "disk_types": DISK_TYPES,
@@ -406,6 +408,7 @@ def machine_detail(request, hostname: str):
                 (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
             ],
             "confirm_typed": sorted(CONFIRM_TYPED),
+        "protected_refuses": sorted(REFUSED_WHEN_PROTECTED),
         },
     )
 

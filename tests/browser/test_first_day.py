@@ -12,7 +12,7 @@ from installs.plan import build_plan
 from inventory.models import OSProfile
 from inventory.services import set_protected
 from inventory.stock import sync_stock_profiles
-from tests.browser.conftest import login
+from tests.browser.conftest import SCREENSHOTS, login
 from tests.browser.test_live_install import wait_js
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 from tests.integration.ui.conftest import user_with_role
@@ -96,3 +96,36 @@ def test_placeholders_fit_their_inputs(browser, live):
     for path in ("/machines/", "/machines/web01/", "/audit/", "/installs/", "/ssh-sessions/", "/account/tokens/"):
         page.goto(live.url + path)
         assert not cut_placeholders(page), (path, cut_placeholders(page))
+
+
+def test_protection_is_drawn_and_the_install_dialog_says_it_before_the_hostname_is_typed(browser, live):
+    scene()
+    page = login(browser, live, "tech")
+    # The protected mark is a drawn icon (the ⛨ glyph is an empty box in Debian's fonts), named for screen readers.
+    page.goto(f"{live.url}/machines/")
+    mark = page.locator("tr:has(a:text-is('web01')) .protected")
+    assert mark.locator("svg").bounding_box()["width"] > 8
+    assert mark.get_attribute("title") == "protected" and "protected" in mark.text_content()
+    assert "⛨" not in page.content()
+
+    # The install dialog says a machine is protected before anyone types its name.
+    page.check("input[data-hostname='web01']")
+    page.check("input[data-hostname='spare01']")
+    page.select_option("#bulk select[name=action]", "install")
+    page.select_option("#bulk select[name=profile]", "debian-12-preseed")
+    page.click("text=Take action…")
+    note = page.locator("#confirm-dialog [data-protected-note]")
+    assert note.is_visible() and "web01" in note.inner_text() and "spare01" not in note.inner_text()
+    assert page.is_disabled("#confirm-dialog [data-ok]")
+    assert page.locator("#confirm-dialog [data-names] li:has-text('web01') svg").count() == 1
+    assert page.locator("#confirm-dialog [data-names] li:has-text('spare01') svg").count() == 0
+    page.click("#confirm-dialog [data-cancel]")
+    page.uncheck("input[data-hostname='web01']")
+    page.click("text=Take action…")
+    assert note.is_hidden() and page.locator("#confirm-dialog [data-typed-box]").is_visible()
+    page.click("#confirm-dialog [data-cancel]")
+
+    page.goto(f"{live.url}/machines/web01/")
+    assert page.locator("h1 .protected svg").bounding_box()["width"] > 8
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "first-day-machine.png"), full_page=True)
