@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
+from django.urls import reverse
 
-from tests.conftest import make_bmc, make_machine
+from core import queues
+from tests import redis_claim
+from tests.conftest import make_bmc, make_machine, make_site
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
@@ -38,3 +43,20 @@ def test_every_page_links_the_icon_and_favicon_ico_leads_to_it():
     assert answer.status_code == 302 and answer["Location"] == "/static/img/favicon.svg"
     icon = Client().get(answer["Location"])
     assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
+
+
+def test_django_rqs_pages_list_every_sites_queue_where_its_installs_run():
+    redis_claim.flush()
+    make_site(slug="dc1")
+    make_site(slug="dc2")
+    job = queues.site_queue("dc2").enqueue("os.getcwd")
+    client = Client()
+    client.force_login(user_with_role("admin", "queues-admin"))
+    home = client.get(reverse("django_rq:home")).content.decode()
+    listed = re.findall(r'queues/(\d+)/details/">\s*([\w-]+)\s*<', home)
+    assert sorted(name for _, name in listed) == ["default", "site-dc1", "site-dc2", "webhooks"]
+    # The site's queue opens by its index, with the job queued on it.
+    index = dict((name, n) for n, name in listed)["site-dc2"]
+    jobs = client.get(reverse("django_rq:jobs", args=[index]))
+    assert jobs.status_code == 200 and job.id in jobs.content.decode()
+    redis_claim.flush()
