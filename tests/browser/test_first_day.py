@@ -9,12 +9,12 @@ from audit.service import Actor
 from installs.events import emit
 from installs.models import EventKind, Install, InstallState
 from installs.plan import build_plan
-from inventory.models import OSProfile
+from inventory.models import NIC, OSProfile
 from inventory.services import set_protected
 from inventory.stock import sync_stock_profiles
 from tests.browser.conftest import SCREENSHOTS, login
 from tests.browser.test_live_install import wait_js
-from tests.conftest import make_bmc, make_machine, make_rack, make_site
+from tests.conftest import make_bmc, make_machine, make_rack, make_site, make_user
 from tests.integration.ui.conftest import user_with_role
 
 pytestmark = pytest.mark.slow
@@ -129,3 +129,21 @@ def test_protection_is_drawn_and_the_install_dialog_says_it_before_the_hostname_
     assert page.locator("h1 .protected svg").bounding_box()["width"] > 8
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "first-day-machine.png"), full_page=True)
+
+
+def test_the_admins_nic_table_fits_a_1280_pixel_window(browser, live):
+    web, _ = scene()
+    for n in range(3):
+        NIC.objects.create(machine=web, name=f"eth{n + 1}", mac=f"aa:bb:cc:00:00:0{n}", ip=f"2001:db8::{n + 10}",
+                           prefix_len=64, gateway="2001:db8::1", vlan=100 + n)  # fmt: skip
+    make_user("root", superuser=True)
+    page = login(browser, live, "root")
+    page.goto(f"{live.url}/admin/inventory/machine/{web.pk}/change/")
+    page.wait_for_selector("#nics-group table")
+    assert page.viewport_size["width"] == 1280
+    overflow = page.evaluate(
+        "(() => { const t = document.querySelector('#nics-group table');"
+        " return t.getBoundingClientRect().right - document.documentElement.clientWidth; })()"
+    )
+    page.screenshot(path=str(SCREENSHOTS / "first-day-admin-nics.png"), full_page=True)
+    assert overflow <= 0, f"the NIC table runs {overflow:.0f} px past the window"
