@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from audit.service import Actor, record
 from core import queues
 from tests import redis_claim
 from tests.conftest import make_bmc, make_machine, make_site
@@ -60,3 +61,25 @@ def test_django_rqs_pages_list_every_sites_queue_where_its_installs_run():
     jobs = client.get(reverse("django_rq:jobs", args=[index]))
     assert jobs.status_code == 200 and job.id in jobs.content.decode()
     redis_claim.flush()
+
+
+def test_the_audit_page_reads_details_as_keys_and_values_and_hides_engine_transitions():
+    machine = make_machine(hostname="web01")
+    engine_actor, person = Actor.system("engine"), Actor.system("manage.py")
+    record(engine_actor, "install.transition", machine, {"from": "queued", "to": "preparing"})
+    record(person, "machine.change", machine, {"changes": {"vendor": ["", "Dell"]}, "reason": "new rack"})
+    client = viewer()
+    page = client.get("/audit/").content.decode()
+    rows = page[page.index("<tbody>") : page.index("</tbody>")]
+    assert "machine.change" in rows and "install.transition" not in rows
+    assert "<dt>reason</dt><dd><code>new rack</code></dd>" in rows
+    assert "<dt>changes</dt><dd><code>{&quot;vendor&quot;: [&quot;&quot;, &quot;Dell&quot;]}</code></dd>" in rows
+    assert "{&#x27;" not in rows  # no Python repr
+    assert rows.count("inventory.machine") == 1  # in the object's title, not repeated beside its name
+    assert 'name="transitions" value="1">' in page  # the toggle, off
+
+    shown = client.get("/audit/", {"transitions": "1"}).content.decode()
+    assert "install.transition" in shown and 'value="1" checked>' in shown
+    assert "install.transition" in client.get("/audit/", {"action": "install.transition"}).content.decode()
+    export = b"".join(client.get("/audit/export.csv").streaming_content).decode()
+    assert "machine.change" in export and "install.transition" not in export  # the export is what the page shows
