@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.rq_queues import SiteQueues
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PROVISIONER_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -191,10 +193,9 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # A job makes a few short BMC or file calls and never waits for a machine, so anything running
 # this long is stuck: RQ kills it and the install's sweeper retries or fails the step.
 RQ_JOB_TIMEOUT_S = env.int("RQ_JOB_TIMEOUT_S", default=120)
-# django-rq's admin pages show the default queue; site queues are made on demand (core.queues).
-RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_JOB_TIMEOUT_S},
-}
+# django-rq's pages show the control-plane queues (default: periodic jobs and alerts; webhooks) and every
+# site's queue, where its installs run; site queues come and go with the sites (config/rq_queues.py).
+RQ_QUEUES = SiteQueues(["default", "webhooks"], {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_JOB_TIMEOUT_S})
 # django-rq would also mount its pages inside the Django admin (/admin/django_rq/dashboard/), where its
 # stats.json answers is_staff again and its staff checks turn away admins who are not staff. Its pages
 # are mounted once, at /django-rq/, for the admin role (console/queue_pages.py).

@@ -18,7 +18,14 @@ log = logging.getLogger(__name__)
 
 def raise_alert(install, reason: str, message: str) -> Alert:
     alert = Alert.objects.create(install=install, machine_id=install.machine_id, reason=reason, message=message)
-    emit(install, EventKind.ALERT, f"{install.machine.hostname}: {message}", data={"alert": alert.pk, "reason": reason})
+    # The failure's sentence is in the log already (the failed step's line, or the state line): this line
+    # says only that people were alerted.
+    emit(
+        install,
+        EventKind.ALERT,
+        f"Alert raised for {install.machine.hostname}: {reason}",
+        data={"alert": alert.pk, "reason": reason},
+    )
     if settings.ALERT_EMAILS:
         subject = f"[provisioner] install of {install.machine.hostname} failed: {reason}"
         body = f"{message}\n\nInstall {install.pk}, profile {install.plan.profile.name}."

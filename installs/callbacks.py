@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.service import Actor, record
+from core.redaction import redact_text
 from inventory.models import BootMode, Machine
 
 from . import commissioning, credentials, engine, resolve
@@ -23,6 +24,20 @@ from .states import ACTIVE_STATES, STEP_DONE_STATES, StepState
 from .stepkinds import StepKind
 
 INSTALLER_EVENT_KINDS = ("started", "progress", "finished", "failed")
+# What a failed installer's "log" field keeps: the tail of its syslog, which the stock kickstart %onerror and
+# autoinstall error-commands send. Enough to show the error and what led to it; bounded whatever is sent.
+INSTALLER_TAIL_LINES = 50
+INSTALLER_TAIL_BYTES = 8 * 1024
+
+
+def installer_tail(log) -> list[str]:
+    """The last lines of the log a failed installer sent, bounded in lines and bytes, blank lines dropped."""
+    if not isinstance(log, str) or not log.strip():
+        return []
+    text = log.encode()[-INSTALLER_TAIL_BYTES:].decode(errors="ignore")
+    # An installer's syslog names the URLs it fetched, boot credential and all.
+    lines = [redact_text(line.rstrip()) for line in text.replace("\r", "").split("\n") if line.strip()]
+    return lines[-INSTALLER_TAIL_LINES:]
 
 
 def agent_actor(install: Install) -> Actor:
@@ -48,11 +63,23 @@ def installer_event(install_id: int, kind: str, message: str = "", data: dict | 
         done = engine.complete_wait(install, (StepKind.WAIT_INSTALLER, StepKind.VERIFY), message or "reported finished")
         return "finished" if done else "duplicate"
     if kind == "failed":
+        tail = installer_tail(data.get("log"))
+        for line in tail:
+            emit(install, EventKind.LOG, f"installer: {line}")
+        step = engine.current_step(install)
+        if step is not None and tail:
+            step.result = {**step.result, "installer_log": tail}
         engine.fail(
             install,
             "InstallerFailed",
-            "The installer reported a failure" + (f": {message}" if message else ".") + " See the install log.",
-            step=engine.current_step(install),
+            "The installer reported a failure"
+            + (f": {message.rstrip('.')}." if message else ".")
+            + (
+                f" Its last {len(tail)} log line(s) are below and in the install log."
+                if tail
+                else " It sent no log lines: look at the machine's console."
+            ),
+            step=step,
         )
         return "failed"
     raise ValueError(f"unknown installer event {kind!r}")

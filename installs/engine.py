@@ -131,8 +131,11 @@ def lock(install_id: int) -> Install:
     return Install.objects.select_for_update(no_key=True).select_related("machine").get(pk=install_id)
 
 
-def set_state(install: Install, to: str, *, actor: Actor = SYSTEM, reason: str = "", message: str = "") -> None:
-    """Move a locked install to ``to``, as the transitions table allows."""
+def set_state(
+    install: Install, to: str, *, actor: Actor = SYSTEM, reason: str = "", message: str = "", logged: bool = False
+) -> None:
+    """Move a locked install to ``to``, as the transitions table allows. ``logged``: the log already holds
+    ``message`` (the failed step's line), so the state line names the reason without repeating the sentence."""
     frm = install.state
     if to not in TRANSITIONS[frm]:
         raise InvalidTransition(f"install {install.pk}: {frm} → {to} is not allowed")
@@ -157,7 +160,8 @@ def set_state(install: Install, to: str, *, actor: Actor = SYSTEM, reason: str =
     if reason:
         details.update(reason=reason, message=message)
     record(actor, "install.transition", install, details)
-    emit(install, EventKind.STATE, message or f"{frm} → {to}", data=details)
+    line = f"{frm} → {to}" + (f" ({reason})" if reason else "")
+    emit(install, EventKind.STATE, line if logged or not message else f"{line}: {message}", data=details)
 
 
 @transaction.atomic(durable=True)
@@ -201,10 +205,36 @@ def _settle_machine(install: Install, to: str, actor: Actor) -> None:
         raise_machine_alert(machine, "HardwareTestFailed", reason)
 
 
-def _end(install: Install, to: str, *, actor: Actor, reason: str = "", message: str = "") -> None:
-    """End a locked, active install: skip what is left, record why, clean up after commit."""
+def _final_step(install: Install, to: str, failed: Step | None) -> str:
+    """The step a finished install shows as its own: the one it failed at or was cancelled during, or, when it
+    succeeded, the last one that ran (a skipped check after it is not where it ended)."""
+    if failed is not None:
+        return failed.label
+    if to != InstallState.SUCCEEDED:
+        during = current_step(install)
+        if during is not None:
+            return during.label
+    ran = install.steps.filter(state__in=(StepState.SUCCEEDED, StepState.FAILED)).order_by("-order").first()
+    return ran.label if ran is not None else ""
+
+
+def _end(
+    install: Install,
+    to: str,
+    *,
+    actor: Actor,
+    reason: str = "",
+    message: str = "",
+    failed: Step | None = None,
+) -> None:
+    """End a locked, active install: skip what is left, record why, clean up after commit. ``failed``: the step
+    it failed at, whose log line already says ``message``."""
+    final = _final_step(install, to, failed)
+    if install.current_step != final:
+        install.current_step = final
+        install.save(update_fields=["current_step"])
     skip_remaining(install)
-    set_state(install, to, actor=actor, reason=reason, message=message)
+    set_state(install, to, actor=actor, reason=reason, message=message, logged=failed is not None)
     if to == InstallState.CANCELLED:
         install.cancelled_by_label = actor.label
         install.save(update_fields=["cancelled_by_label"])
@@ -222,7 +252,7 @@ def fail(install: Install, reason: str, message: str, *, step: Step | None = Non
     if step is not None:
         move_step(install, step, StepState.FAILED, message=message, result={**step.result, "reason": reason})
         emit(install, EventKind.STEP, f"{step.label} failed: {message}", step=step, data={"reason": reason})
-    _end(install, InstallState.FAILED, actor=actor, reason=reason, message=message)
+    _end(install, InstallState.FAILED, actor=actor, reason=reason, message=message, failed=step)
 
 
 @transaction.atomic(durable=True)

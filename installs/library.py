@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.service import Actor, record
+from core.text import a
 from inventory import lifecycle
 from inventory.editing import EditRefused
 from inventory.models import OSProfile
@@ -266,7 +267,9 @@ class Operation:
                 raise PlanError([f"Profile {self.profile.name} names {flow.name}, a {flow.purpose} workflow."])
             return flow
         if boot not in ("", "network"):
-            raise PlanError([f"A {self.purpose} boots the memory OS from the network; boot {boot!r} is not offered."])
+            raise PlanError(
+                [f"{a(self.purpose, capital=True)} boots the memory OS from the network; boot {boot!r} is not offered."]
+            )
         name = self.workflow or wf.STOCK_FOR_PURPOSE[self.purpose]
         try:
             if wf.is_stock(name):

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from audit.context import client_ip
 from core import edge, problems
+from core.text import a
 from inventory.models import NIC
 from inventory.validators import normalise_mac
 from provisioner import pxe
@@ -97,7 +98,7 @@ def answer_file(request, token: str, name: str):
         return HttpResponseNotFound("No active install for this token.\n", content_type=TEXT)
     if not render.serves(install.plan, name):
         method = install.plan.profile.method
-        return HttpResponseNotFound(f"A {method} install does not serve {name}.\n", content_type=TEXT)
+        return HttpResponseNotFound(f"{a(method, capital=True)} install does not serve {name}.\n", content_type=TEXT)
     answer = credentials.answer_file(install.pk, name)
     if isinstance(answer, credentials.BootCredentialReused):
         return HttpResponseForbidden(f"{answer}\n", content_type=TEXT)

@@ -346,6 +346,10 @@ def plan_steps(plan: Plan) -> list[PlannedStep]:
             continue  # no keys to install: nothing for the agent to do
         params = dict(task.params)
         if kind.category == Category.AGENT:
+            if kind.name == "wipe_disks" and "disks" not in params and flow.storage is None:
+                # The default disk is the one the image goes to: the agent refuses an image that cannot fit
+                # before it wipes anything.
+                params.setdefault("image_url", plan.profile.image_url)
             params = {**agent_defaults(plan, flow, kind.name), **params}
         policy = {
             "timeout_s": task.timeout_s,

@@ -226,7 +226,12 @@ TASKS: dict[str, TaskKind] = {
         TaskKind(
             "wipe_disks", Category.AGENT, StepKind.AGENT_TASK,
             "Remove partition tables, RAID and filesystem signatures, and zero the first and last MiB.",
-            params=(Param("disks", ParamType.DISKS, _DISKS, required=True),),
+            params=(
+                Param("disks", ParamType.DISKS, _DISKS, required=True),
+                Param("image_url", ParamType.STRING, "the image the first disk will get: one its server announces "
+                      "larger than that disk is refused before any disk is wiped; the profile's when disks are left "
+                      "out"),
+            ),
             destructive=True, needs=frozenset({"agent"}), methods=IMAGE,
         ),
         TaskKind(

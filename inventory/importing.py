@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from audit.service import Actor, record
 
 from . import import_format as fmt
-from .models import BMC, NIC, Machine, Rack, Site
+from .models import BMC, NIC, Machine, Rack, Site, u_span
 
 MACHINE_FIELDS = ("position_u", "height_u", "serial", "vendor", "model")
 # A rack the file names that does not exist, made when the import says so, is this high.
@@ -391,8 +391,8 @@ def _check_places(rows: list[RowPlan], existing: dict[str, Machine], racks: dict
                         Problem(
                             mine.row.row,
                             "position_u",
-                            f"U{mine.low}–U{mine.high} in rack {name} overlaps "
-                            f"{theirs.hostname} ({where}), which occupies U{theirs.low}–U{theirs.high}",
+                            f"{u_span(mine.low, mine.high)} in rack {name} overlaps "
+                            f"{theirs.hostname} ({where}), which occupies {u_span(theirs.low, theirs.high)}",
                         )
                     )
             active.append(span)

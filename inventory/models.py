@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
+from core.text import a
 from provisioner import bmc, pdu, pxe
 
 from . import crypto
@@ -258,7 +259,7 @@ class Machine(models.Model):
         if self.top_u > rack.height_u:
             raise ValidationError(
                 {
-                    "position_u": f"U{self.position_u}–U{self.top_u} does not fit in rack {rack}, "
+                    "position_u": f"{u_span(self.position_u, self.top_u)} does not fit in rack {rack}, "
                     f"which is {rack.height_u}U high."
                 }
             )
@@ -272,8 +273,8 @@ class Machine(models.Model):
         if clash is not None:
             raise ValidationError(
                 {
-                    "position_u": f"U{self.position_u}–U{self.top_u} in rack {rack} overlaps {clash.hostname}, "
-                    f"which occupies U{clash.position_u}–U{clash.top_u}."
+                    "position_u": f"{u_span(self.position_u, self.top_u)} in rack {rack} overlaps {clash.hostname}, "
+                    f"which occupies {u_span(clash.position_u, clash.top_u)}."
                 }
             )
 
@@ -289,6 +290,11 @@ class Machine(models.Model):
     def host_address(self) -> str | None:
         """The host's address for ping: the primary NIC's (the PXE NIC's, else the first with one)."""
         return primary_address(self.nics.all())
+
+
+def u_span(low: int, high: int) -> str:
+    """Rack units as people say them: "U3" for one, "U3–U4" for several."""
+    return f"U{low}" if low == high else f"U{low}–U{high}"
 
 
 def primary_address(nics) -> str | None:
@@ -345,6 +351,16 @@ class NIC(models.Model):
 
     def __str__(self):
         return f"{self.mac}" + (f" ({self.name})" if self.name else "")
+
+    def validate_constraints(self, exclude=None):
+        # The constraint's own message names neither the MAC nor who has it; this one says both, on the field.
+        if self.mac and "mac" not in (exclude or ()):
+            owner = NIC.objects.filter(mac=self.mac).exclude(pk=self.pk).select_related("machine").first()
+            if owner is not None:
+                host = owner.machine.hostname
+                whose = f"{host}'s {owner.name}" if owner.name else f"a NIC of {host}"
+                raise ValidationError({"mac": f"{self.mac} is already {whose}."})
+        super().validate_constraints(exclude)
 
     def clean(self):
         super().clean()
@@ -427,6 +443,18 @@ class BMC(models.Model):
 
     def __repr__(self):
         return f"<BMC {self.pk}: {self.address}:{self.port} user={self.username!r}>"
+
+    @property
+    def where(self) -> str:
+        """The address as people tell BMCs apart: with the port when it is not the driver's default (lab
+        machines share one address and differ by port)."""
+        try:
+            default = bmc.registry.info(self.driver).default_port
+        except ValueError:  # a plug-in driver that is no longer installed
+            default = None
+        if self.port == default:
+            return self.address
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
     def credentials(self, site: Site | None) -> tuple[str, str, str]:
         """(username, password, where they come from): each from the BMC when it has its own, else from
@@ -682,7 +710,7 @@ class OSProfile(models.Model):
     def clean(self):
         super().clean()
         if self.method != InstallMethod.IMAGE and not self.template.strip():
-            raise ValidationError({"template": f"A {self.method} profile needs its install template."})
+            raise ValidationError({"template": f"{a(self.method, capital=True)} profile needs its install template."})
         if self.method != InstallMethod.IMAGE:
             self._check_template()
         for check in PROFILE_CHECKS:

@@ -14,6 +14,9 @@ from installs.models import Install
 from inventory.models import BMC, NIC, Machine
 
 PAGE_SIZE = 100
+# The engine's moves of an install from state to state: most entries after a rack is installed, and each is
+# in the install's own log too. Hidden unless asked for.
+ENGINE_TRANSITION = Q(actor_kind=ActorKind.SYSTEM, action="install.transition")
 
 
 def _date(value: str, end: bool = False):
@@ -31,6 +34,9 @@ def filtered(params) -> tuple:
         k: params.get(k, "").strip()
         for k in ("actor", "action", "machine", "site", "q", "since", "until", "object_type", "object_id", "kind")
     }
+    filters["transitions"] = params.get("transitions") == "1" or filters["action"].startswith("install.transition")
+    if not filters["transitions"]:
+        entries = entries.exclude(ENGINE_TRANSITION)
     if filters["actor"]:
         entries = entries.filter(actor_label__icontains=filters["actor"])
     if filters["kind"] in ActorKind.values:

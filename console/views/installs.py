@@ -16,6 +16,7 @@ from console.install_filters import InstallQuery, install_queryset
 from console.queries import installs_for_pages
 from installs import alerts, batches, engine
 from installs.models import ACTIVE_STATES, TERMINAL_STATES, Alert, Batch, BatchState, Event, Install, InstallState
+from installs.states import StepState
 
 # The page shows the newest events; the download has them all.
 PAGE_EVENTS = 2000
@@ -61,6 +62,10 @@ def install_detail(request, install_id: int):
         "can_cancel": can_act and install.state in ACTIVE_STATES,
         "can_retry": can_act and install.state in TERMINAL_STATES,
         "terminal": install.state in TERMINAL_STATES,
+        # The step the install failed at: the header says why once and links to it.
+        "failed_step": next(
+            (s for s in steps if s.state == StepState.FAILED and s.message == install.failure_message), None
+        ),
     }
     if request.GET.get("partial"):
         return render(request, "installs/_install_live.html", live)

@@ -19,6 +19,7 @@ from console import hardware, lifecycle_actions
 from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
 from core.csv_export import streaming_csv
 from core.edge import int_param
+from core.text import a
 from installs.engine import EngineError, cancel
 from installs.library import BOOTS, plan_for
 from installs.models import ACTIVE_STATES, Install
@@ -37,6 +38,7 @@ from inventory.models import (
     Rack,
     Site,
 )
+from inventory.protection import REFUSED_WHEN_PROTECTED
 from provisioner.bmc import BmcError, Capability, registry
 from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
@@ -112,6 +114,7 @@ def machine_list(request):
         "per_page_choices": PER_PAGE_CHOICES,
         "actions": ACTIONS,
         "confirm_typed": sorted(CONFIRM_TYPED),
+        "protected_refuses": sorted(REFUSED_WHEN_PROTECTED),
         "can_act": can_act,
         "problems": problems,
         "disk_types": DISK_TYPES,
@@ -405,6 +408,7 @@ def machine_detail(request, hostname: str):
                 (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
             ],
             "confirm_typed": sorted(CONFIRM_TYPED),
+        "protected_refuses": sorted(REFUSED_WHEN_PROTECTED),
         },
     )
 
@@ -539,7 +543,7 @@ def machine_preview(request, hostname: str, profile: str, what: str):
     except PlanError as exc:
         text, status = "Cannot plan an install:\n" + "\n".join(exc.messages) + "\n", 409
     except KeyError:
-        text, status = f"A {profile_row.method} install does not use {what}.\n", 404
+        text, status = f"{a(profile_row.method, capital=True)} install does not use {what}.\n", 404
     except TemplateError as exc:
         text, status = f"The profile's template does not render: {exc}\n", 409
     else:

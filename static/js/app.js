@@ -51,9 +51,21 @@
       var single = form.querySelector("input[type=hidden][name=machine]");
       var names = boxes.map(function (b) { return b.dataset.hostname; });
       if (single) names = [single.dataset.hostname];
+      if (single) boxes = [single];
+      var guarded = boxes.filter(function (b) { return b.dataset.protected === "1"; })
+        .map(function (b) { return b.dataset.hostname; });
+      var icon = dialog.querySelector("template[data-protected-icon]");
       var list = dialog.querySelector("[data-names]");
       list.textContent = "";
-      names.forEach(function (n) { var li = document.createElement("li"); li.textContent = n; list.appendChild(li); });
+      names.forEach(function (n) {
+        var li = document.createElement("li");
+        li.textContent = n;
+        if (icon && guarded.indexOf(n) >= 0) {
+          li.appendChild(document.createTextNode(" "));
+          li.appendChild(icon.content.cloneNode(true));
+        }
+        list.appendChild(li);
+      });
       // A select of actions (the list, the machine's Act form), or one action of the machine's lifecycle panel.
       var label = actionSelect.options ? actionSelect.options[actionSelect.selectedIndex].text
         : (actionSelect.dataset.label || action);
@@ -71,6 +83,15 @@
       dialog.querySelector("[data-expected]").textContent = need;
       input.value = "";
       ok.disabled = !!need || names.length === 0;
+      // Protection refuses this action: say so now rather than after the hostname was typed.
+      var refuses = (dialog.dataset.protectedRefuses || "").split(",");
+      var blocked = refuses.indexOf(action) >= 0 ? guarded : [];
+      var note = dialog.querySelector("[data-protected-note]");
+      note.hidden = !blocked.length;
+      note.textContent = blocked.length ? "Protected, so " + label.toLowerCase() + " will be refused: " +
+        blocked.join(", ") + ". An admin must unprotect " + (blocked.length === 1 ? "it" : "them") +
+        " with a reason first." : "";
+      if (blocked.length) { box.hidden = true; ok.disabled = true; }
       if (action === "install" && profile && !profile.value) {
         dialog.querySelector("[data-what]").textContent = "Choose the profile to install first.";
         box.hidden = true;

@@ -36,10 +36,12 @@ def test_malformed_mac_is_refused_naming_field_and_value():
 
 
 def test_duplicate_mac_in_another_form_is_refused():
-    first = make_machine(with_nic=False)
-    NIC.objects.create(machine=first, mac="aa:bb:cc:dd:ee:20", is_pxe=True)
+    first = make_machine(hostname="web01", with_nic=False)
+    NIC.objects.create(machine=first, name="eth0", mac="aa:bb:cc:dd:ee:20", is_pxe=True)
     duplicate = NIC(machine=make_machine(with_nic=False), mac="AA:BB:CC:DD:EE:20")
-    assert "Another NIC already has this MAC." in errors_of(duplicate)["__all__"]
+    assert errors_of(duplicate)["mac"] == ["aa:bb:cc:dd:ee:20 is already web01's eth0."]
+    NIC.objects.filter(mac="aa:bb:cc:dd:ee:20").update(name="")
+    assert errors_of(duplicate)["mac"] == ["aa:bb:cc:dd:ee:20 is already a NIC of web01."]
     with pytest.raises(IntegrityError, match="nic_mac_unique"), transaction.atomic():
         duplicate.save()
 
@@ -97,7 +99,10 @@ def test_overlapping_machines_are_refused_naming_the_other_machine():
     rack = make_rack()
     make_machine(rack, hostname="big", position_u=10, height_u=4)  # U10-U13
     clash = Machine(hostname="small", rack=rack, position_u=13, height_u=1)
-    assert errors_of(clash)["position_u"] == [f"U13–U13 in rack {rack} overlaps big, which occupies U10–U13."]
+    assert errors_of(clash)["position_u"] == [f"U13 in rack {rack} overlaps big, which occupies U10–U13."]
+    one_u = Machine(hostname="tall", rack=rack, position_u=2, height_u=2)
+    make_machine(rack, hostname="lab-r1-02", position_u=3)
+    assert errors_of(one_u)["position_u"] == [f"U2–U3 in rack {rack} overlaps lab-r1-02, which occupies U3."]
     below = Machine(hostname="below", rack=rack, position_u=8, height_u=2)  # U8-U9: touches, no overlap
     below.full_clean()
 

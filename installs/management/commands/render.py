@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from core.text import a
 from installs import render
 from installs.library import plan_for
 from installs.plan import PlanError
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         except PlanError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         except KeyError:
-            raise CommandError(f"A {profile_obj.method} profile has no {what} file.") from None
+            raise CommandError(f"{a(profile_obj.method, capital=True)} profile has no {what} file.") from None
         except TemplateError as exc:
             raise CommandError(f"Profile {profile_obj.name}: {exc}") from None
         except ValueError as exc:

@@ -10,6 +10,7 @@ import stat
 import provisioner.agent.tasks.params as p
 from provisioner.agent.context import Context
 from provisioner.agent.results import TaskFailed
+from provisioner.agent.tasks.fit import refuse_unless_it_fits
 
 MIB = 1024 * 1024
 
@@ -97,6 +98,10 @@ def wipe_disks(ctx: Context, params: dict) -> str:
     names = p.text_list(params, "disks")
     # Resolve all before touching any: a typo in the last name must not leave the first disks wiped.
     devices = [(name, ctx.host.device(name)) for name in names]
+    image = params.get("image_url")
+    if isinstance(image, str) and image and devices:
+        # The image goes to the first disk: one that cannot hold it is refused while every disk is intact.
+        refuse_unless_it_fits(image, devices[0][0], device_size(devices[0][1]))
     release(ctx, devices)
     out = []
     for i, (name, dev) in enumerate(devices):

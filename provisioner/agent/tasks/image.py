@@ -28,6 +28,7 @@ from provisioner.agent.host import Host
 from provisioner.agent.results import TaskFailed
 from provisioner.agent.tasks.codecs import Corrupt, Inflater, ZstdProcess, decoder
 from provisioner.agent.tasks.disks import MIB, open_for_write
+from provisioner.agent.tasks.fit import human, safe_url
 
 CHUNK = MIB
 # A mirror that sends nothing for this long is treated as a dropped connection and resumed; slow disks behind
@@ -97,10 +98,10 @@ def _free_space(directory: Path) -> int:
 
 
 def _no_room(size: int | None, free: int, directory: Path) -> TaskFailed:
-    what = f"the qcow2 image ({size} bytes)" if size is not None else "the qcow2 image"
+    what = f"the qcow2 image ({human(size)})" if size is not None else "the qcow2 image"
     return TaskFailed(
         "ImageTooLarge",
-        f"{what} does not fit in the memory OS's free space ({free} bytes in {directory}, keeping "
+        f"{what} does not fit in the memory OS's free space ({human(free)} in {directory}, keeping "
         f"{SCRATCH_RESERVE // MIB} MiB spare): qcow2 is converted from a local copy, so serve this image raw or "
         "compressed (gzip, xz, zstd) to stream it",
     )
@@ -132,6 +133,7 @@ class _Image:
         self.written = 0
         self.hash = hashlib.sha256()
         self._head = b""
+        self.kind: str | None = None  # the format, once the first bytes told it
 
     def close(self) -> None:
         if self.decoder is not None:
@@ -157,6 +159,7 @@ class _Image:
         self._decode(self.decoder.feed, data)
 
     def _start(self, kind: str) -> None:
+        self.kind = kind
         if kind == "qcow2":
             self.spool = _Spool(self.host.scratch_dir(), self.expected)
         else:
@@ -188,10 +191,18 @@ class _Image:
         elif self.decoder is not None:
             self._decode(self.decoder.finish)
 
+    def _too_large(self) -> str:
+        disk = human(self.disk_size)
+        if self.kind == "none":
+            size = human(self.expected) if self.expected is not None else f"more than {disk}"
+            return f"the image ({size}) is larger than the disk ({disk})"
+        packed = f" from a {human(self.expected)} file" if self.expected is not None else ""
+        return f"the image is larger than the disk ({disk}): more than {disk} once decompressed{packed}"
+
     def _write(self, data: bytes) -> None:
         end = self.written + len(data)
         if end > self.disk_size:
-            raise TaskFailed("ImageTooLarge", f"the image is larger than the disk ({self.disk_size} bytes)")
+            raise TaskFailed("ImageTooLarge", self._too_large())
         view = memoryview(data)
         while view:
             n = os.pwrite(self.fd, view, self.written)
@@ -230,13 +241,7 @@ def _open(url: str, image: _Image, validator: str):
         raise _Dropped(str(getattr(exc, "reason", exc))) from None
 
 
-def _safe(url: str) -> str:
-    """The URL without credentials or query (a pre-signed URL's query is a secret)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+_safe = safe_url
 
 
 def write_image(ctx: Context, params: dict) -> str:
@@ -317,7 +322,7 @@ def _qcow2_size(ctx: Context, path: Path, disk_size: int) -> int:
         )
     if size > disk_size:
         raise TaskFailed(
-            "ImageTooLarge", f"the qcow2 image's disk is {size} bytes, larger than the disk ({disk_size} bytes)"
+            "ImageTooLarge", f"the qcow2 image's disk is {human(size)}, larger than the disk ({human(disk_size)})"
         )
     return size
 

@@ -139,6 +139,8 @@ def test_image_install_with_agent_tasks(lab):
     assert seen == ["wipe_disks", "write_image", "configure_network", "set_hostname", "ssh_keys", "first_boot_callback"]
     write = install.steps.get(task="write_image")
     assert write.params["disk"] == "/dev/vda"  # blank target disk: the first disk the agent reported
+    # The wipe of the image's disk names the image, so the agent refuses one that cannot fit before wiping.
+    assert install.steps.get(task="wipe_disks").params["image_url"] == lab.image_profile().image_url
     lab.run_jobs()
     install.refresh_from_db()
     assert install.state == InstallState.VERIFYING

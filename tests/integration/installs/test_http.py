@@ -371,5 +371,7 @@ def test_render_command_previews_what_the_machine_would_receive(lab, capsys):
     assert "/i/PREVIEW-CALLBACK-TOKEN-not-real/events/finished" in out and machine.pxe_nic.mac in out
     call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "pxelinux")
     assert f"inst.ks.device={machine.pxe_nic.mac}" in capsys.readouterr().out
-    with pytest.raises(CommandError, match="has no preseed file"):
+    with pytest.raises(CommandError, match="^A kickstart profile has no preseed file"):
         call_command("render", machine.hostname, "--profile", "rocky-9-kickstart", "--file", "preseed")
+    with pytest.raises(CommandError, match="^An image profile has no kickstart file"):
+        call_command("render", machine.hostname, "--profile", lab.image_profile().name, "--file", "kickstart")

@@ -55,6 +55,9 @@ class ImageFiles:
     wrong_range: bool = False
     # The file changes on the server when a connection is cut (a new image uploaded under the same name).
     etag_after_cut: str | None = None
+    # Answer HEAD with the file's length, as nginx and object stores do (False: 501, as a bare server would).
+    head: bool = True
+    heads: list[str] = field(default_factory=list)
 
 
 class ImageHandler(BaseHTTPRequestHandler):
@@ -62,6 +65,14 @@ class ImageHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def do_HEAD(self):
+        state: ImageFiles = self.server.state
+        state.heads.append(self.path)
+        body = state.files.get(self.path)
+        self.send_response(501 if not state.head else 404 if body is None else 200)
+        self.send_header("Content-Length", str(len(body)) if state.head and body is not None else "0")
+        self.end_headers()
 
     def do_GET(self):
         state: ImageFiles = self.server.state

@@ -195,7 +195,7 @@ def test_qcow2_that_does_not_fit_the_memory_os_is_refused(sandbox, ctx, images, 
     monkeypatch.setattr(image_task, "SCRATCH_RESERVE", free - len(ENCODED["qcow2"]) // 2)
     result = run_task(ctx, "write_image", {"url": _serve(images, "qcow2"), "sha256": SHAS["qcow2"], "disk": "/dev/sda"})
     assert (result.ok, result.reason) == (False, "ImageTooLarge")
-    assert f"qcow2 image ({len(ENCODED['qcow2'])} bytes) does not fit" in result.message
+    assert f"qcow2 image ({image_task.human(len(ENCODED['qcow2']))}) does not fit" in result.message
     assert "zstd" in result.message  # says what to do instead
     assert _written(disk, 6) == b"old-os"
     assert list(sandbox.scratch_dir().iterdir()) == []
@@ -283,3 +283,37 @@ def test_missing_disk_and_bad_params(sandbox, ctx, images):
         result = run_task(ctx, "write_image", params)
         assert (result.reason, result.message.split(":")[0]) == ("InvalidParams", field)
     assert images.requests == []
+
+
+def test_an_image_that_cannot_fit_is_refused_before_any_disk_is_wiped(sandbox, ctx, images):
+    disk = make_disk(sandbox, "sda", 2 * MIB, fill=b"old-os")
+    other = make_disk(sandbox, "sdb", 8 * MIB, fill=b"data")
+    result = run_task(ctx, "wipe_disks", {"disks": ["/dev/sda", "/dev/sdb"], "image_url": _serve(images, "none")})
+    assert (result.ok, result.reason) == (False, "ImageTooLarge")
+    assert result.message == (
+        f"the image (3.0 MiB, {images.url}/image.none) is larger than /dev/sda (2.0 MiB); no disk was wiped"
+    )
+    assert _written(disk, 6) == b"old-os" and _written(other, 4) == b"data"
+    assert images.requests == []  # asked with HEAD, nothing downloaded
+
+
+def test_the_size_check_before_wiping_lets_a_fitting_or_unannounced_image_through(sandbox, ctx, images):
+    disk = _disk(sandbox)
+    url = _serve(images, "gz")
+    assert run_task(ctx, "wipe_disks", {"disks": ["/dev/sda"], "image_url": url}).ok
+    assert images.heads == ["/image.gz"] and _written(disk, 6) == bytes(6)
+    small = make_disk(sandbox, "sdb", 2 * MIB, fill=b"old-os")
+    images.head = False  # a server that does not answer HEAD refuses nothing: write_image checks as it writes
+    assert run_task(ctx, "wipe_disks", {"disks": ["/dev/sdb"], "image_url": _serve(images, "none")}).ok
+    assert _written(small, 6) == bytes(6)
+
+
+def test_too_large_says_both_sizes_in_human_units(sandbox, ctx, images):
+    make_disk(sandbox, "sda", 2 * MIB)
+    result = run_task(ctx, "write_image", {"url": _serve(images, "none"), "sha256": SHA, "disk": "/dev/sda"})
+    assert result.message == "the image (3.0 MiB) is larger than the disk (2.0 MiB)"
+    result = run_task(ctx, "write_image", {"url": _serve(images, "gz"), "sha256": SHA, "disk": "/dev/sda"})
+    packed = image_task.human(len(ENCODED["gz"]))
+    assert result.message == (
+        f"the image is larger than the disk (2.0 MiB): more than 2.0 MiB once decompressed from a {packed} file"
+    )
