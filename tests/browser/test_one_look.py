@@ -19,6 +19,10 @@ HEADER_STYLE = """() => {
           brand: brand.color, link: link.color, body: getComputedStyle(document.body).backgroundColor};
 }"""
 
+OUTLINE = (
+    "(() => { const s = getComputedStyle(document.activeElement); return s.outlineStyle + ' ' + s.outlineWidth; })()"
+)
+
 
 def _rack_with_machines():
     rack = make_rack(make_site(slug="lab", name="Lab"), name="r01", height_u=12)
@@ -73,6 +77,11 @@ def test_the_pages_switch_sets_the_admins_theme_too(browser, live):
     assert page.locator("header.top [data-theme-switch]").inner_text() == "☀ Light"
     page.click("header.top [data-theme-switch]")
     assert page.evaluate(HEADER_STYLE)["body"] == "rgb(246, 247, 249)"
+    page.goto(f"{live.url}/admin/")
+    # Keyboard focus is as visible in the admin as on the pages: its skip link, then the shared header's brand.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "brand" and page.evaluate(OUTLINE) == "solid 2px"
     # The admin's own inputs follow at once: no second toggle to keep in step.
     page.goto(f"{live.url}/admin/inventory/machine/add/")
     assert page.evaluate("getComputedStyle(document.querySelector('input[name=hostname]')).color") == "rgb(29, 35, 48)"
@@ -102,6 +111,7 @@ def test_the_confirm_dialog_by_keyboard(browser, live):
         if _focused(page) == "BUTTON:Take action…":
             break
     assert _focused(page) == "BUTTON:Take action…"
+    assert page.evaluate(OUTLINE) == "solid 2px"
     page.keyboard.press("Enter")
     dialog = page.locator("#confirm-dialog")
     assert dialog.is_visible()
