@@ -126,6 +126,9 @@ def test_the_confirm_dialog_by_keyboard(browser, live):
     assert any("Cancel" in f for f in seen), seen
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "one-look-confirm-dialog-light.png"))
+    # No profile chosen: Confirm refuses, and looks it (not by colour alone).
+    ok = "getComputedStyle(document.querySelector('#confirm-dialog [data-ok]'))"
+    assert page.is_disabled("#confirm-dialog [data-ok]") and page.evaluate(ok + ".opacity") == "0.55"
     page.keyboard.press("Escape")
     assert not dialog.is_visible()
     assert _focused(page) == "BUTTON:Take action…"
