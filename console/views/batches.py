@@ -8,6 +8,7 @@ from collections import defaultdict
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from accounts.roles import Role, has_role, require_role
@@ -63,7 +64,12 @@ def batch_list(request):
         state = ""
     page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
     page.object_list = with_progress(list(page.object_list))
-    context = {"page": page, "state": state, "states": BatchState.values}
+    context = {
+        "page": page,
+        "state": state,
+        "states": BatchState.values,
+        "querystring": urlencode({"state": state} if state else {}),
+    }
     if request.GET.get("partial"):
         return render(request, "installs/_batch_rows.html", context)
     return render(request, "installs/batch_list.html", {**context, "last_event_id": _last_event_id()})

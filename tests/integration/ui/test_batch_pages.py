@@ -88,6 +88,10 @@ def test_the_list_filters_by_state_and_costs_the_same_for_2_or_40_batches(scene,
     for n in range(38):
         _add(Batch.objects.create(name=f"b{n}", created_by_label="bob"), scene, InstallState.QUEUED, 1)
     assert cost() == few and few <= 8
+    for n in range(12):
+        Batch.objects.create(name=f"more{n}", created_by_label="bob")
+    html = client.get("/batches/", {"state": "running"}).content.decode()
+    assert "page 1 of 2" in html and 'href="?state=running&amp;page=2"' in html
 
 
 def test_the_batch_page_lists_its_installs_with_state_step_and_why_it_failed(scene, big):

@@ -37,9 +37,7 @@ def test_every_column_shows_until_a_person_chooses(scene):
 
 def test_the_chosen_columns_apply_on_every_visit_for_that_person_only(scene):
     client, user = _login("technician", "columns-tech")
-    response = client.post(
-        "/machines/columns", {"column": ["serial", "status"], "next": "/machines/?site=lab&page=1"}
-    )
+    response = client.post("/machines/columns", {"column": ["serial", "status"], "next": "/machines/?site=lab&page=1"})
     assert response.status_code == 302 and response["Location"] == "/machines/?site=lab&page=1"
     assert PageColumns.objects.get(user=user).columns == ["status", "serial"]  # in the list's own order
     entry = AuditEntry.objects.get(action="columns.set")
