@@ -1,6 +1,7 @@
 from django.contrib.auth.models import AbstractUser
 
 from .api_tokens import ApiToken  # noqa: F401  (defined beside its services; imported so Django registers it)
+from .preferences import PageColumns, SavedView  # noqa: F401  (likewise)
 
 
 class User(AbstractUser):

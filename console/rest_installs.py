@@ -84,6 +84,8 @@ class InstallFilters(PageParams):
     profile: Text = ""
     batch: DbId | None = None
     requested_by: Text = Field("", description="Who asked for it: a username, or system.")
+    since: Text = Field("", description="Requested on or after: a day (YYYY-MM-DD, all of it) or an ISO 8601 time.")
+    until: Text = Field("", description="Requested on or before: a day (YYYY-MM-DD, all of it) or an ISO 8601 time.")
 
 
 class EventFilters(PageParams):
@@ -134,7 +136,7 @@ def _install(i: Install) -> dict:
 @router.get("installs", response=InstallPage)
 def list_installs(request, filters: Query[InstallFilters]):
     """Newest first, with the install list page's filters: state (``active`` for every install not yet
-    ended), machine (part of the hostname), site, profile, batch, requested_by."""
+    ended), machine (part of the hostname), site, profile, batch, requested_by, since, until."""
     return filtered_page(request, filters, InstallQuery, install_queryset, _install)
 
 

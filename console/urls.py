@@ -3,7 +3,19 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, bulk_import, dashboard, discovered, installs, inventory, lifecycle, profiles, serial
+from .views import (
+    audit,
+    batches,
+    bulk_import,
+    dashboard,
+    discovered,
+    installs,
+    inventory,
+    lifecycle,
+    preferences,
+    profiles,
+    serial,
+)
 
 inventory_pages = (
     [
@@ -11,6 +23,7 @@ inventory_pages = (
         path("machines/export.csv", inventory.machine_export, name="machine-export"),
         path("machines/action", inventory.machine_action, name="machine-action"),
         path("machines/import", bulk_import.machine_import, name="machine-import"),
+        path("machines/columns", preferences.machine_columns, name="machine-columns"),
         path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
         path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
         path("machines/<str:hostname>/mark", lifecycle.machine_mark, name="machine-mark"),
@@ -64,6 +77,10 @@ install_pages = [
     path("installs/<int:install_id>/log.txt", installs.install_log, name="install-log"),
     path("installs/<int:install_id>/cancel", installs.install_cancel, name="install-cancel"),
     path("installs/<int:install_id>/retry", installs.install_retry, name="install-retry"),
+    path("installs/views/", preferences.install_view_save, name="install-view-save"),
+    path("installs/views/<int:view_id>/delete", preferences.install_view_delete, name="install-view-delete"),
+    path("batches/", batches.batch_list, name="batch-list"),
+    path("batches/<int:batch_id>/", batches.batch_detail, name="batch-detail"),
     path("batches/<int:batch_id>/<str:action>", installs.batch_action, name="batch-action"),
     path("alerts/<int:alert_id>/acknowledge", installs.alert_acknowledge, name="alert-acknowledge"),
     path("profiles/", profiles.profile_list, name="profile-list"),

@@ -20,9 +20,9 @@ from inventory.models import Machine, OSProfile
 from . import tokens
 from .engine import StaleTransition, enqueue_advance, install_ended, lock, set_state
 from .engine import cancel as cancel_install
-from .events import emit
+from .events import emit, publish
 from .library import Operation, boots_by_media
-from .models import Batch, BatchState, EventKind, Install, Purpose, Step
+from .models import Batch, BatchState, Event, EventKind, Install, Purpose, Step
 from .plan import PlanError, plan_steps
 from .states import ACTIVE_STATES, TERMINAL_STATES, InstallState
 
@@ -199,6 +199,20 @@ def _accept(
     return batch
 
 
+def _tell_installs(batch: Batch, message: str) -> None:
+    """A state event on each install of the batch not yet ended, saying the batch paused or resumed: the install's
+    log says why it waits, and every page that follows installs (the batch page among them) hears of it at once.
+    Written in the caller's transaction, published when it commits; one INSERT per thousand installs."""
+    pending = batch.installs.filter(state__in=ACTIVE_STATES).values_list("pk", flat=True)
+    data = {"batch": batch.pk, "batch_state": batch.state}
+    events = Event.objects.bulk_create(
+        (Event(install_id=pk, kind=EventKind.STATE, message=message[:10000], data=data) for pk in pending),
+        batch_size=1000,
+    )
+    if events:
+        transaction.on_commit(lambda: publish(events))
+
+
 def _pause_if_failing(batch: Batch) -> bool:
     ended = batch.installs.filter(state__in=[InstallState.SUCCEEDED, InstallState.FAILED])
     if batch.failures_counted_since is not None:
@@ -214,6 +228,7 @@ def _pause_if_failing(batch: Batch) -> bool:
         )
         batch.save(update_fields=["state", "state_changed_at", "pause_reason"])
         record(Actor.system("engine"), "batch.pause", batch, {"reason": batch.pause_reason})
+        _tell_installs(batch, f"{batch}: {batch.pause_reason}")
         return True
     return False
 
@@ -278,6 +293,9 @@ def set_batch_state(batch_id: int, to: str, actor: Actor, why: str = "") -> Batc
             batch.failures_counted_since = batch.state_changed_at  # a person has looked at the failures
         batch.save(update_fields=["state", "state_changed_at", "pause_reason", "failures_counted_since"])
         record(actor, BATCH_ACTIONS[to], batch, {"why": why})
+        if to != BatchState.CANCELLED:  # a cancel tells each install as it cancels it
+            done = "paused" if to == BatchState.PAUSED else "resumed"
+            _tell_installs(batch, f"{batch} {done} by {actor.label}" + (f": {why}" if why else ""))
         if to == BatchState.RUNNING:
             queues.on_commit(f"batch {batch_id}: admission", lambda: admit(batch_id))
         pending = list(batch.installs.filter(state__in=ACTIVE_STATES).values_list("pk", flat=True))

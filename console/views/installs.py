@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts import preferences
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
 from console.install_filters import InstallQuery, install_queryset
@@ -29,13 +30,16 @@ def install_list(request):
     problems = query.problems()
     installs = install_queryset(query) if not problems else Install.objects.none()
     page = Paginator(installs, 50).get_page(request.GET.get("page"))
-    template = "installs/_install_rows.html" if request.GET.get("partial") else "installs/install_list.html"
-    return render(
-        request,
-        template,
-        {"page": page, "states": InstallState.values, "query": query, "problems": problems},
-        status=400 if problems else 200,
-    )
+    if request.GET.get("partial"):
+        return render(request, "installs/_install_rows.html", {"page": page}, status=400 if problems else 200)
+    context = {
+        "page": page,
+        "states": InstallState.values,
+        "query": query,
+        "problems": problems,
+        "saved_views": preferences.views_of(request.user, preferences.PageName.INSTALLS),
+    }
+    return render(request, "installs/install_list.html", context, status=400 if problems else 200)
 
 
 def stages_of(steps) -> list[dict]:

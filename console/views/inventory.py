@@ -13,9 +13,11 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from access.session_views import terminal_panel
+from accounts import preferences
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
 from console import hardware, lifecycle_actions
+from console.columns import MACHINE_COLUMN_KEYS, MACHINE_COLUMNS
 from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
 from core.csv_export import streaming_csv
 from core.edge import int_param
@@ -119,6 +121,11 @@ def machine_list(request):
         "problems": problems,
         "disk_types": DISK_TYPES,
         "test_workflows": lifecycle_actions.hardware_test_workflows() if can_act else [],
+        # The columns this person chose (accounts/preferences.py); the CSV export has them all.
+        "columns": preferences.columns_of(
+            request.user, preferences.PageName.MACHINES, allowed=MACHINE_COLUMN_KEYS, default=MACHINE_COLUMN_KEYS
+        ),
+        "column_choices": MACHINE_COLUMNS,
     }
     status = 400 if problems else 200
     if request.headers.get("HX-Request") and request.GET.get("partial") == "rows":

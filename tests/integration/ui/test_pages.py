@@ -45,6 +45,8 @@ def page_urls(s) -> list[str]:
         reverse("install-list"),
         reverse("install-detail", args=[s.running.pk]),
         reverse("install-detail", args=[s.failed.pk]),
+        reverse("batch-list"),
+        reverse("batch-detail", args=[s.batch.pk]),
         reverse("accounts:token-list"),
         reverse("profile-list"),
         reverse("profile-detail", args=[s.profile.name]),
