@@ -3,7 +3,7 @@
 from django.urls import include, path
 
 from .rest import api
-from .views import audit, bulk_import, dashboard, discovered, installs, inventory, lifecycle, profiles, serial
+from .views import audit, bulk_import, dashboard, discovered, installs, inventory, lifecycle, profiles, serial, sites
 
 inventory_pages = (
     [
@@ -38,6 +38,8 @@ inventory_pages = (
         path("discovered/<int:pk>/forget", discovered.discovered_forget, name="discovered-forget"),
         path("racks/", inventory.rack_list, name="rack-list"),
         path("racks/<int:rack_id>/", inventory.rack_detail, name="rack-detail"),
+        path("sites/", sites.site_list, name="site-list"),
+        path("sites/<slug:slug>/", sites.site_overview, name="site-overview"),
     ],
     "inventory",
 )

@@ -22,7 +22,7 @@ from core.edge import int_param
 from core.text import a
 from installs.engine import EngineError, cancel
 from installs.library import BOOTS, plan_for
-from installs.models import ACTIVE_STATES, Install
+from installs.models import ACTIVE_STATES, Install, InstallState
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import credentials_check, health, hostping, lifecycle, power, services
@@ -554,31 +554,48 @@ def machine_preview(request, hostname: str, profile: str, what: str):
 # --- racks ----------------------------------------------------------------------------------
 
 U_PX = 18
-RACK_WIDTH = 220
+RACK_WIDTH = 260
 LABEL_W = 28
+# Rough glyph widths (px) of the box's hostname (11px) and state (9px) text, to fit both on one line.
+NAME_CHAR_PX = 6.2
+STATE_CHAR_PX = 5.2
+FAILED_STATES = frozenset({MachineStatus.FAILED, MachineStatus.BROKEN, InstallState.FAILED})
+POWER_SHOWN = {PowerState.ON: "on", PowerState.OFF: "off"}
 
 
 def rack_drawing(rack: Rack, machines: list) -> dict:
-    """Coordinates for the rack's SVG (front view, U1 at the bottom)."""
+    """Coordinates for the rack's SVG (front view, U1 at the bottom). Each box says its state and power in
+    words beside the colour, marks a failure, and carries the hardware summary shown on hover and focus."""
     height = rack.height_u * U_PX
     units = [{"u": u, "y": height - u * U_PX} for u in range(1, rack.height_u + 1)]
     boxes = []
+    state_end = RACK_WIDTH - 26
     for m in machines:
         if m.position_u is None:
             continue
         state = m.last_install_state if m.last_install_state in ACTIVE_STATES else m.status
+        failed = state in FAILED_STATES or m.last_install_state == InstallState.FAILED
+        power = POWER_SHOWN.get(m.power_state, "power ?")
+        label = f"{state} · {power}"
+        name_room = state_end - len(label) * STATE_CHAR_PX - LABEL_W - (22 if failed else 12)
+        top = height - (m.position_u + m.height_u - 1) * U_PX
         boxes.append(
             {
                 "machine": m,
-                "y": height - (m.position_u + m.height_u - 1) * U_PX + 1,
+                "y": top + 1,
                 "h": m.height_u * U_PX - 2,
                 "state": state,
+                "label": label,
+                "power": m.power_state,
+                "failed": failed,
+                "name_chars": max(4, int(name_room / NAME_CHAR_PX)),
+                "facts": hardware.summary_line(m) or "hardware not recorded yet",
                 "install": m.last_install_id if m.last_install_state in ACTIVE_STATES else None,
-                "text_y": height - (m.position_u + m.height_u - 1) * U_PX + m.height_u * U_PX / 2 + 4,
+                "text_y": round(top + m.height_u * U_PX / 2 + 4),
                 **_reach_dots(m),
             }
         )
-    return {"rack": rack, "height": height, "units": units, "boxes": boxes}
+    return {"rack": rack, "height": height, "units": units, "boxes": boxes, "state_x": state_end}
 
 
 def _reach_dots(machine) -> dict:
@@ -592,13 +609,28 @@ def _reach_dots(machine) -> dict:
     return {"bmc_dot": bmc_dot, "bmc_reach": bmc_reach, "host_dot": host_dot, "host_reach": host_reach}
 
 
-def _racks_with_machines(racks):
+# What a rack drawing reads of each machine: its place, state, power, reachability and hardware summary.
+DRAWING_FIELDS = (
+    "hostname",
+    "rack_id",
+    "position_u",
+    "height_u",
+    "status",
+    "power_state",
+    "host_reachable",
+    "cpu_cores",
+    "memory_bytes",
+    "disk_count",
+    "ssd_count",
+    "hdd_count",
+    "nvme_count",
+    "nic_max_speed_mbps",
+)
 
-    machines = with_last_install(
-        Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status", "host_reachable").annotate(
-            bmc_reachable=F("bmc__reachable")
-        )
-    )
+
+def racks_with_machines(racks):
+    """Racks with their machines prefetched for rack_drawing: two queries however many racks and machines."""
+    machines = with_last_install(Machine.objects.only(*DRAWING_FIELDS).annotate(bmc_reachable=F("bmc__reachable")))
     return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
 
 
@@ -610,7 +642,7 @@ RACKS_PER_PAGE = 12
 def rack_list(request):
     sites = list(Site.objects.order_by("slug"))
     slug = request.GET.get("site") or (sites[0].slug if sites else "")
-    racks = _racks_with_machines(Rack.objects.filter(site__slug=slug).order_by("name"))
+    racks = racks_with_machines(Rack.objects.filter(site__slug=slug).order_by("name"))
     page = Paginator(racks, RACKS_PER_PAGE).get_page(request.GET.get("page"))
     drawings = [rack_drawing(r, list(r.machines.all())) for r in page]
     template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_list.html"
@@ -632,7 +664,7 @@ def rack_list(request):
 @require_GET
 @require_role(Role.VIEWER)
 def rack_detail(request, rack_id: int):
-    rack = get_object_or_404(_racks_with_machines(Rack.objects.all()), pk=rack_id)
+    rack = get_object_or_404(racks_with_machines(Rack.objects.all()), pk=rack_id)
     template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_detail.html"
     return render(
         request,

@@ -1,0 +1,40 @@
+"""The sites: a picker, and one site's overview, every rack side by side as live elevations (front view: the
+inventory records no machine depth, so there is no rear view to draw)."""
+
+from __future__ import annotations
+
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from accounts.roles import Role, require_role
+from inventory.models import Site
+
+from .inventory import LABEL_W, RACK_WIDTH, U_PX, rack_drawing, racks_with_machines
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def site_list(request):
+    sites = Site.objects.annotate(
+        rack_count=Count("racks", distinct=True), machine_count=Count("racks__machines", distinct=True)
+    ).order_by("slug")
+    return render(request, "inventory/site_list.html", {"sites": sites})
+
+
+@require_GET
+@require_role(Role.VIEWER)
+def site_overview(request, slug: str):
+    site = get_object_or_404(Site, slug=slug)
+    racks = racks_with_machines(site.racks.order_by("name"))
+    drawings = [rack_drawing(r, list(r.machines.all())) for r in racks]
+    context = {"site": site, "drawings": drawings, "u_px": U_PX, "rack_width": RACK_WIDTH, "label_w": LABEL_W}
+    if request.GET.get("partial"):
+        return render(request, "inventory/_rack_grid.html", context)
+    boxes = [b for d in drawings for b in d["boxes"]]
+    context |= {
+        "sites": Site.objects.order_by("slug").only("slug", "name"),
+        "machine_count": len(boxes),
+        "failed_count": sum(b["failed"] for b in boxes),
+    }
+    return render(request, "inventory/site_overview.html", context)
