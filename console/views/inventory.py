@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import F, Prefetch
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -16,13 +15,14 @@ from access.session_views import terminal_panel
 from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
 from console import hardware, lifecycle_actions
-from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
+from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows
+from console.racks import GEOMETRY, rack_drawing, racks_with_machines
 from core.csv_export import streaming_csv
 from core.edge import int_param
 from core.text import a
 from installs.engine import EngineError, cancel
 from installs.library import BOOTS, plan_for
-from installs.models import ACTIVE_STATES, Install, InstallState
+from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
 from inventory import credentials_check, health, hostping, lifecycle, power, services
@@ -551,88 +551,7 @@ def machine_preview(request, hostname: str, profile: str, what: str):
     return HttpResponse(text, content_type="text/plain; charset=utf-8", status=status)
 
 
-# --- racks ----------------------------------------------------------------------------------
-
-U_PX = 18
-RACK_WIDTH = 260
-LABEL_W = 28
-# Rough glyph widths (px) of the box's hostname (11px) and state (9px) text, to fit both on one line.
-NAME_CHAR_PX = 6.2
-STATE_CHAR_PX = 5.2
-FAILED_STATES = frozenset({MachineStatus.FAILED, MachineStatus.BROKEN, InstallState.FAILED})
-POWER_SHOWN = {PowerState.ON: "on", PowerState.OFF: "off"}
-
-
-def rack_drawing(rack: Rack, machines: list) -> dict:
-    """Coordinates for the rack's SVG (front view, U1 at the bottom). Each box says its state and power in
-    words beside the colour, marks a failure, and carries the hardware summary shown on hover and focus."""
-    height = rack.height_u * U_PX
-    units = [{"u": u, "y": height - u * U_PX} for u in range(1, rack.height_u + 1)]
-    boxes = []
-    state_end = RACK_WIDTH - 26
-    for m in machines:
-        if m.position_u is None:
-            continue
-        state = m.last_install_state if m.last_install_state in ACTIVE_STATES else m.status
-        failed = state in FAILED_STATES or m.last_install_state == InstallState.FAILED
-        power = POWER_SHOWN.get(m.power_state, "power ?")
-        label = f"{state} · {power}"
-        name_room = state_end - len(label) * STATE_CHAR_PX - LABEL_W - (22 if failed else 12)
-        top = height - (m.position_u + m.height_u - 1) * U_PX
-        boxes.append(
-            {
-                "machine": m,
-                "y": top + 1,
-                "h": m.height_u * U_PX - 2,
-                "state": state,
-                "label": label,
-                "power": m.power_state,
-                "failed": failed,
-                "name_chars": max(4, int(name_room / NAME_CHAR_PX)),
-                "facts": hardware.summary_line(m) or "hardware not recorded yet",
-                "install": m.last_install_id if m.last_install_state in ACTIVE_STATES else None,
-                "text_y": round(top + m.height_u * U_PX / 2 + 4),
-                **_reach_dots(m),
-            }
-        )
-    return {"rack": rack, "height": height, "units": units, "boxes": boxes, "state_x": state_end}
-
-
-def _reach_dots(machine) -> dict:
-    """Each box's two reachability dots: the BMC's (last contact) and the host's (last ping)."""
-
-    def say(value, unknown):
-        return ("none", unknown) if value is None else ("up", "answers") if value else ("down", "not answering")
-
-    bmc_dot, bmc_reach = say(getattr(machine, "bmc_reachable", None), "never contacted")
-    host_dot, host_reach = say(machine.host_reachable, "not pinged")
-    return {"bmc_dot": bmc_dot, "bmc_reach": bmc_reach, "host_dot": host_dot, "host_reach": host_reach}
-
-
-# What a rack drawing reads of each machine: its place, state, power, reachability and hardware summary.
-DRAWING_FIELDS = (
-    "hostname",
-    "rack_id",
-    "position_u",
-    "height_u",
-    "status",
-    "power_state",
-    "host_reachable",
-    "cpu_cores",
-    "memory_bytes",
-    "disk_count",
-    "ssd_count",
-    "hdd_count",
-    "nvme_count",
-    "nic_max_speed_mbps",
-)
-
-
-def racks_with_machines(racks):
-    """Racks with their machines prefetched for rack_drawing: two queries however many racks and machines."""
-    machines = with_last_install(Machine.objects.only(*DRAWING_FIELDS).annotate(bmc_reachable=F("bmc__reachable")))
-    return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
-
+# --- racks (drawn by console/racks.py) ------------------------------------------------------
 
 RACKS_PER_PAGE = 12
 
@@ -654,9 +573,7 @@ def rack_list(request):
             "site": slug,
             "page": page,
             "drawings": drawings,
-            "u_px": U_PX,
-            "rack_width": RACK_WIDTH,
-            "label_w": LABEL_W,
+            "g": GEOMETRY,
         },
     )
 
@@ -672,8 +589,6 @@ def rack_detail(request, rack_id: int):
         {
             "rack": rack,
             "drawings": [rack_drawing(rack, list(rack.machines.all()))],
-            "u_px": U_PX,
-            "rack_width": RACK_WIDTH,
-            "label_w": LABEL_W,
+            "g": GEOMETRY,
         },
     )

@@ -8,9 +8,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from accounts.roles import Role, require_role
+from console.racks import GEOMETRY, rack_drawing, racks_with_machines
 from inventory.models import Site
-
-from .inventory import LABEL_W, RACK_WIDTH, U_PX, rack_drawing, racks_with_machines
 
 
 @require_GET
@@ -28,13 +27,12 @@ def site_overview(request, slug: str):
     site = get_object_or_404(Site, slug=slug)
     racks = racks_with_machines(site.racks.order_by("name"))
     drawings = [rack_drawing(r, list(r.machines.all())) for r in racks]
-    context = {"site": site, "drawings": drawings, "u_px": U_PX, "rack_width": RACK_WIDTH, "label_w": LABEL_W}
+    context = {"site": site, "drawings": drawings, "g": GEOMETRY}
     if request.GET.get("partial"):
         return render(request, "inventory/_rack_grid.html", context)
-    boxes = [b for d in drawings for b in d["boxes"]]
     context |= {
         "sites": Site.objects.order_by("slug").only("slug", "name"),
-        "machine_count": len(boxes),
-        "failed_count": sum(b["failed"] for b in boxes),
+        "machine_count": sum(len(d["boxes"]) for d in drawings),
+        "failed_count": sum(d["failed"] for d in drawings),
     }
     return render(request, "inventory/site_overview.html", context)

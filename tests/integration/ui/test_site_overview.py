@@ -9,6 +9,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from console.racks import rack_drawing
 from inventory.models import Machine, MachineStatus, PowerState
 from tests.conftest import make_machine, make_rack, make_site
 from tests.integration.ui.conftest import user_with_role
@@ -117,3 +118,14 @@ def test_queries_do_not_grow_with_racks_and_machines(db):
         many = queries_for(client, reverse("inventory:site-overview", args=["large"]) + partial)
         assert few == many, (partial, few, many)
         assert many <= 8
+
+
+def test_a_box_escapes_every_text_it_draws(db):
+    rack = make_rack(make_site(slug="esc"), height_u=4)
+    machine = Machine(hostname='x"><script>alert(1)</script>', rack=rack, position_u=1, height_u=1, status="new")
+    machine.last_install_id = machine.last_install_state = None
+    drawing = rack_drawing(rack, [machine])
+    svg = str(drawing["svg"])
+    assert "<script>" not in svg and 'x"><' not in svg
+    assert "x&quot;&gt;&lt;script&gt;" in svg
+    assert svg.count("<a ") == 1 and svg.count("</a>") == 1
