@@ -33,6 +33,5 @@ def site_overview(request, slug: str):
     context |= {
         "sites": Site.objects.order_by("slug").only("slug", "name"),
         "machine_count": sum(len(d["boxes"]) for d in drawings),
-        "failed_count": sum(d["failed"] for d in drawings),
     }
     return render(request, "inventory/site_overview.html", context)

@@ -64,7 +64,7 @@ def test_each_machine_says_its_state_power_failure_and_hardware(scene):
     assert 'data-machine="idle-01" data-state="new"' in html
     assert html.count('class="mfail"') == 1 and "new · power ?" in html and "(failure)" in html
     assert "hardware not recorded yet" in html
-    assert "1 failed" in html
+    assert "2 racks, 3 machines" in html
     assert 'href="/machines/spare-01/"' in html and "ready · power ?" in html
     # Live: the page listens to the dashboard stream and re-fetches its grid.
     assert 'data-live="dashboard"' in html
