@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import functools
 from html import escape
+from types import SimpleNamespace
 from urllib.parse import quote
 
-from django.db.models import F, Prefetch
+from django.db.models import F
 from django.urls import reverse
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -69,14 +70,25 @@ _BOX = (
 )
 
 
-def racks_with_machines(racks):
-    """Racks with their machines prefetched for rack_drawing: two queries however many racks and machines."""
-    machines = with_last_install(Machine.objects.only(*DRAWING_FIELDS).annotate(bmc_reachable=F("bmc__reachable")))
-    return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
+def draw_racks(racks) -> list[dict]:
+    """The drawings of these racks (fetched already, with their site): one query for all their machines, read
+    as plain rows (model instances for 1,680 machines cost more than the query itself)."""
+    racks = list(racks)
+    rows = (
+        with_last_install(Machine.objects.filter(rack__in=racks))
+        .annotate(bmc_reachable=F("bmc__reachable"))
+        .order_by("rack_id", "-position_u")  # top down: the order a reader and the Tab key go
+        .values(*DRAWING_FIELDS, "last_install_id", "last_install_state", "bmc_reachable")
+    )
+    by_rack: dict[int, list] = {}
+    for row in rows:
+        by_rack.setdefault(row["rack_id"], []).append(SimpleNamespace(**row))
+    return [rack_drawing(rack, by_rack.get(rack.pk, [])) for rack in racks]
 
 
 def rack_drawing(rack: Rack, machines: list) -> dict:
-    """The rack's SVG parts (front view, U1 at the bottom): its ruler and one box per racked machine."""
+    """The rack's SVG parts (front view, U1 at the bottom): its ruler and one box per racked machine (anything
+    with the attributes of DRAWING_FIELDS and with_last_install's)."""
     height = rack.height_u * U_PX
     machine_url = reverse("inventory:machine-detail", args=["-"])[:-2] + "{}/"
     boxes = [_box(m, height, machine_url) for m in machines if m.position_u is not None]
@@ -104,7 +116,7 @@ def _ruler(height_u: int) -> SafeString:
     )
 
 
-def _box(m: Machine, height: int, machine_url: str) -> dict:
+def _box(m, height: int, machine_url: str) -> dict:
     state = m.last_install_state if m.last_install_state in ACTIVE_STATES else m.status
     failed = state in FAILED_STATES or m.last_install_state == InstallState.FAILED
     label = f"{state} · {POWER_SHOWN.get(m.power_state, 'power ?')}"

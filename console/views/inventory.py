@@ -16,7 +16,7 @@ from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
 from console import hardware, lifecycle_actions
 from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows
-from console.racks import GEOMETRY, rack_drawing, racks_with_machines
+from console.racks import GEOMETRY, draw_racks
 from core.csv_export import streaming_csv
 from core.edge import int_param
 from core.text import a
@@ -561,9 +561,9 @@ RACKS_PER_PAGE = 12
 def rack_list(request):
     sites = list(Site.objects.order_by("slug"))
     slug = request.GET.get("site") or (sites[0].slug if sites else "")
-    racks = racks_with_machines(Rack.objects.filter(site__slug=slug).order_by("name"))
+    racks = Rack.objects.filter(site__slug=slug).select_related("site").order_by("name")
     page = Paginator(racks, RACKS_PER_PAGE).get_page(request.GET.get("page"))
-    drawings = [rack_drawing(r, list(r.machines.all())) for r in page]
+    drawings = draw_racks(page)
     template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_list.html"
     return render(
         request,
@@ -581,14 +581,14 @@ def rack_list(request):
 @require_GET
 @require_role(Role.VIEWER)
 def rack_detail(request, rack_id: int):
-    rack = get_object_or_404(racks_with_machines(Rack.objects.all()), pk=rack_id)
+    rack = get_object_or_404(Rack.objects.select_related("site"), pk=rack_id)
     template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_detail.html"
     return render(
         request,
         template,
         {
             "rack": rack,
-            "drawings": [rack_drawing(rack, list(rack.machines.all()))],
+            "drawings": draw_racks([rack]),
             "g": GEOMETRY,
         },
     )

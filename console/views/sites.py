@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from accounts.roles import Role, require_role
-from console.racks import GEOMETRY, rack_drawing, racks_with_machines
+from console.racks import GEOMETRY, draw_racks
 from inventory.models import Site
 
 
@@ -25,8 +25,7 @@ def site_list(request):
 @require_role(Role.VIEWER)
 def site_overview(request, slug: str):
     site = get_object_or_404(Site, slug=slug)
-    racks = racks_with_machines(site.racks.order_by("name"))
-    drawings = [rack_drawing(r, list(r.machines.all())) for r in racks]
+    drawings = draw_racks(site.racks.select_related("site").order_by("name"))
     context = {"site": site, "drawings": drawings, "g": GEOMETRY}
     if request.GET.get("partial"):
         return render(request, "inventory/_rack_grid.html", context)

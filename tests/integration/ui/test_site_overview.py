@@ -129,3 +129,10 @@ def test_a_box_escapes_every_text_it_draws(db):
     assert "<script>" not in svg and 'x"><' not in svg
     assert "x&quot;&gt;&lt;script&gt;" in svg
     assert svg.count("<a ") == 1 and svg.count("</a>") == 1
+
+
+def test_with_no_site_the_list_says_so_and_the_admin_is_shown_where_to_add_one(db):
+    admin_page = client_for("admin").get(reverse("inventory:site-list")).content.decode()
+    viewer_page = client_for("viewer").get(reverse("inventory:site-list")).content.decode()
+    assert "No sites yet" in admin_page and reverse("admin:inventory_site_add") in admin_page
+    assert "No sites yet" in viewer_page and reverse("admin:inventory_site_add") not in viewer_page
