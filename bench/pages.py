@@ -1,11 +1,12 @@
 """Benchmark the busiest pages: the machine list and the dashboard with 10,000 machines and 1,000
-installs in flight (plus history), on real PostgreSQL. Reports server time (the whole Django request:
-middleware, queries, template) and the number of queries per page.
+installs in flight (plus history), and the overview of a site of 40 full racks (40 × 42 machines), on real
+PostgreSQL. Reports server time (the whole Django request: middleware, queries, template) and the number of
+queries per page.
 
     .venv/bin/python bench/pages.py [--machines 10000 --in-flight 1000 --runs 20]
 
 It uses its own database (provui_bench, recreated unless --reuse) and Redis database 10. Goal: each
-page ≤ 100 ms and ≤ 10 queries. The last line is machine-readable.
+page ≤ 100 ms and ≤ 10 queries. The last lines are machine-readable.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def populate(machines: int, in_flight: int) -> None:
 
     from accounts.models import User
     from installs.models import ACTIVE_STATES, Alert, Batch, Event, EventKind, Install, InstallState, Step, StepKind
+    from installs.plan import build_plan
     from inventory.models import BMC, NIC, Machine, MachineStatus, OSProfile, PowerState, Rack, Site
     from inventory.stock import sync_stock_profiles
 
@@ -104,6 +106,8 @@ def populate(machines: int, in_flight: int) -> None:
         batch_size=2000,
     )
     batch = Batch.objects.create(name="bench rollout", created_by_label="bench")
+    # One real plan shared by every install: the install page reads it, and an empty one is not a plan.
+    plan = build_plan(made[0], next(p for p in profiles if p.name == "debian-12-preseed"))
     active = sorted(ACTIVE_STATES)
     installs = []
     for n, m in enumerate(made[: in_flight * 3]):
@@ -119,7 +123,7 @@ def populate(machines: int, in_flight: int) -> None:
                 current_step="Installer running",
                 failure_reason="" if live else "InstallerFailed",
                 failure_message="" if live else "The installer reported a failure.",
-                plan={},
+                plan=plan,
                 token_nonce=f"{n:032x}",
                 boot_token_hash=f"{n:064x}",
             )
@@ -137,8 +141,63 @@ def populate(machines: int, in_flight: int) -> None:
         Alert(install=i, machine_id=i.machine_id, reason="InstallerFailed", message="disk full")
         for i in installs[in_flight : in_flight + 50]
     )
+    populate_overview_site(OVERVIEW_RACKS, OVERVIEW_PER_RACK, profiles[0])
     viewer = User.objects.create_user("bench-viewer", password="x" * 16)
     viewer.groups.add(Group.objects.get_or_create(name="technician")[0])
+
+
+OVERVIEW_RACKS = 40
+OVERVIEW_PER_RACK = 42
+OVERVIEW_URL = "/sites/hall/"
+
+
+def populate_overview_site(racks: int, per_rack: int, profile) -> None:
+    """The site overview's worst case: a hall of full 42U racks, every machine 1U, with hardware facts, a mix of
+    statuses and power states, and one install in ten in flight."""
+    from installs.models import ACTIVE_STATES, Install
+    from inventory.models import BMC, Machine, MachineStatus, PowerState, Rack, Site
+
+    site = Site.objects.create(slug="hall", name="Hall", tftp_root="/srv/tftp/hall", base_url="http://10.0.0.1")
+    rows = Rack.objects.bulk_create(Rack(site=site, name=f"h{n:02d}", height_u=per_rack) for n in range(racks))
+    statuses = list(MachineStatus)
+    powers = [PowerState.ON, PowerState.OFF, PowerState.UNKNOWN]
+    made = Machine.objects.bulk_create(
+        (
+            Machine(
+                hostname=f"hall-{r:02d}-{u:02d}",
+                rack=rack,
+                position_u=u,
+                status=statuses[(r + u) % len(statuses)],
+                power_state=powers[u % 3],
+                cpu_cores=64,
+                memory_bytes=512 * 2**30,
+                disk_count=4,
+                nvme_count=2,
+                ssd_count=2,
+                nic_max_speed_mbps=25000,
+            )
+            for r, rack in enumerate(rows)
+            for u in range(1, per_rack + 1)
+        ),
+        batch_size=2000,
+    )
+    BMC.objects.bulk_create(
+        BMC(machine=m, driver="fake", address=f"10.200.{i >> 8 & 255}.{i & 255}", username="admin", reachable=i % 7 > 0)
+        for i, m in enumerate(made)
+    )
+    active = sorted(ACTIVE_STATES)
+    Install.objects.bulk_create(
+        Install(
+            machine=m,
+            profile=profile,
+            requested_by_label="bench",
+            state=active[n % len(active)],
+            plan={},
+            token_nonce=f"hall{n:028x}",
+            boot_token_hash=f"{n + 10**9:064x}",
+        )
+        for n, m in enumerate(made[::10])
+    )
 
 
 def measure(client, url: str, runs: int) -> dict:
@@ -213,6 +272,8 @@ def main() -> None:
         "/installs/?state=active",
         "/installs/1/",
         "/machines/node-00001/",
+        OVERVIEW_URL,
+        OVERVIEW_URL + "?partial=1",
     ]
     results = [measure(client, url, args.runs) for url in pages]
     print(f"{'page':60} {'median ms':>10} {'p95 ms':>8} {'queries':>8}")
@@ -223,6 +284,13 @@ def main() -> None:
         f"dashboard_p95_ms={results[0]['p95_ms']:.1f} dashboard_queries={results[0]['queries']} "
         f"machines_p95_ms={results[1]['p95_ms']:.1f} machines_queries={results[1]['queries']} "
         f"goal_met={worst['p95_ms'] <= 100 and max(r['queries'] for r in results[:2]) <= 10}"
+    )
+    overview = results[-2]
+    print(
+        f"site_overview_racks={OVERVIEW_RACKS} site_overview_machines={OVERVIEW_RACKS * OVERVIEW_PER_RACK} "
+        f"site_overview_p95_ms={overview['p95_ms']:.1f} site_overview_median_ms={overview['median_ms']:.1f} "
+        f"site_overview_queries={overview['queries']} site_overview_partial_p95_ms={results[-1]['p95_ms']:.1f} "
+        f"site_overview_goal_met={overview['p95_ms'] <= 100}"
     )
 
 

@@ -15,6 +15,7 @@ from .views import (
     preferences,
     profiles,
     serial,
+    sites,
 )
 
 inventory_pages = (
@@ -51,6 +52,8 @@ inventory_pages = (
         path("discovered/<int:pk>/forget", discovered.discovered_forget, name="discovered-forget"),
         path("racks/", inventory.rack_list, name="rack-list"),
         path("racks/<int:rack_id>/", inventory.rack_detail, name="rack-detail"),
+        path("sites/", sites.site_list, name="site-list"),
+        path("sites/<slug:slug>/", sites.site_overview, name="site-overview"),
     ],
     "inventory",
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import F, Prefetch
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,7 +17,8 @@ from accounts.roles import Role, has_role, require_role
 from audit.service import Actor
 from console import hardware, lifecycle_actions
 from console.columns import MACHINE_COLUMN_KEYS, MACHINE_COLUMNS
-from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows, with_last_install
+from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset, page_rows
+from console.racks import GEOMETRY, draw_racks
 from core.csv_export import streaming_csv
 from core.edge import int_param
 from core.text import a
@@ -558,56 +558,7 @@ def machine_preview(request, hostname: str, profile: str, what: str):
     return HttpResponse(text, content_type="text/plain; charset=utf-8", status=status)
 
 
-# --- racks ----------------------------------------------------------------------------------
-
-U_PX = 18
-RACK_WIDTH = 220
-LABEL_W = 28
-
-
-def rack_drawing(rack: Rack, machines: list) -> dict:
-    """Coordinates for the rack's SVG (front view, U1 at the bottom)."""
-    height = rack.height_u * U_PX
-    units = [{"u": u, "y": height - u * U_PX} for u in range(1, rack.height_u + 1)]
-    boxes = []
-    for m in machines:
-        if m.position_u is None:
-            continue
-        state = m.last_install_state if m.last_install_state in ACTIVE_STATES else m.status
-        boxes.append(
-            {
-                "machine": m,
-                "y": height - (m.position_u + m.height_u - 1) * U_PX + 1,
-                "h": m.height_u * U_PX - 2,
-                "state": state,
-                "install": m.last_install_id if m.last_install_state in ACTIVE_STATES else None,
-                "text_y": height - (m.position_u + m.height_u - 1) * U_PX + m.height_u * U_PX / 2 + 4,
-                **_reach_dots(m),
-            }
-        )
-    return {"rack": rack, "height": height, "units": units, "boxes": boxes}
-
-
-def _reach_dots(machine) -> dict:
-    """Each box's two reachability dots: the BMC's (last contact) and the host's (last ping)."""
-
-    def say(value, unknown):
-        return ("none", unknown) if value is None else ("up", "answers") if value else ("down", "not answering")
-
-    bmc_dot, bmc_reach = say(getattr(machine, "bmc_reachable", None), "never contacted")
-    host_dot, host_reach = say(machine.host_reachable, "not pinged")
-    return {"bmc_dot": bmc_dot, "bmc_reach": bmc_reach, "host_dot": host_dot, "host_reach": host_reach}
-
-
-def _racks_with_machines(racks):
-
-    machines = with_last_install(
-        Machine.objects.only("hostname", "rack_id", "position_u", "height_u", "status", "host_reachable").annotate(
-            bmc_reachable=F("bmc__reachable")
-        )
-    )
-    return racks.select_related("site").prefetch_related(Prefetch("machines", queryset=machines))
-
+# --- racks (drawn by console/racks.py) ------------------------------------------------------
 
 RACKS_PER_PAGE = 12
 
@@ -617,9 +568,9 @@ RACKS_PER_PAGE = 12
 def rack_list(request):
     sites = list(Site.objects.order_by("slug"))
     slug = request.GET.get("site") or (sites[0].slug if sites else "")
-    racks = _racks_with_machines(Rack.objects.filter(site__slug=slug).order_by("name"))
+    racks = Rack.objects.filter(site__slug=slug).select_related("site").order_by("name")
     page = Paginator(racks, RACKS_PER_PAGE).get_page(request.GET.get("page"))
-    drawings = [rack_drawing(r, list(r.machines.all())) for r in page]
+    drawings = draw_racks(page)
     template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_list.html"
     return render(
         request,
@@ -629,9 +580,7 @@ def rack_list(request):
             "site": slug,
             "page": page,
             "drawings": drawings,
-            "u_px": U_PX,
-            "rack_width": RACK_WIDTH,
-            "label_w": LABEL_W,
+            "g": GEOMETRY,
         },
     )
 
@@ -639,16 +588,14 @@ def rack_list(request):
 @require_GET
 @require_role(Role.VIEWER)
 def rack_detail(request, rack_id: int):
-    rack = get_object_or_404(_racks_with_machines(Rack.objects.all()), pk=rack_id)
+    rack = get_object_or_404(Rack.objects.select_related("site"), pk=rack_id)
     template = "inventory/_rack_grid.html" if request.GET.get("partial") else "inventory/rack_detail.html"
     return render(
         request,
         template,
         {
             "rack": rack,
-            "drawings": [rack_drawing(rack, list(rack.machines.all()))],
-            "u_px": U_PX,
-            "rack_width": RACK_WIDTH,
-            "label_w": LABEL_W,
+            "drawings": draw_racks([rack]),
+            "g": GEOMETRY,
         },
     )
