@@ -9,7 +9,7 @@ from typing import Literal
 from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import model_validator
+from pydantic import field_validator
 
 from accounts.roles import Role
 from core.edge import BIGINT_MAX, DbCount, DbId, Text
@@ -92,10 +92,14 @@ class EventFilters(PageParams):
 
 
 class StartIn(Schema):
-    machines: list[Text] = Field(
-        default_factory=list, max_length=5000, description="Hostnames; or, instead, every machine with ``tag``."
-    )
+    # tag first: the check of machines (which names machines as the field at fault) reads it.
     tag: Text = Field("", max_length=50, description="Every machine with this tag (instead of ``machines``).")
+    machines: list[Text] = Field(
+        default_factory=list,
+        max_length=5000,
+        validate_default=True,
+        description="Hostnames; or, instead, every machine with ``tag``.",
+    )
     profile: Text
     name: Text = Field("", max_length=100)
     max_per_site: DbCount | None = None
@@ -108,11 +112,12 @@ class StartIn(Schema):
         "already boot so.",
     )
 
-    @model_validator(mode="after")
-    def machines_or_tag(self):
-        if bool(self.machines) == bool(self.tag):
+    @field_validator("machines")
+    @classmethod
+    def machines_or_tag(cls, machines, info):
+        if bool(machines) == bool(info.data.get("tag")):
             raise ValueError("give the machines (hostnames) or a tag, one of the two")
-        return self
+        return machines
 
 
 class WhyIn(Schema):
