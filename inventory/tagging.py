@@ -126,39 +126,29 @@ def change_tags(machine_ids, actor: Actor, *, add: list[str] = (), remove: list[
 # --- tags themselves -------------------------------------------------------------------------------------------
 
 
-def _tag_values(tag: Tag, values: dict) -> None:
+def _written(tag: Tag, values: dict, actor: Actor, before: dict | None) -> Tag:
     values = dict(values)
     if isinstance(values.get("name"), str):
         values["name"] = values["name"].strip().lower()
     assign(tag, values, TAG_FIELDS)
+    checked(tag)
+    try:
+        with transaction.atomic():
+            return saved(tag, actor, before)
+    except IntegrityError:  # the name was taken between the check and the save
+        raise at_once() from None
 
 
 @transaction.atomic(durable=True)
 def create_tag(values: dict, actor: Actor) -> Tag:
-    tag = Tag()
-    _tag_values(tag, values)
-    checked(tag)
-    try:
-        with transaction.atomic():
-            return saved(tag, actor, None)
-    except IntegrityError:
-        raise at_once() from None
+    return _written(Tag(), values, actor, None)
 
 
 @transaction.atomic(durable=True)
 def update_tag(name: str, values: dict, actor: Actor) -> Tag | None:
     """Rename it (its machines keep it), recolour it, describe it."""
     tag = locked(Tag, name=name)
-    if tag is None:
-        return None
-    before = snapshot(tag)
-    _tag_values(tag, values)
-    checked(tag)
-    try:
-        with transaction.atomic():
-            return saved(tag, actor, before)
-    except IntegrityError:
-        raise at_once() from None
+    return None if tag is None else _written(tag, values, actor, snapshot(tag))
 
 
 @transaction.atomic(durable=True)
