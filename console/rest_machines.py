@@ -25,6 +25,7 @@ from .rest_lifecycle import HardwareFilters, HardwareOut
 from .rest_lifecycle import offered as lifecycle_offered
 
 router = Router(tags=["machines"])
+TagText = Annotated[Text, Field(max_length=50)]
 
 
 class NicOut(Schema):
@@ -182,8 +183,9 @@ class MachineFilters(HardwareFilters, PageParams):
     power: Text = ""
     vendor: Text = ""
     profile: Text = ""
-    tag: list[Annotated[Text, Field(max_length=50)]] = Field(
-        default_factory=list, max_length=MAX_TAG_FILTERS, description="Has this tag; given several times, all of them."
+    # One tag, or a list: a query string's tag=gpu is both, and the schema says so.
+    tag: Annotated[list[TagText], Field(max_length=MAX_TAG_FILTERS)] | TagText = Field(
+        default_factory=list, description="Has this tag; given several times, all of them (tag=gpu&tag=fast)."
     )
     sort: Text = "hostname"
 
