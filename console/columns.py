@@ -5,6 +5,7 @@ from __future__ import annotations
 
 MACHINE_COLUMNS = {
     "site": "Site / rack",
+    "tags": "Tags",
     "status": "Status",
     "power": "Power",
     "reach": "Reach",

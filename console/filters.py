@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Replace
 
 from core.edge import int_param
 from installs.models import Install
+from inventory import tagging
 from inventory.models import NIC, Machine, MachineStatus, PowerState
 
 SORTS = {
@@ -48,6 +50,7 @@ WHOLE_NUMBERS = {
     "nic_speed_min": ("nic_max_speed_mbps", 10_000_000, "Mb/s, e.g. 25000 for 25 Gb/s"),
 }
 MEMORY_GIB_MAX = 1_048_576  # 1 PiB
+MAX_TAG_FILTERS = 10
 _GIB = re.compile(r"^\d{1,7}(\.\d{1,3})?$")
 _HEX = re.compile(r"[^0-9a-f]")
 
@@ -69,6 +72,7 @@ class MachineQuery:
     nic_speed_min: str = ""
     switch: str = ""
     switch_port: str = ""
+    tag: tuple[str, ...] = ()  # every one of them (tag=gpu&tag=fast: both)
     sort: str = "hostname"
     desc: bool = False
 
@@ -78,11 +82,11 @@ class MachineQuery:
         desc = sort.startswith("-")
         sort = sort.lstrip("-")
         values = {f: _param(params.get(f)) for f in FILTER_FIELDS}
-        return cls(**values, sort=sort if sort in SORTS else "hostname", desc=desc)
+        return cls(**values, tag=_tags_param(params), sort=sort if sort in SORTS else "hostname", desc=desc)
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, f) for f in FILTER_FIELDS)
+        return any(getattr(self, f) for f in FILTER_FIELDS) or bool(self.tag)
 
     @property
     def hardware_active(self) -> bool:
@@ -106,13 +110,32 @@ class MachineQuery:
                 found[field] = f"“{value}” is not a whole number from 0 to {maximum:,} ({unit})."
         if self.disk_type and self.disk_type not in DISK_TYPES:
             found["disk_type"] = f"“{self.disk_type}” is not a disk type; choose ssd, hdd or nvme."
+        if len(self.tag) > MAX_TAG_FILTERS:
+            found["tag"] = f"{len(self.tag)} tags; filter on at most {MAX_TAG_FILTERS} at once."
+        else:
+            try:
+                tagging.parse(self.tag, "tag")
+            except ValidationError as exc:
+                found["tag"] = exc.message_dict["tag"][0]
         return found
 
     def params(self, **override) -> dict:
-        values = {f: getattr(self, f) for f in FILTER_FIELDS}
+        """The query as URL parameters (``tag`` a list: urlencode them with doseq)."""
+        values = {f: getattr(self, f) for f in FILTER_FIELDS} | {"tag": list(self.tag)}
         values["sort"] = ("-" if self.desc else "") + self.sort
         values.update(override)
         return {k: v for k, v in values.items() if v and not (k == "sort" and v == "hostname")}
+
+
+def _tags_param(params) -> tuple[str, ...]:
+    """``tag`` given any number of times (a query string, the API's list, the CLI's repeated --tag), each as it
+    is typed but lower-case; problems() says which is not a tag name."""
+    values = params.getlist("tag") if hasattr(params, "getlist") else params.get("tag")
+    if values is None:
+        values = []
+    elif isinstance(values, str):
+        values = [values]
+    return tuple(dict.fromkeys(t for t in (_param(v).lower() for v in list(values)[: MAX_TAG_FILTERS + 1]) if t))
 
 
 def _param(value) -> str:
@@ -142,6 +165,7 @@ def mac_digits(text: str) -> str:
 def search_q(text: str) -> Q:
     text = text.strip()
     q = Q(hostname__icontains=text) | Q(serial__icontains=text) | Q(bmc__address__icontains=text)
+    q |= Q(Exists(tagging.Through.objects.filter(machine=OuterRef("pk"), tag__name__icontains=text)))
     digits = mac_digits(text)
     # Only a string that is all MAC (hex digits and separators) is also searched as one, so that
     # "node-12" does not match every MAC containing "12".
@@ -154,7 +178,8 @@ def search_q(text: str) -> Q:
 
 
 def for_display(machines):
-    return with_last_install(machines.select_related("rack__site", "bmc").defer("facts", "bmc__password_ciphertext"))
+    machines = machines.select_related("rack__site", "bmc").prefetch_related("tags")
+    return with_last_install(machines.defer("facts", "bmc__password_ciphertext"))
 
 
 def machine_queryset(query: MachineQuery):
@@ -177,6 +202,8 @@ def machine_queryset(query: MachineQuery):
         machines = machines.filter(last_profile=query.profile)
     if query.hardware_active:
         machines = machines.filter(hardware_q(query))
+    for name in query.tag[:MAX_TAG_FILTERS]:
+        machines = machines.filter(Exists(tagging.Through.objects.filter(machine=OuterRef("pk"), tag__name=name)))
     order = SORTS[query.sort]
     if query.desc:
         order = tuple("-" + f for f in order)

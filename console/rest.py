@@ -1,7 +1,7 @@
 """The REST API for automation, v1 (/api/v1/; the OpenAPI document is /api/v1/openapi.json, the interactive
 documentation /api/v1/docs). This module holds the ``api`` object, its authentication and its documentation;
 each resource's operations are a router of their own (rest_machines, rest_checks, rest_installs, rest_batches,
-rest_library, rest_serial, rest_lifecycle, rest_discovery, rest_import, access/rest.py), added at the end.
+rest_library, rest_serial, rest_lifecycle, rest_discovery, rest_import, rest_tags, access/rest.py), added at the end.
 
 People's scripts use it with ``Authorization: Token <key>`` (a per-user token, see accounts/api_tokens.py)
 or from a logged-in browser session (writes then need the CSRF token, as the pages do). Every
@@ -45,6 +45,7 @@ from .rest_lifecycle import router as lifecycle_router
 from .rest_machine_edit import router as machine_edit_router
 from .rest_machines import router as machines_router
 from .rest_serial import router as serial_router
+from .rest_tags import router as tags_router
 
 
 class ApiTokenAuth(APIKeyHeader):
@@ -147,4 +148,5 @@ api.add_router("", ssh_router)
 api.add_router("", import_router)
 api.add_router("", inventory_router)
 api.add_router("", machine_edit_router)
+api.add_router("", tags_router)
 edge.refuse_undeclared_query(api)

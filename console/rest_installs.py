@@ -9,6 +9,7 @@ from typing import Literal
 from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.errors import HttpError
+from pydantic import field_validator
 
 from accounts.roles import Role
 from core.edge import BIGINT_MAX, DbCount, DbId, Text
@@ -93,7 +94,14 @@ class EventFilters(PageParams):
 
 
 class StartIn(Schema):
-    machines: list[Text] = Field(..., min_length=1, max_length=5000, description="Hostnames.")
+    # tag first: the check of machines (which names machines as the field at fault) reads it.
+    tag: Text = Field("", max_length=50, description="Every machine with this tag (instead of ``machines``).")
+    machines: list[Text] = Field(
+        default_factory=list,
+        max_length=5000,
+        validate_default=True,
+        description="Hostnames; or, instead, every machine with ``tag``.",
+    )
     profile: Text
     name: Text = Field("", max_length=100)
     max_per_site: DbCount | None = None
@@ -105,6 +113,13 @@ class StartIn(Schema):
         "without DHCP or PXE) instead of as the profile's workflow says; a profile with a workflow of its own must "
         "already boot so.",
     )
+
+    @field_validator("machines")
+    @classmethod
+    def machines_or_tag(cls, machines, info):
+        if bool(machines) == bool(info.data.get("tag")):
+            raise ValueError("give the machines (hostnames) or a tag, one of the two")
+        return machines
 
 
 class WhyIn(Schema):
@@ -179,10 +194,15 @@ def start_batch_of(request, body: StartIn) -> Batch:
     profile = OSProfile.objects.filter(name=body.profile).first()
     if profile is None:
         raise HttpError(404, f"No profile {body.profile!r}.")
-    found = dict(Machine.objects.filter(hostname__in=body.machines).values_list("hostname", "pk"))
-    missing = sorted(set(body.machines) - set(found))
-    if missing:
-        raise HttpError(404, f"No such machine(s): {', '.join(missing[:20])}.")
+    if body.tag:
+        found = dict(Machine.objects.filter(tags__name=body.tag.lower()).values_list("hostname", "pk"))
+        if not found:
+            raise HttpError(404, f"No machine has tag {body.tag!r}.")
+    else:
+        found = dict(Machine.objects.filter(hostname__in=body.machines).values_list("hostname", "pk"))
+        missing = sorted(set(body.machines) - set(found))
+        if missing:
+            raise HttpError(404, f"No such machine(s): {', '.join(missing[:20])}.")
     try:
         return batch_service.request_installs(
             list(found.values()),

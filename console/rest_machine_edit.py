@@ -20,7 +20,7 @@ from accounts.roles import Role
 from core.edge import DbId, Text
 from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
-from inventory import boot, editing, machine_editing, power
+from inventory import boot, editing, machine_editing, power, tagging
 from inventory.models import BMC, MAX_RACK_U, NIC, BootMode, Machine, bmc_driver_choices
 
 from .rest_inventory import WRITES, StrictIn, actor, answered, need, refused, written
@@ -90,6 +90,7 @@ class MachineEditOut(Schema):
     protected: bool
     nics: list[NicOut]
     bmc: BmcSettingsOut | None = None
+    tags: list[str]
 
 
 class MachineChangeIn(StrictIn):
@@ -101,6 +102,9 @@ class MachineChangeIn(StrictIn):
     vendor: Short = None
     model: Short = None
     boot_mode: Literal[tuple(BootMode.values)] = None  # type: ignore[valid-type]
+    tags: list[Annotated[Text, Field(max_length=50)]] = Field(
+        None, max_length=tagging.MAX_TAGS, description="Its tags, all of them (a new name makes a new tag)."
+    )
 
 
 class MachineIn(MachineChangeIn):
@@ -138,7 +142,7 @@ def _bmc(bmc: BMC) -> dict:
 
 
 def _machine(machine: Machine) -> dict:
-    machine = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics").get(pk=machine.pk)
+    machine = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics", "tags").get(pk=machine.pk)
     bmc = getattr(machine, "bmc", None)  # the reverse one-to-one raises (an AttributeError) when absent
     return {
         **{name: getattr(machine, name) for name in ("id", "hostname", "position_u", "height_u", "serial")},
@@ -146,6 +150,7 @@ def _machine(machine: Machine) -> dict:
         "rack": str(machine.rack) if machine.rack else None,
         "nics": [_nic(n) for n in machine.nics.all()],
         "bmc": _bmc(bmc) if bmc is not None else None,
+        "tags": [t.name for t in machine.tags.all()],
     }
 
 
@@ -178,7 +183,8 @@ def create_machine(request, body: MachineIn):
 
 @router.patch("machines/{hostname}", response={200: MachineEditOut, **WRITES})
 def update_machine(request, hostname: Path[Text], body: MachineChangeIn):
-    """Change the fields given: rename, move (rack and position), re-label. NICs and the BMC have their own."""
+    """Change the fields given: rename, move (rack and position), re-label, re-tag (``tags``: all of them, replacing
+    the machine's). NICs and the BMC have their own."""
     need(request, Role.ADMIN)
     values = body.model_dump(exclude_unset=True)
     return answered(written(machine_editing.update_machine, hostname, values, actor(request)), _machine)

@@ -4,13 +4,13 @@ whole, power and boot actions, its sensors and event log, and the out-of-band dr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from django.shortcuts import get_object_or_404
 from ninja import Field, Path, Query, Router, Schema, Status
 
 from accounts.roles import Role
-from console.filters import MachineQuery, machine_queryset
+from console.filters import MAX_TAG_FILTERS, MachineQuery, machine_queryset
 from core.edge import Text
 from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
@@ -25,6 +25,7 @@ from .rest_lifecycle import HardwareFilters, HardwareOut
 from .rest_lifecycle import offered as lifecycle_offered
 
 router = Router(tags=["machines"])
+TagText = Annotated[Text, Field(max_length=50)]
 
 
 class NicOut(Schema):
@@ -90,6 +91,7 @@ class MachineOut(Schema):
     last_install_state: str | None = None
     last_profile: str | None = None
     hardware: HardwareOut
+    tags: list[str] = Field(default_factory=list, description="Its tags' names (GET tags describes them).")
 
 
 class MachineDetailOut(MachineOut):
@@ -181,6 +183,10 @@ class MachineFilters(HardwareFilters, PageParams):
     power: Text = ""
     vendor: Text = ""
     profile: Text = ""
+    # One tag, or a list: a query string's tag=gpu is both, and the schema says so.
+    tag: Annotated[list[TagText], Field(max_length=MAX_TAG_FILTERS)] | TagText = Field(
+        default_factory=list, description="Has this tag; given several times, all of them (tag=gpu&tag=fast)."
+    )
     sort: Text = "hostname"
 
 
@@ -208,6 +214,7 @@ def _machine(m: Machine) -> dict:
         "last_install_state": m.last_install_state,
         "last_profile": m.last_profile,
         "hardware": hardware_summary(m),
+        "tags": [t.name for t in m.tags.all()],
     }
 
 

@@ -16,6 +16,7 @@ from .views import (
     profiles,
     serial,
     sites,
+    tags,
 )
 
 inventory_pages = (
@@ -23,10 +24,12 @@ inventory_pages = (
         path("machines/", inventory.machine_list, name="machine-list"),
         path("machines/export.csv", inventory.machine_export, name="machine-export"),
         path("machines/action", inventory.machine_action, name="machine-action"),
+        path("machines/tags", tags.machine_tags_bulk, name="machine-tags-bulk"),
         path("machines/import", bulk_import.machine_import, name="machine-import"),
         path("machines/columns", preferences.machine_columns, name="machine-columns"),
         path("machines/<str:hostname>/", inventory.machine_detail, name="machine-detail"),
         path("machines/<str:hostname>/protect", inventory.machine_protect, name="machine-protect"),
+        path("machines/<str:hostname>/tags", tags.machine_tags, name="machine-tags"),
         path("machines/<str:hostname>/mark", lifecycle.machine_mark, name="machine-mark"),
         path("machines/<str:hostname>/hardware/", lifecycle.machine_hardware, name="machine-hardware"),
         path(

@@ -1,10 +1,13 @@
 from django.contrib import admin
+from django.db.models import Count
 
 from audit.admin_mixins import AuditedAdminMixin
+from audit.service import Actor
 from provisioner.pdu import MAX_OUTLETS
 
+from . import tagging
 from .forms import BMCForm, NICInlineFormSet, PduForm, PduOutletInlineFormSet, SiteForm, mac_search_term
-from .models import BMC, NIC, Machine, OSProfile, Pdu, PduOutlet, Rack, Site
+from .models import BMC, NIC, Machine, OSProfile, Pdu, PduOutlet, Rack, Site, Tag
 
 
 @admin.register(Site)
@@ -130,15 +133,23 @@ class MachineAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ("rack__site", "rack", "status", "protected", "power_state", "vendor")
     list_select_related = ("rack__site",)
     search_fields = ("hostname", "nics__mac", "serial", "bmc__address")
-    autocomplete_fields = ("rack",)
+    autocomplete_fields = ("rack", "tags")
     inlines = [NICInline, BMCInline, PduOutletInline]
     readonly_fields = ("power_state", "power_state_at", "facts")
     fieldsets = (
-        (None, {"fields": ("hostname", "status", "protected")}),
+        (None, {"fields": ("hostname", "status", "protected", "tags")}),
         ("Location", {"fields": ("rack", "position_u", "height_u")}),
         ("Hardware", {"fields": ("vendor", "model", "serial", "facts")}),
         ("Power", {"fields": ("power_state", "power_state_at")}),
     )
+
+    def save_related(self, request, form, formsets, change):
+        """The tags are saved with the form's many-to-many fields: audited as the pages audit them."""
+        machine = form.instance
+        before = set(machine.tags.values_list("name", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        after = set(machine.tags.values_list("name", flat=True))
+        tagging.record_change(Actor.for_user(request.user), machine, after - before, before - after)
 
     def get_search_results(self, request, queryset, search_term):
         # A MAC typed as AA-BB-CC-DD-EE-FF finds the NIC stored as aa:bb:cc:dd:ee:ff.
@@ -150,3 +161,17 @@ class OSProfileAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "method", "kernel", "target_disk")
     list_filter = ("method",)
     search_fields = ("name", "description")
+
+
+@admin.register(Tag)
+class TagAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "colour", "description", "machine_count")
+    list_filter = ("colour",)
+    search_fields = ("name", "description")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(machine_count=Count("machines"))
+
+    @admin.display(description="machines", ordering="machine_count")
+    def machine_count(self, obj):
+        return obj.machine_count

@@ -5,7 +5,8 @@ One row per machine. ``hostname`` is the only required column; a column left out
 of existing machines alone, and a column present but empty in a row clears it (``bmc_password`` excepted: it is
 write-only, and empty means "keep the stored one"). The ``nics`` cell lists the machine's NICs separated by
 ``;``, each ``[*][name=]mac[@ip/prefix]``, ``*`` marking the PXE NIC: ``*eno1=aa:bb:cc:dd:ee:01@10.0.0.5/24;
-eno2=aa:bb:cc:dd:ee:02``.
+eno2=aa:bb:cc:dd:ee:02``. The ``tags`` cell lists the machine's tags separated by spaces or semicolons (``gpu
+ceph-osd``); a tag not in inventory yet is created.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ COLUMNS = (
     "bmc_port",
     "bmc_username",
     "bmc_password",
+    "tags",
 )
 BMC_COLUMNS = tuple(c for c in COLUMNS if c.startswith("bmc_"))
 FORMATS = ("csv", "json", "yaml")

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from audit.service import Actor, record
 
 from . import import_format as fmt
+from . import tagging
 from .models import BMC, NIC, Machine, Rack, Site, u_span
 
 MACHINE_FIELDS = ("position_u", "height_u", "serial", "vendor", "model")
@@ -51,6 +52,7 @@ class RowPlan:
     nics: list[fmt.NicSpec] | None = None  # None: NICs left as they are
     bmc: dict | None = None  # None: left alone; {}: no BMC
     password: str = ""
+    tags: list[str] | None = None  # None: tags left as they are
 
 
 @dataclass
@@ -154,6 +156,11 @@ def _check_row(number: int, values: dict[str, str]) -> RowPlan:
         row.nics = _check_nics(values["nics"], problem)
     if any(c in values for c in fmt.BMC_COLUMNS):
         row.bmc, row.password = _check_bmc(values, problem)
+    if "tags" in values:
+        try:
+            row.tags = tagging.parse(values["tags"])
+        except ValidationError as exc:
+            problem("tags", exc.message_dict["tags"][0])
     return row
 
 
@@ -236,7 +243,7 @@ def _check_against_inventory(rows: list[RowPlan], create_racks: bool) -> set[tup
         m.hostname: m
         for m in Machine.objects.filter(hostname__in=list(first_row))
         .select_related("rack__site", "bmc")
-        .prefetch_related("nics")
+        .prefetch_related("nics", "tags")
     }
     keys = {r.rack_key for r in rows if r.rack_key} | {_key(m.rack) for m in existing.values() if m.rack}
     racks = _racks(keys)
@@ -311,6 +318,10 @@ def _changes(current: Machine, row: RowPlan) -> dict[str, tuple[str, str]]:
                 changes[f"bmc_{key}"] = (_text(old.get(key)), _text(row.bmc.get(key)))
         if row.password:
             changes["bmc_password"] = ("", PASSWORD_SET)
+    if row.tags is not None:
+        old_tags, new_tags = tagging.text(t.name for t in current.tags.all()), tagging.text(row.tags)
+        if old_tags != new_tags:
+            changes["tags"] = (old_tags, new_tags)
     return changes
 
 
@@ -458,6 +469,18 @@ def _write(result: Plan) -> None:
         if fields:
             machine.save(update_fields=fields)
     _write_nics_and_bmcs(created + changed)
+    _write_tags(created + changed)
+
+
+def _write_tags(rows: list[RowPlan]) -> None:
+    """Each row's tags as the file lists them (the import's one audit entry lists the rows that changed)."""
+    rows = [r for r in rows if r.tags is not None and (r.action == "create" or "tags" in r.changes)]
+    names = sorted({name for r in rows for name in r.tags})
+    tags, _ = tagging.tags_named(names)
+    tagging.Through.objects.filter(machine_id__in=[r.current.pk for r in rows if r.action == "change"]).delete()
+    tagging.Through.objects.bulk_create(
+        [tagging.Through(machine_id=r.current.pk, tag_id=tags[name].pk) for r in rows for name in r.tags]
+    )
 
 
 def _clear_nics_and_bmcs(changed: list[RowPlan]) -> None:
@@ -509,7 +532,7 @@ def _write_nics_and_bmcs(rows: list[RowPlan]) -> None:
 
 def export_rows() -> list[dict[str, str]]:
     """Every machine as an import row (BMC passwords blank: they are write-only), by hostname."""
-    machines = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics").order_by("hostname")
+    machines = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics", "tags").order_by("hostname")
     rows = []
     for m in machines.iterator(chunk_size=2000):
         bmc = getattr(m, "bmc", None)
@@ -529,6 +552,7 @@ def export_rows() -> list[dict[str, str]]:
                 "bmc_port": str(bmc.port) if bmc else "",
                 "bmc_username": bmc.username if bmc else "",
                 "bmc_password": "",
+                "tags": tagging.text(t.name for t in m.tags.all()),
             }
         )
     return rows

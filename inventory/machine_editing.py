@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from audit.diff import snapshot
 from audit.service import Actor
 
+from . import tagging
 from .editing import EditRefused, assign, at_once, checked, deleted, find_rack, saved
 from .models import BMC, NIC, Machine
 from .validators import normalise_mac
@@ -45,7 +46,9 @@ def _place(machine: Machine, values: dict) -> None:
 
 @transaction.atomic(durable=True)
 def create_machine(values: dict, actor: Actor, *, nics: list[dict] = (), bmc: dict | None = None) -> Machine:
-    """A machine with its NICs and BMC, all checked before the first is written."""
+    """A machine with its NICs, BMC and tags, all checked before the first is written."""
+    values = dict(values)
+    tags = tagging.parse(values.pop("tags")) if values.get("tags") is not None else []
     machine = Machine()
     _place(machine, values)
     checked(machine)
@@ -61,6 +64,7 @@ def create_machine(values: dict, actor: Actor, *, nics: list[dict] = (), bmc: di
             if new_bmc is not None:
                 new_bmc.machine = machine
                 saved(new_bmc, actor, None)
+            tagging.apply(machine, tags, actor)
     except IntegrityError:
         raise at_once() from None
     return machine
@@ -68,6 +72,8 @@ def create_machine(values: dict, actor: Actor, *, nics: list[dict] = (), bmc: di
 
 @transaction.atomic(durable=True)
 def update_machine(hostname: str, values: dict, actor: Actor) -> Machine | None:
+    values = dict(values)
+    tags = tagging.parse(values.pop("tags")) if values.get("tags") is not None else None
     machine = _machine(hostname)
     if machine is None:
         return None
@@ -76,7 +82,10 @@ def update_machine(hostname: str, values: dict, actor: Actor) -> Machine | None:
     checked(machine)
     try:
         with transaction.atomic():
-            return saved(machine, actor, before)
+            saved(machine, actor, before)
+            if tags is not None:
+                tagging.apply(machine, tags, actor)
+            return machine
     except IntegrityError:
         raise at_once() from None
 

@@ -1,4 +1,5 @@
-"""Sites, racks, machines, their NICs and BMCs, and the OS profiles they can be installed with."""
+"""Sites, racks, machines, their NICs and BMCs, and the OS profiles they can be installed with. Tags are in
+tag_model.py."""
 
 import ipaddress
 
@@ -13,6 +14,7 @@ from provisioner import bmc, pdu, pxe
 
 from . import crypto
 from .fields import HostnameField, IPAddressField, MACAddressField
+from .tag_model import Tag
 from .validators import validate_bmc_address, validate_hostname, validate_sha256
 
 HOSTNAME_REGEX = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
@@ -208,6 +210,7 @@ class Machine(models.Model):
         blank=True,
         help_text="Set here, or learned when the agent registers (it booted by UEFI or not).",
     )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="machines", help_text="Labels to find it by.")
 
     class Meta:
         ordering = ["hostname"]

@@ -27,7 +27,7 @@ from installs.library import BOOTS, plan_for
 from installs.models import ACTIVE_STATES, Install
 from installs.plan import PlanError
 from installs.render import PREVIEW_FILES, preview, previews_for
-from inventory import credentials_check, health, hostping, lifecycle, power, services
+from inventory import credentials_check, health, hostping, lifecycle, power, services, tagging
 from inventory.models import (
     BMC,
     CredentialCheck,
@@ -45,6 +45,7 @@ from provisioner.bmc import BmcError, Capability, registry
 from provisioner.bmc.health import Health, worst
 from provisioner.pxe import TemplateError
 
+from . import tags as tag_views
 from .serial import machine_panel
 
 #: Event log entries the machine page shows (the API gives all that were kept).
@@ -98,9 +99,9 @@ def machine_list(request):
     context = {
         "page": page,
         "query": query,
-        "querystring": urlencode(query.params(per_page=per_page if per_page != 50 else "")),
+        "querystring": urlencode(query.params(per_page=per_page if per_page != 50 else ""), doseq=True),
         "sort_links": {
-            key: urlencode(query.params(sort=("-" if query.sort == key and not query.desc else "") + key))
+            key: urlencode(query.params(sort=("-" if query.sort == key and not query.desc else "") + key), doseq=True)
             for key in SORTS
         },
         "sites": sites,
@@ -126,6 +127,7 @@ def machine_list(request):
             request.user, preferences.PageName.MACHINES, allowed=MACHINE_COLUMN_KEYS, default=MACHINE_COLUMN_KEYS
         ),
         "column_choices": MACHINE_COLUMNS,
+        **tag_views.list_context(query),
     }
     status = 400 if problems else 200
     if request.headers.get("HX-Request") and request.GET.get("partial") == "rows":
@@ -160,6 +162,7 @@ CSV_COLUMNS = (
     ("hdds", lambda m: _blank(m.hdd_count)),
     ("nvme_disks", lambda m: _blank(m.nvme_count)),
     ("nic_max_speed_mbps", lambda m: _blank(m.nic_max_speed_mbps)),
+    ("tags", lambda m: tagging.text(t.name for t in m.tags.all())),
 )
 
 
@@ -204,8 +207,7 @@ def machine_action(request):
     action = request.POST.get("action", "")
     if action not in ACTIONS:
         return HttpResponseBadRequest("Choose an action.")
-    ids = [n for i in request.POST.getlist("machine")[:5000] if (n := int_param(i)) is not None]
-    machines = list(machine_queryset(MachineQuery()).filter(pk__in=ids).order_by("hostname"))
+    machines = list(tag_views.selected(request.POST).order_by("hostname"))
     back = request.POST.get("next") or reverse("inventory:machine-list")
     if not back.startswith("/") or back.startswith("//"):
         back = reverse("inventory:machine-list")
@@ -415,7 +417,8 @@ def machine_detail(request, hostname: str):
                 (capability, capability in power.capabilities_of(machine)) for capability in registry.Capability
             ],
             "confirm_typed": sorted(CONFIRM_TYPED),
-        "protected_refuses": sorted(REFUSED_WHEN_PROTECTED),
+            "protected_refuses": sorted(REFUSED_WHEN_PROTECTED),
+            **tag_views.detail_context(machine, request.user),
         },
     )
 

@@ -44,6 +44,10 @@
     var typed = (form.dataset.typedActions || "").split(",");
     form.addEventListener("submit", function (e) {
       if (form.dataset.confirmed === "1") return;
+      // Tagging is not an action to confirm; "every machine tagged X" is listed by the server's confirm page.
+      if (e.submitter && e.submitter.hasAttribute("data-no-confirm")) return;
+      var withTag = form.querySelector("[name=with_tag]");
+      if (withTag && withTag.value) return;
       e.preventDefault();
       var actionSelect = form.querySelector("[name=action]");
       var action = actionSelect.value;

@@ -9,8 +9,8 @@ from console.filters import DISK_TYPES, SORTS, MachineQuery, machine_queryset
 
 class Command(BaseCommand):
     help = (
-        "List machines with the machine list's filters, the hardware ones included "
-        "(e.g. manage.py machines --status ready --memory-gib-min 256 --disk-type nvme --nic-speed-min 25000)."
+        "List machines with the machine list's filters, the hardware ones and tags included (e.g. manage.py "
+        "machines --status ready --memory-gib-min 256 --disk-type nvme --nic-speed-min 25000 --tag gpu)."
     )
 
     def add_arguments(self, parser):
@@ -27,11 +27,14 @@ class Command(BaseCommand):
         parser.add_argument("--nic-speed-min", default="", help="The fastest NIC at least this fast, in Mb/s.")
         parser.add_argument("--switch", default="", help="Cabled to a switch whose LLDP name contains this.")
         parser.add_argument("--switch-port", default="", help="Cabled to this switch port (LLDP port id).")
+        parser.add_argument(
+            "--tag", action="append", default=[], help="Has this tag; give it several times for all of them."
+        )
         parser.add_argument("--sort", default="hostname", choices=[p + k for k in SORTS for p in ("", "-")])
         parser.add_argument("--json", action="store_true", dest="as_json", help="One JSON array, for scripts.")
 
-    def handle(self, *args, search, as_json, sort, **options):
-        params = {"q": search, "sort": sort, **{k: v for k, v in options.items() if isinstance(v, str)}}
+    def handle(self, *args, search, as_json, sort, tag, **options):
+        params = {"q": search, "sort": sort, "tag": tag, **{k: v for k, v in options.items() if isinstance(v, str)}}
         query = MachineQuery.from_params(params)
         if problems := query.problems():
             raise CommandError(
@@ -55,16 +58,18 @@ class Command(BaseCommand):
                 "status_changed_at": m.status_changed_at,
                 "protected": m.protected,
                 "hardware": hardware.summary(m),
+                "tags": [t.name for t in m.tags.all()],
             }
             for m in machines
         ]
         self.stdout.write(json.dumps(rows, cls=DjangoJSONEncoder, indent=2))
 
     def _table(self, machines) -> None:
-        rows = [("HOSTNAME", "SITE/RACK", "STATUS", "HARDWARE", "CPU", "REASON")]
+        rows = [("HOSTNAME", "SITE/RACK", "STATUS", "TAGS", "HARDWARE", "CPU", "REASON")]
         for m in machines:
             where = f"{m.rack.site.slug}/{m.rack.name}" if m.rack else "-"
-            rows.append((m.hostname, where, m.status, hardware.summary_line(m) or "-", m.cpu_model or "-",
+            tags = ",".join(t.name for t in m.tags.all()) or "-"
+            rows.append((m.hostname, where, m.status, tags, hardware.summary_line(m) or "-", m.cpu_model or "-",
                          m.status_reason))  # fmt: skip
         if len(rows) == 1:
             self.stdout.write("No machine matches.")

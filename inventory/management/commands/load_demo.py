@@ -6,13 +6,37 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from audit.service import Actor, record
-from inventory.models import BMC, NIC, BmcDriver, Machine, MachineStatus, OSProfile, Pdu, PduOutlet, Rack, Site
+from inventory.models import (
+    BMC,
+    NIC,
+    BmcDriver,
+    Machine,
+    MachineStatus,
+    OSProfile,
+    Pdu,
+    PduOutlet,
+    Rack,
+    Site,
+    Tag,
+)
 from inventory.signals import lab_loaded
 from inventory.stock import sync_stock_profiles
 
 RACKS = ("r01", "r02")
 MACHINES_PER_RACK = 4
 DEMO_BMC_PASSWORD = "demo-bmc-password"  # the fake driver's; never a real machine's
+# Tags the demo and the lab give their machines, so the machine list shows some: (name, colour, description).
+DEMO_TAGS = (
+    ("gpu", "green", "Has GPUs: for the ML batch."),
+    ("storage", "blue", "Many disks: a storage node (Ceph OSD)."),
+)
+
+
+def demo_tags(index: int) -> list[Tag]:
+    """The demo tags of the ``index``-th machine (from 1): every fourth has GPUs, every third is storage."""
+    tags = {name: Tag.objects.update_or_create(name=name, defaults={"colour": c, "description": d})[0]
+            for name, c, d in DEMO_TAGS}  # fmt: skip
+    return [tags["gpu"]] * (index % 4 == 1) + [tags["storage"]] * (index % 3 == 0)
 
 
 class Command(BaseCommand):
@@ -57,6 +81,7 @@ class Command(BaseCommand):
                     },
                 )
                 created += was_created
+                machine.tags.add(*demo_tags((r - 1) * MACHINES_PER_RACK + m))
                 NIC.objects.get_or_create(  # a loopback address: the host ping answers
                     mac=f"52:54:00:00:{r:02x}:{m:02x}",
                     defaults={
@@ -134,7 +159,7 @@ class Command(BaseCommand):
                 pdu.save(update_fields=["community_ciphertext"])
             pdus[p["name"]] = pdu
         created = 0
-        for m in data["machines"]:
+        for index, m in enumerate(data["machines"], start=1):
             fields = {
                 "rack": racks[m["rack"]],
                 "position_u": m["position_u"],
@@ -147,6 +172,7 @@ class Command(BaseCommand):
                 hostname=m["hostname"], defaults=fields, create_defaults={**fields, "status": MachineStatus.READY}
             )
             created += was_created
+            machine.tags.add(*demo_tags(index))
             for nic in m["nics"]:
                 NIC.objects.update_or_create(
                     mac=nic["mac"],

@@ -98,7 +98,7 @@ def fleet(scene):
 def test_machines_lists_with_the_hardware_filters(fleet):
     out = run("machines", "--memory-gib-min", "64", "--disk-type", "nvme", "--nic-speed-min", "25000")
     lines = out.splitlines()
-    assert lines[0].split() == ["HOSTNAME", "SITE/RACK", "STATUS", "HARDWARE", "CPU", "REASON"]
+    assert lines[0].split() == ["HOSTNAME", "SITE/RACK", "STATUS", "TAGS", "HARDWARE", "CPU", "REASON"]
     assert len(lines) == 2 and lines[1].startswith("big-01 ")
     assert "128 cores · 1024 GiB · 4 disks (4 NVMe) · 100 Gb/s" in lines[1] and "AMD EPYC 9654" in lines[1]
     out = run("machines", "--switch", "leaf-r01", "--switch-port", "Ethernet1/7", "--status", "broken")

@@ -22,10 +22,10 @@ def test_rest_api_never_answers_with_a_server_error_and_refusals_write_nothing(c
     check_answer(case, response, writes, before)
 
 
-# The library, the machine import and inventory writes are for admins: their operations again with an admin's
+# The library, the machine import, inventory and tag writes are for admins: their operations again with an admin's
 # token, so that documents, scripts, import files and inventory bodies reach the checkers (a technician's are
 # refused before).
-library = schema.include(tag=["library", "import", "inventory"])
+library = schema.include(tag=["library", "import", "inventory", "tags"])
 
 
 @library.parametrize()
