@@ -162,7 +162,7 @@ def test_machine_list_costs_the_same_queries_for_5_or_60_machines(scene):
         make_bmc(machine, address=f"10.1.0.{n + 1}")
     assert Machine.objects.count() == 60
     assert cost() == few
-    assert few <= 12  # two of them the page's machines' tags and every tag (the tag filter and selection), one the columns chosen
+    assert few <= 12  # the page's machines' tags, every tag (filter and selection), the columns chosen
 
 
 def test_dashboard_costs_at_most_10_queries(scene):
