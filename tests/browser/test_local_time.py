@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import login
 from tests.integration.ui.conftest import user_with_role
 from tests.integration.ui.test_local_time import recorded_session
 
@@ -17,13 +17,7 @@ AT = datetime(2026, 12, 6, 14, 3, 12, tzinfo=UTC)
 
 
 def _open_session(browser, live, url, **context_args):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, **context_args)
-    page = context.new_page()
-    page.goto(live.url + "/login/")
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(live.url + "/")
+    page = login(browser, live, "boss", **context_args)
     page.goto(live.url + url)
     return page.locator('time[datetime="2026-12-06T14:03:12Z"]')
 
