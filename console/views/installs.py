@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import preferences
@@ -83,7 +82,6 @@ def install_detail(request, install_id: int):
             "events": events,
             "hidden_events": total - len(events),
             "last_event_id": events[-1].pk if events else 0,
-            "utc_offset_min": int(timezone.localtime().utcoffset().total_seconds() // 60),
         },
     )
 

@@ -179,11 +179,15 @@
   var progressBar = document.querySelector("[data-progress]");
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
-  // Times in the server's time zone, as the server-rendered lines are (not the browser's).
-  var offsetMin = parseInt(document.body.dataset.utcOffset || "0", 10) || 0;
+  // A line's time as the server prints it (UTC, in a <time> that local-time.js rewrites to the browser's zone).
   function clock(iso) {
-    var d = new Date(Date.parse(iso) + offsetMin * 60000);
-    return two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
+    var d = new Date(iso);
+    var el = document.createElement("time");
+    el.setAttribute("datetime", iso);
+    el.dataset.local = "time";
+    el.textContent = two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds()) + " UTC";
+    if (window.provisionerLocalTime) window.provisionerLocalTime.localize(el);
+    return el;
   }
 
   function render(ev) {
@@ -197,7 +201,8 @@
       li.className = "k-" + ev.kind;
       var t = document.createElement("span");
       t.className = "t";
-      t.textContent = clock(ev.at) + " ";
+      t.appendChild(clock(ev.at));
+      t.appendChild(document.createTextNode(" "));
       li.appendChild(t);
       li.appendChild(document.createTextNode(ev.message));
       // A swept-up event (its live message was dropped) can be older than the last one shown.

@@ -56,8 +56,8 @@ def live(transactional_db, tmp_path):
     redis_claim.flush()
 
 
-def login(browser, server, username: str, *, color_scheme: str = "light"):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=color_scheme)
+def login(browser, server, username: str, *, color_scheme: str = "light", **context_args):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=color_scheme, **context_args)
     page = context.new_page()
     page.goto(server.url + "/login/")
     page.fill("input[name=username]", username)
