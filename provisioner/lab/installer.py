@@ -68,6 +68,9 @@ class Hooks:
 
 
 def _simple_commands(command: str) -> list[list[str]]:
+    # A line that is a comment is no command, whatever quotes it holds ("anaconda's syslog" would leave a
+    # quote open for the lines after it). A '#' later in a line is left alone: it may be in a URL or sed.
+    command = "\n".join(line for line in command.splitlines() if not line.lstrip().startswith("#"))
     lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     lexer.commenters = ""

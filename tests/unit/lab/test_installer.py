@@ -89,3 +89,12 @@ def test_http_calls_from_shell(command, expected):
 
 def test_non_http_commands_are_skipped():
     assert http_calls("mkdir -p /target/root/.ssh; chmod 700 /target/root/.ssh && echo curl") == []
+
+
+def test_a_comment_line_with_a_quote_hides_no_command_after_it():
+    """The stock %onerror explains itself in a comment ("anaconda's syslog"): its curl must still be seen."""
+    command = (
+        "# The tail of anaconda's syslog goes with the report\n"
+        "tail -n 50 /tmp/syslog | curl -fsS -X POST -d step=onerror --data-urlencode log@- 'http://h/e/failed' || true"
+    )
+    assert [(c.method, c.url) for c in http_calls(command)] == [("POST", "http://h/e/failed")]
