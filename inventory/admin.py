@@ -60,7 +60,7 @@ class NICInline(admin.TabularInline):
     fields = ("mac", "is_pxe", "name", "ip", "prefix_len", "gateway", "vlan")
     # Characters each column shows (a MAC is 17, an IPv4 address 15; a longer IPv6 address scrolls in its box):
     # the admin's 20em text fields made the table wider than a 1280-pixel window.
-    input_sizes = {"mac": 17, "name": 8, "ip": 16, "gateway": 16, "prefix_len": 3, "vlan": 4}
+    input_sizes = {"mac": 17, "name": 8, "ip": 15, "gateway": 15, "prefix_len": 3, "vlan": 4}
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
