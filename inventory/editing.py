@@ -12,6 +12,7 @@ machine) raises EditRefused with each reason.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, models, transaction
@@ -55,6 +56,17 @@ class EditRefused(Exception):
 def at_once() -> EditRefused:
     """Another write got in between our checks and our save; the database's constraints caught it."""
     return EditRefused(["Inventory changed at the same moment (another write); nothing was written: send it again."])
+
+
+@contextmanager
+def at_once_refused():
+    """A savepoint around a write whose checks ran first: a constraint the database still trips (another write got
+    in between) is an EditRefused saying so, and nothing of the block is written."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError:
+        raise at_once() from None
 
 
 def error_line(message: str) -> int | None:
@@ -165,10 +177,8 @@ def create_site(values: dict, actor: Actor) -> Site:
     site = Site()
     _site_values(site, values)
     checked(site)
-    try:
+    with at_once_refused():
         return saved(site, actor, None)
-    except IntegrityError:
-        raise at_once() from None
 
 
 @transaction.atomic(durable=True)
@@ -235,10 +245,8 @@ def create_rack(values: dict, actor: Actor) -> Rack:
     rack = Rack(site=site)
     assign(rack, values, RACK_FIELDS)
     _check_rack(rack)
-    try:
+    with at_once_refused():
         return saved(rack, actor, None)
-    except IntegrityError:
-        raise at_once() from None
 
 
 @transaction.atomic(durable=True)
@@ -273,10 +281,8 @@ def create_profile(values: dict, actor: Actor) -> OSProfile:
     profile = OSProfile()
     assign(profile, values, PROFILE_FIELDS)
     checked(profile)
-    try:
+    with at_once_refused():
         return saved(profile, actor, None)
-    except IntegrityError:
-        raise at_once() from None
 
 
 @transaction.atomic(durable=True)
@@ -287,11 +293,8 @@ def update_profile(name: str, values: dict, actor: Actor) -> OSProfile | None:
     before = snapshot(profile)
     assign(profile, values, PROFILE_FIELDS)
     checked(profile)
-    try:
-        with transaction.atomic():
-            return saved(profile, actor, before)
-    except IntegrityError:
-        raise at_once() from None
+    with at_once_refused():
+        return saved(profile, actor, before)
 
 
 @transaction.atomic(durable=True)

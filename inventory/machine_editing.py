@@ -10,13 +10,13 @@ one NIC; a machine boots from one PXE NIC (the named constraint). A BMC password
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from audit.diff import snapshot
 from audit.service import Actor
 
 from . import tagging
-from .editing import EditRefused, assign, at_once, checked, deleted, find_rack, saved
+from .editing import EditRefused, assign, at_once_refused, checked, deleted, find_rack, saved
 from .models import BMC, NIC, Machine
 from .validators import normalise_mac
 
@@ -55,18 +55,15 @@ def create_machine(values: dict, actor: Actor, *, nics: list[dict] = (), bmc: di
     new_nics = [_nic(NIC(), spec, prefix=f"nics.{i}.") for i, spec in enumerate(nics)]
     _one_each(new_nics)
     new_bmc = _bmc(BMC(), bmc, prefix="bmc.") if bmc is not None else None
-    try:
-        with transaction.atomic():
-            saved(machine, actor, None)
-            for nic in new_nics:
-                nic.machine = machine
-                saved(nic, actor, None)
-            if new_bmc is not None:
-                new_bmc.machine = machine
-                saved(new_bmc, actor, None)
-            tagging.apply(machine, tags, actor)
-    except IntegrityError:
-        raise at_once() from None
+    with at_once_refused():
+        saved(machine, actor, None)
+        for nic in new_nics:
+            nic.machine = machine
+            saved(nic, actor, None)
+        if new_bmc is not None:
+            new_bmc.machine = machine
+            saved(new_bmc, actor, None)
+        tagging.apply(machine, tags, actor)
     return machine
 
 
@@ -80,14 +77,11 @@ def update_machine(hostname: str, values: dict, actor: Actor) -> Machine | None:
     before = snapshot(machine)
     _place(machine, values)
     checked(machine)
-    try:
-        with transaction.atomic():
-            saved(machine, actor, before)
-            if tags is not None:
-                tagging.apply(machine, tags, actor)
-            return machine
-    except IntegrityError:
-        raise at_once() from None
+    with at_once_refused():
+        saved(machine, actor, before)
+        if tags is not None:
+            tagging.apply(machine, tags, actor)
+        return machine
 
 
 @transaction.atomic(durable=True)
@@ -164,11 +158,8 @@ def add_nic(hostname: str, values: dict, actor: Actor) -> NIC | None:
     if machine is None:
         return None
     nic = _nic(NIC(machine=machine), values)
-    try:
-        with transaction.atomic():
-            return saved(nic, actor, None)
-    except IntegrityError:
-        raise at_once() from None
+    with at_once_refused():
+        return saved(nic, actor, None)
 
 
 @transaction.atomic(durable=True)
@@ -179,11 +170,8 @@ def update_nic(hostname: str, key: str, values: dict, actor: Actor) -> NIC | Non
     nic = nic_of(machine, key, lock=True)
     before = snapshot(nic)
     _nic(nic, values)
-    try:
-        with transaction.atomic():
-            return saved(nic, actor, before)
-    except IntegrityError:
-        raise at_once() from None
+    with at_once_refused():
+        return saved(nic, actor, before)
 
 
 @transaction.atomic(durable=True)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from audit.diff import diff, snapshot
 from audit.service import Actor, record
 
-from .editing import assign, at_once, checked, locked, saved
+from .editing import assign, at_once_refused, checked, locked, saved
 from .models import Machine, Tag
 from .tag_model import TAG_NAME_MAX, validate_tag_name
 
@@ -132,11 +132,8 @@ def _written(tag: Tag, values: dict, actor: Actor, before: dict | None) -> Tag:
         values["name"] = values["name"].strip().lower()
     assign(tag, values, TAG_FIELDS)
     checked(tag)
-    try:
-        with transaction.atomic():
-            return saved(tag, actor, before)
-    except IntegrityError:  # the name was taken between the check and the save
-        raise at_once() from None
+    with at_once_refused():
+        return saved(tag, actor, before)
 
 
 @transaction.atomic(durable=True)
