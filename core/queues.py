@@ -2,7 +2,6 @@
 its own machines, plus ``default`` for control-plane work (the periodic jobs, alerts)."""
 
 import logging
-import time
 from datetime import timedelta
 from functools import cache
 
@@ -84,26 +83,16 @@ class ServiceWorker:
     """
 
     PUBSUB_WAIT_S = 1
-    _registration_checked_at = 0.0
 
     def heartbeat(self, timeout=None, pipeline=None):
-        if pipeline is not None:
-            return super().heartbeat(timeout, pipeline)
-        with self.connection.pipeline(transaction=False) as p:
-            # RQ beats several times around each job, with three commands each and a check of ours: one
-            # round trip instead (the check twice per heartbeat period finds a lost registration as soon).
-            now = time.monotonic()
-            if self.birth_date is not None and now - self._registration_checked_at >= settings.WORKER_HEARTBEAT_S / 2:
-                self._registration_checked_at = now
-                if not self.connection.exists(self.key):
-                    self.log.warning(
-                        "Worker %s: its registration was gone (Redis restarted?); registering again", self.name
-                    )
-                    p.hset(self.key, mapping=self.serialize())
-                    worker_registration.register(self, p)
-                    p.expire(self.key, self.worker_ttl + 60)
-            super().heartbeat(timeout, p)
-            p.execute()
+        if pipeline is None and self.birth_date is not None and not self.connection.exists(self.key):
+            self.log.warning("Worker %s: its registration was gone (Redis restarted?); registering again", self.name)
+            with self.connection.pipeline() as p:
+                p.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, p)
+                p.expire(self.key, self.worker_ttl + 60)
+                p.execute()
+        return super().heartbeat(timeout, pipeline)
 
     def perform_job(self, job, queue, *args, **kwargs):
         for conn in connections.all(initialized_only=True):
