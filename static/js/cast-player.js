@@ -35,7 +35,11 @@
   function finish() {
     timer = null;
     playButton.textContent = "Replay";
-    root.dataset.castDone = "true";
+    // xterm parses what it is given later and draws on the next frame: "done" once the screen shows the end.
+    var shown = term;
+    term.write("", function () {
+      requestAnimationFrame(function () { if (shown === term) root.dataset.castDone = "true"; });
+    });
   }
 
   function step() {

@@ -32,6 +32,9 @@ class Stub:
     def __init__(self, image_dir: Path):
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self.tasks: list[dict] = []  # handed out by tasks/next in order, then "finished"
+        # A serial plan, as the control plane hands it out: the next task only once the last one's result is in.
+        # Handing them all at once would run them side by side (the agent runs what it is given).
+        self.in_flight: set[str] = set()
         self.hold_polls = False  # answer tasks/next with "nothing yet", so the agent keeps polling
         self.answers: dict[str, str] = {}  # file name under /i/<token>/ -> text
         self.image_dir = image_dir
@@ -95,8 +98,15 @@ class Stub:
                 if self.hold_polls:
                     return js({"task": None, "retry_after_s": 0.2})
                 with self.changed:
+                    if self.in_flight:
+                        return js({"task": None, "retry_after_s": 0.05})
                     task = self.tasks.pop(0) if self.tasks else None
+                    if task:
+                        self.in_flight.add(task["id"])
                 return js({"task": task} if task else {"task": None, "finished": True})
+            if call.startswith("tasks/") and call.endswith("/result"):
+                with self.changed:
+                    self.in_flight.discard(call.split("/")[1])
             return js({"ok": True, "cancel": False})
         if path.startswith(f"/i/{CALLBACK_TOKEN}/events/"):
             return js({"ok": True})
