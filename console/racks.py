@@ -39,6 +39,16 @@ POWER_SHOWN = {PowerState.ON: "on", PowerState.OFF: "off"}
 # What the frame in the template needs of the geometry.
 GEOMETRY = {"rack_width": RACK_WIDTH, "label_w": LABEL_W, "frame_w": RACK_WIDTH - LABEL_W}
 
+# What the hardware summary is made of (console/hardware.py summary_line).
+FACT_FIELDS = (
+    "cpu_cores",
+    "memory_bytes",
+    "disk_count",
+    "ssd_count",
+    "hdd_count",
+    "nvme_count",
+    "nic_max_speed_mbps",
+)
 # What a rack drawing reads of each machine: its place, state, power, reachability and hardware summary.
 DRAWING_FIELDS = (
     "hostname",
@@ -48,25 +58,26 @@ DRAWING_FIELDS = (
     "status",
     "power_state",
     "host_reachable",
-    "cpu_cores",
-    "memory_bytes",
-    "disk_count",
-    "ssd_count",
-    "hdd_count",
-    "nvme_count",
-    "nic_max_speed_mbps",
+    *FACT_FIELDS,
 )
 
+# Every number of a box but its height and place is the same for all boxes: set once here, not per box.
 _BOX = (
     '<a href="{href}" data-machine="{hostname}" data-state="{state}" data-facts="{facts}"{install}>'
-    "<title>{hostname} — {state}{failure}, power {power}; BMC {bmc_reach}, host {host_reach}; {facts}</title>"
-    '<rect class="m s-{state}" x="{box_x}" y="{y}" width="{box_w}" height="{h}" rx="2"></rect>'
+    "<title>{hostname} — {state}{failure}, power {power}; {reach}; {facts}</title>"
+    f'<rect class="m s-{{state}}" x="{LABEL_W + 2}" y="{{y}}" width="{RACK_WIDTH - LABEL_W - 4}" height="{{h}}" rx="2">'
+    "</rect>"
     "{mark}"
     '<text class="mtext" x="{name_x}" y="{text_y}">{name}</text>'
-    '<text class="mstate" x="{state_x}" y="{text_y}" text-anchor="end">{label}</text>'
-    '<circle class="dot r-{bmc_dot}" cx="{bmc_x}" cy="{dot_y}" r="3"><title>BMC {bmc_reach}</title></circle>'
-    '<circle class="dot r-{host_dot}" cx="{host_x}" cy="{dot_y}" r="3"><title>host {host_reach}</title></circle>'
+    f'<text class="mstate" x="{STATE_END}" y="{{text_y}}" text-anchor="end">{{label}}</text>'
+    "{dots}"
     "</a>\n"
+)
+_DOTS = (
+    f'<circle class="dot r-{{bmc_dot}}" cx="{RACK_WIDTH - 18}" cy="{{dot_y}}" r="3"><title>BMC {{bmc_reach}}</title>'
+    "</circle>"
+    f'<circle class="dot r-{{host_dot}}" cx="{RACK_WIDTH - 9}" cy="{{dot_y}}" r="3"><title>host {{host_reach}}</title>'
+    "</circle>"
 )
 
 
@@ -126,40 +137,52 @@ def _box(m, height: int, machine_url: str) -> dict:
     text_y = round(top + m.height_u * U_PX / 2 + 4)
     install = m.last_install_id if m.last_install_state in ACTIVE_STATES else None
     name = m.hostname if len(m.hostname) <= name_chars else m.hostname[: name_chars - 1] + "…"
-    # str.format, every text escaped here and every number an int: format_html escaping each of the 24 values
-    # of 1,680 boxes was most of the overview's time.
+    reach, dots = _reach(getattr(m, "bmc_reachable", None), m.host_reachable)
+    hostname = escape(m.hostname)
+    # str.format, every text escaped here and every number an int: format_html escaping each value of 1,680 boxes
+    # was most of the overview's time. What repeats from box to box (states, facts, reachability) is escaped once.
     svg = _BOX.format(
         href=escape(machine_url.format(quote(m.hostname))),
-        hostname=escape(m.hostname),
-        state=escape(state),
-        facts=escape(hardware.summary_line(m) or "hardware not recorded yet"),
+        hostname=hostname,
+        state=_escaped(state),
+        facts=_facts(*(getattr(m, name) for name in FACT_FIELDS)),
         install=f' data-install="{int(install)}"' if install else "",
         failure=" (failure)" if failed else "",
-        power=escape(m.power_state),
-        box_x=LABEL_W + 2,
-        box_w=RACK_WIDTH - LABEL_W - 4,
+        power=_escaped(m.power_state),
+        reach=reach,
         y=top + 1,
         h=m.height_u * U_PX - 2,
         mark=f'<text class="mfail" x="{LABEL_W + 5}" y="{text_y}">✖</text>' if failed else "",
         name_x=LABEL_W + (17 if failed else 8),
-        name=escape(name),
+        name=hostname if name is m.hostname else escape(name),
         text_y=text_y,
-        state_x=STATE_END,
-        label=escape(label),
-        dot_y=text_y - 4,
-        bmc_x=RACK_WIDTH - 18,
-        host_x=RACK_WIDTH - 9,
-        **_reach(m),
-    )
+        label=_escaped(label),
+        dots=dots.format(dot_y=text_y - 4),
+    )  # fmt: skip
     return {"machine": m, "state": state, "failed": failed, "install": install, "svg": svg}
 
 
-def _reach(machine) -> dict:
-    """Each box's two reachability dots: the BMC's (last contact) and the host's (last ping)."""
+@functools.lru_cache(maxsize=256)
+def _escaped(text: str) -> str:
+    return escape(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _facts(*values) -> str:
+    """The hardware summary hover shows, escaped; a hall has few distinct kinds of machine."""
+    summary = hardware.summary_line(SimpleNamespace(**dict(zip(FACT_FIELDS, values, strict=True))))
+    return escape(summary or "hardware not recorded yet")
+
+
+@functools.cache
+def _reach(bmc_reachable: bool | None, host_reachable: bool | None) -> tuple[str, str]:
+    """Each box's two reachability dots, the BMC's (last contact) and the host's (last ping), and their words;
+    the dots' height is left to fill in."""
 
     def say(value, unknown):
         return ("none", unknown) if value is None else ("up", "answers") if value else ("down", "not answering")
 
-    bmc_dot, bmc_reach = say(getattr(machine, "bmc_reachable", None), "never contacted")
-    host_dot, host_reach = say(machine.host_reachable, "not pinged")
-    return {"bmc_dot": bmc_dot, "bmc_reach": bmc_reach, "host_dot": host_dot, "host_reach": host_reach}
+    bmc_dot, bmc_reach = say(bmc_reachable, "never contacted")
+    host_dot, host_reach = say(host_reachable, "not pinged")
+    dots = _DOTS.format(bmc_dot=bmc_dot, bmc_reach=bmc_reach, host_dot=host_dot, host_reach=host_reach, dot_y="{dot_y}")
+    return f"BMC {bmc_reach}, host {host_reach}", dots
