@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 from console import hardware
 from console.filters import with_last_install
 from installs.models import ACTIVE_STATES, InstallState
-from inventory.models import Machine, MachineStatus, PowerState, Rack
+from inventory.models import Depth, Machine, MachineStatus, PowerState, Rack
 
 U_PX = 18
 RACK_WIDTH = 260
@@ -55,6 +55,7 @@ DRAWING_FIELDS = (
     "rack_id",
     "position_u",
     "height_u",
+    "depth",
     "status",
     "power_state",
     "host_reachable",
@@ -98,19 +99,38 @@ def draw_racks(racks) -> list[dict]:
 
 
 def rack_drawing(rack: Rack, machines: list) -> dict:
-    """The rack's SVG parts (front view, U1 at the bottom): its ruler and one box per racked machine (anything
-    with the attributes of DRAWING_FIELDS and with_last_install's)."""
+    """The rack's SVG parts (U1 at the bottom): its ruler and one box per racked machine (anything with the
+    attributes of DRAWING_FIELDS and with_last_install's), on the front; and, when the rack holds half-depth
+    machines, its rear: the rear halves as boxes, the full-depth machines as their backs, which are not links (the
+    front's box is the one to open, and the one Tab stops at)."""
     height = rack.height_u * U_PX
     machine_url = reverse("inventory:machine-detail", args=["-"])[:-2] + "{}/"
-    boxes = [_box(m, height, machine_url) for m in machines if m.position_u is not None]
+    racked = [m for m in machines if m.position_u is not None]
+    depth = {id(m): getattr(m, "depth", Depth.FULL) for m in racked}
+    front = [_box(m, height, machine_url) for m in racked if depth[id(m)] != Depth.REAR]
+    rear = [_box(m, height, machine_url) for m in racked if depth[id(m)] == Depth.REAR]
+    half_depth = any(d != Depth.FULL for d in depth.values())
+    backs = [_back(m, height) for m in racked if depth[id(m)] == Depth.FULL] if half_depth else []
     return {
         "rack": rack,
         "height": height,
         "svg_h": height + 2,
         "ruler": _ruler(rack.height_u),
-        "boxes": boxes,
-        "svg": mark_safe("".join(b["svg"] for b in boxes)),  # every value in each box was escaped by _box
+        "boxes": front + rear,
+        "svg": mark_safe("".join(b["svg"] for b in front)),  # every value in each box was escaped by _box
+        "rear_svg": mark_safe("".join(backs) + "".join(b["svg"] for b in rear)) if half_depth else None,
     }
+
+
+def _back(m, height: int) -> str:
+    """A full-depth machine seen from the rear: its place and name, greyed."""
+    top = height - (m.position_u + m.height_u - 1) * U_PX
+    text_y = round(top + m.height_u * U_PX / 2 + 4)
+    return (
+        f'<g class="back"><rect class="m back" x="{LABEL_W + 2}" y="{top + 1}" width="{RACK_WIDTH - LABEL_W - 4}" '
+        f'height="{m.height_u * U_PX - 2}" rx="2"></rect>'
+        f'<text class="mtext" x="{LABEL_W + 8}" y="{text_y}">{escape(m.hostname)} (back)</text></g>\n'
+    )
 
 
 @functools.cache

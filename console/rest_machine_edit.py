@@ -21,7 +21,7 @@ from core.edge import DbId, Text
 from core.paging import PageParams, page_of, page_schema
 from core.problems import Problem
 from inventory import boot, editing, machine_editing, power, tagging
-from inventory.models import BMC, MAX_RACK_U, NIC, BootMode, Machine, bmc_driver_choices
+from inventory.models import BMC, MAX_RACK_U, NIC, BootMode, Depth, Machine, bmc_driver_choices
 
 from .rest_inventory import WRITES, StrictIn, actor, answered, need, refused, written
 from .rest_machines import NicOut
@@ -82,6 +82,7 @@ class MachineEditOut(Schema):
     rack: str | None = Field(None, description="site/rack")
     position_u: int | None = None
     height_u: int
+    depth: str
     serial: str
     vendor: str
     model: str
@@ -98,6 +99,9 @@ class MachineChangeIn(StrictIn):
     rack: Text | DbId | None = Field(None, description='"site/rack" (e.g. dc1/r01) or its id; null: unracked.')
     position_u: Rack_U | None = Field(None, description="The lowest rack unit it occupies.")
     height_u: Rack_U = None
+    depth: Literal[tuple(Depth.values)] = Field(  # type: ignore[valid-type]
+        None, description="full, or half depth at the front or the rear (opposite halves share rack units)."
+    )
     serial: Short = None
     vendor: Short = None
     model: Short = None
@@ -145,7 +149,7 @@ def _machine(machine: Machine) -> dict:
     machine = Machine.objects.select_related("rack__site", "bmc").prefetch_related("nics", "tags").get(pk=machine.pk)
     bmc = getattr(machine, "bmc", None)  # the reverse one-to-one raises (an AttributeError) when absent
     return {
-        **{name: getattr(machine, name) for name in ("id", "hostname", "position_u", "height_u", "serial")},
+        **{name: getattr(machine, name) for name in ("id", "hostname", "position_u", "height_u", "depth", "serial")},
         **{name: getattr(machine, name) for name in ("vendor", "model", "boot_mode", "status", "protected")},
         "rack": str(machine.rack) if machine.rack else None,
         "nics": [_nic(n) for n in machine.nics.all()],

@@ -75,6 +75,7 @@ class MachineOut(Schema):
     rack: str | None = None
     position_u: int | None = None
     height_u: int
+    depth: str
     serial: str
     vendor: str
     model: str
@@ -198,6 +199,7 @@ def _machine(m: Machine) -> dict:
         "rack": m.rack.name if m.rack else None,
         "position_u": m.position_u,
         "height_u": m.height_u,
+        "depth": m.depth,
         "serial": m.serial,
         "vendor": m.vendor,
         "model": m.model,

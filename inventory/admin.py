@@ -138,7 +138,7 @@ class MachineAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("power_state", "power_state_at", "facts")
     fieldsets = (
         (None, {"fields": ("hostname", "status", "protected", "tags")}),
-        ("Location", {"fields": ("rack", "position_u", "height_u")}),
+        ("Location", {"fields": ("rack", "position_u", "height_u", "depth")}),
         ("Hardware", {"fields": ("vendor", "model", "serial", "facts")}),
         ("Power", {"fields": ("power_state", "power_state_at")}),
     )

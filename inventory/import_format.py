@@ -27,6 +27,7 @@ COLUMNS = (
     "hostname",
     "position_u",
     "height_u",
+    "depth",
     "serial",
     "vendor",
     "model",

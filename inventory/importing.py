@@ -21,9 +21,9 @@ from audit.service import Actor, record
 
 from . import import_format as fmt
 from . import tagging
-from .models import BMC, NIC, Machine, Rack, Site, u_span
+from .models import BMC, NIC, OPPOSITE_HALF, Depth, Machine, Rack, Site, u_span
 
-MACHINE_FIELDS = ("position_u", "height_u", "serial", "vendor", "model")
+MACHINE_FIELDS = ("position_u", "height_u", "depth", "serial", "vendor", "model")
 # A rack the file names that does not exist, made when the import says so, is this high.
 NEW_RACK_HEIGHT_U = 42
 PASSWORD_SET = "(new password)"  # what a preview shows for a password in the file: never the password
@@ -138,6 +138,8 @@ def _check_row(number: int, values: dict[str, str]) -> RowPlan:
             setattr(machine, text_field, values[text_field])
     if "height_u" in values and not values["height_u"]:
         machine.height_u = 1
+    if "depth" in values:
+        machine.depth = values["depth"].strip().lower() or Depth.FULL
     for name, message in _model_errors(machine):
         problem(name, message)
     if isinstance(machine.position_u, int) and machine.position_u < 1:
@@ -355,6 +357,11 @@ class _Span:
     high: int
     hostname: str
     row: RowPlan | None  # None: a machine in inventory the file does not name
+    depth: str = Depth.FULL
+
+    def clashes(self, other: _Span) -> bool:
+        """Sharing rack units is a clash unless the two are half-depth on opposite faces."""
+        return OPPOSITE_HALF.get(self.depth) != other.depth
 
 
 def _check_places(rows: list[RowPlan], existing: dict[str, Machine], racks: dict) -> None:
@@ -369,16 +376,18 @@ def _check_places(rows: list[RowPlan], existing: dict[str, Machine], racks: dict
         else:
             continue
         height = row.machine.height_u if "height_u" in row.given or current is None else current.height_u
+        given = "depth" in row.given and row.machine.depth in Depth.values  # a bad one is the row's depth problem
+        depth = row.machine.depth if given or current is None else current.depth
         if key is not None and isinstance(position, int) and isinstance(height, int):
-            placed[key].append(_Span(position, position + height - 1, row.hostname, row))
+            placed[key].append(_Span(position, position + height - 1, row.hostname, row, depth))
     listed = {r.hostname for r in rows}
     others = Machine.objects.filter(rack__in=list(racks.values())).values_list(
-        "hostname", "rack_id", "position_u", "height_u"
+        "hostname", "rack_id", "position_u", "height_u", "depth"
     )
     key_of = {rack.pk: key for key, rack in racks.items()}
-    for hostname, rack_id, position, height in others:
+    for hostname, rack_id, position, height, depth in others:
         if hostname not in listed:
-            placed[key_of[rack_id]].append(_Span(position, position + height - 1, hostname, None))
+            placed[key_of[rack_id]].append(_Span(position, position + height - 1, hostname, None, depth))
     for key, spans in placed.items():
         height_u = racks[key].height_u if key in racks else NEW_RACK_HEIGHT_U
         name = "/".join(key)
@@ -394,8 +403,9 @@ def _check_places(rows: list[RowPlan], existing: dict[str, Machine], racks: dict
                     )
                 )
             active = [a for a in active if a.high >= span.low]
-            if active:
-                mine, theirs = (span, active[0]) if span.row is not None else (active[0], span)
+            clash = next((a for a in active if a.clashes(span)), None)
+            if clash is not None:
+                mine, theirs = (span, clash) if span.row is not None else (clash, span)
                 if mine.row is not None:
                     where = f"row {theirs.row.row}" if theirs.row else "in inventory"
                     mine.row.problems.append(
@@ -447,7 +457,7 @@ def _write(result: Plan) -> None:
         racks[(site, name)] = Rack.objects.create(site=sites[site], name=name, height_u=NEW_RACK_HEIGHT_U)
     changed = [r for r in result.rows if r.action == "change"]
     # Off their old place first, so machines trading places never overlap half-way (the exclusion constraint).
-    moving = [r.current.pk for r in changed if {"rack", "position_u", "height_u"} & set(r.changes)]
+    moving = [r.current.pk for r in changed if {"rack", "position_u", "height_u", "depth"} & set(r.changes)]
     Machine.objects.filter(pk__in=moving).update(rack=None, position_u=None)
     _clear_nics_and_bmcs(changed)
     created = [r for r in result.rows if r.action == "create"]
@@ -543,6 +553,7 @@ def export_rows() -> list[dict[str, str]]:
                 "hostname": m.hostname,
                 "position_u": _text(m.position_u),
                 "height_u": str(m.height_u),
+                "depth": m.depth,
                 "serial": m.serial,
                 "vendor": m.vendor,
                 "model": m.model,

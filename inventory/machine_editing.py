@@ -20,7 +20,7 @@ from .editing import EditRefused, assign, at_once_refused, checked, deleted, fin
 from .models import BMC, NIC, Machine
 from .validators import normalise_mac
 
-MACHINE_FIELDS = ("hostname", "rack", "position_u", "height_u", "serial", "vendor", "model", "boot_mode")
+MACHINE_FIELDS = ("hostname", "rack", "position_u", "height_u", "depth", "serial", "vendor", "model", "boot_mode")
 NIC_FIELDS = ("name", "mac", "is_pxe", "ip", "prefix_len", "gateway", "vlan")
 BMC_FIELDS = ("driver", "address", "port", "username")
 

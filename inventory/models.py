@@ -165,6 +165,19 @@ class BootMode(models.TextChoices):
     LEGACY = "legacy", "legacy BIOS"
 
 
+class Depth(models.TextChoices):
+    """How deep a machine is and, when half, which face of the rack it is mounted on (NetBox's full depth and
+    face). Two half-depth machines on opposite faces may share rack units."""
+
+    FULL = "full", "full depth"
+    FRONT = "front", "half depth, front"
+    REAR = "rear", "half depth, rear"
+
+
+# The half a half-depth machine may share rack units with: the one on the opposite face.
+OPPOSITE_HALF = {Depth.FRONT: Depth.REAR, Depth.REAR: Depth.FRONT}
+
+
 class Machine(models.Model):
     hostname = HostnameField(unique=True, validators=[validate_hostname])
     rack = models.ForeignKey(Rack, null=True, blank=True, on_delete=models.PROTECT, related_name="machines")
@@ -173,6 +186,12 @@ class Machine(models.Model):
     )
     height_u = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_RACK_U)]
+    )
+    depth = models.CharField(
+        max_length=5,
+        choices=Depth.choices,
+        default=Depth.FULL,
+        help_text="A half-depth machine takes its rack units on one face only; the site overview draws the rear.",
     )
     serial = models.CharField(max_length=100, blank=True)
     vendor = models.CharField(max_length=100, blank=True)
@@ -270,14 +289,16 @@ class Machine(models.Model):
             Machine.objects.filter(rack_id=self.rack_id, position_u__lte=self.top_u)
             .filter(position_u__gte=self.position_u - F("height_u") + 1)
             .exclude(pk=self.pk)
+            .exclude(depth=OPPOSITE_HALF.get(self.depth, "-"))
             .order_by("position_u")
             .first()
         )
         if clash is not None:
+            face = "" if clash.depth == Depth.FULL else f" at the {clash.depth}"
             raise ValidationError(
                 {
                     "position_u": f"{u_span(self.position_u, self.top_u)} in rack {rack} overlaps {clash.hostname}, "
-                    f"which occupies {u_span(clash.position_u, clash.top_u)}."
+                    f"which occupies {u_span(clash.position_u, clash.top_u)}{face}."
                 }
             )
 

@@ -1,5 +1,5 @@
-"""The sites: a picker, and one site's overview, every rack side by side as live elevations (front view: the
-inventory records no machine depth, so there is no rear view to draw)."""
+"""The sites: a picker, and one site's overview, every rack side by side as live elevations (the front, and
+the rear as well where a rack holds half-depth machines)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from tests.conftest import make_bmc, make_machine, make_rack, make_site
 
 pytestmark = pytest.mark.django_db
 
-HEADER = ",".join(c for c in import_format.COLUMNS if c != "bmc_port")
+HEADER = ",".join(c for c in import_format.COLUMNS if c not in ("bmc_port", "depth"))
 PASSWORD = "imp0rted-bmc-secret"
 ACTOR = Actor.system("test")
 
@@ -192,3 +192,18 @@ def test_commands_preview_apply_and_export(rack, tmp_path, capsys):
     path.write_text(csv_of("dc1,r01,cli-2,1,1,,,,,,,,"))
     with pytest.raises(CommandError):
         call_command("import_machines", str(path), "--apply")
+
+
+def test_half_depth_machines_on_opposite_faces_share_a_unit_and_the_same_face_is_refused(rack):
+    make_machine(rack, hostname="front-1", position_u=5, depth="front", with_nic=False)
+    text = "site,rack,hostname,position_u,depth\ndc1,r01,rear-1,5,rear\ndc1,r01,rear-2,5,Rear\n"
+    assert problems_of(text) == {(3, "position_u")}
+    message = importing.plan(text).problems[0].message
+    assert message == "U5 in rack dc1/r01 overlaps rear-1 (row 2), which occupies U5"
+    importing.apply(text.rsplit("dc1,r01,rear-2", 1)[0], actor=ACTOR)
+    assert Machine.objects.get(hostname="rear-1").depth == "rear"
+    assert problems_of("site,rack,hostname,position_u,depth\ndc1,r01,full-1,5,\n") == {(2, "position_u")}
+    assert problems_of("hostname,depth\nfront-1,middle\n") == {(2, "depth")}
+    exported = import_format.write(importing.export_rows(), "csv")
+    assert "front-1,5,1,front" in exported and "rear-1,5,1,rear" in exported
+    assert [r.action for r in importing.plan(exported).rows] == ["unchanged", "unchanged"]

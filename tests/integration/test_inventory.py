@@ -110,9 +110,30 @@ def test_overlapping_machines_are_refused_naming_the_other_machine():
 def test_overlap_is_refused_by_postgresql_itself():
     rack = make_rack()
     make_machine(rack, hostname="big", position_u=10, height_u=4)
-    with pytest.raises(IntegrityError, match="machine_rack_no_overlap"), transaction.atomic():
+    with pytest.raises(IntegrityError, match="machine_rack_front_no_overlap"), transaction.atomic():
         Machine.objects.create(hostname="sneaky", rack=rack, position_u=12, height_u=2)
+    with pytest.raises(IntegrityError, match="machine_rack_rear_no_overlap"), transaction.atomic():
+        Machine.objects.create(hostname="sneaky-rear", rack=rack, position_u=12, depth="rear")
     Machine.objects.create(hostname="next-rack-same-u", rack=make_rack(), position_u=12, height_u=2)
+    Machine.objects.create(hostname="front-half", rack=rack, position_u=2, depth="front")
+    Machine.objects.create(hostname="rear-half", rack=rack, position_u=2, depth="rear")
+    with pytest.raises(IntegrityError, match="machine_rack_front_no_overlap"), transaction.atomic():
+        Machine.objects.create(hostname="front-again", rack=rack, position_u=2, depth="front")
+
+
+def test_half_depth_machines_share_units_only_with_the_opposite_face():
+    rack = make_rack()
+    make_machine(rack, hostname="front-half", position_u=5, depth="front")
+    Machine(hostname="rear-half", rack=rack, position_u=5, depth="rear").full_clean()
+    same_face = Machine(hostname="front-two", rack=rack, position_u=5, depth="front")
+    assert errors_of(same_face)["position_u"] == [
+        f"U5 in rack {rack} overlaps front-half, which occupies U5 at the front."
+    ]
+    full = Machine(hostname="full", rack=rack, position_u=4, height_u=2)
+    assert "overlaps front-half" in errors_of(full)["position_u"][0]
+    make_machine(rack, hostname="big", position_u=10, height_u=2)
+    half_behind_full = Machine(hostname="behind", rack=rack, position_u=11, depth="rear")
+    assert errors_of(half_behind_full)["position_u"] == [f"U11 in rack {rack} overlaps big, which occupies U10–U11."]
 
 
 def test_machine_must_fit_in_its_rack():

@@ -155,6 +155,7 @@ def test_a_machine_with_nics_and_bmc_in_one_body_and_its_password_never_shown(ap
         ({"bmc": {"address": "10.0.0.3", "driver": "nope"}}, "bmc.driver"),
         ({"bmc": {"address": "10.0.0.3", "secret": "x"}}, "bmc.secret"),
         ({"owner": "me"}, "owner"),
+        ({"depth": "middle"}, "depth"),
     ],
 )
 def test_bad_machine_input_is_a_400_naming_the_field_and_writes_nothing(api, scene, change, field):
@@ -162,6 +163,20 @@ def test_bad_machine_input_is_a_400_naming_the_field_and_writes_nothing(api, sce
     before = inventory()
     response = api["admin"]("POST", "machines", body)
     assert refused_cleanly(response, 400, field, before), response.text
+
+
+def test_half_depth_machines_on_opposite_faces_share_a_unit_through_the_api(api, scene):
+    admin = api["admin"]
+    front = admin("POST", "machines", {"hostname": "half-f", "rack": "lab/r01", "position_u": 11, "depth": "front"})
+    assert front.status_code == 201, front.text
+    assert front.json()["depth"] == "front"
+    rear = admin("POST", "machines", {"hostname": "half-r", "rack": "lab/r01", "position_u": 11, "depth": "rear"})
+    assert rear.status_code == 201, rear.text
+    before = inventory()
+    turned = admin("PATCH", "machines/half-r", {"depth": "front"})
+    assert refused_cleanly(turned, 400, "position_u", before)
+    assert "overlaps half-f, which occupies U11 at the front" in turned.json()["detail"]
+    assert admin("GET", "machines/half-r").json()["depth"] == "rear"
 
 
 def test_a_mac_another_machine_has_is_refused_by_name(api, scene):

@@ -136,3 +136,23 @@ def test_with_no_site_the_list_says_so_and_the_admin_is_shown_where_to_add_one(d
     viewer_page = client_for("viewer").get(reverse("inventory:site-list")).content.decode()
     assert "No sites yet" in admin_page and reverse("admin:inventory_site_add") in admin_page
     assert "No sites yet" in viewer_page and reverse("admin:inventory_site_add") not in viewer_page
+
+
+def test_a_rack_with_half_depth_machines_shows_its_rear(db):
+    rack = make_rack(make_site(slug="depth"), height_u=6)
+    make_machine(rack, hostname="full-1", position_u=1, height_u=2)
+    make_machine(rack, hostname="front-3", position_u=3, depth="front")
+    make_machine(rack, hostname="rear-3", position_u=3, depth="rear")
+    viewer = client_for("viewer")
+    page = viewer.get(reverse("inventory:site-overview", args=["depth"])).content.decode()
+    front, rear = page.split('aria-label="Rear of rack')
+    assert 'aria-label="Front of rack' in front
+    assert 'data-machine="full-1"' in front and 'data-machine="front-3"' in front and "rear-3" not in front
+    rear = rear.split("</svg>")[0]
+    assert 'data-machine="rear-3"' in rear and "front-3" not in rear
+    assert "full-1 (back)" in rear and 'data-machine="full-1"' not in rear  # one link, one Tab stop per machine
+    assert "3 machines" in page
+
+    only_full = make_rack(make_site(slug="flat"), height_u=4)
+    make_machine(only_full, hostname="flat-1", position_u=1)
+    assert "Rear of rack" not in viewer.get(reverse("inventory:site-overview", args=["flat"])).text
