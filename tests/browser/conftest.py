@@ -7,10 +7,17 @@ downloaded. Skipped, with the reason, when it is not installed.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from tests import redis_claim
 from tests.servers import ROOT, Daphne
@@ -65,3 +72,52 @@ def login(browser, server, username: str, *, color_scheme: str = "light", **cont
     page.click("button[type=submit]")
     page.wait_for_url(server.url + "/")
     return page
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def lab_running(server, tmp_path: Path, machines: list[dict], *, install_s: float = 0.5):
+    """The simulated datacentre (python -m provisioner.lab) with these machines, reaching ``server``, and its
+    inventory loaded as `make run` loads it; stopped (every machine and BMC with it) at the end."""
+    config = tmp_path / "lab.json"
+    config.write_text(json.dumps({"machines": machines}))
+    state = tmp_path / "lab"
+    log = tmp_path / "lab.log"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "provisioner.lab",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(state),
+            "--base-url",
+            server.url,
+            "--install-s",
+            str(install_s),
+        ],
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        inventory = state / "inventory.json"
+        wait_for(lambda: inventory.exists() or proc.poll() is not None, what="the lab")
+        assert proc.poll() is None, log.read_text()
+        with open(os.devnull, "w") as quiet:
+            call_command("load_demo", "--lab-inventory", str(inventory), stdout=quiet)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

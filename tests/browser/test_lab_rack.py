@@ -3,22 +3,14 @@ machines that PXE-boot the real agent, a worker process and daphne, as `make run
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
-from django.core.management import call_command
 
 from installs.models import Install, InstallState
 from inventory.models import CredentialCheck, Machine
 from tests.integration.ui.conftest import user_with_role
-from tests.servers import ROOT, ControlPlane
+from tests.servers import ControlPlane
 
-from .conftest import SCREENSHOTS, login
-from .test_live_install import wait_for
+from .conftest import SCREENSHOTS, lab_running, login, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,35 +22,8 @@ MACHINES[3]["faults"] = ["bmc_rejects_credentials"]
 
 @pytest.fixture
 def lab_rack(live, tmp_path):
-    config = tmp_path / "lab.json"
-    config.write_text(json.dumps({"machines": MACHINES}))
-    state = tmp_path / "lab"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "provisioner.lab",
-            "--config",
-            str(config),
-            "--state-dir",
-            str(state),
-            "--base-url",
-            live.url,
-            "--install-s",
-            "0.5",
-        ],
-        cwd=ROOT,
-        stdout=(tmp_path / "lab.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    inventory = state / "inventory.json"
-    wait_for(lambda: inventory.exists() or proc.poll() is not None, what="the lab")
-    assert proc.poll() is None, (tmp_path / "lab.log").read_text()
-    call_command("load_demo", "--lab-inventory", str(inventory), stdout=open(os.devnull, "w"))
-    yield Machine.objects.get(hostname="rack-a-01").rack
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    with lab_running(live, tmp_path, MACHINES):
+        yield Machine.objects.get(hostname="rack-a-01").rack
 
 
 def test_technician_installs_a_lab_rack_from_the_browser(browser, live, lab_rack, tmp_path):

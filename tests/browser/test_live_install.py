@@ -11,7 +11,7 @@ import pytest
 
 from installs.models import Event, Install, InstallState
 from installs.tokens import callback_token
-from tests.browser.conftest import SCREENSHOTS, login
+from tests.browser.conftest import SCREENSHOTS, login, wait_for
 from tests.conftest import make_bmc, make_machine, make_rack, make_site
 from tests.integration.ui.conftest import user_with_role
 from tests.servers import ControlPlane
@@ -26,16 +26,6 @@ def installer_says(server, install: Install, kind: str, message: str = "") -> di
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
-
-
-def wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def build_lab(tmp_path):

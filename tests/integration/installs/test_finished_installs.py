@@ -1,9 +1,11 @@
 """What a finished install says about itself: the step it ended on, and its failure said once."""
 
+import re
 import subprocess
 
 from django.core.management import call_command
 from django.test import Client
+from django.utils.html import strip_tags
 
 from audit.service import Actor
 from installs import callbacks, engine, tokens
@@ -76,6 +78,14 @@ def test_a_cancelled_install_names_the_step_it_was_cancelled_during(lab):
     assert Install.objects.get(pk=install.pk).failure_message in (
         Event.objects.filter(install=install, kind=EventKind.STATE, data__to="cancelled").get().message
     )
+
+    # Its page and its batch's say who cancelled it and why, without the reason code repeating "Cancelled".
+    user_with_role("viewer", "viewer")
+    client = Client()
+    client.login(username="viewer", password="correct horse battery staple")
+    for url in (f"/installs/{install.pk}/?partial=1", f"/batches/{install.batch_id}/?partial=1"):
+        text = re.sub(r"\s+", " ", strip_tags(client.get(url).content.decode()))
+        assert "Cancelled by test: wrong machine" in text and text.count("Cancelled") == 1, (url, text)
 
 
 def test_a_failed_kickstart_sends_its_syslog_tail_and_people_see_it(lab, live_server, tmp_path):
