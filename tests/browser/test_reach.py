@@ -1,4 +1,5 @@
-"""Reach: the main pages work on a tablet (768×1024, touch) and at 1280×800.
+"""Reach: the main pages work on a tablet (768×1024, touch) and at 1280×800, and the machine list and its confirm
+dialog work from the keyboard alone.
 
 "Works" is measured, not looked at: the document never scrolls sideways (a wide table scrolls inside its own
 frame), and each page's main controls are on screen, not covered, and at least 24 CSS pixels on a touch screen
@@ -106,3 +107,68 @@ def test_the_main_pages_fit_and_their_controls_can_be_tapped(browser, live, scen
         page.screenshot(path=str(SCREENSHOTS / "tablet-confirm-dialog.png"))
         page.locator("dialog#confirm-dialog button[data-cancel]").tap()
         assert not dialog.is_visible()
+
+
+# What has keyboard focus, and whether it shows: an outline of at least 2 px (or the drawing's own stroke).
+FOCUSED = """() => {
+  const a = document.activeElement, s = getComputedStyle(a);
+  return {tag: a.tagName, name: a.getAttribute("name") || "", text: (a.textContent || "").trim().slice(0, 30),
+          host: (a.dataset && a.dataset.hostname) || "", typed: a.hasAttribute("data-typed"),
+          outline: s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2,
+          dialog: !!document.querySelector("dialog[open]")};
+}"""
+
+
+def _tab_to(page, wanted, *, back: bool = False, limit: int = 80) -> list[dict]:
+    """Press Tab (Shift+Tab going back) until wanted(focused) is true; every stop on the way, in order."""
+    stops = []
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+        stops.append(page.evaluate(FOCUSED))
+        if wanted(stops[-1]):
+            return stops
+    raise AssertionError(f"not reached in {limit} key presses: {stops[-5:]}")
+
+
+def test_the_machine_list_and_its_dialog_work_from_the_keyboard(browser, live, scene):  # noqa: F811
+    user_with_role("superuser", "boss")
+    page = login(browser, live, "boss")
+    page.goto(live.url + "/machines/")
+    page.wait_for_load_state("networkidle")
+
+    # From the top of the page to the first row's checkbox: every stop on the way shows where focus is.
+    stops = _tab_to(page, lambda f: f["name"] == "machine" and f["host"])
+    unseen = [f"{s['tag']} {s['name'] or s['text']}" for s in stops if not s["outline"]]
+    assert not unseen, unseen
+    row = page.locator(f"input[name=machine][data-hostname='{stops[-1]['host']}']")
+    page.keyboard.press("Space")
+    assert row.is_checked()
+
+    # Back to the action, chosen with the arrow keys, then to its button.
+    _tab_to(page, lambda f: f["tag"] == "SELECT" and f["name"] == "action", back=True)
+    for _ in range(5):
+        page.keyboard.press("ArrowDown")
+    assert page.locator("#bulk select[name=action]").input_value() == "off"
+    _tab_to(page, lambda f: f["text"] == "Take action…", limit=10)
+
+    # Enter opens the dialog with focus in the box that wants the hostname; Escape closes it and focus goes back.
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog#confirm-dialog")
+    assert dialog.is_visible()
+    inside = page.evaluate(FOCUSED)
+    assert inside["typed"] and inside["outline"], inside
+    assert "Power off on 1 machine(s)" in dialog.locator("[data-what]").inner_text()
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible()
+    back = page.evaluate(FOCUSED)
+    assert back["text"] == "Take action…" and back["outline"], back
+    assert row.is_checked()
+
+    # Again, and out through Cancel by keyboard: Confirm stays disabled until the hostname is typed.
+    page.keyboard.press("Enter")
+    page.keyboard.type(stops[-1]["host"])
+    assert dialog.locator("[data-ok]").is_enabled()
+    _tab_to(page, lambda f: f["text"] == "Cancel", limit=5)
+    page.keyboard.press("Enter")
+    assert not dialog.is_visible()
+    assert page.evaluate(FOCUSED)["text"] == "Take action…"
