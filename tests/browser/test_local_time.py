@@ -1,5 +1,5 @@
 """Times follow the browser's time zone: a known instant shows in Japan time with the zone's name, keeps UTC in its
-tooltip, and without JavaScript the page still says UTC."""
+tooltip, and without JavaScript the page still says UTC; tooltips that hold a time (the machine list's) follow too."""
 
 from __future__ import annotations
 
