@@ -1,7 +1,8 @@
 // Times in the browser's time zone. The server prints every time as <time datetime="…Z" data-local="fmt">
 // in UTC, saying "UTC" (what a page shows without JavaScript); this rewrites the text to local time with the
 // zone's short name, keeps UTC in the tooltip, and does the same for parts swapped in later (htmx, live
-// refresh) through one MutationObserver.
+// refresh) through one MutationObserver. A tooltip that holds a time (an element with data-title-at="…Z"
+// data-title-local="fmt") has that UTC text in its title replaced by the local one.
 (function () {
   "use strict";
   function two(n) { return (n < 10 ? "0" : "") + n; }
@@ -16,15 +17,19 @@
     return "";
   }
 
-  function format(d, fmt) {
-    var date = d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate());
-    var hm = two(d.getHours()) + ":" + two(d.getMinutes());
+  // The same text as the server's filter for that format: in local time with the zone's name, or in UTC.
+  function format(d, fmt, utc) {
+    var f = utc
+      ? [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]
+      : [d.getFullYear(), d.getMonth(), d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds()];
+    var date = f[0] + "-" + two(f[1] + 1) + "-" + two(f[2]);
+    var hm = two(f[3]) + ":" + two(f[4]);
     var text;
-    if (fmt === "time") text = hm + ":" + two(d.getSeconds());
-    else if (fmt === "seconds") text = date + " " + hm + ":" + two(d.getSeconds());
+    if (fmt === "time") text = hm + ":" + two(f[5]);
+    else if (fmt === "seconds") text = date + " " + hm + ":" + two(f[5]);
     else if (fmt === "short") text = date.slice(5) + " " + hm;
     else text = date + " " + hm;
-    return text + " " + zoneName(d);
+    return text + " " + (utc ? "UTC" : zoneName(d));
   }
 
   function localize(el) {
@@ -36,9 +41,22 @@
     el.textContent = format(d, el.dataset.local);
   }
 
+  function localizeTitle(el) {
+    if (el.dataset.titleDone === "1") return;
+    var d = new Date(el.dataset.titleAt);
+    if (isNaN(d.getTime())) return;
+    el.dataset.titleDone = "1";
+    var fmt = el.dataset.titleLocal;
+    el.title = el.title.replace(format(d, fmt, true), format(d, fmt) + (zone ? " (" + zone + ")" : ""));
+  }
+
   function scan(root) {
     if (root.matches && root.matches("time[data-local]")) localize(root);
-    if (root.querySelectorAll) root.querySelectorAll("time[data-local]").forEach(localize);
+    if (root.matches && root.matches("[data-title-at]")) localizeTitle(root);
+    if (root.querySelectorAll) {
+      root.querySelectorAll("time[data-local]").forEach(localize);
+      root.querySelectorAll("[data-title-at]").forEach(localizeTitle);
+    }
   }
 
   // For scripts that build lines themselves (the install log): the same text the server's lines get.

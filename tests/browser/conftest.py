@@ -63,8 +63,11 @@ def live(transactional_db, tmp_path):
     redis_claim.flush()
 
 
-def login(browser, server, username: str, *, color_scheme: str = "light", **context_args):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=color_scheme, **context_args)
+def login(browser, server, username: str, *, color_scheme: str = "light", viewport=None, **context_args):
+    """A new browser context logged in as username: 1280×800 unless given another viewport (a tablet's, with
+    is_mobile and has_touch among context_args)."""
+    viewport = viewport or {"width": 1280, "height": 800}
+    context = browser.new_context(viewport=viewport, color_scheme=color_scheme, **context_args)
     page = context.new_page()
     page.goto(server.url + "/login/")
     page.fill("input[name=username]", username)

@@ -1,5 +1,5 @@
 """Times follow the browser's time zone: a known instant shows in Japan time with the zone's name, keeps UTC in its
-tooltip, and without JavaScript the page still says UTC."""
+tooltip, and without JavaScript the page still says UTC; tooltips that hold a time (the machine list's) follow too."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.browser.conftest import login
+from tests.conftest import make_machine
 from tests.integration.ui.conftest import user_with_role
 from tests.integration.ui.test_local_time import recorded_session
 
@@ -35,3 +36,33 @@ def test_a_known_time_shows_in_the_browsers_zone(browser, live):
 
     plain = _open_session(browser, live, url, timezone_id="Asia/Tokyo", java_script_enabled=False).first
     assert plain.inner_text() == "2026-12-06 14:03:12 UTC"
+
+
+def test_the_machine_lists_tooltips_show_the_browsers_zone(browser, live):
+    user_with_role("superuser", "boss")
+    make_machine(
+        hostname="tipped-01", status="broken", status_reason="DIMM B2", status_changed_at=AT,
+        power_state="on", power_state_at=AT,
+    )  # fmt: skip
+    page = login(browser, live, "boss", timezone_id="Asia/Tokyo")
+    page.goto(live.url + "/machines/?q=tipped-01")
+    badge = page.locator("tr:has-text('tipped-01') .badge.s-broken")
+    assert badge.get_attribute("title") == "DIMM B2 — since 2026-12-06 23:03 GMT+9 (Asia/Tokyo)"
+    power = page.locator('tr:has-text("tipped-01") time[datetime="2026-12-06T14:03:12Z"]')
+    assert power.get_attribute("title") == "2026-12-06 23:03:12 GMT+9 (Asia/Tokyo)"
+    assert power.inner_text().endswith(" ago")
+
+    # A live refresh swaps the rows in again: the new tooltips are rewritten too.
+    page.evaluate("""() => {
+      document.querySelector('.badge.s-broken').dataset.old = '1';
+      const rows = document.querySelector('[data-refresh]');
+      htmx.ajax('GET', rows.dataset.refresh, {target: rows, swap: 'innerHTML'});
+    }""")
+    page.locator(".badge.s-broken:not([data-old])").wait_for()
+    assert badge.get_attribute("title") == "DIMM B2 — since 2026-12-06 23:03 GMT+9 (Asia/Tokyo)"
+
+    plain = login(browser, live, "boss", timezone_id="Asia/Tokyo", java_script_enabled=False)
+    plain.goto(live.url + "/machines/?q=tipped-01")
+    assert plain.locator("tr:has-text('tipped-01') .badge.s-broken").get_attribute("title") == (
+        "DIMM B2 — since 2026-12-06 14:03 UTC"
+    )

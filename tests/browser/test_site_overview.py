@@ -105,7 +105,7 @@ def test_the_site_overview_updates_live_and_shows_facts(browser, live):
     page.emulate_media(color_scheme="light")
 
     # From a rack's heading, Tab reaches its machines, one after another.
-    page.focus('figure.rack h3 a:text("hall/r03")')
+    page.focus('figure.rack h2 a:text("hall/r03")')
     page.keyboard.press("Tab")
     first = page.evaluate("document.activeElement.dataset.machine")
     page.keyboard.press("Tab")

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from django.template import Context, Template, TemplateSyntaxError
 
 from access.models import ShellSession
+from tests.conftest import make_machine
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
-def _render(value, fmt=None) -> str:
+def _render(value, fmt=None, name="when") -> str:
     arg = f':"{fmt}"' if fmt else ""
-    return Template("{% load local_time %}{{ v|when" + arg + " }}").render(Context({"v": value}))
+    return Template("{% load local_time %}{{ v|" + name + arg + " }}").render(Context({"v": value}))
 
 
 def test_the_filter_prints_utc_and_the_instant_whatever_zone_the_value_is_in():
@@ -25,6 +29,51 @@ def test_the_filter_prints_utc_and_the_instant_whatever_zone_the_value_is_in():
     assert _render(None) == "" and _render("") == ""
     with pytest.raises(TemplateSyntaxError, match="unknown format 'hours'"):
         _render(at, "hours")
+
+
+def test_tooltip_times_are_utc_text_with_the_instant_beside_them():
+    at = datetime(2026, 12, 6, 23, 3, 12, tzinfo=timezone(timedelta(hours=9)))
+    assert _render(at, name="when_text") == "2026-12-06 14:03 UTC"
+    assert _render(at, "time", name="when_text") == "14:03:12 UTC"
+    assert _render(at, name="title_at") == 'data-title-at="2026-12-06T14:03:12Z" data-title-local="minutes"'
+    ago = _render(datetime.now(UTC) - timedelta(minutes=5, seconds=3), name="ago")
+    assert re.fullmatch(
+        r'<time datetime="(\S+Z)" data-title-at="\1" data-title-local="seconds" '
+        r'title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">5 min ago</time>',
+        ago,
+    ), ago
+    for name in ("when_text", "title_at", "ago"):
+        assert _render(None, name=name) == ""
+        with pytest.raises(TemplateSyntaxError, match=f"{name}: unknown format"):
+            _render(at, "hours", name=name)
+
+
+def test_no_template_prints_a_time_with_djangos_own_filters():
+    """Django's date and time filters print the server's zone: every time goes through when, when_text or ago."""
+    found = [
+        f"{path.relative_to(TEMPLATES)}:{n}"
+        for path in TEMPLATES.rglob("*.html")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\|(date|time)\b|\{\{ *[\w.]*_at *\}\}", line)
+    ]
+    assert not found, found
+
+
+def test_the_machine_lists_tooltips_carry_their_instant(client, users, scene):
+    at = datetime(2026, 12, 6, 14, 3, 12, tzinfo=UTC)
+    make_machine(
+        scene.rack, hostname="tipped-01", position_u=5, status="broken", status_reason="DIMM B2",
+        status_changed_at=at, power_state="on", power_state_at=at,
+    )  # fmt: skip
+    client.force_login(users["viewer"])
+    html = client.get("/machines/", {"q": "tipped-01"}).content.decode()
+    assert (
+        'title="DIMM B2 — since 2026-12-06 14:03 UTC" data-title-at="2026-12-06T14:03:12Z" data-title-local="minutes"'
+    ) in html
+    assert (
+        '<time datetime="2026-12-06T14:03:12Z" data-title-at="2026-12-06T14:03:12Z" data-title-local="seconds" '
+        'title="2026-12-06 14:03:12 UTC">'
+    ) in html
 
 
 def recorded_session(user, started_at: datetime) -> ShellSession:
