@@ -49,18 +49,20 @@ FACT_FIELDS = (
     "nvme_count",
     "nic_max_speed_mbps",
 )
-# What a rack drawing reads of each machine: its place, state, power, reachability and hardware summary.
-DRAWING_FIELDS = (
+# What a box is drawn from: a machine's row as draw_racks reads it (with_last_install's and the BMC's columns too).
+BOX_FIELDS = (
     "hostname",
-    "rack_id",
     "position_u",
     "height_u",
-    "depth",
     "status",
     "power_state",
     "host_reachable",
+    "bmc_reachable",
+    "last_install_id",
+    "last_install_state",
     *FACT_FIELDS,
 )
+_POSITION = BOX_FIELDS.index("position_u")
 
 # Every number of a box but its height and place is the same for all boxes: set once here, not per box.
 _BOX = (
@@ -84,46 +86,53 @@ _DOTS = (
 
 def draw_racks(racks) -> list[dict]:
     """The drawings of these racks (fetched already, with their site): one query for all their machines, read
-    as plain rows (model instances for 1,680 machines cost more than the query itself)."""
+    as plain tuples (model instances for 1,680 machines cost more than the query itself)."""
     racks = list(racks)
     rows = (
         with_last_install(Machine.objects.filter(rack__in=racks))
         .annotate(bmc_reachable=F("bmc__reachable"))
         .order_by("rack_id", "-position_u")  # top down: the order a reader and the Tab key go
-        .values(*DRAWING_FIELDS, "last_install_id", "last_install_state", "bmc_reachable")
+        .values_list("rack_id", "depth", *BOX_FIELDS)
     )
     by_rack: dict[int, list] = {}
     for row in rows:
-        by_rack.setdefault(row["rack_id"], []).append(SimpleNamespace(**row))
-    return [rack_drawing(rack, by_rack.get(rack.pk, [])) for rack in racks]
+        by_rack.setdefault(row[0], []).append(row[1:])
+    return [_drawing(rack, by_rack.get(rack.pk, [])) for rack in racks]
 
 
 def rack_drawing(rack: Rack, machines: list) -> dict:
-    """The rack's SVG parts (U1 at the bottom): its ruler and one box per racked machine (anything with the
-    attributes of DRAWING_FIELDS and with_last_install's), on the front; and, when the rack holds half-depth
-    machines, its rear: the rear halves as boxes, the full-depth machines as their backs, which are not links (the
-    front's box is the one to open, and the one Tab stops at)."""
+    """The drawing of one rack from machines (anything with the attributes of BOX_FIELDS; a missing one is None,
+    a missing depth full)."""
+    rows = [(getattr(m, "depth", Depth.FULL), *(getattr(m, name, None) for name in BOX_FIELDS)) for m in machines]
+    return _drawing(rack, rows)
+
+
+def _drawing(rack: Rack, rows: list[tuple]) -> dict:
+    """The rack's SVG parts (U1 at the bottom) from rows of (depth, *BOX_FIELDS): its ruler and one box per racked
+    machine, on the front; and, when the rack holds half-depth machines, its rear: the rear halves as boxes, the
+    full-depth machines as their backs, which are not links (the front's box is the one to open, and the one Tab
+    stops at)."""
     height = rack.height_u * U_PX
     machine_url = reverse("inventory:machine-detail", args=["-"])[:-2] + "{}/"
-    racked = [m for m in machines if m.position_u is not None]
-    depth = {id(m): getattr(m, "depth", Depth.FULL) for m in racked}
-    front = [_box(m, height, machine_url) for m in racked if depth[id(m)] != Depth.REAR]
-    rear = [_box(m, height, machine_url) for m in racked if depth[id(m)] == Depth.REAR]
-    half_depth = any(d != Depth.FULL for d in depth.values())
-    backs = [_back(m, height) for m in racked if depth[id(m)] == Depth.FULL] if half_depth else []
+    racked = [row for row in rows if row[1 + _POSITION] is not None]
+    front = [_box_svg(height, machine_url, row[1:]) for row in racked if row[0] != Depth.REAR]
+    rear = [_box_svg(height, machine_url, row[1:]) for row in racked if row[0] == Depth.REAR]
+    half_depth = any(row[0] != Depth.FULL for row in racked)
+    backs = [_back(row[1:], height) for row in racked if row[0] == Depth.FULL] if half_depth else []
     return {
         "rack": rack,
         "height": height,
         "svg_h": height + 2,
         "ruler": _ruler(rack.height_u),
         "boxes": front + rear,
-        "svg": mark_safe("".join(b["svg"] for b in front)),  # every value in each box was escaped by _box
-        "rear_svg": mark_safe("".join(backs) + "".join(b["svg"] for b in rear)) if half_depth else None,
+        "svg": mark_safe("".join(front)),  # every value in each box was escaped by _box_svg
+        "rear_svg": mark_safe("".join(backs) + "".join(rear)) if half_depth else None,
     }
 
 
-def _back(m, height: int) -> str:
+def _back(values: tuple, height: int) -> str:
     """A full-depth machine seen from the rear: its place and name, greyed."""
+    m = SimpleNamespace(**dict(zip(BOX_FIELDS, values, strict=True)))
     top = height - (m.position_u + m.height_u - 1) * U_PX
     text_y = round(top + m.height_u * U_PX / 2 + 4)
     return (
@@ -147,7 +156,12 @@ def _ruler(height_u: int) -> SafeString:
     )
 
 
-def _box(m, height: int, machine_url: str) -> dict:
+# A box is about 800 bytes: at most some 7 MB, five halls of 40 full racks.
+@functools.lru_cache(maxsize=8192)
+def _box_svg(height: int, machine_url: str, values: tuple) -> str:
+    """One machine's box from its BOX_FIELDS. Drawn once per distinct look: the live refresh redraws the whole
+    grid at every install event, and nearly every box of it is as it was."""
+    m = SimpleNamespace(**dict(zip(BOX_FIELDS, values, strict=True)))
     state = m.last_install_state if m.last_install_state in ACTIVE_STATES else m.status
     failed = state in FAILED_STATES or m.last_install_state == InstallState.FAILED
     label = f"{state} · {POWER_SHOWN.get(m.power_state, 'power ?')}"
@@ -157,11 +171,11 @@ def _box(m, height: int, machine_url: str) -> dict:
     text_y = round(top + m.height_u * U_PX / 2 + 4)
     install = m.last_install_id if m.last_install_state in ACTIVE_STATES else None
     name = m.hostname if len(m.hostname) <= name_chars else m.hostname[: name_chars - 1] + "…"
-    reach, dots = _reach(getattr(m, "bmc_reachable", None), m.host_reachable)
+    reach, dots = _reach(m.bmc_reachable, m.host_reachable)
     hostname = escape(m.hostname)
     # str.format, every text escaped here and every number an int: format_html escaping each value of 1,680 boxes
     # was most of the overview's time. What repeats from box to box (states, facts, reachability) is escaped once.
-    svg = _BOX.format(
+    return _BOX.format(
         href=escape(machine_url.format(quote(m.hostname))),
         hostname=hostname,
         state=_escaped(state),
@@ -179,7 +193,6 @@ def _box(m, height: int, machine_url: str) -> dict:
         label=_escaped(label),
         dots=dots.format(dot_y=text_y - 4),
     )  # fmt: skip
-    return {"machine": m, "state": state, "failed": failed, "install": install, "svg": svg}
 
 
 @functools.lru_cache(maxsize=256)
