@@ -73,6 +73,7 @@ class MachineConfig:
     bmc_port: int = 0  # 0: the lab's base port + index, or any free port without a base
     faults: list[str] = field(default_factory=list)
     height_u: int = 1
+    depth: str = "full"  # or "front" / "rear": a half-depth machine on that face (the site overview draws the rear)
     # Not in the inventory file: it powers on when the site discovers, and discovery finds it.
     unknown: bool = False
 
@@ -132,8 +133,10 @@ def demo_machines(racks: int = 3, per_rack: int = 12) -> list[MachineConfig]:
                 )
             )
     faults = {"lab-r1-12": ["bmc_rejects_credentials"], "lab-r2-12": ["disk_too_small"]}
+    depths = {"lab-r2-10": "front", "lab-r2-11": "rear"}  # half-depth boxes: r2 is drawn from the rear as well
     for machine in machines:
         machine.faults = faults.get(machine.hostname, [])
+        machine.depth = depths.get(machine.hostname, "full")
     return machines
 
 
@@ -380,6 +383,7 @@ class Lab:
                     "rack": spec.rack,
                     "position_u": spec.position_u,
                     "height_u": spec.height_u,
+                    "depth": spec.depth,
                     "firmware": spec.firmware,
                     "serial": f"LAB-{index + 1:04d}",
                     "vendor": "Provisioner Lab",

@@ -27,7 +27,7 @@ def specs() -> list[MachineConfig]:
         MachineConfig("good-01", "r1", 1, ["52:54:00:aa:00:01"], firmware="uefi"),
         MachineConfig("locked-02", "r1", 3, ["52:54:00:aa:00:02"], faults=["bmc_rejects_credentials"]),
         MachineConfig("dead-03", "r1", 5, ["52:54:00:aa:00:03"], faults=["bmc_dead"]),
-        MachineConfig("small-04", "r1", 7, ["52:54:00:aa:00:04"], faults=["disk_too_small"]),
+        MachineConfig("small-04", "r1", 7, ["52:54:00:aa:00:04"], faults=["disk_too_small"], depth="rear"),
     ]
 
 
@@ -56,6 +56,7 @@ def test_inventory_describes_every_machine_and_is_private(lab):
         {"name": "eno1", "mac": good["mac"], "pxe": True, "ip": "127.77.1.1", "prefix": 8}
     ]
     assert inventory["machines"][3]["nics"][0]["ip"] == "127.77.1.4"  # one address per machine, by rack
+    assert [m["depth"] for m in inventory["machines"]] == ["full", "full", "full", "rear"]
     # What the site's SSH access takes: the jump host (its key pinned) and the login of installed machines.
     jump, login = inventory["jump_host"], inventory["site_login"]
     assert (jump["address"], jump["port"], jump["username"]) == ("127.0.0.1", lab.access.jump.port, "jump")
@@ -167,3 +168,10 @@ def test_the_command_stops_everything_on_sigterm(tmp_path, stub):
     with pytest.raises(ProcessLookupError):
         os.kill(agent_pid, 0)
     assert not config.inventory_path.exists()
+
+
+def test_the_demo_has_a_half_depth_pair_for_the_overviews_rear_view():
+    assert {m.hostname: m.depth for m in demo_machines() if m.depth != "full"} == {
+        "lab-r2-10": "front",
+        "lab-r2-11": "rear",
+    }
