@@ -53,6 +53,9 @@ def build_hall():
         hdd_count=2,
         nic_max_speed_mbps=25000,
     )
+    # Two half-depth boxes back to back in r06's U1: that rack is drawn from the rear as well.
+    make_machine(racks[5], hostname="half-front", position_u=1, depth="front")
+    make_machine(racks[5], hostname="half-rear", position_u=1, depth="rear")
     return site, install, spec
 
 
@@ -75,6 +78,11 @@ def test_the_site_overview_updates_live_and_shows_facts(browser, live):
     tops = page.eval_on_selector_all("figure.rack", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
     assert len(tops) == 6
     assert 1 < len(set(tops)) < 6 and tops.count(tops[0]) >= 3, tops
+    rear = page.locator('svg[aria-label="Rear of rack hall/r06"]')
+    assert rear.locator('a[data-machine="half-rear"]').is_visible()
+    assert rear.locator('a[data-machine="half-front"]').count() == 0 and "n6-03 (back)" in rear.text_content()
+    assert page.locator('svg[aria-label="Front of rack hall/r06"] a[data-machine="half-rear"]').count() == 0
+    assert page.locator('svg[aria-label^="Rear of rack"]').count() == 1
     assert page.get_attribute(box("target-01"), "data-state") == "installing"
     assert "installing · on" in page.text_content(box("target-01") + " .mstate")
 
