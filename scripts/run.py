@@ -208,6 +208,10 @@ def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     preflight(args.port, lab=not args.no_lab)
     env = {**os.environ, "PROVISIONER_DEV": "1", "PYTHONUNBUFFERED": "1"}
+    # The dashboard as a technician gets it: a mistyped address is the product's "not found" page, not Django's
+    # debug page (which lists every URL and settings, and whose inline styles the CSP blocks). DEBUG=1 make run
+    # for the debug pages.
+    env.setdefault("DEBUG", "0")
     supervisor = Supervisor()
     # Ctrl-C, and SIGTERM from a service manager or `kill`, stop everything. SIGINT is set
     # explicitly because a shell that starts us in the background leaves it ignored.
