@@ -94,6 +94,7 @@ def test_admin_sets_a_new_password_and_blank_keeps_the_old(admin_client):
         "rack": machine.rack_id,
         "position_u": 1,
         "height_u": 1,
+        "depth": "full",
         "nics-TOTAL_FORMS": 1,
         "nics-INITIAL_FORMS": 1,
         "nics-0-id": nic.pk,
