@@ -40,9 +40,10 @@ test: $(VENV)/.installed-test
 	    PROVISIONER_FIELD_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
 	    ALLOWED_HOSTS=provisioner.example.net DATABASE_URL=$(TEST_DATABASE_URL) \
 	    $(PY) manage.py check --deploy --fail-level WARNING
+	@# The 25 slowest tests are listed at the end: CI's time budget is spent there.
 	PROVISIONER_DEV=1 DEBUG=0 PROVISIONER_VAR_DIR=$(CURDIR)/var/test \
 	    DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-	    $(VENV)/bin/pytest
+	    $(VENV)/bin/pytest --durations=25
 
 # A real virtual machine installed over PXE and IPMI (QEMU, the memory OS, ipmi_sim): docs/memory-os.md.
 # A second run beside it needs its own database (named *e2e: the run drops it), Redis database and E2E_DIR.
