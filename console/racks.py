@@ -1,5 +1,5 @@
-"""Rack elevations: the SVG front view of a rack with a box per machine, for the rack list, one rack's page and
-a site's overview (console/views/sites.py).
+"""Rack elevations: the SVG front view of a rack with a box per machine (and its rear, when it holds half-depth
+machines), for the rack list, one rack's page and a site's overview (console/views/sites.py).
 
 Each box says its state and power in words beside the colour, marks a failure, shows the BMC's and the host's
 reachability, and carries the hardware summary that hover and keyboard focus show (static/js/rack-facts.js).
@@ -97,23 +97,28 @@ def draw_racks(racks) -> list[dict]:
     by_rack: dict[int, list] = {}
     for row in rows:
         by_rack.setdefault(row[0], []).append(row[1:])
-    return [_drawing(rack, by_rack.get(rack.pk, [])) for rack in racks]
+    machine_url = _machine_url()
+    return [_drawing(rack, by_rack.get(rack.pk, []), machine_url) for rack in racks]
 
 
 def rack_drawing(rack: Rack, machines: list) -> dict:
     """The drawing of one rack from machines (anything with the attributes of BOX_FIELDS; a missing one is None,
     a missing depth full)."""
     rows = [(getattr(m, "depth", Depth.FULL), *(getattr(m, name, None) for name in BOX_FIELDS)) for m in machines]
-    return _drawing(rack, rows)
+    return _drawing(rack, rows, _machine_url())
 
 
-def _drawing(rack: Rack, rows: list[tuple]) -> dict:
+def _machine_url() -> str:
+    """A machine page's URL with "{}" for the (quoted) hostname."""
+    return reverse("inventory:machine-detail", args=["-"])[:-2] + "{}/"
+
+
+def _drawing(rack: Rack, rows: list[tuple], machine_url: str) -> dict:
     """The rack's SVG parts (U1 at the bottom) from rows of (depth, *BOX_FIELDS): its ruler and one box per racked
     machine, on the front; and, when the rack holds half-depth machines, its rear: the rear halves as boxes, the
     full-depth machines as their backs, which are not links (the front's box is the one to open, and the one Tab
     stops at)."""
     height = rack.height_u * U_PX
-    machine_url = reverse("inventory:machine-detail", args=["-"])[:-2] + "{}/"
     racked = [row for row in rows if row[1 + _POSITION] is not None]
     front = [_box_svg(height, machine_url, row[1:]) for row in racked if row[0] != Depth.REAR]
     rear = [_box_svg(height, machine_url, row[1:]) for row in racked if row[0] == Depth.REAR]
